@@ -1,0 +1,36 @@
+"""permctl: the one command line of the service."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app.cli.audit import audit
+from app.cli.call import call
+from app.cli.db import db
+from app.cli.load import load
+from app.cli.rules import rules
+from app.cli.serve import serve
+from app.cli.tenant import tenant
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Trade-permission policy service: database, fixtures, server, signed calls, rules, tenants, audit.
+
+    Settings come from DATABASE_URL, REDIS_URL and RULES_DIR.
+
+    \b
+    Example:
+      permctl db upgrade && permctl load demo/fixtures.yaml && permctl serve
+    """
+
+
+for command in (db, load, serve, call, rules, tenant, audit):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of the permctl script."""
+    sys.exit(cli.main(prog_name="permctl", standalone_mode=True))

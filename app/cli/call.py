@@ -1,0 +1,70 @@
+"""permctl call: a request signed exactly like the official SDK signs it."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+import click
+
+from app.settings import ClientSettings
+from app.signature import sign, signature_header
+
+
+@click.command()
+@click.argument("method", type=click.Choice(["GET", "POST", "get", "post"]))
+@click.argument("path")
+@click.option("--data", default=None, help="JSON body (POST).")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the answer.")
+def call(method: str, path: str, data: str | None, timeout: float) -> None:
+    """Send a signed request using LONGBRIDGE_APP_KEY, _APP_SECRET, _ACCESS_TOKEN and _HTTP_URL.
+
+    Prints the response envelope and its trace id; exits 1 when the code is not 0.
+
+    \b
+    Example:
+      permctl call POST /v1/whaleapi/account/update_account_trade_permission \\
+        --data '{"account_no":"L6VQEU00121996","changes":[{"permission_type":"stock.US","permission_status":"open"}]}'
+      permctl call GET '/v1/whaleapi/account/get_account_trade_permission?account_no=L6VQEU00121996'
+    """
+    try:
+        client = ClientSettings.from_env()
+    except KeyError as exc:
+        raise click.ClickException(f"set the SDK variables first: {exc.args[0]}") from exc
+    method = method.upper()
+    body = b""
+    if data is not None:
+        try:
+            body = json.dumps(json.loads(data), separators=(",", ":")).encode()
+        except ValueError as exc:
+            raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
+    parts = urlsplit(path)
+    timestamp = str(int(time.time()))
+    signature = sign(app_secret=client.app_secret, method=method, path=parts.path, query=parts.query,
+                     access_token=client.access_token, app_key=client.app_key, timestamp=timestamp, body=body)
+    base = client.http_url.rstrip("/")
+    if urlsplit(base).scheme not in ("http", "https"):
+        raise click.ClickException(f"LONGBRIDGE_HTTP_URL must be an http(s) URL, got {client.http_url!r}")
+    request = urllib.request.Request(
+        base + path, data=body or None, method=method,
+        headers={"X-Api-Key": client.app_key, "Authorization": client.access_token, "X-Timestamp": timestamp,
+                 "X-Api-Signature": signature_header(signature), "Content-Type": "application/json; charset=utf-8"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, trace = response.status, response.read(), response.headers.get("X-Trace-Id")
+    except urllib.error.HTTPError as exc:
+        status, raw, trace = exc.code, exc.read(), exc.headers.get("X-Trace-Id")
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(f"cannot reach {base}: {getattr(exc, 'reason', exc)}") from exc
+    click.echo(f"HTTP {status}  X-Trace-Id: {trace}", err=True)
+    click.echo(raw.decode("utf-8", "replace"))
+    try:
+        code = json.loads(raw).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    if code != 0:
+        raise SystemExit(1)

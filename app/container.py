@@ -1,0 +1,51 @@
+"""Builds the service's parts from Settings once per process; no Flask here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from app.persistence.config_cache import ConfigCache, make_config_cache
+from app.persistence.db import make_engine, make_session_factory
+from app.rules.live import LiveRules
+from app.service.authentication import Authenticator
+from app.service.permissions import PermissionService
+from app.service.tenant_config import EnabledPermissions
+from app.settings import Settings
+
+
+@dataclass
+class Container:
+    """Everything a request needs, wired together."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Any]
+    rules: LiveRules
+    config_cache: ConfigCache
+    authenticator: Authenticator
+    permissions: PermissionService
+
+    @classmethod
+    def build(cls, settings: Settings) -> Container:
+        """Wire the parts; the database is not contacted here."""
+        engine = make_engine(settings)
+        session_factory = make_session_factory(engine)
+        rules = LiveRules(settings.rules_dir)
+        cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds)
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=session_factory,
+            rules=rules,
+            config_cache=cache,
+            authenticator=Authenticator(
+                session_factory=session_factory, window_seconds=settings.signature_window_seconds
+            ),
+            permissions=PermissionService(
+                session_factory=session_factory, rules=rules, enabled=EnabledPermissions(cache)
+            ),
+        )

@@ -1,0 +1,116 @@
+"""Domain errors: each carries its contract code (SPEC §3.3), HTTP status and failure_index."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    """Every code of the contract, by name."""
+
+    SUCCESS = 0
+    INVALID_REQUEST = 400001
+    INVALID_PERMISSION_TYPE = 400101
+    INVALID_PERMISSION_STATUS = 400102
+    NO_STATE_CHANGE = 400103
+    DUPLICATE_PERMISSION_TYPE = 400104
+    IDEMPOTENCY_KEY_REUSED = 400105
+    UNAUTHENTICATED = 401001
+    NOT_FOUND = 404000
+    ACCOUNT_NOT_FOUND = 404001
+    METHOD_NOT_ALLOWED = 405000
+    ACCOUNT_DEREGISTERED = 409001
+    IDEMPOTENCY_KEY_IN_FLIGHT = 409002
+    WRITE_FAILED = 500001
+    SERVICE_UNAVAILABLE = 503001
+
+
+# Per-change outcomes a rule may name in rules/ (the rest belong to the service).
+RULE_OUTCOMES: frozenset[str] = frozenset(
+    {"INVALID_PERMISSION_TYPE", "INVALID_PERMISSION_STATUS", "NO_STATE_CHANGE", "DUPLICATE_PERMISSION_TYPE"}
+)
+
+
+class DomainError(Exception):
+    """Base of every error the service reports in the envelope."""
+
+    code: Code = Code.INVALID_REQUEST
+    http_status: int = 400
+
+    def __init__(self, message: str, *, failure_index: int = 0, rule_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.failure_index = failure_index
+        self.rule_id = rule_id
+
+
+class InvalidRequest(DomainError):
+    """The body is not JSON, has the wrong shape, or breaks a limit."""
+
+    code = Code.INVALID_REQUEST
+    http_status = 400
+
+
+class BodyTooLarge(InvalidRequest):
+    """The body is over the size limit."""
+
+    http_status = 413
+
+
+class ChangeRejected(DomainError):
+    """A rule rejected one change: carries the rule's outcome code and the change's index."""
+
+    http_status = 400
+
+    def __init__(self, code: Code, message: str, *, failure_index: int, rule_id: str) -> None:
+        super().__init__(message, failure_index=failure_index, rule_id=rule_id)
+        self.code = code
+
+
+class Unauthenticated(DomainError):
+    """Any signature failure, replay included."""
+
+    code = Code.UNAUTHENTICATED
+    http_status = 401
+
+
+class AccountNotFound(DomainError):
+    """No such account in the caller's tenant."""
+
+    code = Code.ACCOUNT_NOT_FOUND
+    http_status = 404
+
+
+class AccountDeregistered(DomainError):
+    """The account exists but is deregistered."""
+
+    code = Code.ACCOUNT_DEREGISTERED
+    http_status = 409
+
+
+class RouteNotFound(DomainError):
+    """No such route."""
+
+    code = Code.NOT_FOUND
+    http_status = 404
+
+
+class MethodNotAllowed(DomainError):
+    """The route exists but not for this method."""
+
+    code = Code.METHOD_NOT_ALLOWED
+    http_status = 405
+
+
+class WriteFailed(DomainError):
+    """A database error after validation; nothing was persisted."""
+
+    code = Code.WRITE_FAILED
+    http_status = 500
+
+
+class ServiceUnavailable(DomainError):
+    """The database cannot be reached."""
+
+    code = Code.SERVICE_UNAVAILABLE
+    http_status = 503

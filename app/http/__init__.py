@@ -1,0 +1,16 @@
+"""The HTTP layer: the only package that imports Flask."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.http.errors import init_error_handlers
+from app.http.permissions import bp as permissions_bp
+from app.http.trace import init_trace
+
+
+def init_http(app: Flask) -> None:
+    """Register trace ids, routes and error handlers."""
+    init_trace(app)
+    app.register_blueprint(permissions_bp)
+    init_error_handlers(app)

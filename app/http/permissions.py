@@ -1,0 +1,60 @@
+"""The two permission routes: update (POST) and read (GET)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from app.errors import InvalidRequest
+from app.http.auth import authenticate
+from app.http.envelope import success
+from app.http.trace import trace_id
+from app.schemas.permissions import load_get_query, load_update_request, parse_json_body
+
+bp = Blueprint("permissions", __name__, url_prefix="/v1/whaleapi/account")
+
+
+def _container() -> Any:
+    return current_app.extensions["permission_service"]
+
+
+@bp.post("/update_account_trade_permission")
+def update() -> Response:
+    """Apply a batch of permission changes to one account, all or nothing."""
+    container = _container()
+    body = request.get_data(cache=True)  # read first: the signature covers it and 413 comes before auth
+    caller = authenticate(request, container.authenticator)
+    if request.mimetype != "application/json":
+        raise InvalidRequest("Content-Type must be application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise InvalidRequest("the body must be UTF-8 JSON")
+    payload = load_update_request(parse_json_body(body))
+    container.permissions.update(
+        caller=caller, account_no=payload["account_no"], changes=payload["changes"], trace_id=trace_id()
+    )
+    return success({"failure_index": 0})
+
+
+@bp.get("/get_account_trade_permission")
+def read() -> Response:
+    """Read an account's permissions: every value its tenant's config enables, in catalog order."""
+    container = _container()
+    caller = authenticate(request, container.authenticator)
+    query = load_get_query(request.args.to_dict())
+    account = container.permissions.read(caller=caller, account_no=query["account_no"])
+    return success(
+        {
+            "account_no": account.account_no,
+            "account_status": account.account_status,
+            "permissions": [
+                {
+                    "permission_type": p.permission_type,
+                    "permission_status": p.permission_status,
+                    "updated_at": None if p.updated_at is None else p.updated_at.isoformat().replace("+00:00", "Z"),
+                }
+                for p in account.permissions
+            ],
+        }
+    )

@@ -1,0 +1,1 @@
+"""Persistence: typed models, repositories, the unit of work and the tenant-config cache."""

@@ -1,0 +1,119 @@
+"""The tenant SaaS config cache: Redis when configured, else in-process; never fatal.
+
+Entries are keyed by (tenant, config_version). The version comes with the account row the
+service reads anyway, so a config change is seen at once by every worker and host, and the
+TTL only bounds how long an entry lives.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+import structlog
+
+log = structlog.get_logger("app.config_cache")
+
+KEY_PREFIX = "tps:tenant-config:"
+
+
+class ConfigCache(Protocol):
+    """Where tenants' enabled patterns are cached."""
+
+    def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None: ...
+
+    def put(self, tenant_id: str, version: int, patterns: tuple[str, ...]) -> None: ...
+
+    def invalidate(self, tenant_id: str) -> None: ...
+
+
+def _key(tenant_id: str, version: int) -> str:
+    return f"{KEY_PREFIX}{tenant_id}:{version}"
+
+
+class InProcessConfigCache:
+    """A small TTL cache in this process."""
+
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
+        """The cached patterns, if present and fresh."""
+        with self._lock:
+            entry = self._entries.get(_key(tenant_id, version))
+        if entry is None or entry[0] < self._clock():
+            return None
+        return entry[1]
+
+    def put(self, tenant_id: str, version: int, patterns: tuple[str, ...]) -> None:
+        """Cache patterns for the TTL."""
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[_key(tenant_id, version)] = (self._clock() + self._ttl, patterns)
+
+    def invalidate(self, tenant_id: str) -> None:
+        """Forget every version of the tenant's config."""
+        prefix = f"{KEY_PREFIX}{tenant_id}:"
+        with self._lock:
+            for key in [k for k in self._entries if k.startswith(prefix)]:
+                del self._entries[key]
+
+
+class RedisConfigCache:
+    """Tenants' patterns in Redis, shared by every worker and host; any Redis trouble is a miss."""
+
+    def __init__(self, url: str, ttl_seconds: float) -> None:
+        self._ttl = max(1, int(ttl_seconds))
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False, decode_responses=True
+        )
+
+    def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
+        """The cached patterns, or None on a miss, a Redis error or a corrupt entry."""
+        key = _key(tenant_id, version)
+        try:
+            raw = self._redis.get(key)
+        except redis.RedisError as exc:
+            log.warning("redis_unavailable", operation="get", error=type(exc).__name__)
+            return None
+        if raw is None:
+            return None
+        try:
+            patterns = json.loads(raw)
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError("not a list of strings")
+        except ValueError:
+            log.warning("tenant_config_cache_corrupt", tenant=tenant_id)
+            return None
+        return tuple(patterns)
+
+    def put(self, tenant_id: str, version: int, patterns: tuple[str, ...]) -> None:
+        """Cache patterns for the TTL; a Redis error is logged and ignored."""
+        try:
+            self._redis.set(_key(tenant_id, version), json.dumps(list(patterns)), ex=self._ttl)
+        except redis.RedisError as exc:
+            log.warning("redis_unavailable", operation="set", error=type(exc).__name__)
+
+    def invalidate(self, tenant_id: str) -> None:
+        """Delete every cached version of the tenant's config."""
+        try:
+            keys = list(self._redis.scan_iter(match=f"{KEY_PREFIX}{tenant_id}:*", count=100))
+            if keys:
+                self._redis.delete(*keys)
+        except redis.RedisError as exc:
+            log.warning("redis_unavailable", operation="invalidate", error=type(exc).__name__)
+
+
+def make_config_cache(redis_url: str | None, ttl_seconds: float) -> ConfigCache:
+    """Redis when a URL is given, else in-process."""
+    if redis_url:
+        return RedisConfigCache(redis_url, ttl_seconds)
+    return InProcessConfigCache(ttl_seconds)

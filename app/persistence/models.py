@@ -1,0 +1,95 @@
+"""Typed ORM models. Alembic (migrations/) is the only thing that creates their tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.persistence.db import Base, UTCDateTime, str64, str128, utc_datetime
+
+
+class Tenant(Base):
+    """A broker using the service. config_version moves whenever its SaaS config changes."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str64] = mapped_column(primary_key=True)
+    config_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[utc_datetime]
+
+
+class Credential(Base):
+    """An app key of one tenant: its secret signs requests, its token is stored only as a hash."""
+
+    __tablename__ = "credentials"
+
+    app_key: Mapped[str128] = mapped_column(primary_key=True)
+    tenant_id: Mapped[str64] = mapped_column(ForeignKey("tenants.id"), index=True)
+    app_secret: Mapped[str] = mapped_column(String(256))
+    access_token_sha256: Mapped[str64]
+    created_at: Mapped[utc_datetime]
+
+
+class TenantConfig(Base):
+    """A tenant's SaaS config: the glob patterns over the catalog that it may use."""
+
+    __tablename__ = "tenant_configs"
+
+    tenant_id: Mapped[str64] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    enabled_patterns: Mapped[str] = mapped_column(Text)  # JSON list of glob patterns
+    updated_at: Mapped[utc_datetime]
+
+
+class Account(Base):
+    """A securities account; account_no is the broker's origin_id, unique within a tenant."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("tenant_id", "origin_id", name="uq_accounts_tenant_origin"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str64] = mapped_column(ForeignKey("tenants.id"))
+    origin_id: Mapped[str64]
+    status: Mapped[str] = mapped_column(String(16))  # active | deregistered
+    created_at: Mapped[utc_datetime]
+
+
+class AccountPermission(Base):
+    """The current status of one permission of one account (a permission never set is close)."""
+
+    __tablename__ = "account_permissions"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    permission_type: Mapped[str64] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(8))
+    updated_at: Mapped[utc_datetime]
+
+
+class PermissionAudit(Base):
+    """One applied change. Append-only."""
+
+    __tablename__ = "permission_audit"
+    __table_args__ = (Index("ix_permission_audit_account", "tenant_id", "account_no", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    trace_id: Mapped[str128]
+    tenant_id: Mapped[str64]
+    app_key: Mapped[str128]
+    account_no: Mapped[str64]
+    permission_type: Mapped[str64]
+    status_before: Mapped[str] = mapped_column(String(8))
+    status_after: Mapped[str] = mapped_column(String(8))
+    rule_set_version: Mapped[str64]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AcceptedSignature(Base):
+    """A POST signature already accepted: a second use inside the window is a replay."""
+
+    __tablename__ = "accepted_signatures"
+
+    app_key: Mapped[str128] = mapped_column(primary_key=True)
+    signature: Mapped[str64] = mapped_column(primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,0 +1,169 @@
+"""Queries the service needs, one small class per aggregate, all working inside a given Session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.persistence.models import (
+    AcceptedSignature,
+    Account,
+    AccountPermission,
+    Credential,
+    PermissionAudit,
+    Tenant,
+    TenantConfig,
+)
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """What the service needs of an account, plus its tenant's config version."""
+
+    id: int
+    tenant_id: str
+    account_no: str
+    status: str
+    config_version: int
+
+
+@dataclass(frozen=True)
+class StoredPermission:
+    """One stored permission."""
+
+    permission_type: str
+    status: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    """A credential as authentication needs it."""
+
+    app_key: str
+    tenant_id: str
+    app_secret: str
+    access_token_sha256: str
+
+
+def _insert_for(session: Session):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+class Accounts:
+    """Accounts, looked up within one tenant."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, *, tenant_id: str, account_no: str, lock: bool) -> AccountRecord | None:
+        """The account with its tenant's config version; lock=True holds its row until commit."""
+        query = (
+            select(Account.id, Account.tenant_id, Account.origin_id, Account.status, Tenant.config_version)
+            .join(Tenant, Tenant.id == Account.tenant_id)
+            .where(Account.tenant_id == tenant_id, Account.origin_id == account_no)
+        )
+        if lock:
+            query = query.with_for_update(of=Account)
+        row = self.session.execute(query).one_or_none()
+        return None if row is None else AccountRecord(*row)
+
+
+class Permissions:
+    """Stored permission statuses of accounts."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def of(self, account_id: int) -> dict[str, StoredPermission]:
+        """Every stored permission of the account, by permission_type."""
+        rows = self.session.execute(
+            select(AccountPermission.permission_type, AccountPermission.status, AccountPermission.updated_at)
+            .where(AccountPermission.account_id == account_id)
+        ).all()
+        return {row[0]: StoredPermission(*row) for row in rows}
+
+    def set_many(self, account_id: int, statuses: Sequence[tuple[str, str]], at: datetime) -> None:
+        """Upsert each (permission_type, status) in one statement."""
+        if not statuses:
+            return
+        insert = _insert_for(self.session)
+        stmt = insert(AccountPermission).values(
+            [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "permission_type"],
+            set_={"status": stmt.excluded.status, "updated_at": stmt.excluded.updated_at},
+        )
+        self.session.execute(stmt)
+
+
+class AuditTrail:
+    """The append-only audit of applied changes."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def append(self, rows: Iterable[dict[str, object]]) -> None:
+        """Insert audit rows in one statement."""
+        rows = list(rows)
+        if rows:
+            self.session.execute(PermissionAudit.__table__.insert(), rows)
+
+    def of_account(self, *, tenant_id: str | None, account_no: str) -> list[PermissionAudit]:
+        """The account's audit rows, oldest first."""
+        query = select(PermissionAudit).where(PermissionAudit.account_no == account_no)
+        if tenant_id is not None:
+            query = query.where(PermissionAudit.tenant_id == tenant_id)
+        return list(self.session.scalars(query.order_by(PermissionAudit.id)))
+
+
+class Credentials:
+    """App keys and the tenants they belong to."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, app_key: str) -> CredentialRecord | None:
+        """The credential for app_key, if any."""
+        row = self.session.execute(
+            select(Credential.app_key, Credential.tenant_id, Credential.app_secret, Credential.access_token_sha256)
+            .where(Credential.app_key == app_key)
+        ).one_or_none()
+        return None if row is None else CredentialRecord(*row)
+
+
+class TenantConfigs:
+    """Tenants' SaaS configs as stored."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def patterns(self, tenant_id: str) -> tuple[str, ...] | None:
+        """The tenant's enabled patterns, or None when it has no config."""
+        raw = self.session.scalar(select(TenantConfig.enabled_patterns).where(TenantConfig.tenant_id == tenant_id))
+        return None if raw is None else tuple(json.loads(raw))
+
+
+class Signatures:
+    """Signatures of accepted POSTs, kept for the replay window."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def record(self, *, app_key: str, signature: str, expires_at: datetime) -> bool:
+        """Record a signature; False when it was already recorded (a replay)."""
+        insert = _insert_for(self.session)
+        stmt = insert(AcceptedSignature).values(app_key=app_key, signature=signature, expires_at=expires_at)
+        result = self.session.execute(stmt.on_conflict_do_nothing())
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def forget_expired(self, now: datetime) -> None:
+        """Drop signatures whose window has passed."""
+        self.session.execute(delete(AcceptedSignature).where(AcceptedSignature.expires_at < now))

@@ -1,0 +1,55 @@
+"""The unit of work: one transaction; nothing persists unless the caller commits."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.persistence.repositories import (
+    Accounts,
+    AuditTrail,
+    Credentials,
+    Permissions,
+    Signatures,
+    TenantConfigs,
+)
+
+
+class UnitOfWork:
+    """A transaction and the repositories that work in it.
+
+    write=True starts a writer's transaction: on SQLite, BEGIN IMMEDIATE (the database write lock);
+    on PostgreSQL an ordinary transaction in which Accounts.get(lock=True) holds the row lock.
+    """
+
+    session: Session
+
+    def __init__(self, session_factory: sessionmaker[Any], *, write: bool = False) -> None:
+        self._session_factory = session_factory
+        self._write = write
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._session_factory()
+        if self._write:
+            self.session.connection(execution_options={"sqlite_immediate": True})
+        self.accounts = Accounts(self.session)
+        self.permissions = Permissions(self.session)
+        self.audit = AuditTrail(self.session)
+        self.credentials = Credentials(self.session)
+        self.tenant_configs = TenantConfigs(self.session)
+        self.signatures = Signatures(self.session)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.session.rollback()
+        finally:
+            self.session.close()
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        self.session.commit()

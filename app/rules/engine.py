@@ -1,0 +1,149 @@
+"""The durable_rules adapter: evaluates a request's changes and names the rule that decided each.
+
+durable_rules keeps per-session state in fixed-size tables, is not thread-safe, swallows exceptions
+raised in consequents and starts background dispatch threads in every Host. This adapter owns one
+quiet Host per process, one compiled ruleset per rule-set version, a single session id that is
+deleted after every evaluation, and a lock so a threaded server cannot enter the engine twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from durable import engine as durable_engine
+
+from app.rules.compiler import PASS_RULE_ID, compile_rule_set
+from app.rules.facts import change_facts
+from app.rules.model import Rule, RuleSet
+
+SESSION_ID = "request"
+
+
+class RulesEngineError(RuntimeError):
+    """The engine did not give exactly one verdict per change: a bug, never a client's fault."""
+
+
+class _QuietHost(durable_engine.Host):
+    """A Host without the timer threads that would call into the engine behind our back."""
+
+    def _run(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The engine's decision for one change: the rule that fired, or None when it passed."""
+
+    index: int
+    rule: Rule | None
+    facts: Mapping[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return self.rule is None
+
+
+class _Process:
+    """The process-wide engine: one Host, the rulesets registered so far, and the verdict sink."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.host = _QuietHost()
+        self.registered: set[str] = set()
+        self.fired: list[tuple[int, str]] = []
+
+    def action(self, rule_id: str) -> Any:
+        fired = self.fired
+
+        def consequent(c: Any) -> None:
+            fired.append((c.m["index"], rule_id))
+
+        return consequent
+
+    def ensure(self, name: str, rule_set: RuleSet) -> None:
+        with self.lock:
+            if name not in self.registered:
+                self.host.register_rulesets({name: compile_rule_set(rule_set, self.action)})
+                self.registered.add(name)
+
+
+_PROCESS: _Process | None = None
+_PROCESS_LOCK = threading.Lock()
+
+
+def _process() -> _Process:
+    global _PROCESS
+    with _PROCESS_LOCK:
+        if _PROCESS is None:
+            _PROCESS = _Process()
+        return _PROCESS
+
+
+class DurableRulesEngine:
+    """Evaluates changes against one rule set through durable_rules."""
+
+    def __init__(self, rule_set: RuleSet) -> None:
+        self.rule_set = rule_set
+        self._name = f"permissions_{rule_set.version}"
+        self._rules = {rule.id: rule for rule in rule_set.rules}
+        self._process = _process()
+        self._process.ensure(self._name, rule_set)
+
+    @property
+    def version(self) -> str:
+        return self.rule_set.version
+
+    def evaluate(
+        self,
+        changes: Sequence[Mapping[str, Any]],
+        *,
+        enabled: frozenset[str],
+        current: Mapping[str, str],
+    ) -> list[Verdict]:
+        """One verdict per change, in order, each decided by the engine."""
+        facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
+        return self.evaluate_facts(facts)
+
+    def evaluate_facts(self, facts: list[dict[str, Any]]) -> list[Verdict]:
+        """Post the fact records as one batch and collect the rule each one fired."""
+        events = [{"sid": SESSION_ID, "id": record["index"], **record} for record in facts]
+        process = self._process
+        with process.lock:
+            process.fired.clear()
+            try:
+                state = process.host.post_batch(self._name, events)
+            finally:
+                self._forget_session()
+            fired = dict(process.fired)
+            process.fired.clear()
+        if isinstance(state, dict) and "exception" in state:
+            raise RulesEngineError(f"a consequent raised: {state['exception']}")
+        if len(fired) != len(events):
+            raise RulesEngineError(f"{len(events)} changes posted, {len(fired)} verdicts")
+        return [
+            Verdict(index=i, rule=None if fired[i] == PASS_RULE_ID else self._rules[fired[i]], facts=facts[i])
+            for i in range(len(events))
+        ]
+
+    def first_failure(
+        self,
+        changes: Sequence[Mapping[str, Any]],
+        *,
+        enabled: frozenset[str],
+        current: Mapping[str, str],
+    ) -> Verdict | None:
+        """The first change a rule rejects, or None when every change passes."""
+        for verdict in self.evaluate(changes, enabled=enabled, current=current):
+            if not verdict.passed:
+                return verdict
+        return None
+
+    def _forget_session(self) -> None:
+        # Sessions live in a fixed-size table (1,024 slots); leaving one behind per request exhausts it.
+        try:
+            self._process.host.delete_state(self._name, SESSION_ID)
+        except Exception:  # noqa: BLE001 - nothing to delete when the engine refused the batch
+            pass

@@ -1,0 +1,99 @@
+"""Request schemas: shape and limits only (SPEC §3.2 step 2); per-change checks belong to the rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from app.errors import InvalidRequest
+
+MAX_CHANGES = 100
+MAX_ACCOUNT_NO = 64
+
+
+class UpdatePermissionsRequest(Schema):
+    """POST body: account_no and 1–100 changes, each a JSON object (its fields are the rules' business)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    account_no = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ACCOUNT_NO))
+    changes = fields.List(
+        fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_CHANGES)
+    )
+
+
+class GetPermissionsQuery(Schema):
+    """GET query: account_no."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    account_no = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ACCOUNT_NO))
+
+
+_UPDATE = UpdatePermissionsRequest()
+_QUERY = GetPermissionsQuery()
+
+
+def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        if key == "_schema":
+            return _first_error(value, path)
+        place = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        return _first_error(value, place)
+    if isinstance(messages, list) and messages:
+        return _first_error(messages[0], path) if not isinstance(messages[0], str) else (path, messages[0])
+    return path, str(messages)
+
+
+def _describe(error: ValidationError, *, what: str) -> str:
+    place, text = _first_error(error.messages)
+    if not place:
+        return f"{what} must be a JSON object"
+    text = {
+        "Not a valid mapping type.": "must be a JSON object",
+        "Not a valid string.": "must be a string",
+        "Not a valid list.": "must be an array",
+        "Missing data for required field.": "is required",
+    }.get(text, text)
+    return f"{place}: {text}"
+
+
+def parse_json_body(data: bytes) -> Any:
+    """Decode a request body as strict UTF-8 JSON (no NaN or Infinity)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("body is not valid UTF-8") from exc
+
+    def _no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError as exc:
+        raise InvalidRequest("body is nested too deeply") from exc
+    except ValueError as exc:
+        raise InvalidRequest(f"body is not valid JSON ({str(exc).splitlines()[0][:120]})") from exc
+
+
+def load_update_request(body: Any) -> dict[str, Any]:
+    """The validated update request, or InvalidRequest naming the first problem."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    try:
+        return _UPDATE.load(body)
+    except ValidationError as exc:
+        raise InvalidRequest(_describe(exc, what="body")) from exc
+
+
+def load_get_query(args: dict[str, Any]) -> dict[str, Any]:
+    """The validated read query, or InvalidRequest."""
+    try:
+        return _QUERY.load(args)
+    except ValidationError as exc:
+        raise InvalidRequest(_describe(exc, what="query")) from exc

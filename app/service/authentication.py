@@ -1,0 +1,122 @@
+"""Authenticate a signed request (SPEC §4): credential, token, timestamp window, signature, replay."""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from app.errors import ServiceUnavailable, Unauthenticated
+from app.persistence.unit_of_work import UnitOfWork
+from app.service.model import Caller
+from app.signature import ALGORITHM, SIGNED_HEADERS, sign, token_digest
+
+SIGNATURE_HEADER = re.compile(
+    rf"^{ALGORITHM} SignedHeaders=(?P<headers>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{{64}})$"
+)
+TIMESTAMP = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+# A dummy secret and digest keep the work done for an unknown app key the same as for a known one.
+_DUMMY_SECRET = "unknown-app-key"
+_DUMMY_DIGEST = token_digest("unknown-app-key")
+_FORGET_EVERY = 256
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """The parts of an HTTP request that the signature covers, as plain values."""
+
+    method: str
+    path: str
+    query: str
+    body: bytes
+    app_key: str | None
+    access_token: str | None
+    timestamp: str | None
+    signature_header: str | None
+
+
+class Authenticator:
+    """Verifies signatures against stored credentials and refuses replays across all workers and hosts."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Any],
+        window_seconds: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._session_factory = session_factory
+        self._window = window_seconds
+        self._clock = clock
+        self._recorded = itertools.count(1)
+
+    def authenticate(self, request: SignedRequest) -> Caller:
+        """The caller, or Unauthenticated saying what is wrong (never which secret)."""
+        for name, value in (
+            ("X-Api-Key", request.app_key), ("Authorization", request.access_token),
+            ("X-Timestamp", request.timestamp), ("X-Api-Signature", request.signature_header),
+        ):
+            if not value:
+                raise Unauthenticated(f"missing {name} header")
+        assert request.app_key and request.access_token and request.timestamp and request.signature_header
+        match = SIGNATURE_HEADER.match(request.signature_header)
+        if match is None or match["headers"] != SIGNED_HEADERS:
+            raise Unauthenticated(
+                f"X-Api-Signature must be '{ALGORITHM} SignedHeaders={SIGNED_HEADERS}, Signature=<64 hex digits>'"
+            )
+        now = self._clock()
+        self._check_timestamp(request.timestamp, now)
+        try:
+            with UnitOfWork(self._session_factory) as uow:
+                credential = uow.credentials.get(request.app_key)
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+        expected = sign(
+            app_secret=credential.app_secret if credential else _DUMMY_SECRET,
+            method=request.method, path=request.path, query=request.query, access_token=request.access_token,
+            app_key=request.app_key, timestamp=request.timestamp, body=request.body,
+        )
+        token_ok = hmac.compare_digest(
+            token_digest(request.access_token), credential.access_token_sha256 if credential else _DUMMY_DIGEST
+        )
+        signature_ok = hmac.compare_digest(expected, match["signature"])
+        if credential is None or not token_ok:
+            raise Unauthenticated("unknown app key or access token")
+        if not signature_ok:
+            raise Unauthenticated("signature does not match the request")
+        if request.method.upper() == "POST":
+            self._refuse_replay(request.app_key, match["signature"], now)
+        return Caller(tenant_id=credential.tenant_id, app_key=credential.app_key)
+
+    def _check_timestamp(self, raw: str, now: datetime) -> None:
+        if not TIMESTAMP.match(raw):
+            raise Unauthenticated("X-Timestamp must be Unix seconds (integer or decimal)")
+        try:
+            sent = Decimal(raw)
+        except InvalidOperation as exc:
+            raise Unauthenticated("X-Timestamp must be Unix seconds (integer or decimal)") from exc
+        skew = abs(Decimal(str(now.timestamp())) - sent)
+        if skew > self._window:
+            raise Unauthenticated(f"X-Timestamp is outside the allowed window of ±{self._window} s")
+
+    def _refuse_replay(self, app_key: str, signature: str, now: datetime) -> None:
+        # Kept twice the window: a timestamp may be up to one window in the future and still valid.
+        expires_at = now + timedelta(seconds=2 * self._window)
+        try:
+            with UnitOfWork(self._session_factory, write=True) as uow:
+                if next(self._recorded) % _FORGET_EVERY == 0:
+                    uow.signatures.forget_expired(now)
+                first_use = uow.signatures.record(app_key=app_key, signature=signature, expires_at=expires_at)
+                uow.commit()
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+        if not first_use:
+            raise Unauthenticated("replayed request: this signature was already accepted")

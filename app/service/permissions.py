@@ -1,0 +1,190 @@
+"""PermissionService: one transaction per request — lock the account, evaluate, write, audit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from app.errors import (
+    AccountDeregistered,
+    AccountNotFound,
+    ChangeRejected,
+    Code,
+    DomainError,
+    ServiceUnavailable,
+    WriteFailed,
+)
+from app.persistence.repositories import AccountRecord
+from app.persistence.unit_of_work import UnitOfWork
+from app.rules.engine import DurableRulesEngine, Verdict
+from app.rules.facts import shown_value
+from app.service.model import AccountPermissions, AppliedChange, Caller, PermissionView
+from app.service.tenant_config import EnabledPermissions
+
+log = structlog.get_logger("app.decision")
+
+
+class LiveRules(Protocol):
+    """Gives the rule set that is live now."""
+
+    @property
+    def engine(self) -> DurableRulesEngine: ...
+
+
+def _unavailable(exc: SQLAlchemyError) -> ServiceUnavailable:
+    return ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})")
+
+
+def rejection(verdict: Verdict, change: Mapping[str, Any]) -> ChangeRejected:
+    """The ChangeRejected a failed verdict stands for, with its message naming the place."""
+    rule, facts = verdict.rule, verdict.facts
+    assert rule is not None
+    detail = rule.message.format(
+        permission_type=facts.get("permission_type", ""),
+        permission_status=facts.get("permission_status", ""),
+        current_status=facts.get("current_status", ""),
+        earlier_index=facts.get("earlier_index", ""),
+    )
+    place = f"changes[{verdict.index}].{rule.field}{shown_value(change, rule.field)}"
+    return ChangeRejected(Code[rule.outcome], f"{place}: {detail}", failure_index=verdict.index, rule_id=rule.id)
+
+
+class PermissionService:
+    """Applies and reads trade permissions."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Any],
+        rules: LiveRules,
+        enabled: EnabledPermissions,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._session_factory = session_factory
+        self._rules = rules
+        self._enabled = enabled
+        self._clock = clock
+
+    def update(
+        self, *, caller: Caller, account_no: str, changes: Sequence[Mapping[str, Any]], trace_id: str
+    ) -> list[AppliedChange]:
+        """Validate every change in order and apply them all atomically, or raise the first failure."""
+        started = time.perf_counter()
+        engine = self._rules.engine
+        try:
+            applied = self._update(engine, caller, account_no, changes, trace_id)
+        except DomainError as exc:
+            log.info(
+                "decision", outcome="rejected", tenant=caller.tenant_id, app_key=caller.app_key,
+                account_no=account_no, code=int(exc.code), failure_index=exc.failure_index, rule_id=exc.rule_id,
+                rule_set_version=engine.version, changes=len(changes),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            raise
+        log.info(
+            "decision", outcome="applied", tenant=caller.tenant_id, app_key=caller.app_key, account_no=account_no,
+            code=0, failure_index=0, rule_id=None, rule_set_version=engine.version, changes=len(changes),
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return applied
+
+    def _update(
+        self,
+        engine: DurableRulesEngine,
+        caller: Caller,
+        account_no: str,
+        changes: Sequence[Mapping[str, Any]],
+        trace_id: str,
+    ) -> list[AppliedChange]:
+        try:
+            with UnitOfWork(self._session_factory, write=True) as uow:
+                account = self._account(uow, caller, account_no, lock=True)
+                patterns = self._enabled.patterns(
+                    uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
+                )
+                enabled = frozenset(self._enabled.values(engine.rule_set.catalog, engine.version, patterns))
+                stored = uow.permissions.of(account.id)
+                current = {t: p.status for t, p in stored.items()}
+                verdicts = engine.evaluate(changes, enabled=enabled, current=current)
+                failed = next((v for v in verdicts if not v.passed), None)
+                if failed is not None:
+                    raise rejection(failed, changes[failed.index])
+                applied = [
+                    AppliedChange(c["permission_type"], current.get(c["permission_type"], "close"),
+                                  c["permission_status"])
+                    for c in changes
+                ]
+                self._write(uow, caller, account, applied, trace_id, engine.version)
+                return applied
+        except DomainError:
+            raise
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
+
+    def _write(
+        self,
+        uow: UnitOfWork,
+        caller: Caller,
+        account: AccountRecord,
+        applied: list[AppliedChange],
+        trace_id: str,
+        rule_set_version: str,
+    ) -> None:
+        now = self._clock()
+        try:
+            uow.permissions.set_many(account.id, [(a.permission_type, a.status_after) for a in applied], now)
+            uow.audit.append(
+                {
+                    "trace_id": trace_id, "tenant_id": caller.tenant_id, "app_key": caller.app_key,
+                    "account_no": account.account_no, "permission_type": a.permission_type,
+                    "status_before": a.status_before, "status_after": a.status_after,
+                    "rule_set_version": rule_set_version, "created_at": now,
+                }
+                for a in applied
+            )
+            uow.commit()
+        except SQLAlchemyError as exc:
+            log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
+            raise WriteFailed("the change could not be written; nothing was persisted") from exc
+
+    def read(self, *, caller: Caller, account_no: str) -> AccountPermissions:
+        """The account's status and every permission its tenant's config enables, in catalog order."""
+        engine = self._rules.engine
+        try:
+            with UnitOfWork(self._session_factory) as uow:
+                account = self._account(uow, caller, account_no, lock=False, allow_deregistered=True)
+                patterns = self._enabled.patterns(
+                    uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
+                )
+                stored = uow.permissions.of(account.id)
+        except DomainError:
+            raise
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
+        views = []
+        for permission_type in self._enabled.values(engine.rule_set.catalog, engine.version, patterns):
+            found = stored.get(permission_type)
+            views.append(
+                PermissionView(permission_type, found.status, found.updated_at)
+                if found
+                else PermissionView(permission_type, "close", None)
+            )
+        return AccountPermissions(account.account_no, account.status, tuple(views))
+
+    @staticmethod
+    def _account(
+        uow: UnitOfWork, caller: Caller, account_no: str, *, lock: bool, allow_deregistered: bool = False
+    ) -> AccountRecord:
+        account = uow.accounts.get(tenant_id=caller.tenant_id, account_no=account_no, lock=lock)
+        if account is None:
+            raise AccountNotFound(f"account_no '{account_no}': no such account")
+        if account.status == "deregistered" and not allow_deregistered:
+            raise AccountDeregistered(f"account_no '{account_no}': the account is deregistered")
+        return account
+

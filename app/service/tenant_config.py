@@ -1,0 +1,41 @@
+"""A tenant's enabled catalog values: config read through the cache, expanded over the catalog."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from app.persistence.config_cache import ConfigCache
+from app.persistence.repositories import TenantConfigs
+from app.rules.model import Catalog
+
+NO_CONFIG: tuple[str, ...] = ()
+
+
+class EnabledPermissions:
+    """Resolves (tenant, config version) to the catalog values the tenant may use; fails closed."""
+
+    def __init__(self, cache: ConfigCache, memo_size: int = 1024) -> None:
+        self._cache = cache
+        self._memo: OrderedDict[tuple[str, tuple[str, ...]], tuple[str, ...]] = OrderedDict()
+        self._memo_size = memo_size
+
+    def patterns(self, configs: TenantConfigs, *, tenant_id: str, config_version: int) -> tuple[str, ...]:
+        """The tenant's patterns: from the cache, else the database (then cached)."""
+        cached = self._cache.get(tenant_id, config_version)
+        if cached is not None:
+            return cached
+        stored = configs.patterns(tenant_id)
+        patterns = NO_CONFIG if stored is None else stored
+        self._cache.put(tenant_id, config_version, patterns)
+        return patterns
+
+    def values(self, catalog: Catalog, catalog_version: str, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        """Catalog values the patterns enable, in catalog order (memoised per rule-set version)."""
+        key = (catalog_version, patterns)
+        found = self._memo.get(key)
+        if found is None:
+            found = catalog.expand(patterns)
+            self._memo[key] = found
+            if len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        return found
