@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
 
 _REDACTED_KEYS = frozenset({"app_secret", "access_token", "authorization", "signature", "x-api-signature"})
+
+
+def _add_pid(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+    event["pid"] = os.getpid()
+    return event
 
 
 def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
@@ -23,6 +29,7 @@ def configure_logging(level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_pid,
         _redact,
     ]
     structlog.configure(

@@ -161,8 +161,8 @@ class Signatures:
         """Record a signature; False when it was already recorded (a replay)."""
         insert = _insert_for(self.session)
         stmt = insert(AcceptedSignature).values(app_key=app_key, signature=signature, expires_at=expires_at)
-        result = self.session.execute(stmt.on_conflict_do_nothing())
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        inserted = self.session.execute(stmt.on_conflict_do_nothing().returning(AcceptedSignature.signature))
+        return inserted.first() is not None
 
     def forget_expired(self, now: datetime) -> None:
         """Drop signatures whose window has passed."""

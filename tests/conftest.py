@@ -1,0 +1,179 @@
+"""Fixtures: a real, Alembic-made database per test (SQLite, or PostgreSQL when TEST_DATABASE_URL says so),
+real Redis when TEST_REDIS_URL is set, the app, a signing client, and the CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.persistence.config_cache import make_config_cache
+from app.persistence.db import make_engine, make_session_factory
+from app.persistence.migrate import upgrade
+from app.rules.loader import load_rule_set
+from app.service.fixtures import load_fixtures
+from app.settings import PROJECT_ROOT, Settings
+from tests.support import DEMO, FIXTURES, READ_PATH, UPDATE_PATH, Credentials, require_servers, signed_headers
+
+TABLES = ("permission_audit", "account_permissions", "accounts", "tenant_configs", "credentials",
+          "accepted_signatures", "tenants")
+
+
+def _server_url(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def need_server(variable: str, what: str) -> str:
+    """The URL in variable, or skip (fail under REQUIRE_SERVERS=1) when it is unset."""
+    url = _server_url(variable)
+    if url is None:
+        message = f"{what} test needs {variable}"
+        if require_servers():
+            pytest.fail(message + " (REQUIRE_SERVERS=1: servers are mandatory here)")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this session, migrated by Alembic; None when not configured."""
+    admin_url = _server_url("TEST_DATABASE_URL")
+    if admin_url is None or make_url(admin_url).get_backend_name() != "postgresql":
+        yield None
+        return
+    url = make_url(admin_url).set(drivername="postgresql+psycopg")
+    name = f"tps_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(database_url)
+        yield database_url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file migrated once by Alembic; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_url(postgres_database: str | None, sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+    """This test's own empty database: PostgreSQL when configured (tables emptied), else an SQLite copy."""
+    if postgres_database is not None:
+        engine = create_engine(postgres_database)
+        with engine.begin() as conn:
+            conn.execute(text("SET session_replication_role = replica"))
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        yield postgres_database
+        return
+    path = tmp_path / "permissions.sqlite"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str | None]:
+    """TEST_REDIS_URL with this project's keys flushed, or None (in-process cache)."""
+    url = _server_url("TEST_REDIS_URL")
+    if url is None:
+        yield None
+        return
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match="tps:*"):
+        client.delete(key)
+    yield url
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str | None) -> Settings:
+    """Settings pointing at this test's database and Redis."""
+    return Settings(database_url=database_url, redis_url=redis_url, rules_dir=PROJECT_ROOT / "rules",
+                    tenant_config_ttl_seconds=30.0)
+
+
+@pytest.fixture
+def seeded(settings: Settings) -> Settings:
+    """The test fixtures (tenants, credentials, configs, accounts) loaded into this test's database."""
+    seed(settings, FIXTURES)
+    return settings
+
+
+def seed(settings: Settings, document: dict[str, Any]) -> None:
+    """Load a fixtures document into the database of settings."""
+    rule_set = load_rule_set(settings.rules_dir)
+    engine = make_engine(settings)
+    try:
+        load_fixtures(document, session_factory=make_session_factory(engine),
+                      cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
+                      catalog=rule_set.catalog, rule_set_version=rule_set.version)
+    finally:
+        engine.dispose()
+
+
+class Api:
+    """A Flask test client that signs every request like the SDK."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def update(self, body: bytes, *, creds: Credentials = DEMO, headers: dict[str, str] | None = None) -> Any:
+        """POST a raw body to the update endpoint, signed."""
+        sent = signed_headers("POST", UPDATE_PATH, body, creds=creds)
+        sent.update(headers or {})
+        return self.client.post(UPDATE_PATH, data=body, headers=sent)
+
+    def read(self, account_no: str, *, creds: Credentials = DEMO) -> Any:
+        """GET the account's permissions, signed."""
+        query = f"account_no={account_no}"
+        return self.client.get(f"{READ_PATH}?{query}", headers=signed_headers("GET", READ_PATH, query=query,
+                                                                               creds=creds))
+
+    def statuses(self, account_no: str, *, creds: Credentials = DEMO) -> dict[str, str]:
+        """permission_type → status, as GET reports it."""
+        response = self.read(account_no, creds=creds)
+        assert response.status_code == 200, response.get_json()
+        return {p["permission_type"]: p["permission_status"] for p in response.get_json()["data"]["permissions"]}
+
+
+@pytest.fixture
+def app(seeded: Settings) -> Iterator[Any]:
+    """The application on this test's seeded database."""
+    application = create_app(seeded)
+    yield application
+    application.extensions["permission_service"].engine.dispose()
+
+
+@pytest.fixture
+def api(app: Any) -> Api:
+    """A signing test client."""
+    return Api(app.test_client())
+
+
+@pytest.fixture
+def live_server(seeded: Settings, tmp_path: Path) -> Iterator[Any]:
+    """gunicorn -w 2 serving this test's seeded database (and Redis when configured)."""
+    from tests.e2e.server import LiveServer
+
+    server = LiveServer(settings=seeded, log_path=tmp_path / "gunicorn.log").start()
+    yield server
+    server.stop()

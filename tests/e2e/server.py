@@ -1,0 +1,82 @@
+"""Run the real service under gunicorn in a child process (the SDK's blocking call holds the GIL)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.settings import PROJECT_ROOT, Settings
+
+
+def free_port() -> int:
+    """A TCP port nobody is listening on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A gunicorn process serving wsgi:app."""
+
+    settings: Settings
+    log_path: Path
+    workers: int = 2
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR"))}
+        env.update({"DATABASE_URL": self.settings.database_url, "RULES_DIR": str(self.settings.rules_dir)})
+        if self.settings.redis_url:
+            env["REDIS_URL"] = self.settings.redis_url
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        """Start gunicorn and wait until it answers HTTP."""
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "--worker-class", "sync", "--graceful-timeout", "5", "wsgi:app"],
+            cwd=PROJECT_ROOT, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                urllib.request.urlopen(self.url + "/__ready__", timeout=1)
+            except urllib.error.HTTPError:
+                return self  # an enveloped 404: a worker is serving
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer within {timeout} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop gunicorn and its workers."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if hasattr(self, "_log"):
+            self._log.close()
