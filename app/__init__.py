@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # OPTIONS is a wrong method here: 405 in the envelope
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["permission_service"] = Container.build(settings)
     init_http(app)

@@ -63,7 +63,8 @@ class ClientSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:
         """Read LONGBRIDGE_* variables; a missing one raises KeyError naming it."""
         env = os.environ if environ is None else environ
-        missing = [n for n in ("LONGBRIDGE_APP_KEY", "LONGBRIDGE_APP_SECRET", "LONGBRIDGE_ACCESS_TOKEN") if not env.get(n)]
+        names = ("LONGBRIDGE_APP_KEY", "LONGBRIDGE_APP_SECRET", "LONGBRIDGE_ACCESS_TOKEN")
+        missing = [n for n in names if not env.get(n)]
         if missing:
             raise KeyError(", ".join(missing))
         return cls(

@@ -177,3 +177,15 @@ def live_server(seeded: Settings, tmp_path: Path) -> Iterator[Any]:
     server = LiveServer(settings=seeded, log_path=tmp_path / "gunicorn.log").start()
     yield server
     server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI no test may pass by skipping: any skip fails the run."""
+    if not (os.environ.get("CI") or require_servers()):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        if reporter:
+            reporter.write_line(f"CI: {len(skipped)} test(s) skipped; skipping is a failure here", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -39,7 +39,8 @@ def show(tenant_id: str, as_json: bool) -> None:
                                "patterns": view.patterns, "enabled": list(view.enabled)}))
         return
     click.echo(f"tenant {view.tenant_id} (config version {view.config_version})")
-    click.echo("patterns: " + (", ".join(view.patterns) if view.patterns is not None else "(no config: nothing enabled)"))
+    shown = ", ".join(view.patterns) if view.patterns is not None else "(no config: nothing enabled)"
+    click.echo(f"patterns: {shown}")
     click.echo(f"enabled ({len(view.enabled)}): " + " ".join(view.enabled))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response
+from flask import Response, g
 
 from app.errors import Code, DomainError
 
@@ -13,7 +13,8 @@ UPDATE_ENDPOINT = "permissions.update"
 
 
 def envelope(code: int, message: str, data: dict[str, Any], status: int) -> Response:
-    """A JSON envelope response."""
+    """A JSON envelope response (its code is remembered for the request log line)."""
+    g.code = code
     body = json.dumps({"code": code, "message": message, "data": data}, separators=(",", ":"))
     return Response(body, status=status, mimetype="application/json")
 

@@ -35,7 +35,7 @@ def init_trace(app: Flask) -> None:
             g.trace_id = uuid.uuid4().hex
         response.headers["X-Trace-Id"] = g.trace_id
         log.info(
-            "request", method=request.method, path=request.path, status=response.status_code,
+            "request", method=request.method, path=request.path, status=response.status_code, code=g.get("code"),
             duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
         )
         return response

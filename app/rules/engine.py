@@ -8,6 +8,7 @@ deleted after every evaluation, and a lock so a threaded server cannot enter the
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -143,7 +144,5 @@ class DurableRulesEngine:
 
     def _forget_session(self) -> None:
         # Sessions live in a fixed-size table (1,024 slots); leaving one behind per request exhausts it.
-        try:
+        with contextlib.suppress(Exception):  # nothing to delete when the engine refused the batch
             self._process.host.delete_state(self._name, SESSION_ID)
-        except Exception:  # noqa: BLE001 - nothing to delete when the engine refused the batch
-            pass

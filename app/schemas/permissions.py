@@ -14,7 +14,7 @@ MAX_ACCOUNT_NO = 64
 
 
 class UpdatePermissionsRequest(Schema):
-    """POST body: account_no and 1–100 changes, each a JSON object (its fields are the rules' business)."""
+    """POST body: account_no and 1 to 100 changes, each a JSON object (its fields are the rules' business)."""
 
     class Meta:
         unknown = EXCLUDE

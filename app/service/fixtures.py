@@ -88,8 +88,9 @@ def load_fixtures(
             current = uow.permissions.of(account.id)
             wanted = []
             for permission_type, wanted_status in permissions.items():
-                _require(permission_type in catalog, f"accounts[{i}].permissions: '{permission_type}' is not in the catalog")
-                _require(wanted_status in ("open", "close"), f"accounts[{i}].permissions.{permission_type} is open or close")
+                place = f"accounts[{i}].permissions.{permission_type}"
+                _require(permission_type in catalog, f"{place}: not in the catalog")
+                _require(wanted_status in ("open", "close"), f"{place}: is open or close")
                 before = current[permission_type].status if permission_type in current else "close"
                 if before != wanted_status or permission_type not in current:
                     wanted.append((permission_type, wanted_status, before))
