@@ -1,38 +1,188 @@
-"""permctl rules: check the compliance-owned rules/ directory."""
+"""permctl rules: lint, regression-test and explain the compliance-owned rules/ directory."""
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import click
 
 from app.cli.context import settings
-from app.rules.loader import RuleSetInvalid, load_rule_set
+from app.rules.cases import Case, CaseReport, run_cases
+from app.rules.engine import DurableRulesEngine
+from app.rules.lint import LintResult, lint
+from app.rules.model import RuleSet
+from app.schemas.permissions import load_update_request
+
+RULES_OPTION = click.option(
+    "--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+    help="The rules directory (default: RULES_DIR or rules/).",
+)
+
+
+def _linted(rules_dir: Path | None) -> tuple[Path, LintResult]:
+    directory = rules_dir or settings().rules_dir
+    return directory, lint(directory)
+
+
+def _require_clean(directory: Path, result: LintResult) -> RuleSet:
+    if not result.clean or result.rule_set is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"{directory}: {len(result.problems)} problem(s); run `permctl rules lint`")
+    return result.rule_set
 
 
 @click.group()
 def rules() -> None:
-    """Rules commands."""
+    """Rules commands: lint, test, explain."""
 
 
-@rules.command()
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-              help="Directory to check (default: RULES_DIR or rules/).")
-def lint(rules_dir: Path | None) -> None:
+@rules.command("lint")
+@RULES_OPTION
+def lint_command(rules_dir: Path | None) -> None:
     """Check every file under rules/ and print one line per mistake as path:line:col: rule-id: problem.
 
     \b
     Example:
       permctl rules lint --rules rules/
     """
-    directory = rules_dir or settings().rules_dir
-    if not directory.is_dir():
-        raise click.ClickException(f"{directory}: no such directory")
+    directory, result = _linted(rules_dir)
+    for problem in result.problems:
+        click.echo(str(problem))
+    if not result.clean or result.rule_set is None:
+        raise SystemExit(1)
+    rule_set = result.rule_set
+    click.echo(f"{directory}: clean — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
+               f"{len(result.cases)} cases; rule-set version {rule_set.version}")
+
+
+def _write_junit(path: Path, report: CaseReport, version: str) -> None:
+    suite = ET.Element("testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed),
+                       errors="0", skipped="0")
+    ET.SubElement(ET.SubElement(suite, "properties"), "property", name="rule_set_version", value=version)
+    for result in report.results:
+        case = ET.SubElement(suite, "testcase", classname=Path(result.case.path).stem, name=result.case.name,
+                             file=result.case.path, line=str(result.case.line))
+        if not result.passed:
+            failure = ET.SubElement(case, "failure", message=_difference(result.case, result.outcome))
+            failure.text = result.outcome.message
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _describe(code: str, index: int, rule_id: str | None) -> str:
+    return code if rule_id is None else f"{code} at changes[{index}] by {rule_id}"
+
+
+def _difference(case: Case, outcome: object) -> str:
+    e = case.expect
+    o = outcome
+    return (f"expected {_describe(e.code, e.failure_index, e.rule_id)}, "
+            f"got {_describe(o.code, o.failure_index, o.rule_id)}")  # type: ignore[attr-defined]
+
+
+@rules.command("test")
+@RULES_OPTION
+@click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report here.")
+def test_command(rules_dir: Path | None, junit: Path | None) -> None:
+    """Run the regression cases under rules/cases/ (no database, no Redis needed).
+
+    Prints a line per case and `N passed, M failed`; lists rules no case makes fire; exits 1 on failure.
+
+    \b
+    Example:
+      permctl rules test --junit rules-report.xml
+    """
+    directory, result = _linted(rules_dir)
+    rule_set = _require_clean(directory, result)
+    report = run_cases(rule_set, result.cases)
+    for item in report.results:
+        mark = "PASS" if item.passed else "FAIL"
+        line = f"{mark}  {item.case.path}:{item.case.line}  {item.case.name}"
+        if not item.passed:
+            line += f"\n      {_difference(item.case, item.outcome)}: {item.outcome.message}"
+        click.echo(line)
+    for rule_id in report.unexercised:
+        click.echo(f"warning: no case makes rule '{rule_id}' fire")
+    if junit:
+        _write_junit(junit, report, rule_set.version)
+    passed = len(report.results) - report.failed
+    click.echo(f"rule-set version {rule_set.version}")
+    click.echo(f"{passed} passed, {report.failed} failed")
+    if report.failed:
+        raise SystemExit(1)
+
+
+def _state(pairs: tuple[str, ...]) -> dict[str, str]:
+    state = {}
+    for pair in pairs:
+        permission_type, _, status = pair.partition("=")
+        if status not in ("open", "close"):
+            raise click.BadParameter(f"{pair!r}: use TYPE=open or TYPE=close", param_hint="--state")
+        state[permission_type] = status
+    return state
+
+
+@rules.command()
+@RULES_OPTION
+@click.option("--data", default=None, help='The request body as JSON: {"account_no": ..., "changes": [...]}.')
+@click.option("--case", "case_name", default=None, help="Explain a regression case by name instead.")
+@click.option("--enable", "patterns", multiple=True, help="A tenant config pattern (repeatable; default '*').")
+@click.option("--state", "state", multiple=True, help="Current status, TYPE=open|close (repeatable).")
+def explain(rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...],
+            state: tuple[str, ...]) -> None:
+    """Show, for each change, every rule in order with the engine's verdict, and which rule decided.
+
+    \b
+    Example:
+      permctl rules explain --enable 'stock.*' --state stock.HK=open --data \\
+        '{"account_no":"A1","changes":[{"permission_type":"stock.HK","permission_status":"open"}]}'
+      permctl rules explain --case 'the first failing change wins over a later one'
+    """
+    directory, result = _linted(rules_dir)
+    rule_set = _require_clean(directory, result)
+    if case_name is not None:
+        case = next((c for c in result.cases if c.name == case_name), None)
+        if case is None:
+            raise click.ClickException(f"no case named {case_name!r}")
+        changes, config, current = case.changes, case.tenant_config, case.account
+    elif data is not None:
+        try:
+            body = json.loads(data)
+        except ValueError as exc:
+            raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
+        changes, config, current = body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), \
+            _state(state)
+    else:
+        raise click.UsageError("give --data or --case")
     try:
-        rule_set = load_rule_set(directory)
-    except RuleSetInvalid as exc:
-        for problem in exc.problems:
-            click.echo(str(problem))
-        raise SystemExit(1) from exc
-    click.echo(f"{directory}: clean ({len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values), "
-               f"rule-set version {rule_set.version}")
+        request = load_update_request({"account_no": "EXPLAIN", "changes": changes})
+    except Exception as exc:  # a DomainError from the schema: the request never reaches the rules
+        raise click.ClickException(f"the request is refused before the rules: {exc}") from exc
+    engine = DurableRulesEngine(rule_set)
+    enabled = frozenset(rule_set.catalog.expand(tuple(config)))
+    explanations = engine.explain(request["changes"], enabled=enabled, current=current)
+    click.echo(f"rule-set version {rule_set.version}; tenant config {list(config)}; state {current or '{}'}")
+    first_failure = next((x.verdict.index for x in explanations if not x.verdict.passed), None)
+    for x in explanations:
+        change = request["changes"][x.verdict.index]
+        click.echo(f"\nchanges[{x.verdict.index}] {json.dumps(change, ensure_ascii=False)}")
+        if first_failure is not None and x.verdict.index > first_failure:
+            click.echo(f"  (the service stops at changes[{first_failure}]; shown for information)")
+        decided = x.verdict.rule.id if x.verdict.rule else None
+        for position, (rule, holds) in enumerate(x.checks, start=1):
+            verdict = "FIRES" if holds else "pass"
+            note = "  <- decides" if rule.id == decided else ("  (lower priority)" if holds else "")
+            click.echo(f"  {position:>2}. {rule.id:<26} {verdict}{note}")
+        if decided is None:
+            click.echo("  => accepted: no rule rejects this change")
+        else:
+            rule = x.verdict.rule
+            click.echo(f"  => rejected by {decided}: {rule.outcome}")  # type: ignore[union-attr]
+    if first_failure is None:
+        click.echo("\nrequest: SUCCESS (every change would be written)")
+    else:
+        x = explanations[first_failure]
+        click.echo(f"\nrequest: {x.verdict.rule.outcome} at changes[{first_failure}] "  # type: ignore[union-attr]
+                   f"by {x.verdict.rule.id}")  # type: ignore[union-attr]

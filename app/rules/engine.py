@@ -47,6 +47,14 @@ class Verdict:
         return self.rule is None
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """One change explained: each rule in order with whether it holds, and the engine's verdict."""
+
+    verdict: Verdict
+    checks: tuple[tuple[Rule, bool], ...]
+
+
 class _Process:
     """The process-wide engine: one Host, the rulesets registered so far, and the verdict sink."""
 
@@ -110,14 +118,17 @@ class DurableRulesEngine:
 
     def evaluate_facts(self, facts: list[dict[str, Any]]) -> list[Verdict]:
         """Post the fact records as one batch and collect the rule each one fired."""
+        return self._post(self._name, facts, self._rules)
+
+    def _post(self, name: str, facts: list[dict[str, Any]], rules: Mapping[str, Rule]) -> list[Verdict]:
         events = [{"sid": SESSION_ID, "id": record["index"], **record} for record in facts]
         process = self._process
         with process.lock:
             process.fired.clear()
             try:
-                state = process.host.post_batch(self._name, events)
+                state = process.host.post_batch(name, events)
             finally:
-                self._forget_session()
+                self._forget_session(name)
             fired = dict(process.fired)
             process.fired.clear()
         if isinstance(state, dict) and "exception" in state:
@@ -125,8 +136,32 @@ class DurableRulesEngine:
         if len(fired) != len(events):
             raise RulesEngineError(f"{len(events)} changes posted, {len(fired)} verdicts")
         return [
-            Verdict(index=i, rule=None if fired[i] == PASS_RULE_ID else self._rules[fired[i]], facts=facts[i])
+            Verdict(index=i, rule=None if fired[i] == PASS_RULE_ID else rules[fired[i]], facts=facts[i])
             for i in range(len(events))
+        ]
+
+    def explain(
+        self,
+        changes: Sequence[Mapping[str, Any]],
+        *,
+        enabled: frozenset[str],
+        current: Mapping[str, str],
+    ) -> list[Explanation]:
+        """For each change, every rule's own verdict from the engine, in order, and the deciding rule."""
+        facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
+        decided = self.evaluate_facts(facts)
+        holds: dict[str, list[bool]] = {}
+        for rule in self.rule_set.rules:
+            probe = RuleSet(version=self.rule_set.version, catalog=self.rule_set.catalog, rules=(rule,))
+            name = f"{self._name}__probe__{rule.id}"
+            self._process.ensure(name, probe)
+            holds[rule.id] = [not v.passed for v in self._post(name, facts, {rule.id: rule})]
+        return [
+            Explanation(
+                verdict=verdict,
+                checks=tuple((rule, holds[rule.id][verdict.index]) for rule in self.rule_set.rules),
+            )
+            for verdict in decided
         ]
 
     def first_failure(
@@ -142,7 +177,7 @@ class DurableRulesEngine:
                 return verdict
         return None
 
-    def _forget_session(self) -> None:
+    def _forget_session(self, name: str) -> None:
         # Sessions live in a fixed-size table (1,024 slots); leaving one behind per request exhausts it.
         with contextlib.suppress(Exception):  # nothing to delete when the engine refused the batch
-            self._process.host.delete_state(self._name, SESSION_ID)
+            self._process.host.delete_state(name, SESSION_ID)

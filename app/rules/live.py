@@ -8,7 +8,8 @@ from pathlib import Path
 import structlog
 
 from app.rules.engine import DurableRulesEngine
-from app.rules.loader import RuleSetInvalid, load_rule_set
+from app.rules.lint import load_clean
+from app.rules.loader import RuleSetInvalid
 
 log = structlog.get_logger("app.rules")
 
@@ -20,7 +21,7 @@ class LiveRules:
         self.rules_dir = Path(rules_dir)
         self._lock = threading.Lock()
         self.last_reload_error: str | None = None
-        self._engine = DurableRulesEngine(load_rule_set(self.rules_dir))
+        self._engine = DurableRulesEngine(load_clean(self.rules_dir))
 
     @property
     def engine(self) -> DurableRulesEngine:
@@ -31,7 +32,7 @@ class LiveRules:
         """Load rules_dir again; swap it in when clean, else keep serving the old set."""
         with self._lock:
             try:
-                engine = DurableRulesEngine(load_rule_set(self.rules_dir))
+                engine = DurableRulesEngine(load_clean(self.rules_dir))
             except RuleSetInvalid as exc:
                 self.last_reload_error = str(exc)
                 log.error("rules_reload_failed", rule_set_version=self._engine.version,

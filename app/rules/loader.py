@@ -255,6 +255,8 @@ def load_rules(path: Path, shown: str) -> tuple[tuple[Rule, ...], list[Problem]]
                 reader.problem(item, shown_id, f"missing key '{key}'")
         if not isinstance(rule_id, str) or not RULE_ID_PATTERN.match(rule_id):
             reader.problem(item, shown_id, "'id' must be lower-case letters, digits and dashes", "id")
+        elif rule_id == "pass":
+            reader.problem(item, shown_id, "'pass' is reserved for changes no rule rejects", "id")
         elif rule_id in seen:
             reader.problem(item, shown_id, f"duplicate rule id '{rule_id}'", "id")
         seen.add(str(rule_id))

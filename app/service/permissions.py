@@ -14,16 +14,14 @@ from sqlalchemy.orm import sessionmaker
 from app.errors import (
     AccountDeregistered,
     AccountNotFound,
-    ChangeRejected,
-    Code,
     DomainError,
     ServiceUnavailable,
     WriteFailed,
 )
 from app.persistence.repositories import AccountRecord
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.engine import DurableRulesEngine, Verdict
-from app.rules.facts import shown_value
+from app.rules.engine import DurableRulesEngine
+from app.rules.messages import rejection
 from app.service.model import AccountPermissions, AppliedChange, Caller, PermissionView
 from app.service.tenant_config import EnabledPermissions
 
@@ -39,20 +37,6 @@ class LiveRules(Protocol):
 
 def _unavailable(exc: SQLAlchemyError) -> ServiceUnavailable:
     return ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})")
-
-
-def rejection(verdict: Verdict, change: Mapping[str, Any]) -> ChangeRejected:
-    """The ChangeRejected a failed verdict stands for, with its message naming the place."""
-    rule, facts = verdict.rule, verdict.facts
-    assert rule is not None
-    detail = rule.message.format(
-        permission_type=facts.get("permission_type", ""),
-        permission_status=facts.get("permission_status", ""),
-        current_status=facts.get("current_status", ""),
-        earlier_index=facts.get("earlier_index", ""),
-    )
-    place = f"changes[{verdict.index}].{rule.field}{shown_value(change, rule.field)}"
-    return ChangeRejected(Code[rule.outcome], f"{place}: {detail}", failure_index=verdict.index, rule_id=rule.id)
 
 
 class PermissionService:

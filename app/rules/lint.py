@@ -1,0 +1,62 @@
+"""Lint a rules/ directory: catalog, validation rules and regression cases, every mistake located."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.rules.cases import CASES_DIR, Case, load_cases
+from app.rules.loader import CATALOG_FILE, RULES_FILE, Problem, RuleSetInvalid, load_rule_set
+from app.rules.model import RuleSet
+
+DOCUMENTATION = {"README.md"}
+
+
+@dataclass
+class LintResult:
+    """The loaded rule set (None when broken), its cases, and every problem found."""
+
+    rule_set: RuleSet | None
+    cases: list[Case] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.rule_set is not None and not self.problems
+
+
+def _stray_files(rules_dir: Path) -> list[Problem]:
+    expected = {CATALOG_FILE, RULES_FILE, *DOCUMENTATION}
+    problems = []
+    for path in sorted(p for p in rules_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(rules_dir)
+        if relative.parts[0] == CASES_DIR and len(relative.parts) == 2 and path.suffix == ".yaml":
+            continue
+        if len(relative.parts) == 1 and relative.name in expected:
+            continue
+        problems.append(Problem(f"{rules_dir.name}/{relative.as_posix()}", 1, 1, "-",
+                                "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)"))
+    return problems
+
+
+def lint(rules_dir: Path) -> LintResult:
+    """Load everything under rules_dir and collect every problem."""
+    rules_dir = Path(rules_dir)
+    if not rules_dir.is_dir():
+        return LintResult(None, [], [Problem(str(rules_dir), 1, 1, "-", "no such directory")])
+    problems = _stray_files(rules_dir)
+    try:
+        rule_set: RuleSet | None = load_rule_set(rules_dir)
+    except RuleSetInvalid as exc:
+        rule_set = None
+        problems += exc.problems
+    cases, case_problems = load_cases(rules_dir, rule_set)
+    return LintResult(rule_set, cases, problems + case_problems)
+
+
+def load_clean(rules_dir: Path) -> RuleSet:
+    """The rule set of rules_dir, or RuleSetInvalid with every lint problem (cases included)."""
+    result = lint(rules_dir)
+    if not result.clean or result.rule_set is None:
+        raise RuleSetInvalid(result.problems)
+    return result.rule_set
