@@ -10,11 +10,17 @@ from sqlalchemy.orm import sessionmaker
 
 from app.persistence.config_cache import ConfigCache, make_config_cache
 from app.persistence.db import make_engine, make_session_factory
+from app.persistence.unit_of_work import UnitOfWork
 from app.rules.live import LiveRules
 from app.service.authentication import Authenticator
 from app.service.permissions import PermissionService
 from app.service.tenant_config import EnabledPermissions
 from app.settings import Settings
+
+
+def _reload_generation(session_factory: sessionmaker[Any]) -> int:
+    with UnitOfWork(session_factory) as uow:
+        return uow.rules_reloads.generation()
 
 
 @dataclass
@@ -34,7 +40,11 @@ class Container:
         """Wire the parts; the database is not contacted here."""
         engine = make_engine(settings)
         session_factory = make_session_factory(engine)
-        rules = LiveRules(settings.rules_dir)
+        rules = LiveRules(
+            settings.rules_dir,
+            reload_generation=lambda: _reload_generation(session_factory),
+            check_seconds=settings.rules_reload_check_seconds,
+        )
         cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds)
         return cls(
             settings=settings,

@@ -27,6 +27,7 @@ class Settings:
     sqlite_busy_timeout_seconds: float = 30.0
     database_connect_timeout_seconds: float = 2.0
     log_level: str = "INFO"
+    rules_reload_check_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -43,6 +44,9 @@ class Settings:
                 env.get("TENANT_CONFIG_TTL_SECONDS", base.tenant_config_ttl_seconds)
             ),
             log_level=env.get("LOG_LEVEL", base.log_level).upper(),
+            rules_reload_check_seconds=float(
+                env.get("RULES_RELOAD_CHECK_SECONDS", base.rules_reload_check_seconds)
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli.context import settings
+from app.cli.context import database_error, session_factory, settings
+from app.persistence.unit_of_work import UnitOfWork
 from app.rules.cases import Case, CaseReport, run_cases
 from app.rules.engine import DurableRulesEngine
+from app.rules.impact import Decided, Recorded
+from app.rules.impact import impact as impact_of
 from app.rules.lint import LintResult, lint
 from app.rules.model import RuleSet
 from app.schemas.permissions import load_update_request
@@ -186,3 +191,85 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
         x = explanations[first_failure]
         click.echo(f"\nrequest: {x.verdict.rule.outcome} at changes[{first_failure}] "  # type: ignore[union-attr]
                    f"by {x.verdict.rule.id}")  # type: ignore[union-attr]
+
+
+@rules.command()
+@RULES_OPTION
+def reload(rules_dir: Path | None) -> None:
+    """Ask every running worker on every host (sharing DATABASE_URL) to reload its rules directory.
+
+    Workers check within RULES_RELOAD_CHECK_SECONDS (2 s). A worker whose rules do not lint clean keeps its
+    last good rule set and logs `rules_reload_failed`; this command lints the local copy first and exits 1
+    when it is broken (the request is still sent, and the service keeps its last good set).
+
+    \b
+    Example:
+      permctl rules lint && permctl rules test && permctl rules reload
+    """
+    directory, result = _linted(rules_dir)
+    for problem in result.problems:
+        click.echo(str(problem), err=True)
+    s = settings()
+    try:
+        with UnitOfWork(session_factory(s), write=True) as uow:
+            generation = uow.rules_reloads.request(datetime.now(UTC))
+            uow.commit()
+    except SQLAlchemyError as exc:
+        raise database_error(exc) from exc
+    if not result.clean or result.rule_set is None:
+        click.echo(f"reload requested (generation {generation}), but {directory} is broken: running workers "
+                   "keep their last good rule set", err=True)
+        raise SystemExit(1)
+    click.echo(f"reload requested (generation {generation}): workers switch to rule-set version "
+               f"{result.rule_set.version} within {s.rules_reload_check_seconds:g} s")
+
+
+def _recorded(since: datetime | None) -> list[Recorded]:
+    s = settings()
+    try:
+        with UnitOfWork(session_factory(s)) as uow:
+            return [
+                Recorded(d.id, d.trace_id, d.tenant_id, d.account_no, d.created_at, d.rule_set_version, d.changes,
+                         d.tenant_patterns, d.account_state, Decided(d.code, d.failure_index, d.rule_id))
+                for d in uow.decisions.since(since)
+            ]
+    except SQLAlchemyError as exc:
+        raise database_error(exc) from exc
+
+
+@rules.command()
+@RULES_OPTION
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              default=None, help="Only decisions recorded at or after this UTC time.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per changed decision.")
+def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> None:
+    """Replay the decisions the service recorded through a proposed rules directory; list what would change.
+
+    \b
+    Example:
+      cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/validation.yaml
+      permctl rules impact --rules /tmp/proposed --since 2026-11-01
+    """
+    directory, result = _linted(rules_dir)
+    proposed = _require_clean(directory, result)
+    report = impact_of(proposed, _recorded(since.replace(tzinfo=UTC) if since else None))
+    for flip in report.flips:
+        d = flip.decision
+        if as_json:
+            click.echo(json.dumps({
+                "decision_id": d.id, "trace_id": d.trace_id, "tenant": d.tenant_id, "account_no": d.account_no,
+                "at": d.created_at.isoformat().replace("+00:00", "Z"), "recorded_rule_set_version": d.rule_set_version,
+                "old": {"code": d.outcome.code, "failure_index": d.outcome.failure_index, "rule_id": d.outcome.rule_id},
+                "new": {"code": flip.new.code, "failure_index": flip.new.failure_index, "rule_id": flip.new.rule_id},
+            }))
+        else:
+            click.echo(f"decision {d.id} trace={d.trace_id} tenant={d.tenant_id} account={d.account_no} "
+                       f"({d.created_at:%Y-%m-%d %H:%M:%S}Z): {d.outcome} -> {flip.new}")
+    if as_json:
+        return
+    for rule_id, count in sorted(report.newly_decided_by.items()):
+        click.echo(f"rule {rule_id}: would newly decide {count} decision(s)")
+    for rule_id, count in sorted(report.no_longer_decided_by.items()):
+        click.echo(f"rule {rule_id}: would no longer decide {count} decision(s)")
+    click.echo(f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
+               f"{len(report.flips)} would change")

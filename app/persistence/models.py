@@ -93,3 +93,34 @@ class AcceptedSignature(Base):
     app_key: Mapped[str128] = mapped_column(primary_key=True)
     signature: Mapped[str64] = mapped_column(primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class RecordedDecision(Base):
+    """What reached the rules and what they decided: the input of `permctl rules impact`."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    trace_id: Mapped[str128]
+    tenant_id: Mapped[str64]
+    account_no: Mapped[str64]
+    rule_set_version: Mapped[str64]
+    changes: Mapped[str] = mapped_column(Text)  # JSON: the changes as the rules saw them
+    tenant_patterns: Mapped[str] = mapped_column(Text)  # JSON: the tenant's config patterns
+    account_state: Mapped[str] = mapped_column(Text)  # JSON: stored status of each type the request named
+    code: Mapped[int] = mapped_column(Integer)
+    failure_index: Mapped[int] = mapped_column(Integer)
+    rule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RulesReload(Base):
+    """A counter bumped by `permctl rules reload`; every worker on every host reloads when it moves."""
+
+    __tablename__ = "rules_reloads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,8 @@ from app.persistence.models import (
     AccountPermission,
     Credential,
     PermissionAudit,
+    RecordedDecision,
+    RulesReload,
     Tenant,
     TenantConfig,
 )
@@ -167,3 +169,43 @@ class Signatures:
     def forget_expired(self, now: datetime) -> None:
         """Drop signatures whose window has passed."""
         self.session.execute(delete(AcceptedSignature).where(AcceptedSignature.expires_at < now))
+
+
+class Decisions:
+    """Recorded decisions: what reached the rules, the state it met, and the outcome."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def record(self, **fields: object) -> None:
+        """Append one decision."""
+        self.session.execute(RecordedDecision.__table__.insert(), [fields])
+
+    def since(self, when: datetime | None) -> list[RecordedDecision]:
+        """Decisions recorded at or after when (all when None), oldest first."""
+        query = select(RecordedDecision)
+        if when is not None:
+            query = query.where(RecordedDecision.created_at >= when)
+        return list(self.session.scalars(query.order_by(RecordedDecision.id)))
+
+
+class RulesReloads:
+    """The reload counter that `permctl rules reload` moves."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def generation(self) -> int:
+        """The current reload generation (0 when never asked)."""
+        return self.session.scalar(select(RulesReload.generation).where(RulesReload.id == 1)) or 0
+
+    def request(self, at: datetime) -> int:
+        """Ask every worker to reload; returns the new generation."""
+        moved = self.session.execute(
+            update(RulesReload).where(RulesReload.id == 1).values(generation=RulesReload.generation + 1,
+                                                                   requested_at=at)
+        )
+        if moved.rowcount == 0:  # type: ignore[attr-defined]
+            self.session.add(RulesReload(id=1, generation=1, requested_at=at))
+            self.session.flush()
+        return self.generation()

@@ -11,7 +11,9 @@ from app.persistence.repositories import (
     Accounts,
     AuditTrail,
     Credentials,
+    Decisions,
     Permissions,
+    RulesReloads,
     Signatures,
     TenantConfigs,
 )
@@ -40,6 +42,8 @@ class UnitOfWork:
         self.credentials = Credentials(self.session)
         self.tenant_configs = TenantConfigs(self.session)
         self.signatures = Signatures(self.session)
+        self.decisions = Decisions(self.session)
+        self.rules_reloads = RulesReloads(self.session)
         return self
 
     def __exit__(

@@ -121,6 +121,8 @@ class DurableRulesEngine:
         return self._post(self._name, facts, self._rules)
 
     def _post(self, name: str, facts: list[dict[str, Any]], rules: Mapping[str, Rule]) -> list[Verdict]:
+        if not facts:
+            return []  # durable_rules crashes the process (SIGSEGV) on an empty batch
         events = [{"sid": SESSION_ID, "id": record["index"], **record} for record in facts]
         process = self._process
         with process.lock:

@@ -1,15 +1,22 @@
-"""The rule set a running service uses, and swapping in a new one only when it loads clean."""
+"""The rule set a running service uses, and swapping in a new one only when it loads clean.
+
+A reload is asked for with `permctl rules reload`, which moves a counter in the database. Each worker
+looks at that counter at most every `check_seconds` (on the way into a request) and reloads its own
+RULES_DIR when it has moved, so one command reaches every worker on every host.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from app.rules.engine import DurableRulesEngine
 from app.rules.lint import load_clean
-from app.rules.loader import RuleSetInvalid
+from app.rules.loader import RuleSetInvalid, rule_set_version
 
 log = structlog.get_logger("app.rules")
 
@@ -17,15 +24,28 @@ log = structlog.get_logger("app.rules")
 class LiveRules:
     """Holds the live engine; reload() compiles rules_dir and keeps the last good set on failure."""
 
-    def __init__(self, rules_dir: Path) -> None:
+    def __init__(
+        self,
+        rules_dir: Path,
+        *,
+        reload_generation: Callable[[], int] | None = None,
+        check_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rules_dir = Path(rules_dir)
         self._lock = threading.Lock()
         self.last_reload_error: str | None = None
         self._engine = DurableRulesEngine(load_clean(self.rules_dir))
+        self._generation = reload_generation
+        self._check_seconds = check_seconds
+        self._clock = clock
+        self._next_check = 0.0
+        self._seen_generation: int | None = None  # read on the first request: nothing connects at start
 
     @property
     def engine(self) -> DurableRulesEngine:
-        """The engine of the live rule set."""
+        """The engine of the live rule set (after honouring a pending reload request)."""
+        self._maybe_reload()
         return self._engine
 
     def reload(self) -> bool:
@@ -43,3 +63,28 @@ class LiveRules:
             self.last_reload_error = None
             log.info("rules_reloaded", old_rule_set_version=old, rule_set_version=engine.version)
             return True
+
+    def _read_generation(self) -> int | None:
+        if self._generation is None:
+            return None
+        try:
+            return self._generation()
+        except Exception as exc:  # the database may be down; the next check will try again
+            log.warning("rules_reload_check_failed", error=type(exc).__name__)
+            return None
+
+    def _maybe_reload(self) -> None:
+        if self._generation is None or self._clock() < self._next_check:
+            return
+        self._next_check = self._clock() + self._check_seconds
+        generation = self._read_generation()
+        if generation is None or generation == self._seen_generation:
+            return
+        first_look = self._seen_generation is None
+        self._seen_generation = generation
+        # On the first look we cannot tell whether a reload was asked for after this worker loaded its
+        # rules; reloading when the directory no longer matches what is loaded covers that gap.
+        if first_look and rule_set_version(self.rules_dir) == self._engine.version:
+            return
+        log.info("rules_reload_requested", generation=generation)
+        self.reload()

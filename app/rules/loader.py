@@ -144,6 +144,7 @@ def load_catalog(path: Path, shown: str) -> tuple[Catalog | None, list[Problem]]
             reader.problem(doc, "catalog", f"unknown key '{key}'", key)
     markets = _names(reader, doc, "markets", "catalog")
     values: list[str] = []
+    where: list[tuple[Any, Any]] = []  # the YAML node and key each value came from, for duplicate reports
     sections = doc.get("sections")
     if not isinstance(sections, CommentedSeq) or not sections:
         reader.problem(doc, "catalog", "'sections' must be a non-empty list", "sections")
@@ -158,18 +159,25 @@ def load_catalog(path: Path, shown: str) -> tuple[Catalog | None, list[Problem]]
             if not isinstance(group, str) or not NAME_PATTERN.match(group):
                 reader.problem(section, "catalog", f"group {group!r} is not a valid name", "group")
                 continue
-            values.extend(f"{group}.{name}" for name in _names(reader, section, "names", "catalog"))
+            valid = set(_names(reader, section, "names", "catalog"))
+            raw = section.get("names")
+            for position, name in enumerate(raw if isinstance(raw, CommentedSeq) else []):
+                if name in valid:
+                    values.append(f"{group}.{name}")
+                    where.append((raw, position))
         elif keys == {"products"}:
-            products = _names(reader, section, "products", "catalog")
-            values.extend(f"{product}.{market}" for product in products for market in markets)
+            for product in _names(reader, section, "products", "catalog"):
+                for market in markets:
+                    values.append(f"{product}.{market}")
+                    where.append((section, "products"))
         else:
             reader.problem(section, "catalog", f"a section has either group and names, or products; got {sorted(keys)}")
     banned = doc.get("banned_groups", [])
     banned_names = _names(reader, doc, "banned_groups", "catalog") if banned else ()
     seen: set[str] = set()
-    for value in values:
+    for value, (node, key) in zip(values, where, strict=True):
         if value in seen:
-            reader.problem(sections, "catalog", f"catalog value '{value}' is listed twice")
+            reader.problem(node, "catalog", f"catalog value '{value}' is listed twice", key)
         seen.add(value)
     for group in banned_names:
         if any(v.startswith(group + ".") for v in values):

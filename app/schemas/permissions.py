@@ -13,13 +13,23 @@ MAX_CHANGES = 100
 MAX_ACCOUNT_NO = 64
 
 
+def _printable_text(value: str) -> None:
+    # Account numbers are printable text; NUL, control characters and lone surrogates name no account
+    # and some databases cannot even compare them.
+    if not value.isprintable():
+        raise ValidationError("must be printable text")
+
+
+ACCOUNT_NO = {"required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text]}
+
+
 class UpdatePermissionsRequest(Schema):
     """POST body: account_no and 1 to 100 changes, each a JSON object (its fields are the rules' business)."""
 
     class Meta:
         unknown = EXCLUDE
 
-    account_no = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ACCOUNT_NO))
+    account_no = fields.String(**ACCOUNT_NO)
     changes = fields.List(
         fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_CHANGES)
     )
@@ -31,7 +41,7 @@ class GetPermissionsQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    account_no = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ACCOUNT_NO))
+    account_no = fields.String(**ACCOUNT_NO)
 
 
 _UPDATE = UpdatePermissionsRequest()

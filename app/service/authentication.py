@@ -20,9 +20,9 @@ from app.service.model import Caller
 from app.signature import ALGORITHM, SIGNED_HEADERS, sign, token_digest
 
 SIGNATURE_HEADER = re.compile(
-    rf"^{ALGORITHM} SignedHeaders=(?P<headers>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{{64}})$"
+    rf"{ALGORITHM} SignedHeaders=(?P<headers>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{{64}})"
 )
-TIMESTAMP = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+TIMESTAMP = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 # A dummy secret and digest keep the work done for an unknown app key the same as for a known one.
 _DUMMY_SECRET = "unknown-app-key"
 _DUMMY_DIGEST = token_digest("unknown-app-key")
@@ -67,7 +67,7 @@ class Authenticator:
             if not value:
                 raise Unauthenticated(f"missing {name} header")
         assert request.app_key and request.access_token and request.timestamp and request.signature_header
-        match = SIGNATURE_HEADER.match(request.signature_header)
+        match = SIGNATURE_HEADER.fullmatch(request.signature_header)
         if match is None or match["headers"] != SIGNED_HEADERS:
             raise Unauthenticated(
                 f"X-Api-Signature must be '{ALGORITHM} SignedHeaders={SIGNED_HEADERS}, Signature=<64 hex digits>'"
@@ -97,7 +97,7 @@ class Authenticator:
         return Caller(tenant_id=credential.tenant_id, app_key=credential.app_key)
 
     def _check_timestamp(self, raw: str, now: datetime) -> None:
-        if not TIMESTAMP.match(raw):
+        if not TIMESTAMP.fullmatch(raw):
             raise Unauthenticated("X-Timestamp must be Unix seconds (integer or decimal)")
         try:
             sent = Decimal(raw)

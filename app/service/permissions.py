@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,6 +38,12 @@ class LiveRules(Protocol):
 
 def _unavailable(exc: SQLAlchemyError) -> ServiceUnavailable:
     return ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})")
+
+
+def _named_state(changes: Sequence[Mapping[str, Any]], current: Mapping[str, str]) -> dict[str, str]:
+    """The stored status of every permission type the request names (what the rules could see)."""
+    named = {c.get("permission_type") for c in changes if isinstance(c.get("permission_type"), str)}
+    return {t: s for t, s in current.items() if t in named}
 
 
 class PermissionService:
@@ -97,14 +104,22 @@ class PermissionService:
                 current = {t: p.status for t, p in stored.items()}
                 verdicts = engine.evaluate(changes, enabled=enabled, current=current)
                 failed = next((v for v in verdicts if not v.passed), None)
+                decision = {
+                    "trace_id": trace_id, "tenant_id": caller.tenant_id, "account_no": account.account_no,
+                    "rule_set_version": engine.version, "changes": json.dumps(list(changes)),
+                    "tenant_patterns": json.dumps(list(patterns)),
+                    "account_state": json.dumps(_named_state(changes, current)), "created_at": self._clock(),
+                }
                 if failed is not None:
-                    raise rejection(failed, changes[failed.index])
+                    error = rejection(failed, changes[failed.index])
+                    self._record_rejection(uow, decision, error)
+                    raise error
                 applied = [
                     AppliedChange(c["permission_type"], current.get(c["permission_type"], "close"),
                                   c["permission_status"])
                     for c in changes
                 ]
-                self._write(uow, caller, account, applied, trace_id, engine.version)
+                self._write(uow, caller, account, applied, trace_id, engine.version, decision)
                 return applied
         except DomainError:
             raise
@@ -119,9 +134,11 @@ class PermissionService:
         applied: list[AppliedChange],
         trace_id: str,
         rule_set_version: str,
+        decision: dict[str, Any],
     ) -> None:
         now = self._clock()
         try:
+            uow.decisions.record(**decision, code=0, failure_index=0, rule_id=None)
             uow.permissions.set_many(account.id, [(a.permission_type, a.status_after) for a in applied], now)
             uow.audit.append(
                 {
@@ -136,6 +153,16 @@ class PermissionService:
         except SQLAlchemyError as exc:
             log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
             raise WriteFailed("the change could not be written; nothing was persisted") from exc
+
+    @staticmethod
+    def _record_rejection(uow: UnitOfWork, decision: dict[str, Any], error: DomainError) -> None:
+        # A rejected request changes nothing, but what it asked and what it met is kept for `rules impact`.
+        try:
+            uow.decisions.record(**decision, code=int(error.code), failure_index=error.failure_index,
+                                 rule_id=error.rule_id)
+            uow.commit()
+        except SQLAlchemyError as exc:
+            log.warning("decision_not_recorded", error=type(exc).__name__)
 
     def read(self, *, caller: Caller, account_no: str) -> AccountPermissions:
         """The account's status and every permission its tenant's config enables, in catalog order."""
