@@ -23,8 +23,10 @@ from app.service.fixtures import load_fixtures
 from app.settings import PROJECT_ROOT, Settings
 from tests.support import DEMO, FIXTURES, READ_PATH, UPDATE_PATH, Credentials, require_servers, signed_headers
 
-TABLES = ("permission_audit", "account_permissions", "accounts", "tenant_configs", "credentials",
-          "accepted_signatures", "tenants")
+TABLES = (
+    "permission_audit", "decisions", "rules_reloads", "account_permissions", "accounts", "tenant_configs",
+    "credentials", "accepted_signatures", "tenants",
+)
 
 
 def _server_url(name: str) -> str | None:
