@@ -78,3 +78,27 @@ def body_of(account_no: str, *changes: tuple[str, str] | dict[str, Any], **extra
 def require_servers() -> bool:
     """In CI (REQUIRE_SERVERS=1) a test that needs a missing server fails instead of skipping."""
     return os.environ.get("REQUIRE_SERVERS") == "1"
+
+
+def permctl(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+    """Run the real permctl entry point with only the given settings in its environment."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))}
+    base.update(env or {})
+    return subprocess.run([str(Path(sys.executable).with_name("permctl")), *args], env=base, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def copy_rules(target: Any) -> Any:
+    """A copy of the shipped rules/ directory at target/rules."""
+    import shutil
+
+    from app.settings import PROJECT_ROOT
+
+    destination = target / "rules"
+    shutil.copytree(PROJECT_ROOT / "rules", destination)
+    return destination

@@ -119,10 +119,12 @@ def _names(reader: _Reader, parent: Any, key: str, rule_id: str) -> tuple[str, .
     if not isinstance(value, CommentedSeq) or not value:
         reader.problem(parent, rule_id, f"'{key}' must be a non-empty list of names", key)
         return ()
-    names = []
+    names: list[str] = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not NAME_PATTERN.match(item):
             reader.problem(value, rule_id, f"{item!r} is not a valid name (letters, digits, _ and -)", i)
+        elif item in names:
+            reader.problem(value, rule_id, f"'{item}' is listed twice in '{key}'", i)
         else:
             names.append(item)
     return tuple(names)
