@@ -80,3 +80,21 @@ class LiveServer:
                 self.process.wait()
         if hasattr(self, "_log"):
             self._log.close()
+
+
+def call(server: LiveServer, method: str, path: str, body: bytes = b"", *, query: str = "",
+         creds: object = None, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict, dict]:
+    """A signed request to the server: (HTTP status, envelope, response headers)."""
+    import json
+
+    from tests.support import DEMO, signed_headers
+
+    sent = signed_headers(method, path, body, query=query, creds=creds or DEMO)  # type: ignore[arg-type]
+    sent.update(headers or {})
+    url = server.url + path + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, data=body or None, headers=sent, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), dict(error.headers)

@@ -1,0 +1,152 @@
+"""Compliance edits rules/ as data and the running service follows (issue 3, acceptance 3 to 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.persistence.db import make_engine
+from app.persistence.models import PermissionAudit
+from app.rules.loader import rule_set_version
+from app.settings import Settings
+from tests.e2e.server import LiveServer, call
+from tests.support import OTHER, UPDATE_PATH, body_of, copy_rules, permctl
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def editable(seeded: Settings, tmp_path: Path) -> Any:
+    """gunicorn -w 2 on a copy of rules/ that the test edits; workers look for reloads on every request."""
+    rules = copy_rules(tmp_path)
+    settings = seeded.with_overrides(rules_dir=rules)
+    server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log",
+                        extra_env={"RULES_RELOAD_CHECK_SECONDS": "0"}).start()
+    yield server
+    server.stop()
+
+
+def reload(server: LiveServer) -> Any:
+    """permctl rules reload against the server's database and rules."""
+    return permctl("rules", "reload", env={"DATABASE_URL": server.settings.database_url,
+                                           "RULES_DIR": str(server.settings.rules_dir)})
+
+
+def audit_versions(server: LiveServer, account_no: str) -> list[str]:
+    engine = make_engine(server.settings)
+    try:
+        with engine.connect() as conn:
+            return list(conn.scalars(select(PermissionAudit.rule_set_version)
+                                     .where(PermissionAudit.account_no == account_no).order_by(PermissionAudit.id)))
+    finally:
+        engine.dispose()
+
+
+def test_a_new_market_and_a_reworded_message_are_data_edits(editable: LiveServer):
+    rules = editable.settings.rules_dir
+    status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("OTHER-1", ("stock.KR", "open")), creds=OTHER)
+    assert (status, body["code"], body["data"]["rule_id"]) == (400, 400101, "type-in-catalog")
+
+    catalog = rules / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU]",
+                                                   "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU, KR]"))
+    assert reload(editable).returncode == 0
+    for n in range(4):  # enough requests to reach both workers
+        status, body, _ = call(editable, "POST", UPDATE_PATH,
+                               body_of("OTHER-1", ("stock.KR", "open" if n % 2 == 0 else "close"), nonce=n),
+                               creds=OTHER)
+        assert (status, body["code"]) == (200, 0), body
+
+    validation = rules / "validation.yaml"
+    validation.write_text(validation.read_text().replace("message: the flag.* group is not supported",
+                                                         "message: flag permissions are not offered yet"))
+    assert reload(editable).returncode == 0
+    for n in range(4):
+        status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("flag.options", "open"), nonce=n))
+        assert status == 400
+        assert body["message"] == "changes[0].permission_type 'flag.options': flag permissions are not offered yet"
+
+
+def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
+    rules = editable.settings.rules_dir
+    first_version = rule_set_version(rules)
+
+    sent = iter(range(1000))
+
+    def nonce() -> int:
+        return next(sent)
+
+    def open_and_close(times: int) -> None:
+        for n in range(times):
+            status, body, _ = call(editable, "POST", UPDATE_PATH,
+                                   body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close"), nonce=nonce()))
+            assert (status, body["code"]) == (200, 0), body
+
+    open_and_close(4)
+    validation = rules / "validation.yaml"
+    good = validation.read_text()
+    validation.write_text(good + "\n  - id: [broken\n")
+    result = reload(editable)
+    assert result.returncode == 1 and "keep their last good rule set" in result.stderr
+    open_and_close(4)
+    assert audit_versions(editable, "ACC-2") == [first_version] * 8
+    assert "rules_reload_failed" in editable.logs()
+
+    validation.write_text(good.replace("message: is required", "message: must be given"))
+    second_version = rule_set_version(rules)
+    assert second_version != first_version
+    assert reload(editable).returncode == 0
+    open_and_close(4)
+    assert audit_versions(editable, "ACC-2") == [first_version] * 8 + [second_version] * 4
+
+
+def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServer, tmp_path: Path):
+    traffic = {
+        "open-sg": (body_of("ACC-1", ("stock.SG", "open")), 0),
+        "open-us": (body_of("ACC-1", ("stock.US", "open")), 0),
+        "flag": (body_of("ACC-1", ("stock.JP", "open"), ("flag.options", "open")), 400101),
+        "bad-status": (body_of("ACC-1", ("stock.DE", "opne")), 400102),
+        "noop-hk": (body_of("ACC-1", ("stock.HK", "open")), 400103),
+        "close-sg": (body_of("ACC-1", ("stock.SG", "close")), 0),
+        "unknown": (body_of("ACC-1", ("stock.KR", "open")), 400101),
+    }
+    for trace, (body, code) in traffic.items():
+        _, answer, _ = call(live_server, "POST", UPDATE_PATH, body, headers={"X-Trace-Id": trace})
+        assert answer["code"] == code, (trace, answer)
+
+    proposed = copy_rules(tmp_path)
+    catalog = proposed / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("SG, JP", "JP"))  # Singapore leaves the catalog
+    validation = proposed / "validation.yaml"
+    text = validation.read_text()
+    # Move the flag rule below the catalog rule: flag.* is then reported as unknown, by another rule.
+    start = text.index("  - id: type-banned-group")
+    end = text.index("  - id: type-in-catalog")
+    block = text[start:end]
+    text = text[:start] + text[end:]
+    anchor = text.index("  - id: type-enabled-for-tenant")
+    validation.write_text(text[:anchor] + block + text[anchor:])
+
+    result = permctl("rules", "impact", "--rules", str(proposed), "--json",
+                     env={"DATABASE_URL": live_server.settings.database_url})
+    assert result.returncode == 0, result.stderr
+    flips = {row["trace_id"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert set(flips) == {"open-sg", "close-sg", "flag"}
+    assert flips["open-sg"]["old"] == {"code": 0, "failure_index": 0, "rule_id": None}
+    assert flips["open-sg"]["new"] == {"code": 400101, "failure_index": 0, "rule_id": "type-in-catalog"}
+    assert flips["flag"]["old"]["rule_id"] == "type-banned-group"
+    assert flips["flag"]["new"] == {"code": 400101, "failure_index": 1, "rule_id": "type-in-catalog"}
+
+    summary = permctl("rules", "impact", "--rules", str(proposed),
+                      env={"DATABASE_URL": live_server.settings.database_url})
+    assert "rule type-in-catalog: would newly decide 3 decision(s)" in summary.stdout
+    assert "rule type-banned-group: would no longer decide 1 decision(s)" in summary.stdout
+    assert summary.stdout.strip().endswith("7 decisions replayed through rule-set version "
+                                           f"{rule_set_version(proposed)}; 3 would change")
+
+    unchanged = permctl("rules", "impact", "--json", env={"DATABASE_URL": live_server.settings.database_url})
+    assert unchanged.returncode == 0 and unchanged.stdout == ""
