@@ -1,0 +1,222 @@
+"""The durable_rules adapter in-process: thousands of evaluations stay correct (each request's session is
+deleted: durable_rules breaks for good after 1,024 undeleted sessions), hostile strings do not break it, and
+engines for one rule set share one registered ruleset (ENGINE-NOTES.md)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+import pytest
+
+from app.rules.engine import DurableRulesEngine
+from app.rules.loader import load_rule_set
+from app.rules.model import RuleSet
+from app.settings import PROJECT_ROOT
+
+EVALUATIONS = 20_000
+ENABLED_PATTERNS = ("account.*", "stock.*", "options.US", "trade.*")  # the demo tenant of tests/support.py
+
+RULE_CODES = {
+    "type-required": 400101, "type-must-be-text": 400101, "type-banned-group": 400101, "type-in-catalog": 400101,
+    "type-enabled-for-tenant": 400101, "status-required": 400102, "status-must-be-text": 400102,
+    "status-open-or-close": 400102, "no-duplicate-type": 400104, "must-change-state": 400103,
+}
+
+_MISSING = object()
+
+
+def expected_rule_ids(
+    changes: Sequence[Mapping[str, Any]], *, catalog: Any, enabled: frozenset[str], current: Mapping[str, str]
+) -> list[str | None]:
+    """The model: for each change the first rule of rules/validation.yaml that rejects it, None when it passes."""
+    verdicts: list[str | None] = []
+    named: set[str] = set()
+    for change in changes:
+        permission_type = change.get("permission_type", _MISSING)
+        status = change.get("permission_status", _MISSING)
+        duplicate = isinstance(permission_type, str) and permission_type in named
+        if isinstance(permission_type, str):
+            named.add(permission_type)
+        if permission_type is _MISSING:
+            verdict: str | None = "type-required"
+        elif not isinstance(permission_type, str):
+            verdict = "type-must-be-text"
+        elif fnmatchcase(permission_type, "flag.*"):
+            verdict = "type-banned-group"
+        elif permission_type not in catalog:
+            verdict = "type-in-catalog"
+        elif permission_type not in enabled:
+            verdict = "type-enabled-for-tenant"
+        elif status is _MISSING:
+            verdict = "status-required"
+        elif not isinstance(status, str):
+            verdict = "status-must-be-text"
+        elif status not in ("open", "close"):
+            verdict = "status-open-or-close"
+        elif duplicate:
+            verdict = "no-duplicate-type"
+        elif status == current.get(permission_type, "close"):
+            verdict = "must-change-state"
+        else:
+            verdict = None
+        verdicts.append(verdict)
+    return verdicts
+
+
+def expected_outcome(
+    changes: Sequence[Mapping[str, Any]], *, catalog: Any, enabled: frozenset[str], current: Mapping[str, str]
+) -> tuple[int, int, str | None]:
+    """(code, failure_index, rule_id) of a whole request: the first change a rule rejects decides."""
+    for index, rule_id in enumerate(expected_rule_ids(changes, catalog=catalog, enabled=enabled, current=current)):
+        if rule_id is not None:
+            return RULE_CODES[rule_id], index, rule_id
+    return 0, 0, None
+
+
+class ChangeMaker:
+    """Random changes of every kind the rules tell apart, weighted towards valid ones."""
+
+    BAD_TYPES = ("flag.options", "flag.warrant", "flag.", "stock.us", "Stock.US", "stock", "", "options.HK",
+                 "ipo.SG", "va.OSL", "questionnaire.risk", " stock.US", "stock.US ", "\ud800", "stock.US\x00",
+                 "flag.\x00", "flag.\n", "flag.\udfff", "stock.US\n", "x" * 2048)
+    BAD_STATUSES = ("OPEN", "Close", "opened", "", "open ", "closed", "on", "open\x00", "\ud800")
+    NOT_TEXT = (1, 0, None, True, 1.5, ["stock.US"], {"v": "open"})
+
+    def __init__(self, rule_set: RuleSet, rng: random.Random) -> None:
+        self.catalog = rule_set.catalog
+        self.enabled = frozenset(rule_set.catalog.expand(ENABLED_PATTERNS))
+        self.enabled_list = sorted(self.enabled)
+        self.rng = rng
+
+    def valid(self, permission_type: str, current: Mapping[str, str]) -> dict[str, Any]:
+        """A change that moves permission_type."""
+        return {"permission_type": permission_type,
+                "permission_status": "close" if current.get(permission_type, "close") == "open" else "open"}
+
+    def bad(self, current: Mapping[str, str], earlier: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """A change that some rule rejects (which one the model says)."""
+        rng = self.rng
+        kind = rng.randrange(8)
+        some_type = rng.choice(self.enabled_list)
+        if kind == 0:
+            return {"permission_status": "open"}
+        if kind == 1:
+            return {"permission_type": rng.choice(self.NOT_TEXT), "permission_status": "open"}
+        if kind == 2:
+            return {"permission_type": rng.choice(self.BAD_TYPES), "permission_status": rng.choice(("open", "close"))}
+        if kind == 3:
+            return {"permission_type": some_type}
+        if kind == 4:
+            return {"permission_type": some_type, "permission_status": rng.choice(self.NOT_TEXT)}
+        if kind == 5:
+            return {"permission_type": some_type, "permission_status": rng.choice(self.BAD_STATUSES)}
+        named = [c["permission_type"] for c in earlier if isinstance(c.get("permission_type"), str)]
+        if kind == 6 and named:
+            return {"permission_type": rng.choice(named), "permission_status": rng.choice(("open", "close"))}
+        return {"permission_type": some_type, "permission_status": current.get(some_type, "close")}
+
+    def batch(self, current: Mapping[str, str]) -> list[dict[str, Any]]:
+        """1 to 20 changes: mostly valid, often with one or two bad ones placed anywhere."""
+        rng = self.rng
+        size = rng.choice((1, 1, 2, 3, 4, 5, rng.randint(10, 20)))
+        types = rng.sample(self.enabled_list, size)
+        changes = [self.valid(t, current) for t in types]
+        for _ in range(rng.choice((0, 0, 1, 1, 2))):
+            changes.insert(rng.randint(0, len(changes)), self.bad(current, changes))
+        return changes[:100]
+
+
+@pytest.fixture(scope="module")
+def rule_set() -> RuleSet:
+    return load_rule_set(PROJECT_ROOT / "rules")
+
+
+def verdict_ids(engine: DurableRulesEngine, changes: list[dict[str, Any]], **state: Any) -> list[str | None]:
+    return [None if v.rule is None else v.rule.id for v in engine.evaluate(changes, **state)]
+
+
+def test_twenty_thousand_evaluations_give_the_right_verdicts(rule_set):
+    # Two engines for the same rules, as after a reload of an unchanged rules/, used alternately.
+    engines = (DurableRulesEngine(rule_set), DurableRulesEngine(load_rule_set(PROJECT_ROOT / "rules")))
+    maker = ChangeMaker(rule_set, random.Random(20_000))
+    current: dict[str, str] = {"account.trade": "open", "stock.HK": "open"}
+    applied = rejected = changes_seen = 0
+    started = time.perf_counter()
+    for n in range(EVALUATIONS):
+        changes = maker.batch(current)
+        state = {"enabled": maker.enabled, "current": dict(current)}
+        got = verdict_ids(engines[n % 2], changes, **state)
+        want = expected_rule_ids(changes, catalog=rule_set.catalog, **state)
+        assert got == want, (n, changes, current)
+        changes_seen += len(changes)
+        if all(v is None for v in want):
+            current.update({c["permission_type"]: c["permission_status"] for c in changes})
+            applied += 1
+        else:
+            rejected += 1
+    elapsed = time.perf_counter() - started
+    print(f"\n{EVALUATIONS} evaluations ({changes_seen} changes; {applied} batches pass, {rejected} rejected) "
+          f"in {elapsed:.1f} s")
+    assert applied > 1_000 and rejected > 1_000  # both paths well exercised
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["\ud800", "stock.US\ud800", "\x00", "stock.US\x00", "\x00stock.US", "a" * 60 * 1024, "stock.US" + "x" * 60 * 1024],
+    ids=["lone-surrogate", "type-then-surrogate", "nul", "type-then-nul", "nul-then-type", "60KB", "type-then-60KB"],
+)
+def test_hostile_permission_type_is_not_in_catalog_and_engine_keeps_answering(rule_set, hostile):
+    engine = DurableRulesEngine(rule_set)
+    enabled = frozenset(rule_set.catalog.expand(ENABLED_PATTERNS))
+    state = {"enabled": enabled, "current": {"stock.HK": "open"}}
+    batch = [
+        {"permission_type": "stock.US", "permission_status": "open"},
+        {"permission_type": hostile, "permission_status": "open"},
+        {"permission_type": "stock.HK", "permission_status": "close"},
+        {"permission_type": hostile, "permission_status": "close"},
+    ]
+    assert verdict_ids(engine, batch, **state) == [None, "type-in-catalog", None, "type-in-catalog"]
+    verdicts = engine.evaluate(batch, **state)
+    assert verdicts[1].index == 1 and not verdicts[1].passed
+
+    # The engine still answers, correctly, for ordinary batches afterwards (and for the same batch again).
+    for _ in range(3):
+        assert verdict_ids(engine, [{"permission_type": "stock.US", "permission_status": "open"}], **state) == [None]
+        assert verdict_ids(engine, [{"permission_type": "stock.HK", "permission_status": "open"}], **state) == [
+            "must-change-state"
+        ]
+        assert verdict_ids(engine, batch, **state) == [None, "type-in-catalog", None, "type-in-catalog"]
+
+
+@pytest.mark.parametrize("hostile", ["\ud800", "open\x00", "\x00", "o" * 60 * 1024])
+def test_hostile_permission_status_is_refused_and_engine_keeps_answering(rule_set, hostile):
+    engine = DurableRulesEngine(rule_set)
+    state = {"enabled": frozenset(rule_set.catalog.expand(ENABLED_PATTERNS)), "current": {}}
+    batch = [{"permission_type": "stock.US", "permission_status": "open"},
+             {"permission_type": "stock.SG", "permission_status": hostile}]
+    assert verdict_ids(engine, batch, **state) == [None, "status-open-or-close"]
+    assert verdict_ids(engine, [{"permission_type": "stock.SG", "permission_status": "close"}], **state) == [
+        "must-change-state"
+    ]
+
+
+def test_two_engines_for_one_rule_set_share_one_registered_ruleset(rule_set):
+    first = DurableRulesEngine(rule_set)
+    host = first._process.host
+    registered = len(host._ruleset_list)
+
+    # A second engine for the same rules (loaded again: same version) registers nothing new and raises nothing.
+    second = DurableRulesEngine(load_rule_set(PROJECT_ROOT / "rules"))
+    assert second.version == first.version
+    assert second._process is first._process
+    assert len(host._ruleset_list) == registered
+    assert host.get_ruleset(second._name) is host.get_ruleset(first._name)
+
+    state = {"enabled": frozenset(rule_set.catalog.expand(ENABLED_PATTERNS)), "current": {"stock.US": "open"}}
+    change = [{"permission_type": "stock.US", "permission_status": "open"}]
+    for engine in (first, second, first, second):
+        assert verdict_ids(engine, change, **state) == ["must-change-state"]
