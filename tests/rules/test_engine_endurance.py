@@ -220,3 +220,15 @@ def test_two_engines_for_one_rule_set_share_one_registered_ruleset(rule_set):
     change = [{"permission_type": "stock.US", "permission_status": "open"}]
     for engine in (first, second, first, second):
         assert verdict_ids(engine, change, **state) == ["must-change-state"]
+
+
+def test_no_session_state_outlives_an_evaluation(rule_set):
+    """The adapter deletes its session after every batch: the engine holds no state for it afterwards."""
+    from app.rules.engine import SESSION_ID
+
+    engine = DurableRulesEngine(rule_set)
+    for changes in ([{"permission_type": "stock.US", "permission_status": "open"}],
+                    [{"permission_type": "flag.options", "permission_status": "open"}] * 3):
+        engine.evaluate(changes, enabled=frozenset(rule_set.catalog.values), current={})
+        with pytest.raises(Exception, match="error code: 309"):  # 309: no state for this session id
+            engine._process.host.get_state(engine._name, SESSION_ID)
