@@ -56,6 +56,7 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.logs()}")
             try:
                 urllib.request.urlopen(self.url + "/__ready__", timeout=1)

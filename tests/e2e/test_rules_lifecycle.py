@@ -150,3 +150,15 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
 
     unchanged = permctl("rules", "impact", "--json", env={"DATABASE_URL": live_server.settings.database_url})
     assert unchanged.returncode == 0 and unchanged.stdout == ""
+
+
+def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    validation = rules / "validation.yaml"
+    validation.write_text(validation.read_text().replace("outcome: NO_STATE_CHANGE", "outcome: NOPE"))
+    server = LiveServer(settings=seeded.with_overrides(rules_dir=rules), log_path=tmp_path / "gunicorn.log")
+    with pytest.raises(RuntimeError, match="gunicorn exited"):
+        server.start()
+    logs = server.logs()
+    assert "refusing to start: the rules do not lint clean" in logs
+    assert "rules/validation.yaml:" in logs and "unknown outcome 'NOPE'" in logs
