@@ -42,6 +42,7 @@ class Container:
         session_factory = make_session_factory(engine)
         rules = LiveRules(
             settings.rules_dir,
+            instance_dir=settings.instance_dir,
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,
         )

@@ -21,6 +21,7 @@ class Settings:
     database_url: str = field(default_factory=_default_database_url)
     redis_url: str | None = None
     rules_dir: Path = PROJECT_ROOT / "rules"
+    instance_dir: Path = PROJECT_ROOT / "instance"
     signature_window_seconds: int = 300
     tenant_config_ttl_seconds: float = 30.0
     max_body_bytes: int = 64 * 1024
@@ -39,6 +40,7 @@ class Settings:
             database_url=env.get("DATABASE_URL") or base.database_url,
             redis_url=env.get("REDIS_URL") or None,
             rules_dir=Path(env["RULES_DIR"]) if env.get("RULES_DIR") else base.rules_dir,
+            instance_dir=Path(env["INSTANCE_DIR"]) if env.get("INSTANCE_DIR") else base.instance_dir,
             signature_window_seconds=int(env.get("SIGNATURE_WINDOW_SECONDS", base.signature_window_seconds)),
             tenant_config_ttl_seconds=float(
                 env.get("TENANT_CONFIG_TTL_SECONDS", base.tenant_config_ttl_seconds)

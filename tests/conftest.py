@@ -107,10 +107,10 @@ def redis_url() -> Iterator[str | None]:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str | None) -> Settings:
+def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database and Redis."""
     return Settings(database_url=database_url, redis_url=redis_url, rules_dir=PROJECT_ROOT / "rules",
-                    tenant_config_ttl_seconds=30.0)
+                    instance_dir=tmp_path / "instance", tenant_config_ttl_seconds=30.0)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -35,18 +36,25 @@ def call(method: str, path: str, data: str | None, timeout: float) -> None:
     except KeyError as exc:
         raise click.ClickException(f"set the SDK variables first: {exc.args[0]}") from exc
     method = method.upper()
+    if not path.startswith("/"):
+        raise click.ClickException(f"PATH must start with '/', got {path!r}")
     body = b""
     if data is not None:
         try:
             body = json.dumps(json.loads(data), separators=(",", ":")).encode()
         except ValueError as exc:
             raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
-    parts = urlsplit(path)
+    try:
+        parts = urlsplit(path)
+        base_parts = urlsplit(client.http_url)
+        base_parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise click.ClickException(f"not a valid URL: {exc}") from exc
     timestamp = str(int(time.time()))
     signature = sign(app_secret=client.app_secret, method=method, path=parts.path, query=parts.query,
                      access_token=client.access_token, app_key=client.app_key, timestamp=timestamp, body=body)
     base = client.http_url.rstrip("/")
-    if urlsplit(base).scheme not in ("http", "https"):
+    if base_parts.scheme not in ("http", "https") or not base_parts.hostname or " " in client.http_url:
         raise click.ClickException(f"LONGBRIDGE_HTTP_URL must be an http(s) URL, got {client.http_url!r}")
     request = urllib.request.Request(
         base + path, data=body or None, method=method,
@@ -60,6 +68,8 @@ def call(method: str, path: str, data: str | None, timeout: float) -> None:
         status, raw, trace = exc.code, exc.read(), exc.headers.get("X-Trace-Id")
     except (urllib.error.URLError, OSError) as exc:
         raise click.ClickException(f"cannot reach {base}: {getattr(exc, 'reason', exc)}") from exc
+    except (ValueError, http.client.HTTPException) as exc:
+        raise click.ClickException(f"cannot call {base + path}: {exc}") from exc
     click.echo(f"HTTP {status}  X-Trace-Id: {trace}", err=True)
     click.echo(raw.decode("utf-8", "replace"))
     try:

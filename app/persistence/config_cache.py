@@ -31,6 +31,10 @@ class ConfigCache(Protocol):
     def invalidate(self, tenant_id: str) -> None: ...
 
 
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
+
+
 def _key(tenant_id: str, version: int) -> str:
     return f"{KEY_PREFIX}{tenant_id}:{version}"
 
@@ -73,7 +77,7 @@ class RedisConfigCache:
     def __init__(self, url: str, ttl_seconds: float) -> None:
         self._ttl = max(1, int(ttl_seconds))
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False, decode_responses=True
+            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False
         )
 
     def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
@@ -87,10 +91,10 @@ class RedisConfigCache:
         if raw is None:
             return None
         try:
-            patterns = json.loads(raw)
+            patterns = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
             if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
                 raise ValueError("not a list of strings")
-        except ValueError:
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             log.warning("tenant_config_cache_corrupt", tenant=tenant_id)
             return None
         return tuple(patterns)
@@ -105,7 +109,7 @@ class RedisConfigCache:
     def invalidate(self, tenant_id: str) -> None:
         """Delete every cached version of the tenant's config."""
         try:
-            keys = list(self._redis.scan_iter(match=f"{KEY_PREFIX}{tenant_id}:*", count=100))
+            keys = list(self._redis.scan_iter(match=f"{KEY_PREFIX}{_glob_escape(tenant_id)}:*", count=100))
             if keys:
                 self._redis.delete(*keys)
         except redis.RedisError as exc:

@@ -163,8 +163,10 @@ def load_catalog(path: Path, shown: str) -> tuple[Catalog | None, list[Problem]]
                 continue
             valid = set(_names(reader, section, "names", "catalog"))
             raw = section.get("names")
+            taken: set[str] = set()
             for position, name in enumerate(raw if isinstance(raw, CommentedSeq) else []):
-                if name in valid:
+                if name in valid and name not in taken:
+                    taken.add(name)
                     values.append(f"{group}.{name}")
                     where.append((raw, position))
         elif keys == {"products"}:

@@ -54,8 +54,14 @@ def load_fixtures(
                 _require(isinstance(cred, dict) and all(isinstance(cred.get(k), str) and cred[k]
                                                         for k in ("app_key", "app_secret", "access_token")),
                          f"tenants[{i}].credentials[{j}] needs app_key, app_secret and access_token")
-                session.merge(Credential(app_key=cred["app_key"], tenant_id=tenant_id, app_secret=cred["app_secret"],
-                                         access_token_sha256=token_digest(cred["access_token"]), created_at=now))
+                stored = session.get(Credential, cred["app_key"])
+                if stored is None:
+                    session.add(Credential(app_key=cred["app_key"], tenant_id=tenant_id, app_secret=cred["app_secret"],
+                                           access_token_sha256=token_digest(cred["access_token"]), created_at=now))
+                else:
+                    stored.tenant_id = tenant_id
+                    stored.app_secret = cred["app_secret"]
+                    stored.access_token_sha256 = token_digest(cred["access_token"])
             saas = tenant.get("saas_config")
             if saas is not None:
                 _require(isinstance(saas, dict) and isinstance(saas.get("enabled"), list),

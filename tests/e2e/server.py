@@ -38,8 +38,10 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR"))}
-        env.update({"DATABASE_URL": self.settings.database_url, "RULES_DIR": str(self.settings.rules_dir)})
+        ours = ("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+        env.update({"DATABASE_URL": self.settings.database_url, "RULES_DIR": str(self.settings.rules_dir),
+                    "INSTANCE_DIR": str(self.settings.instance_dir)})
         if self.settings.redis_url:
             env["REDIS_URL"] = self.settings.redis_url
         env.update(self.extra_env)

@@ -162,3 +162,41 @@ def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path
     logs = server.logs()
     assert "refusing to start: the rules do not lint clean" in logs
     assert "rules/validation.yaml:" in logs and "unknown outcome 'NOPE'" in logs
+
+
+def _workers(server: LiveServer) -> set[int]:
+    assert server.process is not None
+    pid = server.process.pid
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_a_worker_restarted_while_rules_are_broken_serves_the_last_good_set(editable: LiveServer):
+    import os
+    import signal
+    import time
+
+    rules = editable.settings.rules_dir
+    good_version = rule_set_version(rules)
+    status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-2", ("stock.US", "open")))
+    assert (status, body["code"]) == (200, 0)
+    validation = rules / "validation.yaml"
+    validation.write_text(validation.read_text() + "\n  - id: [broken\n")
+
+    before = _workers(editable)
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait for gunicorn to boot replacements (a condition, not a guess)
+        now = _workers(editable)
+        if len(now) == len(before) and not now & before:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"workers were not replaced:\n{editable.logs()}")
+
+    for n in range(4):
+        status, body, _ = call(editable, "POST", UPDATE_PATH,
+                               body_of("ACC-2", ("stock.US", "close" if n % 2 == 0 else "open"), nonce=n))
+        assert (status, body["code"]) == (200, 0), body
+    assert set(audit_versions(editable, "ACC-2")) == {good_version}
+    assert "rules_invalid_serving_last_good" in editable.logs()

@@ -1,0 +1,398 @@
+"""The real `permctl` entry point, run as a subprocess against this test's database (SPEC §8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from app.rules.loader import load_rule_set
+from app.settings import PROJECT_ROOT, Settings
+from tests.support import DEMO, READ_PATH, UPDATE_PATH, body_of
+
+pytestmark = pytest.mark.e2e
+
+PERMCTL = Path(sys.executable).with_name("permctl")
+RULE_SET = load_rule_set(PROJECT_ROOT / "rules")  # catalog and rules; the version is read when needed
+SG_MEXC = ("account.*", "stock.*", "options.US", "trade.*")
+
+FIXTURES_YAML = """\
+tenants:
+  - id: sg_mexc
+    credentials:
+      - {app_key: demo-key, app_secret: demo-secret, access_token: demo-token}
+    saas_config:
+      enabled: ["account.*", "stock.*", "options.US", "trade.*"]
+  - id: hk_other
+    credentials:
+      - {app_key: other-key, app_secret: other-secret, access_token: other-token}
+accounts:
+  - account_no: L6VQEU00121996
+    tenant: sg_mexc
+    status: active            # active | deregistered
+    permissions: {account.trade: open, stock.HK: open, stock.US: close}
+  - account_no: GONE-1
+    tenant: sg_mexc
+    status: deregistered
+  - account_no: L6VQEU00121996
+    tenant: hk_other
+"""
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """permctl ARGS with only the given settings in its environment."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))
+            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    base.update(env or {})
+    return subprocess.run([str(PERMCTL), *args], env=base, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    lines = output.splitlines()
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def db_env(settings: Settings) -> dict[str, str]:
+    env = {"DATABASE_URL": settings.database_url}
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+def snapshot(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table the service writes, in a stable order."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+            return {t: sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}")))
+                    for t in tables}
+    finally:
+        engine.dispose()
+
+
+def scalar(database_url: str, sql: str, **params: Any) -> Any:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_permctl_is_installed():
+    assert PERMCTL.exists(), PERMCTL
+    assert "db" in ok(run("--help"))
+
+
+# --- db upgrade ----------------------------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_a_fresh_sqlite_database(tmp_path):
+    path = tmp_path / "fresh.sqlite"
+    url = f"sqlite:///{path}"
+    ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
+    assert path.exists()
+    tables = set(snapshot(url))
+    assert {"tenants", "credentials", "tenant_configs", "accounts", "account_permissions", "permission_audit",
+            "accepted_signatures"} <= tables
+    assert scalar(url, "SELECT count(*) FROM alembic_version") == 1
+    # Running it again is harmless.
+    ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
+    assert scalar(url, "SELECT count(*) FROM tenants") == 0
+
+
+# --- load -----------------------------------------------------------------------------------------------------
+
+
+def test_load_is_idempotent(database_url, redis_url, tmp_path):
+    fixtures = tmp_path / "fixtures.yaml"
+    fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
+    env = {"DATABASE_URL": database_url, **({"REDIS_URL": redis_url} if redis_url else {})}
+
+    first = ok(run("load", str(fixtures), env=env, cwd=tmp_path))
+    assert "2 tenants" in first
+    assert "3 accounts" in first
+    after_first = snapshot(database_url)
+    assert len(after_first["tenants"]) == 2
+    assert len(after_first["accounts"]) == 3
+    # Only changes away from the default (close) are audited: account.trade and stock.HK opened.
+    audit = after_first["permission_audit"]
+    assert len(audit) == 2
+    assert scalar(database_url, "SELECT config_version FROM tenants WHERE id = 'sg_mexc'") == 1
+    assert scalar(database_url, "SELECT status FROM accounts WHERE origin_id = 'GONE-1'") == "deregistered"
+
+    ok(run("load", str(fixtures), env=env, cwd=tmp_path))
+    after_second = snapshot(database_url)
+    assert after_second["permission_audit"] == audit  # no new audit rows
+    for table in after_first:
+        assert after_second[table] == after_first[table], f"the second load changed {table}"
+
+
+def test_load_applies_a_changed_document(database_url, tmp_path):
+    fixtures = tmp_path / "fixtures.yaml"
+    fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
+    env = {"DATABASE_URL": database_url}
+    ok(run("load", str(fixtures), env=env))
+    fixtures.write_text(FIXTURES_YAML.replace("stock.HK: open", "stock.HK: close")
+                        .replace('"options.US", "trade.*"', '"options.US"'), encoding="utf-8")
+    ok(run("load", str(fixtures), env=env))
+    assert scalar(database_url, "SELECT count(*) FROM permission_audit") == 3
+    assert scalar(database_url, "SELECT config_version FROM tenants WHERE id = 'sg_mexc'") == 2
+
+
+# --- tenant show / set-config ------------------------------------------------------------------------------------
+
+
+def test_tenant_show(seeded):
+    out = ok(run("tenant", "show", "sg_mexc", env=db_env(seeded)))
+    assert "config version 1" in out
+    assert "account.*, stock.*, options.US, trade.*" in out
+    enabled = RULE_SET.catalog.expand(SG_MEXC)
+    assert f"enabled ({len(enabled)}): " + " ".join(enabled) in out
+
+    shown = json.loads(ok(run("tenant", "show", "sg_mexc", "--json", env=db_env(seeded))))
+    assert shown == {"tenant": "sg_mexc", "config_version": 1, "patterns": list(SG_MEXC), "enabled": list(enabled)}
+
+    bare = json.loads(ok(run("tenant", "show", "no_config", "--json", env=db_env(seeded))))
+    assert bare["patterns"] is None
+    assert bare["enabled"] == []
+    assert "nothing enabled" in ok(run("tenant", "show", "no_config", env=db_env(seeded)))
+
+
+def test_set_config_is_honoured_by_a_running_app(seeded, api):
+    before = api.statuses("ACC-1")
+    assert list(before) == list(RULE_SET.catalog.expand(SG_MEXC))
+    version_before = json.loads(ok(run("tenant", "show", "sg_mexc", "--json", env=db_env(seeded))))["config_version"]
+
+    out = ok(run("tenant", "set-config", "sg_mexc", "stock.*", "va.*", env=db_env(seeded)))
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].split() for line in out.splitlines() if ":" in line}
+    assert lines["enables"] == ["va.OSL", "va.HAS"]
+    disabled = [v for v in before if not v.startswith("stock.")]
+    assert lines["disables"] == disabled
+    assert "account.trade" in disabled and "options.US" in disabled
+
+    after = json.loads(ok(run("tenant", "show", "sg_mexc", "--json", env=db_env(seeded))))
+    assert after["config_version"] == version_before + 1
+    assert after["patterns"] == ["stock.*", "va.*"]
+
+    # The app built before the change honours it on its very next request.
+    assert list(api.statuses("ACC-1")) == list(RULE_SET.catalog.expand(("stock.*", "va.*")))
+    refused = api.update(body_of("ACC-1", ("account.trade", "close")))
+    assert refused.status_code == 400
+    assert refused.get_json()["data"]["rule_id"] == "type-enabled-for-tenant"
+    assert api.update(body_of("ACC-1", ("va.OSL", "open"))).status_code == 200
+
+
+def test_set_config_with_nothing_new(seeded):
+    out = ok(run("tenant", "set-config", "sg_mexc", *SG_MEXC, env=db_env(seeded)))
+    assert "enables: (nothing new)" in out
+    assert "disables: (nothing)" in out
+
+
+# --- audit ------------------------------------------------------------------------------------------------------
+
+
+def test_audit_lists_rows(seeded, app, api):
+    assert api.update(body_of("ACC-1", ("stock.US", "open"), ("stock.HK", "close"))).status_code == 200
+    rows = [json.loads(line) for line in ok(run("audit", "ACC-1", "--json", env=db_env(seeded))).splitlines()]
+    # Two rows from the fixtures load, then one per applied change, oldest first.
+    assert [(r["permission_type"], r["status_before"], r["status_after"]) for r in rows] == [
+        ("account.trade", "close", "open"), ("stock.HK", "close", "open"),
+        ("stock.US", "close", "open"), ("stock.HK", "open", "close")]
+    latest = rows[-1]
+    assert latest["tenant"] == "sg_mexc"
+    assert latest["app_key"] == DEMO.app_key
+    assert latest["rule_set_version"] == app.extensions["permission_service"].rules.engine.version
+    assert latest["at"].endswith("Z")
+    assert rows[-1]["trace_id"] == rows[-2]["trace_id"] != rows[0]["trace_id"]
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+
+    text_out = ok(run("audit", "ACC-1", env=db_env(seeded)))
+    assert len(text_out.splitlines()) == 4
+    assert "stock.US" in text_out.splitlines()[2]
+    assert "close -> open" in text_out.splitlines()[2]
+
+
+def test_audit_of_an_account_without_rows(seeded):
+    assert "no audit rows for ACC-2" in ok(run("audit", "ACC-2", env=db_env(seeded)))
+    assert ok(run("audit", "ACC-2", "--json", env=db_env(seeded))) == ""
+    assert ok(run("audit", "ACC-1", "--tenant", "hk_other", "--json", env=db_env(seeded))) == ""
+
+
+# --- rules lint -----------------------------------------------------------------------------------------------------
+
+
+def test_rules_lint_shipped():
+    out = ok(run("rules", "lint"))
+    assert "clean" in out
+    assert load_rule_set(PROJECT_ROOT / "rules").version in out
+
+
+def test_rules_lint_broken_copy_names_file_and_line(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(PROJECT_ROOT / "rules", rules)
+    path = rules / "validation.yaml"
+    source = path.read_text(encoding="utf-8")
+    assert source.count("outcome: NO_STATE_CHANGE") == 1
+    path.write_text(source.replace("outcome: NO_STATE_CHANGE", "outcome: NOT_A_CODE"), encoding="utf-8")
+    line = next(n for n, text_line in enumerate(path.read_text().splitlines(), start=1) if "NOT_A_CODE" in text_line)
+
+    result = run("rules", "lint", env={"RULES_DIR": str(rules)})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"rules/validation.yaml:{line}:" in result.stdout
+    assert "must-change-state" in result.stdout
+    assert "NOT_A_CODE" in result.stdout
+
+
+# --- user mistakes: one line, non-zero, no traceback -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such file"),
+        ("tenants: [\n  - id: x\n", "YAML"),
+        ("tenants:\n  - id: a\n   bad: indent\n", "YAML"),
+        ("tenants: 5\n", "list"),
+        ("accounts:\n  - {account_no: A1, tenant: ghost}\n", "ghost"),
+        ("accounts:\n  - {account_no: A1, tenant: sg_mexc, status: frozen}\n", "status"),
+        ("accounts:\n  - {account_no: A1, tenant: sg_mexc, permissions: {stock.us: open}}\n", "stock.us"),
+        ("tenants:\n  - id: t\n    saas_config: {enabled: ['stock.$']}\n", "stock.$"),
+        (b"\xff\xfe not utf-8", "YAML"),
+    ],
+    ids=["missing-file", "unclosed", "bad-indent", "wrong-shape", "unknown-tenant", "bad-status", "bad-type",
+         "bad-pattern", "not-utf8"],
+)
+def test_load_mistakes(seeded, tmp_path, content, expected):
+    path = tmp_path / "fixtures.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    before = snapshot(seeded.database_url)
+    line = one_line_error(run("load", str(path), env=db_env(seeded)))
+    assert expected in line
+    assert snapshot(seeded.database_url) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tenant", "show", "ghost"), ("tenant", "set-config", "ghost", "stock.*"),
+     ("tenant", "set-config", "sg_mexc", "stock.$")],
+    ids=["show-unknown", "set-unknown", "bad-pattern"],
+)
+def test_tenant_mistakes(seeded, args):
+    before = snapshot(seeded.database_url)
+    line = one_line_error(run(*args, env=db_env(seeded)))
+    assert args[2] in line or args[3] in line
+    assert snapshot(seeded.database_url) == before
+
+
+def test_database_mistakes(tmp_path):
+    # A database nobody ran `db upgrade` on, and one that is not there at all.
+    fresh = f"sqlite:///{tmp_path / 'never-upgraded.sqlite'}"
+    assert "database error" in one_line_error(run("audit", "ACC-1", env={"DATABASE_URL": fresh}))
+    assert "database error" in one_line_error(run("tenant", "show", "sg_mexc", env={"DATABASE_URL": fresh}))
+    closed = "postgresql://postgres@127.0.0.1:1/nothing"
+    assert "database error" in one_line_error(run("audit", "ACC-1", env={"DATABASE_URL": closed}))
+
+
+def test_rules_lint_of_a_missing_directory(tmp_path):
+    result = run("rules", "lint", "--rules", str(tmp_path / "nowhere"))
+    assert "no such directory" in one_line_error(result)
+
+
+SDK_ENV = {"LONGBRIDGE_APP_KEY": DEMO.app_key, "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
+           "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not-a-url", "ftp://127.0.0.1:21", "localhost:8000", "http://127.0.0.1:1", "http://", "http://[::1",
+     "http://127.0.0.1:notaport", "http://exa mple.com"],
+)
+def test_call_with_a_bad_http_url(url):
+    line = one_line_error(run("call", "GET", f"{READ_PATH}?account_no=ACC-1",
+                              env={**SDK_ENV, "LONGBRIDGE_HTTP_URL": url}, timeout=60))
+    assert line.startswith("Error:")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("call", "GET", READ_PATH), {"LONGBRIDGE_HTTP_URL": "http://127.0.0.1:1"}, "LONGBRIDGE_APP_KEY"),
+        (("call", "POST", UPDATE_PATH, "--data", "{not json"), SDK_ENV, "JSON"),
+        (("call", "GET", "v1/no-leading-slash"), SDK_ENV, "Error:"),
+    ],
+    ids=["sdk-variables-missing", "data-not-json", "path-without-slash"],
+)
+def test_call_mistakes(args, env, expected):
+    env = {"LONGBRIDGE_HTTP_URL": "http://127.0.0.1:1", **env}
+    assert expected in one_line_error(run(*args, env=env, timeout=60))
+
+
+def test_usage_mistakes_are_click_usage_errors():
+    # Click's usage errors are a short usage block and exit 2, never a traceback.
+    for args in (("call", "DELETE", UPDATE_PATH), ("tenant", "set-config", "sg_mexc"), ("nonsense",)):
+        result = run(*args, env=SDK_ENV)
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stdout + result.stderr
+        assert "Error:" in result.stderr
+
+
+# --- call against a running gunicorn -------------------------------------------------------------------------------
+
+
+def test_call_against_a_live_server(live_server):
+    env = {**SDK_ENV, "LONGBRIDGE_HTTP_URL": live_server.url}
+    data = json.dumps({"account_no": "ACC-1", "changes": [{"permission_type": "stock.US",
+                                                          "permission_status": "open"}]})
+    applied = run("call", "POST", UPDATE_PATH, "--data", data, env=env, timeout=60)
+    assert json.loads(ok(applied)) == {"code": 0, "message": "success", "data": {"failure_index": 0}}
+    assert "HTTP 200" in applied.stderr
+    assert "X-Trace-Id: " in applied.stderr
+    assert "X-Trace-Id: None" not in applied.stderr
+
+    read = json.loads(ok(run("call", "GET", f"{READ_PATH}?account_no=ACC-1", env=env, timeout=60)))
+    statuses = {p["permission_type"]: p["permission_status"] for p in read["data"]["permissions"]}
+    assert statuses["stock.US"] == "open"
+
+    rejected_body = json.dumps({"account_no": "ACC-1", "changes": [
+        {"permission_type": "stock.JP", "permission_status": "open"},
+        {"permission_type": "flag.options", "permission_status": "open"}]})
+    rejected = run("call", "POST", UPDATE_PATH, "--data", rejected_body, env=env, timeout=60)
+    assert rejected.returncode == 1, rejected.stderr
+    assert "Traceback" not in rejected.stdout + rejected.stderr
+    envelope = json.loads(rejected.stdout)
+    assert envelope["code"] == 400101
+    assert envelope["data"]["failure_index"] == 1
+    assert envelope["data"]["rule_id"] == "type-banned-group"
+    assert "HTTP 400" in rejected.stderr
+
+    wrong_secret = run("call", "GET", f"{READ_PATH}?account_no=ACC-1",
+                       env={**env, "LONGBRIDGE_APP_SECRET": "not-the-secret"}, timeout=60)
+    assert wrong_secret.returncode == 1
+    assert json.loads(wrong_secret.stdout)["code"] == 401001
+    assert "not-the-secret" not in wrong_secret.stdout + wrong_secret.stderr

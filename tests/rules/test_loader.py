@@ -1,0 +1,407 @@
+"""Loading rules/: the shipped set, its content-hash version, and every mistake located by file:line:col."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.rules.loader import Problem, RuleSetInvalid, load_rule_set, rule_set_version
+from app.settings import PROJECT_ROOT
+
+SHIPPED = PROJECT_ROOT / "rules"
+MARKETS = ["HK", "US", "SH", "SZ", "SG", "JP", "UK", "DE", "AU"]
+ACCOUNT = ["trade", "exchange", "rollover", "withdraw", "deposit", "public_funds", "private_funds", "otc",
+           "balance_funds"]
+PRODUCTS = ["stock", "options", "shortsell", "ipo", "warrant", "stockgrey", "otc"]
+# SPEC §2, in its order: account.*, each per-market product for all 9 markets, va.*, trade.*.
+EXPECTED_CATALOG = (
+    [f"account.{n}" for n in ACCOUNT]
+    + [f"{p}.{m}" for p in PRODUCTS for m in MARKETS]
+    + ["va.OSL", "va.HAS"]
+    + [f"trade.{n}" for n in ("client", "bo", "fix", "openapi")]
+)
+
+
+def copy_rules(tmp_path: Path) -> Path:
+    """A private copy of the shipped rules/ (named rules/, so problems read rules/<file>)."""
+    target = tmp_path / "rules"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace the one occurrence of old in path."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} is not unique in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The 1-based number of the one line of path containing needle."""
+    hits = [n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if needle in line]
+    assert len(hits) == 1, f"{needle!r} is on lines {hits} of {path}"
+    return hits[0]
+
+
+def column_of(path: Path, line_needle: str, needle: str) -> int:
+    """The 1-based column where needle starts on the one line containing line_needle."""
+    line = path.read_text(encoding="utf-8").splitlines()[line_of(path, line_needle) - 1]
+    return line.index(needle) + 1
+
+
+def problems_of(rules_dir: Path) -> list[Problem]:
+    with pytest.raises(RuleSetInvalid) as raised:
+        load_rule_set(rules_dir)
+    assert raised.value.problems, "RuleSetInvalid without problems"
+    assert str(raised.value) == "\n".join(str(p) for p in raised.value.problems)
+    return raised.value.problems
+
+
+def only_problem(rules_dir: Path, file: str = "validation.yaml") -> Problem:
+    """The one problem reported in the file that was edited (other files of the copy stay as shipped)."""
+    problems = [p for p in problems_of(rules_dir) if p.path == f"rules/{file}"]
+    assert len(problems) == 1, problems_of(rules_dir)
+    return problems[0]
+
+
+# --- the shipped rules ------------------------------------------------------------------------------------
+
+
+def test_shipped_rules_load_clean():
+    rule_set = load_rule_set(SHIPPED)
+    assert len(rule_set.rules) >= 10
+    assert all(rule.id and rule.description and rule.message for rule in rule_set.rules)
+
+
+def test_catalog_has_78_values_in_spec_order():
+    catalog = load_rule_set(SHIPPED).catalog
+    assert len(catalog) == 78
+    assert list(catalog.values) == EXPECTED_CATALOG
+    assert tuple(catalog.markets) == tuple(MARKETS)
+    assert catalog.banned_groups == ("flag",)
+    assert not [v for v in catalog.values if v.startswith("flag.")]
+
+
+def test_catalog_is_case_sensitive():
+    catalog = load_rule_set(SHIPPED).catalog
+    assert "stock.US" in catalog
+    assert "stock.us" not in catalog
+    assert "Stock.US" not in catalog
+
+
+def test_catalog_expand_keeps_catalog_order():
+    catalog = load_rule_set(SHIPPED).catalog
+    assert catalog.expand(("trade.*", "options.US", "account.*")) == tuple(
+        [f"account.{n}" for n in ACCOUNT] + ["options.US"] + [f"trade.{n}" for n in ("client", "bo", "fix", "openapi")]
+    )
+    assert catalog.expand(()) == ()
+    assert catalog.expand(("flag.*",)) == ()
+
+
+def test_rule_ids_are_unique_and_in_file_order():
+    rule_set = load_rule_set(SHIPPED)
+    ids = [rule.id for rule in rule_set.rules]
+    assert len(ids) == len(set(ids))
+    text = (SHIPPED / "validation.yaml").read_text(encoding="utf-8")
+    positions = [text.index(f"id: {rule_id}\n") for rule_id in ids]
+    assert positions == sorted(positions)
+
+
+# --- version: a content hash of rules/ -------------------------------------------------------------------
+
+
+def test_version_is_a_stable_content_hash(tmp_path):
+    shipped = load_rule_set(SHIPPED).version
+    copy = copy_rules(tmp_path)
+    assert load_rule_set(copy).version == shipped  # same bytes, same version, wherever the directory lives
+    assert load_rule_set(copy).version == shipped  # and stable across loads
+    assert rule_set_version(copy) == shipped
+    assert len(shipped) >= 12
+    int(shipped, 16)
+
+
+def test_version_ignores_timestamps(tmp_path):
+    copy = copy_rules(tmp_path)
+    before = rule_set_version(copy)
+    os.utime(copy / "validation.yaml", (1, 1))
+    assert rule_set_version(copy) == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: edit(d / "validation.yaml", "# The validation rules", "# The  validation rules"),
+        lambda d: edit(d / "catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]  # still flag"),
+        lambda d: edit(d / "validation.yaml", "message: is not a known permission type",
+                       "message: is not a permission type we know"),
+        lambda d: (d / "validation.yaml").write_bytes((d / "validation.yaml").read_bytes() + b"\n"),
+        lambda d: (d / "README.md").write_text("notes for compliance\n", encoding="utf-8"),
+        lambda d: (d / "docs").mkdir() or (d / "docs" / "notes.md").write_text("why\n", encoding="utf-8"),
+    ],
+    ids=["comment", "catalog-comment", "message", "trailing-newline", "new-file", "new-nested-file"],
+)
+def test_version_changes_when_any_file_changes(tmp_path, change):
+    copy = copy_rules(tmp_path)
+    before = load_rule_set(copy).version
+    change(copy)
+    assert load_rule_set(copy).version != before
+
+
+def test_version_comes_back_when_the_edit_is_undone(tmp_path):
+    copy = copy_rules(tmp_path)
+    before = rule_set_version(copy)
+    original = (copy / "validation.yaml").read_bytes()
+    edit(copy / "validation.yaml", "must be a string\n\n  - id: type-banned-group",
+         "must be text\n\n  - id: type-banned-group")
+    assert rule_set_version(copy) != before
+    (copy / "validation.yaml").write_bytes(original)
+    assert rule_set_version(copy) == before
+
+
+def test_renaming_a_file_changes_the_version(tmp_path):
+    copy = copy_rules(tmp_path)
+    (copy / "notes.txt").write_text("x", encoding="utf-8")
+    before = rule_set_version(copy)
+    (copy / "notes.txt").rename(copy / "notes2.txt")
+    assert rule_set_version(copy) != before
+
+
+# --- mistakes, each located -------------------------------------------------------------------------------
+
+
+def test_yaml_syntax_error(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "message: is not enabled for this tenant", "message: is not: enabled for this tenant")
+    problem = only_problem(rules)
+    assert problem.path == "rules/validation.yaml"
+    assert problem.line == line_of(path, "is not: enabled")
+    assert problem.column == column_of(path, "is not: enabled", ": enabled")  # the second colon
+    assert "YAML" in problem.text
+
+
+def test_yaml_tab_indentation(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "catalog.yaml"
+    edit(path, "  - group: va\n", "\t- group: va\n")
+    problem = only_problem(rules, "catalog.yaml")
+    assert (problem.path, problem.line) == ("rules/catalog.yaml", line_of(path, "\t- group: va"))
+
+
+def test_yaml_duplicate_key(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "    outcome: NO_STATE_CHANGE\n", "    outcome: NO_STATE_CHANGE\n    outcome: NO_STATE_CHANGE\n")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    second = [n for n, line in enumerate(lines, start=1) if line == "    outcome: NO_STATE_CHANGE"][1]
+    problem = only_problem(rules)
+    assert (problem.path, problem.line) == ("rules/validation.yaml", second)
+
+
+def test_unknown_key_in_a_rule(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "  - id: type-in-catalog\n", "  - id: type-in-catalog\n    severity: high\n")
+    problem = only_problem(rules)
+    assert (problem.path, problem.line, problem.column) == ("rules/validation.yaml", line_of(path, "severity:"), 5)
+    assert problem.rule_id == "type-in-catalog"
+    assert "severity" in problem.text
+
+
+def test_unknown_top_level_key(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    (path).write_text(path.read_text(encoding="utf-8") + "\nversion: 2\n", encoding="utf-8")
+    problem = only_problem(rules)
+    assert (problem.path, problem.line, problem.column) == ("rules/validation.yaml", line_of(path, "version: 2"), 1)
+    assert "version" in problem.text
+
+
+def test_unknown_key_in_catalog(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "catalog.yaml"
+    edit(path, "banned_groups: [flag]", "banned_groups: [flag]\ncurrencies: [HKD, USD]")
+    problem = only_problem(rules, "catalog.yaml")
+    assert (problem.path, problem.line, problem.column) == ("rules/catalog.yaml", line_of(path, "currencies:"), 1)
+    assert problem.rule_id == "catalog"
+    assert "currencies" in problem.text
+
+
+def test_missing_key(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "    message: is not a known permission type\n", "")
+    problem = only_problem(rules)
+    assert (problem.path, problem.line) == ("rules/validation.yaml", line_of(path, "- id: type-in-catalog"))
+    assert problem.rule_id == "type-in-catalog"
+    assert "'message'" in problem.text
+
+
+def test_missing_markets_in_catalog(tmp_path):
+    rules = copy_rules(tmp_path)
+    edit(rules / "catalog.yaml", "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU]\n", "")
+    problems = problems_of(rules)
+    assert any(p.path == "rules/catalog.yaml" and "markets" in p.text for p in problems), problems
+
+
+def test_unknown_outcome(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "outcome: NO_STATE_CHANGE", "outcome: NOT_A_CODE")
+    problem = only_problem(rules)
+    assert (problem.path, problem.line, problem.column) == ("rules/validation.yaml", line_of(path, "NOT_A_CODE"), 5)
+    assert problem.rule_id == "must-change-state"
+    assert "NOT_A_CODE" in problem.text
+
+
+@pytest.mark.parametrize("outcome", ["ACCOUNT_NOT_FOUND", "SUCCESS", "invalid_permission_type", "400101"])
+def test_service_codes_are_not_rule_outcomes(tmp_path, outcome):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "outcome: NO_STATE_CHANGE", f"outcome: {outcome}")
+    problem = only_problem(rules)
+    assert (problem.line, problem.rule_id) == (line_of(path, f"outcome: {outcome}"), "must-change-state")
+
+
+def test_duplicate_rule_ids(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "id: status-required", "id: type-required")
+    text = path.read_text(encoding="utf-8").splitlines()
+    second = [n for n, line in enumerate(text, start=1) if line == "  - id: type-required"][1]
+    problem = only_problem(rules)
+    assert (problem.path, problem.line, problem.column) == ("rules/validation.yaml", second, 5)
+    assert problem.rule_id == "type-required"
+    assert "duplicate" in problem.text
+
+
+def test_duplicate_catalog_value_within_a_list(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "catalog.yaml"
+    edit(path, "names: [OSL, HAS]", "names: [OSL, HAS, OSL]")
+    problems = [p for p in problems_of(rules) if p.path == "rules/catalog.yaml"]
+    assert problems
+    assert any("OSL" in p.text and "twice" in p.text for p in problems), problems
+    # Every report of it points at the second OSL.
+    position = (line_of(path, "names: [OSL, HAS, OSL]"), column_of(path, "names: [OSL, HAS, OSL]", "OSL]"))
+    assert {(p.line, p.column) for p in problems} == {position}
+
+
+def test_duplicate_catalog_value_across_sections(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "catalog.yaml"
+    edit(path, "    names: [client, bo, fix, openapi]\n",
+         "    names: [client, bo, fix, openapi]\n  - group: trade\n    names: [bo]\n")
+    problem = only_problem(rules, "catalog.yaml")
+    assert problem.path == "rules/catalog.yaml"
+    assert "trade.bo" in problem.text
+    # The mistake is the second section, not the start of the sections list.
+    assert problem.line in (line_of(path, "names: [bo]") - 1, line_of(path, "names: [bo]"))
+
+
+def test_unknown_message_placeholder(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, 'already {current_status}"', 'already {status}"')
+    problem = only_problem(rules)
+    assert (problem.path, problem.line, problem.column) == ("rules/validation.yaml", line_of(path, "{status}"), 5)
+    assert problem.rule_id == "must-change-state"
+    assert "{status}" in problem.text
+
+
+def test_malformed_message_template(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "is already named by changes[{earlier_index}]", "is already named by changes[{earlier_index]")
+    problem = only_problem(rules)
+    assert (problem.line, problem.rule_id) == (line_of(path, "{earlier_index]"), "no-duplicate-type")
+
+
+def test_unknown_fact(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "{fact: in_catalog, equals: false}", "{fact: in_the_catalog, equals: false}")
+    problem = only_problem(rules)
+    assert (problem.path, problem.line) == ("rules/validation.yaml", line_of(path, "in_the_catalog"))
+    assert problem.column == column_of(path, "in_the_catalog", "fact: in_the_catalog")
+    assert problem.rule_id == "type-in-catalog"
+    assert "in_the_catalog" in problem.text
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule_id", "at"),
+    [
+        ("{fact: permission_type, is: missing}", "{fact: permission_type, resembles: missing}", "type-required",
+         "resembles"),
+        ("{fact: permission_type, is: missing}", "{fact: permission_type, is: absent}", "type-required", "is: absent"),
+        ("{fact: permission_status, is: not_text}", "{fact: in_catalog, is: not_text}", "status-must-be-text",
+         "is: not_text"),
+        ('matches: "flag.*"', 'matches: "flag\\\\..*"', "type-banned-group", "matches:"),
+        ('matches: "flag.*"', 'matches: "(flag|va)[.].*"', "type-banned-group", "matches:"),
+        ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: 'false'}", "type-in-catalog", "equals:"),
+        ("not_one_of: [open, close]", "not_one_of: []", "status-open-or-close", "not_one_of:"),
+        ("equals_fact: current_status", "equals_fact: permission_status", "must-change-state", "equals_fact:"),
+        ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: false, matches: x}", "type-in-catalog",
+         None),
+        ("{fact: in_catalog, equals: false}", "{fact: in_catalog}", "type-in-catalog", None),
+    ],
+    ids=["unknown-test", "bad-is", "is-on-flag", "escaped-glob", "regex-glob", "text-for-flag", "empty-list",
+         "self-compare", "two-tests", "no-test"],
+)
+def test_bad_tests(tmp_path, old, new, rule_id, at):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, old, new)
+    problem = only_problem(rules)
+    assert problem.path == "rules/validation.yaml"
+    assert problem.rule_id == rule_id
+    assert problem.line == line_of(path, new)
+    if at is not None:
+        assert problem.column == column_of(path, new, at)
+
+
+def test_block_style_when_is_located_too(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "    when: {fact: in_catalog, equals: false}\n",
+         "    when:\n      fact: in_catalog\n      equalz: false\n")
+    problem = only_problem(rules)
+    assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "equalz:"), 7, "type-in-catalog")
+
+
+def test_every_mistake_is_reported_not_just_the_first(tmp_path):
+    rules = copy_rules(tmp_path)
+    validation, catalog = rules / "validation.yaml", rules / "catalog.yaml"
+    edit(validation, "outcome: NO_STATE_CHANGE", "outcome: NOT_A_CODE")
+    edit(validation, "  - id: type-in-catalog\n", "  - id: type-in-catalog\n    severity: high\n")
+    edit(catalog, "banned_groups: [flag]", "banned_groups: [flag]\ncurrencies: [HKD]")
+    located = {(p.path, p.line) for p in problems_of(rules) if p.path in ("rules/validation.yaml",
+                                                                         "rules/catalog.yaml")}
+    assert located == {
+        ("rules/validation.yaml", line_of(validation, "NOT_A_CODE")),
+        ("rules/validation.yaml", line_of(validation, "severity:")),
+        ("rules/catalog.yaml", line_of(catalog, "currencies:")),
+    }
+
+
+def test_missing_file(tmp_path):
+    rules = copy_rules(tmp_path)
+    (rules / "catalog.yaml").unlink()
+    problem = only_problem(rules, "catalog.yaml")
+    assert "missing" in problem.text
+    assert not [p for p in problems_of(rules) if p.path == "rules/validation.yaml"]
+
+
+def test_empty_file(tmp_path):
+    rules = copy_rules(tmp_path)
+    (rules / "validation.yaml").write_text("# nothing here\n", encoding="utf-8")
+    only_problem(rules, "validation.yaml")
+    assert not [p for p in problems_of(rules) if p.path == "rules/catalog.yaml"]
+
+
+def test_problem_reads_as_file_line_col_rule_text():
+    problem = Problem("rules/validation.yaml", 12, 5, "type-required", "missing key 'message'")
+    assert str(problem) == "rules/validation.yaml:12:5: type-required: missing key 'message'"
