@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,8 +10,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from app.settings import PROJECT_ROOT, Settings
 
@@ -85,19 +88,48 @@ class LiveServer:
             self._log.close()
 
 
+
+class Answer(NamedTuple):
+    """A response as tests look at it."""
+
+    status: int
+    envelope: dict[str, Any]
+    trace_id: str
+    headers: dict[str, str]
+
+
+def send(url: str, method: str, target: str, body: bytes | None, headers: dict[str, str],
+         timeout: float = 60) -> Answer:
+    """One request on a fresh connection (urllib sends Connection: close)."""
+    request = urllib.request.Request(url + target, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, json.loads(response.read()), response.headers["X-Trace-Id"],
+                          dict(response.headers))
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, json.loads(error.read()), error.headers["X-Trace-Id"], dict(error.headers))
+
+
 def call(server: LiveServer, method: str, path: str, body: bytes = b"", *, query: str = "",
          creds: object = None, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict, dict]:
     """A signed request to the server: (HTTP status, envelope, response headers)."""
-    import json
-
     from tests.support import DEMO, signed_headers
 
     sent = signed_headers(method, path, body, query=query, creds=creds or DEMO)  # type: ignore[arg-type]
     sent.update(headers or {})
-    url = server.url + path + (f"?{query}" if query else "")
-    request = urllib.request.Request(url, data=body or None, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), dict(error.headers)
+    answer = send(server.url, method, path + (f"?{query}" if query else ""), body or None, sent, timeout)
+    return answer.status, answer.envelope, answer.headers
+
+
+def log_records(log_path: Path) -> Iterator[dict[str, Any]]:
+    """The server's JSON log lines (gunicorn's own plain lines are skipped)."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record

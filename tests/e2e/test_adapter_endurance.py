@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.rules.loader import load_rule_set
-from tests.e2e.server import LiveServer
+from tests.e2e.server import LiveServer, log_records
 from tests.rules.test_engine_endurance import ChangeMaker, expected_outcome
 from tests.support import UPDATE_PATH, signed_headers
 
@@ -121,14 +121,8 @@ def pids_of_traces(log_path: Path, prefix: str) -> tuple[set[int], int]:
     """The pids of the log lines whose trace id starts with prefix, and how many such lines there are."""
     pids: set[int] = set()
     lines = 0
-    for line in log_path.read_text(errors="replace").splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and str(record.get("trace_id", "")).startswith(prefix):
+    for record in log_records(log_path):
+        if str(record.get("trace_id", "")).startswith(prefix):
             pids.add(record["pid"])
             lines += 1
     return pids, lines

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import json
 import threading
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import select
@@ -17,28 +13,12 @@ from sqlalchemy.orm import Session
 from app.persistence.db import make_engine
 from app.persistence.models import PermissionAudit
 from app.settings import Settings
+from tests.e2e.server import Answer, send
 from tests.support import READ_PATH, UPDATE_PATH, body_of, signed_headers
 
 pytestmark = pytest.mark.e2e
 
 CONCURRENT = 32
-
-
-class Answer(NamedTuple):
-    status: int
-    envelope: dict[str, Any]
-    trace_id: str
-
-
-def send(url: str, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> Answer:
-    """One request on a fresh connection (urllib sends Connection: close)."""
-    request = urllib.request.Request(url + target, data=body, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return Answer(response.status, json.loads(response.read()), response.headers["X-Trace-Id"])
-    except urllib.error.HTTPError as error:
-        with error:
-            return Answer(error.code, json.loads(error.read()), error.headers["X-Trace-Id"])
 
 
 def post_all_at_once(url: str, bodies: list[bytes]) -> list[Answer]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import pytest
 
+from tests.e2e.server import Answer, log_records, send
 from tests.support import READ_PATH, UPDATE_PATH, body_of, signed_headers
 
 pytestmark = pytest.mark.e2e
@@ -21,34 +18,11 @@ MAX_PAIRS = 200
 CLIENTS = ("stock.US", "stock.HK", "stock.SG", "stock.JP")  # one permission of ACC-2 per client thread
 
 
-class Answer(NamedTuple):
-    status: int
-    envelope: dict[str, Any]
-    trace_id: str
-
-
-def send(url: str, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> Answer:
-    """One request on a fresh connection (urllib sends Connection: close)."""
-    request = urllib.request.Request(url + target, data=body, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Answer(response.status, json.loads(response.read()), response.headers["X-Trace-Id"])
-    except urllib.error.HTTPError as error:
-        with error:
-            return Answer(error.code, json.loads(error.read()), error.headers["X-Trace-Id"])
-
-
 def pids_by_trace(log_path: Path) -> dict[str, set[int]]:
-    """trace_id → pids of the server log lines carrying it (non-JSON lines, e.g. gunicorn's own, are skipped)."""
+    """trace_id → pids of the server log lines carrying it."""
     found: dict[str, set[int]] = {}
-    for line in log_path.read_text(errors="replace").splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "trace_id" in record and "pid" in record:
+    for record in log_records(log_path):
+        if "trace_id" in record and "pid" in record:
             found.setdefault(record["trace_id"], set()).add(record["pid"])
     return found
 
