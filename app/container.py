@@ -13,6 +13,7 @@ from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.live import LiveRules
 from app.service.authentication import Authenticator
+from app.service.idempotency import IdempotencyKeys
 from app.service.permissions import PermissionService
 from app.service.tenant_config import EnabledPermissions
 from app.settings import Settings
@@ -57,6 +58,7 @@ class Container:
                 session_factory=session_factory, window_seconds=settings.signature_window_seconds
             ),
             permissions=PermissionService(
-                session_factory=session_factory, rules=rules, enabled=EnabledPermissions(cache)
+                session_factory=session_factory, rules=rules, enabled=EnabledPermissions(cache),
+                keys=IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds),
             ),
         )

@@ -114,3 +114,17 @@ class ServiceUnavailable(DomainError):
 
     code = Code.SERVICE_UNAVAILABLE
     http_status = 503
+
+
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key was first used with a different request."""
+
+    code = Code.IDEMPOTENCY_KEY_REUSED
+    http_status = 422
+
+
+class IdempotencyKeyInFlight(DomainError):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = Code.IDEMPOTENCY_KEY_IN_FLIGHT
+    http_status = 409

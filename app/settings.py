@@ -29,6 +29,7 @@ class Settings:
     database_connect_timeout_seconds: float = 2.0
     log_level: str = "INFO"
     rules_reload_check_seconds: float = 2.0
+    idempotency_wait_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +47,7 @@ class Settings:
                 env.get("TENANT_CONFIG_TTL_SECONDS", base.tenant_config_ttl_seconds)
             ),
             log_level=env.get("LOG_LEVEL", base.log_level).upper(),
+            idempotency_wait_seconds=float(env.get("IDEMPOTENCY_WAIT_SECONDS", base.idempotency_wait_seconds)),
             rules_reload_check_seconds=float(
                 env.get("RULES_RELOAD_CHECK_SECONDS", base.rules_reload_check_seconds)
             ),

@@ -25,7 +25,7 @@ from tests.support import DEMO, FIXTURES, READ_PATH, UPDATE_PATH, Credentials, r
 
 TABLES = (
     "permission_audit", "decisions", "rules_reloads", "account_permissions", "accounts", "tenant_configs",
-    "credentials", "accepted_signatures", "tenants",
+    "credentials", "accepted_signatures", "idempotency_keys", "tenants",
 )
 
 
@@ -138,9 +138,10 @@ class Api:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def update(self, body: bytes, *, creds: Credentials = DEMO, headers: dict[str, str] | None = None) -> Any:
-        """POST a raw body to the update endpoint, signed."""
-        sent = signed_headers("POST", UPDATE_PATH, body, creds=creds)
+    def update(self, body: bytes, *, creds: Credentials = DEMO, headers: dict[str, str] | None = None,
+               timestamp: str | None = None) -> Any:
+        """POST a raw body to the update endpoint, signed (at `timestamp` when given)."""
+        sent = signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=timestamp)
         sent.update(headers or {})
         return self.client.post(UPDATE_PATH, data=body, headers=sent)
 

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, g
 
 from app.errors import Code, DomainError
+from app.service.model import StoredAnswer
 
 UPDATE_ENDPOINT = "permissions.update"
 
@@ -22,6 +23,16 @@ def envelope(code: int, message: str, data: dict[str, Any], status: int) -> Resp
 def success(data: dict[str, Any]) -> Response:
     """200 with code 0."""
     return envelope(int(Code.SUCCESS), "success", data, 200)
+
+
+def replayed(answer: StoredAnswer) -> Response:
+    """The stored answer of an earlier request with the same Idempotency-Key, marked as a repeat."""
+    data: dict[str, Any] = {"failure_index": answer.failure_index}
+    if answer.rule_id is not None:
+        data["rule_id"] = answer.rule_id
+    response = envelope(answer.code, answer.message, data, answer.http_status)
+    response.headers["Idempotency-Replayed"] = "true"
+    return response
 
 
 def error(exc: DomainError, *, endpoint: str | None) -> Response:

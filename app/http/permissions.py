@@ -8,7 +8,8 @@ from flask import Blueprint, Response, current_app, request
 
 from app.errors import InvalidRequest
 from app.http.auth import authenticate
-from app.http.envelope import success
+from app.http.envelope import replayed, success
+from app.http.idempotency import idempotency_request
 from app.http.trace import trace_id
 from app.schemas.permissions import load_get_query, load_update_request, parse_json_body
 
@@ -25,16 +26,31 @@ def update() -> Response:
     container = _container()
     body = request.get_data(cache=True)  # read first: the signature covers it and 413 comes before auth
     caller = authenticate(request, container.authenticator)
+    idempotency = idempotency_request(request, body)
+    try:
+        payload = _update_payload(body)
+    except InvalidRequest as error:
+        stored = container.permissions.remember_rejection(caller=caller, idempotency=idempotency, error=error) \
+            if idempotency else None
+        if stored is None:
+            raise
+        return replayed(stored)
+    result = container.permissions.update(
+        caller=caller, account_no=payload["account_no"], changes=payload["changes"], trace_id=trace_id(),
+        idempotency=idempotency,
+    )
+    if result.replayed is not None:
+        return replayed(result.replayed)
+    return success({"failure_index": 0})
+
+
+def _update_payload(body: bytes) -> dict[str, Any]:
     if request.mimetype != "application/json":
         raise InvalidRequest("Content-Type must be application/json")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise InvalidRequest("the body must be UTF-8 JSON")
-    payload = load_update_request(parse_json_body(body))
-    container.permissions.update(
-        caller=caller, account_no=payload["account_no"], changes=payload["changes"], trace_id=trace_id()
-    )
-    return success({"failure_index": 0})
+    return load_update_request(parse_json_body(body))
 
 
 @bp.get("/get_account_trade_permission")

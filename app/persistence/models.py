@@ -124,3 +124,17 @@ class RulesReload(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """A tenant's Idempotency-Key, the request it was first used with, and the answer that request got."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[str64] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str128] = mapped_column(primary_key=True)
+    request_sha256: Mapped[str64]
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: code, message, data
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -16,6 +16,7 @@ from app.persistence.models import (
     Account,
     AccountPermission,
     Credential,
+    IdempotencyKey,
     PermissionAudit,
     RecordedDecision,
     RulesReload,
@@ -209,3 +210,55 @@ class RulesReloads:
             self.session.add(RulesReload(id=1, generation=1, requested_at=at))
             self.session.flush()
         return self.generation()
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """An idempotency key as stored: the request fingerprint and (once answered) the answer as JSON."""
+
+    request_sha256: str
+    http_status: int | None
+    response: str | None
+
+
+class IdempotencyKeys:
+    """Tenants' idempotency keys, written in the same transaction as the work they guard."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim(self, *, tenant_id: str, key: str, request_sha256: str, now: datetime,
+              expires_at: datetime) -> StoredKey | None:
+        """Take the key for this request (None), or return what is stored under it.
+
+        On PostgreSQL a concurrent claim of the same key waits here until the first transaction ends.
+        An expired key is taken over as if it were new.
+        """
+        insert = _insert_for(self.session)
+        stmt = insert(IdempotencyKey).values(tenant_id=tenant_id, idempotency_key=key, request_sha256=request_sha256,
+                                             created_at=now, expires_at=expires_at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "idempotency_key"],
+            set_={"request_sha256": stmt.excluded.request_sha256, "http_status": None, "response": None,
+                  "created_at": stmt.excluded.created_at, "expires_at": stmt.excluded.expires_at},
+            where=IdempotencyKey.expires_at < now,
+        ).returning(IdempotencyKey.tenant_id)
+        if self.session.execute(stmt).first() is not None:
+            return None
+        row = self.session.execute(
+            select(IdempotencyKey.request_sha256, IdempotencyKey.http_status, IdempotencyKey.response)
+            .where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.idempotency_key == key)
+        ).one()
+        return StoredKey(*row)
+
+    def answer(self, *, tenant_id: str, key: str, http_status: int, response: str) -> None:
+        """Store the answer the claimed key's request got."""
+        self.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.idempotency_key == key)
+            .values(http_status=http_status, response=response)
+        )
+
+    def forget_expired(self, now: datetime) -> None:
+        """Drop keys older than their retention."""
+        self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < now))

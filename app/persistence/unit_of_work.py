@@ -12,6 +12,7 @@ from app.persistence.repositories import (
     AuditTrail,
     Credentials,
     Decisions,
+    IdempotencyKeys,
     Permissions,
     RulesReloads,
     Signatures,
@@ -44,6 +45,7 @@ class UnitOfWork:
         self.signatures = Signatures(self.session)
         self.decisions = Decisions(self.session)
         self.rules_reloads = RulesReloads(self.session)
+        self.idempotency_keys = IdempotencyKeys(self.session)
         return self
 
     def __exit__(

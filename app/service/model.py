@@ -39,3 +39,30 @@ class AccountPermissions:
     account_no: str
     account_status: str
     permissions: tuple[PermissionView, ...]
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    """An Idempotency-Key and the fingerprint of the request it came with."""
+
+    key: str
+    request_sha256: str
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer a request got, kept with its idempotency key so a repeat gets it again."""
+
+    http_status: int
+    code: int
+    message: str
+    failure_index: int = 0
+    rule_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What an update did: the changes it applied, or the stored answer of an earlier identical request."""
+
+    applied: tuple[AppliedChange, ...] = ()
+    replayed: StoredAnswer | None = None

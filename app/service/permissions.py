@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,7 +24,16 @@ from app.persistence.repositories import AccountRecord
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.engine import DurableRulesEngine
 from app.rules.messages import rejection
-from app.service.model import AccountPermissions, AppliedChange, Caller, PermissionView
+from app.service.idempotency import SUCCESS, IdempotencyKeys, answer_for
+from app.service.model import (
+    AccountPermissions,
+    AppliedChange,
+    Caller,
+    IdempotencyRequest,
+    PermissionView,
+    StoredAnswer,
+    UpdateResult,
+)
 from app.service.tenant_config import EnabledPermissions
 
 log = structlog.get_logger("app.decision")
@@ -46,6 +56,16 @@ def _named_state(changes: Sequence[Mapping[str, Any]], current: Mapping[str, str
     return {t: s for t, s in current.items() if t in named}
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """What the rules made of a request: the changes to write, or the rejection; and its record."""
+
+    account_id: int
+    record: dict[str, Any]
+    applied: tuple[AppliedChange, ...] = ()
+    rejection: DomainError | None = None
+
+
 class PermissionService:
     """Applies and reads trade permissions."""
 
@@ -55,21 +75,32 @@ class PermissionService:
         session_factory: sessionmaker[Any],
         rules: LiveRules,
         enabled: EnabledPermissions,
+        keys: IdempotencyKeys | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._session_factory = session_factory
+        self._keys = keys or IdempotencyKeys()
         self._rules = rules
         self._enabled = enabled
         self._clock = clock
 
     def update(
-        self, *, caller: Caller, account_no: str, changes: Sequence[Mapping[str, Any]], trace_id: str
-    ) -> list[AppliedChange]:
-        """Validate every change in order and apply them all atomically, or raise the first failure."""
+        self,
+        *,
+        caller: Caller,
+        account_no: str,
+        changes: Sequence[Mapping[str, Any]],
+        trace_id: str,
+        idempotency: IdempotencyRequest | None = None,
+    ) -> UpdateResult:
+        """Validate every change in order and apply them all atomically, or raise the first failure.
+
+        With an idempotency key, a repeat of an answered request gets its stored answer instead.
+        """
         started = time.perf_counter()
         engine = self._rules.engine
         try:
-            applied = self._update(engine, caller, account_no, changes, trace_id)
+            result = self._update(engine, caller, account_no, changes, trace_id, idempotency)
         except DomainError as exc:
             log.info(
                 "decision", outcome="rejected", tenant=caller.tenant_id, app_key=caller.app_key,
@@ -78,12 +109,15 @@ class PermissionService:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
             raise
+        replayed = result.replayed
         log.info(
-            "decision", outcome="applied", tenant=caller.tenant_id, app_key=caller.app_key, account_no=account_no,
-            code=0, failure_index=0, rule_id=None, rule_set_version=engine.version, changes=len(changes),
+            "decision", outcome="replayed" if replayed else "applied", tenant=caller.tenant_id,
+            app_key=caller.app_key, account_no=account_no, code=replayed.code if replayed else 0,
+            failure_index=replayed.failure_index if replayed else 0, rule_id=replayed.rule_id if replayed else None,
+            rule_set_version=engine.version, changes=len(changes),
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
-        return applied
+        return result
 
     def _update(
         self,
@@ -92,77 +126,118 @@ class PermissionService:
         account_no: str,
         changes: Sequence[Mapping[str, Any]],
         trace_id: str,
-    ) -> list[AppliedChange]:
+        idempotency: IdempotencyRequest | None,
+    ) -> UpdateResult:
         try:
             with UnitOfWork(self._session_factory, write=True) as uow:
-                account = self._account(uow, caller, account_no, lock=True)
-                patterns = self._enabled.patterns(
-                    uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
-                )
-                enabled = frozenset(self._enabled.values(engine.rule_set.catalog, engine.version, patterns))
-                stored = uow.permissions.of(account.id)
-                current = {t: p.status for t, p in stored.items()}
-                verdicts = engine.evaluate(changes, enabled=enabled, current=current)
-                failed = next((v for v in verdicts if not v.passed), None)
-                decision = {
-                    "trace_id": trace_id, "tenant_id": caller.tenant_id, "account_no": account.account_no,
-                    "rule_set_version": engine.version, "changes": json.dumps(list(changes)),
-                    "tenant_patterns": json.dumps(list(patterns)),
-                    "account_state": json.dumps(_named_state(changes, current)), "created_at": self._clock(),
-                }
-                if failed is not None:
-                    error = rejection(failed, changes[failed.index])
-                    self._record_rejection(uow, decision, error)
-                    raise error
-                applied = [
-                    AppliedChange(c["permission_type"], current.get(c["permission_type"], "close"),
-                                  c["permission_status"])
-                    for c in changes
-                ]
-                self._write(uow, caller, account, applied, trace_id, engine.version, decision)
-                return applied
+                if idempotency is not None:
+                    stored = self._keys.claim(uow, caller, idempotency)
+                    if stored is not None:
+                        return UpdateResult(replayed=stored)
+                try:
+                    decision = self._decide(uow, engine, caller, account_no, changes, trace_id)
+                except DomainError as refused:  # the account is missing or deregistered
+                    self._keep_rejection(uow, caller, idempotency, refused, None)
+                    raise
+                if decision.rejection is not None:
+                    self._keep_rejection(uow, caller, idempotency, decision.rejection, decision.record)
+                    raise decision.rejection
+                self._write(uow, caller, decision, trace_id, engine.version, idempotency)
+                return UpdateResult(applied=decision.applied)
         except DomainError:
             raise
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from exc
 
+    def _decide(
+        self,
+        uow: UnitOfWork,
+        engine: DurableRulesEngine,
+        caller: Caller,
+        account_no: str,
+        changes: Sequence[Mapping[str, Any]],
+        trace_id: str,
+    ) -> _Decision:
+        """Lock the account and run the rules: the changes to apply, or the first rejection."""
+        account = self._account(uow, caller, account_no, lock=True)
+        patterns = self._enabled.patterns(
+            uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
+        )
+        enabled = frozenset(self._enabled.values(engine.rule_set.catalog, engine.version, patterns))
+        stored = uow.permissions.of(account.id)
+        current = {t: p.status for t, p in stored.items()}
+        verdicts = engine.evaluate(changes, enabled=enabled, current=current)
+        decision = {
+            "trace_id": trace_id, "tenant_id": caller.tenant_id, "account_no": account.account_no,
+            "rule_set_version": engine.version, "changes": json.dumps(list(changes)),
+            "tenant_patterns": json.dumps(list(patterns)),
+            "account_state": json.dumps(_named_state(changes, current)), "created_at": self._clock(),
+        }
+        failed = next((v for v in verdicts if not v.passed), None)
+        if failed is not None:
+            return _Decision(account.id, decision, rejection=rejection(failed, changes[failed.index]))
+        applied = tuple(
+            AppliedChange(c["permission_type"], current.get(c["permission_type"], "close"), c["permission_status"])
+            for c in changes
+        )
+        return _Decision(account.id, decision, applied=applied)
+
     def _write(
         self,
         uow: UnitOfWork,
         caller: Caller,
-        account: AccountRecord,
-        applied: list[AppliedChange],
+        decision: _Decision,
         trace_id: str,
         rule_set_version: str,
-        decision: dict[str, Any],
+        idempotency: IdempotencyRequest | None,
     ) -> None:
         now = self._clock()
+        applied = decision.applied
         try:
-            uow.decisions.record(**decision, code=0, failure_index=0, rule_id=None)
-            uow.permissions.set_many(account.id, [(a.permission_type, a.status_after) for a in applied], now)
+            uow.decisions.record(**decision.record, code=0, failure_index=0, rule_id=None)
+            uow.permissions.set_many(decision.account_id, [(a.permission_type, a.status_after) for a in applied], now)
             uow.audit.append(
                 {
                     "trace_id": trace_id, "tenant_id": caller.tenant_id, "app_key": caller.app_key,
-                    "account_no": account.account_no, "permission_type": a.permission_type,
+                    "account_no": decision.record["account_no"], "permission_type": a.permission_type,
                     "status_before": a.status_before, "status_after": a.status_after,
                     "rule_set_version": rule_set_version, "created_at": now,
                 }
                 for a in applied
             )
+            if idempotency is not None:
+                self._keys.answer(uow, caller, idempotency, SUCCESS)
             uow.commit()
         except SQLAlchemyError as exc:
             log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
             raise WriteFailed("the change could not be written; nothing was persisted") from exc
 
-    @staticmethod
-    def _record_rejection(uow: UnitOfWork, decision: dict[str, Any], error: DomainError) -> None:
-        # A rejected request changes nothing, but what it asked and what it met is kept for `rules impact`.
+    def _keep_rejection(
+        self,
+        uow: UnitOfWork,
+        caller: Caller,
+        idempotency: IdempotencyRequest | None,
+        error: DomainError,
+        record: dict[str, Any] | None,
+    ) -> None:
+        """Commit what a rejected request leaves behind: its decision record and its idempotency answer."""
+        if record is None and idempotency is None:
+            return
         try:
-            uow.decisions.record(**decision, code=int(error.code), failure_index=error.failure_index,
-                                 rule_id=error.rule_id)
+            if record is not None:
+                uow.decisions.record(**record, code=int(error.code), failure_index=error.failure_index,
+                                     rule_id=error.rule_id)
+            if idempotency is not None:
+                self._keys.answer(uow, caller, idempotency, answer_for(error))
             uow.commit()
         except SQLAlchemyError as exc:
-            log.warning("decision_not_recorded", error=type(exc).__name__)
+            log.warning("rejection_not_recorded", error=type(exc).__name__)
+
+    def remember_rejection(
+        self, *, caller: Caller, idempotency: IdempotencyRequest, error: DomainError
+    ) -> StoredAnswer | None:
+        """Keep a rejection found before the rules (a malformed body) under its key; a repeat gets the first."""
+        return self._keys.remember(self._session_factory, caller, idempotency, error)
 
     def read(self, *, caller: Caller, account_no: str) -> AccountPermissions:
         """The account's status and every permission its tenant's config enables, in catalog order."""

@@ -1,0 +1,95 @@
+"""Idempotency keys (SPEC §3.4, after the IETF Idempotency-Key draft): one answer per key and request."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from app.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, ServiceUnavailable
+from app.persistence.unit_of_work import UnitOfWork
+from app.service.model import Caller, IdempotencyRequest, StoredAnswer
+
+RETENTION = timedelta(hours=24)
+_FORGET_EVERY = 256
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+class IdempotencyKeys:
+    """Claims a key inside the caller's transaction and stores the answer with the work."""
+
+    def __init__(self, *, wait_seconds: float = 5.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._wait_ms = int(wait_seconds * 1000)
+        self._clock = clock
+        self._claims = itertools.count(1)
+
+    def claim(self, uow: UnitOfWork, caller: Caller, request: IdempotencyRequest) -> StoredAnswer | None:
+        """None when this request now owns the key; the stored answer when it is a repeat.
+
+        A concurrent repeat waits (bounded) for the first request's transaction; past the bound it gets
+        409002. The same key with another request gets 400105.
+        """
+        now = self._clock()
+        postgres = uow.session.get_bind().dialect.name == "postgresql"
+        try:
+            if postgres:
+                uow.session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {self._wait_ms}")
+            if next(self._claims) % _FORGET_EVERY == 0:
+                uow.idempotency_keys.forget_expired(now)
+            stored = uow.idempotency_keys.claim(tenant_id=caller.tenant_id, key=request.key,
+                                                request_sha256=request.request_sha256, now=now,
+                                                expires_at=now + RETENTION)
+            if postgres:
+                uow.session.connection().exec_driver_sql("SET LOCAL lock_timeout = 0")
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise IdempotencyKeyInFlight(
+                    f"Idempotency-Key '{request.key}': a request with this key is still being processed; retry"
+                ) from exc
+            raise
+        if stored is None:
+            return None
+        if stored.request_sha256 != request.request_sha256:
+            raise IdempotencyKeyReused(f"Idempotency-Key '{request.key}' was used with a different request")
+        if stored.response is None or stored.http_status is None:
+            raise IdempotencyKeyInFlight(
+                f"Idempotency-Key '{request.key}': a request with this key is still being processed; retry"
+            )
+        return StoredAnswer(http_status=stored.http_status, **json.loads(stored.response))
+
+    @staticmethod
+    def answer(uow: UnitOfWork, caller: Caller, request: IdempotencyRequest, answer: StoredAnswer) -> None:
+        """Store the answer under the key claimed in this transaction."""
+        response = {"code": answer.code, "message": answer.message, "failure_index": answer.failure_index,
+                    "rule_id": answer.rule_id}
+        uow.idempotency_keys.answer(tenant_id=caller.tenant_id, key=request.key, http_status=answer.http_status,
+                                    response=json.dumps(response))
+
+    def remember(
+        self, session_factory: sessionmaker[Any], caller: Caller, request: IdempotencyRequest, error: DomainError
+    ) -> StoredAnswer | None:
+        """Store a rejection found before the service ran (a malformed body); return a repeat's stored answer."""
+        try:
+            with UnitOfWork(session_factory, write=True) as uow:
+                stored = self.claim(uow, caller, request)
+                if stored is not None:
+                    return stored
+                self.answer(uow, caller, request, answer_for(error))
+                uow.commit()
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+        return None
+
+
+def answer_for(error: DomainError) -> StoredAnswer:
+    """The stored form of a domain error's answer."""
+    return StoredAnswer(http_status=error.http_status, code=int(error.code), message=error.message,
+                        failure_index=error.failure_index, rule_id=error.rule_id)
+
+
+SUCCESS = StoredAnswer(http_status=200, code=0, message="success")
