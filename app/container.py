@@ -47,7 +47,8 @@ class Container:
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,
         )
-        cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds)
+        cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds,
+                                  settings.redis_breaker_seconds)
         return cls(
             settings=settings,
             engine=engine,

@@ -30,6 +30,7 @@ class Settings:
     log_level: str = "INFO"
     rules_reload_check_seconds: float = 2.0
     idempotency_wait_seconds: float = 5.0
+    redis_breaker_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,6 +48,7 @@ class Settings:
                 env.get("TENANT_CONFIG_TTL_SECONDS", base.tenant_config_ttl_seconds)
             ),
             log_level=env.get("LOG_LEVEL", base.log_level).upper(),
+            redis_breaker_seconds=float(env.get("REDIS_BREAKER_SECONDS", base.redis_breaker_seconds)),
             idempotency_wait_seconds=float(env.get("IDEMPOTENCY_WAIT_SECONDS", base.idempotency_wait_seconds)),
             rules_reload_check_seconds=float(
                 env.get("RULES_RELOAD_CHECK_SECONDS", base.rules_reload_check_seconds)

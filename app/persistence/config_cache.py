@@ -11,14 +11,17 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = structlog.get_logger("app.config_cache")
 
 KEY_PREFIX = "tps:tenant-config:"
+T = TypeVar("T")
 
 
 class ConfigCache(Protocol):
@@ -71,23 +74,75 @@ class InProcessConfigCache:
                 del self._entries[key]
 
 
-class RedisConfigCache:
-    """Tenants' patterns in Redis, shared by every worker and host; any Redis trouble is a miss."""
+class CircuitBreaker:
+    """Stops calling a failing dependency for `open_seconds`, then lets one call try it again.
 
-    def __init__(self, url: str, ttl_seconds: float) -> None:
+    A dead Redis then costs each worker one timeout per interval instead of one per request.
+    """
+
+    def __init__(self, open_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._open_seconds = open_seconds
+        self._clock = clock
+        self._open_until = 0.0
+        self.failures = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._clock() < self._open_until
+
+    def allow(self) -> bool:
+        """Whether a call may go through now."""
+        return not self.is_open
+
+    def failed(self) -> None:
+        """A call failed: open (again) for the interval."""
+        self.failures += 1
+        self._open_until = self._clock() + self._open_seconds
+
+    def succeeded(self) -> None:
+        """A call went through: close."""
+        self._open_until = 0.0
+        self.failures = 0
+
+
+class RedisConfigCache:
+    """Tenants' patterns in Redis, shared by every worker and host; any Redis trouble is a miss.
+
+    Sub-second timeouts, at most one retry, and a circuit breaker: Redis down, slow or holding a corrupt
+    entry never fails a request (SPEC §6); the database answers instead, and Redis is used again once it
+    answers again.
+    """
+
+    def __init__(self, url: str, ttl_seconds: float, *, breaker_seconds: float = 5.0,
+                 timeout_seconds: float = 0.25) -> None:
         self._ttl = max(1, int(ttl_seconds))
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 1), retry_on_timeout=False,
         )
+        self.breaker = CircuitBreaker(breaker_seconds)
+        self.fallbacks = 0
+
+    def _call(self, operation: str, call: Callable[[], T]) -> T | None:
+        if not self.breaker.allow():
+            self.fallbacks += 1
+            return None
+        try:
+            result = call()
+        except (redis.RedisError, OSError) as exc:
+            self.fallbacks += 1
+            self.breaker.failed()
+            log.warning("redis_unavailable", operation=operation, error=type(exc).__name__, breaker="open",
+                        failures=self.breaker.failures)
+            return None
+        if self.breaker.failures:
+            log.info("redis_available_again", operation=operation)
+        self.breaker.succeeded()
+        return result
 
     def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
         """The cached patterns, or None on a miss, a Redis error or a corrupt entry."""
-        key = _key(tenant_id, version)
-        try:
-            raw = self._redis.get(key)
-        except redis.RedisError as exc:
-            log.warning("redis_unavailable", operation="get", error=type(exc).__name__)
-            return None
+        raw = self._call("get", lambda: self._redis.get(_key(tenant_id, version)))
         if raw is None:
             return None
         try:
@@ -101,23 +156,21 @@ class RedisConfigCache:
 
     def put(self, tenant_id: str, version: int, patterns: tuple[str, ...]) -> None:
         """Cache patterns for the TTL; a Redis error is logged and ignored."""
-        try:
-            self._redis.set(_key(tenant_id, version), json.dumps(list(patterns)), ex=self._ttl)
-        except redis.RedisError as exc:
-            log.warning("redis_unavailable", operation="set", error=type(exc).__name__)
+        self._call("set", lambda: self._redis.set(_key(tenant_id, version), json.dumps(list(patterns)), ex=self._ttl))
 
     def invalidate(self, tenant_id: str) -> None:
         """Delete every cached version of the tenant's config."""
-        try:
+
+        def delete_all() -> None:
             keys = list(self._redis.scan_iter(match=f"{KEY_PREFIX}{_glob_escape(tenant_id)}:*", count=100))
             if keys:
                 self._redis.delete(*keys)
-        except redis.RedisError as exc:
-            log.warning("redis_unavailable", operation="invalidate", error=type(exc).__name__)
+
+        self._call("invalidate", delete_all)
 
 
-def make_config_cache(redis_url: str | None, ttl_seconds: float) -> ConfigCache:
+def make_config_cache(redis_url: str | None, ttl_seconds: float, breaker_seconds: float = 5.0) -> ConfigCache:
     """Redis when a URL is given, else in-process."""
     if redis_url:
-        return RedisConfigCache(redis_url, ttl_seconds)
+        return RedisConfigCache(redis_url, ttl_seconds, breaker_seconds=breaker_seconds)
     return InProcessConfigCache(ttl_seconds)

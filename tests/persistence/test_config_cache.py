@@ -366,3 +366,38 @@ def test_read_through_survives_redis_down(session_factory):
     assert read_patterns(enabled, session_factory, "hk_other") == ("stock.*",)
     assert read_patterns(enabled, session_factory, "no_config") == ()
     assert time.monotonic() - started < 2.0
+
+
+def test_breaker_stops_calling_a_dead_redis_until_its_interval_passes():
+    """One failed call opens the breaker: later reads skip Redis (no timeout) until it half-opens."""
+    import time as _time
+
+    from app.persistence.config_cache import RedisConfigCache
+    from tests.e2e.server import free_port
+
+    cache = RedisConfigCache(f"redis://127.0.0.1:{free_port()}/0", 30, breaker_seconds=60)
+    assert cache.get("t", 1) is None
+    assert cache.breaker.is_open and cache.fallbacks == 1
+    started = _time.perf_counter()
+    for _ in range(100):
+        assert cache.get("t", 1) is None
+    assert _time.perf_counter() - started < 0.05  # no network attempts while open
+    assert cache.fallbacks == 101 and cache.breaker.failures == 1
+
+
+@pytest.mark.redis
+def test_breaker_half_opens_and_closes_when_redis_answers(redis_url):
+    from app.persistence.config_cache import CircuitBreaker, RedisConfigCache
+    from tests.conftest import need_server
+
+    url = redis_url or need_server("TEST_REDIS_URL", "Redis")
+    now = [0.0]
+    cache = RedisConfigCache(url, 30, breaker_seconds=5)
+    cache.breaker = CircuitBreaker(5, clock=lambda: now[0])
+    cache.breaker.failed()
+    cache.put("breaker-tenant", 1, ("stock.*",))
+    assert cache.get("breaker-tenant", 1) is None  # open: Redis not asked
+    now[0] = 6.0
+    cache.put("breaker-tenant", 1, ("stock.*",))  # half-open: this call goes through and closes it
+    assert not cache.breaker.is_open and cache.breaker.failures == 0
+    assert cache.get("breaker-tenant", 1) == ("stock.*",)
