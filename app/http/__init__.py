@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.http.errors import init_error_handlers
+from app.http.openapi import bp as openapi_bp
 from app.http.permissions import bp as permissions_bp
 from app.http.trace import init_trace
 
@@ -13,4 +14,5 @@ def init_http(app: Flask) -> None:
     """Register trace ids, routes and error handlers."""
     init_trace(app)
     app.register_blueprint(permissions_bp)
+    app.register_blueprint(openapi_bp)
     init_error_handlers(app)

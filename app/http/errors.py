@@ -34,7 +34,11 @@ def init_error_handlers(app: Flask) -> None:
         domain = _as_domain_error(exc)
         if exc.code not in (400, 404, 405, 413):
             return envelope((exc.code or 500) * 1000, exc.name, {}, exc.code or 500)
-        return error(domain, endpoint=request.endpoint)
+        response = error(domain, endpoint=request.endpoint)
+        allowed = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))  # RFC 9110: a 405 lists what is allowed
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
