@@ -5,7 +5,9 @@ starts, so a service started on a broken rules/ refuses to start with the lint o
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -14,9 +16,17 @@ timeout = 30
 graceful_timeout = 10
 accesslog = None  # the app logs one JSON line per request, with its trace id
 
+# Prometheus multiprocess mode: every worker writes its metrics here and /metrics sums them. It must be set
+# before any worker imports prometheus_client, so it is set here, in the master, and emptied at each start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tps-metrics-")
+_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
 
 def on_starting(server):
-    """Refuse to start on a rules directory that does not lint clean."""
+    """Refuse to start on a rules directory that does not lint clean; start metrics from zero."""
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+    os.makedirs(_METRICS_DIR, exist_ok=True)
     from app.rules.lint import lint
     from app.settings import Settings
 
@@ -27,3 +37,15 @@ def on_starting(server):
             print(str(problem), file=sys.stderr)
         sys.stderr.flush()
         raise SystemExit(1)
+
+
+def child_exit(server, worker):
+    """Let /metrics stop counting a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove this run's metrics files."""
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)

@@ -9,6 +9,8 @@ import uuid
 import structlog
 from flask import Flask, Response, g, request
 
+from app import metrics
+
 SANE_TRACE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 log = structlog.get_logger("app.http")
 
@@ -34,9 +36,14 @@ def init_trace(app: Flask) -> None:
         if "trace_id" not in g:  # a failure before _assign ran (e.g. a malformed request line)
             g.trace_id = uuid.uuid4().hex
         response.headers["X-Trace-Id"] = g.trace_id
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(route=route, method=request.method, status=str(response.status_code),
+                                code=str(g.get("code", ""))).inc()
+        metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
         log.info(
             "request", method=request.method, path=request.path, status=response.status_code, code=g.get("code"),
-            duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+            duration_ms=round(elapsed * 1000, 3),
         )
         return response
 

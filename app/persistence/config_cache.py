@@ -18,6 +18,8 @@ import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from app import metrics
+
 log = structlog.get_logger("app.config_cache")
 
 KEY_PREFIX = "tps:tenant-config:"
@@ -126,19 +128,29 @@ class RedisConfigCache:
     def _call(self, operation: str, call: Callable[[], T]) -> T | None:
         if not self.breaker.allow():
             self.fallbacks += 1
+            metrics.REDIS_FALLBACKS.inc()
             return None
         try:
             result = call()
         except (redis.RedisError, OSError) as exc:
             self.fallbacks += 1
+            metrics.REDIS_FALLBACKS.inc()
+            metrics.REDIS_BREAKER_OPEN.set(1)
             self.breaker.failed()
             log.warning("redis_unavailable", operation=operation, error=type(exc).__name__, breaker="open",
                         failures=self.breaker.failures)
             return None
         if self.breaker.failures:
             log.info("redis_available_again", operation=operation)
+            metrics.REDIS_BREAKER_OPEN.set(0)
         self.breaker.succeeded()
         return result
+
+    def health(self) -> str:
+        """ok, or why Redis is not being used right now (the database answers meanwhile)."""
+        if self.breaker.is_open:
+            return "unavailable (circuit breaker open; using the database)"
+        return "ok" if self._call("ping", self._redis.ping) else "unavailable (using the database)"
 
     def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
         """The cached patterns, or None on a miss, a Redis error or a corrupt entry."""

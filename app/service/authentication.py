@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from app import metrics
 from app.errors import ServiceUnavailable, Unauthenticated
 from app.persistence.unit_of_work import UnitOfWork
 from app.service.model import Caller
@@ -119,4 +120,5 @@ class Authenticator:
         except SQLAlchemyError as exc:
             raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
         if not first_use:
+            metrics.REPLAYS_REFUSED.inc()
             raise Unauthenticated("replayed request: this signature was already accepted")

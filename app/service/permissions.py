@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from app import metrics
 from app.errors import (
     AccountDeregistered,
     AccountNotFound,
@@ -99,24 +100,26 @@ class PermissionService:
         """
         started = time.perf_counter()
         engine = self._rules.engine
+
+        def decided(outcome: str, code: int, failure_index: int, rule_id: str | None) -> None:
+            metrics.DECISIONS.labels(outcome=outcome, code=str(code), rule_id=rule_id or "").inc()
+            log.info(
+                "decision", outcome=outcome, tenant=caller.tenant_id, app_key=caller.app_key, account_no=account_no,
+                code=code, failure_index=failure_index, rule_id=rule_id, rule_set_version=engine.version,
+                changes=len(changes), duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+
         try:
             result = self._update(engine, caller, account_no, changes, trace_id, idempotency)
         except DomainError as exc:
-            log.info(
-                "decision", outcome="rejected", tenant=caller.tenant_id, app_key=caller.app_key,
-                account_no=account_no, code=int(exc.code), failure_index=exc.failure_index, rule_id=exc.rule_id,
-                rule_set_version=engine.version, changes=len(changes),
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
+            decided("rejected", int(exc.code), exc.failure_index, exc.rule_id)
             raise
-        replayed = result.replayed
-        log.info(
-            "decision", outcome="replayed" if replayed else "applied", tenant=caller.tenant_id,
-            app_key=caller.app_key, account_no=account_no, code=replayed.code if replayed else 0,
-            failure_index=replayed.failure_index if replayed else 0, rule_id=replayed.rule_id if replayed else None,
-            rule_set_version=engine.version, changes=len(changes),
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        if result.replayed is not None:
+            metrics.IDEMPOTENT_REPEATS.inc()
+            answer = result.replayed
+            decided("replayed", answer.code, answer.failure_index, answer.rule_id)
+        else:
+            decided("applied", 0, 0, None)
         return result
 
     def _update(
@@ -166,7 +169,8 @@ class PermissionService:
         enabled = frozenset(self._enabled.values(engine.rule_set.catalog, engine.version, patterns))
         stored = uow.permissions.of(account.id)
         current = {t: p.status for t, p in stored.items()}
-        verdicts = engine.evaluate(changes, enabled=enabled, current=current)
+        with metrics.RULE_EVALUATION_SECONDS.time():
+            verdicts = engine.evaluate(changes, enabled=enabled, current=current)
         decision = {
             "trace_id": trace_id, "tenant_id": caller.tenant_id, "account_no": account.account_no,
             "rule_set_version": engine.version, "changes": json.dumps(list(changes)),
@@ -237,7 +241,10 @@ class PermissionService:
         self, *, caller: Caller, idempotency: IdempotencyRequest, error: DomainError
     ) -> StoredAnswer | None:
         """Keep a rejection found before the rules (a malformed body) under its key; a repeat gets the first."""
-        return self._keys.remember(self._session_factory, caller, idempotency, error)
+        stored = self._keys.remember(self._session_factory, caller, idempotency, error)
+        if stored is not None:
+            metrics.IDEMPOTENT_REPEATS.inc()
+        return stored
 
     def read(self, *, caller: Caller, account_no: str) -> AccountPermissions:
         """The account's status and every permission its tenant's config enables, in catalog order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from app import metrics
 from app.persistence.config_cache import ConfigCache
 from app.persistence.repositories import TenantConfigs
 from app.rules.model import Catalog
@@ -23,7 +24,9 @@ class EnabledPermissions:
         """The tenant's patterns: from the cache, else the database (then cached)."""
         cached = self._cache.get(tenant_id, config_version)
         if cached is not None:
+            metrics.TENANT_CONFIG_CACHE.labels(result="hit").inc()
             return cached
+        metrics.TENANT_CONFIG_CACHE.labels(result="miss").inc()
         stored = configs.patterns(tenant_id)
         patterns = NO_CONFIG if stored is None else stored
         self._cache.put(tenant_id, config_version, patterns)

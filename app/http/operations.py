@@ -1,0 +1,44 @@
+"""Unsigned operational routes: /healthz, /readyz and /metrics (SPEC §8a). They reveal no tenant data."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+
+from app.http.envelope import envelope
+from app.service.health import readiness
+
+bp = Blueprint("operations", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is alive."""
+    return envelope(0, "alive", {}, 200)
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready when the database answers and a rule set is loaded; Redis is shown, never fatal."""
+    container: Any = current_app.extensions["permission_service"]
+    state = readiness(session_factory=container.session_factory, rules=container.rules, cache=container.config_cache)
+    data = {"database": state.database, "rule_set_version": state.rule_set_version,
+            "last_reload_error": state.last_reload_error, "redis": state.redis}
+    if state.ready:
+        return envelope(0, "ready", data, 200)
+    return envelope(503001, "not ready", data, 503)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format, summed over every gunicorn worker when running in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
