@@ -98,14 +98,14 @@ def load_fixtures(
                 _require(permission_type in catalog, f"{place}: not in the catalog")
                 _require(wanted_status in ("open", "close"), f"{place}: is open or close")
                 before = current[permission_type].status if permission_type in current else "close"
-                if before != wanted_status or permission_type not in current:
+                if before != wanted_status:  # a never-set permission asked to be close stays never set
                     wanted.append((permission_type, wanted_status, before))
             uow.permissions.set_many(account.id, [(t, s) for t, s, _ in wanted], now)
             uow.audit.append(
                 {"trace_id": FIXTURE_TRACE_ID, "tenant_id": item["tenant"], "app_key": FIXTURE_APP_KEY,
                  "account_no": item["account_no"], "permission_type": t, "status_before": before,
                  "status_after": s, "rule_set_version": rule_set_version, "created_at": now}
-                for t, s, before in wanted if before != s
+                for t, s, before in wanted
             )
         uow.commit()
     for tenant_id in changed_configs:

@@ -237,7 +237,9 @@ def test_audit_lists_rows(seeded, app, api):
 def test_audit_of_an_account_without_rows(seeded):
     assert "no audit rows for ACC-2" in ok(run("audit", "ACC-2", env=db_env(seeded)))
     assert ok(run("audit", "ACC-2", "--json", env=db_env(seeded))) == ""
-    assert ok(run("audit", "ACC-1", "--tenant", "hk_other", "--json", env=db_env(seeded))) == ""
+    wrong_tenant = run("audit", "ACC-1", "--tenant", "hk_other", "--json", env=db_env(seeded))
+    assert wrong_tenant.returncode == 1
+    assert wrong_tenant.stderr.strip() == "Error: no account 'ACC-1' in tenant 'hk_other'"
 
 
 # --- rules lint -----------------------------------------------------------------------------------------------------
