@@ -11,7 +11,12 @@ from app.persistence.migrate import upgrade as alembic_upgrade
 
 @click.group()
 def db() -> None:
-    """Database schema commands."""
+    """Database schema commands.
+
+    \b
+    Example:
+      permctl db upgrade
+    """
 
 
 @db.command()

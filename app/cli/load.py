@@ -11,6 +11,8 @@ from app.cli.context import config_cache, database_error, read_yaml, rule_set, s
 from app.errors import DomainError
 from app.service.fixtures import load_fixtures
 
+PROGRESS_FROM = 500  # accounts; smaller files load too fast for a bar to help
+
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
@@ -24,9 +26,13 @@ def load(file: Path) -> None:
     s = settings()
     document = read_yaml(file)
     rules = rule_set(s)
+    accounts = document.get("accounts") if isinstance(document, dict) else None
+    total = len(accounts) if isinstance(accounts, list) else 0
     try:
-        counts = load_fixtures(document, session_factory=session_factory(s), cache=config_cache(s),
-                               catalog=rules.catalog, rule_set_version=rules.version)
+        with click.progressbar(length=total, label="loading accounts", file=click.get_text_stream("stderr"),
+                               hidden=total < PROGRESS_FROM) as bar:
+            counts = load_fixtures(document, session_factory=session_factory(s), cache=config_cache(s),
+                                   catalog=rules.catalog, rule_set_version=rules.version, progress=bar.update)
     except DomainError as exc:
         raise click.ClickException(f"{file}: {exc.message}") from exc
     except SQLAlchemyError as exc:

@@ -41,7 +41,12 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
 
 @click.group()
 def rules() -> None:
-    """Rules commands: lint, test, explain."""
+    """Rules commands: lint, test, explain, impact, reload.
+
+    \b
+    Example:
+      permctl rules lint && permctl rules test --junit report.xml
+    """
 
 
 @rules.command("lint")

@@ -14,7 +14,12 @@ from app.service import tenants
 
 @click.group()
 def tenant() -> None:
-    """Tenant SaaS config commands."""
+    """Tenant SaaS config commands.
+
+    \b
+    Example:
+      permctl tenant show sg_mexc
+    """
 
 
 @tenant.command()
@@ -47,19 +52,22 @@ def show(tenant_id: str, as_json: bool) -> None:
 @tenant.command("set-config")
 @click.argument("tenant_id")
 @click.argument("patterns", nargs=-1, required=True)
-def set_config(tenant_id: str, patterns: tuple[str, ...]) -> None:
+@click.option("--dry-run", is_flag=True, help="Only show what the change would enable and disable.")
+def set_config(tenant_id: str, patterns: tuple[str, ...], dry_run: bool) -> None:
     """Replace a tenant's SaaS config with PATTERNS (globs over the catalog) and invalidate caches.
+
+    Shows the catalog values the change enables and disables before it applies it.
 
     \b
     Example:
-      permctl tenant set-config sg_mexc 'account.*' 'stock.*' options.US 'trade.*'
+      permctl tenant set-config sg_mexc 'account.*' 'stock.*' options.US 'trade.*' --dry-run
     """
     s = settings()
     catalog = rule_set(s).catalog
     factory = session_factory(s)
     try:
+        tenants.validate_patterns(patterns)
         before = tenants.show(factory, catalog, tenant_id).enabled
-        tenants.set_config(factory, config_cache(s), tenant_id, patterns)
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     except SQLAlchemyError as exc:
@@ -67,6 +75,19 @@ def set_config(tenant_id: str, patterns: tuple[str, ...]) -> None:
     after = catalog.expand(patterns)
     added = [v for v in after if v not in before]
     removed = [v for v in before if v not in after]
-    click.echo(f"tenant {tenant_id}: {len(after)} values enabled")
+    click.echo(f"tenant {tenant_id}: {len(before)} -> {len(after)} values enabled")
     click.echo("enables: " + (" ".join(added) or "(nothing new)"))
     click.echo("disables: " + (" ".join(removed) or "(nothing)"))
+    for pattern in patterns:
+        if not catalog.expand((pattern,)):
+            click.echo(f"warning: pattern {pattern!r} matches no catalog value", err=True)
+    if dry_run:
+        click.echo("dry run: nothing changed")
+        return
+    try:
+        tenants.set_config(factory, config_cache(s), tenant_id, patterns)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    except SQLAlchemyError as exc:
+        raise database_error(exc) from exc
+    click.echo("applied")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ def _require(condition: bool, message: str) -> None:
 def load_fixtures(
     document: Any, *, session_factory: sessionmaker[Any], cache: ConfigCache, catalog: Catalog,
     rule_set_version: str,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Upsert tenants, credentials, configs, accounts and permissions; returns counts of what it saw."""
     _require(isinstance(document, dict), "fixtures must be a mapping with 'tenants' and/or 'accounts'")
@@ -91,6 +93,8 @@ def load_fixtures(
                 account.status = status
             permissions = item.get("permissions") or {}
             _require(isinstance(permissions, dict), f"accounts[{i}].permissions is a mapping")
+            if progress is not None:
+                progress(1)
             current = uow.permissions.of(account.id)
             wanted = []
             for permission_type, wanted_status in permissions.items():
