@@ -91,3 +91,24 @@ def set_config(tenant_id: str, patterns: tuple[str, ...], dry_run: bool) -> None
     except SQLAlchemyError as exc:
         raise database_error(exc) from exc
     click.echo("applied")
+
+
+@tenant.command("revoke-key")
+@click.argument("app_key")
+def revoke_key(app_key: str) -> None:
+    """Revoke one app key (its requests are refused from now on); the tenant's other keys keep working.
+
+    \b
+    Example (rotating a secret without downtime):
+      permctl load new-credential.yaml     # the tenant now has the old and the new key
+      # ... move every caller to the new key ...
+      permctl tenant revoke-key old-app-key
+    """
+    s = settings()
+    try:
+        tenant_id = tenants.revoke_key(session_factory(s), app_key)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    except SQLAlchemyError as exc:
+        raise database_error(exc) from exc
+    click.echo(f"revoked app key {app_key} of tenant {tenant_id}")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.errors import DomainError
 from app.persistence.config_cache import ConfigCache
-from app.persistence.models import Tenant, TenantConfig
+from app.persistence.models import Credential, Tenant, TenantConfig
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.model import Catalog
 
@@ -73,3 +73,19 @@ def set_config(
                                        updated_at=now))
         uow.commit()
     cache.invalidate(tenant_id)
+
+
+class UnknownKey(DomainError):
+    """No credential has this app key."""
+
+
+def revoke_key(session_factory: sessionmaker[Any], app_key: str) -> str:
+    """Delete a credential (e.g. the old one after a rotation); returns its tenant."""
+    with UnitOfWork(session_factory, write=True) as uow:
+        credential = uow.session.get(Credential, app_key)
+        if credential is None:
+            raise UnknownKey(f"no credential with app key '{app_key}'")
+        tenant_id = credential.tenant_id
+        uow.session.delete(credential)
+        uow.commit()
+    return tenant_id
