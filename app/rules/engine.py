@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,20 @@ from app.rules.facts import change_facts
 from app.rules.model import Rule, RuleSet
 
 SESSION_ID = "request"
+MEMO_SIZE = 4096
+MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
+_NOT_TESTABLE = frozenset({"index", "earlier_index"})  # carried for messages; no rule can test them
+
+
+def _memo_key(record: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    items = []
+    for name, value in record.items():
+        if name in _NOT_TESTABLE:
+            continue
+        if isinstance(value, str) and len(value) > MEMO_MAX_TEXT:
+            return None
+        items.append((name, value))
+    return tuple(sorted(items))
 
 
 class RulesEngineError(RuntimeError):
@@ -100,6 +115,7 @@ class DurableRulesEngine:
         self._rules = {rule.id: rule for rule in rule_set.rules}
         self._process = _process()
         self._process.ensure(self._name, rule_set)
+        self._memo: OrderedDict[tuple[Any, ...], str | None] = OrderedDict()
 
     @property
     def version(self) -> str:
@@ -117,7 +133,30 @@ class DurableRulesEngine:
         return self.evaluate_facts(facts)
 
     def evaluate_facts(self, facts: list[dict[str, Any]]) -> list[Verdict]:
-        """Post the fact records as one batch and collect the rule each one fired."""
+        """The engine's verdict for each fact record, remembered per distinct record.
+
+        A verdict depends only on the facts the rules can test (and on this rule set), so records the engine
+        has already judged are answered from a bounded memo; the rest go to the engine in one batch.
+        """
+        keys = [_memo_key(record) for record in facts]
+        unknown = [record for record, key in zip(facts, keys, strict=True) if key is None or key not in self._memo]
+        decided = {v.index: v for v in self._post(self._name, unknown, self._rules)} if unknown else {}
+        verdicts = []
+        for record, key in zip(facts, keys, strict=True):
+            verdict = decided.get(record["index"])
+            if verdict is None:
+                rule_id = self._memo[key]
+                self._memo.move_to_end(key)
+                verdict = Verdict(record["index"], None if rule_id is None else self._rules[rule_id], record)
+            elif key is not None:
+                self._memo[key] = verdict.rule.id if verdict.rule else None
+                if len(self._memo) > MEMO_SIZE:
+                    self._memo.popitem(last=False)
+            verdicts.append(verdict)
+        return verdicts
+
+    def evaluate_with_engine(self, facts: list[dict[str, Any]]) -> list[Verdict]:
+        """Every record through the engine, bypassing the memo (for explain, benchmarks and tests)."""
         return self._post(self._name, facts, self._rules)
 
     def _post(self, name: str, facts: list[dict[str, Any]], rules: Mapping[str, Rule]) -> list[Verdict]:
@@ -138,8 +177,9 @@ class DurableRulesEngine:
         if len(fired) != len(events):
             raise RulesEngineError(f"{len(events)} changes posted, {len(fired)} verdicts")
         return [
-            Verdict(index=i, rule=None if fired[i] == PASS_RULE_ID else rules[fired[i]], facts=facts[i])
-            for i in range(len(events))
+            Verdict(index=r["index"], rule=None if fired[r["index"]] == PASS_RULE_ID else rules[fired[r["index"]]],
+                    facts=r)
+            for r in facts
         ]
 
     def explain(
@@ -151,7 +191,7 @@ class DurableRulesEngine:
     ) -> list[Explanation]:
         """For each change, every rule's own verdict from the engine, in order, and the deciding rule."""
         facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
-        decided = self.evaluate_facts(facts)
+        decided = self.evaluate_with_engine(facts)
         holds: dict[str, list[bool]] = {}
         for rule in self.rule_set.rules:
             probe = RuleSet(version=self.rule_set.version, catalog=self.rule_set.catalog, rules=(rule,))
