@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app import metrics
 from app.errors import ServiceUnavailable, Unauthenticated
+from app.persistence.repositories import CredentialRecord
 from app.persistence.unit_of_work import UnitOfWork
 from app.service.model import Caller
 from app.signature import ALGORITHM, SIGNED_HEADERS, sign, token_digest
@@ -75,11 +76,21 @@ class Authenticator:
             )
         now = self._clock()
         self._check_timestamp(request.timestamp, now)
+        post = request.method.upper() == "POST"
         try:
-            with UnitOfWork(self._session_factory) as uow:
+            # A POST checks its credential and records its signature in one short write transaction.
+            with UnitOfWork(self._session_factory, write=post) as uow:
                 credential = uow.credentials.get(request.app_key)
+                caller = self._verify(request, credential, match["signature"])
+                if post:
+                    self._refuse_replay(uow, request.app_key, match["signature"], now)
         except SQLAlchemyError as exc:
             raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+        return caller
+
+    @staticmethod
+    def _verify(request: SignedRequest, credential: CredentialRecord | None, signature: str) -> Caller:
+        assert request.access_token is not None and request.app_key is not None and request.timestamp is not None
         expected = sign(
             app_secret=credential.app_secret if credential else _DUMMY_SECRET,
             method=request.method, path=request.path, query=request.query, access_token=request.access_token,
@@ -88,13 +99,11 @@ class Authenticator:
         token_ok = hmac.compare_digest(
             token_digest(request.access_token), credential.access_token_sha256 if credential else _DUMMY_DIGEST
         )
-        signature_ok = hmac.compare_digest(expected, match["signature"])
+        signature_ok = hmac.compare_digest(expected, signature)
         if credential is None or not token_ok:
             raise Unauthenticated("unknown app key or access token")
         if not signature_ok:
             raise Unauthenticated("signature does not match the request")
-        if request.method.upper() == "POST":
-            self._refuse_replay(request.app_key, match["signature"], now)
         return Caller(tenant_id=credential.tenant_id, app_key=credential.app_key)
 
     def _check_timestamp(self, raw: str, now: datetime) -> None:
@@ -108,17 +117,13 @@ class Authenticator:
         if skew > self._window:
             raise Unauthenticated(f"X-Timestamp is outside the allowed window of ±{self._window} s")
 
-    def _refuse_replay(self, app_key: str, signature: str, now: datetime) -> None:
+    def _refuse_replay(self, uow: UnitOfWork, app_key: str, signature: str, now: datetime) -> None:
         # Kept twice the window: a timestamp may be up to one window in the future and still valid.
         expires_at = now + timedelta(seconds=2 * self._window)
-        try:
-            with UnitOfWork(self._session_factory, write=True) as uow:
-                if next(self._recorded) % _FORGET_EVERY == 0:
-                    uow.signatures.forget_expired(now)
-                first_use = uow.signatures.record(app_key=app_key, signature=signature, expires_at=expires_at)
-                uow.commit()
-        except SQLAlchemyError as exc:
-            raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+        if next(self._recorded) % _FORGET_EVERY == 0:
+            uow.signatures.forget_expired(now)
+        first_use = uow.signatures.record(app_key=app_key, signature=signature, expires_at=expires_at)
+        uow.commit()
         if not first_use:
             metrics.REPLAYS_REFUSED.inc()
             raise Unauthenticated("replayed request: this signature was already accepted")
