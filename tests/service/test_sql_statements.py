@@ -30,7 +30,7 @@ def counted(seeded) -> Iterator[tuple[Api, list[str]]]:
 
     event.listen(engine, "before_cursor_execute", record)
     api = Api(app.test_client())
-    api.update(body_of("ACC-2", ("stock.JP", "open")), timestamp="%d.9" % time.time())  # warm the caches
+    api.update(body_of("ACC-2", ("stock.JP", "open")), timestamp=f"{int(time.time())}.9")  # warm the caches
     yield api, statements
     engine.dispose()
 
@@ -45,6 +45,6 @@ def counted(seeded) -> Iterator[tuple[Api, list[str]]]:
 def test_statements_per_request(counted, body: bytes, code: int, expected: int) -> None:
     api, statements = counted
     statements.clear()
-    response = api.update(body, timestamp="%d.1" % time.time())
+    response = api.update(body, timestamp=f"{int(time.time())}.1")
     assert response.get_json()["code"] == code
     assert len(statements) == expected, "\n".join(statements)
