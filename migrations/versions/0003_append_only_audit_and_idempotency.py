@@ -38,6 +38,10 @@ def upgrade() -> None:
             op.execute(f"CREATE TRIGGER permission_audit_no_{operation.lower()} BEFORE {operation} "
                        f"ON permission_audit BEGIN SELECT RAISE(ABORT, 'permission_audit is append-only: "
                        f"{operation} is not allowed'); END")
+        # INSERT OR REPLACE deletes the old row without firing DELETE triggers (recursive_triggers is off).
+        op.execute("CREATE TRIGGER permission_audit_no_replace BEFORE INSERT ON permission_audit "
+                   "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM permission_audit WHERE id = NEW.id) "
+                   "BEGIN SELECT RAISE(ABORT, 'permission_audit is append-only: REPLACE is not allowed'); END")
     op.create_table(
         "idempotency_keys",
         sa.Column("tenant_id", sa.String(64), primary_key=True),
@@ -59,5 +63,6 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER permission_audit_no_update_delete ON permission_audit")
         op.execute("DROP FUNCTION permission_audit_is_append_only()")
     else:
+        op.execute("DROP TRIGGER permission_audit_no_replace")
         op.execute("DROP TRIGGER permission_audit_no_update")
         op.execute("DROP TRIGGER permission_audit_no_delete")
