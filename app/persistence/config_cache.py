@@ -132,6 +132,10 @@ class RedisConfigCache:
             return None
         try:
             result = call()
+        except redis.ResponseError as exc:
+            # Redis is up and answered: the entry is wrong (e.g. WRONGTYPE). A miss; the next put overwrites it.
+            log.warning("tenant_config_cache_corrupt", operation=operation, error=str(exc)[:120])
+            return None
         except (redis.RedisError, OSError) as exc:
             self.fallbacks += 1
             metrics.REDIS_FALLBACKS.inc()
