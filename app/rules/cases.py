@@ -10,7 +10,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.errors import Code, DomainError
 from app.rules.engine import DurableRulesEngine
-from app.rules.loader import Problem, _Reader
+from app.rules.loader import Problem, RulesTree, _Reader, read_tree
 from app.rules.messages import rejection
 from app.rules.model import RuleSet
 from app.schemas.permissions import load_update_request
@@ -87,18 +87,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_cases(rules_dir: Path, rule_set: RuleSet | None) -> tuple[list[Case], list[Problem]]:
+def load_cases(
+    rules_dir: Path, rule_set: RuleSet | None, tree: RulesTree | None = None
+) -> tuple[list[Case], list[Problem]]:
     """Every case under rules_dir/cases, checked against the rule set (when it loaded)."""
     cases: list[Case] = []
     problems: list[Problem] = []
-    directory = Path(rules_dir) / CASES_DIR
-    if not directory.is_dir():
-        return cases, problems
+    tree = read_tree(rules_dir) if tree is None else tree
     rule_ids = {r.id for r in rule_set.rules} if rule_set else None
     catalog = rule_set.catalog if rule_set else None
-    for path in sorted(directory.glob("*.yaml")):
-        shown = f"{Path(rules_dir).name}/{CASES_DIR}/{path.name}"
-        reader = _Reader(path, shown)
+    for name in sorted(n for n in tree if n.startswith(f"{CASES_DIR}/") and n.endswith(".yaml") and n.count("/") == 1):
+        shown = f"{Path(rules_dir).name}/{name}"
+        reader = _Reader(tree[name], shown)
         doc = reader.load()
         if doc is None:
             if not reader.problems:

@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.rules.cases import CASES_DIR, Case, load_cases
-from app.rules.loader import CATALOG_FILE, RULES_FILE, Problem, RuleSetInvalid, load_rule_set
+from app.rules.loader import (
+    CATALOG_FILE,
+    RULES_FILE,
+    Problem,
+    RuleSetInvalid,
+    RulesTree,
+    load_rule_set,
+    read_tree,
+)
 from app.rules.model import RuleSet
 
 DOCUMENTATION = {"README.md"}
@@ -25,16 +33,16 @@ class LintResult:
         return self.rule_set is not None and not self.problems
 
 
-def _stray_files(rules_dir: Path) -> list[Problem]:
+def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
     expected = {CATALOG_FILE, RULES_FILE, *DOCUMENTATION}
     problems = []
-    for path in sorted(p for p in rules_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(rules_dir)
-        if relative.parts[0] == CASES_DIR and len(relative.parts) == 2 and path.suffix == ".yaml":
+    for name in sorted(tree):
+        parts = name.split("/")
+        if parts[0] == CASES_DIR and len(parts) == 2 and name.endswith(".yaml"):
             continue
-        if len(relative.parts) == 1 and relative.name in expected:
+        if len(parts) == 1 and name in expected:
             continue
-        problems.append(Problem(f"{rules_dir.name}/{relative.as_posix()}", 1, 1, "-",
+        problems.append(Problem(f"{rules_dir.name}/{name}", 1, 1, "-",
                                 "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)"))
     return problems
 
@@ -44,13 +52,14 @@ def lint(rules_dir: Path) -> LintResult:
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         return LintResult(None, [], [Problem(str(rules_dir), 1, 1, "-", "no such directory")])
-    problems = _stray_files(rules_dir)
+    tree = read_tree(rules_dir)  # one read: the version names exactly the bytes that were checked
+    problems = _stray_files(rules_dir, tree)
     try:
-        rule_set: RuleSet | None = load_rule_set(rules_dir)
+        rule_set: RuleSet | None = load_rule_set(rules_dir, tree)
     except RuleSetInvalid as exc:
         rule_set = None
         problems += exc.problems
-    cases, case_problems = load_cases(rules_dir, rule_set)
+    cases, case_problems = load_cases(rules_dir, rule_set, tree)
     return LintResult(rule_set, cases, problems + case_problems)
 
 

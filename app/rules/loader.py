@@ -56,30 +56,43 @@ class RuleSetInvalid(Exception):
         self.problems = problems
 
 
+RulesTree = dict[str, bytes]  # path relative to the rules directory -> the file's bytes
+
+
+def read_tree(rules_dir: Path) -> RulesTree:
+    """Every file under rules_dir, read once: what is parsed and what is hashed are then the same bytes."""
+    rules_dir = Path(rules_dir)
+    return {p.relative_to(rules_dir).as_posix(): p.read_bytes()
+            for p in sorted(rules_dir.rglob("*")) if p.is_file()}
+
+
+def tree_version(tree: RulesTree) -> str:
+    """Content hash of a rules tree (names and bytes): the rule-set version."""
+    digest = hashlib.sha256()
+    for name in sorted(tree):
+        digest.update(name.encode() + b"\0" + tree[name] + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def rule_set_version(rules_dir: Path) -> str:
     """Content hash of every file under rules_dir (names and bytes)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in rules_dir.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(rules_dir).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    return tree_version(read_tree(rules_dir))
 
 
 class _Reader:
     """Collects problems while walking one YAML document."""
 
-    def __init__(self, path: Path, shown: str) -> None:
-        self.path = path
+    def __init__(self, data: bytes | None, shown: str) -> None:
+        self.data = data
         self.shown = shown
         self.problems: list[Problem] = []
 
     def load(self) -> Any:
-        try:
-            return YAML(typ="rt").load(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if self.data is None:
             self.problem(None, "-", "file is missing")
+            return None
+        try:
+            return YAML(typ="rt").load(self.data.decode("utf-8"))
         except UnicodeDecodeError as exc:
             self.problem(None, "-", f"file is not UTF-8 text ({exc.reason})")
         except MarkedYAMLError as exc:
@@ -130,9 +143,9 @@ def _names(reader: _Reader, parent: Any, key: str, rule_id: str) -> tuple[str, .
     return tuple(names)
 
 
-def load_catalog(path: Path, shown: str) -> tuple[Catalog | None, list[Problem]]:
+def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[Problem]]:
     """Read catalog.yaml into a Catalog."""
-    reader = _Reader(path, shown)
+    reader = _Reader(data, shown)
     doc = reader.load()
     if doc is None:
         if not reader.problems:
@@ -235,9 +248,9 @@ def _condition(reader: _Reader, rule: CommentedMap, rule_id: str) -> Condition |
     return Condition(fact=str(fact), test=test, argument=arg)
 
 
-def load_rules(path: Path, shown: str) -> tuple[tuple[Rule, ...], list[Problem]]:
+def load_rules(data: bytes | None, shown: str) -> tuple[tuple[Rule, ...], list[Problem]]:
     """Read validation.yaml into ordered Rules."""
-    reader = _Reader(path, shown)
+    reader = _Reader(data, shown)
     doc = reader.load()
     if doc is None:
         if not reader.problems:
@@ -295,12 +308,13 @@ def load_rules(path: Path, shown: str) -> tuple[tuple[Rule, ...], list[Problem]]
     return tuple(rules), reader.problems
 
 
-def load_rule_set(rules_dir: Path) -> RuleSet:
-    """Load and validate rules_dir, or raise RuleSetInvalid with every problem."""
+def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
+    """Load and validate rules_dir (or the tree already read from it), or raise RuleSetInvalid."""
     rules_dir = Path(rules_dir)
-    catalog, problems = load_catalog(rules_dir / CATALOG_FILE, f"{rules_dir.name}/{CATALOG_FILE}")
-    rules, rule_problems = load_rules(rules_dir / RULES_FILE, f"{rules_dir.name}/{RULES_FILE}")
+    tree = read_tree(rules_dir) if tree is None else tree
+    catalog, problems = load_catalog(tree.get(CATALOG_FILE), f"{rules_dir.name}/{CATALOG_FILE}")
+    rules, rule_problems = load_rules(tree.get(RULES_FILE), f"{rules_dir.name}/{RULES_FILE}")
     problems += rule_problems
     if problems or catalog is None:
         raise RuleSetInvalid(problems)
-    return RuleSet(version=rule_set_version(rules_dir), catalog=catalog, rules=rules)
+    return RuleSet(version=tree_version(tree), catalog=catalog, rules=rules)
