@@ -64,7 +64,7 @@ def make_engine(settings: Settings) -> Engine:
         url = url.set(drivername="postgresql+psycopg")
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_recycle=3600,  # no pre-ping: it costs a round trip per request; a dead connection invalidates the pool
         pool_size=5,
         max_overflow=5,
         pool_timeout=settings.database_connect_timeout_seconds,

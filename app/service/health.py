@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from app.persistence.config_cache import ConfigCache, RedisConfigCache
+from app.persistence.config_cache import ConfigCache
 from app.rules.live import LiveRules
 
 
@@ -36,6 +36,7 @@ def readiness(*, session_factory: sessionmaker[Any], rules: LiveRules, cache: Co
         version: str | None = rules.engine.version
     except Exception:  # a rule set that cannot be read counts as not loaded
         version = None
-    redis_state = cache.health() if isinstance(cache, RedisConfigCache) else "not configured (in-process cache)"
+    health = getattr(cache, "health", None)
+    redis_state = health() if callable(health) else "not configured (in-process cache)"
     return Readiness(ready=database == "ok" and version is not None, database=database, rule_set_version=version,
                      last_reload_error=rules.last_reload_error, redis=redis_state)
