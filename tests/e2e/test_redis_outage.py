@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import redis
 
 from app.settings import Settings
 from tests.e2e.server import Answer, LiveServer, free_port, log_records, send
-from tests.support import DEMO, OTHER, UPDATE_PATH, Credentials, body_of, require_servers, signed_headers
+from tests.support import DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of, require_servers, signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -132,12 +133,21 @@ class Traffic:
     def until_both_workers(self, limit: int = 60) -> None:
         """Changes until both gunicorn workers have served one (so each holds a Redis connection)."""
         pids: set[int] = set()
-        for _ in range(limit):
-            answer = self.change()
-            pids |= {r["pid"] for r in log_records(self.server.log_path)
-                     if r.get("trace_id") == answer.trace_id and "pid" in r}
-            if len(pids) == 2:
-                return
+        query = f"account_no={self.account_no}"
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for n in range(limit):
+                # A read in flight beside each change: a busy sync worker leaves the other to its sibling.
+                headers = signed_headers("GET", READ_PATH, query=query, creds=self.creds)
+                headers["X-Trace-Id"] = f"redis-outage-probe-{self.account_no}-{n}"
+                reading = pool.submit(send, self.server.url, "GET", f"{READ_PATH}?{query}", None, headers, 30)
+                answer = self.change()
+                probe = reading.result(timeout=60)
+                assert probe.status == 200, probe
+                traces = {answer.trace_id, probe.trace_id}
+                pids |= {r["pid"] for r in log_records(self.server.log_path)
+                         if r.get("trace_id") in traces and "pid" in r}
+                if len(pids) == 2:
+                    return
         raise AssertionError(f"{limit} requests were all served by {pids}")
 
     def for_at_least(self, seconds: float) -> None:

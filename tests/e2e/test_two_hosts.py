@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -139,11 +140,16 @@ def requests_until_both_workers(server: LiveServer, make_request) -> list[Answer
     served one; the answers, in order."""
     answers: list[Answer] = []
     pids: set[int] = set()
-    while len(pids) < 2:
-        assert len(answers) < MAX_PROBES, f"{MAX_PROBES} requests to {server.url} were all served by {pids}"
-        answer = make_request()
-        answers.append(answer)
-        pids.add(pid_of(server, answer.trace_id))
+    # Two requests in flight at once: a sync worker busy with one leaves the other to its sibling, so both
+    # workers are reached even when one of them would otherwise win every accept().
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while len(pids) < 2:
+            assert len(answers) < MAX_PROBES, f"{MAX_PROBES} requests to {server.url} were all served by {pids}"
+            pair = [pool.submit(make_request) for _ in range(2)]
+            for future in pair:
+                answer = future.result(timeout=60)
+                answers.append(answer)
+                pids.add(pid_of(server, answer.trace_id))
     return answers
 
 
