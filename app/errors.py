@@ -115,6 +115,11 @@ class ServiceUnavailable(DomainError):
     code = Code.SERVICE_UNAVAILABLE
     http_status = 503
 
+    @classmethod
+    def database(cls, exc: Exception) -> ServiceUnavailable:
+        """The error for a database failure, naming its kind but none of its detail."""
+        return cls(f"the database is unavailable ({type(exc).__name__})")
+
 
 class IdempotencyKeyReused(DomainError):
     """The Idempotency-Key was first used with a different request."""

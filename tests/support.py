@@ -80,17 +80,18 @@ def require_servers() -> bool:
     return os.environ.get("REQUIRE_SERVERS") == "1"
 
 
-def permctl(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+def permctl(*args: str, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 120) -> Any:
     """Run the real permctl entry point with only the given settings in its environment."""
     import subprocess
     import sys
     from pathlib import Path
 
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))}
+            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))
+            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}  # calls go to 127.0.0.1 only
     base.update(env or {})
-    return subprocess.run([str(Path(sys.executable).with_name("permctl")), *args], env=base, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([str(Path(sys.executable).with_name("permctl")), *args], env=base, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def copy_rules(target: Any) -> Any:

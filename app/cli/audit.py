@@ -11,10 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.cli.context import database_error, rule_set, session_factory, settings
 from app.errors import DomainError
 from app.service.audit import enabled_values, permissions_at, trail
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+from app.service.model import iso_utc
 
 
 def _parse_time(text: str) -> datetime:
@@ -51,16 +48,16 @@ def audit(account_no: str, at: str | None, tenant_id: str | None, as_json: bool)
         raise database_error(exc) from exc
     if when is not None:
         if as_json:
-            click.echo(json.dumps({"account_no": account_no, "tenant": tenant, "at": _iso(when), "permissions": [
+            click.echo(json.dumps({"account_no": account_no, "tenant": tenant, "at": iso_utc(when), "permissions": [
                 {"permission_type": v.permission_type, "permission_status": v.permission_status,
-                 "updated_at": _iso(v.updated_at)} for v in views]}))
+                 "updated_at": iso_utc(v.updated_at)} for v in views]}))
         else:
-            click.echo(f"{account_no} (tenant {tenant}) as of {_iso(when)}:")
+            click.echo(f"{account_no} (tenant {tenant}) as of {iso_utc(when)}:")
             for v in views:
-                click.echo(f"  {v.permission_type:<22} {v.permission_status:<5}  {_iso(v.updated_at) or '-'}")
+                click.echo(f"  {v.permission_type:<22} {v.permission_status:<5}  {iso_utc(v.updated_at) or '-'}")
         return
     for e in entries:
-        record = {"id": e.id, "at": _iso(e.at), "tenant": e.tenant_id, "app_key": e.app_key, "trace_id": e.trace_id,
+        record = {"id": e.id, "at": iso_utc(e.at), "tenant": e.tenant_id, "app_key": e.app_key, "trace_id": e.trace_id,
                   "permission_type": e.permission_type, "status_before": e.status_before,
                   "status_after": e.status_after, "rule_set_version": e.rule_set_version}
         if as_json:

@@ -19,6 +19,7 @@ from app.rules.impact import impact as impact_of
 from app.rules.lint import LintResult, lint
 from app.rules.model import RuleSet
 from app.schemas.permissions import load_update_request
+from app.service.model import iso_utc
 
 RULES_OPTION = click.option(
     "--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
@@ -263,7 +264,7 @@ def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> Non
         if as_json:
             click.echo(json.dumps({
                 "decision_id": d.id, "trace_id": d.trace_id, "tenant": d.tenant_id, "account_no": d.account_no,
-                "at": d.created_at.isoformat().replace("+00:00", "Z"), "recorded_rule_set_version": d.rule_set_version,
+                "at": iso_utc(d.created_at), "recorded_rule_set_version": d.rule_set_version,
                 "old": {"code": d.outcome.code, "failure_index": d.outcome.failure_index, "rule_id": d.outcome.rule_id},
                 "new": {"code": flip.new.code, "failure_index": flip.new.failure_index, "rule_id": flip.new.rule_id},
             }))

@@ -12,6 +12,7 @@ from app.http.envelope import replayed, success
 from app.http.idempotency import idempotency_request
 from app.http.trace import trace_id
 from app.schemas.permissions import load_get_query, load_update_request, parse_json_body
+from app.service.model import iso_utc
 
 bp = Blueprint("permissions", __name__, url_prefix="/v1/whaleapi/account")
 
@@ -68,7 +69,7 @@ def read() -> Response:
                 {
                     "permission_type": p.permission_type,
                     "permission_status": p.permission_status,
-                    "updated_at": None if p.updated_at is None else p.updated_at.isoformat().replace("+00:00", "Z"),
+                    "updated_at": iso_utc(p.updated_at),
                 }
                 for p in account.permissions
             ],

@@ -85,7 +85,7 @@ class Authenticator:
                 if post:
                     self._refuse_replay(uow, request.app_key, match["signature"], now)
         except SQLAlchemyError as exc:
-            raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+            raise ServiceUnavailable.database(exc) from exc
         return caller
 
     @staticmethod

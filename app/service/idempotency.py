@@ -82,7 +82,7 @@ class IdempotencyKeys:
                 self.answer(uow, caller, request, answer_for(error))
                 uow.commit()
         except SQLAlchemyError as exc:
-            raise ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
+            raise ServiceUnavailable.database(exc) from exc
         return None
 
 

@@ -66,3 +66,8 @@ class UpdateResult:
 
     applied: tuple[AppliedChange, ...] = ()
     replayed: StoredAnswer | None = None
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A UTC time as ISO 8601 with a Z, as the API and the CLI show it."""
+    return None if value is None else value.isoformat().replace("+00:00", "Z")

@@ -47,10 +47,6 @@ class LiveRules(Protocol):
     def engine(self) -> DurableRulesEngine: ...
 
 
-def _unavailable(exc: SQLAlchemyError) -> ServiceUnavailable:
-    return ServiceUnavailable(f"the database is unavailable ({type(exc).__name__})")
-
-
 def _named_state(changes: Sequence[Mapping[str, Any]], current: Mapping[str, str]) -> dict[str, str]:
     """The stored status of every permission type the request names (what the rules could see)."""
     named = {c.get("permission_type") for c in changes if isinstance(c.get("permission_type"), str)}
@@ -150,7 +146,7 @@ class PermissionService:
         except DomainError:
             raise
         except SQLAlchemyError as exc:
-            raise _unavailable(exc) from exc
+            raise ServiceUnavailable.database(exc) from exc
 
     def _decide(
         self,
@@ -166,7 +162,7 @@ class PermissionService:
         patterns = self._enabled.patterns(
             uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
         )
-        enabled = frozenset(self._enabled.values(engine.rule_set.catalog, engine.version, patterns))
+        enabled = self._enabled.members(engine.rule_set.catalog, engine.version, patterns)
         stored = uow.permissions.of(account.id)
         current = {t: p.status for t, p in stored.items()}
         with metrics.RULE_EVALUATION_SECONDS.time():
@@ -259,7 +255,7 @@ class PermissionService:
         except DomainError:
             raise
         except SQLAlchemyError as exc:
-            raise _unavailable(exc) from exc
+            raise ServiceUnavailable.database(exc) from exc
         views = []
         for permission_type in self._enabled.values(engine.rule_set.catalog, engine.version, patterns):
             found = stored.get(permission_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from app import metrics
 from app.persistence.config_cache import ConfigCache
@@ -12,12 +13,20 @@ from app.rules.model import Catalog
 NO_CONFIG: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Enabled:
+    """The catalog values a config enables: in catalog order (for reads) and as a set (for the rules)."""
+
+    ordered: tuple[str, ...]
+    members: frozenset[str]
+
+
 class EnabledPermissions:
     """Resolves (tenant, config version) to the catalog values the tenant may use; fails closed."""
 
     def __init__(self, cache: ConfigCache, memo_size: int = 1024) -> None:
         self._cache = cache
-        self._memo: OrderedDict[tuple[str, tuple[str, ...]], tuple[str, ...]] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, tuple[str, ...]], Enabled] = OrderedDict()
         self._memo_size = memo_size
 
     def patterns(self, configs: TenantConfigs, *, tenant_id: str, config_version: int) -> tuple[str, ...]:
@@ -34,10 +43,18 @@ class EnabledPermissions:
 
     def values(self, catalog: Catalog, catalog_version: str, patterns: tuple[str, ...]) -> tuple[str, ...]:
         """Catalog values the patterns enable, in catalog order (memoised per rule-set version)."""
+        return self._enabled(catalog, catalog_version, patterns).ordered
+
+    def members(self, catalog: Catalog, catalog_version: str, patterns: tuple[str, ...]) -> frozenset[str]:
+        """The same values as a set, built once per memo entry rather than per request."""
+        return self._enabled(catalog, catalog_version, patterns).members
+
+    def _enabled(self, catalog: Catalog, catalog_version: str, patterns: tuple[str, ...]) -> Enabled:
         key = (catalog_version, patterns)
         found = self._memo.get(key)
         if found is None:
-            found = catalog.expand(patterns)
+            ordered = catalog.expand(patterns)
+            found = Enabled(ordered, frozenset(ordered))
             self._memo[key] = found
             if len(self._memo) > self._memo_size:
                 self._memo.popitem(last=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from app.rules.loader import load_rule_set
 from app.settings import PROJECT_ROOT, Settings
-from tests.support import DEMO, READ_PATH, UPDATE_PATH, body_of
+from tests.support import DEMO, READ_PATH, UPDATE_PATH, body_of, permctl
 
 pytestmark = pytest.mark.e2e
 
@@ -49,12 +48,7 @@ accounts:
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """permctl ARGS with only the given settings in its environment."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))
-            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    base.update(env or {})
-    return subprocess.run([str(PERMCTL), *args], env=base, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return permctl(*args, env=env, cwd=cwd, timeout=timeout)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
