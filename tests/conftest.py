@@ -44,6 +44,14 @@ def need_server(variable: str, what: str) -> str:
     return url
 
 
+def postgres_only(database_url: str) -> str:
+    """database_url, which must be PostgreSQL: skip without TEST_DATABASE_URL (fail under REQUIRE_SERVERS=1)."""
+    need_server("TEST_DATABASE_URL", "PostgreSQL")
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.fail(f"TEST_DATABASE_URL is set but this test's database is not PostgreSQL: {database_url}")
+    return database_url
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str | None]:
     """A fresh PostgreSQL database for this session, migrated by Alembic; None when not configured."""

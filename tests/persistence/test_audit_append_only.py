@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from tests.conftest import need_server
+from tests.conftest import postgres_only
 from tests.support import body_of
 
 TRACE_ID = "append-only-1"
@@ -107,13 +106,6 @@ def test_an_existing_row_cannot_be_overwritten_by_an_insert(audited: Engine):
 # --- PostgreSQL: TRUNCATE too -----------------------------------------------------------------------------
 
 
-def _postgres(database_url: str) -> str:
-    need_server("TEST_DATABASE_URL", "PostgreSQL")
-    if make_url(database_url).get_backend_name() != "postgresql":
-        pytest.fail(f"TEST_DATABASE_URL is set but this test's database is not PostgreSQL: {database_url}")
-    return database_url
-
-
 def _default_replication_role(conn: Connection) -> None:
     # conftest empties tables with session_replication_role = replica, which silences ordinary triggers:
     # the refusal must hold on an ordinary connection, so make sure this one is one.
@@ -123,7 +115,7 @@ def _default_replication_role(conn: Connection) -> None:
 @pytest.mark.postgres
 def test_postgres_truncate_is_refused_by_a_statement_level_before_truncate_trigger(audited: Engine,
                                                                                      database_url: str):
-    _postgres(database_url)
+    postgres_only(database_url)
     with audited.connect() as conn:
         triggers = conn.execute(text(
             "SELECT tgname, tgtype, tgenabled FROM pg_trigger "
@@ -155,7 +147,7 @@ def test_postgres_truncate_is_refused_by_a_statement_level_before_truncate_trigg
 
 @pytest.mark.postgres
 def test_postgres_update_and_delete_are_refused_with_insufficient_privilege(audited: Engine, database_url: str):
-    _postgres(database_url)
+    postgres_only(database_url)
     before = rows(audited)
     for statement in ("UPDATE permission_audit SET status_after = 'close'", "DELETE FROM permission_audit"):
         fresh = create_engine(database_url)
