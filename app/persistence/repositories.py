@@ -1,4 +1,9 @@
-"""Queries the service needs, one small class per aggregate, all working inside a given Session."""
+"""Queries the service needs, one small class per aggregate, all working inside a given Session.
+
+The statements a request runs are built once, here, as Core statements with bound parameters, and run on
+the session's connection: SQLAlchemy then compiles each once per process instead of building, caching and
+ORM-processing it on every request (the profile of issue 5 put 40 % of a request there).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Executable, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -59,6 +65,54 @@ def _insert_for(session: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+_accounts = Account.__table__
+_tenants = Tenant.__table__
+_permissions = AccountPermission.__table__
+_credentials = Credential.__table__
+_signatures = AcceptedSignature.__table__
+
+_ACCOUNT = (
+    select(_accounts.c.id, _accounts.c.tenant_id, _accounts.c.origin_id, _accounts.c.status,
+           _tenants.c.config_version)
+    .join_from(_accounts, _tenants, _tenants.c.id == _accounts.c.tenant_id)
+    .where(_accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no"))
+)
+_ACCOUNT_LOCKED = _ACCOUNT.with_for_update(of=_accounts)
+_PERMISSIONS_OF = select(_permissions.c.permission_type, _permissions.c.status, _permissions.c.updated_at).where(
+    _permissions.c.account_id == bindparam("account_id")
+)
+_CREDENTIAL = select(
+    _credentials.c.app_key, _credentials.c.tenant_id, _credentials.c.app_secret, _credentials.c.access_token_sha256
+).where(_credentials.c.app_key == bindparam("app_key"))
+_AUDIT_INSERT = PermissionAudit.__table__.insert()
+_DECISION_INSERT = RecordedDecision.__table__.insert()
+
+
+def _per_dialect(build: Any) -> dict[str, Executable]:
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+def _upsert_permissions(insert: Any) -> Executable:
+    stmt = insert(_permissions)
+    return stmt.on_conflict_do_update(
+        index_elements=["account_id", "permission_type"],
+        set_={"status": stmt.excluded.status, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+def _record_signature(insert: Any) -> Executable:
+    return insert(_signatures).on_conflict_do_nothing().returning(_signatures.c.signature)
+
+
+_UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
+_RECORD_SIGNATURE = _per_dialect(_record_signature)
+
+
+def _connection(session: Session) -> Connection:
+    """The connection of the session's transaction (started, with its options, by the UnitOfWork)."""
+    return session.connection()
+
+
 class Accounts:
     """Accounts, looked up within one tenant."""
 
@@ -67,14 +121,9 @@ class Accounts:
 
     def get(self, *, tenant_id: str, account_no: str, lock: bool) -> AccountRecord | None:
         """The account with its tenant's config version; lock=True holds its row until commit."""
-        query = (
-            select(Account.id, Account.tenant_id, Account.origin_id, Account.status, Tenant.config_version)
-            .join(Tenant, Tenant.id == Account.tenant_id)
-            .where(Account.tenant_id == tenant_id, Account.origin_id == account_no)
-        )
-        if lock:
-            query = query.with_for_update(of=Account)
-        row = self.session.execute(query).one_or_none()
+        row = _connection(self.session).execute(
+            _ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no}
+        ).one_or_none()
         return None if row is None else AccountRecord(*row)
 
 
@@ -86,25 +135,18 @@ class Permissions:
 
     def of(self, account_id: int) -> dict[str, StoredPermission]:
         """Every stored permission of the account, by permission_type."""
-        rows = self.session.execute(
-            select(AccountPermission.permission_type, AccountPermission.status, AccountPermission.updated_at)
-            .where(AccountPermission.account_id == account_id)
-        ).all()
+        rows = _connection(self.session).execute(_PERMISSIONS_OF, {"account_id": account_id}).all()
         return {row[0]: StoredPermission(*row) for row in rows}
 
     def set_many(self, account_id: int, statuses: Sequence[tuple[str, str]], at: datetime) -> None:
         """Upsert each (permission_type, status) in one statement."""
         if not statuses:
             return
-        insert = _insert_for(self.session)
-        stmt = insert(AccountPermission).values(
-            [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses]
+        connection = _connection(self.session)
+        connection.execute(
+            _UPSERT_PERMISSIONS[connection.dialect.name],
+            [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses],
         )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "permission_type"],
-            set_={"status": stmt.excluded.status, "updated_at": stmt.excluded.updated_at},
-        )
-        self.session.execute(stmt)
 
 
 class AuditTrail:
@@ -117,7 +159,7 @@ class AuditTrail:
         """Insert audit rows in one statement."""
         rows = list(rows)
         if rows:
-            self.session.execute(PermissionAudit.__table__.insert(), rows)
+            _connection(self.session).execute(_AUDIT_INSERT, rows)
 
     def of_account(self, *, tenant_id: str | None, account_no: str) -> list[PermissionAudit]:
         """The account's audit rows, oldest first."""
@@ -135,10 +177,7 @@ class Credentials:
 
     def get(self, app_key: str) -> CredentialRecord | None:
         """The credential for app_key, if any."""
-        row = self.session.execute(
-            select(Credential.app_key, Credential.tenant_id, Credential.app_secret, Credential.access_token_sha256)
-            .where(Credential.app_key == app_key)
-        ).one_or_none()
+        row = _connection(self.session).execute(_CREDENTIAL, {"app_key": app_key}).one_or_none()
         return None if row is None else CredentialRecord(*row)
 
 
@@ -162,9 +201,11 @@ class Signatures:
 
     def record(self, *, app_key: str, signature: str, expires_at: datetime) -> bool:
         """Record a signature; False when it was already recorded (a replay)."""
-        insert = _insert_for(self.session)
-        stmt = insert(AcceptedSignature).values(app_key=app_key, signature=signature, expires_at=expires_at)
-        inserted = self.session.execute(stmt.on_conflict_do_nothing().returning(AcceptedSignature.signature))
+        connection = _connection(self.session)
+        inserted = connection.execute(
+            _RECORD_SIGNATURE[connection.dialect.name],
+            {"app_key": app_key, "signature": signature, "expires_at": expires_at},
+        )
         return inserted.first() is not None
 
     def forget_expired(self, now: datetime) -> None:
@@ -180,7 +221,7 @@ class Decisions:
 
     def record(self, **fields: object) -> None:
         """Append one decision."""
-        self.session.execute(RecordedDecision.__table__.insert(), [fields])
+        _connection(self.session).execute(_DECISION_INSERT, fields)
 
     def since(self, when: datetime | None) -> list[RecordedDecision]:
         """Decisions recorded at or after when (all when None), oldest first."""
