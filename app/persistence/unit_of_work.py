@@ -25,17 +25,24 @@ class UnitOfWork:
 
     write=True starts a writer's transaction: on SQLite, BEGIN IMMEDIATE (the database write lock);
     on PostgreSQL an ordinary transaction in which Accounts.get(lock=True) holds the row lock.
+
+    autocommit=True is for work whose every statement stands alone (reading a credential, recording a
+    signature): on PostgreSQL each statement commits by itself, which saves the BEGIN and COMMIT round
+    trips; SQLite, whose transactions cost no round trip, keeps an ordinary (write=True: IMMEDIATE) one.
     """
 
     session: Session
 
-    def __init__(self, session_factory: sessionmaker[Any], *, write: bool = False) -> None:
+    def __init__(self, session_factory: sessionmaker[Any], *, write: bool = False, autocommit: bool = False) -> None:
         self._session_factory = session_factory
         self._write = write
+        self._autocommit = autocommit
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._session_factory()
-        if self._write:
+        if self._autocommit and self.session.get_bind().dialect.name == "postgresql":
+            self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        elif self._write:
             self.session.connection(execution_options={"sqlite_immediate": True})
         self.accounts = Accounts(self.session)
         self.permissions = Permissions(self.session)

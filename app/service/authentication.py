@@ -78,8 +78,8 @@ class Authenticator:
         self._check_timestamp(request.timestamp, now)
         post = request.method.upper() == "POST"
         try:
-            # A POST checks its credential and records its signature in one short write transaction.
-            with UnitOfWork(self._session_factory, write=post) as uow:
+            # Two statements that each stand alone: no transaction around them (see UnitOfWork).
+            with UnitOfWork(self._session_factory, write=post, autocommit=True) as uow:
                 credential = uow.credentials.get(request.app_key)
                 caller = self._verify(request, credential, match["signature"])
                 if post:
