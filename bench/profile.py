@@ -150,8 +150,9 @@ def count_statements(app: Any, environs: Sequence[dict[str, Any]], expect: int) 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(" ".join(statement.split())[:110])
 
-    def committed(_conn: Any) -> None:
-        seen.append("COMMIT")
+    def committed(conn: Any) -> None:
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        seen.append("-- (autocommit: no COMMIT sent)" if autocommit else "COMMIT")
 
     pre_ping = bool(getattr(engine.pool, "_pre_ping", False))
 

@@ -78,6 +78,9 @@ _ACCOUNT = (
     .where(_accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no"))
 )
 _ACCOUNT_LOCKED = _ACCOUNT.with_for_update(of=_accounts)
+# Not joined to the lock above to save a round trip: under READ COMMITTED a SELECT that waited for the
+# lock returns the other tables' rows from the snapshot taken before it waited, so it would miss the
+# permissions the previous holder of the lock just committed. A separate statement takes a new snapshot.
 _PERMISSIONS_OF = select(_permissions.c.permission_type, _permissions.c.status, _permissions.c.updated_at).where(
     _permissions.c.account_id == bindparam("account_id")
 )
