@@ -71,7 +71,8 @@ def make_engine(settings: Settings) -> Engine:
         pool_timeout=settings.database_connect_timeout_seconds,
         connect_args={"connect_timeout": max(1, int(settings.database_connect_timeout_seconds))},
     )
-    event.listen(engine, "checkout", _discard_closed_by_server)
+    if url.get_driver_name() == "psycopg":  # closed_by_server reads psycopg 3's connection attributes
+        event.listen(engine, "checkout", _discard_closed_by_server)
     return engine
 
 
@@ -90,10 +91,11 @@ def closed_by_server(dbapi_connection: Any) -> bool:
 
 def _discard_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     # Without this, the first request each worker serves after a database restart would meet a
-    # dead pooled connection and answer 503. Raising here makes the pool reconnect this checkout
-    # and recycle every connection opened before now, with a poll() instead of pre-ping's round trip.
+    # dead pooled connection and answer 503. Raising here makes the pool reconnect this checkout,
+    # found with a poll() instead of pre-ping's round trip. Only this connection is replaced: the
+    # others are checked the same way when handed out, and one dropped backend says nothing of them.
     if closed_by_server(dbapi_connection):
-        raise exc.InvalidatePoolError("the database closed this pooled connection")
+        raise exc.DisconnectionError("the database closed this pooled connection")
 
 
 def _sqlite_setup(engine: Engine, settings: Settings) -> None:

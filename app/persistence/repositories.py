@@ -142,7 +142,7 @@ class Permissions:
         return {row[0]: StoredPermission(*row) for row in rows}
 
     def set_many(self, account_id: int, statuses: Sequence[tuple[str, str]], at: datetime) -> None:
-        """Upsert each (permission_type, status) in one statement."""
+        """Upsert each (permission_type, status): one executemany, which psycopg sends in one pipeline."""
         if not statuses:
             return
         connection = _connection(self.session)

@@ -60,6 +60,7 @@ def test_autocommit_work_stands_and_leaves_the_pooled_connection_transactional(e
     assert _visible(observer, "b" * 64)
     # The same pooled connection serves the next unit of work: it must be an ordinary transaction again,
     # or a rejected request's writes would persist without a commit.
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
     with UnitOfWork(factory, write=True) as uow:
         assert _record(uow, "c" * 64)
         assert not _visible(observer, "c" * 64)
