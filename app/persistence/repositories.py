@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Executable, bindparam, delete, select, update
+from sqlalchemy import Executable, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -61,8 +61,12 @@ class CredentialRecord:
     access_token_sha256: str
 
 
+# The upserts are dialect-specific (ON CONFLICT); both dialects spell them the same way.
+_INSERT_BY_DIALECT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def _insert_for(session: Session):  # type: ignore[no-untyped-def]
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return _INSERT_BY_DIALECT[session.get_bind().dialect.name]
 
 
 _accounts = Account.__table__
@@ -92,7 +96,7 @@ _DECISION_INSERT = RecordedDecision.__table__.insert()
 
 
 def _per_dialect(build: Any) -> dict[str, Executable]:
-    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+    return {name: build(insert) for name, insert in _INSERT_BY_DIALECT.items()}
 
 
 def _upsert_permissions(insert: Any) -> Executable:
@@ -111,11 +115,6 @@ _UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
 _RECORD_SIGNATURE = _per_dialect(_record_signature)
 
 
-def _connection(session: Session) -> Connection:
-    """The connection of the session's transaction (started, with its options, by the UnitOfWork)."""
-    return session.connection()
-
-
 class Accounts:
     """Accounts, looked up within one tenant."""
 
@@ -124,7 +123,7 @@ class Accounts:
 
     def get(self, *, tenant_id: str, account_no: str, lock: bool) -> AccountRecord | None:
         """The account with its tenant's config version; lock=True holds its row until commit."""
-        row = _connection(self.session).execute(
+        row = self.session.connection().execute(
             _ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no}
         ).one_or_none()
         return None if row is None else AccountRecord(*row)
@@ -138,14 +137,14 @@ class Permissions:
 
     def of(self, account_id: int) -> dict[str, StoredPermission]:
         """Every stored permission of the account, by permission_type."""
-        rows = _connection(self.session).execute(_PERMISSIONS_OF, {"account_id": account_id}).all()
+        rows = self.session.connection().execute(_PERMISSIONS_OF, {"account_id": account_id}).all()
         return {row[0]: StoredPermission(*row) for row in rows}
 
     def set_many(self, account_id: int, statuses: Sequence[tuple[str, str]], at: datetime) -> None:
         """Upsert each (permission_type, status): one executemany, which psycopg sends in one pipeline."""
         if not statuses:
             return
-        connection = _connection(self.session)
+        connection = self.session.connection()
         connection.execute(
             _UPSERT_PERMISSIONS[connection.dialect.name],
             [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses],
@@ -162,7 +161,7 @@ class AuditTrail:
         """Insert audit rows in one statement."""
         rows = list(rows)
         if rows:
-            _connection(self.session).execute(_AUDIT_INSERT, rows)
+            self.session.connection().execute(_AUDIT_INSERT, rows)
 
     def of_account(self, *, tenant_id: str | None, account_no: str) -> list[PermissionAudit]:
         """The account's audit rows, oldest first."""
@@ -180,7 +179,7 @@ class Credentials:
 
     def get(self, app_key: str) -> CredentialRecord | None:
         """The credential for app_key, if any."""
-        row = _connection(self.session).execute(_CREDENTIAL, {"app_key": app_key}).one_or_none()
+        row = self.session.connection().execute(_CREDENTIAL, {"app_key": app_key}).one_or_none()
         return None if row is None else CredentialRecord(*row)
 
 
@@ -204,7 +203,7 @@ class Signatures:
 
     def record(self, *, app_key: str, signature: str, expires_at: datetime) -> bool:
         """Record a signature; False when it was already recorded (a replay)."""
-        connection = _connection(self.session)
+        connection = self.session.connection()
         inserted = connection.execute(
             _RECORD_SIGNATURE[connection.dialect.name],
             {"app_key": app_key, "signature": signature, "expires_at": expires_at},
@@ -224,7 +223,7 @@ class Decisions:
 
     def record(self, **fields: object) -> None:
         """Append one decision."""
-        _connection(self.session).execute(_DECISION_INSERT, fields)
+        self.session.connection().execute(_DECISION_INSERT, fields)
 
     def since(self, when: datetime | None) -> list[RecordedDecision]:
         """Decisions recorded at or after when (all when None), oldest first."""

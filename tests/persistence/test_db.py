@@ -6,8 +6,6 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from app.persistence.db import make_engine
-from app.settings import Settings
 from tests.conftest import postgres_only
 
 BACKEND_PID = text("SELECT pg_backend_pid()")
@@ -38,7 +36,7 @@ def _terminate(database_url: str, pids: set[int]) -> None:
 def test_a_plain_pool_hands_out_a_connection_the_server_dropped(database_url: str):
     """The failure the service guards against: without the check, the first query after a restart fails."""
     postgres_only(database_url)
-    plain = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    plain = create_engine(database_url)
     try:
         _terminate(database_url, _pool_two_connections(plain))
         with pytest.raises(OperationalError), plain.connect() as conn:
@@ -48,30 +46,22 @@ def test_a_plain_pool_hands_out_a_connection_the_server_dropped(database_url: st
 
 
 @pytest.mark.postgres
-def test_connections_the_server_dropped_are_replaced_on_checkout(settings: Settings, database_url: str):
+def test_connections_the_server_dropped_are_replaced_on_checkout(engine: Engine, database_url: str):
     postgres_only(database_url)
-    engine = make_engine(settings)
-    try:
-        dropped = _pool_two_connections(engine)
-        _terminate(database_url, dropped)
-        fresh = set()
-        for _ in range(3):  # more checkouts than there were dropped connections in the pool
-            with engine.connect() as conn:
-                fresh.add(conn.execute(BACKEND_PID).scalar_one())
-        assert fresh and not fresh & dropped, (fresh, dropped)
-    finally:
-        engine.dispose()
+    dropped = _pool_two_connections(engine)
+    _terminate(database_url, dropped)
+    fresh = set()
+    for _ in range(3):  # more checkouts than there were dropped connections in the pool
+        with engine.connect() as conn:
+            fresh.add(conn.execute(BACKEND_PID).scalar_one())
+    assert fresh and not fresh & dropped, (fresh, dropped)
 
 
 @pytest.mark.postgres
-def test_a_healthy_pooled_connection_is_reused(settings: Settings, database_url: str):
+def test_a_healthy_pooled_connection_is_reused(engine: Engine, database_url: str):
     """The check costs no reconnects: an idle connection the server kept is handed out again."""
     postgres_only(database_url)
-    engine = make_engine(settings)
-    try:
-        with engine.connect() as conn:
-            before = conn.execute(BACKEND_PID).scalar_one()
-        with engine.connect() as conn:
-            assert conn.execute(BACKEND_PID).scalar_one() == before
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        before = conn.execute(BACKEND_PID).scalar_one()
+    with engine.connect() as conn:
+        assert conn.execute(BACKEND_PID).scalar_one() == before

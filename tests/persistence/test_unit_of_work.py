@@ -10,24 +10,16 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import sessionmaker
 
-from app.persistence.db import make_engine, make_session_factory
+from app.persistence.db import make_session_factory
 from app.persistence.models import AcceptedSignature
 from app.persistence.unit_of_work import UnitOfWork
-from app.settings import Settings
 from tests.conftest import postgres_only
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
 def observer(database_url: str) -> Iterator[Engine]:
     """A separate engine: sees only what the unit of work has committed."""
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = create_engine(database_url)
     yield engine
     engine.dispose()
 
