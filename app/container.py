@@ -48,7 +48,7 @@ class Container:
             check_seconds=settings.rules_reload_check_seconds,
         )
         cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds,
-                                  settings.redis_breaker_seconds)
+                                  settings.redis_breaker_seconds, settings.redis_key_prefix)
         return cls(
             settings=settings,
             engine=engine,

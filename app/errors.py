@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -115,10 +116,29 @@ class ServiceUnavailable(DomainError):
     code = Code.SERVICE_UNAVAILABLE
     http_status = 503
 
+    detail: str | None = None  # for the log line only: what an operator needs, never sent to the caller
+
     @classmethod
     def database(cls, exc: Exception) -> ServiceUnavailable:
         """The error for a database failure, naming its kind but none of its detail."""
-        return cls(f"the database is unavailable ({type(exc).__name__})")
+        error = cls(f"the database is unavailable ({type(exc).__name__})")
+        table = missing_table(exc)
+        if table is not None:
+            error.detail = f"table '{table}' is missing: the schema is not migrated (run permctl db upgrade)"
+        return error
+
+
+_MISSING_TABLE = (re.compile(r"no such table: ([\w.]+)"), re.compile(r'relation "([\w.]+)" does not exist'))
+
+
+def missing_table(exc: Exception) -> str | None:
+    """The table a database error says is missing (SQLite and PostgreSQL wording), if that is what it says."""
+    text = str(getattr(exc, "orig", exc))
+    for pattern in _MISSING_TABLE:
+        found = pattern.search(text)
+        if found:
+            return found.group(1)
+    return None
 
 
 class IdempotencyKeyReused(DomainError):

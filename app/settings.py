@@ -1,27 +1,59 @@
-"""Settings, built once from the environment and passed down explicitly."""
+"""Settings, built once from the environment, validated there, and passed down explicitly."""
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from app.defaults import shipped_rules_dir
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_KEY_PREFIX = re.compile(r"^[!-~]{1,64}$")  # printable ASCII, no spaces
+
+T = TypeVar("T")
 
 
-def _default_database_url() -> str:
-    return f"sqlite:///{PROJECT_ROOT / 'instance' / 'permissions.db'}"
+class SettingsError(ValueError):
+    """A setting is wrong; the message names the variable and says what it must be."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+def default_instance_dir() -> Path:
+    """Writable state goes under the working directory's instance/, never into the package."""
+    return Path.cwd() / "instance"
+
+
+def default_rules_dir() -> Path:
+    """`./rules` when the working directory has one (a rules repository, a checkout), else the shipped set."""
+    local = Path.cwd() / "rules"
+    return local if local.is_dir() else shipped_rules_dir()
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of an SQLite file."""
+    return f"sqlite:///{path}"
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting the service reads; nothing else looks at os.environ."""
 
-    database_url: str = field(default_factory=_default_database_url)
+    database_url: str = ""  # empty: an SQLite file under instance_dir
     redis_url: str | None = None
-    rules_dir: Path = PROJECT_ROOT / "rules"
-    instance_dir: Path = PROJECT_ROOT / "instance"
+    redis_key_prefix: str = "tps:"
+    rules_dir: Path = field(default_factory=default_rules_dir)
+    instance_dir: Path = field(default_factory=default_instance_dir)
     signature_window_seconds: int = 300
     tenant_config_ttl_seconds: float = 30.0
     max_body_bytes: int = 64 * 1024
@@ -32,32 +64,117 @@ class Settings:
     idempotency_wait_seconds: float = 5.0
     redis_breaker_seconds: float = 5.0
 
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", sqlite_url(self.instance_dir / "permissions.db"))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read the documented environment variables, falling back to defaults."""
-        env = os.environ if environ is None else environ
-        base = cls()
-        return replace(
-            base,
-            database_url=env.get("DATABASE_URL") or base.database_url,
-            redis_url=env.get("REDIS_URL") or None,
-            rules_dir=Path(env["RULES_DIR"]) if env.get("RULES_DIR") else base.rules_dir,
-            instance_dir=Path(env["INSTANCE_DIR"]) if env.get("INSTANCE_DIR") else base.instance_dir,
-            signature_window_seconds=int(env.get("SIGNATURE_WINDOW_SECONDS", base.signature_window_seconds)),
-            tenant_config_ttl_seconds=float(
-                env.get("TENANT_CONFIG_TTL_SECONDS", base.tenant_config_ttl_seconds)
-            ),
-            log_level=env.get("LOG_LEVEL", base.log_level).upper(),
-            redis_breaker_seconds=float(env.get("REDIS_BREAKER_SECONDS", base.redis_breaker_seconds)),
-            idempotency_wait_seconds=float(env.get("IDEMPOTENCY_WAIT_SECONDS", base.idempotency_wait_seconds)),
-            rules_reload_check_seconds=float(
-                env.get("RULES_RELOAD_CHECK_SECONDS", base.rules_reload_check_seconds)
-            ),
+        """Read and validate the documented environment variables; a wrong one raises SettingsError."""
+        env = _Environment(os.environ if environ is None else environ)
+        instance_dir = env.get("INSTANCE_DIR", _directory(may_be_missing=True), default_instance_dir())
+        return cls(
+            database_url=env.get("DATABASE_URL", _database_url, sqlite_url(instance_dir / "permissions.db")),
+            redis_url=env.get("REDIS_URL", _redis_url, None),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", _redis_key_prefix, cls.redis_key_prefix),
+            rules_dir=env.get("RULES_DIR", _directory(may_be_missing=False), default_rules_dir()),
+            instance_dir=instance_dir,
+            signature_window_seconds=env.get("SIGNATURE_WINDOW_SECONDS", _whole(1), 300),
+            tenant_config_ttl_seconds=env.get("TENANT_CONFIG_TTL_SECONDS", _real(0), 30.0),
+            log_level=env.get("LOG_LEVEL", _log_level, "INFO"),
+            rules_reload_check_seconds=env.get("RULES_RELOAD_CHECK_SECONDS", _real(0), 2.0),
+            idempotency_wait_seconds=env.get("IDEMPOTENCY_WAIT_SECONDS", _real(0), 5.0),
+            redis_breaker_seconds=env.get("REDIS_BREAKER_SECONDS", _real(0), 5.0),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         """Return a copy with some settings replaced (used by tests and the CLI)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class _Environment:
+    """Reads one variable at a time, turning a bad value into a SettingsError naming it."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._environ.get(name, "")
+        if raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise SettingsError(name, f"{raw!r} {exc}") from None
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("is not a whole number") from None
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _real(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number") from None
+        if not math.isfinite(value) or value < minimum:
+            raise ValueError(f"must be a number of at least {minimum:g}")
+        return value
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"is not a log level (use one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+def _database_url(raw: str) -> str:
+    backend = urlsplit(raw).scheme.split("+", 1)[0]
+    if backend not in DATABASE_BACKENDS or "://" not in raw:
+        raise ValueError("is not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB)")
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in REDIS_SCHEMES or not (parts.netloc or parts.path):
+        raise ValueError("is not a Redis URL (redis://HOST:PORT/DB, rediss://… or unix://PATH)")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    return raw
+
+
+def _redis_key_prefix(raw: str) -> str:
+    if not REDIS_KEY_PREFIX.match(raw):
+        raise ValueError("must be 1-64 printable characters without spaces")
+    return raw
+
+
+def _directory(*, may_be_missing: bool) -> Callable[[str], Path]:
+    def parse(raw: str) -> Path:
+        path = Path(raw).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError("is not a directory")
+        if not path.exists() and not may_be_missing:
+            raise ValueError("does not exist")
+        return path
+
+    return parse
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from app import create_app
 from app.rules.engine import DurableRulesEngine
 from app.rules.facts import change_facts
 from app.rules.loader import load_rule_set
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 from app.signature import sign, signature_header
 from bench.evaluation import corpus
+from bench.paths import PROJECT_ROOT, SHIPPED_RULES
 from bench.scenarios import ONE, REJECTED, UPDATE_PATH, Scenario
 from bench.servers import ACCESS_TOKEN, APP_KEY, APP_SECRET, Database, Seed, Workdir
 
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = Database(args.database_url, workdir.path)
     out = io.StringIO()
     try:
-        settings = Settings(database_url=database.url, redis_url=args.redis_url, rules_dir=PROJECT_ROOT / "rules",
+        settings = Settings(database_url=database.url, redis_url=args.redis_url, rules_dir=SHIPPED_RULES,
                             instance_dir=workdir.path / "instance", log_level="INFO")
         rule_set = load_rule_set(settings.rules_dir)
         values = rule_set.catalog.values

@@ -30,9 +30,10 @@ from typing import Any
 
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 from bench.evaluation import SIZES, Evaluate, adapter_evaluate, corpus, time_per_change, verify
 from bench.load import Job
+from bench.paths import PROJECT_ROOT, SHIPPED_RULES
 from bench.reference import ReferenceEvaluator
 from bench.scenarios import ONE, REJECTED, TEN, Scenario
 from bench.servers import (
@@ -382,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log(f"creating the database ({'PostgreSQL' if args.database_url else 'SQLite'}) and migrating it")
         database = Database(args.database_url, workdir.path)
-        settings = Settings(database_url=database.url, redis_url=args.redis_url, rules_dir=PROJECT_ROOT / "rules",
+        settings = Settings(database_url=database.url, redis_url=args.redis_url, rules_dir=SHIPPED_RULES,
                             instance_dir=workdir.path / "instance")
         rule_set = load_rule_set(settings.rules_dir)
         seed = Seed(settings, rule_set)

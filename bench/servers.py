@@ -25,7 +25,8 @@ from app.persistence.migrate import upgrade
 from app.persistence.models import Account
 from app.rules.model import RuleSet
 from app.service.fixtures import load_fixtures
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
+from bench.paths import PROJECT_ROOT
 
 APP_KEY = "bench-key"
 APP_SECRET = "bench-secret"

@@ -20,8 +20,17 @@ from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
 from app.rules.loader import load_rule_set
 from app.service.fixtures import load_fixtures
-from app.settings import PROJECT_ROOT, Settings
-from tests.support import DEMO, FIXTURES, READ_PATH, UPDATE_PATH, Credentials, require_servers, signed_headers
+from app.settings import Settings
+from tests.support import (
+    DEMO,
+    FIXTURES,
+    READ_PATH,
+    SHIPPED_RULES,
+    UPDATE_PATH,
+    Credentials,
+    require_servers,
+    signed_headers,
+)
 
 TABLES = (
     "permission_audit", "decisions", "rules_reloads", "account_permissions", "accounts", "tenant_configs",
@@ -117,7 +126,7 @@ def redis_url() -> Iterator[str | None]:
 @pytest.fixture
 def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database and Redis."""
-    return Settings(database_url=database_url, redis_url=redis_url, rules_dir=PROJECT_ROOT / "rules",
+    return Settings(database_url=database_url, redis_url=redis_url, rules_dir=SHIPPED_RULES,
                     instance_dir=tmp_path / "instance", tenant_config_ttl_seconds=30.0)
 
 

@@ -6,9 +6,14 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from app.defaults import shipped_rules_dir
 from app.signature import sign, signature_header
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: tests run from one
+SHIPPED_RULES = shipped_rules_dir()  # the default rule set, as a wheel ships it
 
 UPDATE_PATH = "/v1/whaleapi/account/update_account_trade_permission"
 READ_PATH = "/v1/whaleapi/account/get_account_trade_permission"
@@ -98,8 +103,7 @@ def copy_rules(target: Any) -> Any:
     """A copy of the shipped rules/ directory at target/rules."""
     import shutil
 
-    from app.settings import PROJECT_ROOT
 
     destination = target / "rules"
-    shutil.copytree(PROJECT_ROOT / "rules", destination)
+    shutil.copytree(SHIPPED_RULES, destination)
     return destination

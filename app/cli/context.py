@@ -14,12 +14,15 @@ from app.persistence.db import make_engine, make_session_factory
 from app.rules.lint import load_clean
 from app.rules.loader import RuleSetInvalid
 from app.rules.model import RuleSet
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
 
 def settings() -> Settings:
-    """Settings from the environment."""
-    return Settings.from_env()
+    """Settings from the environment; a wrong one is a one-line error naming the variable."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def session_factory(s: Settings):  # type: ignore[no-untyped-def]
@@ -29,7 +32,7 @@ def session_factory(s: Settings):  # type: ignore[no-untyped-def]
 
 def config_cache(s: Settings):  # type: ignore[no-untyped-def]
     """The tenant-config cache the service uses, so changes can invalidate it."""
-    return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds)
+    return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds, s.redis_breaker_seconds, s.redis_key_prefix)
 
 
 def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:

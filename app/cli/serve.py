@@ -1,4 +1,4 @@
-"""permctl serve: run the API under gunicorn (optionally with the demo data)."""
+"""permctl serve: run the API under gunicorn with the packaged settings (optionally with the demo data)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from pathlib import Path
 
 import click
 
-from app.cli.context import config_cache, read_yaml, rule_set, session_factory, settings
-from app.persistence.migrate import upgrade
-from app.service.fixtures import load_fixtures
-from app.settings import PROJECT_ROOT
+from app.cli.context import settings
 
-DEMO_FIXTURES = PROJECT_ROOT / "demo" / "fixtures.yaml"
+DEMO_DATABASE = "demo.sqlite"
 DEMO_BODY = {"account_no": "L6VQEU00121996", "changes": [{"permission_type": "stock.US", "permission_status": "open"}]}
 
 
@@ -36,29 +33,88 @@ def _how_to_call(url: str) -> str:
     ])
 
 
+def _bind(value: str | None) -> str:
+    """HOST:PORT or unix:PATH, from --bind or BIND."""
+    bind = value or os.environ.get("BIND") or "127.0.0.1:8000"
+    if bind.startswith("unix:"):
+        return bind
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        source = "--bind" if value else "BIND"
+        raise click.BadParameter(f"{bind!r} is not HOST:PORT (e.g. 127.0.0.1:8000) or unix:PATH", param_hint=source)
+    return bind
+
+
+def _workers(value: int | None) -> int:
+    """From --workers, else WEB_CONCURRENCY, else 2."""
+    if value is not None:
+        return value
+    raw = os.environ.get("WEB_CONCURRENCY") or "2"
+    if not raw.isdigit() or int(raw) < 1:
+        raise click.ClickException(f"WEB_CONCURRENCY: {raw!r} is not a whole number of at least 1")
+    return int(raw)
+
+
+def _url(bind: str) -> str:
+    if bind.startswith("unix:"):
+        return bind
+    host, _, port = bind.rpartition(":")
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]') else host}:{port}"
+
+
+def _prepare_demo(environ: dict[str, str]) -> None:
+    """Migrate the demo's own SQLite database and load the demo fixtures; point the server at it."""
+    from app.cli.context import config_cache, read_yaml, rule_set, session_factory
+    from app.defaults import demo_fixtures
+    from app.persistence.migrate import upgrade
+    from app.service.fixtures import load_fixtures
+    from app.settings import sqlite_url
+
+    configured = environ.get("DATABASE_URL", "")
+    if configured and not configured.startswith("sqlite"):
+        raise click.ClickException(
+            "--demo uses its own SQLite database and never loads demo credentials elsewhere: "
+            "unset DATABASE_URL (it names a non-SQLite database)"
+        )
+    s = settings()
+    s = s.with_overrides(database_url=sqlite_url(s.instance_dir / DEMO_DATABASE), redis_url=None)
+    rules = rule_set(s)
+    upgrade(s.database_url)
+    load_fixtures(read_yaml(demo_fixtures()), session_factory=session_factory(s), cache=config_cache(s),
+                  catalog=rules.catalog, rule_set_version=rules.version)
+    environ["DATABASE_URL"] = s.database_url
+    environ.pop("REDIS_URL", None)
+    click.echo(f"demo database: {s.database_url.removeprefix('sqlite:///')}", err=True)
+
+
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Migrate the database and load demo/fixtures.yaml first.")
-def serve(host: str, port: int, workers: int, demo: bool) -> None:
+@click.option("--bind", "-b", metavar="HOST:PORT", help="Where to listen [default: $BIND, else 127.0.0.1:8000].")
+@click.option("--workers", "-w", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes [default: $WEB_CONCURRENCY, else 2].")
+@click.option("--demo", is_flag=True,
+              help="Serve the demo: its own SQLite database under instance/, migrated, with the demo data loaded.")
+def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     """Serve the API with gunicorn (sync workers: the rules engine is not thread-safe).
+
+    Runs `gunicorn -c python:app.gunicorn_conf app.wsgi:app` from this directory: the settings come from the
+    environment (DATABASE_URL, REDIS_URL, RULES_DIR, ...), and a wrong one stops it with one line.
 
     \b
     Example:
       permctl serve --demo          # SQLite under instance/, demo tenant and accounts
-      DATABASE_URL=postgresql://postgres@127.0.0.1/test REDIS_URL=redis://127.0.0.1:6379/0 permctl serve -w 4
+      DATABASE_URL=postgresql://postgres@127.0.0.1/test REDIS_URL=redis://127.0.0.1:6379/0 \\
+        permctl serve --bind 0.0.0.0:8000 --workers 4
     """
-    s = settings()
-    rules = rule_set(s)  # refuse to start on a broken rules/ directory, with the problems listed
+    address, count = _bind(bind), _workers(workers)
+    settings()  # a wrong setting stops here with one line, before gunicorn starts
+    environ = dict(os.environ)
     if demo:
-        upgrade(s.database_url)
-        load_fixtures(read_yaml(DEMO_FIXTURES), session_factory=session_factory(s), cache=config_cache(s),
-                      catalog=rules.catalog, rule_set_version=rules.version)
-    url = f"http://{host}:{port}"
-    click.echo(_how_to_call(url))
-    os.chdir(PROJECT_ROOT)
-    args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--worker-class", "sync", "wsgi:app"]
+        _prepare_demo(environ)
+        click.echo(_how_to_call(_url(address)))
+    else:
+        click.echo(f"Serving the trade-permission API at {_url(address)} with {count} workers; "
+                   f"GET /readyz says when it is ready.")
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", address,
+            "--workers", str(count), "app.wsgi:app"]
     sys.stdout.flush()
-    os.execv(sys.executable, args)
+    os.execve(sys.executable, args, environ)

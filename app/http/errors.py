@@ -6,7 +6,14 @@ import structlog
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from app.errors import BodyTooLarge, DomainError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from app.errors import (
+    BodyTooLarge,
+    DomainError,
+    InvalidRequest,
+    MethodNotAllowed,
+    RouteNotFound,
+    ServiceUnavailable,
+)
 from app.http.envelope import envelope, error
 
 log = structlog.get_logger("app.http")
@@ -27,6 +34,8 @@ def init_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Response:
+        if isinstance(exc, ServiceUnavailable) and exc.detail:
+            log.error("database_unusable", error=exc.message, detail=exc.detail)
         return error(exc, endpoint=request.endpoint)
 
     @app.errorhandler(HTTPException)

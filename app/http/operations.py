@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from app.http.envelope import envelope
+from app.persistence.migrate import head_revision
 from app.service.health import readiness
 
 bp = Blueprint("operations", __name__)
@@ -24,8 +25,10 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Ready when the database answers and a rule set is loaded; Redis is shown, never fatal."""
     container: Any = current_app.extensions["permission_service"]
-    state = readiness(session_factory=container.session_factory, rules=container.rules, cache=container.config_cache)
-    data = {"database": state.database, "rule_set_version": state.rule_set_version,
+    state = readiness(session_factory=container.session_factory, rules=container.rules,
+                      cache=container.config_cache, head=head_revision())
+    data = {"database": state.database, "schema_revision": state.schema_revision,
+            "code_revision": state.code_revision, "rule_set_version": state.rule_set_version,
             "last_reload_error": state.last_reload_error, "redis": state.redis}
     if state.ready:
         return envelope(0, "ready", data, 200)

@@ -22,7 +22,8 @@ from app import metrics
 
 log = structlog.get_logger("app.config_cache")
 
-KEY_PREFIX = "tps:tenant-config:"
+DEFAULT_PREFIX = "tps:"  # REDIS_KEY_PREFIX: environments sharing one Redis database keep apart by it
+KEY_PREFIX = f"{DEFAULT_PREFIX}tenant-config:"
 T = TypeVar("T")
 
 
@@ -40,8 +41,8 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
 
 
-def _key(tenant_id: str, version: int) -> str:
-    return f"{KEY_PREFIX}{tenant_id}:{version}"
+def _key(tenant_id: str, version: int, prefix: str = KEY_PREFIX) -> str:
+    return f"{prefix}{tenant_id}:{version}"
 
 
 class InProcessConfigCache:
@@ -116,8 +117,9 @@ class RedisConfigCache:
     """
 
     def __init__(self, url: str, ttl_seconds: float, *, breaker_seconds: float = 5.0,
-                 timeout_seconds: float = 0.25) -> None:
+                 timeout_seconds: float = 0.25, key_prefix: str = DEFAULT_PREFIX) -> None:
         self._ttl = max(1, int(ttl_seconds))
+        self._prefix = f"{key_prefix}tenant-config:"
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 1), retry_on_timeout=False,
@@ -158,7 +160,7 @@ class RedisConfigCache:
 
     def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
         """The cached patterns, or None on a miss, a Redis error or a corrupt entry."""
-        raw = self._call("get", lambda: self._redis.get(_key(tenant_id, version)))
+        raw = self._call("get", lambda: self._redis.get(_key(tenant_id, version, self._prefix)))
         if raw is None:
             return None
         try:
@@ -172,21 +174,24 @@ class RedisConfigCache:
 
     def put(self, tenant_id: str, version: int, patterns: tuple[str, ...]) -> None:
         """Cache patterns for the TTL; a Redis error is logged and ignored."""
-        self._call("set", lambda: self._redis.set(_key(tenant_id, version), json.dumps(list(patterns)), ex=self._ttl))
+        key, value = _key(tenant_id, version, self._prefix), json.dumps(list(patterns))
+        self._call("set", lambda: self._redis.set(key, value, ex=self._ttl))
 
     def invalidate(self, tenant_id: str) -> None:
         """Delete every cached version of the tenant's config."""
 
         def delete_all() -> None:
-            keys = list(self._redis.scan_iter(match=f"{KEY_PREFIX}{_glob_escape(tenant_id)}:*", count=100))
+            pattern = f"{_glob_escape(self._prefix)}{_glob_escape(tenant_id)}:*"
+            keys = list(self._redis.scan_iter(match=pattern, count=100))
             if keys:
                 self._redis.delete(*keys)
 
         self._call("invalidate", delete_all)
 
 
-def make_config_cache(redis_url: str | None, ttl_seconds: float, breaker_seconds: float = 5.0) -> ConfigCache:
+def make_config_cache(redis_url: str | None, ttl_seconds: float, breaker_seconds: float = 5.0,
+                      key_prefix: str = DEFAULT_PREFIX) -> ConfigCache:
     """Redis when a URL is given, else in-process."""
     if redis_url:
-        return RedisConfigCache(redis_url, ttl_seconds, breaker_seconds=breaker_seconds)
+        return RedisConfigCache(redis_url, ttl_seconds, breaker_seconds=breaker_seconds, key_prefix=key_prefix)
     return InProcessConfigCache(ttl_seconds)

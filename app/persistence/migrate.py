@@ -1,19 +1,39 @@
-"""Run Alembic migrations programmatically (permctl db upgrade and the test fixtures)."""
+"""Run Alembic migrations programmatically (permctl db upgrade, /readyz and the test fixtures).
+
+The migrations ship inside the package (`app:migrations`), so this works from any directory.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
-from app.settings import PROJECT_ROOT
+SCRIPT_LOCATION = "app:migrations"
 
 
-def alembic_config(database_url: str) -> Config:
-    """An Alembic Config for this project and database."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+def alembic_config(database_url: str | None = None) -> Config:
+    """An Alembic Config for the packaged migrations and this database."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    if database_url is not None:
+        config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
+
+
+@cache
+def head_revision() -> str:
+    """The revision the code's migrations end at."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the packaged migrations have no head"
+    return head
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision the packaged migrations know."""
+    return frozenset(s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions())
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

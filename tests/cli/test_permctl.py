@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from app.rules.loader import load_rule_set
-from app.settings import PROJECT_ROOT, Settings
-from tests.support import DEMO, READ_PATH, UPDATE_PATH, body_of, permctl
+from app.settings import Settings
+from tests.support import DEMO, READ_PATH, SHIPPED_RULES, UPDATE_PATH, body_of, permctl
 
 pytestmark = pytest.mark.e2e
 
 PERMCTL = Path(sys.executable).with_name("permctl")
-RULE_SET = load_rule_set(PROJECT_ROOT / "rules")  # catalog and rules; the version is read when needed
+RULE_SET = load_rule_set(SHIPPED_RULES)  # catalog and rules; the version is read when needed
 SG_MEXC = ("account.*", "stock.*", "options.US", "trade.*")
 
 FIXTURES_YAML = """\
@@ -242,12 +242,12 @@ def test_audit_of_an_account_without_rows(seeded):
 def test_rules_lint_shipped():
     out = ok(run("rules", "lint"))
     assert "clean" in out
-    assert load_rule_set(PROJECT_ROOT / "rules").version in out
+    assert load_rule_set(SHIPPED_RULES).version in out
 
 
 def test_rules_lint_broken_copy_names_file_and_line(tmp_path):
     rules = tmp_path / "rules"
-    shutil.copytree(PROJECT_ROOT / "rules", rules)
+    shutil.copytree(SHIPPED_RULES, rules)
     path = rules / "validation.yaml"
     source = path.read_text(encoding="utf-8")
     assert source.count("outcome: NO_STATE_CHANGE") == 1

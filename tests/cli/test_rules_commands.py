@@ -127,9 +127,9 @@ def test_explain_shows_every_rule_in_order_for_each_change():
     blocks = out.split("\nchanges[")[1:]
     assert len(blocks) == 3
     from app.rules.loader import load_rule_set
-    from app.settings import PROJECT_ROOT
+    from tests.support import SHIPPED_RULES
 
-    rule_ids = [r.id for r in load_rule_set(PROJECT_ROOT / "rules").rules]
+    rule_ids = [r.id for r in load_rule_set(SHIPPED_RULES).rules]
     for block in blocks:
         shown = [m.group(1) for m in re.finditer(r"^\s+\d+\. (\S+)", block, re.MULTILINE)]
         assert shown == rule_ids  # every rule, in file order

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 
 
 def free_port() -> int:
@@ -27,7 +27,10 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
-    """A gunicorn process serving wsgi:app."""
+    """A gunicorn process serving the packaged app with the packaged settings, as `permctl serve` runs it.
+
+    It runs from the log's directory, not the checkout: nothing may depend on the working directory.
+    """
 
     settings: Settings
     log_path: Path
@@ -54,9 +57,9 @@ class LiveServer:
         """Start gunicorn and wait until it answers HTTP."""
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-             "--worker-class", "sync", "--graceful-timeout", "5", "wsgi:app"],
-            cwd=PROJECT_ROOT, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--graceful-timeout", "5", "app.wsgi:app"],
+            cwd=self.log_path.parent, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from app.persistence.migrate import upgrade
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 from tests.conftest import seed
 from tests.e2e.server import Answer, LiveServer, free_port, send
-from tests.support import FIXTURES, READ_PATH, UPDATE_PATH, body_of, require_servers, signed_headers
+from tests.support import FIXTURES, READ_PATH, SHIPPED_RULES, UPDATE_PATH, body_of, require_servers, signed_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def worker_pids(master: int) -> set[int]:
 
 def test_service_starts_and_answers_503_when_the_database_port_is_closed(tmp_path):
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
-    settings = Settings(database_url=url, rules_dir=PROJECT_ROOT / "rules", instance_dir=tmp_path / "instance")
+    settings = Settings(database_url=url, rules_dir=SHIPPED_RULES, instance_dir=tmp_path / "instance")
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log").start()
     try:
         for _ in range(4):  # more than one request per worker, pooled state included
@@ -160,7 +160,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 @pytest.mark.postgres
 def test_postgres_stopped_and_restarted_under_a_running_service(private_postgres, tmp_path):
-    settings = Settings(database_url=private_postgres.url, rules_dir=PROJECT_ROOT / "rules",
+    settings = Settings(database_url=private_postgres.url, rules_dir=SHIPPED_RULES,
                         instance_dir=tmp_path / "instance")
     upgrade(settings.database_url)
     seed(settings, FIXTURES)

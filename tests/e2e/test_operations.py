@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.rules.loader import rule_set_version
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 from tests.e2e.server import LiveServer, call, free_port, log_records, send
-from tests.support import UPDATE_PATH, body_of
+from tests.support import SHIPPED_RULES, UPDATE_PATH, body_of
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def test_healthz_and_readyz_answer_without_a_signature(live_server: LiveServer):
 
 def test_readyz_fails_when_the_database_is_unreachable(tmp_path: Path):
     settings = Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
-                        rules_dir=PROJECT_ROOT / "rules", instance_dir=tmp_path / "instance")
+                        rules_dir=SHIPPED_RULES, instance_dir=tmp_path / "instance")
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log").start()
     try:
         assert get(server, "/healthz").status == 200

@@ -23,10 +23,10 @@ from app.rules.loader import load_rule_set
 from app.rules.model import Catalog
 from app.service import tenants
 from app.service.tenant_config import NO_CONFIG, EnabledPermissions
-from app.settings import PROJECT_ROOT
 from tests.conftest import need_server
+from tests.support import SHIPPED_RULES
 
-CATALOG = load_rule_set(PROJECT_ROOT / "rules").catalog
+CATALOG = load_rule_set(SHIPPED_RULES).catalog
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 
 

@@ -10,7 +10,7 @@ import pytest
 from app.rules.compiler import PASS_RULE_ID, compile_condition, compile_rule_set, glob_to_engine_regex
 from app.rules.loader import GLOB_PATTERN, load_rule_set
 from app.rules.model import Condition
-from app.settings import PROJECT_ROOT
+from tests.support import SHIPPED_RULES
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_compile_unknown_test_raises():
 
 
 def test_rule_set_compiles_with_salience_from_file_order():
-    rule_set = load_rule_set(PROJECT_ROOT / "rules")
+    rule_set = load_rule_set(SHIPPED_RULES)
     fired: list[str] = []
 
     def action(rule_id):

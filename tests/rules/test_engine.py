@@ -15,9 +15,9 @@ from app.errors import ChangeRejected, Code
 from app.rules.engine import DurableRulesEngine, Verdict
 from app.rules.loader import load_rule_set
 from app.service.permissions import rejection
-from app.settings import PROJECT_ROOT
+from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
-SHIPPED = PROJECT_ROOT / "rules"
+SHIPPED = SHIPPED_RULES
 TENANT_PATTERNS = ("account.*", "stock.*", "options.US", "trade.*")
 
 
@@ -312,8 +312,8 @@ def test_a_refused_batch_does_not_poison_the_next(engine, enabled):
 EMPTY_BATCH = """
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
-from app.settings import PROJECT_ROOT
-engine = DurableRulesEngine(load_rule_set(PROJECT_ROOT / "rules"))
+from tests.support import SHIPPED_RULES, PROJECT_ROOT
+engine = DurableRulesEngine(load_rule_set(SHIPPED_RULES))
 assert engine.evaluate([], enabled=frozenset(), current={}) == []
 assert engine.first_failure([], enabled=frozenset(), current={}) is None
 print("empty-ok")

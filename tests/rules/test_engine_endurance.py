@@ -15,7 +15,7 @@ import pytest
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
 from app.rules.model import RuleSet
-from app.settings import PROJECT_ROOT
+from tests.support import SHIPPED_RULES
 
 EVALUATIONS = 20_000
 ENABLED_PATTERNS = ("account.*", "stock.*", "options.US", "trade.*")  # the demo tenant of tests/support.py
@@ -132,7 +132,7 @@ class ChangeMaker:
 
 @pytest.fixture(scope="module")
 def rule_set() -> RuleSet:
-    return load_rule_set(PROJECT_ROOT / "rules")
+    return load_rule_set(SHIPPED_RULES)
 
 
 def verdict_ids(engine: DurableRulesEngine, changes: list[dict[str, Any]], **state: Any) -> list[str | None]:
@@ -141,7 +141,7 @@ def verdict_ids(engine: DurableRulesEngine, changes: list[dict[str, Any]], **sta
 
 def test_twenty_thousand_evaluations_give_the_right_verdicts(rule_set):
     # Two engines for the same rules, as after a reload of an unchanged rules/, used alternately.
-    engines = (DurableRulesEngine(rule_set), DurableRulesEngine(load_rule_set(PROJECT_ROOT / "rules")))
+    engines = (DurableRulesEngine(rule_set), DurableRulesEngine(load_rule_set(SHIPPED_RULES)))
     maker = ChangeMaker(rule_set, random.Random(20_000))
     current: dict[str, str] = {"account.trade": "open", "stock.HK": "open"}
     applied = rejected = changes_seen = 0
@@ -210,7 +210,7 @@ def test_two_engines_for_one_rule_set_share_one_registered_ruleset(rule_set):
     registered = len(host._ruleset_list)
 
     # A second engine for the same rules (loaded again: same version) registers nothing new and raises nothing.
-    second = DurableRulesEngine(load_rule_set(PROJECT_ROOT / "rules"))
+    second = DurableRulesEngine(load_rule_set(SHIPPED_RULES))
     assert second.version == first.version
     assert second._process is first._process
     assert len(host._ruleset_list) == registered

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.rules.loader import Problem, RuleSetInvalid, load_rule_set, rule_set_version
-from app.settings import PROJECT_ROOT
+from tests.support import SHIPPED_RULES
 
-SHIPPED = PROJECT_ROOT / "rules"
+SHIPPED = SHIPPED_RULES
 MARKETS = ["HK", "US", "SH", "SZ", "SG", "JP", "UK", "DE", "AU"]
 ACCOUNT = ["trade", "exchange", "rollover", "withdraw", "deposit", "public_funds", "private_funds", "otc",
            "balance_funds"]

@@ -9,13 +9,13 @@ import pytest
 from app.rules.engine import MEMO_SIZE, DurableRulesEngine
 from app.rules.facts import change_facts
 from app.rules.loader import load_rule_set
-from app.settings import PROJECT_ROOT
 from tests.rules.test_engine_endurance import ChangeMaker
+from tests.support import SHIPPED_RULES
 
 
 @pytest.fixture(scope="module")
 def rule_set():
-    return load_rule_set(PROJECT_ROOT / "rules")
+    return load_rule_set(SHIPPED_RULES)
 
 
 def test_memoised_verdicts_equal_the_engines_on_random_traffic(rule_set):

@@ -1,0 +1,72 @@
+"""gunicorn settings for the service: `gunicorn -c python:app.gunicorn_conf app.wsgi:app` (`permctl serve`).
+
+Sync workers (processes): durable_rules is not thread-safe. The master checks the settings and lints the rules
+before any worker starts, so a wrong setting or a broken rules/ stops it with one line per problem. BIND and
+WEB_CONCURRENCY are read here (command-line --bind and --workers win).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any
+
+from app import metrics_dir
+
+
+def _stop(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+def _workers(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        _stop([f"refusing to start: WEB_CONCURRENCY: {raw!r} is not a whole number of at least 1"])
+    return value
+
+
+bind = os.environ.get("BIND") or "127.0.0.1:8000"
+workers = _workers(os.environ.get("WEB_CONCURRENCY") or "2")
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 10
+preload_app = False  # each worker builds its own engine: durable_rules state must not be shared by fork
+accesslog = None  # the app logs one JSON line per request, with its trace id
+
+# Prometheus multiprocess mode: chosen here in the master (inherited by every worker), created once the
+# start-up checks pass, removed on exit.
+_METRICS_DIR = metrics_dir.choose_in_master()
+
+
+def on_starting(server: Any) -> None:
+    """Refuse to start on a wrong setting or a rules directory that does not lint clean; metrics from zero."""
+    from app.rules.lint import lint
+    from app.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _stop([f"refusing to start: {exc}"])
+    result = lint(settings.rules_dir)
+    if not result.clean:
+        _stop(["refusing to start: the rules do not lint clean", *(str(p) for p in result.problems)])
+    metrics_dir.create_fresh(_METRICS_DIR)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Let /metrics stop counting a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove this server's metrics files."""
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)

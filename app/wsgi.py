@@ -1,0 +1,32 @@
+"""The WSGI app for gunicorn: `gunicorn -c python:app.gunicorn_conf app.wsgi:app` (what `permctl serve` runs).
+
+A wrong setting or a rules directory that does not lint clean stops the worker with one line (exit 3, which
+gunicorn's master takes as "worker failed to boot" and stops instead of restarting it forever).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from app.metrics_dir import choose_in_worker
+
+choose_in_worker()  # before anything imports prometheus_client
+
+from app import create_app  # noqa: E402
+from app.rules.loader import RuleSetInvalid  # noqa: E402
+from app.settings import SettingsError  # noqa: E402
+
+
+def _refuse(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.stderr.flush()
+    raise SystemExit(3)
+
+
+try:
+    app = create_app()
+except SettingsError as exc:
+    _refuse([f"refusing to start: {exc}"])
+except RuleSetInvalid as exc:
+    _refuse(["refusing to start: the rules do not lint clean", *(str(p) for p in exc.problems)])
