@@ -2,7 +2,8 @@
 
 Sync workers (processes): durable_rules is not thread-safe. The master checks the settings and lints the rules
 before any worker starts, so a wrong setting or a broken rules/ stops it with one line per problem. BIND and
-WEB_CONCURRENCY are read here (command-line --bind and --workers win).
+WEB_CONCURRENCY are read here (command-line --bind and --workers win; gunicorn itself fails on a
+WEB_CONCURRENCY that is not a number before it reads this file, which `permctl serve` checks first).
 """
 
 from __future__ import annotations

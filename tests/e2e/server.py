@@ -37,6 +37,7 @@ class LiveServer:
     workers: int = 2
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    packaged_config: bool = True  # False: a bare `gunicorn app.wsgi:app`, as an operator might start it
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,7 +45,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        ours = ("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR")
+        ours = ("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR", "PROMETHEUS_MULTIPROC_DIR")
         env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
         env.update({"DATABASE_URL": self.settings.database_url, "RULES_DIR": str(self.settings.rules_dir),
                     "INSTANCE_DIR": str(self.settings.instance_dir)})
@@ -57,8 +58,9 @@ class LiveServer:
         """Start gunicorn and wait until it answers HTTP."""
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--graceful-timeout", "5", "app.wsgi:app"],
+            [sys.executable, "-m", "gunicorn", *(["-c", "python:app.gunicorn_conf"] if self.packaged_config else []),
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--graceful-timeout", "5",
+             "app.wsgi:app"],
             cwd=self.log_path.parent, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

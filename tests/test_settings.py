@@ -1,0 +1,74 @@
+"""Settings: every variable validated where Settings is built, with one line naming it; defaults by directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.defaults import shipped_rules_dir
+from app.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("SIGNATURE_WINDOW_SECONDS", "abc", "is not a whole number"),
+        ("SIGNATURE_WINDOW_SECONDS", "0", "at least 1"),
+        ("TENANT_CONFIG_TTL_SECONDS", "nan", "at least 0"),
+        ("TENANT_CONFIG_TTL_SECONDS", "-1", "at least 0"),
+        ("REDIS_BREAKER_SECONDS", "soon", "is not a number"),
+        ("IDEMPOTENCY_WAIT_SECONDS", "inf", "at least 0"),
+        ("RULES_RELOAD_CHECK_SECONDS", "2s", "is not a number"),
+        ("LOG_LEVEL", "bogus", "is not a log level"),
+        ("REDIS_URL", "notredis", "is not a Redis URL"),
+        ("REDIS_URL", "redis://127.0.0.1:port/0", "port that is not a number"),
+        ("DATABASE_URL", "mysql://root@localhost/x", "is not a database URL"),
+        ("DATABASE_URL", "nonsense", "is not a database URL"),
+        ("REDIS_KEY_PREFIX", "two words", "printable characters without spaces"),
+        ("RULES_DIR", "/nonexistent/rules", "does not exist"),
+    ],
+)
+def test_a_wrong_variable_is_one_error_naming_it(variable: str, value: str, says: str):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}: {value!r}") and says in message
+    assert "\n" not in message and raised.value.variable == variable
+
+
+def test_a_file_where_a_directory_is_expected_is_refused(tmp_path: Path):
+    file = tmp_path / "file"
+    file.write_text("x")
+    for variable in ("RULES_DIR", "INSTANCE_DIR"):
+        with pytest.raises(SettingsError, match=f"^{variable}: .* is not a directory$"):
+            Settings.from_env({variable: str(file)})
+
+
+def test_good_values_are_read():
+    s = Settings.from_env({"SIGNATURE_WINDOW_SECONDS": "60", "LOG_LEVEL": "debug", "REDIS_URL": "redis://h:6380/2",
+                           "REDIS_KEY_PREFIX": "staging:", "TENANT_CONFIG_TTL_SECONDS": "0.5",
+                           "DATABASE_URL": "postgresql+psycopg://app@db/permissions"})
+    assert (s.signature_window_seconds, s.log_level, s.redis_url, s.redis_key_prefix) == (
+        60, "DEBUG", "redis://h:6380/2", "staging:")
+    assert (s.tenant_config_ttl_seconds, s.database_url) == (0.5, "postgresql+psycopg://app@db/permissions")
+
+
+def test_defaults_follow_the_working_directory_not_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({})
+    assert s.rules_dir == shipped_rules_dir()  # no ./rules here: the shipped set
+    assert s.instance_dir == tmp_path / "instance"
+    assert s.database_url == f"sqlite:///{tmp_path / 'instance' / 'permissions.db'}"
+    (tmp_path / "rules").mkdir()
+    assert Settings.from_env({}).rules_dir == tmp_path / "rules"  # a rules repository's own directory wins
+
+
+def test_instance_dir_moves_the_default_database(tmp_path: Path):
+    s = Settings.from_env({"INSTANCE_DIR": str(tmp_path / "state")})
+    assert s.instance_dir == tmp_path / "state"
+    assert s.database_url == f"sqlite:///{tmp_path / 'state' / 'permissions.db'}"
+
+
+def test_empty_values_mean_the_default():
+    assert Settings.from_env({"REDIS_URL": "", "LOG_LEVEL": " "}).redis_url is None
