@@ -119,6 +119,7 @@ class RedisConfigCache:
     def __init__(self, url: str, ttl_seconds: float, *, breaker_seconds: float = 5.0,
                  timeout_seconds: float = 0.25, key_prefix: str = DEFAULT_PREFIX) -> None:
         self._ttl = max(1, int(ttl_seconds))
+        self.key_prefix = key_prefix
         self._prefix = f"{key_prefix}tenant-config:"
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,

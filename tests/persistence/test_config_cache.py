@@ -189,6 +189,26 @@ def test_redis_invalidate_of_many_keys(live_redis, raw_redis):
     assert list(raw_redis.scan_iter(match=f"{KEY_PREFIX}{tenant}:*")) == []
 
 
+@pytest.mark.redis
+def test_redis_key_prefix_keeps_environments_sharing_one_database_apart(live_redis, raw_redis):
+    staging = RedisConfigCache(live_redis, 30, key_prefix="staging:")
+    production = RedisConfigCache(live_redis, 30, key_prefix="production:")
+    tenant = unique_tenant()
+    staging.put(tenant, 1, ("stock.*",))
+    assert production.get(tenant, 1) is None  # the same tenant and version, another environment's entry
+    production.put(tenant, 1, ("account.*",))
+    assert (staging.get(tenant, 1), production.get(tenant, 1)) == (("stock.*",), ("account.*",))
+    assert raw_redis.exists(f"staging:tenant-config:{tenant}:1") and not raw_redis.exists(f"{KEY_PREFIX}{tenant}:1")
+    staging.invalidate(tenant)
+    assert (staging.get(tenant, 1), production.get(tenant, 1)) == (None, ("account.*",))
+    production.invalidate(tenant)
+
+
+def test_settings_prefix_reaches_the_cache():
+    cache = make_config_cache(CLOSED_PORT_URL, 30, 5, "staging:")
+    assert isinstance(cache, RedisConfigCache) and cache.key_prefix == "staging:"
+
+
 CORRUPT = [
     b"not json",
     b'{"patterns": ["stock.*"]}',
