@@ -69,35 +69,37 @@ class Nginx:
         # Started as root, nginx runs its workers as www-data (the config's `user`): they must reach the
         # prefix, so it is a world-readable directory of its own rather than under pytest's private tmp.
         self.prefix = Path(tempfile.mkdtemp(prefix="tps-nginx-"))
-        self.prefix.chmod(0o755)
-        config = render(TEMPLATE.read_text(), listen=f"127.0.0.1:{self.port}", upstream=self.upstream,
-                        prefix=self.prefix)
+        try:
+            self.prefix.chmod(0o755)
+            self._launch(self.prefix, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, prefix: Path, timeout: float) -> None:
+        config = render(TEMPLATE.read_text(), listen=f"127.0.0.1:{self.port}", upstream=self.upstream, prefix=prefix)
         for name, value in self.overrides.items():
             config, found = re.subn(rf"^(\s*{name}\s+)[^;]+;", rf"\g<1>{value};", config, flags=re.MULTILINE)
             assert found == 1, f"{name} is set {found} times in {TEMPLATE}"
-        (self.prefix / "nginx.conf").write_text(config)
-        pid = f"pid {self.prefix / 'nginx.pid'};"
+        (prefix / "nginx.conf").write_text(config)
+        pid = f"pid {prefix / 'nginx.pid'};"
         check = subprocess.run(self.command("-t", "-q", "-g", pid), capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
-            self.stop()
             raise RuntimeError(f"nginx -t refused {TEMPLATE}:\n{check.stderr}")
-        self._out = (self.prefix / "stdout.log").open("ab")
+        self._out = (prefix / "stdout.log").open("ab")
         self.process = subprocess.Popen(self.command("-g", f"daemon off; {pid}"), stdout=self._out,
                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                logs = self.logs()
-                self.stop()
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{logs}")
+                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{self.logs()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
+                return
             except OSError:
                 time.sleep(0.05)
-        logs = self.logs()
-        self.stop()
-        raise RuntimeError(f"nginx did not listen within {timeout} s:\n{logs}")
+        raise RuntimeError(f"nginx did not listen within {timeout} s:\n{self.logs()}")
 
     def logs(self) -> str:
         """nginx's stdout/stderr and error log."""
