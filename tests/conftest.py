@@ -199,6 +199,26 @@ def live_server(seeded: Settings, tmp_path: Path) -> Iterator[Any]:
     server.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the slow endurance, soak, fault and packaging tests (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --slow, slow tests are deselected (not skipped): the everyday run stays within minutes."""
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    included = config.getoption("--slow")
+    return "slow tests: " + ("included (--slow)" if included else "deselected (add --slow to run them)")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI no test may pass by skipping: any skip fails the run."""
     if not (os.environ.get("CI") or require_servers()):

@@ -19,7 +19,7 @@ from tests.e2e.server import LiveServer, log_records
 from tests.rules.test_engine_endurance import ChangeMaker, expected_outcome
 from tests.support import UPDATE_PATH, signed_headers
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WARM_UP = 500
 MEASURED = 5_000

@@ -21,7 +21,7 @@ from tests.conftest import seed
 from tests.e2e.server import Answer, LiveServer, free_port, send
 from tests.support import FIXTURES, READ_PATH, SHIPPED_RULES, UPDATE_PATH, body_of, require_servers, signed_headers
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 FAST = 2.0  # seconds: an unreachable database is reported, not waited on
 

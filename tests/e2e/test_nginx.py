@@ -330,6 +330,7 @@ def account_locked(database_url: str) -> Iterator[None]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(nginx_executable: str, seeded: Settings,
                                                                            tmp_path: Path):
     """A request stuck in a worker: nginx gives up first (503001), then gunicorn aborts the worker.

@@ -21,7 +21,7 @@ from app.settings import Settings
 from tests.e2e.server import Answer, LiveServer, free_port, log_records, send
 from tests.support import DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of, require_servers, signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 
 KEY_PREFIX = "tps:tenant-config:"
 SG_PATTERNS = ["account.*", "stock.*", "options.US", "trade.*"]  # sg_mexc's config in tests.support.FIXTURES

@@ -42,7 +42,7 @@ from tests.support import (
     signed_headers,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 SOAK_REQUESTS = int(os.environ.get("SOAK_REQUESTS", "20000"))
 THREADS = 6

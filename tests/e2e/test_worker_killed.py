@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 from tests.e2e.server import Answer, LiveServer, send
 from tests.support import READ_PATH, UPDATE_PATH, body_of, signed_headers
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ACCOUNT = "ACC-2"
 ENABLED = 23  # account.* (9), stock.* (9), options.US, trade.* (4)

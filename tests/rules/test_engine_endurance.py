@@ -139,6 +139,7 @@ def verdict_ids(engine: DurableRulesEngine, changes: list[dict[str, Any]], **sta
     return [None if v.rule is None else v.rule.id for v in engine.evaluate(changes, **state)]
 
 
+@pytest.mark.slow
 def test_twenty_thousand_evaluations_give_the_right_verdicts(rule_set):
     # Two engines for the same rules, as after a reload of an unchanged rules/, used alternately.
     engines = (DurableRulesEngine(rule_set), DurableRulesEngine(load_rule_set(SHIPPED_RULES)))

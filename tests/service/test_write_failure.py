@@ -243,6 +243,7 @@ def test_injected_failure_with_idempotency_key_in_process(api, db, injector):
     run_failure_with_key(db, injector, post, statuses)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_injected_failure_on_the_fifth_of_ten_over_gunicorn(live_server, db, injector):
     post, statuses = over_http(live_server.url)
@@ -254,6 +255,7 @@ def test_injected_failure_on_the_fifth_of_ten_over_gunicorn(live_server, db, inj
     assert not any(r.get("event") == "unhandled_error" for r in log_records(live_server.log_path))
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_injected_failure_with_idempotency_key_over_gunicorn(live_server, db, injector):
     post, statuses = over_http(live_server.url)
