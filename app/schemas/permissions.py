@@ -73,8 +73,26 @@ def _describe(error: ValidationError, *, what: str) -> str:
     return f"{place}: {text}"
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The last of two equal keys would silently win; a proxy or WAF that reads the first would disagree.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = value
+    return result
+
+
 def parse_json_body(data: bytes) -> Any:
-    """Decode a request body as strict UTF-8 JSON (no NaN or Infinity)."""
+    """Decode a request body as strict UTF-8 JSON (no NaN or Infinity, no key twice in one object)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,7 +102,9 @@ def parse_json_body(data: bytes) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        raise InvalidRequest(f"duplicate key {exc.key[:64]!r} in the body") from exc
     except RecursionError as exc:
         raise InvalidRequest("body is nested too deeply") from exc
     except ValueError as exc:
