@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from app.errors import InvalidRequest
 
@@ -23,6 +23,32 @@ def _printable_text(value: str) -> None:
 ACCOUNT_NO = {"required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text]}
 
 
+class RuleJudged(fields.Raw):
+    """A field passed on as sent, null included: the rules judge it (400101 / 400102 at the change's index).
+
+    Documented as required: a change without it is refused, by the rules rather than by this schema.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_none=True, **kwargs)
+
+
+class PermissionChange(Schema):
+    """One change: any JSON object; unknown fields are ignored and the object reaches the rules as sent."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    permission_type = RuleJudged(metadata={
+        "type": "string", "description": "a catalog value, {product}.{market} or {group}.{name}, that the "
+        "tenant's SaaS config enables", "examples": ["stock.US", "account.trade"]})
+    permission_status = RuleJudged(metadata={"type": "string", "enum": ["open", "close"]})
+
+    @post_load(pass_original=True)
+    def _as_sent(self, _loaded: dict[str, Any], original: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return original
+
+
 class UpdatePermissionsRequest(Schema):
     """POST body: account_no and 1 to 100 changes, each a JSON object (its fields are the rules' business)."""
 
@@ -31,7 +57,7 @@ class UpdatePermissionsRequest(Schema):
 
     account_no = fields.String(**ACCOUNT_NO)
     changes = fields.List(
-        fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_CHANGES)
+        fields.Nested(PermissionChange), required=True, validate=validate.Length(min=1, max=MAX_CHANGES)
     )
 
 
@@ -66,6 +92,7 @@ def _describe(error: ValidationError, *, what: str) -> str:
         return f"{what} must be a JSON object"
     text = {
         "Not a valid mapping type.": "must be a JSON object",
+        "Invalid input type.": "must be a JSON object",
         "Not a valid string.": "must be a string",
         "Not a valid list.": "must be an array",
         "Missing data for required field.": "is required",
