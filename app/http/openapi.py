@@ -27,7 +27,7 @@ bp = Blueprint("openapi", __name__)
 
 UPDATE = "/v1/whaleapi/account/update_account_trade_permission"
 READ = "/v1/whaleapi/account/get_account_trade_permission"
-SIGNED = [{"ApiKey": [], "AccessToken": [], "Timestamp": [], "Signature": []}]
+SIGNED: list[dict[str, list[str]]] = [{"ApiKey": [], "AccessToken": [], "Timestamp": [], "Signature": []}]
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ SECURITY_SCHEMES = {
     "Signature": ("X-Api-Signature", "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, "
                                      "Signature=<64 hex digits>; see SPEC §4 for the canonical request"),
 }
-PARAMETERS = {
+PARAMETERS: dict[str, dict[str, Any]] = {
     "TraceId": {"in": "header", "name": "X-Trace-Id", "required": False,
                 "description": "Echoed on the answer and logged when 1-128 of [A-Za-z0-9._:/+=-]; else a new id",
                 "schema": {"type": "string"}},
@@ -152,7 +152,7 @@ PARAMETERS = {
                                       "of the same request gets the first answer again",
                        "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]{1,128}$"}},
 }
-HEADERS = {
+HEADERS: dict[str, dict[str, Any]] = {
     "X-Trace-Id": {"description": "The request's trace id", "required": True, "schema": {"type": "string"}},
     "Idempotency-Replayed": {"description": "true: the stored answer of an earlier request with the same "
                                             "Idempotency-Key (nothing was written again)",
@@ -222,8 +222,8 @@ def build_document() -> dict[str, Any]:
                                                "description": description})
     for name, parameter in PARAMETERS.items():
         spec.components.parameter(name, parameter["in"], {k: v for k, v in parameter.items() if k != "in"})
-    for name, header in HEADERS.items():
-        spec.components.header(name, header)
+    for name, header_object in HEADERS.items():
+        spec.components.header(name, header_object)
     schemas = {answer.schema for op in OPERATIONS for answer in op.answers.values() if answer.schema}
     schemas |= {EmptyEnvelope} | {op.body for op in OPERATIONS if op.body is not None}
     for schema in sorted(schemas, key=lambda s: s.__name__):

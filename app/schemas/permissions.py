@@ -20,7 +20,9 @@ def _printable_text(value: str) -> None:
         raise ValidationError("must be printable text")
 
 
-ACCOUNT_NO = {"required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text]}
+ACCOUNT_NO: dict[str, Any] = {
+    "required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text],
+}
 
 
 class RuleJudged(fields.Raw):
