@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from apispec import APISpec
@@ -54,7 +54,7 @@ class Operation:
     body: type[Schema] | None = None
     query: type[Schema] | None = None
     idempotency_key: bool = False
-    description: str = field(default="")
+    description: str = ""
 
 
 def signed_answers(envelope: type[Schema], answers: Mapping[int, Answer]) -> dict[int, Answer]:
