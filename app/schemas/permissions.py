@@ -48,7 +48,7 @@ class PermissionChange(Schema):
 
     @post_load(pass_original=True)
     def _as_sent(self, _loaded: dict[str, Any], original: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return original
+        return dict(original)  # every key in the order sent, as a plain dict whatever mapping came in
 
 
 class UpdatePermissionsRequest(Schema):
