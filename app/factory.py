@@ -14,7 +14,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app from settings (default: the environment). Nothing connects to a database here."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: every answer is the envelope
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # OPTIONS is a wrong method here: 405 in the envelope
     app.json.sort_keys = False  # type: ignore[attr-defined]

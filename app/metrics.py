@@ -5,6 +5,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.errors import Code
+
+# Label values are bounded: anything a client can make up (a method, a path, a code) folds into one value,
+# or every random method name sent by an unauthenticated caller would be a new series in every worker.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+CODES = frozenset(str(int(code)) for code in Code)
+OTHER = "other"
+UNMATCHED_ROUTE = "unmatched"
+
 REQUESTS = Counter("tps_requests", "HTTP requests answered", ["route", "method", "status", "code"])
 REQUEST_SECONDS = Histogram("tps_request_duration_seconds", "Time to answer a request", ["route"],
                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
@@ -17,3 +26,21 @@ REDIS_BREAKER_OPEN = Gauge("tps_redis_breaker_open", "1 while the Redis circuit 
 REPLAYS_REFUSED = Counter("tps_replays_refused", "Signed POSTs refused as replays")
 IDEMPOTENT_REPEATS = Counter("tps_idempotent_repeats", "Repeats answered from a stored idempotency answer")
 DECISIONS = Counter("tps_decisions", "Update decisions", ["outcome", "code", "rule_id"])
+
+
+def method_label(method: str) -> str:
+    """The method, or "other" for any method HTTP does not define."""
+    return method if method in METHODS else OTHER
+
+
+def route_label(rule: str | None) -> str:
+    """The matched route template (never the raw path), or "unmatched"."""
+    return rule or UNMATCHED_ROUTE
+
+
+def code_label(code: object) -> str:
+    """A contract code (SPEC §3.3), "" for an answer outside the envelope, or "other"."""
+    if code is None:
+        return ""
+    text = str(code)
+    return text if text in CODES else OTHER

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Request
 
+from app.http.body import request_body
 from app.service.authentication import Authenticator, SignedRequest
 from app.service.model import Caller
 
@@ -16,7 +17,7 @@ def signed_request(request: Request) -> SignedRequest:
         method=request.method,
         path=path,
         query=environ.get("QUERY_STRING", ""),
-        body=request.get_data(cache=True),
+        body=request_body(),
         app_key=request.headers.get("X-Api-Key"),
         access_token=request.headers.get("Authorization"),
         timestamp=request.headers.get("X-Timestamp"),

@@ -1,115 +1,246 @@
-"""The OpenAPI 3.1 document of every route, generated from the marshmallow schemas (apispec)."""
+"""The OpenAPI 3.1 document, generated from the marshmallow schemas the server applies (apispec).
+
+OPERATIONS is the one list of routes: a new route is one more Operation there (its request schemas, and for
+each HTTP status the envelope schema and the contract codes), and the document and the conformance tests
+that hold the server to it follow.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Response, jsonify
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
+from flask import Blueprint, Response
+from marshmallow import Schema
 
-from app.schemas.permissions import GetPermissionsQuery, UpdatePermissionsRequest
-from app.schemas.responses import (
-    ErrorEnvelope,
-    PermissionChangeDoc,
-    ReadEnvelope,
-    UpdateEnvelope,
-)
+from app.errors import Code
+from app.schemas.permissions import GetPermissionsQuery, RuleJudged, UpdatePermissionsRequest
+from app.schemas.responses import EmptyEnvelope, ReadEnvelope, ReadinessEnvelope, UpdateEnvelope
 
 bp = Blueprint("openapi", __name__)
 
 UPDATE = "/v1/whaleapi/account/update_account_trade_permission"
 READ = "/v1/whaleapi/account/get_account_trade_permission"
-TRACE_HEADER = {"description": "The request's trace id (the caller's X-Trace-Id or X-Request-Id when sane)",
-                "schema": {"type": "string"}}
-SIGNED = [{"ApiKey": [], "AccessToken": [], "Timestamp": [], "Signature": []}]
+SIGNED: list[dict[str, list[str]]] = [{"ApiKey": [], "AccessToken": [], "Timestamp": [], "Signature": []}]
 
 
-def _answer(description: str, schema: str, **headers: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP status of an operation: the envelope schema and the contract codes it carries."""
+
+    description: str
+    schema: type[Schema] | None = None  # an envelope; None when `content` says what comes back
+    codes: tuple[Code, ...] = ()
+    content: Mapping[str, Any] | None = None
+    replayable: bool = False  # may be the stored answer of an earlier request with the same Idempotency-Key
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route and method, as the server serves it."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    answers: Mapping[int, Answer]
+    signed: bool = True
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    idempotency_key: bool = False
+    description: str = ""
+
+
+def signed_answers(envelope: type[Schema], answers: Mapping[int, Answer]) -> dict[int, Answer]:
+    """A signed route's own answers and those every signed route gives (401, 413, 503)."""
     return {
-        "description": description,
-        "headers": {"X-Trace-Id": TRACE_HEADER, **headers},
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        **answers,
+        401: Answer("The signature is refused: any credential or signature mismatch, a timestamp outside the "
+                    "window, or a replayed POST", envelope, (Code.UNAUTHENTICATED,)),
+        413: Answer("The body is over 64 KiB, however it is framed (Content-Length or chunked)", envelope,
+                    (Code.INVALID_REQUEST,)),
+        503: Answer("The database is unreachable", envelope, (Code.SERVICE_UNAVAILABLE,)),
     }
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post", UPDATE, "updateAccountTradePermission",
+        "Change one or more trade permissions of an account, all or nothing",
+        body=UpdatePermissionsRequest, idempotency_key=True,
+        answers=signed_answers(UpdateEnvelope, {
+            200: Answer("Every change applied", UpdateEnvelope, (Code.SUCCESS,), replayable=True),
+            400: Answer("The request is malformed (400001), or a change is rejected: data.failure_index is its "
+                        "index and data.rule_id the rule", UpdateEnvelope,
+                        (Code.INVALID_REQUEST, Code.INVALID_PERMISSION_TYPE, Code.INVALID_PERMISSION_STATUS,
+                         Code.NO_STATE_CHANGE, Code.DUPLICATE_PERMISSION_TYPE), replayable=True),
+            404: Answer("No such account in the caller's tenant", UpdateEnvelope, (Code.ACCOUNT_NOT_FOUND,),
+                        replayable=True),
+            409: Answer("The account is deregistered (409001), or a request with the same Idempotency-Key is "
+                        "still being processed (409002: retry)", UpdateEnvelope,
+                        (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT), replayable=True),
+            422: Answer("The Idempotency-Key was used with a different request", UpdateEnvelope,
+                        (Code.IDEMPOTENCY_KEY_REUSED,)),
+            500: Answer("A database error after validation: nothing was persisted", UpdateEnvelope,
+                        (Code.WRITE_FAILED,)),
+        }),
+    ),
+    Operation(
+        "get", READ, "getAccountTradePermission",
+        "Every permission the tenant's config enables, in catalog order (deregistered accounts too)",
+        query=GetPermissionsQuery,
+        answers=signed_answers(EmptyEnvelope, {
+            200: Answer("The account's permissions", ReadEnvelope, (Code.SUCCESS,)),
+            400: Answer("The query is malformed", EmptyEnvelope, (Code.INVALID_REQUEST,)),
+            404: Answer("No such account in the caller's tenant", EmptyEnvelope, (Code.ACCOUNT_NOT_FOUND,)),
+        }),
+    ),
+    Operation(
+        "get", "/healthz", "healthz", "The process is alive", signed=False,
+        answers={200: Answer("Alive", EmptyEnvelope, (Code.SUCCESS,))},
+    ),
+    Operation(
+        "get", "/readyz", "readyz", "Ready for traffic: the database answers and a rule set is loaded",
+        signed=False, description="Redis is shown but never decides. No tenant data.",
+        answers={
+            200: Answer("Ready", ReadinessEnvelope, (Code.SUCCESS,)),
+            503: Answer("Not ready (data says which dependency)", ReadinessEnvelope, (Code.SERVICE_UNAVAILABLE,)),
+        },
+    ),
+    Operation(
+        "get", "/metrics", "metrics", "Prometheus metrics, summed over every worker", signed=False,
+        answers={200: Answer("Prometheus text exposition format", content={
+            "text/plain": {"schema": {"type": "string"}}})},
+    ),
+    Operation(
+        "get", "/openapi.json", "openapi", "This document", signed=False,
+        answers={200: Answer("The OpenAPI document", content={"application/json": {"schema": {"type": "object"}}})},
+    ),
+)
+
+INFO = (
+    "Changes and reads securities accounts' trade permissions (SPEC §3, §5). Requests to /v1 routes are signed "
+    "like the Longbridge OpenAPI (X-Api-Key, Authorization, X-Timestamp, X-Api-Signature; see the security "
+    "schemes). Every answer but /metrics and this document is the envelope {code, message, data} with an "
+    "X-Trace-Id header; `code` is 0 or a contract code, listed per status below. Request bodies are UTF-8 JSON "
+    "of at most 64 KiB; unknown fields are ignored; a key named twice in one object is refused (400001). "
+    "Any path not listed answers the RouteNotFound response (404, 404000); a method not listed for a path "
+    "answers MethodNotAllowed (405, 405000, with Allow). HEAD is served wherever GET is: the same status and "
+    "headers, no body."
+)
+SECURITY_SCHEMES = {
+    "ApiKey": ("X-Api-Key", "The app key of a credential"),
+    "AccessToken": ("Authorization", "The access token of the same credential"),
+    "Timestamp": ("X-Timestamp", "Unix seconds as sent, integer or decimal, within ±300 s (configurable)"),
+    "Signature": ("X-Api-Signature", "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, "
+                                     "Signature=<64 hex digits>; see SPEC §4 for the canonical request"),
+}
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "TraceId": {"in": "header", "name": "X-Trace-Id", "required": False,
+                "description": "Echoed on the answer and logged when 1-128 of [A-Za-z0-9._:/+=-]; else a new id",
+                "schema": {"type": "string"}},
+    "RequestId": {"in": "header", "name": "X-Request-Id", "required": False,
+                  "description": "Used as the trace id when X-Trace-Id is not given", "schema": {"type": "string"}},
+    "IdempotencyKey": {"in": "header", "name": "Idempotency-Key", "required": False,
+                       "description": "1-128 printable ASCII characters, scoped to the tenant, kept 24 h: a repeat "
+                                      "of the same request gets the first answer again",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]{1,128}$"}},
+}
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Trace-Id": {"description": "The request's trace id", "required": True, "schema": {"type": "string"}},
+    "Idempotency-Replayed": {"description": "true: the stored answer of an earlier request with the same "
+                                            "Idempotency-Key (nothing was written again)",
+                             "schema": {"type": "string", "enum": ["true"]}},
+    "Allow": {"description": "The methods the path serves", "required": True, "schema": {"type": "string"}},
+}
+NOT_FOUND = Answer("No such route", EmptyEnvelope, (Code.NOT_FOUND,))
+METHOD_NOT_ALLOWED = Answer("The path does not serve this method", EmptyEnvelope, (Code.METHOD_NOT_ALLOWED,))
+
+
+class _Converter(OpenAPIConverter):
+    def fields2jsonschema(self, fields: Any, *, partial: Any = None) -> dict[str, Any]:
+        jsonschema: dict[str, Any] = super().fields2jsonschema(fields, partial=partial)
+        # Rule-judged fields are passed on as sent (null too) but a valid change needs them, as documented.
+        judged = {f.data_key or name: f for name, f in fields.items() if isinstance(f, RuleJudged)}
+        for name, judged_field in judged.items():
+            jsonschema["properties"][name]["type"] = judged_field.metadata["type"]
+        if judged:
+            jsonschema["required"] = sorted({*jsonschema.get("required", ()), *judged})
+        return jsonschema
+
+
+class _Plugin(MarshmallowPlugin):
+    Converter = _Converter
+
+
+def envelope_schema(answer: Answer) -> dict[str, Any]:
+    """The JSON schema of an answer's body: its envelope, with `code` limited to the answer's codes."""
+    assert answer.schema is not None
+    return {"allOf": [{"$ref": f"#/components/schemas/{answer.schema.__name__}"},
+                      {"properties": {"code": {"enum": [int(code) for code in answer.codes]}}}]}
+
+
+def _response(answer: Answer, *, allow: bool = False) -> dict[str, Any]:
+    codes = ", ".join(f"{int(code)} {code.name}" for code in answer.codes)
+    headers = {name: name for name in ("X-Trace-Id", "Idempotency-Replayed", "Allow")
+               if name == "X-Trace-Id" or (name == "Allow" and allow) or (name != "Allow" and answer.replayable)}
+    content = answer.content or {"application/json": {"schema": envelope_schema(answer)}}
+    return {"description": answer.description + (f" ({codes})" if codes else ""), "headers": headers,
+            "content": dict(content)}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    parameters: list[Any] = ["TraceId", "RequestId"]  # apispec makes a component's name a $ref
+    if op.idempotency_key:
+        parameters.append("IdempotencyKey")
+    if op.query is not None:
+        parameters.append({"in": "query", "schema": op.query})
+    operation: dict[str, Any] = {
+        "operationId": op.operation_id, "summary": op.summary, "security": SIGNED if op.signed else [],
+        "parameters": parameters,
+        "responses": {str(status): _response(answer) for status, answer in sorted(op.answers.items())},
+    }
+    if op.description:
+        operation["description"] = op.description
+    if op.body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body}}}
+    return operation
 
 
 def build_document() -> dict[str, Any]:
-    """The whole document."""
-    spec = APISpec(
-        title="Trade-permission policy service", version="1.0.0", openapi_version="3.1.0",
-        plugins=[MarshmallowPlugin()],
-        info={"description": "Changes and reads securities accounts' trade permissions. Requests are signed like "
-                             "the Longbridge OpenAPI (X-Api-Key, Authorization, X-Timestamp, X-Api-Signature)."},
-    )
-    for name, header in (("ApiKey", "X-Api-Key"), ("AccessToken", "Authorization"), ("Timestamp", "X-Timestamp"),
-                         ("Signature", "X-Api-Signature")):
-        spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header})
-    for name, schema in (("UpdatePermissionsRequest", UpdatePermissionsRequest), ("PermissionChange",
-                         PermissionChangeDoc), ("UpdateEnvelope", UpdateEnvelope), ("ReadEnvelope", ReadEnvelope),
-                         ("ErrorEnvelope", ErrorEnvelope)):
-        spec.components.schema(name, schema=schema)
-    replayed = {"Idempotency-Replayed": {"description": "true when this is the stored answer of an earlier "
-                                                        "request with the same Idempotency-Key",
-                                         "schema": {"type": "string", "enum": ["true"]}}}
-    update_answers = {
-        "200": _answer("Every change applied (code 0)", "UpdateEnvelope", **replayed),
-        "400": _answer("400001 INVALID_REQUEST, or a rejected change: 400101 INVALID_PERMISSION_TYPE, 400102 "
-                       "INVALID_PERMISSION_STATUS, 400103 NO_STATE_CHANGE, 400104 DUPLICATE_PERMISSION_TYPE",
-                       "UpdateEnvelope", **replayed),
-        "401": _answer("401001 UNAUTHENTICATED (any signature failure, replays included)", "UpdateEnvelope"),
-        "404": _answer("404001 ACCOUNT_NOT_FOUND", "UpdateEnvelope", **replayed),
-        "409": _answer("409001 ACCOUNT_DEREGISTERED, 409002 IDEMPOTENCY_KEY_IN_FLIGHT", "UpdateEnvelope",
-                       **replayed),
-        "413": _answer("400001 INVALID_REQUEST: body over 64 KiB", "UpdateEnvelope"),
-        "422": _answer("400105 IDEMPOTENCY_KEY_REUSED", "UpdateEnvelope"),
-        "500": _answer("500001 WRITE_FAILED: nothing was persisted", "UpdateEnvelope"),
-        "503": _answer("503001 SERVICE_UNAVAILABLE: the database is unreachable", "UpdateEnvelope"),
-    }
-    trace_parameter = {"in": "header", "name": "X-Trace-Id", "required": False, "schema": {"type": "string"}}
-    spec.path(path=UPDATE, operations={"post": {
-        "operationId": "updateAccountTradePermission",
-        "summary": "Change one or more trade permissions of an account, all or nothing",
-        "security": SIGNED,
-        "parameters": [
-            {"in": "header", "name": "Idempotency-Key", "required": False,
-             "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]{1,128}$"}},
-            trace_parameter,
-        ],
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/UpdatePermissionsRequest"}}}},
-        "responses": update_answers,
-    }})
-    spec.path(path=READ, operations={"get": {
-        "operationId": "getAccountTradePermission",
-        "summary": "Every permission the tenant's config enables, in catalog order",
-        "security": SIGNED,
-        "parameters": [{"in": "query", "schema": GetPermissionsQuery}, trace_parameter],
-        "responses": {
-            "200": _answer("The account's permissions", "ReadEnvelope"),
-            "400": _answer("400001 INVALID_REQUEST", "ErrorEnvelope"),
-            "401": _answer("401001 UNAUTHENTICATED", "ErrorEnvelope"),
-            "404": _answer("404001 ACCOUNT_NOT_FOUND", "ErrorEnvelope"),
-            "503": _answer("503001 SERVICE_UNAVAILABLE", "ErrorEnvelope"),
-        },
-    }})
-    spec.path(path="/openapi.json", operations={"get": {
-        "operationId": "openapi", "summary": "This document", "security": [],
-        "responses": {"200": {"description": "The OpenAPI document", "headers": {"X-Trace-Id": TRACE_HEADER},
-                              "content": {"application/json": {"schema": {"type": "object"}}}}},
-    }})
-    document = spec.to_dict()
-    changes = document["components"]["schemas"]["UpdatePermissionsRequest"]["properties"]["changes"]
-    changes["items"] = {"$ref": "#/components/schemas/PermissionChange"}
-    return document
+    """The whole document, built from OPERATIONS."""
+    spec = APISpec(title="Trade-permission policy service", version="1.0.0", openapi_version="3.1.0",
+                   plugins=[_Plugin()], info={"description": INFO})
+    for name, (header, description) in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header,
+                                               "description": description})
+    for name, parameter in PARAMETERS.items():
+        spec.components.parameter(name, parameter["in"], {k: v for k, v in parameter.items() if k != "in"})
+    for name, header_object in HEADERS.items():
+        spec.components.header(name, header_object)
+    schemas = {answer.schema for op in OPERATIONS for answer in op.answers.values() if answer.schema}
+    schemas |= {EmptyEnvelope} | {op.body for op in OPERATIONS if op.body is not None}
+    for schema in sorted(schemas, key=lambda s: s.__name__):
+        spec.components.schema(schema.__name__, schema=schema)
+    spec.components.response("RouteNotFound", _response(NOT_FOUND))
+    spec.components.response("MethodNotAllowed", _response(METHOD_NOT_ALLOWED, allow=True))
+    for path in dict.fromkeys(op.path for op in OPERATIONS):
+        spec.path(path=path, operations={op.method: _operation(op) for op in OPERATIONS if op.path == path})
+    return spec.to_dict()
 
 
-_DOCUMENT: dict[str, Any] | None = None
+@functools.cache
+def _served() -> bytes:
+    return json.dumps(build_document(), separators=(",", ":")).encode()
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI document (no signature needed)."""
-    global _DOCUMENT
-    if _DOCUMENT is None:
-        _DOCUMENT = build_document()
-    return jsonify(_DOCUMENT)
+    return Response(_served(), mimetype="application/json")

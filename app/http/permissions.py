@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, request
 
 from app.errors import InvalidRequest
 from app.http.auth import authenticate
+from app.http.body import request_body
 from app.http.envelope import replayed, success
 from app.http.idempotency import idempotency_request
 from app.http.trace import trace_id
@@ -25,7 +26,7 @@ def _container() -> Any:
 def update() -> Response:
     """Apply a batch of permission changes to one account, all or nothing."""
     container = _container()
-    body = request.get_data(cache=True)  # read first: the signature covers it and 413 comes before auth
+    body = request_body()  # read first: the signature covers it and 413 comes before auth
     caller = authenticate(request, container.authenticator)
     idempotency = idempotency_request(request, body)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from app.errors import InvalidRequest
 
@@ -20,7 +20,35 @@ def _printable_text(value: str) -> None:
         raise ValidationError("must be printable text")
 
 
-ACCOUNT_NO = {"required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text]}
+ACCOUNT_NO: dict[str, Any] = {
+    "required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text],
+}
+
+
+class RuleJudged(fields.Raw):
+    """A field passed on as sent, null included: the rules judge it (400101 / 400102 at the change's index).
+
+    Documented as required: a change without it is refused, by the rules rather than by this schema.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_none=True, **kwargs)
+
+
+class PermissionChange(Schema):
+    """One change: any JSON object; unknown fields are ignored and the object reaches the rules as sent."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    permission_type = RuleJudged(metadata={
+        "type": "string", "description": "a catalog value, {product}.{market} or {group}.{name}, that the "
+        "tenant's SaaS config enables", "examples": ["stock.US", "account.trade"]})
+    permission_status = RuleJudged(metadata={"type": "string", "enum": ["open", "close"]})
+
+    @post_load(pass_original=True)
+    def _as_sent(self, _loaded: dict[str, Any], original: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return dict(original)  # every key in the order sent, as a plain dict whatever mapping came in
 
 
 class UpdatePermissionsRequest(Schema):
@@ -31,7 +59,7 @@ class UpdatePermissionsRequest(Schema):
 
     account_no = fields.String(**ACCOUNT_NO)
     changes = fields.List(
-        fields.Dict(), required=True, validate=validate.Length(min=1, max=MAX_CHANGES)
+        fields.Nested(PermissionChange), required=True, validate=validate.Length(min=1, max=MAX_CHANGES)
     )
 
 
@@ -66,6 +94,7 @@ def _describe(error: ValidationError, *, what: str) -> str:
         return f"{what} must be a JSON object"
     text = {
         "Not a valid mapping type.": "must be a JSON object",
+        "Invalid input type.": "must be a JSON object",
         "Not a valid string.": "must be a string",
         "Not a valid list.": "must be an array",
         "Missing data for required field.": "is required",
@@ -73,8 +102,26 @@ def _describe(error: ValidationError, *, what: str) -> str:
     return f"{place}: {text}"
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The last of two equal keys would silently win; a proxy or WAF that reads the first would disagree.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = value
+    return result
+
+
 def parse_json_body(data: bytes) -> Any:
-    """Decode a request body as strict UTF-8 JSON (no NaN or Infinity)."""
+    """Decode a request body as strict UTF-8 JSON (no NaN or Infinity, no key twice in one object)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,7 +131,9 @@ def parse_json_body(data: bytes) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        raise InvalidRequest(f"duplicate key {exc.key[:64]!r} in the body") from exc
     except RecursionError as exc:
         raise InvalidRequest("body is nested too deeply") from exc
     except ValueError as exc:

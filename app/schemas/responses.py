@@ -1,16 +1,8 @@
-"""Response schemas: used to document the API (OpenAPI), not to build responses."""
+"""Response schemas: they document the answers (OpenAPI) and tests hold real answers to them."""
 
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
-
-
-class PermissionChangeDoc(Schema):
-    """One change as callers send it; the rules, not this schema, judge each field."""
-
-    permission_type = fields.String(metadata={"description": "{product}.{market} or {group}.{name}",
-                                              "example": "stock.US"})
-    permission_status = fields.String(metadata={"enum": ["open", "close"], "example": "open"})
 
 
 class UpdateData(Schema):
@@ -48,18 +40,41 @@ class ReadData(Schema):
 class ReadEnvelope(Schema):
     """A successful read."""
 
-    code = fields.Integer(required=True, validate=validate.Equal(0))
+    code = fields.Integer(required=True)
     message = fields.String(required=True)
     data = fields.Nested(ReadData, required=True)
 
 
-class ErrorData(Schema):
-    """data of an error outside the update endpoint (empty)."""
+class EmptyData(Schema):
+    """data with nothing in it."""
 
 
-class ErrorEnvelope(Schema):
-    """Any other error answer."""
+class EmptyEnvelope(Schema):
+    """An envelope whose data is empty: /healthz, and errors outside the update endpoint."""
 
     code = fields.Integer(required=True)
     message = fields.String(required=True)
-    data = fields.Nested(ErrorData, required=True)
+    data = fields.Nested(EmptyData, required=True)
+
+
+class ReadinessData(Schema):
+    """data of /readyz: no tenant data, only the state of each dependency."""
+
+    database = fields.String(required=True, metadata={
+        "description": "ok; unreachable (the error's kind); or the schema is behind the code (both revisions)"})
+    schema_revision = fields.String(required=True, allow_none=True, metadata={
+        "description": "the Alembic revision the database is at; null: never migrated or unreachable"})
+    code_revision = fields.String(required=True, metadata={"description": "the revision the code's migrations end at"})
+    rule_set_version = fields.String(required=True, allow_none=True,
+                                     metadata={"description": "the live rule set's content hash; null: none loaded"})
+    last_reload_error = fields.String(required=True, allow_none=True,
+                                      metadata={"description": "why the last reload was refused, if it was"})
+    redis = fields.String(required=True, metadata={"description": "never decides readiness"})
+
+
+class ReadinessEnvelope(Schema):
+    """The answer of /readyz."""
+
+    code = fields.Integer(required=True)
+    message = fields.String(required=True)
+    data = fields.Nested(ReadinessData, required=True)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
@@ -25,6 +26,13 @@ SIGNATURE_HEADER = re.compile(
     rf"{ALGORITHM} SignedHeaders=(?P<headers>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{{64}})"
 )
 TIMESTAMP = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+# One answer for every credential or signature mismatch (unknown app key, wrong token, wrong signature,
+# missing or malformed headers): telling them apart would let a holder of an app key test candidate tokens
+# without the secret. The log line keeps the precise reason. The timestamp and replay answers stay their own:
+# the first is about the clock and comes before any credential is looked at, the second needs a valid signature.
+REFUSED = "the request is not signed by a valid credential (X-Api-Key, Authorization, X-Api-Signature)"
+TIMESTAMP_FORMAT = "X-Timestamp must be Unix seconds (integer or decimal)"
+log = structlog.get_logger("app.auth")
 # A dummy secret and digest keep the work done for an unknown app key the same as for a known one.
 _DUMMY_SECRET = "unknown-app-key"
 _DUMMY_DIGEST = token_digest("unknown-app-key")
@@ -61,21 +69,20 @@ class Authenticator:
         self._recorded = itertools.count(1)
 
     def authenticate(self, request: SignedRequest) -> Caller:
-        """The caller, or Unauthenticated saying what is wrong (never which secret)."""
-        for name, value in (
-            ("X-Api-Key", request.app_key), ("Authorization", request.access_token),
-            ("X-Timestamp", request.timestamp), ("X-Api-Signature", request.signature_header),
-        ):
-            if not value:
-                raise Unauthenticated(f"missing {name} header")
-        assert request.app_key and request.access_token and request.timestamp and request.signature_header
-        match = SIGNATURE_HEADER.fullmatch(request.signature_header)
-        if match is None or match["headers"] != SIGNED_HEADERS:
-            raise Unauthenticated(
-                f"X-Api-Signature must be '{ALGORITHM} SignedHeaders={SIGNED_HEADERS}, Signature=<64 hex digits>'"
-            )
+        """The caller, or Unauthenticated: one message for any credential or signature mismatch."""
         now = self._clock()
         self._check_timestamp(request.timestamp, now)
+        assert request.timestamp is not None
+        for name, value in (
+            ("X-Api-Key", request.app_key), ("Authorization", request.access_token),
+            ("X-Api-Signature", request.signature_header),
+        ):
+            if not value:
+                raise _refused(f"missing {name} header")
+        assert request.app_key and request.access_token and request.signature_header
+        match = SIGNATURE_HEADER.fullmatch(request.signature_header)
+        if match is None or match["headers"] != SIGNED_HEADERS:
+            raise _refused("malformed X-Api-Signature header")
         post = request.method.upper() == "POST"
         try:
             # Two statements that each stand alone: no transaction around them (see UnitOfWork).
@@ -100,22 +107,25 @@ class Authenticator:
             token_digest(request.access_token), credential.access_token_sha256 if credential else _DUMMY_DIGEST
         )
         signature_ok = hmac.compare_digest(expected, signature)
-        if credential is None or not token_ok:
-            raise Unauthenticated("unknown app key or access token")
+        if credential is None:
+            raise _refused("unknown app key")
+        if not token_ok:
+            raise _refused("access token does not match the app key", app_key=credential.app_key)
         if not signature_ok:
-            raise Unauthenticated("signature does not match the request")
+            raise _refused("signature does not match the request", app_key=credential.app_key)
         return Caller(tenant_id=credential.tenant_id, app_key=credential.app_key)
 
-    def _check_timestamp(self, raw: str, now: datetime) -> None:
-        if not TIMESTAMP.fullmatch(raw):
-            raise Unauthenticated("X-Timestamp must be Unix seconds (integer or decimal)")
+    def _check_timestamp(self, raw: str | None, now: datetime) -> None:
+        if not raw or not TIMESTAMP.fullmatch(raw):
+            raise _refused("malformed or missing X-Timestamp", message=TIMESTAMP_FORMAT)
         try:
             sent = Decimal(raw)
         except InvalidOperation as exc:
-            raise Unauthenticated("X-Timestamp must be Unix seconds (integer or decimal)") from exc
+            raise _refused("malformed X-Timestamp", message=TIMESTAMP_FORMAT) from exc
         skew = abs(Decimal(str(now.timestamp())) - sent)
         if skew > self._window:
-            raise Unauthenticated(f"X-Timestamp is outside the allowed window of ±{self._window} s")
+            raise _refused("X-Timestamp outside the window",
+                           message=f"X-Timestamp is outside the allowed window of ±{self._window} s")
 
     def _refuse_replay(self, uow: UnitOfWork, app_key: str, signature: str, now: datetime) -> None:
         # Kept twice the window: a timestamp may be up to one window in the future and still valid.
@@ -126,4 +136,10 @@ class Authenticator:
         uow.commit()
         if not first_use:
             metrics.REPLAYS_REFUSED.inc()
-            raise Unauthenticated("replayed request: this signature was already accepted")
+            raise _refused("replay", message="replayed request: this signature was already accepted", app_key=app_key)
+
+
+def _refused(reason: str, *, message: str = REFUSED, app_key: str | None = None) -> Unauthenticated:
+    """The 401 to raise; the log line says why (the app key only once it names a credential, never a secret)."""
+    log.info("authentication_refused", reason=reason, app_key=app_key)
+    return Unauthenticated(message)

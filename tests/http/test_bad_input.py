@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from app.http.trace import SANE_TRACE_ID
+from app.service.authentication import REFUSED
 from tests.conftest import Api
 from tests.support import BARE, DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of, signed_headers
 
@@ -284,6 +285,25 @@ def test_authentication_failure(api: Api, creds: Credentials, alter: Any, offset
     for secret in ("demo-secret", "demo-token", "other-secret", "other-token", "bare-secret"):
         assert secret not in response.get_data(as_text=True)
     assert api.statuses("ACC-2")["stock.US"] == "close"
+
+
+CLOCK_FAILURES = ("stale-", "future-", "timestamp-", "no-timestamp")  # about the clock: their own message
+
+
+@pytest.mark.parametrize("name", AUTH_FAILURES)
+def test_every_credential_or_signature_failure_gets_one_message(api: Api, name: str) -> None:
+    """A wrong token, a wrong signature, an unknown key and a malformed header read the same (issue 9 #12)."""
+    creds, alter, offset = AUTH_FAILURES[name]
+    body = body_of("ACC-2", ("stock.US", "open"))
+    headers = signed_headers("POST", UPDATE_PATH, body, creds=creds,
+                             timestamp=None if offset is None else _ts(offset))
+    if alter is not None:
+        body, headers = alter(body, headers)
+    message = update_error(api.client.post(UPDATE_PATH, data=body, headers=headers), 401, 401001)["message"]
+    if name.startswith(CLOCK_FAILURES):
+        assert message.startswith("X-Timestamp "), message
+    else:
+        assert message == REFUSED
 
 
 @pytest.mark.parametrize("offset", [-299, 299, -0.5, 0.0])

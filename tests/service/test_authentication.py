@@ -12,7 +12,8 @@ from app.errors import Code, Unauthenticated
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.models import AcceptedSignature
 from app.persistence.unit_of_work import UnitOfWork
-from app.service.authentication import _FORGET_EVERY, Authenticator, SignedRequest
+from app.service import authentication
+from app.service.authentication import _FORGET_EVERY, REFUSED, TIMESTAMP_FORMAT, Authenticator, SignedRequest
 from app.service.model import Caller
 from app.signature import sign, signature_header
 from tests.support import DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of
@@ -144,7 +145,7 @@ def test_decimal_timestamps_are_accepted_and_signed_as_sent(authenticator, times
 def test_decimal_timestamp_signed_in_another_spelling_is_refused(authenticator):
     # The header says 1795564449.123 but the signature covers 1795564449: not the same signed text.
     error = refused(authenticator, signed(timestamp=f"{NOW}.123", sign_timestamp=str(NOW)))
-    assert "signature" in error.message
+    assert error.message == REFUSED
     refused(authenticator, signed(timestamp=f"{NOW}.0", sign_timestamp=str(NOW)))
 
 
@@ -168,13 +169,13 @@ def test_timestamp_with_trailing_newline_is_refused(authenticator):
 
 def test_unknown_app_key_is_refused(authenticator):
     error = refused(authenticator, signed(creds=Credentials("nobody", "nobody-secret", "nobody-token")))
-    assert "app key" in error.message
+    assert error.message == REFUSED
 
 
 def test_wrong_token_is_refused_even_when_signed_with_it(authenticator):
     # The signature is consistent with the wrong token; the token itself is not the credential's.
     error = refused(authenticator, signed(creds=Credentials("demo-key", "demo-secret", "other-token")))
-    assert "access token" in error.message
+    assert error.message == REFUSED
 
 
 def test_token_of_another_credential_is_refused(authenticator):
@@ -183,9 +184,49 @@ def test_token_of_another_credential_is_refused(authenticator):
 
 def test_wrong_secret_is_refused(authenticator, session_factory):
     error = refused(authenticator, signed(secret="not-the-secret"))
-    assert "signature" in error.message
+    assert error.message == REFUSED
     refused(authenticator, signed(secret=OTHER.app_secret))
     assert accepted_signatures(session_factory) == 0
+
+
+class LogRecorder:
+    """Stands in for the module's logger: keeps each line's event and fields."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, object]] = []
+
+    def info(self, event: str, **fields: object) -> None:
+        self.lines.append({"event": event, **fields})
+
+
+MISMATCHES = {
+    "unknown-app-key": signed(creds=Credentials("nobody", "nobody-secret", "nobody-token")),
+    "wrong-token": signed(creds=Credentials("demo-key", "demo-secret", "other-token")),
+    "wrong-secret": signed(secret="not-the-secret"),
+    "other-tenants-secret": signed(secret=OTHER.app_secret),
+    "tampered-body": SignedRequest(**{**signed().__dict__, "body": BODY + b" "}),
+    "no-token": SignedRequest(**{**signed().__dict__, "access_token": None}),
+    "malformed-signature-header": signed(header="garbage"),
+}
+NO_MATCH = "signature does not match the request"
+REASONS = {
+    "unknown-app-key": "unknown app key", "wrong-token": "access token does not match the app key",
+    "wrong-secret": NO_MATCH, "other-tenants-secret": NO_MATCH, "tampered-body": NO_MATCH,
+    "no-token": "missing Authorization header", "malformed-signature-header": "malformed X-Api-Signature header",
+}
+
+
+def test_every_credential_or_signature_mismatch_gets_one_message(authenticator, monkeypatch):
+    """A holder of an app key cannot tell a wrong token from a wrong signature; the log line can."""
+    recorder = LogRecorder()
+    monkeypatch.setattr(authentication, "log", recorder)
+    messages = {name: refused(authenticator, request).message for name, request in MISMATCHES.items()}
+    assert set(messages.values()) == {REFUSED}, messages
+    reasons = {name: line["reason"] for name, line in zip(MISMATCHES, recorder.lines, strict=True)}
+    assert reasons == REASONS
+    assert {line["event"] for line in recorder.lines} == {"authentication_refused"}
+    assert recorder.lines[0]["app_key"] is None  # an unknown key may be a secret pasted in the wrong header
+    assert recorder.lines[1]["app_key"] == "demo-key"
 
 
 @pytest.mark.parametrize(
@@ -210,7 +251,7 @@ def test_tampered_requests_are_refused(authenticator, spoil):
 def test_missing_headers_are_refused(authenticator, missing, empty):
     request = signed()
     error = refused(authenticator, SignedRequest(**{**request.__dict__, missing: empty}))
-    assert "missing" in error.message
+    assert error.message == (TIMESTAMP_FORMAT if missing == "timestamp" else REFUSED)
 
 
 def _signature_of(request: SignedRequest) -> str:
@@ -238,7 +279,7 @@ def _signature_of(request: SignedRequest) -> str:
 )
 def test_malformed_signature_headers_are_refused(authenticator, header):
     sig = _signature_of(signed())
-    refused(authenticator, signed(header=header.format(sig=sig, short=sig[:-2])))
+    assert refused(authenticator, signed(header=header.format(sig=sig, short=sig[:-2]))).message == REFUSED
 
 
 @pytest.mark.parametrize(
@@ -249,7 +290,7 @@ def test_malformed_signature_headers_are_refused(authenticator, header):
 def test_wrong_signed_headers_are_refused(authenticator, signed_headers):
     sig = _signature_of(signed())
     error = refused(authenticator, signed(header=f"HMAC-SHA256 SignedHeaders={signed_headers}, Signature={sig}"))
-    assert "SignedHeaders" in error.message
+    assert error.message == REFUSED
 
 
 # --- replay -------------------------------------------------------------------------------------------------
