@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from app.container import Container
-from app.http import init_http
-from app.logging import configure_logging
-from app.settings import Settings
+if TYPE_CHECKING:  # imported inside create_app, so `import app.cli` (permctl) does not pay for Flask
+    from flask import Flask
+
+    from app.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app from settings (default: the environment). Nothing connects to a database here."""
+    from flask import Flask
+
+    from app.container import Container
+    from app.http import init_http
+    from app.logging import configure_logging
+    from app.settings import Settings
+
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(__name__)

@@ -11,8 +11,6 @@ from pathlib import Path
 import click
 
 from app.cli.context import config_cache, read_yaml, rule_set, session_factory, settings
-from app.persistence.migrate import upgrade
-from app.service.fixtures import load_fixtures
 from app.settings import PROJECT_ROOT
 
 DEMO_FIXTURES = PROJECT_ROOT / "demo" / "fixtures.yaml"
@@ -49,6 +47,9 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
       permctl serve --demo          # SQLite under instance/, demo tenant and accounts
       DATABASE_URL=postgresql://postgres@127.0.0.1/test REDIS_URL=redis://127.0.0.1:6379/0 permctl serve -w 4
     """
+    from app.persistence.migrate import upgrade  # heavy (Alembic, SQLAlchemy): only when serving
+    from app.service.fixtures import load_fixtures
+
     s = settings()
     rules = rule_set(s)  # refuse to start on a broken rules/ directory, with the problems listed
     if demo:
