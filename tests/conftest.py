@@ -25,7 +25,7 @@ from tests.support import DEMO, FIXTURES, READ_PATH, UPDATE_PATH, Credentials, r
 
 TABLES = (
     "permission_audit", "decisions", "rules_reloads", "account_permissions", "accounts", "tenant_configs",
-    "credentials", "accepted_signatures", "idempotency_keys", "tenants",
+    "credentials", "revoked_app_keys", "accepted_signatures", "idempotency_keys", "tenants",
 )
 
 
