@@ -1,25 +1,23 @@
-"""permctl rules: lint, regression-test and explain the compliance-owned rules/ directory."""
+"""permctl rules: lint, regression-test, explain, replay and reload the compliance-owned rules/ directory."""
 
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
+import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli.context import database_error, session_factory, settings
-from app.persistence.unit_of_work import UnitOfWork
-from app.rules.cases import Case, CaseReport, run_cases
-from app.rules.engine import DurableRulesEngine
-from app.rules.impact import Decided, Recorded
-from app.rules.impact import impact as impact_of
-from app.rules.lint import LintResult, lint
-from app.rules.model import RuleSet
-from app.schemas.permissions import load_update_request
-from app.service.model import iso_utc
+from app.cli.context import session_factory, settings
+from app.cli.params import UTC_TIME
+
+if TYPE_CHECKING:
+    from app.rules.cases import Case, CaseReport
+    from app.rules.impact import Recorded
+    from app.rules.lint import LintResult
+    from app.rules.model import RuleSet
 
 RULES_OPTION = click.option(
     "--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
@@ -28,7 +26,11 @@ RULES_OPTION = click.option(
 
 
 def _linted(rules_dir: Path | None) -> tuple[Path, LintResult]:
+    from app.rules.lint import lint
+
     directory = rules_dir or settings().rules_dir
+    if not directory.is_dir():
+        raise click.ClickException(f"{directory}: no such directory")
     return directory, lint(directory)
 
 
@@ -69,7 +71,20 @@ def lint_command(rules_dir: Path | None) -> None:
                f"{len(result.cases)} cases; rule-set version {rule_set.version}")
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse, before running anything, a report path that cannot be written."""
+    folder = path.parent
+    if path.is_dir():
+        raise click.ClickException(f"--junit {path}: is a directory")
+    if not folder.is_dir():
+        raise click.ClickException(f"--junit {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.ClickException(f"--junit {path}: not writable")
+
+
 def _write_junit(path: Path, report: CaseReport, version: str) -> None:
+    import xml.etree.ElementTree as ET
+
     suite = ET.Element("testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed),
                        errors="0", skipped="0")
     ET.SubElement(ET.SubElement(suite, "properties"), "property", name="rule_set_version", value=version)
@@ -105,6 +120,10 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
     Example:
       permctl rules test --junit rules-report.xml
     """
+    from app.rules.cases import run_cases
+
+    if junit:
+        _check_writable(junit)
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
     report = run_cases(rule_set, result.cases)
@@ -138,12 +157,17 @@ def _state(pairs: tuple[str, ...]) -> dict[str, str]:
 @rules.command()
 @RULES_OPTION
 @click.option("--data", default=None, help='The request body as JSON: {"account_no": ..., "changes": [...]}.')
-@click.option("--case", "case_name", default=None, help="Explain a regression case by name instead.")
-@click.option("--enable", "patterns", multiple=True, help="A tenant config pattern (repeatable; default '*').")
-@click.option("--state", "state", multiple=True, help="Current status, TYPE=open|close (repeatable).")
+@click.option("--case", "case_name", default=None,
+              help="Explain a regression case by name instead (its own changes, tenant config and state).")
+@click.option("--enable", "patterns", multiple=True, help="With --data: a tenant config pattern (repeatable; "
+              "default '*').")
+@click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
 def explain(rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...],
             state: tuple[str, ...]) -> None:
     """Show, for each change, every rule in order with the engine's verdict, and which rule decided.
+
+    Give either --data (with --enable and --state) or --case: a case brings its own request, tenant config
+    and state, so combining them is refused rather than silently ignoring one.
 
     \b
     Example:
@@ -151,6 +175,14 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
         '{"account_no":"A1","changes":[{"permission_type":"stock.HK","permission_status":"open"}]}'
       permctl rules explain --case 'the first failing change wins over a later one'
     """
+    from app.rules.engine import DurableRulesEngine
+    from app.schemas.permissions import load_update_request
+
+    if case_name is not None and (data is not None or patterns or state):
+        raise click.ClickException("--case explains the case's own request, tenant config and state: give either "
+                                   "--case NAME or --data JSON (with --enable/--state), not both")
+    if case_name is None and data is None:
+        raise click.UsageError("give --data or --case")
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
     if case_name is not None:
@@ -158,15 +190,13 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
         if case is None:
             raise click.ClickException(f"no case named {case_name!r}")
         changes, config, current = case.changes, case.tenant_config, case.account
-    elif data is not None:
+    else:
         try:
-            body = json.loads(data)
+            body = json.loads(data or "")
         except ValueError as exc:
             raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
         changes, config, current = body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), \
             _state(state)
-    else:
-        raise click.UsageError("give --data or --case")
     try:
         request = load_update_request({"account_no": "EXPLAIN", "changes": changes})
     except Exception as exc:  # a DomainError from the schema: the request never reaches the rules
@@ -199,54 +229,70 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
                    f"by {x.verdict.rule.id}")  # type: ignore[union-attr]
 
 
-@rules.command()
-@RULES_OPTION
-def reload(rules_dir: Path | None) -> None:
-    """Ask every running worker on every host (sharing DATABASE_URL) to reload its rules directory.
+def _same_directory(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
-    Workers check within RULES_RELOAD_CHECK_SECONDS (2 s). A worker whose rules do not lint clean keeps its
-    last good rule set and logs `rules_reload_failed`; this command lints the local copy first and exits 1
-    when it is broken (the request is still sent, and the service keeps its last good set).
+
+@rules.command()
+@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+              help="Only a check: must be the service's RULES_DIR, which is what workers reload.")
+def reload(rules_dir: Path | None) -> None:
+    """Ask every running worker on every host (sharing DATABASE_URL) to reload its own RULES_DIR.
+
+    Workers check within RULES_RELOAD_CHECK_SECONDS (2 s) and reload the directory they were started with,
+    never one named here: so this command lints RULES_DIR as set for it (run it with the service's
+    environment) and prints that directory's rule-set version, the one the workers will run if their copy
+    holds the same files; GET /readyz on each host names the version it runs. `--rules DIR` naming another
+    directory is refused: copy a proposed set into RULES_DIR first (after `permctl rules impact --rules DIR`).
+
+    A worker whose rules do not lint clean keeps its last good rule set and logs `rules_reload_failed`; this
+    command exits 1 when the local copy is broken (the request is still sent; workers keep their last good set).
 
     \b
     Example:
       permctl rules lint && permctl rules test && permctl rules reload
     """
-    directory, result = _linted(rules_dir)
+    from app.persistence.unit_of_work import UnitOfWork
+
+    s = settings()
+    if rules_dir is not None and not _same_directory(rules_dir, s.rules_dir):
+        raise click.ClickException(f"--rules {rules_dir}: workers reload RULES_DIR ({s.rules_dir}), not another "
+                                   "directory; copy the rule set there, or run with the service's RULES_DIR")
+    directory, result = _linted(s.rules_dir)
     for problem in result.problems:
         click.echo(str(problem), err=True)
-    s = settings()
-    try:
-        with UnitOfWork(session_factory(s), write=True) as uow:
-            generation = uow.rules_reloads.request(datetime.now(UTC))
-            uow.commit()
-    except SQLAlchemyError as exc:
-        raise database_error(exc) from exc
+    with UnitOfWork(session_factory(s), write=True) as uow:
+        generation = uow.rules_reloads.request(datetime.now(UTC))
+        uow.commit()
     if not result.clean or result.rule_set is None:
         click.echo(f"reload requested (generation {generation}), but {directory} is broken: running workers "
                    "keep their last good rule set", err=True)
         raise SystemExit(1)
-    click.echo(f"reload requested (generation {generation}): workers switch to rule-set version "
-               f"{result.rule_set.version} within {s.rules_reload_check_seconds:g} s")
+    click.echo(f"reload requested (generation {generation}): within {s.rules_reload_check_seconds:g} s workers "
+               f"reload RULES_DIR {directory}, here rule-set version {result.rule_set.version} "
+               "(each host reads its own copy; its /readyz names the version it runs)")
 
 
 def _recorded(since: datetime | None) -> list[Recorded]:
-    s = settings()
-    try:
-        with UnitOfWork(session_factory(s)) as uow:
-            return [
-                Recorded(d.id, d.trace_id, d.tenant_id, d.account_no, d.created_at, d.rule_set_version, d.changes,
-                         d.tenant_patterns, d.account_state, Decided(d.code, d.failure_index, d.rule_id))
-                for d in uow.decisions.since(since)
-            ]
-    except SQLAlchemyError as exc:
-        raise database_error(exc) from exc
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.impact import Decided, Recorded
+
+    with UnitOfWork(session_factory(settings())) as uow:
+        return [
+            Recorded(d.id, d.trace_id, d.tenant_id, d.account_no, d.created_at, d.rule_set_version, d.changes,
+                     d.tenant_patterns, d.account_state, Decided(d.code, d.failure_index, d.rule_id))
+            for d in uow.decisions.since(since)
+        ]
 
 
 @rules.command()
 @RULES_OPTION
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-              default=None, help="Only decisions recorded at or after this UTC time.")
+@click.option("--since", type=UTC_TIME, default=None,
+              help="Only decisions recorded at or after this time (ISO 8601, e.g. 2026-11-01T00:00:00Z; "
+                   "no offset means UTC).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per changed decision.")
 def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> None:
     """Replay the decisions the service recorded through a proposed rules directory; list what would change.
@@ -256,9 +302,12 @@ def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> Non
       cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/validation.yaml
       permctl rules impact --rules /tmp/proposed --since 2026-11-01
     """
+    from app.rules.impact import impact as impact_of
+    from app.service.model import iso_utc
+
     directory, result = _linted(rules_dir)
     proposed = _require_clean(directory, result)
-    report = impact_of(proposed, _recorded(since.replace(tzinfo=UTC) if since else None))
+    report = impact_of(proposed, _recorded(since))
     for flip in report.flips:
         d = flip.decision
         if as_json:
