@@ -54,8 +54,11 @@ def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
     from app.rules.lint import load_clean
     from app.rules.loader import RuleSetInvalid
 
+    directory = rules_dir or s.rules_dir
+    if not directory.is_dir():
+        raise click.ClickException(f"RULES_DIR {directory}: no such directory")
     try:
-        return load_clean(rules_dir or s.rules_dir)
+        return load_clean(directory)
     except RuleSetInvalid as exc:
         raise click.ClickException(f"the rules do not lint clean:\n{exc}") from exc
 

@@ -6,6 +6,7 @@ raised once that library has been imported by the command that failed.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -23,10 +24,14 @@ def _instance_of(exc: BaseException, module: str, name: str) -> bool:
     return isinstance(cls, type) and isinstance(exc, cls)
 
 
+# SQLite's and PostgreSQL's words for a table that is not there: the schema was never migrated.
+MISSING_TABLE = re.compile(r"no such table|relation \S+ does not exist")
+
+
 def database_error(exc: BaseException) -> click.ClickException:
     """A one-line error for a database failure, with the fix when the schema is missing."""
     reason = _first_line(str(getattr(exc, "orig", None) or exc)) or type(exc).__name__
-    hint = "; run `permctl db upgrade` first" if "no such table" in reason or "does not exist" in reason else ""
+    hint = "; run `permctl db upgrade` first" if MISSING_TABLE.search(reason) else ""
     return click.ClickException(f"database error: {reason}{hint}")
 
 

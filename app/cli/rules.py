@@ -136,7 +136,10 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
     for rule_id in report.unexercised:
         click.echo(f"warning: no case makes rule '{rule_id}' fire")
     if junit:
-        _write_junit(junit, report, rule_set.version)
+        try:
+            _write_junit(junit, report, rule_set.version)
+        except OSError as exc:
+            raise click.ClickException(f"--junit {junit}: {exc.strerror or exc}") from exc
     passed = len(report.results) - report.failed
     click.echo(f"rule-set version {rule_set.version}")
     click.echo(f"{passed} passed, {report.failed} failed")
@@ -152,6 +155,16 @@ def _state(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r}: use TYPE=open or TYPE=close", param_hint="--state")
         state[permission_type] = status
     return state
+
+
+def _shown(change: object) -> str:
+    """A change as JSON, readable; escaped where the text cannot be printed (e.g. a lone surrogate)."""
+    text = json.dumps(change, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(change)
+    return text
 
 
 @rules.command()
@@ -208,7 +221,7 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
     first_failure = next((x.verdict.index for x in explanations if not x.verdict.passed), None)
     for x in explanations:
         change = request["changes"][x.verdict.index]
-        click.echo(f"\nchanges[{x.verdict.index}] {json.dumps(change, ensure_ascii=False)}")
+        click.echo(f"\nchanges[{x.verdict.index}] {_shown(change)}")
         if first_failure is not None and x.verdict.index > first_failure:
             click.echo(f"  (the service stops at changes[{first_failure}]; shown for information)")
         decided = x.verdict.rule.id if x.verdict.rule else None

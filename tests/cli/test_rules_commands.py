@@ -250,3 +250,26 @@ def test_impact_since_takes_iso_8601_with_z_or_an_offset(api, seeded):
     assert replayed((now - timedelta(days=1)).strftime("%Y-%m-%d")) == 1
     refused = permctl("rules", "impact", "--since", "last tuesday", env=env)
     assert refused.returncode == 2 and "is not an ISO 8601 time" in refused.stderr
+
+
+def test_a_junit_report_that_cannot_be_written_after_the_run_is_one_line():
+    result = permctl("rules", "test", "--junit", "/dev/full")  # writable, but every write fails (ENOSPC)
+    assert result.returncode == 1
+    assert "PASS" in result.stdout
+    assert result.stderr.strip().splitlines() == ["Error: --junit /dev/full: No space left on device"]
+
+
+def test_explain_prints_a_change_it_cannot_encode_escaped():
+    result = permctl("rules", "explain", "--data",
+                     '{"changes":[{"permission_type":"\\ud800x","permission_status":"open"}]}')
+    assert result.returncode == 0, result.stderr
+    assert '{"permission_type": "\\ud800x", "permission_status": "open"}' in result.stdout
+
+
+def test_a_missing_rules_dir_is_one_line(tmp_path: Path):
+    missing = tmp_path / "nowhere"
+    for args in (("rules", "test"), ("rules", "explain", "--case", "x"), ("tenant", "show", "sg_mexc")):
+        result = permctl(*args, env={"RULES_DIR": str(missing), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines() in ([f"Error: {missing}: no such directory"],
+                                                     [f"Error: RULES_DIR {missing}: no such directory"]), args
