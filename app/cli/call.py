@@ -39,8 +39,13 @@ def _base_url(http_url: str) -> str:
 @click.argument("method", type=click.Choice(["GET", "POST", "get", "post"]))
 @click.argument("path")
 @click.option("--data", default=None, help="JSON body (POST).")
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds to wait for the answer.")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the answer.",
+)
 def call(method: str, path: str, data: str | None, timeout: float) -> None:
     """Send a signed request using LONGBRIDGE_APP_KEY, _APP_SECRET, _ACCESS_TOKEN and _HTTP_URL.
 
@@ -71,12 +76,27 @@ def call(method: str, path: str, data: str | None, timeout: float) -> None:
     except ValueError as exc:
         raise click.ClickException(f"PATH is not a valid URL path: {exc}") from exc
     timestamp = str(int(time.time()))
-    signature = sign(app_secret=client.app_secret, method=method, path=parts.path, query=parts.query,
-                     access_token=client.access_token, app_key=client.app_key, timestamp=timestamp, body=body)
+    signature = sign(
+        app_secret=client.app_secret,
+        method=method,
+        path=parts.path,
+        query=parts.query,
+        access_token=client.access_token,
+        app_key=client.app_key,
+        timestamp=timestamp,
+        body=body,
+    )
     request = urllib.request.Request(
-        base + path, data=body or None, method=method,
-        headers={"X-Api-Key": client.app_key, "Authorization": client.access_token, "X-Timestamp": timestamp,
-                 "X-Api-Signature": signature_header(signature), "Content-Type": "application/json; charset=utf-8"},
+        base + path,
+        data=body or None,
+        method=method,
+        headers={
+            "X-Api-Key": client.app_key,
+            "Authorization": client.access_token,
+            "X-Timestamp": timestamp,
+            "X-Api-Signature": signature_header(signature),
+            "Content-Type": "application/json; charset=utf-8",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -31,8 +31,9 @@ def session_factory(s: Settings):  # type: ignore[no-untyped-def]
     try:
         engine = make_engine(s)
     except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
-        raise click.ClickException(f"DATABASE_URL: no driver for this database ({exc.name} is not installed; "
-                                   "use postgresql:// or sqlite://)") from exc
+        raise click.ClickException(
+            f"DATABASE_URL: no driver for this database ({exc.name} is not installed; use postgresql:// or sqlite://)"
+        ) from exc
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(engine.dispose)

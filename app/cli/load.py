@@ -14,8 +14,13 @@ if TYPE_CHECKING:
     from app.schemas.fixtures import Problem
 
 PROGRESS_FROM = 500  # accounts; smaller files load too fast for a bar to help
-SHOWN_KINDS = {"tenants": "tenants", "credentials": "credentials", "saas_configs": "saas configs",
-               "accounts": "accounts", "permissions": "permissions"}
+SHOWN_KINDS = {
+    "tenants": "tenants",
+    "credentials": "credentials",
+    "saas_configs": "saas configs",
+    "accounts": "accounts",
+    "permissions": "permissions",
+}
 
 
 def _read(file: Path) -> Any:
@@ -90,10 +95,17 @@ def load(file: Path) -> None:
     accounts = document.get("accounts") if isinstance(document, dict) else None
     total = len(accounts) if isinstance(accounts, list) else 0
     try:
-        with click.progressbar(length=total, label="loading accounts", file=sys.stderr,
-                               hidden=total < PROGRESS_FROM) as bar:
-            report = load_fixtures(document, session_factory=session_factory(s), cache=config_cache(s),
-                                   catalog=rules.catalog, rule_set_version=rules.version, progress=bar.update)
+        with click.progressbar(
+            length=total, label="loading accounts", file=sys.stderr, hidden=total < PROGRESS_FROM
+        ) as bar:
+            report = load_fixtures(
+                document,
+                session_factory=session_factory(s),
+                cache=config_cache(s),
+                catalog=rules.catalog,
+                rule_set_version=rules.version,
+                progress=bar.update,
+            )
     except InvalidFixtures as exc:
         problems = sorted(exc.problems, key=lambda p: _line(document, p.path))
         raise click.ClickException("\n".join(_located(file, document, p) for p in problems)) from exc
@@ -103,5 +115,7 @@ def load(file: Path) -> None:
     for kind, shown in SHOWN_KINDS.items():
         tally = report[kind]
         revoked = f", {len(report.not_restored)} revoked (not restored)" if kind == "credentials" else ""
-        click.echo(f"  {shown + ':':<14}{tally.created} created, {tally.updated} updated, "
-                   f"{tally.unchanged} unchanged{revoked if report.not_restored else ''}")
+        click.echo(
+            f"  {shown + ':':<14}{tally.created} created, {tally.updated} updated, "
+            f"{tally.unchanged} unchanged{revoked if report.not_restored else ''}"
+        )

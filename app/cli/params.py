@@ -20,8 +20,12 @@ class UtcTime(click.ParamType):
         try:
             parsed = datetime.fromisoformat(str(value).strip())
         except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-25, 2026-11-25T08:30:00Z or "
-                      "2026-11-25T16:30:00+08:00)", param, ctx)
+            self.fail(
+                f"{value!r} is not an ISO 8601 time (e.g. 2026-11-25, 2026-11-25T08:30:00Z or "
+                "2026-11-25T16:30:00+08:00)",
+                param,
+                ctx,
+            )
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from app.rules.model import RuleSet
 
 RULES_OPTION = click.option(
-    "--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
     help="The rules directory (default: RULES_DIR or rules/).",
 )
 
@@ -67,8 +70,10 @@ def lint_command(rules_dir: Path | None) -> None:
     if not result.clean or result.rule_set is None:
         raise SystemExit(1)
     rule_set = result.rule_set
-    click.echo(f"{directory}: clean — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
-               f"{len(result.cases)} cases; rule-set version {rule_set.version}")
+    click.echo(
+        f"{directory}: clean — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
+        f"{len(result.cases)} cases; rule-set version {rule_set.version}"
+    )
 
 
 def _check_writable(path: Path) -> None:
@@ -85,12 +90,19 @@ def _check_writable(path: Path) -> None:
 def _write_junit(path: Path, report: CaseReport, version: str) -> None:
     import xml.etree.ElementTree as ET
 
-    suite = ET.Element("testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed),
-                       errors="0", skipped="0")
+    suite = ET.Element(
+        "testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed), errors="0", skipped="0"
+    )
     ET.SubElement(ET.SubElement(suite, "properties"), "property", name="rule_set_version", value=version)
     for result in report.results:
-        case = ET.SubElement(suite, "testcase", classname=Path(result.case.path).stem, name=result.case.name,
-                             file=result.case.path, line=str(result.case.line))
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=Path(result.case.path).stem,
+            name=result.case.name,
+            file=result.case.path,
+            line=str(result.case.line),
+        )
         if not result.passed:
             failure = ET.SubElement(case, "failure", message=_difference(result.case, result.outcome))
             failure.text = result.outcome.message
@@ -104,8 +116,9 @@ def _describe(code: str, index: int, rule_id: str | None) -> str:
 def _difference(case: Case, outcome: object) -> str:
     e = case.expect
     o = outcome
-    return (f"expected {_describe(e.code, e.failure_index, e.rule_id)}, "
-            f"got {_describe(o.code, o.failure_index, o.rule_id)}")  # type: ignore[attr-defined]
+    return (
+        f"expected {_describe(e.code, e.failure_index, e.rule_id)}, got {_describe(o.code, o.failure_index, o.rule_id)}"  # type: ignore[attr-defined]
+    )
 
 
 @rules.command("test")
@@ -157,6 +170,22 @@ def _state(pairs: tuple[str, ...]) -> dict[str, str]:
     return state
 
 
+def _explained(
+    cases: list[Case], case_name: str | None, data: str | None, patterns: tuple[str, ...], state: tuple[str, ...]
+) -> tuple[Any, tuple[str, ...], dict[str, str]]:
+    """The changes, tenant config and current state to explain: the case's own, or --data's with the options."""
+    if case_name is not None:
+        case = next((c for c in cases if c.name == case_name), None)
+        if case is None:
+            raise click.ClickException(f"no case named {case_name!r}")
+        return case.changes, tuple(case.tenant_config), dict(case.account)
+    try:
+        body = json.loads(data or "")
+    except ValueError as exc:
+        raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
+    return body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), _state(state)
+
+
 def _shown(change: object) -> str:
     """A change as JSON, readable; escaped where the text cannot be printed (e.g. a lone surrogate)."""
     text = json.dumps(change, ensure_ascii=False)
@@ -170,13 +199,19 @@ def _shown(change: object) -> str:
 @rules.command()
 @RULES_OPTION
 @click.option("--data", default=None, help='The request body as JSON: {"account_no": ..., "changes": [...]}.')
-@click.option("--case", "case_name", default=None,
-              help="Explain a regression case by name instead (its own changes, tenant config and state).")
-@click.option("--enable", "patterns", multiple=True, help="With --data: a tenant config pattern (repeatable; "
-              "default '*').")
+@click.option(
+    "--case",
+    "case_name",
+    default=None,
+    help="Explain a regression case by name instead (its own changes, tenant config and state).",
+)
+@click.option(
+    "--enable", "patterns", multiple=True, help="With --data: a tenant config pattern (repeatable; default '*')."
+)
 @click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
-def explain(rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...],
-            state: tuple[str, ...]) -> None:
+def explain(
+    rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...], state: tuple[str, ...]
+) -> None:
     """Show, for each change, every rule in order with the engine's verdict, and which rule decided.
 
     Give either --data (with --enable and --state) or --case: a case brings its own request, tenant config
@@ -192,24 +227,15 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
     from app.schemas.permissions import load_update_request
 
     if case_name is not None and (data is not None or patterns or state):
-        raise click.ClickException("--case explains the case's own request, tenant config and state: give either "
-                                   "--case NAME or --data JSON (with --enable/--state), not both")
+        raise click.ClickException(
+            "--case explains the case's own request, tenant config and state: give either "
+            "--case NAME or --data JSON (with --enable/--state), not both"
+        )
     if case_name is None and data is None:
         raise click.UsageError("give --data or --case")
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
-    if case_name is not None:
-        case = next((c for c in result.cases if c.name == case_name), None)
-        if case is None:
-            raise click.ClickException(f"no case named {case_name!r}")
-        changes, config, current = case.changes, case.tenant_config, case.account
-    else:
-        try:
-            body = json.loads(data or "")
-        except ValueError as exc:
-            raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
-        changes, config, current = body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), \
-            _state(state)
+    changes, config, current = _explained(result.cases, case_name, data, patterns, state)
     try:
         request = load_update_request({"account_no": "EXPLAIN", "changes": changes})
     except Exception as exc:  # a DomainError from the schema: the request never reaches the rules
@@ -229,17 +255,18 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
             verdict = "FIRES" if holds else "pass"
             note = "  <- decides" if rule.id == decided else ("  (lower priority)" if holds else "")
             click.echo(f"  {position:>2}. {rule.id:<26} {verdict}{note}")
-        if decided is None:
+        if x.verdict.rule is None:
             click.echo("  => accepted: no rule rejects this change")
         else:
-            rule = x.verdict.rule
-            click.echo(f"  => rejected by {decided}: {rule.outcome}")  # type: ignore[union-attr]
+            click.echo(f"  => rejected by {decided}: {x.verdict.rule.outcome}")
     if first_failure is None:
         click.echo("\nrequest: SUCCESS (every change would be written)")
     else:
         x = explanations[first_failure]
-        click.echo(f"\nrequest: {x.verdict.rule.outcome} at changes[{first_failure}] "  # type: ignore[union-attr]
-                   f"by {x.verdict.rule.id}")  # type: ignore[union-attr]
+        click.echo(
+            f"\nrequest: {x.verdict.rule.outcome} at changes[{first_failure}] "  # type: ignore[union-attr]
+            f"by {x.verdict.rule.id}"
+        )  # type: ignore[union-attr]
 
 
 def _same_directory(a: Path, b: Path) -> bool:
@@ -250,8 +277,13 @@ def _same_directory(a: Path, b: Path) -> bool:
 
 
 @rules.command()
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-              help="Only a check: must be the service's RULES_DIR, which is what workers reload.")
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Only a check: must be the service's RULES_DIR, which is what workers reload.",
+)
 def reload(rules_dir: Path | None) -> None:
     """Ask every running worker on every host (sharing DATABASE_URL) to reload its own RULES_DIR.
 
@@ -272,8 +304,10 @@ def reload(rules_dir: Path | None) -> None:
 
     s = settings()
     if rules_dir is not None and not _same_directory(rules_dir, s.rules_dir):
-        raise click.ClickException(f"--rules {rules_dir}: workers reload RULES_DIR ({s.rules_dir}), not another "
-                                   "directory; copy the rule set there, or run with the service's RULES_DIR")
+        raise click.ClickException(
+            f"--rules {rules_dir}: workers reload RULES_DIR ({s.rules_dir}), not another "
+            "directory; copy the rule set there, or run with the service's RULES_DIR"
+        )
     directory, result = _linted(s.rules_dir)
     for problem in result.problems:
         click.echo(str(problem), err=True)
@@ -281,12 +315,17 @@ def reload(rules_dir: Path | None) -> None:
         generation = uow.rules_reloads.request(datetime.now(UTC))
         uow.commit()
     if not result.clean or result.rule_set is None:
-        click.echo(f"reload requested (generation {generation}), but {directory} is broken: running workers "
-                   "keep their last good rule set", err=True)
+        click.echo(
+            f"reload requested (generation {generation}), but {directory} is broken: running workers "
+            "keep their last good rule set",
+            err=True,
+        )
         raise SystemExit(1)
-    click.echo(f"reload requested (generation {generation}): within {s.rules_reload_check_seconds:g} s workers "
-               f"reload RULES_DIR {directory}, here rule-set version {result.rule_set.version} "
-               "(each host reads its own copy; its /readyz names the version it runs)")
+    click.echo(
+        f"reload requested (generation {generation}): within {s.rules_reload_check_seconds:g} s workers "
+        f"reload RULES_DIR {directory}, here rule-set version {result.rule_set.version} "
+        "(each host reads its own copy; its /readyz names the version it runs)"
+    )
 
 
 def _recorded(since: datetime | None) -> list[Recorded]:
@@ -295,17 +334,30 @@ def _recorded(since: datetime | None) -> list[Recorded]:
 
     with UnitOfWork(session_factory(settings())) as uow:
         return [
-            Recorded(d.id, d.trace_id, d.tenant_id, d.account_no, d.created_at, d.rule_set_version, d.changes,
-                     d.tenant_patterns, d.account_state, Decided(d.code, d.failure_index, d.rule_id))
+            Recorded(
+                d.id,
+                d.trace_id,
+                d.tenant_id,
+                d.account_no,
+                d.created_at,
+                d.rule_set_version,
+                d.changes,
+                d.tenant_patterns,
+                d.account_state,
+                Decided(d.code, d.failure_index, d.rule_id),
+            )
             for d in uow.decisions.since(since)
         ]
 
 
 @rules.command()
 @RULES_OPTION
-@click.option("--since", type=UTC_TIME, default=None,
-              help="Only decisions recorded at or after this time (ISO 8601, e.g. 2026-11-01T00:00:00Z; "
-                   "no offset means UTC).")
+@click.option(
+    "--since",
+    type=UTC_TIME,
+    default=None,
+    help="Only decisions recorded at or after this time (ISO 8601, e.g. 2026-11-01T00:00:00Z; no offset means UTC).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per changed decision.")
 def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> None:
     """Replay the decisions the service recorded through a proposed rules directory; list what would change.
@@ -324,20 +376,40 @@ def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> Non
     for flip in report.flips:
         d = flip.decision
         if as_json:
-            click.echo(json.dumps({
-                "decision_id": d.id, "trace_id": d.trace_id, "tenant": d.tenant_id, "account_no": d.account_no,
-                "at": iso_utc(d.created_at), "recorded_rule_set_version": d.rule_set_version,
-                "old": {"code": d.outcome.code, "failure_index": d.outcome.failure_index, "rule_id": d.outcome.rule_id},
-                "new": {"code": flip.new.code, "failure_index": flip.new.failure_index, "rule_id": flip.new.rule_id},
-            }))
+            click.echo(
+                json.dumps(
+                    {
+                        "decision_id": d.id,
+                        "trace_id": d.trace_id,
+                        "tenant": d.tenant_id,
+                        "account_no": d.account_no,
+                        "at": iso_utc(d.created_at),
+                        "recorded_rule_set_version": d.rule_set_version,
+                        "old": {
+                            "code": d.outcome.code,
+                            "failure_index": d.outcome.failure_index,
+                            "rule_id": d.outcome.rule_id,
+                        },
+                        "new": {
+                            "code": flip.new.code,
+                            "failure_index": flip.new.failure_index,
+                            "rule_id": flip.new.rule_id,
+                        },
+                    }
+                )
+            )
         else:
-            click.echo(f"decision {d.id} trace={d.trace_id} tenant={d.tenant_id} account={d.account_no} "
-                       f"({d.created_at:%Y-%m-%d %H:%M:%S}Z): {d.outcome} -> {flip.new}")
+            click.echo(
+                f"decision {d.id} trace={d.trace_id} tenant={d.tenant_id} account={d.account_no} "
+                f"({d.created_at:%Y-%m-%d %H:%M:%S}Z): {d.outcome} -> {flip.new}"
+            )
     if as_json:
         return
     for rule_id, count in sorted(report.newly_decided_by.items()):
         click.echo(f"rule {rule_id}: would newly decide {count} decision(s)")
     for rule_id, count in sorted(report.no_longer_decided_by.items()):
         click.echo(f"rule {rule_id}: would no longer decide {count} decision(s)")
-    click.echo(f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
-               f"{len(report.flips)} would change")
+    click.echo(
+        f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
+        f"{len(report.flips)} would change"
+    )

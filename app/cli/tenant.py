@@ -34,8 +34,16 @@ def show(tenant_id: str, as_json: bool) -> None:
     s = settings()
     view = tenants.show(session_factory(s), rule_set(s).catalog, tenant_id)
     if as_json:
-        click.echo(json.dumps({"tenant": view.tenant_id, "config_version": view.config_version,
-                               "patterns": view.patterns, "enabled": list(view.enabled)}))
+        click.echo(
+            json.dumps(
+                {
+                    "tenant": view.tenant_id,
+                    "config_version": view.config_version,
+                    "patterns": view.patterns,
+                    "enabled": list(view.enabled),
+                }
+            )
+        )
         return
     click.echo(f"tenant {view.tenant_id} (config version {view.config_version})")
     shown = ", ".join(view.patterns) if view.patterns is not None else "(no config: nothing enabled)"
@@ -47,8 +55,11 @@ def show(tenant_id: str, as_json: bool) -> None:
 @click.argument("tenant_id")
 @click.argument("patterns", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Only show what the change would enable and disable.")
-@click.option("--allow-unmatched", is_flag=True,
-              help="Accept patterns that match no catalog value yet (e.g. for a value the catalog will add).")
+@click.option(
+    "--allow-unmatched",
+    is_flag=True,
+    help="Accept patterns that match no catalog value yet (e.g. for a value the catalog will add).",
+)
 def set_config(tenant_id: str, patterns: tuple[str, ...], dry_run: bool, allow_unmatched: bool) -> None:
     """Replace a tenant's SaaS config with PATTERNS (globs over the catalog) and invalidate caches.
 
@@ -69,7 +80,8 @@ def set_config(tenant_id: str, patterns: tuple[str, ...], dry_run: bool, allow_u
     if unmatched and not allow_unmatched:
         raise click.ClickException(
             f"pattern {unmatched[0]!r} matches no catalog value (check its spelling and case; "
-            "--allow-unmatched to keep it anyway)")
+            "--allow-unmatched to keep it anyway)"
+        )
     factory, cache = session_factory(s), config_cache(s)
     before = tenants.show(factory, catalog, tenant_id).enabled
     after = catalog.expand(patterns)

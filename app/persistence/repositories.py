@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable, bindparam, delete, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -101,8 +101,8 @@ _PERMISSIONS_OF = select(_permissions.c.permission_type, _permissions.c.status, 
 _CREDENTIAL = select(
     _credentials.c.app_key, _credentials.c.tenant_id, _credentials.c.app_secret, _credentials.c.access_token_sha256
 ).where(_credentials.c.app_key == bindparam("app_key"))
-_AUDIT_INSERT = PermissionAudit.__table__.insert()
-_DECISION_INSERT = RecordedDecision.__table__.insert()
+_AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert()
+_DECISION_INSERT = cast(Table, RecordedDecision.__table__).insert()
 
 
 def _per_dialect(build: Any) -> dict[str, Executable]:

@@ -103,8 +103,10 @@ def _unknown_key(key: object, known: list[str]) -> str:
 
 def _config_pattern(value: str) -> None:
     if not is_config_pattern(value):
-        raise ValidationError(f"'{value}' is not a glob over catalog values (letters, digits, '.', '_', '-', '*', "
-                              "'?' and closed [...] sets; e.g. 'stock.*')")
+        raise ValidationError(
+            f"'{value}' is not a glob over catalog values (letters, digits, '.', '_', '-', '*', "
+            "'?' and closed [...] sets; e.g. 'stock.*')"
+        )
 
 
 def _text(max_length: int, **options: Any) -> fields.String:
@@ -155,8 +157,11 @@ class TenantSchema(_Mapping):
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> TenantFixture:
         config = data["saas_config"]
-        return TenantFixture(id=data["id"], credentials=tuple(data["credentials"] or ()),
-                             saas_config=None if config is None else tuple(config["enabled"]))
+        return TenantFixture(
+            id=data["id"],
+            credentials=tuple(data["credentials"] or ()),
+            saas_config=None if config is None else tuple(config["enabled"]),
+        )
 
 
 class AccountSchema(_Mapping):
@@ -165,13 +170,21 @@ class AccountSchema(_Mapping):
     account_no = _text(64, required=True)
     tenant = _text(64, required=True)
     status = fields.String(load_default="active", validate=validate.OneOf(ACCOUNT_STATUSES))
-    permissions = fields.Dict(keys=_text(64), values=fields.String(validate=validate.OneOf(PERMISSION_STATUSES)),
-                              load_default=dict, allow_none=True)
+    permissions = fields.Dict(
+        keys=_text(64),
+        values=fields.String(validate=validate.OneOf(PERMISSION_STATUSES)),
+        load_default=dict,
+        allow_none=True,
+    )
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> AccountFixture:
-        return AccountFixture(account_no=data["account_no"], tenant=data["tenant"], status=data["status"],
-                              permissions=dict(data["permissions"] or {}))
+        return AccountFixture(
+            account_no=data["account_no"],
+            tenant=data["tenant"],
+            status=data["status"],
+            permissions=dict(data["permissions"] or {}),
+        )
 
 
 class FixturesSchema(_Mapping):
@@ -232,13 +245,20 @@ def _duplicates(fixtures: Fixtures) -> list[Problem]:
         tenants.add(tenant.id)
         for j, credential in enumerate(tenant.credentials):
             if credential.app_key in app_keys:
-                problems.append(Problem(("tenants", i, "credentials", j, "app_key"),
-                                        f"app key '{credential.app_key}' is listed twice"))
+                problems.append(
+                    Problem(
+                        ("tenants", i, "credentials", j, "app_key"), f"app key '{credential.app_key}' is listed twice"
+                    )
+                )
             app_keys.add(credential.app_key)
     for i, account in enumerate(fixtures.accounts):
         if (account.tenant, account.account_no) in accounts:
-            problems.append(Problem(("accounts", i, "account_no"),
-                                    f"account '{account.account_no}' of tenant '{account.tenant}' is listed twice"))
+            problems.append(
+                Problem(
+                    ("accounts", i, "account_no"),
+                    f"account '{account.account_no}' of tenant '{account.tenant}' is listed twice",
+                )
+            )
         accounts.add((account.tenant, account.account_no))
     return problems
 

@@ -62,18 +62,23 @@ def _check_references(uow: UnitOfWork, fixtures: Fixtures, catalog: Catalog) -> 
     for i, account in enumerate(fixtures.accounts):
         if account.tenant not in known:
             if uow.tenants.config_version(account.tenant) is None:
-                problems.append(Problem(("accounts", i, "tenant"),
-                                        f"no tenant '{account.tenant}' in this file or the database"))
+                problems.append(
+                    Problem(("accounts", i, "tenant"), f"no tenant '{account.tenant}' in this file or the database")
+                )
             else:
                 known.add(account.tenant)
-        problems += [Problem(("accounts", i, "permissions", permission_type), "not in the catalog")
-                     for permission_type in account.permissions if permission_type not in catalog]
+        problems += [
+            Problem(("accounts", i, "permissions", permission_type), "not in the catalog")
+            for permission_type in account.permissions
+            if permission_type not in catalog
+        ]
     if problems:
         raise InvalidFixtures(problems)
 
 
-def _load_tenant(uow: UnitOfWork, report: LoadReport, i: int, tenant: TenantFixture, catalog: Catalog,
-                 now: datetime) -> bool:
+def _load_tenant(
+    uow: UnitOfWork, report: LoadReport, i: int, tenant: TenantFixture, catalog: Catalog, now: datetime
+) -> bool:
     """Upsert one tenant, its credentials and config; True when its config changed."""
     if uow.tenants.config_version(tenant.id) is None:
         uow.tenants.add(tenant.id, now)
@@ -83,11 +88,16 @@ def _load_tenant(uow: UnitOfWork, report: LoadReport, i: int, tenant: TenantFixt
     for j, credential in enumerate(tenant.credentials):
         if uow.credentials.revocation(credential.app_key) is not None:
             report.not_restored.append(credential.app_key)
-            report.warnings.append(Problem(("tenants", i, "credentials", j, "app_key"),
-                                           f"app key {credential.app_key} is revoked; not restored"))
+            report.warnings.append(
+                Problem(
+                    ("tenants", i, "credentials", j, "app_key"),
+                    f"app key {credential.app_key} is revoked; not restored",
+                )
+            )
             continue
-        wanted = CredentialRecord(credential.app_key, tenant.id, credential.app_secret,
-                                  token_digest(credential.access_token))
+        wanted = CredentialRecord(
+            credential.app_key, tenant.id, credential.app_secret, token_digest(credential.access_token)
+        )
         outcome = _outcome(uow.credentials.get(credential.app_key), wanted)
         if outcome != "unchanged":
             uow.credentials.put(wanted, now)
@@ -96,8 +106,9 @@ def _load_tenant(uow: UnitOfWork, report: LoadReport, i: int, tenant: TenantFixt
         return False
     for j, pattern in enumerate(tenant.saas_config):
         if not catalog.expand((pattern,)):
-            report.warnings.append(Problem(("tenants", i, "saas_config", "enabled", j),
-                                           f"pattern '{pattern}' matches no catalog value"))
+            report.warnings.append(
+                Problem(("tenants", i, "saas_config", "enabled", j), f"pattern '{pattern}' matches no catalog value")
+            )
     outcome = _outcome(uow.tenant_configs.patterns(tenant.id), tenant.saas_config)
     report["saas_configs"].add(outcome)
     if outcome == "unchanged":
@@ -107,13 +118,15 @@ def _load_tenant(uow: UnitOfWork, report: LoadReport, i: int, tenant: TenantFixt
     return True
 
 
-def _load_account(uow: UnitOfWork, report: LoadReport, account: AccountFixture, rule_set_version: str,
-                  now: datetime) -> None:
+def _load_account(
+    uow: UnitOfWork, report: LoadReport, account: AccountFixture, rule_set_version: str, now: datetime
+) -> None:
     """Upsert one account and set its permissions, auditing each change."""
     stored = uow.accounts.get(tenant_id=account.tenant, account_no=account.account_no, lock=False)
     if stored is None:
-        account_id = uow.accounts.add(tenant_id=account.tenant, account_no=account.account_no,
-                                      status=account.status, at=now)
+        account_id = uow.accounts.add(
+            tenant_id=account.tenant, account_no=account.account_no, status=account.status, at=now
+        )
         report["accounts"].add("created")
     else:
         account_id = stored.id
@@ -131,16 +144,29 @@ def _load_account(uow: UnitOfWork, report: LoadReport, account: AccountFixture, 
         wanted.append((permission_type, status, before or "close"))
     uow.permissions.set_many(account_id, [(t, s) for t, s, _ in wanted], now)
     uow.audit.append(
-        {"trace_id": FIXTURE_TRACE_ID, "tenant_id": account.tenant, "app_key": FIXTURE_APP_KEY,
-         "account_no": account.account_no, "permission_type": t, "status_before": before, "status_after": s,
-         "rule_set_version": rule_set_version, "created_at": now}
+        {
+            "trace_id": FIXTURE_TRACE_ID,
+            "tenant_id": account.tenant,
+            "app_key": FIXTURE_APP_KEY,
+            "account_no": account.account_no,
+            "permission_type": t,
+            "status_before": before,
+            "status_after": s,
+            "rule_set_version": rule_set_version,
+            "created_at": now,
+        }
         for t, s, before in wanted
     )
 
 
 def load_fixtures(
-    document: Fixtures | Any, *, session_factory: sessionmaker[Any], cache: ConfigCache, catalog: Catalog,
-    rule_set_version: str, progress: Callable[[int], None] | None = None,
+    document: Fixtures | Any,
+    *,
+    session_factory: sessionmaker[Any],
+    cache: ConfigCache,
+    catalog: Catalog,
+    rule_set_version: str,
+    progress: Callable[[int], None] | None = None,
 ) -> LoadReport:
     """Upsert tenants, credentials, configs, accounts and permissions (all or nothing); report what changed.
 

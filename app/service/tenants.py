@@ -50,8 +50,10 @@ def pattern_problem(pattern: object) -> str | None:
     """Why pattern is not a SaaS config pattern, or None when it is one."""
     if is_config_pattern(pattern):
         return None
-    return (f"pattern {pattern!r} is not a glob over catalog values (letters, digits, '.', '_', '-', '*', '?' "
-            "and closed [...] sets, at most 64 characters; e.g. 'stock.*')")
+    return (
+        f"pattern {pattern!r} is not a glob over catalog values (letters, digits, '.', '_', '-', '*', '?' "
+        "and closed [...] sets, at most 64 characters; e.g. 'stock.*')"
+    )
 
 
 def validate_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
@@ -73,9 +75,7 @@ def show(session_factory: sessionmaker[Any], catalog: Catalog, tenant_id: str) -
     return TenantView(tenant_id, version, patterns, catalog.expand(patterns or ()))
 
 
-def set_config(
-    session_factory: sessionmaker[Any], cache: ConfigCache, tenant_id: str, patterns: Sequence[str]
-) -> None:
+def set_config(session_factory: sessionmaker[Any], cache: ConfigCache, tenant_id: str, patterns: Sequence[str]) -> None:
     """Store the tenant's patterns, move its config version, and drop cached copies."""
     patterns = validate_patterns(patterns)
     now = datetime.now(UTC)

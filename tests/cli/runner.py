@@ -32,8 +32,9 @@ class Ran:
 
 def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Ran:
     """permctl ARGS in this process, with only the given settings; an uncaught exception shows as a traceback."""
-    environment: dict[str, str | None] = {k: None for k in os.environ
-                                          if k.startswith(SETTINGS_PREFIXES) or k.lower() in PROXIES}
+    environment: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(SETTINGS_PREFIXES) or k.lower() in PROXIES
+    }
     environment.update(env or {})
     with contextlib.chdir(cwd or Path.cwd()):
         result = CliRunner().invoke(cli, list(args), env=environment, prog_name="permctl")
@@ -74,8 +75,7 @@ def snapshot(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
     try:
         with engine.connect() as conn:
             tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
-            return {t: sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}")))
-                    for t in tables}
+            return {t: sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}"))) for t in tables}
     finally:
         engine.dispose()
 

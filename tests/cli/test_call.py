@@ -54,9 +54,17 @@ def stub_url() -> Iterator[str]:
 
 
 def _call(url: str, path: str) -> Ran:
-    return invoke("call", "GET", path, env={
-        "LONGBRIDGE_APP_KEY": DEMO.app_key, "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
-        "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token, "LONGBRIDGE_HTTP_URL": url})
+    return invoke(
+        "call",
+        "GET",
+        path,
+        env={
+            "LONGBRIDGE_APP_KEY": DEMO.app_key,
+            "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
+            "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token,
+            "LONGBRIDGE_HTTP_URL": url,
+        },
+    )
 
 
 @pytest.mark.parametrize("path", ["/openapi.json", "/metrics", "/created", "/envelope"])
@@ -79,7 +87,15 @@ def test_the_request_is_signed_like_the_sdk(stub_url):
     _Stub.seen.clear()
     assert _call(stub_url, "/envelope?account_no=A1").returncode == 0
     headers = _Stub.seen[-1]
-    expected = sign(app_secret=DEMO.app_secret, method="GET", path="/envelope", query="account_no=A1",
-                    access_token=DEMO.access_token, app_key=DEMO.app_key, timestamp=headers["X-Timestamp"], body=b"")
+    expected = sign(
+        app_secret=DEMO.app_secret,
+        method="GET",
+        path="/envelope",
+        query="account_no=A1",
+        access_token=DEMO.access_token,
+        app_key=DEMO.app_key,
+        timestamp=headers["X-Timestamp"],
+        body=b"",
+    )
     assert headers["X-Api-Signature"] == signature_header(expected)
     assert headers["X-Api-Key"] == DEMO.app_key and headers["Authorization"] == DEMO.access_token

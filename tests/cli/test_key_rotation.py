@@ -10,14 +10,19 @@ from tests.conftest import Api
 from tests.support import DEMO, Credentials, body_of
 
 NEW = Credentials("demo-key-2", "new-secret", "new-token")
-BOTH = ("tenants:\n  - id: sg_mexc\n    credentials:\n"
-        "      - {app_key: demo-key, app_secret: demo-secret, access_token: demo-token}\n"
-        "      - {app_key: demo-key-2, app_secret: new-secret, access_token: new-token}\n")
+BOTH = (
+    "tenants:\n  - id: sg_mexc\n    credentials:\n"
+    "      - {app_key: demo-key, app_secret: demo-secret, access_token: demo-token}\n"
+    "      - {app_key: demo-key-2, app_secret: new-secret, access_token: new-token}\n"
+)
 
 
 def _code(api: Api, creds: Credentials, n: int) -> int:
-    response = api.update(body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close")), creds=creds,
-                          timestamp=f"{int(time.time())}.{n}")
+    response = api.update(
+        body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close")),
+        creds=creds,
+        timestamp=f"{int(time.time())}.{n}",
+    )
     return response.get_json()["code"]
 
 

@@ -34,8 +34,9 @@ accounts:
 
 
 def _load(path: Path, database_url: str, redis_url: str | None = None) -> Any:
-    return invoke("load", str(path), env={"DATABASE_URL": database_url, **({"REDIS_URL": redis_url} if redis_url
-                                                                          else {})})
+    return invoke(
+        "load", str(path), env={"DATABASE_URL": database_url, **({"REDIS_URL": redis_url} if redis_url else {})}
+    )
 
 
 def _tallies(stdout: str) -> dict[str, tuple[int, int, int]]:
@@ -49,8 +50,13 @@ def test_load_is_idempotent_and_counts_what_it_did(database_url, redis_url, tmp_
     fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
 
     first = _tallies(ok(_load(fixtures, database_url, redis_url)))
-    assert first == {"tenants": (2, 0, 0), "credentials": (2, 0, 0), "saas configs": (1, 0, 0),
-                     "accounts": (3, 0, 0), "permissions": (2, 0, 1)}  # stock.US: close was never set: unchanged
+    assert first == {
+        "tenants": (2, 0, 0),
+        "credentials": (2, 0, 0),
+        "saas configs": (1, 0, 0),
+        "accounts": (3, 0, 0),
+        "permissions": (2, 0, 1),
+    }  # stock.US: close was never set: unchanged
     after_first = snapshot(database_url)
     assert len(after_first["tenants"]) == 2
     assert len(after_first["accounts"]) == 3
@@ -61,8 +67,13 @@ def test_load_is_idempotent_and_counts_what_it_did(database_url, redis_url, tmp_
     assert scalar(database_url, "SELECT status FROM accounts WHERE origin_id = 'GONE-1'") == "deregistered"
 
     second = _tallies(ok(_load(fixtures, database_url, redis_url)))
-    assert second == {"tenants": (0, 0, 2), "credentials": (0, 0, 2), "saas configs": (0, 0, 1),
-                      "accounts": (0, 0, 3), "permissions": (0, 0, 3)}
+    assert second == {
+        "tenants": (0, 0, 2),
+        "credentials": (0, 0, 2),
+        "saas configs": (0, 0, 1),
+        "accounts": (0, 0, 3),
+        "permissions": (0, 0, 3),
+    }
     after_second = snapshot(database_url)
     assert after_second["permission_audit"] == audit  # no new audit rows
     for table in after_first:
@@ -73,13 +84,21 @@ def test_load_applies_a_changed_document_and_counts_the_updates(database_url, tm
     fixtures = tmp_path / "fixtures.yaml"
     fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
     ok(_load(fixtures, database_url))
-    fixtures.write_text(FIXTURES_YAML.replace("stock.HK: open", "stock.HK: close")
-                        .replace('"options.US", "trade.*"', '"options.US"')
-                        .replace("other-secret", "rotated-secret")
-                        .replace("status: deregistered", "status: active"), encoding="utf-8")
+    fixtures.write_text(
+        FIXTURES_YAML.replace("stock.HK: open", "stock.HK: close")
+        .replace('"options.US", "trade.*"', '"options.US"')
+        .replace("other-secret", "rotated-secret")
+        .replace("status: deregistered", "status: active"),
+        encoding="utf-8",
+    )
     tallies = _tallies(ok(_load(fixtures, database_url)))
-    assert tallies == {"tenants": (0, 0, 2), "credentials": (0, 1, 1), "saas configs": (0, 1, 0),
-                       "accounts": (0, 1, 2), "permissions": (0, 1, 2)}
+    assert tallies == {
+        "tenants": (0, 0, 2),
+        "credentials": (0, 1, 1),
+        "saas configs": (0, 1, 0),
+        "accounts": (0, 1, 2),
+        "permissions": (0, 1, 2),
+    }
     assert scalar(database_url, "SELECT count(*) FROM permission_audit") == 3
     assert scalar(database_url, "SELECT config_version FROM tenants WHERE id = 'sg_mexc'") == 2
     assert scalar(database_url, "SELECT app_secret FROM credentials WHERE app_key = 'other-key'") == "rotated-secret"
@@ -91,35 +110,78 @@ def test_load_applies_a_changed_document_and_counts_the_updates(database_url, tm
 @pytest.mark.parametrize(
     ("content", "line", "expected"),
     [
-        ("tenants:\n  - id: x\n    credential: []\n", 3, "tenants[0].credential: unknown key (did you mean "
-                                                         "'credentials'?)"),
-        ("tenants:\n  - id: x\naccounts:\n  - account_no: A1\n    tenant: x\n    colour: red\n", 6,
-         "accounts[0].colour: unknown key (expected account_no, tenant, status, permissions)"),
-        ("tenants:\n  - id: x\n    saas_config: {enabld: ['stock.*']}\n", 3,
-         "tenants[0].saas_config.enabld: unknown key (did you mean 'enabled'?)"),
-        ("accounts:\n  - {account_no: A1, tenant: sg_mexc}\ntenant: []\n", 3,
-         "tenant: unknown key (did you mean 'tenants'?)"),
+        (
+            "tenants:\n  - id: x\n    credential: []\n",
+            3,
+            "tenants[0].credential: unknown key (did you mean 'credentials'?)",
+        ),
+        (
+            "tenants:\n  - id: x\naccounts:\n  - account_no: A1\n    tenant: x\n    colour: red\n",
+            6,
+            "accounts[0].colour: unknown key (expected account_no, tenant, status, permissions)",
+        ),
+        (
+            "tenants:\n  - id: x\n    saas_config: {enabld: ['stock.*']}\n",
+            3,
+            "tenants[0].saas_config.enabld: unknown key (did you mean 'enabled'?)",
+        ),
+        (
+            "accounts:\n  - {account_no: A1, tenant: sg_mexc}\ntenant: []\n",
+            3,
+            "tenant: unknown key (did you mean 'tenants'?)",
+        ),
         ("tenants: 5\n", 1, "tenants: must be a list"),
-        ("tenants:\n  - {id: t, credentials: [{app_key: k, app_secret: 5, access_token: a}]}\n", 2,
-         "tenants[0].credentials[0].app_secret: must be text"),
+        (
+            "tenants:\n  - {id: t, credentials: [{app_key: k, app_secret: 5, access_token: a}]}\n",
+            2,
+            "tenants[0].credentials[0].app_secret: must be text",
+        ),
         ("accounts:\n  - account_no: A1\n    tenant: ghost\n", 3, "accounts[0].tenant: no tenant 'ghost'"),
-        ("accounts:\n  - account_no: A1\n    tenant: sg_mexc\n    status: frozen\n", 4,
-         "accounts[0].status: must be one of: active, deregistered"),
-        ("accounts:\n  - account_no: A1\n    tenant: sg_mexc\n    permissions:\n      stock.HK: open\n"
-         "      stock.us: open\n", 6, "accounts[0].permissions.stock.us: not in the catalog"),
-        ("accounts:\n  - account_no: A1\n    tenant: sg_mexc\n    permissions: {stock.HK: opened}\n", 4,
-         "accounts[0].permissions.stock.HK: must be one of: open, close"),
-        ("tenants:\n  - id: t\n    saas_config:\n      enabled:\n        - 'stock.*'\n        - 'stock.$'\n", 6,
-         "'stock.$' is not a glob"),
+        (
+            "accounts:\n  - account_no: A1\n    tenant: sg_mexc\n    status: frozen\n",
+            4,
+            "accounts[0].status: must be one of: active, deregistered",
+        ),
+        (
+            "accounts:\n  - account_no: A1\n    tenant: sg_mexc\n    permissions:\n      stock.HK: open\n"
+            "      stock.us: open\n",
+            6,
+            "accounts[0].permissions.stock.us: not in the catalog",
+        ),
+        (
+            "accounts:\n  - account_no: A1\n    tenant: sg_mexc\n    permissions: {stock.HK: opened}\n",
+            4,
+            "accounts[0].permissions.stock.HK: must be one of: open, close",
+        ),
+        (
+            "tenants:\n  - id: t\n    saas_config:\n      enabled:\n        - 'stock.*'\n        - 'stock.$'\n",
+            6,
+            "'stock.$' is not a glob",
+        ),
         ("tenants:\n  - id: t\n    saas_config: {enabled: ['stock.[']}\n", 3, "'stock.[' is not a glob"),
         ("tenants:\n  - id: t\n  - id: t\n", 3, "tenants[1].id: tenant 't' is listed twice"),
         ("tenants: [\n  - id: x\n", 2, "not valid YAML"),
         ("tenants:\n  - id: a\n   bad: indent\n", 3, "not valid YAML"),
         ("tenants:\n  - id: a\n    id: b\n", 3, "not valid YAML"),
     ],
-    ids=["typo-credentials", "unknown-account-key", "typo-enabled", "typo-top-level-beside-a-good-one",
-         "wrong-shape", "secret-not-text", "unknown-tenant", "bad-status", "not-in-catalog", "bad-permission-status",
-         "bad-pattern", "unclosed-bracket", "tenant-twice", "unclosed", "bad-indent", "duplicate-key"],
+    ids=[
+        "typo-credentials",
+        "unknown-account-key",
+        "typo-enabled",
+        "typo-top-level-beside-a-good-one",
+        "wrong-shape",
+        "secret-not-text",
+        "unknown-tenant",
+        "bad-status",
+        "not-in-catalog",
+        "bad-permission-status",
+        "bad-pattern",
+        "unclosed-bracket",
+        "tenant-twice",
+        "unclosed",
+        "bad-indent",
+        "duplicate-key",
+    ],
 )
 def test_a_mistake_is_one_line_with_file_and_line(seeded, tmp_path, content, line, expected):
     path = tmp_path / "fixtures.yaml"
@@ -133,8 +195,10 @@ def test_a_mistake_is_one_line_with_file_and_line(seeded, tmp_path, content, lin
 
 def test_every_mistake_is_listed_each_with_its_line(seeded, tmp_path):
     path = tmp_path / "fixtures.yaml"
-    path.write_text("tenants:\n  - id: x\n    credential: []\naccounts:\n  - account_no: A1\n    tenant: x\n"
-                    "    status: frozen\n", encoding="utf-8")
+    path.write_text(
+        "tenants:\n  - id: x\n    credential: []\naccounts:\n  - account_no: A1\n    tenant: x\n    status: frozen\n",
+        encoding="utf-8",
+    )
     result = _load(path, seeded.database_url)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -172,8 +236,7 @@ def test_the_rules_catalog_is_not_a_fixtures_file(seeded):
     [
         (lambda tmp: tmp, "is a directory"),
         (lambda tmp: tmp / "missing.yaml", "no such file"),
-        (lambda tmp: (tmp / "binary.yaml").write_bytes(b"\xff\xfe not utf-8") and tmp / "binary.yaml",
-         "not UTF-8"),
+        (lambda tmp: (tmp / "binary.yaml").write_bytes(b"\xff\xfe not utf-8") and tmp / "binary.yaml", "not UTF-8"),
     ],
     ids=["directory", "missing", "not-utf8"],
 )
@@ -194,8 +257,9 @@ def test_load_never_restores_a_revoked_key_and_says_so(database_url, tmp_path):
 
     again = _load(fixtures, database_url)
     out = ok(again)
-    assert again.stderr.strip() == (f"warning: {fixtures}:4: tenants[0].credentials[0].app_key: "
-                                    "app key demo-key is revoked; not restored")
+    assert again.stderr.strip() == (
+        f"warning: {fixtures}:4: tenants[0].credentials[0].app_key: app key demo-key is revoked; not restored"
+    )
     assert "credentials:  0 created, 0 updated, 1 unchanged, 1 revoked (not restored)" in out
     assert scalar(database_url, "SELECT count(*) FROM credentials WHERE app_key = 'demo-key'") == 0
     assert scalar(database_url, "SELECT tenant_id FROM revoked_app_keys WHERE app_key = 'demo-key'") == "sg_mexc"

@@ -20,6 +20,7 @@ PERMCTL = Path(sys.executable).with_name("permctl")
 RULE_SET = load_rule_set(PROJECT_ROOT / "rules")  # catalog and rules; the version is read when needed
 SG_MEXC = ("account.*", "stock.*", "options.US", "trade.*")
 
+
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Any:
     """permctl ARGS in this process, with only the given settings in its environment."""
     return invoke(*args, env=env, cwd=cwd)
@@ -47,8 +48,15 @@ def test_db_upgrade_creates_a_fresh_sqlite_database(tmp_path):
     ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
     assert path.exists()
     tables = set(snapshot(url))
-    assert {"tenants", "credentials", "tenant_configs", "accounts", "account_permissions", "permission_audit",
-            "accepted_signatures"} <= tables
+    assert {
+        "tenants",
+        "credentials",
+        "tenant_configs",
+        "accounts",
+        "account_permissions",
+        "permission_audit",
+        "accepted_signatures",
+    } <= tables
     assert scalar(url, "SELECT count(*) FROM alembic_version") == 1
     # Running it again is harmless.
     ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
@@ -112,8 +120,11 @@ def test_audit_lists_rows(seeded, app, api):
     rows = [json.loads(line) for line in ok(run("audit", "ACC-1", "--json", env=db_env(seeded))).splitlines()]
     # Two rows from the fixtures load, then one per applied change, oldest first.
     assert [(r["permission_type"], r["status_before"], r["status_after"]) for r in rows] == [
-        ("account.trade", "close", "open"), ("stock.HK", "close", "open"),
-        ("stock.US", "close", "open"), ("stock.HK", "open", "close")]
+        ("account.trade", "close", "open"),
+        ("stock.HK", "close", "open"),
+        ("stock.US", "close", "open"),
+        ("stock.HK", "open", "close"),
+    ]
     latest = rows[-1]
     assert latest["tenant"] == "sg_mexc"
     assert latest["app_key"] == DEMO.app_key
@@ -167,12 +178,26 @@ def test_rules_lint_broken_copy_names_file_and_line(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [("tenant", "show", "ghost"), ("tenant", "set-config", "ghost", "stock.*"),
-     ("tenant", "set-config", "sg_mexc", "stock.$"), ("tenant", "set-config", "sg_mexc", "stock.["),
-     ("tenant", "set-config", "sg_mexc", "stock.us"), ("tenant", "set-config", "sg_mexc", "stock.*", "nothing.*"),
-     ("tenant", "set-config", "sg_mexc", "stock.[", "--dry-run"), ("tenant", "revoke-key", "ghost-key")],
-    ids=["show-unknown", "set-unknown", "bad-pattern", "unclosed-bracket", "matches-nothing",
-         "one-of-them-matches-nothing", "unclosed-bracket-dry-run", "revoke-unknown"],
+    [
+        ("tenant", "show", "ghost"),
+        ("tenant", "set-config", "ghost", "stock.*"),
+        ("tenant", "set-config", "sg_mexc", "stock.$"),
+        ("tenant", "set-config", "sg_mexc", "stock.["),
+        ("tenant", "set-config", "sg_mexc", "stock.us"),
+        ("tenant", "set-config", "sg_mexc", "stock.*", "nothing.*"),
+        ("tenant", "set-config", "sg_mexc", "stock.[", "--dry-run"),
+        ("tenant", "revoke-key", "ghost-key"),
+    ],
+    ids=[
+        "show-unknown",
+        "set-unknown",
+        "bad-pattern",
+        "unclosed-bracket",
+        "matches-nothing",
+        "one-of-them-matches-nothing",
+        "unclosed-bracket-dry-run",
+        "revoke-unknown",
+    ],
 )
 def test_tenant_mistakes(seeded, args):
     before = snapshot(seeded.database_url)
@@ -200,14 +225,21 @@ def test_database_mistakes(tmp_path):
 
 
 DATABASE_COMMANDS = [
-    ("db", "upgrade"), ("load", "{fixtures}"), ("tenant", "show", "sg_mexc"),
-    ("tenant", "set-config", "sg_mexc", "stock.*"), ("tenant", "revoke-key", "demo-key"), ("audit", "ACC-1"),
-    ("audit", "ACC-1", "--at", "2026-01-01T00:00:00Z"), ("rules", "reload"), ("rules", "impact"),
+    ("db", "upgrade"),
+    ("load", "{fixtures}"),
+    ("tenant", "show", "sg_mexc"),
+    ("tenant", "set-config", "sg_mexc", "stock.*"),
+    ("tenant", "revoke-key", "demo-key"),
+    ("audit", "ACC-1"),
+    ("audit", "ACC-1", "--at", "2026-01-01T00:00:00Z"),
+    ("rules", "reload"),
+    ("rules", "impact"),
 ]
 
 
-@pytest.mark.parametrize("args", DATABASE_COMMANDS, ids=[" ".join(a[:2]) + ("-at" if "--at" in a else "")
-                                                           for a in DATABASE_COMMANDS])
+@pytest.mark.parametrize(
+    "args", DATABASE_COMMANDS, ids=[" ".join(a[:2]) + ("-at" if "--at" in a else "") for a in DATABASE_COMMANDS]
+)
 def test_every_database_command_says_one_line_when_the_database_is_down(tmp_path, args):
     fixtures = tmp_path / "fixtures.yaml"
     fixtures.write_text("tenants:\n  - id: sg_mexc\n", encoding="utf-8")
@@ -217,10 +249,14 @@ def test_every_database_command_says_one_line_when_the_database_is_down(tmp_path
     assert line.startswith("Error: database error: ") and "127.0.0.1" in line
 
 
-@pytest.mark.parametrize(("env", "args", "expected"), [
-    ({"DATABASE_URL": "mysql://nobody@127.0.0.1/x"}, ("tenant", "show", "sg_mexc"), "DATABASE_URL: no driver"),
-    ({"REDIS_URL": "notredis"}, ("tenant", "set-config", "sg_mexc", "stock.*"), "REDIS_URL"),
-], ids=["database-without-driver", "redis-url-not-a-url"])
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({"DATABASE_URL": "mysql://nobody@127.0.0.1/x"}, ("tenant", "show", "sg_mexc"), "DATABASE_URL: no driver"),
+        ({"REDIS_URL": "notredis"}, ("tenant", "set-config", "sg_mexc", "stock.*"), "REDIS_URL"),
+    ],
+    ids=["database-without-driver", "redis-url-not-a-url"],
+)
 def test_a_wrong_url_is_one_line(seeded, env, args, expected):
     before = snapshot(seeded.database_url)
     assert expected in one_line_error(run(*args, env={**db_env(seeded), **env}))
@@ -238,18 +274,30 @@ def test_rules_lint_of_a_missing_directory(tmp_path):
     assert "no such directory" in one_line_error(result)
 
 
-SDK_ENV = {"LONGBRIDGE_APP_KEY": DEMO.app_key, "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
-           "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token}
+SDK_ENV = {
+    "LONGBRIDGE_APP_KEY": DEMO.app_key,
+    "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
+    "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token,
+}
 
 
 @pytest.mark.parametrize(
     "url",
-    ["not-a-url", "ftp://127.0.0.1:21", "localhost:8000", "http://127.0.0.1:1", "http://", "http://[::1",
-     "http://127.0.0.1:notaport", "http://exa mple.com"],
+    [
+        "not-a-url",
+        "ftp://127.0.0.1:21",
+        "localhost:8000",
+        "http://127.0.0.1:1",
+        "http://",
+        "http://[::1",
+        "http://127.0.0.1:notaport",
+        "http://exa mple.com",
+    ],
 )
 def test_call_with_a_bad_http_url(url):
-    line = one_line_error(run("call", "GET", f"{READ_PATH}?account_no=ACC-1",
-                              env={**SDK_ENV, "LONGBRIDGE_HTTP_URL": url}, timeout=60))
+    line = one_line_error(
+        run("call", "GET", f"{READ_PATH}?account_no=ACC-1", env={**SDK_ENV, "LONGBRIDGE_HTTP_URL": url}, timeout=60)
+    )
     assert line.startswith("Error:")
 
 
@@ -282,8 +330,9 @@ def test_usage_mistakes_are_click_usage_errors():
 @pytest.mark.e2e
 def test_call_against_a_live_server(live_server):
     env = {**SDK_ENV, "LONGBRIDGE_HTTP_URL": live_server.url}
-    data = json.dumps({"account_no": "ACC-1", "changes": [{"permission_type": "stock.US",
-                                                          "permission_status": "open"}]})
+    data = json.dumps(
+        {"account_no": "ACC-1", "changes": [{"permission_type": "stock.US", "permission_status": "open"}]}
+    )
     applied = run_script("call", "POST", UPDATE_PATH, "--data", data, env=env, timeout=60)
     assert json.loads(ok(applied)) == {"code": 0, "message": "success", "data": {"failure_index": 0}}
     assert "HTTP 200" in applied.stderr
@@ -294,9 +343,15 @@ def test_call_against_a_live_server(live_server):
     statuses = {p["permission_type"]: p["permission_status"] for p in read["data"]["permissions"]}
     assert statuses["stock.US"] == "open"
 
-    rejected_body = json.dumps({"account_no": "ACC-1", "changes": [
-        {"permission_type": "stock.JP", "permission_status": "open"},
-        {"permission_type": "flag.options", "permission_status": "open"}]})
+    rejected_body = json.dumps(
+        {
+            "account_no": "ACC-1",
+            "changes": [
+                {"permission_type": "stock.JP", "permission_status": "open"},
+                {"permission_type": "flag.options", "permission_status": "open"},
+            ],
+        }
+    )
     rejected = run_script("call", "POST", UPDATE_PATH, "--data", rejected_body, env=env, timeout=60)
     assert rejected.returncode == 1, rejected.stderr
     assert "Traceback" not in rejected.stdout + rejected.stderr
@@ -311,8 +366,13 @@ def test_call_against_a_live_server(live_server):
     assert json.loads(ok(document))["openapi"].startswith("3.")
     assert "HTTP 200" in document.stderr
 
-    wrong_secret = run_script("call", "GET", f"{READ_PATH}?account_no=ACC-1",
-                       env={**env, "LONGBRIDGE_APP_SECRET": "not-the-secret"}, timeout=60)
+    wrong_secret = run_script(
+        "call",
+        "GET",
+        f"{READ_PATH}?account_no=ACC-1",
+        env={**env, "LONGBRIDGE_APP_SECRET": "not-the-secret"},
+        timeout=60,
+    )
     assert wrong_secret.returncode == 1
     assert json.loads(wrong_secret.stdout)["code"] == 401001
     assert "not-the-secret" not in wrong_secret.stdout + wrong_secret.stderr

@@ -37,8 +37,9 @@ def test_a_failing_case_fails_the_run_and_the_report(tmp_path: Path):
     rules = copy_rules(tmp_path)
     cases = rules / "cases" / "ordering.yaml"
     text = cases.read_text()
-    cases.write_text(text.replace("failure_index: 2, rule_id: no-duplicate-type",
-                                  "failure_index: 1, rule_id: no-duplicate-type", 1))
+    cases.write_text(
+        text.replace("failure_index: 2, rule_id: no-duplicate-type", "failure_index: 1, rule_id: no-duplicate-type", 1)
+    )
     report = tmp_path / "rules.xml"
     result = permctl("rules", "test", "--rules", str(rules), "--junit", str(report))
     assert result.returncode == 1
@@ -83,22 +84,32 @@ SEMANTIC_MISTAKES = [
     ("validation.yaml", "    message: is required\n", "    message: is required {colour}\n", "unknown placeholder"),
     ("validation.yaml", "{fact: named_earlier, equals: true}", "{fact: named_before, equals: true}", "unknown fact"),
     ("validation.yaml", "    field: permission_status\n", "    field: 7\n", "'field'"),
-    ("validation.yaml", "    description: Every change names a permission type.\n",
-     "    descripton: Every change names a permission type.\n", "unknown key 'descripton'"),
+    (
+        "validation.yaml",
+        "    description: Every change names a permission type.\n",
+        "    descripton: Every change names a permission type.\n",
+        "unknown key 'descripton'",
+    ),
     ("validation.yaml", "{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: nope}", "true or false"),
     ("catalog.yaml", "markets: [HK, US,", "markets: [HK, HK, US,", "listed twice"),
     ("catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]\nextra: 1", "unknown key 'extra'"),
     ("cases/ordering.yaml", "rule_id: type-required}", "rule_id: no-such-rule}", "names no rule"),
-    ("cases/tenant_config.yaml", "permission_status: open}]\n    expect: {code: SUCCESS}",
-     "permission_status: open}]\n    expect: {code: ALL_GOOD}", "unknown code"),
+    (
+        "cases/tenant_config.yaml",
+        "permission_status: open}]\n    expect: {code: SUCCESS}",
+        "permission_status: open}]\n    expect: {code: ALL_GOOD}",
+        "unknown code",
+    ),
     ("cases/permission_status.yaml", "account: {stock.HK: open}", "account: {stock.KR: open}", "not in the catalog"),
 ]
 
 
-@pytest.mark.parametrize(("relative", "old", "new", "complaint"), SEMANTIC_MISTAKES,
-                         ids=[m[3] for m in SEMANTIC_MISTAKES])
-def test_each_kind_of_mistake_is_named_with_file_and_line(tmp_path: Path, relative: str, old: str, new: str,
-                                                          complaint: str):
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "complaint"), SEMANTIC_MISTAKES, ids=[m[3] for m in SEMANTIC_MISTAKES]
+)
+def test_each_kind_of_mistake_is_named_with_file_and_line(
+    tmp_path: Path, relative: str, old: str, new: str, complaint: str
+):
     rules = copy_rules(tmp_path)
     path = rules / relative
     text = path.read_text()
@@ -116,7 +127,13 @@ def test_each_kind_of_mistake_is_named_with_file_and_line(tmp_path: Path, relati
 
 def test_explain_shows_every_rule_in_order_for_each_change():
     result = permctl(
-        "rules", "explain", "--enable", "stock.*", "--state", "stock.HK=open", "--data",
+        "rules",
+        "explain",
+        "--enable",
+        "stock.*",
+        "--state",
+        "stock.HK=open",
+        "--data",
         '{"account_no":"A1","changes":[{"permission_type":"stock.US","permission_status":"open"},'
         '{"permission_type":"stock.HK","permission_status":"open"},'
         '{"permission_type":"flag.options","permission_status":"open"}]}',
@@ -186,8 +203,7 @@ def test_reload_prints_the_version_of_the_directory_workers_reload(database_url,
     assert result.returncode == 0, result.stderr
     assert f"RULES_DIR {live}, here rule-set version {rule_set_version(live)}" in result.stdout
     assert _generation(database_url) == 1
-    same = permctl("rules", "reload", "--rules", str(live), env={"DATABASE_URL": database_url,
-                                                                 "RULES_DIR": str(live)})
+    same = permctl("rules", "reload", "--rules", str(live), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
     assert same.returncode == 0 and _generation(database_url) == 2
 
 
@@ -195,37 +211,49 @@ def test_reload_refuses_a_directory_workers_do_not_read(database_url, tmp_path: 
     live = copy_rules(tmp_path / "live")
     proposed = copy_rules(tmp_path / "proposed")
     (proposed / "README.md").write_text("a proposed change\n")  # another version
-    result = permctl("rules", "reload", "--rules", str(proposed),
-                     env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
+    result = permctl(
+        "rules", "reload", "--rules", str(proposed), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)}
+    )
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"Error: --rules {proposed}: workers reload RULES_DIR ({live}), not another "
-                                     "directory; copy the rule set there, or run with the service's RULES_DIR")
+    assert result.stderr.strip() == (
+        f"Error: --rules {proposed}: workers reload RULES_DIR ({live}), not another "
+        "directory; copy the rule set there, or run with the service's RULES_DIR"
+    )
     assert result.stdout == ""
     assert _generation(database_url) == 0  # nothing was asked of the workers
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (lambda tmp: tmp / "no-such-dir" / "x.xml", "no such directory"),
-    (lambda tmp: tmp, "is a directory"),
-], ids=["missing-directory", "a-directory"])
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda tmp: tmp / "no-such-dir" / "x.xml", "no such directory"),
+        (lambda tmp: tmp, "is a directory"),
+    ],
+    ids=["missing-directory", "a-directory"],
+)
 def test_junit_path_is_checked_before_any_case_runs(tmp_path: Path, make, expected):
     report = make(tmp_path)
     result = permctl("rules", "test", "--junit", str(report))
     assert result.returncode == 1
     assert result.stdout == ""  # no case ran
     assert result.stderr.strip() == f"Error: --junit {report}: {expected}" + (
-        f" {report.parent}" if expected == "no such directory" else "")
+        f" {report.parent}" if expected == "no such directory" else ""
+    )
 
 
-@pytest.mark.parametrize("extra", [["--data", '{"changes": []}'], ["--enable", "stock.*"],
-                                   ["--state", "stock.HK=open"]], ids=["data", "enable", "state"])
+@pytest.mark.parametrize(
+    "extra",
+    [["--data", '{"changes": []}'], ["--enable", "stock.*"], ["--state", "stock.HK=open"]],
+    ids=["data", "enable", "state"],
+)
 def test_explain_refuses_a_case_with_data_of_its_own(extra: list[str]):
     result = permctl("rules", "explain", "--case", "the first failing change wins over a later one", *extra)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "Error: --case explains the case's own request, tenant config and state: give either --case NAME or "
-        "--data JSON (with --enable/--state), not both"]
+        "--data JSON (with --enable/--state), not both"
+    ]
 
 
 def test_impact_since_takes_iso_8601_with_z_or_an_offset(api, seeded):
@@ -260,8 +288,9 @@ def test_a_junit_report_that_cannot_be_written_after_the_run_is_one_line():
 
 
 def test_explain_prints_a_change_it_cannot_encode_escaped():
-    result = permctl("rules", "explain", "--data",
-                     '{"changes":[{"permission_type":"\\ud800x","permission_status":"open"}]}')
+    result = permctl(
+        "rules", "explain", "--data", '{"changes":[{"permission_type":"\\ud800x","permission_status":"open"}]}'
+    )
     assert result.returncode == 0, result.stderr
     assert '{"permission_type": "\\ud800x", "permission_status": "open"}' in result.stdout
 
@@ -271,5 +300,7 @@ def test_a_missing_rules_dir_is_one_line(tmp_path: Path):
     for args in (("rules", "test"), ("rules", "explain", "--case", "x"), ("tenant", "show", "sg_mexc")):
         result = permctl(*args, env={"RULES_DIR": str(missing), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
         assert result.returncode == 1, args
-        assert result.stderr.strip().splitlines() in ([f"Error: {missing}: no such directory"],
-                                                     [f"Error: RULES_DIR {missing}: no such directory"]), args
+        assert result.stderr.strip().splitlines() in (
+            [f"Error: {missing}: no such directory"],
+            [f"Error: RULES_DIR {missing}: no such directory"],
+        ), args

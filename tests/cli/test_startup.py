@@ -11,8 +11,21 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "flask", "werkzeug", "durable", "alembic", "marshmallow", "redis", "psycopg", "structlog",
-         "ruamel", "app.container", "app.persistence", "app.rules")
+HEAVY = (
+    "sqlalchemy",
+    "flask",
+    "werkzeug",
+    "durable",
+    "alembic",
+    "marshmallow",
+    "redis",
+    "psycopg",
+    "structlog",
+    "ruamel",
+    "app.container",
+    "app.persistence",
+    "app.rules",
+)
 
 SHOW_HEAVY = f"""
 import json, sys
@@ -22,8 +35,13 @@ print(json.dumps(sorted({{name.split('.')[0] if not name.startswith('app.') else
 
 
 def _imported_after(code: str) -> list[str]:
-    done = subprocess.run([sys.executable, "-c", code + SHOW_HEAVY], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code + SHOW_HEAVY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -32,8 +50,17 @@ def test_importing_the_cli_imports_no_framework_database_or_engine():
     assert _imported_after("import app.cli") == []
 
 
-@pytest.mark.parametrize("args", [["--help"], ["rules", "--help"], ["tenant", "set-config", "--help"],
-                                  ["db", "--help"], ["load", "--help"], ["serve", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["rules", "--help"],
+        ["tenant", "set-config", "--help"],
+        ["db", "--help"],
+        ["load", "--help"],
+        ["serve", "--help"],
+    ],
+)
 def test_help_imports_nothing_heavy(args):
     code = f"""
 from app.cli import cli

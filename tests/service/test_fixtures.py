@@ -33,8 +33,13 @@ def rule_set(settings: Settings) -> Any:
 
 
 def _load(document: Any, factory: sessionmaker[Any], rule_set: Any) -> LoadReport:
-    return load_fixtures(document, session_factory=factory, cache=InProcessConfigCache(30.0), catalog=rule_set.catalog,
-                         rule_set_version=rule_set.version)
+    return load_fixtures(
+        document,
+        session_factory=factory,
+        cache=InProcessConfigCache(30.0),
+        catalog=rule_set.catalog,
+        rule_set_version=rule_set.version,
+    )
 
 
 def _counts(report: LoadReport) -> dict[str, tuple[int, int, int]]:
@@ -48,11 +53,21 @@ def _rows(factory: sessionmaker[Any], table: str) -> int:
 
 def test_a_document_is_counted_and_a_second_load_changes_nothing(factory, rule_set):
     first = _load(FIXTURES, factory, rule_set)
-    assert _counts(first) == {"tenants": (3, 0, 0), "credentials": (3, 0, 0), "saas_configs": (2, 0, 0),
-                              "accounts": (5, 0, 0), "permissions": (2, 0, 0)}
+    assert _counts(first) == {
+        "tenants": (3, 0, 0),
+        "credentials": (3, 0, 0),
+        "saas_configs": (2, 0, 0),
+        "accounts": (5, 0, 0),
+        "permissions": (2, 0, 0),
+    }
     second = _load(FIXTURES, factory, rule_set)
-    assert _counts(second) == {"tenants": (0, 0, 3), "credentials": (0, 0, 3), "saas_configs": (0, 0, 2),
-                               "accounts": (0, 0, 5), "permissions": (0, 0, 2)}
+    assert _counts(second) == {
+        "tenants": (0, 0, 3),
+        "credentials": (0, 0, 3),
+        "saas_configs": (0, 0, 2),
+        "accounts": (0, 0, 5),
+        "permissions": (0, 0, 2),
+    }
     assert second.warnings == [] and second.not_restored == []
 
 
@@ -62,7 +77,8 @@ def test_a_revoked_key_is_not_restored(factory, rule_set):
     report = _load(FIXTURES, factory, rule_set)
     assert report.not_restored == ["other-key"]
     assert [(w.path, w.message) for w in report.warnings] == [
-        (("tenants", 1, "credentials", 0, "app_key"), "app key other-key is revoked; not restored")]
+        (("tenants", 1, "credentials", 0, "app_key"), "app key other-key is revoked; not restored")
+    ]
     with factory() as session:
         assert session.execute(text("SELECT count(*) FROM credentials WHERE app_key = 'other-key'")).scalar() == 0
     again = tenants.revoke_key(factory, "other-key")
@@ -77,28 +93,46 @@ def test_a_mistake_anywhere_writes_nothing(factory, rule_set):
     with pytest.raises(InvalidFixtures) as caught:
         _load(document, factory, rule_set)
     assert [(p.path, p.message) for p in caught.value.problems] == [
-        (("accounts", 5, "permissions", "stock.XX"), "not in the catalog")]
+        (("accounts", 5, "permissions", "stock.XX"), "not in the catalog")
+    ]
     assert _rows(factory, "tenants") == 0 and _rows(factory, "accounts") == 0
 
 
 def test_a_pattern_that_matches_nothing_is_loaded_with_a_warning(factory, rule_set):
     report = _load({"tenants": [{"id": "t", "saas_config": {"enabled": ["stock.*", "crypto.*"]}}]}, factory, rule_set)
     assert [(w.path, w.message) for w in report.warnings] == [
-        (("tenants", 0, "saas_config", "enabled", 1), "pattern 'crypto.*' matches no catalog value")]
+        (("tenants", 0, "saas_config", "enabled", 1), "pattern 'crypto.*' matches no catalog value")
+    ]
     assert tenants.show(factory, rule_set.catalog, "t").patterns == ("stock.*", "crypto.*")
 
 
-@pytest.mark.parametrize(("document", "path", "message"), [
-    ({"tenant": []}, (), "not a fixtures file: expected top-level 'tenants' and/or 'accounts', found 'tenant' "
-                         "(did you mean 'tenants'?)"),
-    ({"tenants": [], "acounts": []}, ("acounts",), "unknown key (did you mean 'accounts'?)"),
-    ({"accounts": [{"account_no": "A", "tenant": "t", "attributes": {}}]}, ("accounts", 0, "attributes"),
-     "unknown key (expected account_no, tenant, status, permissions)"),
-    ({"tenants": [{"id": "t", "credentials": [{"app_key": "k", "app_secret": "s"}]}]},
-     ("tenants", 0, "credentials", 0, "access_token"), "is required"),
-    ({"tenants": [{"id": "t", "saas_config": {"enabled": ["stock.["]}}]},
-     ("tenants", 0, "saas_config", "enabled", 0), "'stock.[' is not a glob"),
-])
+@pytest.mark.parametrize(
+    ("document", "path", "message"),
+    [
+        (
+            {"tenant": []},
+            (),
+            "not a fixtures file: expected top-level 'tenants' and/or 'accounts', found 'tenant' "
+            "(did you mean 'tenants'?)",
+        ),
+        ({"tenants": [], "acounts": []}, ("acounts",), "unknown key (did you mean 'accounts'?)"),
+        (
+            {"accounts": [{"account_no": "A", "tenant": "t", "attributes": {}}]},
+            ("accounts", 0, "attributes"),
+            "unknown key (expected account_no, tenant, status, permissions)",
+        ),
+        (
+            {"tenants": [{"id": "t", "credentials": [{"app_key": "k", "app_secret": "s"}]}]},
+            ("tenants", 0, "credentials", 0, "access_token"),
+            "is required",
+        ),
+        (
+            {"tenants": [{"id": "t", "saas_config": {"enabled": ["stock.["]}}]},
+            ("tenants", 0, "saas_config", "enabled", 0),
+            "'stock.[' is not a glob",
+        ),
+    ],
+)
 def test_the_schema_names_the_path_of_each_mistake(document, path, message):
     with pytest.raises(InvalidFixtures) as caught:
         parse_fixtures(document)
