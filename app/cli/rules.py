@@ -259,14 +259,11 @@ def explain(
             click.echo("  => accepted: no rule rejects this change")
         else:
             click.echo(f"  => rejected by {decided}: {x.verdict.rule.outcome}")
-    if first_failure is None:
+    deciding = explanations[first_failure].verdict.rule if first_failure is not None else None
+    if deciding is None:
         click.echo("\nrequest: SUCCESS (every change would be written)")
     else:
-        x = explanations[first_failure]
-        click.echo(
-            f"\nrequest: {x.verdict.rule.outcome} at changes[{first_failure}] "  # type: ignore[union-attr]
-            f"by {x.verdict.rule.id}"
-        )  # type: ignore[union-attr]
+        click.echo(f"\nrequest: {deciding.outcome} at changes[{first_failure}] by {deciding.id}")
 
 
 def _same_directory(a: Path, b: Path) -> bool:
