@@ -16,12 +16,17 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from app.rules.model import RuleSet
 
-__all__ = ["config_cache", "database_error", "read_yaml", "rule_set", "session_factory", "settings"]
+__all__ = ["config_cache", "database_error", "no_driver", "read_yaml", "rule_set", "session_factory", "settings"]
 
 
 def settings() -> Settings:
     """Settings from the environment."""
     return Settings.from_env()
+
+
+def no_driver(exc: ImportError) -> str:
+    """The one line for a DATABASE_URL whose database has no driver here."""
+    return f"DATABASE_URL: no driver for this database ({exc.name} is not installed; use postgresql:// or sqlite://)"
 
 
 def session_factory(s: Settings):  # type: ignore[no-untyped-def]
@@ -31,9 +36,7 @@ def session_factory(s: Settings):  # type: ignore[no-untyped-def]
     try:
         engine = make_engine(s)
     except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
-        raise click.ClickException(
-            f"DATABASE_URL: no driver for this database ({exc.name} is not installed; use postgresql:// or sqlite://)"
-        ) from exc
+        raise click.ClickException(no_driver(exc)) from exc
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(engine.dispose)

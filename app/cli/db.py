@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.context import settings
+from app.cli.context import no_driver, settings
 
 
 @click.group()
@@ -30,5 +30,8 @@ def upgrade(revision: str) -> None:
     """
     from app.persistence.migrate import upgrade as alembic_upgrade
 
-    alembic_upgrade(settings().database_url, revision)
+    try:
+        alembic_upgrade(settings().database_url, revision)
+    except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
+        raise click.ClickException(no_driver(exc)) from exc
     click.echo(f"database is at revision {revision}")
