@@ -34,7 +34,7 @@ from tests.support import (
 
 TABLES = (
     "permission_audit", "decisions", "rules_reloads", "account_permissions", "accounts", "tenant_configs",
-    "credentials", "accepted_signatures", "idempotency_keys", "tenants",
+    "credentials", "revoked_app_keys", "accepted_signatures", "idempotency_keys", "tenants",
 )
 
 

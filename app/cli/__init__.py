@@ -1,4 +1,9 @@
-"""permctl: the one command line of the service."""
+"""permctl: the one command line of the service.
+
+Importing this package is cheap (click and the command modules only): each command imports SQLAlchemy,
+Alembic, Flask or durable_rules inside its function, so `permctl --help` and `permctl call` start fast.
+tests/cli/test_startup.py guards that.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ import click
 from app.cli.audit import audit
 from app.cli.call import call
 from app.cli.db import db
+from app.cli.errors import Permctl
 from app.cli.load import load
 from app.cli.rules import rules
 from app.cli.serve import serve
 from app.cli.tenant import tenant
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Permctl, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Trade-permission policy service: database, fixtures, server, signed calls, rules, tenants, audit.
 

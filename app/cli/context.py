@@ -1,20 +1,22 @@
-"""What CLI commands share: settings from the environment and one-line errors."""
+"""What CLI commands share: settings from the environment and one-line errors.
+
+Nothing heavy is imported at module level (see app/cli/__init__.py): each helper imports what it needs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.persistence.config_cache import make_config_cache
-from app.persistence.db import make_engine, make_session_factory
-from app.rules.lint import load_clean
-from app.rules.loader import RuleSetInvalid
-from app.rules.model import RuleSet
+from app.cli.errors import database_error
 from app.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from app.rules.model import RuleSet
+
+__all__ = ["config_cache", "database_error", "no_driver", "read_yaml", "rule_set", "session_factory", "settings"]
 
 
 def settings() -> Settings:
@@ -25,26 +27,54 @@ def settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def no_driver(exc: ImportError) -> str:
+    """The one line for a DATABASE_URL whose database has no driver here."""
+    return f"DATABASE_URL: no driver for this database ({exc.name} is not installed; use postgresql:// or sqlite://)"
+
+
 def session_factory(s: Settings):  # type: ignore[no-untyped-def]
-    """A session factory for the configured database."""
-    return make_session_factory(make_engine(s))
+    """A session factory for the configured database; its engine is disposed when the command ends."""
+    from app.persistence.db import make_engine, make_session_factory
+
+    try:
+        engine = make_engine(s)
+    except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
+        raise click.ClickException(no_driver(exc)) from exc
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(engine.dispose)
+    return make_session_factory(engine)
 
 
 def config_cache(s: Settings):  # type: ignore[no-untyped-def]
     """The tenant-config cache the service uses, so changes can invalidate it."""
-    return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds, s.redis_breaker_seconds, s.redis_key_prefix)
+    from app.persistence.config_cache import make_config_cache
+
+    try:
+        return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds)
+    except ValueError as exc:  # redis-py refuses a URL that is not redis://, rediss:// or unix://
+        raise click.ClickException(f"REDIS_URL: {exc}") from exc
 
 
 def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
     """The rule set if it lints clean (cases included), or a clean exit listing its problems."""
+    from app.rules.lint import load_clean
+    from app.rules.loader import RuleSetInvalid
+
+    directory = rules_dir or s.rules_dir
+    if not directory.is_dir():
+        raise click.ClickException(f"RULES_DIR {directory}: no such directory")
     try:
-        return load_clean(rules_dir or s.rules_dir)
+        return load_clean(directory)
     except RuleSetInvalid as exc:
         raise click.ClickException(f"the rules do not lint clean:\n{exc}") from exc
 
 
-def read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> Any:
     """A YAML file as plain data, or a one-line error."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
         return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -52,9 +82,3 @@ def read_yaml(path: Path) -> object:
     except (YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()
         raise click.ClickException(f"{path}: not valid YAML: {' '.join(first[:2])}") from exc
-
-
-def database_error(exc: SQLAlchemyError) -> click.ClickException:
-    """A one-line error for a database failure."""
-    reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-    return click.ClickException(f"database error: {reason[0] if reason else type(exc).__name__}")

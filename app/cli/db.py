@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli.context import database_error, settings
-from app.persistence.migrate import upgrade as alembic_upgrade
+from app.cli.context import no_driver, settings
 
 
 @click.group()
@@ -24,13 +22,16 @@ def db() -> None:
 def upgrade(revision: str) -> None:
     """Create or migrate the schema of DATABASE_URL with Alembic.
 
+    An unknown revision or an unreachable database is reported in one line (see app/cli/errors.py).
+
     \b
     Example:
       DATABASE_URL=postgresql://postgres@127.0.0.1/test permctl db upgrade
     """
-    s = settings()
+    from app.persistence.migrate import upgrade as alembic_upgrade
+
     try:
-        alembic_upgrade(s.database_url, revision)
-    except SQLAlchemyError as exc:
-        raise database_error(exc) from exc
+        alembic_upgrade(settings().database_url, revision)
+    except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
+        raise click.ClickException(no_driver(exc)) from exc
     click.echo(f"database is at revision {revision}")

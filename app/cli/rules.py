@@ -1,34 +1,39 @@
-"""permctl rules: lint, regression-test and explain the compliance-owned rules/ directory."""
+"""permctl rules: lint, regression-test, explain, replay and reload the compliance-owned rules/ directory."""
 
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
+import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli.context import database_error, session_factory, settings
-from app.persistence.unit_of_work import UnitOfWork
-from app.rules.cases import Case, CaseReport, run_cases
-from app.rules.engine import DurableRulesEngine
-from app.rules.impact import Decided, Recorded
-from app.rules.impact import impact as impact_of
-from app.rules.lint import LintResult, lint
-from app.rules.model import RuleSet
-from app.schemas.permissions import load_update_request
-from app.service.model import iso_utc
+from app.cli.context import session_factory, settings
+from app.cli.params import UTC_TIME
+
+if TYPE_CHECKING:
+    from app.rules.cases import Case, CaseReport
+    from app.rules.impact import Recorded
+    from app.rules.lint import LintResult
+    from app.rules.model import RuleSet
 
 RULES_OPTION = click.option(
-    "--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
     help="The rules directory (default: RULES_DIR or rules/).",
 )
 
 
 def _linted(rules_dir: Path | None) -> tuple[Path, LintResult]:
+    from app.rules.lint import lint
+
     directory = rules_dir or settings().rules_dir
+    if not directory.is_dir():
+        raise click.ClickException(f"{directory}: no such directory")
     return directory, lint(directory)
 
 
@@ -65,17 +70,39 @@ def lint_command(rules_dir: Path | None) -> None:
     if not result.clean or result.rule_set is None:
         raise SystemExit(1)
     rule_set = result.rule_set
-    click.echo(f"{directory}: clean — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
-               f"{len(result.cases)} cases; rule-set version {rule_set.version}")
+    click.echo(
+        f"{directory}: clean — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
+        f"{len(result.cases)} cases; rule-set version {rule_set.version}"
+    )
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before running anything, a report path that cannot be written."""
+    folder = path.parent
+    if path.is_dir():
+        raise click.ClickException(f"--junit {path}: is a directory")
+    if not folder.is_dir():
+        raise click.ClickException(f"--junit {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.ClickException(f"--junit {path}: not writable")
 
 
 def _write_junit(path: Path, report: CaseReport, version: str) -> None:
-    suite = ET.Element("testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed),
-                       errors="0", skipped="0")
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element(
+        "testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed), errors="0", skipped="0"
+    )
     ET.SubElement(ET.SubElement(suite, "properties"), "property", name="rule_set_version", value=version)
     for result in report.results:
-        case = ET.SubElement(suite, "testcase", classname=Path(result.case.path).stem, name=result.case.name,
-                             file=result.case.path, line=str(result.case.line))
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=Path(result.case.path).stem,
+            name=result.case.name,
+            file=result.case.path,
+            line=str(result.case.line),
+        )
         if not result.passed:
             failure = ET.SubElement(case, "failure", message=_difference(result.case, result.outcome))
             failure.text = result.outcome.message
@@ -89,8 +116,9 @@ def _describe(code: str, index: int, rule_id: str | None) -> str:
 def _difference(case: Case, outcome: object) -> str:
     e = case.expect
     o = outcome
-    return (f"expected {_describe(e.code, e.failure_index, e.rule_id)}, "
-            f"got {_describe(o.code, o.failure_index, o.rule_id)}")  # type: ignore[attr-defined]
+    return (
+        f"expected {_describe(e.code, e.failure_index, e.rule_id)}, got {_describe(o.code, o.failure_index, o.rule_id)}"  # type: ignore[attr-defined]
+    )
 
 
 @rules.command("test")
@@ -105,6 +133,10 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
     Example:
       permctl rules test --junit rules-report.xml
     """
+    from app.rules.cases import run_cases
+
+    if junit:
+        _check_writable(junit)
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
     report = run_cases(rule_set, result.cases)
@@ -117,7 +149,10 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
     for rule_id in report.unexercised:
         click.echo(f"warning: no case makes rule '{rule_id}' fire")
     if junit:
-        _write_junit(junit, report, rule_set.version)
+        try:
+            _write_junit(junit, report, rule_set.version)
+        except OSError as exc:
+            raise click.ClickException(f"--junit {junit}: {exc.strerror or exc}") from exc
     passed = len(report.results) - report.failed
     click.echo(f"rule-set version {rule_set.version}")
     click.echo(f"{passed} passed, {report.failed} failed")
@@ -135,15 +170,52 @@ def _state(pairs: tuple[str, ...]) -> dict[str, str]:
     return state
 
 
+def _explained(
+    cases: list[Case], case_name: str | None, data: str | None, patterns: tuple[str, ...], state: tuple[str, ...]
+) -> tuple[Any, tuple[str, ...], dict[str, str]]:
+    """The changes, tenant config and current state to explain: the case's own, or --data's with the options."""
+    if case_name is not None:
+        case = next((c for c in cases if c.name == case_name), None)
+        if case is None:
+            raise click.ClickException(f"no case named {case_name!r}")
+        return case.changes, tuple(case.tenant_config), dict(case.account)
+    try:
+        body = json.loads(data or "")
+    except ValueError as exc:
+        raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
+    return body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), _state(state)
+
+
+def _shown(change: object) -> str:
+    """A change as JSON, readable; escaped where the text cannot be printed (e.g. a lone surrogate)."""
+    text = json.dumps(change, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(change)
+    return text
+
+
 @rules.command()
 @RULES_OPTION
 @click.option("--data", default=None, help='The request body as JSON: {"account_no": ..., "changes": [...]}.')
-@click.option("--case", "case_name", default=None, help="Explain a regression case by name instead.")
-@click.option("--enable", "patterns", multiple=True, help="A tenant config pattern (repeatable; default '*').")
-@click.option("--state", "state", multiple=True, help="Current status, TYPE=open|close (repeatable).")
-def explain(rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...],
-            state: tuple[str, ...]) -> None:
+@click.option(
+    "--case",
+    "case_name",
+    default=None,
+    help="Explain a regression case by name instead (its own changes, tenant config and state).",
+)
+@click.option(
+    "--enable", "patterns", multiple=True, help="With --data: a tenant config pattern (repeatable; default '*')."
+)
+@click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
+def explain(
+    rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...], state: tuple[str, ...]
+) -> None:
     """Show, for each change, every rule in order with the engine's verdict, and which rule decided.
+
+    Give either --data (with --enable and --state) or --case: a case brings its own request, tenant config
+    and state, so combining them is refused rather than silently ignoring one.
 
     \b
     Example:
@@ -151,22 +223,19 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
         '{"account_no":"A1","changes":[{"permission_type":"stock.HK","permission_status":"open"}]}'
       permctl rules explain --case 'the first failing change wins over a later one'
     """
+    from app.rules.engine import DurableRulesEngine
+    from app.schemas.permissions import load_update_request
+
+    if case_name is not None and (data is not None or patterns or state):
+        raise click.ClickException(
+            "--case explains the case's own request, tenant config and state: give either "
+            "--case NAME or --data JSON (with --enable/--state), not both"
+        )
+    if case_name is None and data is None:
+        raise click.UsageError("give --data or --case")
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
-    if case_name is not None:
-        case = next((c for c in result.cases if c.name == case_name), None)
-        if case is None:
-            raise click.ClickException(f"no case named {case_name!r}")
-        changes, config, current = case.changes, case.tenant_config, case.account
-    elif data is not None:
-        try:
-            body = json.loads(data)
-        except ValueError as exc:
-            raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
-        changes, config, current = body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), \
-            _state(state)
-    else:
-        raise click.UsageError("give --data or --case")
+    changes, config, current = _explained(result.cases, case_name, data, patterns, state)
     try:
         request = load_update_request({"account_no": "EXPLAIN", "changes": changes})
     except Exception as exc:  # a DomainError from the schema: the request never reaches the rules
@@ -178,7 +247,7 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
     first_failure = next((x.verdict.index for x in explanations if not x.verdict.passed), None)
     for x in explanations:
         change = request["changes"][x.verdict.index]
-        click.echo(f"\nchanges[{x.verdict.index}] {json.dumps(change, ensure_ascii=False)}")
+        click.echo(f"\nchanges[{x.verdict.index}] {_shown(change)}")
         if first_failure is not None and x.verdict.index > first_failure:
             click.echo(f"  (the service stops at changes[{first_failure}]; shown for information)")
         decided = x.verdict.rule.id if x.verdict.rule else None
@@ -186,67 +255,106 @@ def explain(rules_dir: Path | None, data: str | None, case_name: str | None, pat
             verdict = "FIRES" if holds else "pass"
             note = "  <- decides" if rule.id == decided else ("  (lower priority)" if holds else "")
             click.echo(f"  {position:>2}. {rule.id:<26} {verdict}{note}")
-        if decided is None:
+        if x.verdict.rule is None:
             click.echo("  => accepted: no rule rejects this change")
         else:
-            rule = x.verdict.rule
-            click.echo(f"  => rejected by {decided}: {rule.outcome}")  # type: ignore[union-attr]
-    if first_failure is None:
+            click.echo(f"  => rejected by {decided}: {x.verdict.rule.outcome}")
+    deciding = explanations[first_failure].verdict.rule if first_failure is not None else None
+    if deciding is None:
         click.echo("\nrequest: SUCCESS (every change would be written)")
     else:
-        x = explanations[first_failure]
-        click.echo(f"\nrequest: {x.verdict.rule.outcome} at changes[{first_failure}] "  # type: ignore[union-attr]
-                   f"by {x.verdict.rule.id}")  # type: ignore[union-attr]
+        click.echo(f"\nrequest: {deciding.outcome} at changes[{first_failure}] by {deciding.id}")
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 @rules.command()
-@RULES_OPTION
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Only a check: must be the service's RULES_DIR, which is what workers reload.",
+)
 def reload(rules_dir: Path | None) -> None:
-    """Ask every running worker on every host (sharing DATABASE_URL) to reload its rules directory.
+    """Ask every running worker on every host (sharing DATABASE_URL) to reload its own RULES_DIR.
 
-    Workers check within RULES_RELOAD_CHECK_SECONDS (2 s). A worker whose rules do not lint clean keeps its
-    last good rule set and logs `rules_reload_failed`; this command lints the local copy first and exits 1
-    when it is broken (the request is still sent, and the service keeps its last good set).
+    Workers check within RULES_RELOAD_CHECK_SECONDS (2 s) and reload the directory they were started with,
+    never one named here: so this command lints RULES_DIR as set for it (run it with the service's
+    environment) and prints that directory's rule-set version, the one the workers will run if their copy
+    holds the same files; GET /readyz on each host names the version it runs. `--rules DIR` naming another
+    directory is refused: copy a proposed set into RULES_DIR first (after `permctl rules impact --rules DIR`).
+
+    A worker whose rules do not lint clean keeps its last good rule set and logs `rules_reload_failed`; this
+    command exits 1 when the local copy is broken (the request is still sent; workers keep their last good set).
 
     \b
     Example:
       permctl rules lint && permctl rules test && permctl rules reload
     """
-    directory, result = _linted(rules_dir)
+    from app.persistence.unit_of_work import UnitOfWork
+
+    s = settings()
+    if rules_dir is not None and not _same_directory(rules_dir, s.rules_dir):
+        raise click.ClickException(
+            f"--rules {rules_dir}: workers reload RULES_DIR ({s.rules_dir}), not another "
+            "directory; copy the rule set there, or run with the service's RULES_DIR"
+        )
+    directory, result = _linted(s.rules_dir)
     for problem in result.problems:
         click.echo(str(problem), err=True)
-    s = settings()
-    try:
-        with UnitOfWork(session_factory(s), write=True) as uow:
-            generation = uow.rules_reloads.request(datetime.now(UTC))
-            uow.commit()
-    except SQLAlchemyError as exc:
-        raise database_error(exc) from exc
+    with UnitOfWork(session_factory(s), write=True) as uow:
+        generation = uow.rules_reloads.request(datetime.now(UTC))
+        uow.commit()
     if not result.clean or result.rule_set is None:
-        click.echo(f"reload requested (generation {generation}), but {directory} is broken: running workers "
-                   "keep their last good rule set", err=True)
+        click.echo(
+            f"reload requested (generation {generation}), but {directory} is broken: running workers "
+            "keep their last good rule set",
+            err=True,
+        )
         raise SystemExit(1)
-    click.echo(f"reload requested (generation {generation}): workers switch to rule-set version "
-               f"{result.rule_set.version} within {s.rules_reload_check_seconds:g} s")
+    click.echo(
+        f"reload requested (generation {generation}): within {s.rules_reload_check_seconds:g} s workers "
+        f"reload RULES_DIR {directory}, here rule-set version {result.rule_set.version} "
+        "(each host reads its own copy; its /readyz names the version it runs)"
+    )
 
 
 def _recorded(since: datetime | None) -> list[Recorded]:
-    s = settings()
-    try:
-        with UnitOfWork(session_factory(s)) as uow:
-            return [
-                Recorded(d.id, d.trace_id, d.tenant_id, d.account_no, d.created_at, d.rule_set_version, d.changes,
-                         d.tenant_patterns, d.account_state, Decided(d.code, d.failure_index, d.rule_id))
-                for d in uow.decisions.since(since)
-            ]
-    except SQLAlchemyError as exc:
-        raise database_error(exc) from exc
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.impact import Decided, Recorded
+
+    with UnitOfWork(session_factory(settings())) as uow:
+        return [
+            Recorded(
+                d.id,
+                d.trace_id,
+                d.tenant_id,
+                d.account_no,
+                d.created_at,
+                d.rule_set_version,
+                d.changes,
+                d.tenant_patterns,
+                d.account_state,
+                Decided(d.code, d.failure_index, d.rule_id),
+            )
+            for d in uow.decisions.since(since)
+        ]
 
 
 @rules.command()
 @RULES_OPTION
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-              default=None, help="Only decisions recorded at or after this UTC time.")
+@click.option(
+    "--since",
+    type=UTC_TIME,
+    default=None,
+    help="Only decisions recorded at or after this time (ISO 8601, e.g. 2026-11-01T00:00:00Z; no offset means UTC).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per changed decision.")
 def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> None:
     """Replay the decisions the service recorded through a proposed rules directory; list what would change.
@@ -256,26 +364,49 @@ def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> Non
       cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/validation.yaml
       permctl rules impact --rules /tmp/proposed --since 2026-11-01
     """
+    from app.rules.impact import impact as impact_of
+    from app.service.model import iso_utc
+
     directory, result = _linted(rules_dir)
     proposed = _require_clean(directory, result)
-    report = impact_of(proposed, _recorded(since.replace(tzinfo=UTC) if since else None))
+    report = impact_of(proposed, _recorded(since))
     for flip in report.flips:
         d = flip.decision
         if as_json:
-            click.echo(json.dumps({
-                "decision_id": d.id, "trace_id": d.trace_id, "tenant": d.tenant_id, "account_no": d.account_no,
-                "at": iso_utc(d.created_at), "recorded_rule_set_version": d.rule_set_version,
-                "old": {"code": d.outcome.code, "failure_index": d.outcome.failure_index, "rule_id": d.outcome.rule_id},
-                "new": {"code": flip.new.code, "failure_index": flip.new.failure_index, "rule_id": flip.new.rule_id},
-            }))
+            click.echo(
+                json.dumps(
+                    {
+                        "decision_id": d.id,
+                        "trace_id": d.trace_id,
+                        "tenant": d.tenant_id,
+                        "account_no": d.account_no,
+                        "at": iso_utc(d.created_at),
+                        "recorded_rule_set_version": d.rule_set_version,
+                        "old": {
+                            "code": d.outcome.code,
+                            "failure_index": d.outcome.failure_index,
+                            "rule_id": d.outcome.rule_id,
+                        },
+                        "new": {
+                            "code": flip.new.code,
+                            "failure_index": flip.new.failure_index,
+                            "rule_id": flip.new.rule_id,
+                        },
+                    }
+                )
+            )
         else:
-            click.echo(f"decision {d.id} trace={d.trace_id} tenant={d.tenant_id} account={d.account_no} "
-                       f"({d.created_at:%Y-%m-%d %H:%M:%S}Z): {d.outcome} -> {flip.new}")
+            click.echo(
+                f"decision {d.id} trace={d.trace_id} tenant={d.tenant_id} account={d.account_no} "
+                f"({d.created_at:%Y-%m-%d %H:%M:%S}Z): {d.outcome} -> {flip.new}"
+            )
     if as_json:
         return
     for rule_id, count in sorted(report.newly_decided_by.items()):
         click.echo(f"rule {rule_id}: would newly decide {count} decision(s)")
     for rule_id, count in sorted(report.no_longer_decided_by.items()):
         click.echo(f"rule {rule_id}: would no longer decide {count} decision(s)")
-    click.echo(f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
-               f"{len(report.flips)} would change")
+    click.echo(
+        f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
+        f"{len(report.flips)} would change"
+    )

@@ -32,6 +32,16 @@ class Credential(Base):
     created_at: Mapped[utc_datetime]
 
 
+class RevokedAppKey(Base):
+    """A revoked app key: its credential is deleted and `permctl load` never brings it back."""
+
+    __tablename__ = "revoked_app_keys"
+
+    app_key: Mapped[str128] = mapped_column(primary_key=True)
+    tenant_id: Mapped[str64]
+    revoked_at: Mapped[utc_datetime]
+
+
 class TenantConfig(Base):
     """A tenant's SaaS config: the glob patterns over the catalog that it may use."""
 

@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable, bindparam, delete, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from app.persistence.models import (
     IdempotencyKey,
     PermissionAudit,
     RecordedDecision,
+    RevokedAppKey,
     RulesReload,
     Tenant,
     TenantConfig,
@@ -61,6 +62,15 @@ class CredentialRecord:
     access_token_sha256: str
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """A revoked app key: whose it was and when it was revoked."""
+
+    app_key: str
+    tenant_id: str
+    revoked_at: datetime
+
+
 # The upserts are dialect-specific (ON CONFLICT); both dialects spell them the same way.
 _INSERT_BY_DIALECT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -91,8 +101,8 @@ _PERMISSIONS_OF = select(_permissions.c.permission_type, _permissions.c.status, 
 _CREDENTIAL = select(
     _credentials.c.app_key, _credentials.c.tenant_id, _credentials.c.app_secret, _credentials.c.access_token_sha256
 ).where(_credentials.c.app_key == bindparam("app_key"))
-_AUDIT_INSERT = PermissionAudit.__table__.insert()
-_DECISION_INSERT = RecordedDecision.__table__.insert()
+_AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert()
+_DECISION_INSERT = cast(Table, RecordedDecision.__table__).insert()
 
 
 def _per_dialect(build: Any) -> dict[str, Executable]:
@@ -127,6 +137,40 @@ class Accounts:
             _ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no}
         ).one_or_none()
         return None if row is None else AccountRecord(*row)
+
+    def add(self, *, tenant_id: str, account_no: str, status: str, at: datetime) -> int:
+        """Create an account; returns its id."""
+        account = Account(tenant_id=tenant_id, origin_id=account_no, status=status, created_at=at)
+        self.session.add(account)
+        self.session.flush()
+        return account.id
+
+    def set_status(self, account_id: int, status: str) -> None:
+        """Change an account's status (active | deregistered)."""
+        self.session.execute(update(Account).where(Account.id == account_id).values(status=status))
+
+
+class Tenants:
+    """Tenants and the version of their SaaS config."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def config_version(self, tenant_id: str) -> int | None:
+        """The tenant's config version, or None when there is no such tenant."""
+        return self.session.scalar(select(Tenant.config_version).where(Tenant.id == tenant_id))
+
+    def add(self, tenant_id: str, at: datetime) -> None:
+        """Create a tenant (config version 0)."""
+        self.session.add(Tenant(id=tenant_id, config_version=0, created_at=at))
+        self.session.flush()
+
+    def move_config_version(self, tenant_id: str) -> bool:
+        """Bump the tenant's config version (every worker then reads the new config); False if no tenant."""
+        moved = self.session.execute(
+            update(Tenant).where(Tenant.id == tenant_id).values(config_version=Tenant.config_version + 1)
+        )
+        return moved.rowcount == 1  # type: ignore[attr-defined]
 
 
 class Permissions:
@@ -182,6 +226,35 @@ class Credentials:
         row = self.session.connection().execute(_CREDENTIAL, {"app_key": app_key}).one_or_none()
         return None if row is None else CredentialRecord(*row)
 
+    def put(self, credential: CredentialRecord, at: datetime) -> None:
+        """Create the credential, or replace its tenant, secret and token digest."""
+        stored = self.session.get(Credential, credential.app_key)
+        if stored is None:
+            self.session.add(Credential(app_key=credential.app_key, tenant_id=credential.tenant_id,
+                                        app_secret=credential.app_secret,
+                                        access_token_sha256=credential.access_token_sha256, created_at=at))
+        else:
+            stored.tenant_id = credential.tenant_id
+            stored.app_secret = credential.app_secret
+            stored.access_token_sha256 = credential.access_token_sha256
+        self.session.flush()
+
+    def revoke(self, app_key: str, at: datetime) -> Revocation | None:
+        """Delete the credential and keep a tombstone of its key; None when no credential has this key."""
+        stored = self.session.get(Credential, app_key)
+        if stored is None:
+            return None
+        revocation = Revocation(app_key, stored.tenant_id, at)
+        self.session.delete(stored)
+        self.session.merge(RevokedAppKey(app_key=app_key, tenant_id=stored.tenant_id, revoked_at=at))
+        self.session.flush()
+        return revocation
+
+    def revocation(self, app_key: str) -> Revocation | None:
+        """The tombstone of a revoked app key, if it was revoked."""
+        row = self.session.get(RevokedAppKey, app_key)
+        return None if row is None else Revocation(row.app_key, row.tenant_id, row.revoked_at)
+
 
 class TenantConfigs:
     """Tenants' SaaS configs as stored."""
@@ -193,6 +266,12 @@ class TenantConfigs:
         """The tenant's enabled patterns, or None when it has no config."""
         raw = self.session.scalar(select(TenantConfig.enabled_patterns).where(TenantConfig.tenant_id == tenant_id))
         return None if raw is None else tuple(json.loads(raw))
+
+    def replace(self, tenant_id: str, patterns: Sequence[str], at: datetime) -> None:
+        """Store the tenant's patterns (the caller moves its config version in the same transaction)."""
+        self.session.merge(TenantConfig(tenant_id=tenant_id, enabled_patterns=json.dumps(list(patterns)),
+                                        updated_at=at))
+        self.session.flush()
 
 
 class Signatures:

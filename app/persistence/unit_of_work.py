@@ -17,6 +17,7 @@ from app.persistence.repositories import (
     RulesReloads,
     Signatures,
     TenantConfigs,
+    Tenants,
 )
 
 
@@ -44,6 +45,7 @@ class UnitOfWork:
             self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         elif self._write:
             self.session.connection(execution_options={"sqlite_immediate": True})
+        self.tenants = Tenants(self.session)
         self.accounts = Accounts(self.session)
         self.permissions = Permissions(self.session)
         self.audit = AuditTrail(self.session)

@@ -10,7 +10,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.errors import Code, DomainError
 from app.rules.engine import DurableRulesEngine
-from app.rules.loader import Problem, RulesTree, _Reader, read_tree
+from app.rules.loader import Problem, RulesTree, _Reader, read_tree, shown_path
 from app.rules.messages import rejection
 from app.rules.model import RuleSet
 from app.schemas.permissions import load_update_request
@@ -97,7 +97,7 @@ def load_cases(
     rule_ids = {r.id for r in rule_set.rules} if rule_set else None
     catalog = rule_set.catalog if rule_set else None
     for name in sorted(n for n in tree if n.startswith(f"{CASES_DIR}/") and n.endswith(".yaml") and n.count("/") == 1):
-        shown = f"{Path(rules_dir).name}/{name}"
+        shown = shown_path(rules_dir, name)
         reader = _Reader(tree[name], shown)
         doc = reader.load()
         if doc is None:

@@ -14,6 +14,7 @@ from app.rules.loader import (
     RulesTree,
     load_rule_set,
     read_tree,
+    shown_path,
 )
 from app.rules.model import RuleSet
 
@@ -42,7 +43,7 @@ def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
             continue
         if len(parts) == 1 and name in expected:
             continue
-        problems.append(Problem(f"{rules_dir.name}/{name}", 1, 1, "-",
+        problems.append(Problem(shown_path(rules_dir, name), 1, 1, "-",
                                 "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)"))
     return problems
 

@@ -59,6 +59,16 @@ class RuleSetInvalid(Exception):
 RulesTree = dict[str, bytes]  # path relative to the rules directory -> the file's bytes
 
 
+def shown_path(rules_dir: Path, name: str) -> str:
+    """How a problem names a file of rules_dir: relative to the working directory when under it, else as
+    given (absolute stays absolute), so the path printed is the file a person can open."""
+    path = Path(rules_dir) / name
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return path.as_posix()
+
+
 def read_tree(rules_dir: Path) -> RulesTree:
     """Every file under rules_dir, read once: what is parsed and what is hashed are then the same bytes."""
     rules_dir = Path(rules_dir)
@@ -312,8 +322,8 @@ def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
     """Load and validate rules_dir (or the tree already read from it), or raise RuleSetInvalid."""
     rules_dir = Path(rules_dir)
     tree = read_tree(rules_dir) if tree is None else tree
-    catalog, problems = load_catalog(tree.get(CATALOG_FILE), f"{rules_dir.name}/{CATALOG_FILE}")
-    rules, rule_problems = load_rules(tree.get(RULES_FILE), f"{rules_dir.name}/{RULES_FILE}")
+    catalog, problems = load_catalog(tree.get(CATALOG_FILE), shown_path(rules_dir, CATALOG_FILE))
+    rules, rule_problems = load_rules(tree.get(RULES_FILE), shown_path(rules_dir, RULES_FILE))
     problems += rule_problems
     if problems or catalog is None:
         raise RuleSetInvalid(problems)

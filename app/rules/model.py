@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -12,6 +13,17 @@ RAW_FIELDS = frozenset({"permission_type", "permission_status"})
 FLAG_FACTS = frozenset({"in_catalog", "enabled_for_tenant", "named_earlier"})
 KNOWN_FACTS = TEXT_FACTS | FLAG_FACTS
 MESSAGE_PLACEHOLDERS = frozenset({"permission_type", "permission_status", "current_status", "earlier_index"})
+
+# A tenant-config pattern as Catalog.expand reads it (fnmatch): catalog characters, * and ?, and closed
+# [...] or [!...] sets. fnmatch reads an unclosed '[' as itself, so 'stock.[' would silently enable nothing.
+CONFIG_PATTERN = re.compile(r"(?:[A-Za-z0-9_.*?-]|\[!?[A-Za-z0-9_.-]+\])+")
+CONFIG_PATTERN_MAX = 64
+
+
+def is_config_pattern(pattern: object) -> bool:
+    """Whether pattern is a glob Catalog.expand understands (e.g. 'stock.*', 'stock.[HU][KS]')."""
+    return (isinstance(pattern, str) and len(pattern) <= CONFIG_PATTERN_MAX
+            and CONFIG_PATTERN.fullmatch(pattern) is not None)
 
 
 @dataclass(frozen=True)

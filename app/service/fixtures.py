@@ -1,120 +1,192 @@
-"""Load a fixtures document (SPEC §9) idempotently: loading it twice changes nothing the second time."""
+"""Load a fixtures document (SPEC §9) idempotently: loading it twice changes nothing the second time.
+
+A revoked app key is never restored, whatever the document says; the report names it.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from app.errors import DomainError
 from app.persistence.config_cache import ConfigCache
-from app.persistence.models import Account, Credential, Tenant, TenantConfig
+from app.persistence.repositories import CredentialRecord
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.model import Catalog
-from app.service.tenants import validate_patterns
+from app.schemas.fixtures import AccountFixture, Fixtures, InvalidFixtures, Problem, TenantFixture, parse_fixtures
 from app.signature import token_digest
+
+__all__ = ["InvalidFixtures", "LoadReport", "Tally", "load_fixtures"]
 
 FIXTURE_TRACE_ID = "fixture-load"
 FIXTURE_APP_KEY = "permctl"
+KINDS = ("tenants", "credentials", "saas_configs", "accounts", "permissions")
 
 
-class InvalidFixtures(DomainError):
-    """The fixtures document does not have the §9 shape."""
+@dataclass
+class Tally:
+    """How many things of one kind a load created, updated and found unchanged."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, outcome: str) -> None:
+        """Count one outcome: created, updated or unchanged."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise InvalidFixtures(message)
+@dataclass
+class LoadReport:
+    """A tally per kind (tenants, credentials, saas_configs, accounts, permissions), and what was not done."""
+
+    tallies: dict[str, Tally] = field(default_factory=lambda: {kind: Tally() for kind in KINDS})
+    not_restored: list[str] = field(default_factory=list)  # revoked app keys the document still lists
+    warnings: list[Problem] = field(default_factory=list)
+
+    def __getitem__(self, kind: str) -> Tally:
+        return self.tallies[kind]
+
+
+def _outcome(before: object, after: object) -> str:
+    return "created" if before is None else ("unchanged" if before == after else "updated")
+
+
+def _check_references(uow: UnitOfWork, fixtures: Fixtures, catalog: Catalog) -> None:
+    """Every account's tenant exists (in the document or the database); every permission is in the catalog."""
+    known = {tenant.id for tenant in fixtures.tenants}
+    problems = []
+    for i, account in enumerate(fixtures.accounts):
+        if account.tenant not in known:
+            if uow.tenants.config_version(account.tenant) is None:
+                problems.append(
+                    Problem(("accounts", i, "tenant"), f"no tenant '{account.tenant}' in this file or the database")
+                )
+            else:
+                known.add(account.tenant)
+        problems += [
+            Problem(("accounts", i, "permissions", permission_type), "not in the catalog")
+            for permission_type in account.permissions
+            if permission_type not in catalog
+        ]
+    if problems:
+        raise InvalidFixtures(problems)
+
+
+def _load_tenant(
+    uow: UnitOfWork, report: LoadReport, i: int, tenant: TenantFixture, catalog: Catalog, now: datetime
+) -> bool:
+    """Upsert one tenant, its credentials and config; True when its config changed."""
+    if uow.tenants.config_version(tenant.id) is None:
+        uow.tenants.add(tenant.id, now)
+        report["tenants"].add("created")
+    else:
+        report["tenants"].add("unchanged")
+    for j, credential in enumerate(tenant.credentials):
+        if uow.credentials.revocation(credential.app_key) is not None:
+            report.not_restored.append(credential.app_key)
+            report.warnings.append(
+                Problem(
+                    ("tenants", i, "credentials", j, "app_key"),
+                    f"app key {credential.app_key} is revoked; not restored",
+                )
+            )
+            continue
+        wanted = CredentialRecord(
+            credential.app_key, tenant.id, credential.app_secret, token_digest(credential.access_token)
+        )
+        outcome = _outcome(uow.credentials.get(credential.app_key), wanted)
+        if outcome != "unchanged":
+            uow.credentials.put(wanted, now)
+        report["credentials"].add(outcome)
+    if tenant.saas_config is None:
+        return False
+    for j, pattern in enumerate(tenant.saas_config):
+        if not catalog.expand((pattern,)):
+            report.warnings.append(
+                Problem(("tenants", i, "saas_config", "enabled", j), f"pattern '{pattern}' matches no catalog value")
+            )
+    outcome = _outcome(uow.tenant_configs.patterns(tenant.id), tenant.saas_config)
+    report["saas_configs"].add(outcome)
+    if outcome == "unchanged":
+        return False
+    uow.tenant_configs.replace(tenant.id, tenant.saas_config, now)
+    uow.tenants.move_config_version(tenant.id)
+    return True
+
+
+def _load_account(
+    uow: UnitOfWork, report: LoadReport, account: AccountFixture, rule_set_version: str, now: datetime
+) -> None:
+    """Upsert one account and set its permissions, auditing each change."""
+    stored = uow.accounts.get(tenant_id=account.tenant, account_no=account.account_no, lock=False)
+    if stored is None:
+        account_id = uow.accounts.add(
+            tenant_id=account.tenant, account_no=account.account_no, status=account.status, at=now
+        )
+        report["accounts"].add("created")
+    else:
+        account_id = stored.id
+        report["accounts"].add(_outcome(stored.status, account.status))
+        if stored.status != account.status:
+            uow.accounts.set_status(account_id, account.status)
+    current = uow.permissions.of(account_id)
+    wanted = []
+    for permission_type, status in account.permissions.items():
+        before = current[permission_type].status if permission_type in current else None
+        if (before or "close") == status:  # a never-set permission asked to be close stays never set
+            report["permissions"].add("unchanged")
+            continue
+        report["permissions"].add(_outcome(before, status))
+        wanted.append((permission_type, status, before or "close"))
+    uow.permissions.set_many(account_id, [(t, s) for t, s, _ in wanted], now)
+    uow.audit.append(
+        {
+            "trace_id": FIXTURE_TRACE_ID,
+            "tenant_id": account.tenant,
+            "app_key": FIXTURE_APP_KEY,
+            "account_no": account.account_no,
+            "permission_type": t,
+            "status_before": before,
+            "status_after": s,
+            "rule_set_version": rule_set_version,
+            "created_at": now,
+        }
+        for t, s, before in wanted
+    )
 
 
 def load_fixtures(
-    document: Any, *, session_factory: sessionmaker[Any], cache: ConfigCache, catalog: Catalog,
+    document: Fixtures | Any,
+    *,
+    session_factory: sessionmaker[Any],
+    cache: ConfigCache,
+    catalog: Catalog,
     rule_set_version: str,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, int]:
-    """Upsert tenants, credentials, configs, accounts and permissions; returns counts of what it saw."""
-    _require(isinstance(document, dict), "fixtures must be a mapping with 'tenants' and/or 'accounts'")
-    tenants = document.get("tenants") or []
-    accounts = document.get("accounts") or []
-    _require(isinstance(tenants, list) and isinstance(accounts, list), "'tenants' and 'accounts' are lists")
+) -> LoadReport:
+    """Upsert tenants, credentials, configs, accounts and permissions (all or nothing); report what changed.
+
+    document is Fixtures or plain data (checked with app/schemas/fixtures.py); a mistake raises InvalidFixtures
+    with every problem found, and nothing is written.
+    """
+    fixtures = document if isinstance(document, Fixtures) else parse_fixtures(document)
     now = datetime.now(UTC)
-    changed_configs: list[str] = []
+    report = LoadReport()
+    changed_configs = []
     with UnitOfWork(session_factory, write=True) as uow:
-        session = uow.session
-        for i, tenant in enumerate(tenants):
-            _require(isinstance(tenant, dict) and isinstance(tenant.get("id"), str) and tenant["id"],
-                     f"tenants[{i}] needs an id")
-            tenant_id = tenant["id"]
-            if session.get(Tenant, tenant_id) is None:
-                session.add(Tenant(id=tenant_id, config_version=0, created_at=now))
-                session.flush()
-            for j, cred in enumerate(tenant.get("credentials") or []):
-                _require(isinstance(cred, dict) and all(isinstance(cred.get(k), str) and cred[k]
-                                                        for k in ("app_key", "app_secret", "access_token")),
-                         f"tenants[{i}].credentials[{j}] needs app_key, app_secret and access_token")
-                stored = session.get(Credential, cred["app_key"])
-                if stored is None:
-                    session.add(Credential(app_key=cred["app_key"], tenant_id=tenant_id, app_secret=cred["app_secret"],
-                                           access_token_sha256=token_digest(cred["access_token"]), created_at=now))
-                else:
-                    stored.tenant_id = tenant_id
-                    stored.app_secret = cred["app_secret"]
-                    stored.access_token_sha256 = token_digest(cred["access_token"])
-            saas = tenant.get("saas_config")
-            if saas is not None:
-                _require(isinstance(saas, dict) and isinstance(saas.get("enabled"), list),
-                         f"tenants[{i}].saas_config needs an 'enabled' list")
-                patterns = json.dumps(list(validate_patterns(saas["enabled"])))
-                stored = session.get(TenantConfig, tenant_id)
-                if stored is None or stored.enabled_patterns != patterns:
-                    session.merge(TenantConfig(tenant_id=tenant_id, enabled_patterns=patterns, updated_at=now))
-                    session.execute(update(Tenant).where(Tenant.id == tenant_id)
-                                    .values(config_version=Tenant.config_version + 1))
-                    changed_configs.append(tenant_id)
-        for i, item in enumerate(accounts):
-            _require(isinstance(item, dict) and all(isinstance(item.get(k), str) and item[k]
-                                                    for k in ("account_no", "tenant")),
-                     f"accounts[{i}] needs account_no and tenant")
-            status = item.get("status", "active")
-            _require(status in ("active", "deregistered"), f"accounts[{i}].status is active or deregistered")
-            _require(session.get(Tenant, item["tenant"]) is not None, f"accounts[{i}]: no tenant '{item['tenant']}'")
-            account = session.scalar(select(Account).where(Account.tenant_id == item["tenant"],
-                                                           Account.origin_id == item["account_no"]))
-            if account is None:
-                account = Account(tenant_id=item["tenant"], origin_id=item["account_no"], status=status,
-                                  created_at=now)
-                session.add(account)
-                session.flush()
-            elif account.status != status:
-                account.status = status
-            permissions = item.get("permissions") or {}
-            _require(isinstance(permissions, dict), f"accounts[{i}].permissions is a mapping")
+        _check_references(uow, fixtures, catalog)
+        for i, tenant in enumerate(fixtures.tenants):
+            if _load_tenant(uow, report, i, tenant, catalog, now):
+                changed_configs.append(tenant.id)
+        for account in fixtures.accounts:
+            _load_account(uow, report, account, rule_set_version, now)
             if progress is not None:
                 progress(1)
-            current = uow.permissions.of(account.id)
-            wanted = []
-            for permission_type, wanted_status in permissions.items():
-                place = f"accounts[{i}].permissions.{permission_type}"
-                _require(permission_type in catalog, f"{place}: not in the catalog")
-                _require(wanted_status in ("open", "close"), f"{place}: is open or close")
-                before = current[permission_type].status if permission_type in current else "close"
-                if before != wanted_status:  # a never-set permission asked to be close stays never set
-                    wanted.append((permission_type, wanted_status, before))
-            uow.permissions.set_many(account.id, [(t, s) for t, s, _ in wanted], now)
-            uow.audit.append(
-                {"trace_id": FIXTURE_TRACE_ID, "tenant_id": item["tenant"], "app_key": FIXTURE_APP_KEY,
-                 "account_no": item["account_no"], "permission_type": t, "status_before": before,
-                 "status_after": s, "rule_set_version": rule_set_version, "created_at": now}
-                for t, s, before in wanted
-            )
         uow.commit()
     for tenant_id in changed_configs:
         cache.invalidate(tenant_id)
-    return {"tenants": len(tenants), "accounts": len(accounts)}
-
-
-
+    return report

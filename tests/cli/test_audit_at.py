@@ -6,12 +6,9 @@ import json
 import time
 from datetime import UTC, datetime
 
-import pytest
-
+from tests.cli.runner import invoke as permctl
 from tests.conftest import Api
-from tests.support import body_of, permctl
-
-pytestmark = pytest.mark.e2e
+from tests.support import body_of
 
 
 def test_audit_at_a_time_equals_the_read_at_that_time(api: Api, seeded):

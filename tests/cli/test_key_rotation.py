@@ -1,37 +1,56 @@
-"""Rotating an app secret without downtime: two credentials at once, then revoke the old (docs/deploy.md)."""
+"""Rotating an app secret without downtime: two credentials at once, then revoke the old (docs/deploy.md);
+a revoked key stays revoked, whatever a later `permctl load` lists (issue 9 #4)."""
 
 from __future__ import annotations
 
 import time
 
-import pytest
-
+from tests.cli.runner import invoke
 from tests.conftest import Api
-from tests.support import DEMO, Credentials, body_of, permctl
-
-pytestmark = pytest.mark.e2e
+from tests.support import DEMO, Credentials, body_of
 
 NEW = Credentials("demo-key-2", "new-secret", "new-token")
+BOTH = (
+    "tenants:\n  - id: sg_mexc\n    credentials:\n"
+    "      - {app_key: demo-key, app_secret: demo-secret, access_token: demo-token}\n"
+    "      - {app_key: demo-key-2, app_secret: new-secret, access_token: new-token}\n"
+)
+
+
+def _code(api: Api, creds: Credentials, n: int) -> int:
+    response = api.update(
+        body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close")),
+        creds=creds,
+        timestamp=f"{int(time.time())}.{n}",
+    )
+    return response.get_json()["code"]
 
 
 def test_rotation_keeps_serving_and_revocation_locks_the_old_key_out(api: Api, seeded, tmp_path):
     env = {"DATABASE_URL": seeded.database_url}
     fixtures = tmp_path / "rotation.yaml"
-    fixtures.write_text("tenants:\n  - id: sg_mexc\n    credentials:\n"
-                        "      - {app_key: demo-key-2, app_secret: new-secret, access_token: new-token}\n")
-    assert permctl("load", str(fixtures), env=env).returncode == 0
+    fixtures.write_text(BOTH)
+    assert invoke("load", str(fixtures), env=env).returncode == 0
 
-    for n, creds in enumerate((DEMO, NEW)):  # both keys work during the switch
-        response = api.update(body_of("ACC-2", ("stock.US", "open" if n == 0 else "close")), creds=creds,
-                              timestamp=f"{int(time.time())}.{n}")
-        assert response.get_json()["code"] == 0
+    assert [_code(api, creds, n) for n, creds in enumerate((DEMO, NEW))] == [0, 0]  # both work during the switch
 
-    result = permctl("tenant", "revoke-key", "demo-key", env=env)
-    assert result.returncode == 0 and "revoked app key demo-key of tenant sg_mexc" in result.stdout
+    result = invoke("tenant", "revoke-key", "demo-key", env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "revoked app key demo-key of tenant sg_mexc"
     old = api.update(body_of("ACC-2", ("stock.US", "open")), creds=DEMO, timestamp=f"{int(time.time())}.7")
     assert (old.status_code, old.get_json()["code"]) == (401, 401001)
-    new = api.update(body_of("ACC-2", ("stock.US", "open")), creds=NEW, timestamp=f"{int(time.time())}.8")
-    assert new.get_json()["code"] == 0
+    assert _code(api, NEW, 8) == 0
 
-    again = permctl("tenant", "revoke-key", "demo-key", env=env)
-    assert again.returncode == 1 and again.stderr.strip() == "Error: no credential with app key 'demo-key'"
+    # The documented idempotent load, of the same file that still lists the old key: it stays revoked.
+    again = invoke("load", str(fixtures), env=env)
+    assert again.returncode == 0
+    assert "app key demo-key is revoked; not restored" in again.stderr
+    old = api.update(body_of("ACC-2", ("stock.US", "open")), creds=DEMO, timestamp=f"{int(time.time())}.9")
+    assert (old.status_code, old.get_json()["code"]) == (401, 401001)
+    assert _code(api, NEW, 11) == 0
+
+    # Revoking it again changes nothing and says when it was revoked.
+    repeated = invoke("tenant", "revoke-key", "demo-key", env=env)
+    assert repeated.returncode == 0
+    assert repeated.stdout.startswith("app key demo-key of tenant sg_mexc was already revoked at ")
+    unknown = invoke("tenant", "revoke-key", "never-issued", env=env)
+    assert unknown.returncode == 1 and unknown.stderr.strip() == "Error: no credential with app key 'never-issued'"

@@ -1,102 +1,41 @@
-"""The real `permctl` entry point, run as a subprocess against this test's database (SPEC §8)."""
+"""permctl against this test's database (SPEC §8): in-process through click's CliRunner, and the installed
+script as a real process where that is the point (it is installed, --help, a signed call to gunicorn)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
 
 from app.rules.loader import load_rule_set
-from app.settings import Settings
+from tests.cli.runner import db_env, invoke, ok, one_line_error, scalar, snapshot
 from tests.support import DEMO, READ_PATH, SHIPPED_RULES, UPDATE_PATH, body_of, permctl
-
-pytestmark = pytest.mark.e2e
 
 PERMCTL = Path(sys.executable).with_name("permctl")
 RULE_SET = load_rule_set(SHIPPED_RULES)  # catalog and rules; the version is read when needed
 SG_MEXC = ("account.*", "stock.*", "options.US", "trade.*")
 
-FIXTURES_YAML = """\
-tenants:
-  - id: sg_mexc
-    credentials:
-      - {app_key: demo-key, app_secret: demo-secret, access_token: demo-token}
-    saas_config:
-      enabled: ["account.*", "stock.*", "options.US", "trade.*"]
-  - id: hk_other
-    credentials:
-      - {app_key: other-key, app_secret: other-secret, access_token: other-token}
-accounts:
-  - account_no: L6VQEU00121996
-    tenant: sg_mexc
-    status: active            # active | deregistered
-    permissions: {account.trade: open, stock.HK: open, stock.US: close}
-  - account_no: GONE-1
-    tenant: sg_mexc
-    status: deregistered
-  - account_no: L6VQEU00121996
-    tenant: hk_other
-"""
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Any:
+    """permctl ARGS in this process, with only the given settings in its environment."""
+    return invoke(*args, env=env, cwd=cwd)
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """permctl ARGS with only the given settings in its environment."""
-    return permctl(*args, env=env, cwd=cwd, timeout=timeout)
+def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+    """The installed permctl script as a real process."""
+    return permctl(*args, env=env, timeout=timeout)
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stdout + result.stderr
-    return result.stdout
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    output = (result.stdout + result.stderr).strip()
-    assert result.returncode != 0, output
-    assert "Traceback" not in output, output
-    lines = output.splitlines()
-    assert len(lines) == 1, output
-    return lines[0]
-
-
-def db_env(settings: Settings) -> dict[str, str]:
-    env = {"DATABASE_URL": settings.database_url}
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
-    return env
-
-
-def snapshot(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table the service writes, in a stable order."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
-            return {t: sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}")))
-                    for t in tables}
-    finally:
-        engine.dispose()
-
-
-def scalar(database_url: str, sql: str, **params: Any) -> Any:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql), params).scalar()
-    finally:
-        engine.dispose()
-
-
+@pytest.mark.e2e
 def test_permctl_is_installed():
     assert PERMCTL.exists(), PERMCTL
-    assert "db" in ok(run("--help"))
+    listed = ok(run_script("--help"))
+    for command in ("db", "load", "serve", "call", "rules", "tenant", "audit"):
+        assert f"  {command} " in listed
 
 
 # --- db upgrade ----------------------------------------------------------------------------------------------
@@ -108,51 +47,19 @@ def test_db_upgrade_creates_a_fresh_sqlite_database(tmp_path):
     ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
     assert path.exists()
     tables = set(snapshot(url))
-    assert {"tenants", "credentials", "tenant_configs", "accounts", "account_permissions", "permission_audit",
-            "accepted_signatures"} <= tables
+    assert {
+        "tenants",
+        "credentials",
+        "tenant_configs",
+        "accounts",
+        "account_permissions",
+        "permission_audit",
+        "accepted_signatures",
+    } <= tables
     assert scalar(url, "SELECT count(*) FROM alembic_version") == 1
     # Running it again is harmless.
     ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
     assert scalar(url, "SELECT count(*) FROM tenants") == 0
-
-
-# --- load -----------------------------------------------------------------------------------------------------
-
-
-def test_load_is_idempotent(database_url, redis_url, tmp_path):
-    fixtures = tmp_path / "fixtures.yaml"
-    fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
-    env = {"DATABASE_URL": database_url, **({"REDIS_URL": redis_url} if redis_url else {})}
-
-    first = ok(run("load", str(fixtures), env=env, cwd=tmp_path))
-    assert "2 tenants" in first
-    assert "3 accounts" in first
-    after_first = snapshot(database_url)
-    assert len(after_first["tenants"]) == 2
-    assert len(after_first["accounts"]) == 3
-    # Only changes away from the default (close) are audited: account.trade and stock.HK opened.
-    audit = after_first["permission_audit"]
-    assert len(audit) == 2
-    assert scalar(database_url, "SELECT config_version FROM tenants WHERE id = 'sg_mexc'") == 1
-    assert scalar(database_url, "SELECT status FROM accounts WHERE origin_id = 'GONE-1'") == "deregistered"
-
-    ok(run("load", str(fixtures), env=env, cwd=tmp_path))
-    after_second = snapshot(database_url)
-    assert after_second["permission_audit"] == audit  # no new audit rows
-    for table in after_first:
-        assert after_second[table] == after_first[table], f"the second load changed {table}"
-
-
-def test_load_applies_a_changed_document(database_url, tmp_path):
-    fixtures = tmp_path / "fixtures.yaml"
-    fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
-    env = {"DATABASE_URL": database_url}
-    ok(run("load", str(fixtures), env=env))
-    fixtures.write_text(FIXTURES_YAML.replace("stock.HK: open", "stock.HK: close")
-                        .replace('"options.US", "trade.*"', '"options.US"'), encoding="utf-8")
-    ok(run("load", str(fixtures), env=env))
-    assert scalar(database_url, "SELECT count(*) FROM permission_audit") == 3
-    assert scalar(database_url, "SELECT config_version FROM tenants WHERE id = 'sg_mexc'") == 2
 
 
 # --- tenant show / set-config ------------------------------------------------------------------------------------
@@ -212,8 +119,11 @@ def test_audit_lists_rows(seeded, app, api):
     rows = [json.loads(line) for line in ok(run("audit", "ACC-1", "--json", env=db_env(seeded))).splitlines()]
     # Two rows from the fixtures load, then one per applied change, oldest first.
     assert [(r["permission_type"], r["status_before"], r["status_after"]) for r in rows] == [
-        ("account.trade", "close", "open"), ("stock.HK", "close", "open"),
-        ("stock.US", "close", "open"), ("stock.HK", "open", "close")]
+        ("account.trade", "close", "open"),
+        ("stock.HK", "close", "open"),
+        ("stock.US", "close", "open"),
+        ("stock.HK", "open", "close"),
+    ]
     latest = rows[-1]
     assert latest["tenant"] == "sg_mexc"
     assert latest["app_key"] == DEMO.app_key
@@ -266,53 +176,97 @@ def test_rules_lint_broken_copy_names_file_and_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        (None, "no such file"),
-        ("tenants: [\n  - id: x\n", "YAML"),
-        ("tenants:\n  - id: a\n   bad: indent\n", "YAML"),
-        ("tenants: 5\n", "list"),
-        ("accounts:\n  - {account_no: A1, tenant: ghost}\n", "ghost"),
-        ("accounts:\n  - {account_no: A1, tenant: sg_mexc, status: frozen}\n", "status"),
-        ("accounts:\n  - {account_no: A1, tenant: sg_mexc, permissions: {stock.us: open}}\n", "stock.us"),
-        ("tenants:\n  - id: t\n    saas_config: {enabled: ['stock.$']}\n", "stock.$"),
-        (b"\xff\xfe not utf-8", "YAML"),
-    ],
-    ids=["missing-file", "unclosed", "bad-indent", "wrong-shape", "unknown-tenant", "bad-status", "bad-type",
-         "bad-pattern", "not-utf8"],
-)
-def test_load_mistakes(seeded, tmp_path, content, expected):
-    path = tmp_path / "fixtures.yaml"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        path.write_text(content, encoding="utf-8")
-    before = snapshot(seeded.database_url)
-    line = one_line_error(run("load", str(path), env=db_env(seeded)))
-    assert expected in line
-    assert snapshot(seeded.database_url) == before
-
-
-@pytest.mark.parametrize(
     "args",
-    [("tenant", "show", "ghost"), ("tenant", "set-config", "ghost", "stock.*"),
-     ("tenant", "set-config", "sg_mexc", "stock.$")],
-    ids=["show-unknown", "set-unknown", "bad-pattern"],
+    [
+        ("tenant", "show", "ghost"),
+        ("tenant", "set-config", "ghost", "stock.*"),
+        ("tenant", "set-config", "sg_mexc", "stock.$"),
+        ("tenant", "set-config", "sg_mexc", "stock.["),
+        ("tenant", "set-config", "sg_mexc", "stock.us"),
+        ("tenant", "set-config", "sg_mexc", "stock.*", "nothing.*"),
+        ("tenant", "set-config", "sg_mexc", "stock.[", "--dry-run"),
+        ("tenant", "revoke-key", "ghost-key"),
+    ],
+    ids=[
+        "show-unknown",
+        "set-unknown",
+        "bad-pattern",
+        "unclosed-bracket",
+        "matches-nothing",
+        "one-of-them-matches-nothing",
+        "unclosed-bracket-dry-run",
+        "revoke-unknown",
+    ],
 )
 def test_tenant_mistakes(seeded, args):
     before = snapshot(seeded.database_url)
     line = one_line_error(run(*args, env=db_env(seeded)))
-    assert args[2] in line or args[3] in line
+    named = [a for a in args[2:] if not a.startswith("--")]
+    assert named[-1] in line or named[0] in line
     assert snapshot(seeded.database_url) == before
+
+
+def test_set_config_keeps_an_unmatched_pattern_only_when_told(seeded):
+    result = run("tenant", "set-config", "sg_mexc", "stock.*", "crypto.*", "--allow-unmatched", env=db_env(seeded))
+    assert ok(result).strip().endswith("applied")
+    assert result.stderr.strip() == "warning: pattern 'crypto.*' matches no catalog value"
+    shown = json.loads(ok(run("tenant", "show", "sg_mexc", "--json", env=db_env(seeded))))
+    assert shown["patterns"] == ["stock.*", "crypto.*"]
 
 
 def test_database_mistakes(tmp_path):
     # A database nobody ran `db upgrade` on, and one that is not there at all.
     fresh = f"sqlite:///{tmp_path / 'never-upgraded.sqlite'}"
-    assert "database error" in one_line_error(run("audit", "ACC-1", env={"DATABASE_URL": fresh}))
+    assert "run `permctl db upgrade` first" in one_line_error(run("audit", "ACC-1", env={"DATABASE_URL": fresh}))
     assert "database error" in one_line_error(run("tenant", "show", "sg_mexc", env={"DATABASE_URL": fresh}))
     closed = "postgresql://postgres@127.0.0.1:1/nothing"
     assert "database error" in one_line_error(run("audit", "ACC-1", env={"DATABASE_URL": closed}))
+
+
+DATABASE_COMMANDS = [
+    ("db", "upgrade"),
+    ("load", "{fixtures}"),
+    ("tenant", "show", "sg_mexc"),
+    ("tenant", "set-config", "sg_mexc", "stock.*"),
+    ("tenant", "revoke-key", "demo-key"),
+    ("audit", "ACC-1"),
+    ("audit", "ACC-1", "--at", "2026-01-01T00:00:00Z"),
+    ("rules", "reload"),
+    ("rules", "impact"),
+]
+
+
+@pytest.mark.parametrize(
+    "args", DATABASE_COMMANDS, ids=[" ".join(a[:2]) + ("-at" if "--at" in a else "") for a in DATABASE_COMMANDS]
+)
+def test_every_database_command_says_one_line_when_the_database_is_down(tmp_path, args):
+    fixtures = tmp_path / "fixtures.yaml"
+    fixtures.write_text("tenants:\n  - id: sg_mexc\n", encoding="utf-8")
+    args = tuple(a.format(fixtures=fixtures) for a in args)
+    closed = "postgresql://nobody@127.0.0.1:1/x"
+    line = one_line_error(run(*args, env={"DATABASE_URL": closed}))
+    assert line.startswith("Error: database error: ") and "127.0.0.1" in line
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({"DATABASE_URL": "mysql://nobody@127.0.0.1/x"}, ("tenant", "show", "sg_mexc"), "DATABASE_URL: no driver"),
+        ({"DATABASE_URL": "mysql://nobody@127.0.0.1/x"}, ("db", "upgrade"), "DATABASE_URL: no driver"),
+        ({"REDIS_URL": "notredis"}, ("tenant", "set-config", "sg_mexc", "stock.*"), "REDIS_URL"),
+    ],
+    ids=["database-without-driver", "upgrade-without-driver", "redis-url-not-a-url"],
+)
+def test_a_wrong_url_is_one_line(seeded, env, args, expected):
+    before = snapshot(seeded.database_url)
+    assert expected in one_line_error(run(*args, env={**db_env(seeded), **env}))
+    assert snapshot(seeded.database_url) == before
+
+
+def test_db_upgrade_to_an_unknown_revision_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    line = one_line_error(run("db", "upgrade", "--revision", "nope", env={"DATABASE_URL": url}))
+    assert line == "Error: migration: Can't locate revision identified by 'nope'"
 
 
 def test_rules_lint_of_a_missing_directory(tmp_path):
@@ -320,18 +274,30 @@ def test_rules_lint_of_a_missing_directory(tmp_path):
     assert "no such directory" in one_line_error(result)
 
 
-SDK_ENV = {"LONGBRIDGE_APP_KEY": DEMO.app_key, "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
-           "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token}
+SDK_ENV = {
+    "LONGBRIDGE_APP_KEY": DEMO.app_key,
+    "LONGBRIDGE_APP_SECRET": DEMO.app_secret,
+    "LONGBRIDGE_ACCESS_TOKEN": DEMO.access_token,
+}
 
 
 @pytest.mark.parametrize(
     "url",
-    ["not-a-url", "ftp://127.0.0.1:21", "localhost:8000", "http://127.0.0.1:1", "http://", "http://[::1",
-     "http://127.0.0.1:notaport", "http://exa mple.com"],
+    [
+        "not-a-url",
+        "ftp://127.0.0.1:21",
+        "localhost:8000",
+        "http://127.0.0.1:1",
+        "http://",
+        "http://[::1",
+        "http://127.0.0.1:notaport",
+        "http://exa mple.com",
+    ],
 )
 def test_call_with_a_bad_http_url(url):
-    line = one_line_error(run("call", "GET", f"{READ_PATH}?account_no=ACC-1",
-                              env={**SDK_ENV, "LONGBRIDGE_HTTP_URL": url}, timeout=60))
+    line = one_line_error(
+        run("call", "GET", f"{READ_PATH}?account_no=ACC-1", env={**SDK_ENV, "LONGBRIDGE_HTTP_URL": url}, timeout=60)
+    )
     assert line.startswith("Error:")
 
 
@@ -361,24 +327,32 @@ def test_usage_mistakes_are_click_usage_errors():
 # --- call against a running gunicorn -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_call_against_a_live_server(live_server):
     env = {**SDK_ENV, "LONGBRIDGE_HTTP_URL": live_server.url}
-    data = json.dumps({"account_no": "ACC-1", "changes": [{"permission_type": "stock.US",
-                                                          "permission_status": "open"}]})
-    applied = run("call", "POST", UPDATE_PATH, "--data", data, env=env, timeout=60)
+    data = json.dumps(
+        {"account_no": "ACC-1", "changes": [{"permission_type": "stock.US", "permission_status": "open"}]}
+    )
+    applied = run_script("call", "POST", UPDATE_PATH, "--data", data, env=env, timeout=60)
     assert json.loads(ok(applied)) == {"code": 0, "message": "success", "data": {"failure_index": 0}}
     assert "HTTP 200" in applied.stderr
     assert "X-Trace-Id: " in applied.stderr
     assert "X-Trace-Id: None" not in applied.stderr
 
-    read = json.loads(ok(run("call", "GET", f"{READ_PATH}?account_no=ACC-1", env=env, timeout=60)))
+    read = json.loads(ok(run_script("call", "GET", f"{READ_PATH}?account_no=ACC-1", env=env, timeout=60)))
     statuses = {p["permission_type"]: p["permission_status"] for p in read["data"]["permissions"]}
     assert statuses["stock.US"] == "open"
 
-    rejected_body = json.dumps({"account_no": "ACC-1", "changes": [
-        {"permission_type": "stock.JP", "permission_status": "open"},
-        {"permission_type": "flag.options", "permission_status": "open"}]})
-    rejected = run("call", "POST", UPDATE_PATH, "--data", rejected_body, env=env, timeout=60)
+    rejected_body = json.dumps(
+        {
+            "account_no": "ACC-1",
+            "changes": [
+                {"permission_type": "stock.JP", "permission_status": "open"},
+                {"permission_type": "flag.options", "permission_status": "open"},
+            ],
+        }
+    )
+    rejected = run_script("call", "POST", UPDATE_PATH, "--data", rejected_body, env=env, timeout=60)
     assert rejected.returncode == 1, rejected.stderr
     assert "Traceback" not in rejected.stdout + rejected.stderr
     envelope = json.loads(rejected.stdout)
@@ -387,8 +361,18 @@ def test_call_against_a_live_server(live_server):
     assert envelope["data"]["rule_id"] == "type-banned-group"
     assert "HTTP 400" in rejected.stderr
 
-    wrong_secret = run("call", "GET", f"{READ_PATH}?account_no=ACC-1",
-                       env={**env, "LONGBRIDGE_APP_SECRET": "not-the-secret"}, timeout=60)
+    # Not the envelope, but a 200: printed, and the exit status says it worked.
+    document = run_script("call", "GET", "/openapi.json", env=env, timeout=60)
+    assert json.loads(ok(document))["openapi"].startswith("3.")
+    assert "HTTP 200" in document.stderr
+
+    wrong_secret = run_script(
+        "call",
+        "GET",
+        f"{READ_PATH}?account_no=ACC-1",
+        env={**env, "LONGBRIDGE_APP_SECRET": "not-the-secret"},
+        timeout=60,
+    )
     assert wrong_secret.returncode == 1
     assert json.loads(wrong_secret.stdout)["code"] == 401001
     assert "not-the-secret" not in wrong_secret.stdout + wrong_secret.stderr

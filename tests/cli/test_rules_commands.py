@@ -1,4 +1,4 @@
-"""permctl rules lint / test / explain through the real entry point (SPEC §7, issue 3)."""
+"""permctl rules lint / test / explain / impact / reload, in-process (SPEC §7, issue 3, issue 9 #5 #6 #15)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import copy_rules, permctl
-
-pytestmark = pytest.mark.e2e
+from tests.cli.runner import invoke as permctl
+from tests.support import copy_rules
 
 
 def test_shipped_rules_lint_clean_and_print_the_version():
@@ -38,13 +37,14 @@ def test_a_failing_case_fails_the_run_and_the_report(tmp_path: Path):
     rules = copy_rules(tmp_path)
     cases = rules / "cases" / "ordering.yaml"
     text = cases.read_text()
-    cases.write_text(text.replace("failure_index: 2, rule_id: no-duplicate-type",
-                                  "failure_index: 1, rule_id: no-duplicate-type", 1))
+    cases.write_text(
+        text.replace("failure_index: 2, rule_id: no-duplicate-type", "failure_index: 1, rule_id: no-duplicate-type", 1)
+    )
     report = tmp_path / "rules.xml"
     result = permctl("rules", "test", "--rules", str(rules), "--junit", str(report))
     assert result.returncode == 1
     assert result.stdout.strip().splitlines()[-1].endswith("1 failed")
-    assert "FAIL  rules/cases/ordering.yaml:" in result.stdout
+    assert f"FAIL  {rules}/cases/ordering.yaml:" in result.stdout
     failures = ET.parse(report).getroot().findall("testcase/failure")
     assert len(failures) == 1 and "expected" in failures[0].get("message")
 
@@ -72,7 +72,7 @@ def test_garbage_in_any_rules_file_is_named_with_its_line(tmp_path: Path, relati
     path.write_text("\n".join([*lines, "  - : ][ {garbage"]) + "\n")
     result = permctl("rules", "lint", "--rules", str(rules))
     assert result.returncode != 0
-    located = [line for line in result.stdout.splitlines() if line.startswith(f"rules/{relative}:")]
+    located = [line for line in result.stdout.splitlines() if line.startswith(f"{rules}/{relative}:")]
     assert located, result.stdout
     line_no = int(located[0].split(":")[1])
     assert len(lines) - 1 <= line_no <= len(lines) + 1  # the appended line (or where the parser noticed it)
@@ -84,22 +84,32 @@ SEMANTIC_MISTAKES = [
     ("validation.yaml", "    message: is required\n", "    message: is required {colour}\n", "unknown placeholder"),
     ("validation.yaml", "{fact: named_earlier, equals: true}", "{fact: named_before, equals: true}", "unknown fact"),
     ("validation.yaml", "    field: permission_status\n", "    field: 7\n", "'field'"),
-    ("validation.yaml", "    description: Every change names a permission type.\n",
-     "    descripton: Every change names a permission type.\n", "unknown key 'descripton'"),
+    (
+        "validation.yaml",
+        "    description: Every change names a permission type.\n",
+        "    descripton: Every change names a permission type.\n",
+        "unknown key 'descripton'",
+    ),
     ("validation.yaml", "{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: nope}", "true or false"),
     ("catalog.yaml", "markets: [HK, US,", "markets: [HK, HK, US,", "listed twice"),
     ("catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]\nextra: 1", "unknown key 'extra'"),
     ("cases/ordering.yaml", "rule_id: type-required}", "rule_id: no-such-rule}", "names no rule"),
-    ("cases/tenant_config.yaml", "permission_status: open}]\n    expect: {code: SUCCESS}",
-     "permission_status: open}]\n    expect: {code: ALL_GOOD}", "unknown code"),
+    (
+        "cases/tenant_config.yaml",
+        "permission_status: open}]\n    expect: {code: SUCCESS}",
+        "permission_status: open}]\n    expect: {code: ALL_GOOD}",
+        "unknown code",
+    ),
     ("cases/permission_status.yaml", "account: {stock.HK: open}", "account: {stock.KR: open}", "not in the catalog"),
 ]
 
 
-@pytest.mark.parametrize(("relative", "old", "new", "complaint"), SEMANTIC_MISTAKES,
-                         ids=[m[3] for m in SEMANTIC_MISTAKES])
-def test_each_kind_of_mistake_is_named_with_file_and_line(tmp_path: Path, relative: str, old: str, new: str,
-                                                          complaint: str):
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "complaint"), SEMANTIC_MISTAKES, ids=[m[3] for m in SEMANTIC_MISTAKES]
+)
+def test_each_kind_of_mistake_is_named_with_file_and_line(
+    tmp_path: Path, relative: str, old: str, new: str, complaint: str
+):
     rules = copy_rules(tmp_path)
     path = rules / relative
     text = path.read_text()
@@ -111,13 +121,19 @@ def test_each_kind_of_mistake_is_named_with_file_and_line(tmp_path: Path, relati
     matching = [line for line in result.stdout.splitlines() if complaint in line]
     assert matching, result.stdout
     path_part, line_part = matching[0].split(":")[:2]
-    assert path_part == f"rules/{relative}"
+    assert path_part == f"{rules}/{relative}"
     assert abs(int(line_part) - changed_line) <= 2, (matching[0], changed_line)
 
 
 def test_explain_shows_every_rule_in_order_for_each_change():
     result = permctl(
-        "rules", "explain", "--enable", "stock.*", "--state", "stock.HK=open", "--data",
+        "rules",
+        "explain",
+        "--enable",
+        "stock.*",
+        "--state",
+        "stock.HK=open",
+        "--data",
         '{"account_no":"A1","changes":[{"permission_type":"stock.US","permission_status":"open"},'
         '{"permission_type":"stock.HK","permission_status":"open"},'
         '{"permission_type":"flag.options","permission_status":"open"}]}',
@@ -137,3 +153,154 @@ def test_explain_shows_every_rule_in_order_for_each_change():
     assert "must-change-state          FIRES  <- decides" in blocks[1]
     assert "type-banned-group          FIRES  <- decides" in blocks[2]
     assert out.strip().endswith("request: NO_STATE_CHANGE at changes[1] by must-change-state")
+
+
+# --- issue 9: paths that open, an honest reload, one-line refusals -------------------------------------------------
+
+
+def _break(rules: Path) -> int:
+    """Put an unknown outcome into rules/validation.yaml; returns its line."""
+    path = rules / "validation.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("outcome: NO_STATE_CHANGE", "outcome: NOT_A_CODE", 1))
+    return text[: text.index("outcome: NO_STATE_CHANGE")].count("\n") + 1
+
+
+@pytest.mark.parametrize("given", ["relative", "absolute"])
+def test_lint_prints_the_path_of_the_file_it_read(tmp_path: Path, given: str):
+    work = tmp_path / "work"
+    copy_rules(work)  # a clean rules/ where the command runs: a path printed as rules/… would open this one
+    proposed = copy_rules(tmp_path / "proposed")
+    line = _break(proposed)
+    argument = "../proposed/rules" if given == "relative" else str(proposed)
+    result = permctl("rules", "lint", "--rules", argument, cwd=work)
+    assert result.returncode == 1
+    problem = next(p for p in result.stdout.splitlines() if "NOT_A_CODE" in p)
+    path, line_no = problem.split(":")[:2]
+    assert path == f"{argument}/validation.yaml"
+    assert int(line_no) == line
+    assert "NOT_A_CODE" in (work / path).read_text().splitlines()[line - 1]  # it opens the file that is wrong
+
+
+def test_lint_under_the_working_directory_prints_relative_paths(tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    _break(rules)
+    result = permctl("rules", "lint", "--rules", str(rules), cwd=tmp_path)
+    assert any(p.startswith("rules/validation.yaml:") for p in result.stdout.splitlines()), result.stdout
+
+
+def _generation(database_url: str) -> int:
+    from tests.cli.runner import scalar
+
+    return scalar(database_url, "SELECT coalesce(max(generation), 0) FROM rules_reloads")
+
+
+def test_reload_prints_the_version_of_the_directory_workers_reload(database_url, tmp_path: Path):
+    from app.rules.loader import rule_set_version
+
+    live = copy_rules(tmp_path / "live")
+    result = permctl("rules", "reload", env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
+    assert result.returncode == 0, result.stderr
+    assert f"RULES_DIR {live}, here rule-set version {rule_set_version(live)}" in result.stdout
+    assert _generation(database_url) == 1
+    same = permctl("rules", "reload", "--rules", str(live), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
+    assert same.returncode == 0 and _generation(database_url) == 2
+
+
+def test_reload_refuses_a_directory_workers_do_not_read(database_url, tmp_path: Path):
+    live = copy_rules(tmp_path / "live")
+    proposed = copy_rules(tmp_path / "proposed")
+    (proposed / "README.md").write_text("a proposed change\n")  # another version
+    result = permctl(
+        "rules", "reload", "--rules", str(proposed), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)}
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: --rules {proposed}: workers reload RULES_DIR ({live}), not another "
+        "directory; copy the rule set there, or run with the service's RULES_DIR"
+    )
+    assert result.stdout == ""
+    assert _generation(database_url) == 0  # nothing was asked of the workers
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda tmp: tmp / "no-such-dir" / "x.xml", "no such directory"),
+        (lambda tmp: tmp, "is a directory"),
+    ],
+    ids=["missing-directory", "a-directory"],
+)
+def test_junit_path_is_checked_before_any_case_runs(tmp_path: Path, make, expected):
+    report = make(tmp_path)
+    result = permctl("rules", "test", "--junit", str(report))
+    assert result.returncode == 1
+    assert result.stdout == ""  # no case ran
+    assert result.stderr.strip() == f"Error: --junit {report}: {expected}" + (
+        f" {report.parent}" if expected == "no such directory" else ""
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--data", '{"changes": []}'], ["--enable", "stock.*"], ["--state", "stock.HK=open"]],
+    ids=["data", "enable", "state"],
+)
+def test_explain_refuses_a_case_with_data_of_its_own(extra: list[str]):
+    result = permctl("rules", "explain", "--case", "the first failing change wins over a later one", *extra)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "Error: --case explains the case's own request, tenant config and state: give either --case NAME or "
+        "--data JSON (with --enable/--state), not both"
+    ]
+
+
+def test_impact_since_takes_iso_8601_with_z_or_an_offset(api, seeded):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from tests.support import body_of
+
+    assert api.update(body_of("ACC-1", ("stock.US", "open"))).get_json()["code"] == 0
+    env = {"DATABASE_URL": seeded.database_url}
+    now = datetime.now(UTC)
+
+    def replayed(since: str) -> int:
+        result = permctl("rules", "impact", "--since", since, env=env)
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.strip().splitlines()[-1].split()[0])
+
+    assert replayed((now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")) == 1
+    assert replayed((now + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")) == 0
+    # Half an hour ago, written in UTC+8: read as UTC it would be 7.5 hours ahead and replay nothing.
+    east = (now - timedelta(minutes=30)).astimezone(timezone(timedelta(hours=8)))
+    assert replayed(east.isoformat(timespec="seconds")) == 1
+    assert replayed((now - timedelta(days=1)).strftime("%Y-%m-%d")) == 1
+    refused = permctl("rules", "impact", "--since", "last tuesday", env=env)
+    assert refused.returncode == 2 and "is not an ISO 8601 time" in refused.stderr
+
+
+def test_a_junit_report_that_cannot_be_written_after_the_run_is_one_line():
+    result = permctl("rules", "test", "--junit", "/dev/full")  # writable, but every write fails (ENOSPC)
+    assert result.returncode == 1
+    assert "PASS" in result.stdout
+    assert result.stderr.strip().splitlines() == ["Error: --junit /dev/full: No space left on device"]
+
+
+def test_explain_prints_a_change_it_cannot_encode_escaped():
+    result = permctl(
+        "rules", "explain", "--data", '{"changes":[{"permission_type":"\\ud800x","permission_status":"open"}]}'
+    )
+    assert result.returncode == 0, result.stderr
+    assert '{"permission_type": "\\ud800x", "permission_status": "open"}' in result.stdout
+
+
+def test_a_missing_rules_dir_is_one_line(tmp_path: Path):
+    missing = tmp_path / "nowhere"
+    for args in (("rules", "test"), ("rules", "explain", "--case", "x"), ("tenant", "show", "sg_mexc")):
+        result = permctl(*args, env={"RULES_DIR": str(missing), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines() in (
+            [f"Error: {missing}: no such directory"],
+            [f"Error: RULES_DIR {missing}: no such directory"],
+        ), args

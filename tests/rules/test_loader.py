@@ -25,6 +25,12 @@ EXPECTED_CATALOG = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work in tmp_path: a problem names its file relative to the working directory (rules/<file>)."""
+    monkeypatch.chdir(tmp_path)
+
+
 def copy_rules(tmp_path: Path) -> Path:
     """A private copy of the shipped rules/ (named rules/, so problems read rules/<file>)."""
     target = tmp_path / "rules"
