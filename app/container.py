@@ -47,8 +47,12 @@ class Container:
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,
         )
-        cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds,
-                                  settings.redis_breaker_seconds, settings.redis_key_prefix)
+        cache = make_config_cache(
+            settings.redis_url,
+            settings.tenant_config_ttl_seconds,
+            settings.redis_breaker_seconds,
+            settings.redis_key_prefix,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -59,7 +63,9 @@ class Container:
                 session_factory=session_factory, window_seconds=settings.signature_window_seconds
             ),
             permissions=PermissionService(
-                session_factory=session_factory, rules=rules, enabled=EnabledPermissions(cache),
+                session_factory=session_factory,
+                rules=rules,
+                enabled=EnabledPermissions(cache),
                 keys=IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds),
             ),
         )

@@ -7,16 +7,17 @@ import os
 import sys
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 _REDACTED_KEYS = frozenset({"app_secret", "access_token", "authorization", "signature", "x-api-signature"})
 
 
-def _add_pid(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _add_pid(_logger: object, _name: str, event: EventDict) -> EventDict:
     event["pid"] = os.getpid()
     return event
 
 
-def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _redact(_logger: object, _name: str, event: EventDict) -> EventDict:
     for key in list(event):
         if key.lower() in _REDACTED_KEYS:
             event[key] = "[redacted]"
@@ -25,7 +26,7 @@ def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, 
 
 def configure_logging(level: str = "INFO") -> None:
     """Send structlog and stdlib logging to stderr as one JSON object per line."""
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -15,14 +15,22 @@ OTHER = "other"
 UNMATCHED_ROUTE = "unmatched"
 
 REQUESTS = Counter("tps_requests", "HTTP requests answered", ["route", "method", "status", "code"])
-REQUEST_SECONDS = Histogram("tps_request_duration_seconds", "Time to answer a request", ["route"],
-                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-RULE_EVALUATION_SECONDS = Histogram("tps_rule_evaluation_seconds", "Time the rules engine took for one request",
-                                    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05))
+REQUEST_SECONDS = Histogram(
+    "tps_request_duration_seconds",
+    "Time to answer a request",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+RULE_EVALUATION_SECONDS = Histogram(
+    "tps_rule_evaluation_seconds",
+    "Time the rules engine took for one request",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+)
 TENANT_CONFIG_CACHE = Counter("tps_tenant_config_cache", "Tenant-config cache lookups", ["result"])
 REDIS_FALLBACKS = Counter("tps_redis_fallbacks", "Redis calls skipped or failed; the database answered instead")
-REDIS_BREAKER_OPEN = Gauge("tps_redis_breaker_open", "1 while the Redis circuit breaker is open",
-                           multiprocess_mode="max")
+REDIS_BREAKER_OPEN = Gauge(
+    "tps_redis_breaker_open", "1 while the Redis circuit breaker is open", multiprocess_mode="max"
+)
 REPLAYS_REFUSED = Counter("tps_replays_refused", "Signed POSTs refused as replays")
 IDEMPOTENT_REPEATS = Counter("tps_idempotent_repeats", "Repeats answered from a stored idempotency answer")
 DECISIONS = Counter("tps_decisions", "Update decisions", ["outcome", "code", "rule_id"])

@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
 def remove_stale() -> None:
     """Remove the metrics directories of servers that are no longer running."""
     for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
-        suffix = path.name[len(PREFIX):]
+        suffix = path.name[len(PREFIX) :]
         if suffix.isdigit() and not _alive(int(suffix)):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -21,13 +21,25 @@ def canonical_request(
 
 
 def sign(
-    *, app_secret: str, method: str, path: str, query: str, access_token: str, app_key: str, timestamp: str,
+    *,
+    app_secret: str,
+    method: str,
+    path: str,
+    query: str,
+    access_token: str,
+    app_key: str,
+    timestamp: str,
     body: bytes,
 ) -> str:
     """The hex signature of one request."""
     canonical = canonical_request(
-        method=method, path=path, query=query, access_token=access_token, app_key=app_key,
-        timestamp=timestamp, body=body,
+        method=method,
+        path=path,
+        query=query,
+        access_token=access_token,
+        app_key=app_key,
+        timestamp=timestamp,
+        body=body,
     )
     string_to_sign = f"{ALGORITHM}|" + hashlib.sha1(canonical.encode("utf-8")).hexdigest()
     return hmac.new(app_secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -32,16 +32,24 @@ RULE_SET_VERSION = "bare"
 TRACE_ID = "bare"
 APP_KEY = "bare"
 
-LOCK_PG = ("SELECT a.id, a.status, t.config_version FROM accounts a JOIN tenants t ON t.id = a.tenant_id "
-           "WHERE a.tenant_id = %s AND a.origin_id = %s FOR UPDATE OF a")
-LOCK_SQLITE = ("SELECT a.id, a.status, t.config_version FROM accounts a JOIN tenants t ON t.id = a.tenant_id "
-               "WHERE a.tenant_id = ? AND a.origin_id = ?")
+LOCK_PG = (
+    "SELECT a.id, a.status, t.config_version FROM accounts a JOIN tenants t ON t.id = a.tenant_id "
+    "WHERE a.tenant_id = %s AND a.origin_id = %s FOR UPDATE OF a"
+)
+LOCK_SQLITE = (
+    "SELECT a.id, a.status, t.config_version FROM accounts a JOIN tenants t ON t.id = a.tenant_id "
+    "WHERE a.tenant_id = ? AND a.origin_id = ?"
+)
 READ = "SELECT permission_type, status FROM account_permissions WHERE account_id = {p}"
-UPSERT = ("INSERT INTO account_permissions (account_id, permission_type, status, updated_at) VALUES {values} "
-          "ON CONFLICT (account_id, permission_type) DO UPDATE SET status = excluded.status, "
-          "updated_at = excluded.updated_at")
-AUDIT = ("INSERT INTO permission_audit (trace_id, tenant_id, app_key, account_no, permission_type, status_before, "
-         "status_after, rule_set_version, created_at) VALUES {values}")
+UPSERT = (
+    "INSERT INTO account_permissions (account_id, permission_type, status, updated_at) VALUES {values} "
+    "ON CONFLICT (account_id, permission_type) DO UPDATE SET status = excluded.status, "
+    "updated_at = excluded.updated_at"
+)
+AUDIT = (
+    "INSERT INTO permission_audit (trace_id, tenant_id, app_key, account_no, permission_type, status_before, "
+    "status_after, rule_set_version, created_at) VALUES {values}"
+)
 
 
 class Refused(Exception):
@@ -105,13 +113,18 @@ class PostgresStore:
             applied = _check(changes, self._enabled, current)
             now = datetime.now(UTC)
             marks = ", ".join(["(%s, %s, %s, %s)"] * len(applied))
-            conn.execute(UPSERT.format(values=marks),
-                         [v for kind, _, after in applied for v in (account_id, kind, after, now)])
+            conn.execute(
+                UPSERT.format(values=marks), [v for kind, _, after in applied for v in (account_id, kind, after, now)]
+            )
             marks = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(applied))
-            conn.execute(AUDIT.format(values=marks),
-                         [v for kind, before, after in applied
-                          for v in (TRACE_ID, self._tenant, APP_KEY, account_no, kind, before, after,
-                                    RULE_SET_VERSION, now)])
+            conn.execute(
+                AUDIT.format(values=marks),
+                [
+                    v
+                    for kind, before, after in applied
+                    for v in (TRACE_ID, self._tenant, APP_KEY, account_no, kind, before, after, RULE_SET_VERSION, now)
+                ],
+            )
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -149,12 +162,18 @@ class SqliteStore:
             current = dict(conn.execute(READ.format(p="?"), (account_id,)).fetchall())
             applied = _check(changes, self._enabled, current)
             now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DATETIME format
-            conn.execute(UPSERT.format(values=", ".join(["(?, ?, ?, ?)"] * len(applied))),
-                         [v for kind, _, after in applied for v in (account_id, kind, after, now)])
-            conn.execute(AUDIT.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(applied))),
-                         [v for kind, before, after in applied
-                          for v in (TRACE_ID, self._tenant, APP_KEY, account_no, kind, before, after,
-                                    RULE_SET_VERSION, now)])
+            conn.execute(
+                UPSERT.format(values=", ".join(["(?, ?, ?, ?)"] * len(applied))),
+                [v for kind, _, after in applied for v in (account_id, kind, after, now)],
+            )
+            conn.execute(
+                AUDIT.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(applied))),
+                [
+                    v
+                    for kind, before, after in applied
+                    for v in (TRACE_ID, self._tenant, APP_KEY, account_no, kind, before, after, RULE_SET_VERSION, now)
+                ],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -172,11 +191,14 @@ def make_store(environ: dict[str, str]) -> Store:
 
 
 def _answer(start_response: StartResponse, http_status: int, code: int, failure_index: int) -> Iterable[bytes]:
-    body = json.dumps({"code": code, "message": "success" if code == 0 else "refused",
-                       "data": {"failure_index": failure_index}}, separators=(",", ":")).encode()
+    body = json.dumps(
+        {"code": code, "message": "success" if code == 0 else "refused", "data": {"failure_index": failure_index}},
+        separators=(",", ":"),
+    ).encode()
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict"}.get(http_status, "Error")
-    start_response(f"{http_status} {reason}", [("Content-Type", "application/json"),
-                                              ("Content-Length", str(len(body)))])
+    start_response(
+        f"{http_status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 

@@ -65,8 +65,9 @@ def corpus(rule_set: RuleSet, *, per_size: Mapping[int, int], seed: int = 5) -> 
             changes: list[dict[str, Any]] = []
             for _ in range(size):
                 if rng.random() < 0.85:
-                    changes.append({"permission_type": rng.choice(values),
-                                    "permission_status": rng.choice(["open", "close"])})
+                    changes.append(
+                        {"permission_type": rng.choice(values), "permission_status": rng.choice(["open", "close"])}
+                    )
                 else:
                     changes.append(_odd_change(rng, values, changes))
             current = {t: rng.choice(["open", "close"]) for t in rng.sample(values, rng.randint(0, 20))}
@@ -78,10 +79,12 @@ def corpus(rule_set: RuleSet, *, per_size: Mapping[int, int], seed: int = 5) -> 
 def adapter_evaluate(engine: DurableRulesEngine) -> Evaluate:
     """The adapter as the other evaluators answer: the deciding rule id per change, None when it passes."""
 
-    def evaluate(changes: Sequence[Mapping[str, Any]], *, enabled: frozenset[str],
-                 current: Mapping[str, str]) -> list[str | None]:
-        return [None if v.rule is None else v.rule.id
-                for v in engine.evaluate(changes, enabled=enabled, current=current)]
+    def evaluate(
+        changes: Sequence[Mapping[str, Any]], *, enabled: frozenset[str], current: Mapping[str, str]
+    ) -> list[str | None]:
+        return [
+            None if v.rule is None else v.rule.id for v in engine.evaluate(changes, enabled=enabled, current=current)
+        ]
 
     return evaluate
 
@@ -93,13 +96,14 @@ def verify(evaluators: Mapping[str, Evaluate], requests: dict[int, list[Request]
     names = list(evaluators)
     for batch in requests.values():
         for request in batch:
-            answers = {name: evaluators[name](request.changes, enabled=request.enabled, current=request.current)
-                       for name in names}
+            answers = {
+                name: evaluators[name](request.changes, enabled=request.enabled, current=request.current)
+                for name in names
+            }
             first = answers[names[0]]
             for name in names[1:]:
                 if answers[name] != first:
-                    raise AssertionError(f"verdicts differ: {names[0]}={first} {name}={answers[name]} "
-                                         f"on {request}")
+                    raise AssertionError(f"verdicts differ: {names[0]}={first} {name}={answers[name]} on {request}")
             seen.update(v or PASS_RULE_ID for v in first)
             checked += len(first)
     missing = {r.id for r in rule_set.rules} | {PASS_RULE_ID}
@@ -109,8 +113,9 @@ def verify(evaluators: Mapping[str, Evaluate], requests: dict[int, list[Request]
     return checked
 
 
-def time_per_change(evaluators: Mapping[str, Evaluate], requests: Sequence[Request], *,
-                    rounds: int) -> dict[str, float]:
+def time_per_change(
+    evaluators: Mapping[str, Evaluate], requests: Sequence[Request], *, rounds: int
+) -> dict[str, float]:
     """Median over rounds of µs per change for each evaluator; evaluators alternate within every round."""
     samples: dict[str, list[float]] = {name: [] for name in evaluators}
     changes = sum(len(r.changes) for r in requests)

@@ -33,8 +33,10 @@ def sign(*, app_secret: str, access_token: str, app_key: str, timestamp: str, bo
     Kept here rather than imported from app.signature: importing the app package costs this process half a
     second per run, and an independent client implementation checks the server's.
     """
-    canonical = (f"POST|{UPDATE_PATH}||authorization:{access_token}\nx-api-key:{app_key}\nx-timestamp:{timestamp}\n"
-                 f"|authorization;x-api-key;x-timestamp|")
+    canonical = (
+        f"POST|{UPDATE_PATH}||authorization:{access_token}\nx-api-key:{app_key}\nx-timestamp:{timestamp}\n"
+        f"|authorization;x-api-key;x-timestamp|"
+    )
     if body:
         canonical += hashlib.sha1(body).hexdigest()
     to_sign = "HMAC-SHA256|" + hashlib.sha1(canonical.encode()).hexdigest()
@@ -42,8 +44,9 @@ def sign(*, app_secret: str, access_token: str, app_key: str, timestamp: str, bo
 
 
 def _check_signer() -> None:
-    got = sign(app_secret="secret456", access_token="token789", app_key="appkey123", timestamp="1795564449",
-               body=_VECTOR_BODY)
+    got = sign(
+        app_secret="secret456", access_token="token789", app_key="appkey123", timestamp="1795564449", body=_VECTOR_BODY
+    )
     if got != _VECTOR:
         raise AssertionError(f"the load generator's signer does not reproduce SPEC §4's test vector: {got}")
 
@@ -92,14 +95,16 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: dict[str, float],
-                out: _Client) -> None:
+def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: dict[str, float], out: _Client) -> None:
     host = urlsplit(job.url)
     conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port or 80, timeout=job.timeout_s)
     bodies = [
-        {status: json.dumps({"account_no": account, "changes": scenario.changes(job.values, status)},
-                            separators=(",", ":")).encode()
-         for status in ("open", "close")}
+        {
+            status: json.dumps(
+                {"account_no": account, "changes": scenario.changes(job.values, status)}, separators=(",", ":")
+            ).encode()
+            for status in ("open", "close")
+        }
         for scenario, account in zip(job.mix, accounts, strict=True)
     ]
     expected = [scenario.expected(job.values) for scenario in job.mix]
@@ -117,12 +122,20 @@ def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: 
         scenario = job.mix[slot]
         body = bodies[slot][wanted[slot]]
         timestamp = f"{time.time():.6f}"
-        signature = sign(app_secret=job.app_secret, access_token=job.access_token, app_key=job.app_key,
-                         timestamp=timestamp, body=body)
-        headers = {"X-Api-Key": job.app_key, "Authorization": job.access_token, "X-Timestamp": timestamp,
-                   "X-Api-Signature": f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, "
-                                      f"Signature={signature}",
-                   "Content-Type": "application/json; charset=utf-8"}
+        signature = sign(
+            app_secret=job.app_secret,
+            access_token=job.access_token,
+            app_key=job.app_key,
+            timestamp=timestamp,
+            body=body,
+        )
+        headers = {
+            "X-Api-Key": job.app_key,
+            "Authorization": job.access_token,
+            "X-Timestamp": timestamp,
+            "X-Api-Signature": f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={signature}",
+            "Content-Type": "application/json; charset=utf-8",
+        }
         began = time.perf_counter()
         code: int | None = None
         try:
@@ -164,8 +177,10 @@ def run(job: Job) -> dict[str, Any]:
             clock["deadline"] = now + (job.stop_after_s or float("inf"))
 
     barrier = threading.Barrier(len(clients), action=go)
-    threads = [threading.Thread(target=_run_client, args=(job, accounts, barrier, clock, client), daemon=True)
-               for accounts, client in zip(job.accounts, clients, strict=True)]
+    threads = [
+        threading.Thread(target=_run_client, args=(job, accounts, barrier, clock, client), daemon=True)
+        for accounts, client in zip(job.accounts, clients, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -189,8 +204,11 @@ def run(job: Job) -> dict[str, Any]:
         "error_samples": [e for client in clients for e in client.errors][:5],
         "elapsed_s": elapsed,
         "throughput": len(measured) / elapsed,
-        "latencies_ms": {"p50": _percentile(latencies, 0.50) * 1000, "p99": _percentile(latencies, 0.99) * 1000,
-                         "mean": (sum(latencies) / len(latencies) * 1000) if latencies else float("nan")},
+        "latencies_ms": {
+            "p50": _percentile(latencies, 0.50) * 1000,
+            "p99": _percentile(latencies, 0.99) * 1000,
+            "mean": (sum(latencies) / len(latencies) * 1000) if latencies else float("nan"),
+        },
         "latencies": [round(v * 1000, 3) for v in latencies],  # ms, to merge rounds
     }
 

@@ -36,8 +36,9 @@ from bench.paths import PROJECT_ROOT, SHIPPED_RULES
 from bench.scenarios import ONE, REJECTED, UPDATE_PATH, Scenario
 from bench.servers import ACCESS_TOKEN, APP_KEY, APP_SECRET, Database, Seed, Workdir
 
-DRIVER_CALLS = frozenset({"do_execute", "do_executemany", "do_execute_no_params", "do_commit", "do_rollback",
-                          "do_begin", "connect"})
+DRIVER_CALLS = frozenset(
+    {"do_execute", "do_executemany", "do_execute_no_params", "do_commit", "do_rollback", "do_begin", "connect"}
+)
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("/durable/", "durable_rules (engine)"),
     ("/sqlalchemy/", "SQLAlchemy (ORM/Core, excluding driver calls)"),
@@ -99,8 +100,12 @@ def summarise(session: Any, title: str, *, per: int, unit: str) -> str:
         if (frame.file_path or "").startswith(str(PROJECT_ROOT / "app")) and key not in ancestors:
             inclusive[key] += frame.time
     ms = total * 1000 / per
-    lines = [f"### {title}: {ms:.3f} ms per {unit} ({per:,} {unit}s profiled)", "",
-             "| component (self time) | share | ms per " + unit + " |", "|---|---:|---:|"]
+    lines = [
+        f"### {title}: {ms:.3f} ms per {unit} ({per:,} {unit}s profiled)",
+        "",
+        "| component (self time) | share | ms per " + unit + " |",
+        "|---|---:|---:|",
+    ]
     for name, seconds in sorted(by_component.items(), key=lambda kv: -kv[1]):
         if seconds / total >= 0.005:
             lines.append(f"| {name} | {seconds / total:.1%} | {seconds * 1000 / per:.3f} |")
@@ -117,15 +122,35 @@ def _environs(account: str, scenario: Scenario, values: Sequence[str], count: in
     environs = []
     for i in range(count):
         status = "open" if i % 2 == 0 else "close"
-        body = json.dumps({"account_no": account, "changes": scenario.changes(values, status)},
-                          separators=(",", ":")).encode()
+        body = json.dumps(
+            {"account_no": account, "changes": scenario.changes(values, status)}, separators=(",", ":")
+        ).encode()
         timestamp = f"{time.time():.6f}{i % 10}"  # distinct even when built within one microsecond
-        signature = sign(app_secret=APP_SECRET, method="POST", path=UPDATE_PATH, query="", access_token=ACCESS_TOKEN,
-                         app_key=APP_KEY, timestamp=timestamp, body=body)
-        headers = {"X-Api-Key": APP_KEY, "Authorization": ACCESS_TOKEN, "X-Timestamp": timestamp,
-                   "X-Api-Signature": signature_header(signature)}
-        environs.append(EnvironBuilder(path=UPDATE_PATH, method="POST", data=body, headers=list(headers.items()),
-                                       content_type="application/json; charset=utf-8").get_environ())
+        signature = sign(
+            app_secret=APP_SECRET,
+            method="POST",
+            path=UPDATE_PATH,
+            query="",
+            access_token=ACCESS_TOKEN,
+            app_key=APP_KEY,
+            timestamp=timestamp,
+            body=body,
+        )
+        headers = {
+            "X-Api-Key": APP_KEY,
+            "Authorization": ACCESS_TOKEN,
+            "X-Timestamp": timestamp,
+            "X-Api-Signature": signature_header(signature),
+        }
+        environs.append(
+            EnvironBuilder(
+                path=UPDATE_PATH,
+                method="POST",
+                data=body,
+                headers=list(headers.items()),
+                content_type="application/json; charset=utf-8",
+            ).get_environ()
+        )
     return environs
 
 
@@ -187,8 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = Database(args.database_url, workdir.path)
     out = io.StringIO()
     try:
-        settings = Settings(database_url=database.url, redis_url=args.redis_url, rules_dir=SHIPPED_RULES,
-                            instance_dir=workdir.path / "instance", log_level="INFO")
+        settings = Settings(
+            database_url=database.url,
+            redis_url=args.redis_url,
+            rules_dir=SHIPPED_RULES,
+            instance_dir=workdir.path / "instance",
+            log_level="INFO",
+        )
         rule_set = load_rule_set(settings.rules_dir)
         values = rule_set.catalog.values
         seed = Seed(settings, rule_set)
@@ -199,20 +229,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         kind = f"{database.kind} + {'Redis' if args.redis_url else 'in-process cache'}"
         print(f"## Profile of the service path ({kind})\n", file=out)
-        for label, account, scenario, expect in (("accepted 1-change", accepted_account, ONE, 200),
-                                                 ("rejected 10-change", rejected_account, REJECTED, 400)):
+        for label, account, scenario, expect in (
+            ("accepted 1-change", accepted_account, ONE, 200),
+            ("rejected 10-change", rejected_account, REJECTED, 400),
+        ):
             statements = count_statements(app, _environs(account, scenario, values, 4), expect)
             sql = [s for s in statements if s != "COMMIT" and not s.startswith(("BEGIN", "--"))]
             checkouts = sum(1 for s in statements if s.startswith("-- pool checkout"))
-            print(f"SQL per {label} request: {len(sql)} statements (BEGIN/COMMIT not counted), "
-                  f"{statements.count('COMMIT')} commits, {checkouts} connection checkouts", file=out)
+            print(
+                f"SQL per {label} request: {len(sql)} statements (BEGIN/COMMIT not counted), "
+                f"{statements.count('COMMIT')} commits, {checkouts} connection checkouts",
+                file=out,
+            )
             for s in statements:
                 print(f"    {s}", file=out)
         print("", file=out)
 
-        for title, account, scenario, expect in (("WSGI app, 1-change accepted requests", accepted_account, ONE, 200),
-                                                 ("WSGI app, 10-change rejected requests", rejected_account,
-                                                  REJECTED, 400)):
+        for title, account, scenario, expect in (
+            ("WSGI app, 1-change accepted requests", accepted_account, ONE, 200),
+            ("WSGI app, 10-change rejected requests", rejected_account, REJECTED, 400),
+        ):
             environs = _environs(account, scenario, values, args.requests)
             profiler = Profiler(interval=0.0002)
             profiler.start()
@@ -226,11 +262,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = DurableRulesEngine(rule_set)
         requests = corpus(rule_set, per_size={10: 200})[10]
         for title, run in (
-            ("adapter, 10-change requests (memo warm)",
-             lambda r: engine.evaluate(r.changes, enabled=r.enabled, current=r.current)),
-            ("adapter, 10-change requests through durable_rules (memo bypassed)",
-             lambda r: engine.evaluate_with_engine(change_facts(r.changes, catalog=rule_set.catalog,
-                                                                enabled=r.enabled, current=r.current))),
+            (
+                "adapter, 10-change requests (memo warm)",
+                lambda r: engine.evaluate(r.changes, enabled=r.enabled, current=r.current),
+            ),
+            (
+                "adapter, 10-change requests through durable_rules (memo bypassed)",
+                lambda r: engine.evaluate_with_engine(
+                    change_facts(r.changes, catalog=rule_set.catalog, enabled=r.enabled, current=r.current)
+                ),
+            ),
         ):
             for r in requests:
                 run(r)

@@ -49,8 +49,9 @@ class ReferenceEvaluator:
         self.rule_set = rule_set
         self._rules = tuple((rule.id, predicate(rule.condition)) for rule in rule_set.rules)
 
-    def evaluate(self, changes: Sequence[Mapping[str, Any]], *, enabled: frozenset[str],
-                 current: Mapping[str, str]) -> list[str | None]:
+    def evaluate(
+        self, changes: Sequence[Mapping[str, Any]], *, enabled: frozenset[str], current: Mapping[str, str]
+    ) -> list[str | None]:
         facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
         return [self.decide(record) for record in facts]
 

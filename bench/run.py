@@ -116,18 +116,40 @@ class Bench:
     values: list[str]
     log: Callable[[str], None]
 
-    def job(self, server: Gunicorn, mix: Sequence[Scenario], clients: int, *, duration_s: float | None = None,
-            requests_per_client: int | None = None, warmup_s: float = 0.0,
-            stop_after_s: float | None = None) -> dict[str, Any]:
+    def job(
+        self,
+        server: Gunicorn,
+        mix: Sequence[Scenario],
+        clients: int,
+        *,
+        duration_s: float | None = None,
+        requests_per_client: int | None = None,
+        warmup_s: float = 0.0,
+        stop_after_s: float | None = None,
+    ) -> dict[str, Any]:
         """Run one load process against server; fresh accounts for every client and scenario."""
         accounts = self.seed.accounts(clients * len(mix))
-        job = Job(url=server.url, app_key=APP_KEY, app_secret=APP_SECRET, access_token=ACCESS_TOKEN,
-                  values=self.values, mix=list(mix),
-                  accounts=[accounts[i * len(mix):(i + 1) * len(mix)] for i in range(clients)],
-                  warmup_s=warmup_s, duration_s=duration_s, requests_per_client=requests_per_client,
-                  stop_after_s=stop_after_s)
-        done = subprocess.run([sys.executable, "-m", "bench.load"], input=json.dumps(job.to_json()).encode(),
-                              capture_output=True, cwd=PROJECT_ROOT, check=False, timeout=900)
+        job = Job(
+            url=server.url,
+            app_key=APP_KEY,
+            app_secret=APP_SECRET,
+            access_token=ACCESS_TOKEN,
+            values=self.values,
+            mix=list(mix),
+            accounts=[accounts[i * len(mix) : (i + 1) * len(mix)] for i in range(clients)],
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            requests_per_client=requests_per_client,
+            stop_after_s=stop_after_s,
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.load"],
+            input=json.dumps(job.to_json()).encode(),
+            capture_output=True,
+            cwd=PROJECT_ROOT,
+            check=False,
+            timeout=900,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"bench.load failed ({done.returncode}):\n{done.stderr.decode(errors='replace')}")
         return dict(json.loads(done.stdout))
@@ -146,11 +168,14 @@ def throughput_cells(bench: Bench, service: Gunicorn, bare: Gunicorn) -> dict[tu
             for round_no in range(plan.rounds):
                 order = [("service", service), ("bare", bare)]
                 for name, server in order if round_no % 2 == 0 else reversed(order):
-                    cell[name].add(bench.job(server, [scenario], clients, duration_s=plan.cell_s,
-                                             warmup_s=plan.warmup_s))
+                    cell[name].add(
+                        bench.job(server, [scenario], clients, duration_s=plan.cell_s, warmup_s=plan.warmup_s)
+                    )
             cells[(scenario.label, clients)] = cell
-            bench.log(f"  {scenario.label:>20} c={clients:<2}  service {cell['service'].throughput:8.1f}/s"
-                      f"  bare {cell['bare'].throughput:8.1f}/s")
+            bench.log(
+                f"  {scenario.label:>20} c={clients:<2}  service {cell['service'].throughput:8.1f}/s"
+                f"  bare {cell['bare'].throughput:8.1f}/s"
+            )
     return cells
 
 
@@ -185,13 +210,20 @@ def rule_evaluation(bench: Bench, settings: Settings) -> tuple[dict[int, dict[st
 def batch_scaling(bench: Bench, service: Gunicorn) -> list[tuple[Scenario, Measured]]:
     """Part 5: one client, requests of 1, 10 and 100 changes (accepted: 1, 10 and the whole catalog)."""
     largest = len(bench.values)
-    series = [Scenario("accepted", 1), Scenario("accepted", 10), Scenario("accepted", largest),
-              Scenario("rejected", 1), Scenario("rejected", 10), Scenario("rejected", 100)]
+    series = [
+        Scenario("accepted", 1),
+        Scenario("accepted", 10),
+        Scenario("accepted", largest),
+        Scenario("rejected", 1),
+        Scenario("rejected", 10),
+        Scenario("rejected", 100),
+    ]
     measured = {s: Measured() for s in series}
     for round_no in range(bench.plan.rounds):
         for scenario in series if round_no % 2 == 0 else reversed(series):
-            measured[scenario].add(bench.job(service, [scenario], 1, duration_s=bench.plan.scaling_s,
-                                             warmup_s=bench.plan.warmup_s))
+            measured[scenario].add(
+                bench.job(service, [scenario], 1, duration_s=bench.plan.scaling_s, warmup_s=bench.plan.warmup_s)
+            )
     return [(s, measured[s]) for s in series]
 
 
@@ -233,8 +265,17 @@ def soak(bench: Bench, worker: Gunicorn) -> Soak:
     cycles = math.ceil(bench.plan.soak_decisions / per_cycle / clients)
     result = bench.job(worker, mix, clients, requests_per_client=cycles * len(mix), stop_after_s=2 * SOAK_BUDGET_S)
     rss_after = worker.worker_rss_kib()[0]
-    return Soak(mix, result["total_requests"], result["decisions"], result["total_errors"], result["elapsed_s"],
-                rss_start, rss_before, rss_after, result["error_samples"])
+    return Soak(
+        mix,
+        result["total_requests"],
+        result["decisions"],
+        result["total_errors"],
+        result["elapsed_s"],
+        rss_start,
+        rss_before,
+        rss_after,
+        result["error_samples"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -248,8 +289,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-            + " |" for r in rows]
+    body = [
+        "| "
+        + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        + " |"
+        for r in rows
+    ]
     return "\n".join([line, rule, *body])
 
 
@@ -257,35 +302,74 @@ def _verdict(met: bool, text: str) -> str:
     return f"{'met' if met else 'MISSED'} ({text})"
 
 
-def report(*, machine: dict[str, Any], db_kind: str, redis: bool, plan: Plan,
-           cells: dict[tuple[str, int], dict[str, Measured]],
-           evaluation: tuple[dict[int, dict[str, float]], int, list[str]],
-           soak_result: Soak, scaling: list[tuple[Scenario, Measured]], wall_s: float) -> str:
+def report(
+    *,
+    machine: dict[str, Any],
+    db_kind: str,
+    redis: bool,
+    plan: Plan,
+    cells: dict[tuple[str, int], dict[str, Measured]],
+    evaluation: tuple[dict[int, dict[str, float]], int, list[str]],
+    soak_result: Soak,
+    scaling: list[tuple[Scenario, Measured]],
+    wall_s: float,
+) -> str:
     out: list[str] = []
     cache = "Redis" if redis else "in-process cache"
     quick = " - QUICK smoke run, its figures are not measurements" if plan.quick else ""
     out.append(f"### Run: {db_kind} + {cache}{quick}")
-    out.append(f"machine: {machine['nproc']} CPUs, {machine['cpu']}, Python {machine['python']}; load average "
-               f"{machine['loadavg']} at start, {describe_machine()['loadavg']} at the end; wall time {wall_s:.0f} s")
+    out.append(
+        f"machine: {machine['nproc']} CPUs, {machine['cpu']}, Python {machine['python']}; load average "
+        f"{machine['loadavg']} at start, {describe_machine()['loadavg']} at the end; wall time {wall_s:.0f} s"
+    )
 
     out.append("\n#### 1-2. Throughput and latency: service vs bare WSGI baseline (gunicorn -w 2 sync, same database)")
     rows = []
     for (label, clients), cell in cells.items():
         s, b = cell["service"], cell["bare"]
-        rows.append([label, str(clients), _f(s.throughput), _f(s.percentile(0.5), 2), _f(s.percentile(0.99), 2),
-                     str(s.errors), _f(b.throughput), _f(b.percentile(0.5), 2), _f(b.percentile(0.99), 2),
-                     str(b.errors), _f(s.throughput / b.throughput, 2)])
-    out.append(_table(["batch", "c", "service req/s", "p50 ms", "p99 ms", "err", "bare req/s", "p50 ms", "p99 ms",
-                       "err", "service ÷ bare"], rows))
+        rows.append(
+            [
+                label,
+                str(clients),
+                _f(s.throughput),
+                _f(s.percentile(0.5), 2),
+                _f(s.percentile(0.99), 2),
+                str(s.errors),
+                _f(b.throughput),
+                _f(b.percentile(0.5), 2),
+                _f(b.percentile(0.99), 2),
+                str(b.errors),
+                _f(s.throughput / b.throughput, 2),
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "batch",
+                "c",
+                "service req/s",
+                "p50 ms",
+                "p99 ms",
+                "err",
+                "bare req/s",
+                "p50 ms",
+                "p99 ms",
+                "err",
+                "service ÷ bare",
+            ],
+            rows,
+        )
+    )
 
     timings, checked, notes = evaluation
     names = list(next(iter(timings.values())))
-    out.append(f"\n#### 3. Rule evaluation alone, µs per change (median of {plan.eval_rounds} alternating rounds; "
-               f"verdicts identical on {checked:,} changes, every rule exercised)")
+    out.append(
+        f"\n#### 3. Rule evaluation alone, µs per change (median of {plan.eval_rounds} alternating rounds; "
+        f"verdicts identical on {checked:,} changes, every rule exercised)"
+    )
     rows = []
     for size, by_name in timings.items():
-        row = [str(size), *(_f(by_name[n], 2) for n in names),
-               _f(by_name["adapter"] / by_name["plain Python"], 2)]
+        row = [str(size), *(_f(by_name[n], 2) for n in names), _f(by_name["adapter"] / by_name["plain Python"], 2)]
         if "zen-engine" in by_name:
             row.append(_f(by_name["adapter"] / by_name["zen-engine"], 2))
         if "adapter, engine path" in by_name:
@@ -297,34 +381,70 @@ def report(*, machine: dict[str, Any], db_kind: str, redis: bool, plan: Plan,
     if "adapter, engine path" in names:
         header.append("engine path ÷ plain")
     out.append(_table(header, rows))
-    out.append("adapter = DurableRulesEngine.evaluate as the service calls it (its memo warm after the first round); "
-               "adapter, engine path = every change posted to durable_rules (memo bypassed); all include "
-               "change_facts.")
+    out.append(
+        "adapter = DurableRulesEngine.evaluate as the service calls it (its memo warm after the first round); "
+        "adapter, engine path = every change posted to durable_rules (memo bypassed); all include "
+        "change_facts."
+    )
     out.extend(f"note: {n}" for n in notes)
 
     counts: dict[Scenario, int] = {}
     for scenario in soak_result.mix:
         counts[scenario] = counts.get(scenario, 0) + 1
     mix = " + ".join(f"{n} x {s.label}" if n > 1 else s.label for s, n in counts.items())
-    out.append(f"\n#### 4. {soak_result.decisions:,} decisions in one worker (gunicorn -w 1, 2 clients, "
-               f"requests cycling {mix})")
-    out.append(_table(["requests", "decisions", "errors", "elapsed s", "decisions/s", "RSS at start MiB",
-                       "RSS after warm-up MiB", "RSS after MiB", "growth"],
-                      [[f"{soak_result.requests:,}", f"{soak_result.decisions:,}", str(soak_result.errors),
-                        _f(soak_result.elapsed_s), _f(soak_result.decisions / soak_result.elapsed_s),
-                        _f(soak_result.rss_start_kib / 1024), _f(soak_result.rss_before_kib / 1024),
-                        _f(soak_result.rss_after_kib / 1024), f"{soak_result.growth:+.1f} %"]]))
+    out.append(
+        f"\n#### 4. {soak_result.decisions:,} decisions in one worker (gunicorn -w 1, 2 clients, "
+        f"requests cycling {mix})"
+    )
+    out.append(
+        _table(
+            [
+                "requests",
+                "decisions",
+                "errors",
+                "elapsed s",
+                "decisions/s",
+                "RSS at start MiB",
+                "RSS after warm-up MiB",
+                "RSS after MiB",
+                "growth",
+            ],
+            [
+                [
+                    f"{soak_result.requests:,}",
+                    f"{soak_result.decisions:,}",
+                    str(soak_result.errors),
+                    _f(soak_result.elapsed_s),
+                    _f(soak_result.decisions / soak_result.elapsed_s),
+                    _f(soak_result.rss_start_kib / 1024),
+                    _f(soak_result.rss_before_kib / 1024),
+                    _f(soak_result.rss_after_kib / 1024),
+                    f"{soak_result.growth:+.1f} %",
+                ]
+            ],
+        )
+    )
 
     out.append("\n#### 5. Batch scaling (service, gunicorn -w 2, one client)")
     base = {kind: next(m for s, m in scaling if s.kind == kind and s.size == 1) for kind in ("accepted", "rejected")}
-    rows = [[s.label, _f(m.percentile(0.5), 2), _f(statistics.fmean(m.latencies) if m.latencies else math.nan, 2),
-             _f(m.percentile(0.99), 2), str(m.errors),
-             _f(m.percentile(0.5) / base[s.kind].percentile(0.5), 2)] for s, m in scaling]
+    rows = [
+        [
+            s.label,
+            _f(m.percentile(0.5), 2),
+            _f(statistics.fmean(m.latencies) if m.latencies else math.nan, 2),
+            _f(m.percentile(0.99), 2),
+            str(m.errors),
+            _f(m.percentile(0.5) / base[s.kind].percentile(0.5), 2),
+        ]
+        for s, m in scaling
+    ]
     out.append(_table(["request", "p50 ms", "mean ms", "p99 ms", "err", "p50 ÷ p50(1)"], rows))
     catalog = scaling[2][0].size
-    out.append(f"Accepted batches stop at {catalog} changes, the whole catalog (a type may appear once per request); "
-               f"rejected/100 = {min(99, catalog)} valid changes then {100 - min(99, catalog)} flag.* ones, all 100 "
-               "judged by the rules; rejected/k < 100 = k - 1 valid changes then one flag.* change.")
+    out.append(
+        f"Accepted batches stop at {catalog} changes, the whole catalog (a type may appear once per request); "
+        f"rejected/100 = {min(99, catalog)} valid changes then {100 - min(99, catalog)} flag.* ones, all 100 "
+        "judged by the rules; rejected/k < 100 = k - 1 valid changes then one flag.* change."
+    )
 
     out.append("\n#### Ratios against the targets of issue 5")
     rows = []
@@ -332,24 +452,54 @@ def report(*, machine: dict[str, Any], db_kind: str, redis: bool, plan: Plan,
     for label in (ONE.label, TEN.label, REJECTED.label):
         cell = cells[(label, HEADLINE_CONCURRENCY)]
         ratio = cell["service"].throughput / cell["bare"].throughput
-        rows.append([f"service ÷ bare throughput, {label}, c={HEADLINE_CONCURRENCY}", _f(ratio, 2), "≥ 0.5",
-                     _verdict(ratio >= 0.5, f"{ratio / 0.5:.2f}x the target")])
+        rows.append(
+            [
+                f"service ÷ bare throughput, {label}, c={HEADLINE_CONCURRENCY}",
+                _f(ratio, 2),
+                "≥ 0.5",
+                _verdict(ratio >= 0.5, f"{ratio / 0.5:.2f}x the target"),
+            ]
+        )
     for size, by_name in timings.items():
         ratio = by_name["adapter"] / by_name["plain Python"]
-        rows.append([f"adapter ÷ plain Python per change, {size}-change requests", _f(ratio, 2), "≤ 5",
-                     _verdict(ratio <= 5, f"{ratio / 5:.2f}x the limit")])
+        rows.append(
+            [
+                f"adapter ÷ plain Python per change, {size}-change requests",
+                _f(ratio, 2),
+                "≤ 5",
+                _verdict(ratio <= 5, f"{ratio / 5:.2f}x the limit"),
+            ]
+        )
         if "zen-engine" in by_name:
             ratio = by_name["adapter"] / by_name["zen-engine"]
-            rows.append([f"adapter ÷ zen-engine per change, {size}-change requests", _f(ratio, 2), "≤ 1",
-                         _verdict(ratio <= 1, f"{ratio:.2f}x the limit")])
+            rows.append(
+                [
+                    f"adapter ÷ zen-engine per change, {size}-change requests",
+                    _f(ratio, 2),
+                    "≤ 1",
+                    _verdict(ratio <= 1, f"{ratio:.2f}x the limit"),
+                ]
+            )
     growth = soak_result.growth
-    rows.append([f"worker RSS growth over {soak_result.decisions:,} decisions", f"{growth:+.1f} %", "≤ 10 %, 0 errors",
-                 _verdict(growth <= 10 and soak_result.errors == 0, f"{soak_result.errors} errors")])
+    rows.append(
+        [
+            f"worker RSS growth over {soak_result.decisions:,} decisions",
+            f"{growth:+.1f} %",
+            "≤ 10 %, 0 errors",
+            _verdict(growth <= 10 and soak_result.errors == 0, f"{soak_result.errors} errors"),
+        ]
+    )
     for kind, big in (("rejected", 100), ("accepted", scaling[2][0].size)):
         m = next(m for s, m in scaling if s.kind == kind and s.size == big)
         ratio = m.percentile(0.5) / base[kind].percentile(0.5)
-        rows.append([f"t({big}) ÷ t(1), {kind} requests (p50)", _f(ratio, 2), "≤ 10",
-                     _verdict(ratio <= 10, f"{ratio / 10:.2f}x the limit")])
+        rows.append(
+            [
+                f"t({big}) ÷ t(1), {kind} requests (p50)",
+                _f(ratio, 2),
+                "≤ 10",
+                _verdict(ratio <= 10, f"{ratio / 10:.2f}x the limit"),
+            ]
+        )
     out.append(_table(["ratio", "value", "target", "verdict"], rows))
     if errors_total:
         samples = [s for c in cells.values() for m in c.values() for s in m.samples][:3]
@@ -365,8 +515,10 @@ def report(*, machine: dict[str, Any], db_kind: str, redis: bool, plan: Plan,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run (< 60 s) printing the same table")
-    parser.add_argument("--database-url", help="PostgreSQL server URL; a throwaway database is made from it "
-                        "(default: a fresh SQLite file)")
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL server URL; a throwaway database is made from it (default: a fresh SQLite file)",
+    )
     parser.add_argument("--redis-url", help="Redis URL for the tenant-config cache (default: in-process cache)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -383,15 +535,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log(f"creating the database ({'PostgreSQL' if args.database_url else 'SQLite'}) and migrating it")
         database = Database(args.database_url, workdir.path)
-        settings = Settings(database_url=database.url, redis_url=args.redis_url, rules_dir=SHIPPED_RULES,
-                            instance_dir=workdir.path / "instance")
+        settings = Settings(
+            database_url=database.url,
+            redis_url=args.redis_url,
+            rules_dir=SHIPPED_RULES,
+            instance_dir=workdir.path / "instance",
+        )
         rule_set = load_rule_set(settings.rules_dir)
         seed = Seed(settings, rule_set)
         values = list(rule_set.catalog.values)
         log("starting gunicorn: service -w 2, bare baseline -w 2, service -w 1")
         service = Gunicorn("wsgi:app", 2, service_env(settings), workdir.path / "service.log")
-        bare = Gunicorn("bench.bare:app", 2, bare_env(database.url, seed.tenant, rule_set.catalog.values),
-                        workdir.path / "bare.log")
+        bare = Gunicorn(
+            "bench.bare:app", 2, bare_env(database.url, seed.tenant, rule_set.catalog.values), workdir.path / "bare.log"
+        )
         single = Gunicorn("wsgi:app", 1, service_env(settings), workdir.path / "single.log")
         for server in (service, bare, single):
             servers.append(server.launch())
@@ -409,9 +566,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling = batch_scaling(bench, service)
         log(f"part 4: {plan.soak_decisions:,} decisions in one worker")
         soak_result = soak(bench, single)
-        print(report(machine=machine, db_kind=database.kind, redis=bool(args.redis_url), plan=plan, cells=cells,
-                     evaluation=evaluation, soak_result=soak_result, scaling=scaling,
-                     wall_s=time.perf_counter() - started))
+        print(
+            report(
+                machine=machine,
+                db_kind=database.kind,
+                redis=bool(args.redis_url),
+                plan=plan,
+                cells=cells,
+                evaluation=evaluation,
+                soak_result=soak_result,
+                scaling=scaling,
+                wall_s=time.perf_counter() - started,
+            )
+        )
         return 0
     except Exception:
         for server in servers:

@@ -40,8 +40,9 @@ class Scenario:
             return [{"permission_type": t, "permission_status": status} for t in values[: self.size]]
         valid = min(self.size - 1, len(values))
         changes = [{"permission_type": t, "permission_status": "open"} for t in values[:valid]]
-        changes += [{"permission_type": f"flag.bench{i}", "permission_status": "open"}
-                    for i in range(self.size - valid)]
+        changes += [
+            {"permission_type": f"flag.bench{i}", "permission_status": "open"} for i in range(self.size - valid)
+        ]
         return changes
 
     def expected(self, values: Sequence[str]) -> tuple[int, int, int]:

@@ -31,8 +31,15 @@ from bench.paths import PROJECT_ROOT
 APP_KEY = "bench-key"
 APP_SECRET = "bench-secret"
 ACCESS_TOKEN = "bench-token"
-OUR_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR", "PROMETHEUS_MULTIPROC_DIR",
-                 "WEB_CONCURRENCY", "BENCH_")
+OUR_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RULES_DIR",
+    "INSTANCE_DIR",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "WEB_CONCURRENCY",
+    "BENCH_",
+)
 
 
 def free_port() -> int:
@@ -83,13 +90,19 @@ class Seed:
         self.tenant = f"bench_{secrets.token_hex(4)}"  # unique: the Redis cache may be shared with others
         self._engine = make_engine(settings)
         load_fixtures(
-            {"tenants": [{"id": self.tenant,
-                          "credentials": [{"app_key": APP_KEY, "app_secret": APP_SECRET,
-                                           "access_token": ACCESS_TOKEN}],
-                          "saas_config": {"enabled": ["*"]}}]},
+            {
+                "tenants": [
+                    {
+                        "id": self.tenant,
+                        "credentials": [{"app_key": APP_KEY, "app_secret": APP_SECRET, "access_token": ACCESS_TOKEN}],
+                        "saas_config": {"enabled": ["*"]},
+                    }
+                ]
+            },
             session_factory=make_session_factory(self._engine),
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
-            catalog=rule_set.catalog, rule_set_version=rule_set.version,
+            catalog=rule_set.catalog,
+            rule_set_version=rule_set.version,
         )
         self._next = 0
 
@@ -99,8 +112,10 @@ class Seed:
         self._next += count
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
-            conn.execute(insert(Account), [{"tenant_id": self.tenant, "origin_id": n, "status": "active",
-                                            "created_at": now} for n in numbers])
+            conn.execute(
+                insert(Account),
+                [{"tenant_id": self.tenant, "origin_id": n, "status": "active", "created_at": now} for n in numbers],
+            )
         return numbers
 
     def close(self) -> None:
@@ -128,9 +143,24 @@ class Gunicorn:
         env.update(self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers",
-                 str(self.workers), "--worker-class", "sync", "--graceful-timeout", "5", self.app],
-                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(self.workers),
+                    "--worker-class",
+                    "sync",
+                    "--graceful-timeout",
+                    "5",
+                    self.app,
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -196,8 +226,11 @@ class Gunicorn:
 
 def service_env(settings: Settings) -> dict[str, str]:
     """The environment the service reads its settings from."""
-    env = {"DATABASE_URL": settings.database_url, "RULES_DIR": str(settings.rules_dir),
-           "INSTANCE_DIR": str(settings.instance_dir)}
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "RULES_DIR": str(settings.rules_dir),
+        "INSTANCE_DIR": str(settings.instance_dir),
+    }
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
     return env
@@ -228,6 +261,9 @@ def describe_machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": sys.version.split()[0],
-            "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists()
-            else "?"}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": sys.version.split()[0],
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
+    }

@@ -81,8 +81,13 @@ def decision_table(rule_set: RuleSet) -> dict[str, Any]:
     return {
         "nodes": [
             {"id": "request", "type": "inputNode", "name": "request", "position": {"x": 0, "y": 0}},
-            {"id": "rules", "type": "decisionTableNode", "name": "trade-permission rules",
-             "content": content, "position": {"x": 250, "y": 0}},
+            {
+                "id": "rules",
+                "type": "decisionTableNode",
+                "name": "trade-permission rules",
+                "content": content,
+                "position": {"x": 250, "y": 0},
+            },
             {"id": "response", "type": "outputNode", "name": "response", "position": {"x": 500, "y": 0}},
         ],
         "edges": [
@@ -103,8 +108,9 @@ class ZenEvaluator:
         # An engine with a static loader keeps the compiled decision; ZenDecision.evaluate costs ~10x more a call.
         self._engine = zen.ZenEngine({"loader": {"type": "static", "content": {DECISION_KEY: content}}})
 
-    def evaluate(self, changes: Sequence[Mapping[str, Any]], *, enabled: frozenset[str],
-                 current: Mapping[str, str]) -> list[str | None]:
+    def evaluate(
+        self, changes: Sequence[Mapping[str, Any]], *, enabled: frozenset[str], current: Mapping[str, str]
+    ) -> list[str | None]:
         facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
         verdicts = self._engine.evaluate(DECISION_KEY, {"facts": facts})["result"]["verdicts"]
         return [None if v["rule_id"] == PASS_RULE_ID else v["rule_id"] for v in verdicts]

@@ -33,8 +33,17 @@ from tests.support import (
 )
 
 TABLES = (
-    "permission_audit", "decisions", "rules_reloads", "account_permissions", "accounts", "tenant_configs",
-    "credentials", "revoked_app_keys", "accepted_signatures", "idempotency_keys", "tenants",
+    "permission_audit",
+    "decisions",
+    "rules_reloads",
+    "account_permissions",
+    "accounts",
+    "tenant_configs",
+    "credentials",
+    "revoked_app_keys",
+    "accepted_signatures",
+    "idempotency_keys",
+    "tenants",
 )
 
 
@@ -126,8 +135,13 @@ def redis_url() -> Iterator[str | None]:
 @pytest.fixture
 def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database and Redis."""
-    return Settings(database_url=database_url, redis_url=redis_url, rules_dir=SHIPPED_RULES,
-                    instance_dir=tmp_path / "instance", tenant_config_ttl_seconds=30.0)
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        rules_dir=SHIPPED_RULES,
+        instance_dir=tmp_path / "instance",
+        tenant_config_ttl_seconds=30.0,
+    )
 
 
 @pytest.fixture
@@ -142,9 +156,13 @@ def seed(settings: Settings, document: dict[str, Any]) -> None:
     rule_set = load_rule_set(settings.rules_dir)
     engine = make_engine(settings)
     try:
-        load_fixtures(document, session_factory=make_session_factory(engine),
-                      cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
-                      catalog=rule_set.catalog, rule_set_version=rule_set.version)
+        load_fixtures(
+            document,
+            session_factory=make_session_factory(engine),
+            cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
+            catalog=rule_set.catalog,
+            rule_set_version=rule_set.version,
+        )
     finally:
         engine.dispose()
 
@@ -155,8 +173,14 @@ class Api:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def update(self, body: bytes, *, creds: Credentials = DEMO, headers: dict[str, str] | None = None,
-               timestamp: str | None = None) -> Any:
+    def update(
+        self,
+        body: bytes,
+        *,
+        creds: Credentials = DEMO,
+        headers: dict[str, str] | None = None,
+        timestamp: str | None = None,
+    ) -> Any:
         """POST a raw body to the update endpoint, signed (at `timestamp` when given)."""
         sent = signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=timestamp)
         sent.update(headers or {})
@@ -165,8 +189,9 @@ class Api:
     def read(self, account_no: str, *, creds: Credentials = DEMO) -> Any:
         """GET the account's permissions, signed."""
         query = f"account_no={account_no}"
-        return self.client.get(f"{READ_PATH}?{query}", headers=signed_headers("GET", READ_PATH, query=query,
-                                                                               creds=creds))
+        return self.client.get(
+            f"{READ_PATH}?{query}", headers=signed_headers("GET", READ_PATH, query=query, creds=creds)
+        )
 
     def statuses(self, account_no: str, *, creds: Credentials = DEMO) -> dict[str, str]:
         """permission_type → status, as GET reports it."""
@@ -200,8 +225,9 @@ def live_server(seeded: Settings, tmp_path: Path) -> Iterator[Any]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--slow", action="store_true",
-                     help="also run the slow endurance, soak, fault and packaging tests (CI does)")
+    parser.addoption(
+        "--slow", action="store_true", help="also run the slow endurance, soak, fault and packaging tests (CI does)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

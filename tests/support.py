@@ -36,8 +36,12 @@ FIXTURES: dict[str, Any] = {
         },
     ],
     "accounts": [
-        {"account_no": "ACC-1", "tenant": "sg_mexc", "status": "active",
-         "permissions": {"account.trade": "open", "stock.HK": "open"}},
+        {
+            "account_no": "ACC-1",
+            "tenant": "sg_mexc",
+            "status": "active",
+            "permissions": {"account.trade": "open", "stock.HK": "open"},
+        },
         {"account_no": "ACC-2", "tenant": "sg_mexc", "status": "active"},
         {"account_no": "ACC-GONE", "tenant": "sg_mexc", "status": "deregistered"},
         {"account_no": "OTHER-1", "tenant": "hk_other", "status": "active"},
@@ -61,16 +65,32 @@ BARE = Credentials("bare-key", "bare-secret", "bare-token")
 
 
 def signed_headers(
-    method: str, path: str, body: bytes = b"", *, query: str = "", creds: Credentials = DEMO,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    query: str = "",
+    creds: Credentials = DEMO,
     timestamp: str | None = None,
 ) -> dict[str, str]:
     """Headers that sign the request as the official SDK does."""
     ts = timestamp if timestamp is not None else str(int(time.time()))
-    sig = sign(app_secret=creds.app_secret, method=method, path=path, query=query, access_token=creds.access_token,
-               app_key=creds.app_key, timestamp=ts, body=body)
+    sig = sign(
+        app_secret=creds.app_secret,
+        method=method,
+        path=path,
+        query=query,
+        access_token=creds.access_token,
+        app_key=creds.app_key,
+        timestamp=ts,
+        body=body,
+    )
     return {
-        "X-Api-Key": creds.app_key, "Authorization": creds.access_token, "X-Timestamp": ts,
-        "X-Api-Signature": signature_header(sig), "Content-Type": "application/json; charset=utf-8",
+        "X-Api-Key": creds.app_key,
+        "Authorization": creds.access_token,
+        "X-Timestamp": ts,
+        "X-Api-Signature": signature_header(sig),
+        "Content-Type": "application/json; charset=utf-8",
     }
 
 
@@ -91,18 +111,26 @@ def permctl(*args: str, env: dict[str, str] | None = None, cwd: Any = None, time
     import sys
     from pathlib import Path
 
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))
-            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}  # calls go to 127.0.0.1 only
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "LONGBRIDGE_"))
+        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }  # calls go to 127.0.0.1 only
     base.update(env or {})
-    return subprocess.run([str(Path(sys.executable).with_name("permctl")), *args], env=base, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("permctl")), *args],
+        env=base,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def copy_rules(target: Any) -> Any:
     """A copy of the shipped rules/ directory at target/rules."""
     import shutil
-
 
     destination = target / "rules"
     shutil.copytree(SHIPPED_RULES, destination)

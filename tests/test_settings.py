@@ -46,11 +46,22 @@ def test_a_file_where_a_directory_is_expected_is_refused(tmp_path: Path):
 
 
 def test_good_values_are_read():
-    s = Settings.from_env({"SIGNATURE_WINDOW_SECONDS": "60", "LOG_LEVEL": "debug", "REDIS_URL": "redis://h:6380/2",
-                           "REDIS_KEY_PREFIX": "staging:", "TENANT_CONFIG_TTL_SECONDS": "0.5",
-                           "DATABASE_URL": "postgresql+psycopg://app@db/permissions"})
+    s = Settings.from_env(
+        {
+            "SIGNATURE_WINDOW_SECONDS": "60",
+            "LOG_LEVEL": "debug",
+            "REDIS_URL": "redis://h:6380/2",
+            "REDIS_KEY_PREFIX": "staging:",
+            "TENANT_CONFIG_TTL_SECONDS": "0.5",
+            "DATABASE_URL": "postgresql+psycopg://app@db/permissions",
+        }
+    )
     assert (s.signature_window_seconds, s.log_level, s.redis_url, s.redis_key_prefix) == (
-        60, "DEBUG", "redis://h:6380/2", "staging:")
+        60,
+        "DEBUG",
+        "redis://h:6380/2",
+        "staging:",
+    )
     assert (s.tenant_config_ttl_seconds, s.database_url) == (0.5, "postgresql+psycopg://app@db/permissions")
 
 

@@ -18,19 +18,21 @@ DEMO_BODY = {"account_no": "L6VQEU00121996", "changes": [{"permission_type": "st
 
 def _how_to_call(url: str) -> str:
     permctl = shlex.quote(str(Path(sys.executable).with_name("permctl")))
-    return "\n".join([
-        f"Serving the trade-permission API at {url} (demo tenant sg_mexc).",
-        "",
-        "SDK variables (for permctl call and the longbridge SDK):",
-        f"  export LONGBRIDGE_APP_KEY=demo-key LONGBRIDGE_APP_SECRET=demo-secret "
-        f"LONGBRIDGE_ACCESS_TOKEN=demo-token LONGBRIDGE_HTTP_URL={url}",
-        "",
-        "Open stock.US on the demo account, then read it back:",
-        f"  {permctl} call POST /v1/whaleapi/account/update_account_trade_permission "
-        f"--data {shlex.quote(json.dumps(DEMO_BODY, separators=(',', ':')))}",
-        f"  {permctl} call GET '/v1/whaleapi/account/get_account_trade_permission?account_no=L6VQEU00121996'",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"Serving the trade-permission API at {url} (demo tenant sg_mexc).",
+            "",
+            "SDK variables (for permctl call and the longbridge SDK):",
+            f"  export LONGBRIDGE_APP_KEY=demo-key LONGBRIDGE_APP_SECRET=demo-secret "
+            f"LONGBRIDGE_ACCESS_TOKEN=demo-token LONGBRIDGE_HTTP_URL={url}",
+            "",
+            "Open stock.US on the demo account, then read it back:",
+            f"  {permctl} call POST /v1/whaleapi/account/update_account_trade_permission "
+            f"--data {shlex.quote(json.dumps(DEMO_BODY, separators=(',', ':')))}",
+            f"  {permctl} call GET '/v1/whaleapi/account/get_account_trade_permission?account_no=L6VQEU00121996'",
+            "",
+        ]
+    )
 
 
 def _bind(value: str | None) -> str:
@@ -80,8 +82,13 @@ def _prepare_demo(environ: dict[str, str]) -> None:
     s = s.with_overrides(database_url=sqlite_url(s.instance_dir / DEMO_DATABASE), redis_url=None)
     rules = rule_set(s)
     upgrade(s.database_url)
-    load_fixtures(read_yaml(demo_fixtures()), session_factory=session_factory(s), cache=config_cache(s),
-                  catalog=rules.catalog, rule_set_version=rules.version)
+    load_fixtures(
+        read_yaml(demo_fixtures()),
+        session_factory=session_factory(s),
+        cache=config_cache(s),
+        catalog=rules.catalog,
+        rule_set_version=rules.version,
+    )
     environ["DATABASE_URL"] = s.database_url
     environ.pop("REDIS_URL", None)
     click.echo(f"demo database: {s.database_url.removeprefix('sqlite:///')}", err=True)
@@ -89,10 +96,18 @@ def _prepare_demo(environ: dict[str, str]) -> None:
 
 @click.command()
 @click.option("--bind", "-b", metavar="HOST:PORT", help="Where to listen [default: $BIND, else 127.0.0.1:8000].")
-@click.option("--workers", "-w", type=click.IntRange(min=1), metavar="N",
-              help="Worker processes [default: $WEB_CONCURRENCY, else 2].")
-@click.option("--demo", is_flag=True,
-              help="Serve the demo: its own SQLite database under instance/, migrated, with the demo data loaded.")
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Worker processes [default: $WEB_CONCURRENCY, else 2].",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Serve the demo: its own SQLite database under instance/, migrated, with the demo data loaded.",
+)
 def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     """Serve the API with gunicorn (sync workers: the rules engine is not thread-safe).
 
@@ -112,9 +127,21 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
         _prepare_demo(environ)
         click.echo(_how_to_call(_url(address)))
     else:
-        click.echo(f"Serving the trade-permission API at {_url(address)} with {count} workers; "
-                   f"GET /readyz says when it is ready.")
-    args = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", address,
-            "--workers", str(count), "app.wsgi:app"]
+        click.echo(
+            f"Serving the trade-permission API at {_url(address)} with {count} workers; "
+            f"GET /readyz says when it is ready."
+        )
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:app.gunicorn_conf",
+        "--bind",
+        address,
+        "--workers",
+        str(count),
+        "app.wsgi:app",
+    ]
     sys.stdout.flush()
     os.execve(sys.executable, args, environ)

@@ -18,7 +18,8 @@ def request_body() -> bytes:
     if "body" not in g:
         limit = current_app.extensions["permission_service"].settings.max_body_bytes
         g.body = read_body(request.environ, limit=limit)
-    return g.body  # type: ignore[no-any-return]
+    body: bytes = g.body
+    return body
 
 
 def read_body(environ: dict[str, Any], *, limit: int) -> bytes:
@@ -68,8 +69,9 @@ def _read(stream: IO[bytes], size: int) -> bytes:
             chunk = stream.read(min(remaining, _STEP))
         except Exception as exc:  # the server's own error types (a broken chunk, a client gone): not ours to name
             log.info("body_unreadable", error=type(exc).__name__)
-            raise InvalidRequest("the body could not be read (the client stopped sending or broke its framing)") \
-                from exc
+            raise InvalidRequest(
+                "the body could not be read (the client stopped sending or broke its framing)"
+            ) from exc
         if not chunk:
             break
         chunks.append(chunk)

@@ -61,65 +61,118 @@ def signed_answers(envelope: type[Schema], answers: Mapping[int, Answer]) -> dic
     """A signed route's own answers and those every signed route gives (401, 413, 503)."""
     return {
         **answers,
-        401: Answer("The signature is refused: any credential or signature mismatch, a timestamp outside the "
-                    "window, or a replayed POST", envelope, (Code.UNAUTHENTICATED,)),
-        413: Answer("The body is over 64 KiB, however it is framed (Content-Length or chunked)", envelope,
-                    (Code.INVALID_REQUEST,)),
+        401: Answer(
+            "The signature is refused: any credential or signature mismatch, a timestamp outside the "
+            "window, or a replayed POST",
+            envelope,
+            (Code.UNAUTHENTICATED,),
+        ),
+        413: Answer(
+            "The body is over 64 KiB, however it is framed (Content-Length or chunked)",
+            envelope,
+            (Code.INVALID_REQUEST,),
+        ),
         503: Answer("The database is unreachable", envelope, (Code.SERVICE_UNAVAILABLE,)),
     }
 
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
-        "post", UPDATE, "updateAccountTradePermission",
+        "post",
+        UPDATE,
+        "updateAccountTradePermission",
         "Change one or more trade permissions of an account, all or nothing",
-        body=UpdatePermissionsRequest, idempotency_key=True,
-        answers=signed_answers(UpdateEnvelope, {
-            200: Answer("Every change applied", UpdateEnvelope, (Code.SUCCESS,), replayable=True),
-            400: Answer("The request is malformed (400001), or a change is rejected: data.failure_index is its "
-                        "index and data.rule_id the rule", UpdateEnvelope,
-                        (Code.INVALID_REQUEST, Code.INVALID_PERMISSION_TYPE, Code.INVALID_PERMISSION_STATUS,
-                         Code.NO_STATE_CHANGE, Code.DUPLICATE_PERMISSION_TYPE), replayable=True),
-            404: Answer("No such account in the caller's tenant", UpdateEnvelope, (Code.ACCOUNT_NOT_FOUND,),
-                        replayable=True),
-            409: Answer("The account is deregistered (409001), or a request with the same Idempotency-Key is "
-                        "still being processed (409002: retry)", UpdateEnvelope,
-                        (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT), replayable=True),
-            422: Answer("The Idempotency-Key was used with a different request", UpdateEnvelope,
-                        (Code.IDEMPOTENCY_KEY_REUSED,)),
-            500: Answer("A database error after validation: nothing was persisted", UpdateEnvelope,
-                        (Code.WRITE_FAILED,)),
-        }),
+        body=UpdatePermissionsRequest,
+        idempotency_key=True,
+        answers=signed_answers(
+            UpdateEnvelope,
+            {
+                200: Answer("Every change applied", UpdateEnvelope, (Code.SUCCESS,), replayable=True),
+                400: Answer(
+                    "The request is malformed (400001), or a change is rejected: data.failure_index is its "
+                    "index and data.rule_id the rule",
+                    UpdateEnvelope,
+                    (
+                        Code.INVALID_REQUEST,
+                        Code.INVALID_PERMISSION_TYPE,
+                        Code.INVALID_PERMISSION_STATUS,
+                        Code.NO_STATE_CHANGE,
+                        Code.DUPLICATE_PERMISSION_TYPE,
+                    ),
+                    replayable=True,
+                ),
+                404: Answer(
+                    "No such account in the caller's tenant", UpdateEnvelope, (Code.ACCOUNT_NOT_FOUND,), replayable=True
+                ),
+                409: Answer(
+                    "The account is deregistered (409001), or a request with the same Idempotency-Key is "
+                    "still being processed (409002: retry)",
+                    UpdateEnvelope,
+                    (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT),
+                    replayable=True,
+                ),
+                422: Answer(
+                    "The Idempotency-Key was used with a different request",
+                    UpdateEnvelope,
+                    (Code.IDEMPOTENCY_KEY_REUSED,),
+                ),
+                500: Answer(
+                    "A database error after validation: nothing was persisted", UpdateEnvelope, (Code.WRITE_FAILED,)
+                ),
+            },
+        ),
     ),
     Operation(
-        "get", READ, "getAccountTradePermission",
+        "get",
+        READ,
+        "getAccountTradePermission",
         "Every permission the tenant's config enables, in catalog order (deregistered accounts too)",
         query=GetPermissionsQuery,
-        answers=signed_answers(EmptyEnvelope, {
-            200: Answer("The account's permissions", ReadEnvelope, (Code.SUCCESS,)),
-            400: Answer("The query is malformed", EmptyEnvelope, (Code.INVALID_REQUEST,)),
-            404: Answer("No such account in the caller's tenant", EmptyEnvelope, (Code.ACCOUNT_NOT_FOUND,)),
-        }),
+        answers=signed_answers(
+            EmptyEnvelope,
+            {
+                200: Answer("The account's permissions", ReadEnvelope, (Code.SUCCESS,)),
+                400: Answer("The query is malformed", EmptyEnvelope, (Code.INVALID_REQUEST,)),
+                404: Answer("No such account in the caller's tenant", EmptyEnvelope, (Code.ACCOUNT_NOT_FOUND,)),
+            },
+        ),
     ),
     Operation(
-        "get", "/healthz", "healthz", "The process is alive", signed=False,
+        "get",
+        "/healthz",
+        "healthz",
+        "The process is alive",
+        signed=False,
         answers={200: Answer("Alive", EmptyEnvelope, (Code.SUCCESS,))},
     ),
     Operation(
-        "get", "/readyz", "readyz", "Ready for traffic: the database answers and a rule set is loaded",
-        signed=False, description="Redis is shown but never decides. No tenant data.",
+        "get",
+        "/readyz",
+        "readyz",
+        "Ready for traffic: the database answers and a rule set is loaded",
+        signed=False,
+        description="Redis is shown but never decides. No tenant data.",
         answers={
             200: Answer("Ready", ReadinessEnvelope, (Code.SUCCESS,)),
             503: Answer("Not ready (data says which dependency)", ReadinessEnvelope, (Code.SERVICE_UNAVAILABLE,)),
         },
     ),
     Operation(
-        "get", "/metrics", "metrics", "Prometheus metrics, summed over every worker", signed=False,
-        answers={200: Answer("Prometheus text exposition format", content={
-            "text/plain": {"schema": {"type": "string"}}})},
+        "get",
+        "/metrics",
+        "metrics",
+        "Prometheus metrics, summed over every worker",
+        signed=False,
+        answers={
+            200: Answer("Prometheus text exposition format", content={"text/plain": {"schema": {"type": "string"}}})
+        },
     ),
     Operation(
-        "get", "/openapi.json", "openapi", "This document", signed=False,
+        "get",
+        "/openapi.json",
+        "openapi",
+        "This document",
+        signed=False,
         answers={200: Answer("The OpenAPI document", content={"application/json": {"schema": {"type": "object"}}})},
     ),
 )
@@ -138,25 +191,43 @@ SECURITY_SCHEMES = {
     "ApiKey": ("X-Api-Key", "The app key of a credential"),
     "AccessToken": ("Authorization", "The access token of the same credential"),
     "Timestamp": ("X-Timestamp", "Unix seconds as sent, integer or decimal, within ±300 s (configurable)"),
-    "Signature": ("X-Api-Signature", "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, "
-                                     "Signature=<64 hex digits>; see SPEC §4 for the canonical request"),
+    "Signature": (
+        "X-Api-Signature",
+        "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, "
+        "Signature=<64 hex digits>; see SPEC §4 for the canonical request",
+    ),
 }
 PARAMETERS: dict[str, dict[str, Any]] = {
-    "TraceId": {"in": "header", "name": "X-Trace-Id", "required": False,
-                "description": "Echoed on the answer and logged when 1-128 of [A-Za-z0-9._:/+=-]; else a new id",
-                "schema": {"type": "string"}},
-    "RequestId": {"in": "header", "name": "X-Request-Id", "required": False,
-                  "description": "Used as the trace id when X-Trace-Id is not given", "schema": {"type": "string"}},
-    "IdempotencyKey": {"in": "header", "name": "Idempotency-Key", "required": False,
-                       "description": "1-128 printable ASCII characters, scoped to the tenant, kept 24 h: a repeat "
-                                      "of the same request gets the first answer again",
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]{1,128}$"}},
+    "TraceId": {
+        "in": "header",
+        "name": "X-Trace-Id",
+        "required": False,
+        "description": "Echoed on the answer and logged when 1-128 of [A-Za-z0-9._:/+=-]; else a new id",
+        "schema": {"type": "string"},
+    },
+    "RequestId": {
+        "in": "header",
+        "name": "X-Request-Id",
+        "required": False,
+        "description": "Used as the trace id when X-Trace-Id is not given",
+        "schema": {"type": "string"},
+    },
+    "IdempotencyKey": {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "description": "1-128 printable ASCII characters, scoped to the tenant, kept 24 h: a repeat "
+        "of the same request gets the first answer again",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]{1,128}$"},
+    },
 }
 HEADERS: dict[str, dict[str, Any]] = {
     "X-Trace-Id": {"description": "The request's trace id", "required": True, "schema": {"type": "string"}},
-    "Idempotency-Replayed": {"description": "true: the stored answer of an earlier request with the same "
-                                            "Idempotency-Key (nothing was written again)",
-                             "schema": {"type": "string", "enum": ["true"]}},
+    "Idempotency-Replayed": {
+        "description": "true: the stored answer of an earlier request with the same "
+        "Idempotency-Key (nothing was written again)",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
     "Allow": {"description": "The methods the path serves", "required": True, "schema": {"type": "string"}},
 }
 NOT_FOUND = Answer("No such route", EmptyEnvelope, (Code.NOT_FOUND,))
@@ -182,17 +253,27 @@ class _Plugin(MarshmallowPlugin):
 def envelope_schema(answer: Answer) -> dict[str, Any]:
     """The JSON schema of an answer's body: its envelope, with `code` limited to the answer's codes."""
     assert answer.schema is not None
-    return {"allOf": [{"$ref": f"#/components/schemas/{answer.schema.__name__}"},
-                      {"properties": {"code": {"enum": [int(code) for code in answer.codes]}}}]}
+    return {
+        "allOf": [
+            {"$ref": f"#/components/schemas/{answer.schema.__name__}"},
+            {"properties": {"code": {"enum": [int(code) for code in answer.codes]}}},
+        ]
+    }
 
 
 def _response(answer: Answer, *, allow: bool = False) -> dict[str, Any]:
     codes = ", ".join(f"{int(code)} {code.name}" for code in answer.codes)
-    headers = {name: name for name in ("X-Trace-Id", "Idempotency-Replayed", "Allow")
-               if name == "X-Trace-Id" or (name == "Allow" and allow) or (name != "Allow" and answer.replayable)}
+    headers = {
+        name: name
+        for name in ("X-Trace-Id", "Idempotency-Replayed", "Allow")
+        if name == "X-Trace-Id" or (name == "Allow" and allow) or (name != "Allow" and answer.replayable)
+    }
     content = answer.content or {"application/json": {"schema": envelope_schema(answer)}}
-    return {"description": answer.description + (f" ({codes})" if codes else ""), "headers": headers,
-            "content": dict(content)}
+    return {
+        "description": answer.description + (f" ({codes})" if codes else ""),
+        "headers": headers,
+        "content": dict(content),
+    }
 
 
 def _operation(op: Operation) -> dict[str, Any]:
@@ -202,7 +283,9 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
     operation: dict[str, Any] = {
-        "operationId": op.operation_id, "summary": op.summary, "security": SIGNED if op.signed else [],
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "security": SIGNED if op.signed else [],
         "parameters": parameters,
         "responses": {str(status): _response(answer) for status, answer in sorted(op.answers.items())},
     }
@@ -215,11 +298,17 @@ def _operation(op: Operation) -> dict[str, Any]:
 
 def build_document() -> dict[str, Any]:
     """The whole document, built from OPERATIONS."""
-    spec = APISpec(title="Trade-permission policy service", version="1.0.0", openapi_version="3.1.0",
-                   plugins=[_Plugin()], info={"description": INFO})
+    spec = APISpec(
+        title="Trade-permission policy service",
+        version="1.0.0",
+        openapi_version="3.1.0",
+        plugins=[_Plugin()],
+        info={"description": INFO},
+    )
     for name, (header, description) in SECURITY_SCHEMES.items():
-        spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header,
-                                               "description": description})
+        spec.components.security_scheme(
+            name, {"type": "apiKey", "in": "header", "name": header, "description": description}
+        )
     for name, parameter in PARAMETERS.items():
         spec.components.parameter(name, parameter["in"], {k: v for k, v in parameter.items() if k != "in"})
     for name, header_object in HEADERS.items():

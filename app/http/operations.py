@@ -25,11 +25,20 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Ready when the database answers and a rule set is loaded; Redis is shown, never fatal."""
     container: Any = current_app.extensions["permission_service"]
-    state = readiness(session_factory=container.session_factory, rules=container.rules,
-                      cache=container.config_cache, head=head_revision())
-    data = {"database": state.database, "schema_revision": state.schema_revision,
-            "code_revision": state.code_revision, "rule_set_version": state.rule_set_version,
-            "last_reload_error": state.last_reload_error, "redis": state.redis}
+    state = readiness(
+        session_factory=container.session_factory,
+        rules=container.rules,
+        cache=container.config_cache,
+        head=head_revision(),
+    )
+    data = {
+        "database": state.database,
+        "schema_revision": state.schema_revision,
+        "code_revision": state.code_revision,
+        "rule_set_version": state.rule_set_version,
+        "last_reload_error": state.last_reload_error,
+        "redis": state.redis,
+    }
     if state.ready:
         return envelope(0, "ready", data, 200)
     return envelope(503001, "not ready", data, 503)
@@ -43,5 +52,8 @@ def metrics() -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(
+        generate_latest(registry),
+        mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )

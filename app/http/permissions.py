@@ -32,13 +32,19 @@ def update() -> Response:
     try:
         payload = _update_payload(body)
     except InvalidRequest as error:
-        stored = container.permissions.remember_rejection(caller=caller, idempotency=idempotency, error=error) \
-            if idempotency else None
+        stored = (
+            container.permissions.remember_rejection(caller=caller, idempotency=idempotency, error=error)
+            if idempotency
+            else None
+        )
         if stored is None:
             raise
         return replayed(stored)
     result = container.permissions.update(
-        caller=caller, account_no=payload["account_no"], changes=payload["changes"], trace_id=trace_id(),
+        caller=caller,
+        account_no=payload["account_no"],
+        changes=payload["changes"],
+        trace_id=trace_id(),
         idempotency=idempotency,
     )
     if result.replayed is not None:

@@ -38,11 +38,19 @@ def init_trace(app: Flask) -> None:
         response.headers["X-Trace-Id"] = g.trace_id
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         route = metrics.route_label(request.url_rule.rule if request.url_rule else None)
-        metrics.REQUESTS.labels(route=route, method=metrics.method_label(request.method),
-                                status=str(response.status_code), code=metrics.code_label(g.get("code"))).inc()
+        metrics.REQUESTS.labels(
+            route=route,
+            method=metrics.method_label(request.method),
+            status=str(response.status_code),
+            code=metrics.code_label(g.get("code")),
+        ).inc()
         metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
         log.info(
-            "request", method=request.method, path=request.path, status=response.status_code, code=g.get("code"),
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            code=g.get("code"),
             duration_ms=round(elapsed * 1000, 3),
         )
         return response

@@ -116,14 +116,24 @@ class RedisConfigCache:
     answers again.
     """
 
-    def __init__(self, url: str, ttl_seconds: float, *, breaker_seconds: float = 5.0,
-                 timeout_seconds: float = 0.25, key_prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: float,
+        *,
+        breaker_seconds: float = 5.0,
+        timeout_seconds: float = 0.25,
+        key_prefix: str = DEFAULT_PREFIX,
+    ) -> None:
         self._ttl = max(1, int(ttl_seconds))
         self.key_prefix = key_prefix
         self._prefix = f"{key_prefix}tenant-config:"
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1), retry_on_timeout=False,
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_timeout=False,
         )
         self.breaker = CircuitBreaker(breaker_seconds)
         self.fallbacks = 0
@@ -144,8 +154,13 @@ class RedisConfigCache:
             metrics.REDIS_FALLBACKS.inc()
             metrics.REDIS_BREAKER_OPEN.set(1)
             self.breaker.failed()
-            log.warning("redis_unavailable", operation=operation, error=type(exc).__name__, breaker="open",
-                        failures=self.breaker.failures)
+            log.warning(
+                "redis_unavailable",
+                operation=operation,
+                error=type(exc).__name__,
+                breaker="open",
+                failures=self.breaker.failures,
+            )
             return None
         if self.breaker.failures:
             log.info("redis_available_again", operation=operation)
@@ -190,8 +205,9 @@ class RedisConfigCache:
         self._call("invalidate", delete_all)
 
 
-def make_config_cache(redis_url: str | None, ttl_seconds: float, breaker_seconds: float = 5.0,
-                      key_prefix: str = DEFAULT_PREFIX) -> ConfigCache:
+def make_config_cache(
+    redis_url: str | None, ttl_seconds: float, breaker_seconds: float = 5.0, key_prefix: str = DEFAULT_PREFIX
+) -> ConfigCache:
     """Redis when a URL is given, else in-process."""
     if redis_url:
         return RedisConfigCache(redis_url, ttl_seconds, breaker_seconds=breaker_seconds, key_prefix=key_prefix)

@@ -82,8 +82,7 @@ class PermissionAudit(Base):
     __tablename__ = "permission_audit"
     __table_args__ = (Index("ix_permission_audit_account", "tenant_id", "account_no", "id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     trace_id: Mapped[str128]
     tenant_id: Mapped[str64]
     app_key: Mapped[str128]
@@ -111,8 +110,7 @@ class RecordedDecision(Base):
     __tablename__ = "decisions"
     __table_args__ = (Index("ix_decisions_created_at", "created_at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     trace_id: Mapped[str128]
     tenant_id: Mapped[str64]
     account_no: Mapped[str64]

@@ -86,8 +86,7 @@ _credentials = Credential.__table__
 _signatures = AcceptedSignature.__table__
 
 _ACCOUNT = (
-    select(_accounts.c.id, _accounts.c.tenant_id, _accounts.c.origin_id, _accounts.c.status,
-           _tenants.c.config_version)
+    select(_accounts.c.id, _accounts.c.tenant_id, _accounts.c.origin_id, _accounts.c.status, _tenants.c.config_version)
     .join_from(_accounts, _tenants, _tenants.c.id == _accounts.c.tenant_id)
     .where(_accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no"))
 )
@@ -133,9 +132,11 @@ class Accounts:
 
     def get(self, *, tenant_id: str, account_no: str, lock: bool) -> AccountRecord | None:
         """The account with its tenant's config version; lock=True holds its row until commit."""
-        row = self.session.connection().execute(
-            _ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no}
-        ).one_or_none()
+        row = (
+            self.session.connection()
+            .execute(_ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no})
+            .one_or_none()
+        )
         return None if row is None else AccountRecord(*row)
 
     def add(self, *, tenant_id: str, account_no: str, status: str, at: datetime) -> int:
@@ -230,9 +231,15 @@ class Credentials:
         """Create the credential, or replace its tenant, secret and token digest."""
         stored = self.session.get(Credential, credential.app_key)
         if stored is None:
-            self.session.add(Credential(app_key=credential.app_key, tenant_id=credential.tenant_id,
-                                        app_secret=credential.app_secret,
-                                        access_token_sha256=credential.access_token_sha256, created_at=at))
+            self.session.add(
+                Credential(
+                    app_key=credential.app_key,
+                    tenant_id=credential.tenant_id,
+                    app_secret=credential.app_secret,
+                    access_token_sha256=credential.access_token_sha256,
+                    created_at=at,
+                )
+            )
         else:
             stored.tenant_id = credential.tenant_id
             stored.app_secret = credential.app_secret
@@ -269,8 +276,9 @@ class TenantConfigs:
 
     def replace(self, tenant_id: str, patterns: Sequence[str], at: datetime) -> None:
         """Store the tenant's patterns (the caller moves its config version in the same transaction)."""
-        self.session.merge(TenantConfig(tenant_id=tenant_id, enabled_patterns=json.dumps(list(patterns)),
-                                        updated_at=at))
+        self.session.merge(
+            TenantConfig(tenant_id=tenant_id, enabled_patterns=json.dumps(list(patterns)), updated_at=at)
+        )
         self.session.flush()
 
 
@@ -325,8 +333,9 @@ class RulesReloads:
     def request(self, at: datetime) -> int:
         """Ask every worker to reload; returns the new generation."""
         moved = self.session.execute(
-            update(RulesReload).where(RulesReload.id == 1).values(generation=RulesReload.generation + 1,
-                                                                   requested_at=at)
+            update(RulesReload)
+            .where(RulesReload.id == 1)
+            .values(generation=RulesReload.generation + 1, requested_at=at)
         )
         if moved.rowcount == 0:  # type: ignore[attr-defined]
             self.session.add(RulesReload(id=1, generation=1, requested_at=at))
@@ -349,27 +358,39 @@ class IdempotencyKeys:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def claim(self, *, tenant_id: str, key: str, request_sha256: str, now: datetime,
-              expires_at: datetime) -> StoredKey | None:
+    def claim(
+        self, *, tenant_id: str, key: str, request_sha256: str, now: datetime, expires_at: datetime
+    ) -> StoredKey | None:
         """Take the key for this request (None), or return what is stored under it.
 
         On PostgreSQL a concurrent claim of the same key waits here until the first transaction ends.
         An expired key is taken over as if it were new.
         """
         insert = _insert_for(self.session)
-        stmt = insert(IdempotencyKey).values(tenant_id=tenant_id, idempotency_key=key, request_sha256=request_sha256,
-                                             created_at=now, expires_at=expires_at)
+        stmt = insert(IdempotencyKey).values(
+            tenant_id=tenant_id,
+            idempotency_key=key,
+            request_sha256=request_sha256,
+            created_at=now,
+            expires_at=expires_at,
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "idempotency_key"],
-            set_={"request_sha256": stmt.excluded.request_sha256, "http_status": None, "response": None,
-                  "created_at": stmt.excluded.created_at, "expires_at": stmt.excluded.expires_at},
+            set_={
+                "request_sha256": stmt.excluded.request_sha256,
+                "http_status": None,
+                "response": None,
+                "created_at": stmt.excluded.created_at,
+                "expires_at": stmt.excluded.expires_at,
+            },
             where=IdempotencyKey.expires_at < now,
         ).returning(IdempotencyKey.tenant_id)
         if self.session.execute(stmt).first() is not None:
             return None
         row = self.session.execute(
-            select(IdempotencyKey.request_sha256, IdempotencyKey.http_status, IdempotencyKey.response)
-            .where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.idempotency_key == key)
+            select(IdempotencyKey.request_sha256, IdempotencyKey.http_status, IdempotencyKey.response).where(
+                IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.idempotency_key == key
+            )
         ).one()
         return StoredKey(*row)
 

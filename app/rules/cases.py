@@ -18,8 +18,14 @@ from app.schemas.permissions import load_update_request
 CASES_DIR = "cases"
 CASE_KEYS = {"name", "tenant_config", "account", "changes", "expect"}
 EXPECT_KEYS = {"code", "failure_index", "rule_id"}
-CASE_CODES = {"SUCCESS", "INVALID_REQUEST", "INVALID_PERMISSION_TYPE", "INVALID_PERMISSION_STATUS",
-              "NO_STATE_CHANGE", "DUPLICATE_PERMISSION_TYPE"}
+CASE_CODES = {
+    "SUCCESS",
+    "INVALID_REQUEST",
+    "INVALID_PERMISSION_TYPE",
+    "INVALID_PERMISSION_STATUS",
+    "NO_STATE_CHANGE",
+    "DUPLICATE_PERMISSION_TYPE",
+}
 
 
 @dataclass(frozen=True)
@@ -125,8 +131,9 @@ def load_cases(
     return cases, problems
 
 
-def _case(reader: _Reader, seq: CommentedSeq, i: int, item: Any, rule_ids: set[str] | None,
-          catalog: Any) -> Case | None:
+def _case(
+    reader: _Reader, seq: CommentedSeq, i: int, item: Any, rule_ids: set[str] | None, catalog: Any
+) -> Case | None:
     if not isinstance(item, CommentedMap):
         reader.problem(seq, "cases", "each case is a mapping", i)
         return None
@@ -150,11 +157,11 @@ def _case(reader: _Reader, seq: CommentedSeq, i: int, item: Any, rule_ids: set[s
         account = {}
     for permission_type, status in account.items():
         if catalog is not None and permission_type not in catalog:
-            reader.problem(account, label, f"account names '{permission_type}', which is not in the catalog",
-                           permission_type)
+            reader.problem(
+                account, label, f"account names '{permission_type}', which is not in the catalog", permission_type
+            )
         if status not in ("open", "close"):
-            reader.problem(account, label, f"account status of '{permission_type}' is open or close",
-                           permission_type)
+            reader.problem(account, label, f"account status of '{permission_type}' is open or close", permission_type)
     expect = item.get("expect")
     expected = None
     if "expect" in item:
@@ -166,8 +173,12 @@ def _case(reader: _Reader, seq: CommentedSeq, i: int, item: Any, rule_ids: set[s
                     reader.problem(expect, label, f"unknown key '{key}' in expect", key)
             code = expect.get("code")
             if code not in CASE_CODES:
-                reader.problem(expect, label, f"unknown code {code!r} (use one of {', '.join(sorted(CASE_CODES))})",
-                               "code" if "code" in expect else None)
+                reader.problem(
+                    expect,
+                    label,
+                    f"unknown code {code!r} (use one of {', '.join(sorted(CASE_CODES))})",
+                    "code" if "code" in expect else None,
+                )
             index = expect.get("failure_index", 0)
             if not isinstance(index, int) or isinstance(index, bool) or index < 0:
                 reader.problem(expect, label, "'failure_index' is a whole number from 0", "failure_index")
@@ -178,12 +189,20 @@ def _case(reader: _Reader, seq: CommentedSeq, i: int, item: Any, rule_ids: set[s
                 reader.problem(expect, label, f"{code} has no rule_id", "rule_id")
             if code not in ("SUCCESS", "INVALID_REQUEST") and code in CASE_CODES and rule_id is None:
                 reader.problem(expect, label, f"{code} needs the rule_id that decides it", "code")
-            expected = Expected(str(code), index if isinstance(index, int) else 0,
-                                rule_id if isinstance(rule_id, str) else None)
+            expected = Expected(
+                str(code), index if isinstance(index, int) else 0, rule_id if isinstance(rule_id, str) else None
+            )
     if len(reader.problems) != before or expected is None:
         return None
-    return Case(name=name, path=reader.shown, line=item.lc.line + 1, tenant_config=tuple(config),
-                account=dict(account), changes=_plain(item["changes"]), expect=expected)
+    return Case(
+        name=name,
+        path=reader.shown,
+        line=item.lc.line + 1,
+        tenant_config=tuple(config),
+        account=dict(account),
+        changes=_plain(item["changes"]),
+        expect=expected,
+    )
 
 
 def decide(engine: DurableRulesEngine, case: Case) -> Outcome:

@@ -41,9 +41,7 @@ def compile_condition(condition: Condition) -> dict[str, Any]:
     raise ValueError(f"unknown test {test!r}")
 
 
-def compile_rule_set(
-    rule_set: RuleSet, action: Callable[[str], Callable[[Any], None]]
-) -> dict[str, dict[str, Any]]:
+def compile_rule_set(rule_set: RuleSet, action: Callable[[str], Callable[[Any], None]]) -> dict[str, dict[str, Any]]:
     """The ruleset definition: one durable rule per rule, salience by position, and a final pass rule.
 
     `action(rule_id)` returns the consequent that records which rule decided the event.

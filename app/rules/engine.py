@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from durable import engine as durable_engine
+from durable import engine as durable_engine  # type: ignore[import-untyped]
 
 from app.rules.compiler import PASS_RULE_ID, compile_rule_set
 from app.rules.facts import change_facts
@@ -145,6 +145,7 @@ class DurableRulesEngine:
         for record, key in zip(facts, keys, strict=True):
             verdict = decided.get(record["index"])
             if verdict is None:
+                assert key is not None  # a record without a key always goes to the engine
                 rule_id = self._memo[key]
                 self._memo.move_to_end(key)
                 verdict = Verdict(record["index"], None if rule_id is None else self._rules[rule_id], record)
@@ -177,8 +178,9 @@ class DurableRulesEngine:
         if len(fired) != len(events):
             raise RulesEngineError(f"{len(events)} changes posted, {len(fired)} verdicts")
         return [
-            Verdict(index=r["index"], rule=None if fired[r["index"]] == PASS_RULE_ID else rules[fired[r["index"]]],
-                    facts=r)
+            Verdict(
+                index=r["index"], rule=None if fired[r["index"]] == PASS_RULE_ID else rules[fired[r["index"]]], facts=r
+            )
             for r in facts
         ]
 

@@ -43,8 +43,15 @@ def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
             continue
         if len(parts) == 1 and name in expected:
             continue
-        problems.append(Problem(shown_path(rules_dir, name), 1, 1, "-",
-                                "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)"))
+        problems.append(
+            Problem(
+                shown_path(rules_dir, name),
+                1,
+                1,
+                "-",
+                "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)",
+            )
+        )
     return problems
 
 

@@ -61,8 +61,11 @@ class LiveRules:
                 raise
             engine = DurableRulesEngine(load_clean(kept))
             self.last_reload_error = str(exc)
-            log.error("rules_invalid_serving_last_good", rule_set_version=engine.version,
-                      problems=[str(p) for p in exc.problems])
+            log.error(
+                "rules_invalid_serving_last_good",
+                rule_set_version=engine.version,
+                problems=[str(p) for p in exc.problems],
+            )
             return engine
         self._keep(engine)
         return engine
@@ -84,8 +87,11 @@ class LiveRules:
                 engine = DurableRulesEngine(load_clean(self.rules_dir))
             except RuleSetInvalid as exc:
                 self.last_reload_error = str(exc)
-                log.error("rules_reload_failed", rule_set_version=self._engine.version,
-                          problems=[str(p) for p in exc.problems])
+                log.error(
+                    "rules_reload_failed",
+                    rule_set_version=self._engine.version,
+                    problems=[str(p) for p in exc.problems],
+                )
                 return False
             old = self._engine.version
             self._engine = engine

@@ -72,8 +72,7 @@ def shown_path(rules_dir: Path, name: str) -> str:
 def read_tree(rules_dir: Path) -> RulesTree:
     """Every file under rules_dir, read once: what is parsed and what is hashed are then the same bytes."""
     rules_dir = Path(rules_dir)
-    return {p.relative_to(rules_dir).as_posix(): p.read_bytes()
-            for p in sorted(rules_dir.rglob("*")) if p.is_file()}
+    return {p.relative_to(rules_dir).as_posix(): p.read_bytes() for p in sorted(rules_dir.rglob("*")) if p.is_file()}
 
 
 def tree_version(tree: RulesTree) -> str:
@@ -301,8 +300,12 @@ def load_rules(data: bytes | None, shown: str) -> tuple[tuple[Rule, ...], list[P
         if "field" in item and item["field"] not in RAW_FIELDS:
             reader.problem(item, shown_id, "'field' is permission_type or permission_status", "field")
         if "outcome" in item and item["outcome"] not in RULE_OUTCOMES:
-            reader.problem(item, shown_id, f"unknown outcome {item['outcome']!r} (use one of "
-                           f"{', '.join(sorted(RULE_OUTCOMES))})", "outcome")
+            reader.problem(
+                item,
+                shown_id,
+                f"unknown outcome {item['outcome']!r} (use one of {', '.join(sorted(RULE_OUTCOMES))})",
+                "outcome",
+            )
         if isinstance(item.get("message"), str):
             try:
                 names = {f for _, f, _, _ in string.Formatter().parse(item["message"]) if f is not None}
@@ -313,8 +316,16 @@ def load_rules(data: bytes | None, shown: str) -> tuple[tuple[Rule, ...], list[P
                 reader.problem(item, shown_id, f"message names unknown placeholder {{{name}}}", "message")
         condition = _condition(reader, item, shown_id) if "when" in item else None
         if len(reader.problems) == before and condition is not None:
-            rules.append(Rule(id=rule_id, description=item["description"].strip(), field=item["field"],
-                              condition=condition, outcome=item["outcome"], message=item["message"]))
+            rules.append(
+                Rule(
+                    id=rule_id,
+                    description=item["description"].strip(),
+                    field=item["field"],
+                    condition=condition,
+                    outcome=item["outcome"],
+                    message=item["message"],
+                )
+            )
     return tuple(rules), reader.problems
 
 

@@ -21,8 +21,6 @@ def rejection(verdict: Verdict, change: Mapping[str, Any]) -> ChangeRejected:
     """The ChangeRejected a failed verdict stands for, with its message naming the place."""
     rule, facts = verdict.rule, verdict.facts
     assert rule is not None
-    detail = rule.message.format(
-        **{name: _short(facts.get(name, "")) for name in MESSAGE_PLACEHOLDERS}
-    )
+    detail = rule.message.format(**{name: _short(facts.get(name, "")) for name in MESSAGE_PLACEHOLDERS})
     place = f"changes[{verdict.index}].{rule.field}{shown_value(change, rule.field)}"
     return ChangeRejected(Code[rule.outcome], f"{place}: {detail}", failure_index=verdict.index, rule_id=rule.id)

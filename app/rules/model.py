@@ -22,8 +22,11 @@ CONFIG_PATTERN_MAX = 64
 
 def is_config_pattern(pattern: object) -> bool:
     """Whether pattern is a glob Catalog.expand understands (e.g. 'stock.*', 'stock.[HU][KS]')."""
-    return (isinstance(pattern, str) and len(pattern) <= CONFIG_PATTERN_MAX
-            and CONFIG_PATTERN.fullmatch(pattern) is not None)
+    return (
+        isinstance(pattern, str)
+        and len(pattern) <= CONFIG_PATTERN_MAX
+        and CONFIG_PATTERN.fullmatch(pattern) is not None
+    )
 
 
 @dataclass(frozen=True)

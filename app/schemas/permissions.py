@@ -21,7 +21,8 @@ def _printable_text(value: str) -> None:
 
 
 ACCOUNT_NO: dict[str, Any] = {
-    "required": True, "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text],
+    "required": True,
+    "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text],
 }
 
 
@@ -41,9 +42,14 @@ class PermissionChange(Schema):
     class Meta:
         unknown = INCLUDE
 
-    permission_type = RuleJudged(metadata={
-        "type": "string", "description": "a catalog value, {product}.{market} or {group}.{name}, that the "
-        "tenant's SaaS config enables", "examples": ["stock.US", "account.trade"]})
+    permission_type = RuleJudged(
+        metadata={
+            "type": "string",
+            "description": "a catalog value, {product}.{market} or {group}.{name}, that the "
+            "tenant's SaaS config enables",
+            "examples": ["stock.US", "account.trade"],
+        }
+    )
     permission_status = RuleJudged(metadata={"type": "string", "enum": ["open", "close"]})
 
     @post_load(pass_original=True)

@@ -8,8 +8,9 @@ from marshmallow import Schema, fields, validate
 class UpdateData(Schema):
     """data of an update answer."""
 
-    failure_index = fields.Integer(required=True, metadata={"description": "index of the offending change; 0 "
-                                                                           "in every other case"})
+    failure_index = fields.Integer(
+        required=True, metadata={"description": "index of the offending change; 0 in every other case"}
+    )
     rule_id = fields.String(metadata={"description": "the rule that rejected the change (pre-validation only)"})
 
 
@@ -60,15 +61,24 @@ class EmptyEnvelope(Schema):
 class ReadinessData(Schema):
     """data of /readyz: no tenant data, only the state of each dependency."""
 
-    database = fields.String(required=True, metadata={
-        "description": "ok; unreachable (the error's kind); or the schema is behind the code (both revisions)"})
-    schema_revision = fields.String(required=True, allow_none=True, metadata={
-        "description": "the Alembic revision the database is at; null: never migrated or unreachable"})
+    database = fields.String(
+        required=True,
+        metadata={
+            "description": "ok; unreachable (the error's kind); or the schema is behind the code (both revisions)"
+        },
+    )
+    schema_revision = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the Alembic revision the database is at; null: never migrated or unreachable"},
+    )
     code_revision = fields.String(required=True, metadata={"description": "the revision the code's migrations end at"})
-    rule_set_version = fields.String(required=True, allow_none=True,
-                                     metadata={"description": "the live rule set's content hash; null: none loaded"})
-    last_reload_error = fields.String(required=True, allow_none=True,
-                                      metadata={"description": "why the last reload was refused, if it was"})
+    rule_set_version = fields.String(
+        required=True, allow_none=True, metadata={"description": "the live rule set's content hash; null: none loaded"}
+    )
+    last_reload_error = fields.String(
+        required=True, allow_none=True, metadata={"description": "why the last reload was refused, if it was"}
+    )
     redis = fields.String(required=True, metadata={"description": "never decides readiness"})
 
 

@@ -47,19 +47,33 @@ def _tenant_of(uow: UnitOfWork, account_no: str, tenant_id: str | None) -> str:
     if not tenants:
         raise UnknownAccount(f"no account '{account_no}'" + (f" in tenant '{tenant_id}'" if tenant_id else ""))
     if len(tenants) > 1:
-        raise AmbiguousAccount(f"account '{account_no}' exists in tenants {', '.join(sorted(tenants))}: "
-                               "name one with --tenant")
+        raise AmbiguousAccount(
+            f"account '{account_no}' exists in tenants {', '.join(sorted(tenants))}: name one with --tenant"
+        )
     return tenants[0]
 
 
-def trail(session_factory: sessionmaker[Any], *, account_no: str, tenant_id: str | None = None,
-          until: datetime | None = None) -> tuple[str, list[AuditEntry]]:
+def trail(
+    session_factory: sessionmaker[Any], *, account_no: str, tenant_id: str | None = None, until: datetime | None = None
+) -> tuple[str, list[AuditEntry]]:
     """The account's tenant and its audit rows (up to `until`), oldest first."""
     with UnitOfWork(session_factory) as uow:
         tenant = _tenant_of(uow, account_no, tenant_id)
         rows = uow.audit.of_account(tenant_id=tenant, account_no=account_no)
-        entries = [AuditEntry(r.id, r.created_at, r.tenant_id, r.app_key, r.trace_id, r.permission_type,
-                              r.status_before, r.status_after, r.rule_set_version) for r in rows]
+        entries = [
+            AuditEntry(
+                r.id,
+                r.created_at,
+                r.tenant_id,
+                r.app_key,
+                r.trace_id,
+                r.permission_type,
+                r.status_before,
+                r.status_after,
+                r.rule_set_version,
+            )
+            for r in rows
+        ]
     if until is not None:
         entries = [e for e in entries if e.at <= until]
     return tenant, entries

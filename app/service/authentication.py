@@ -74,7 +74,8 @@ class Authenticator:
         self._check_timestamp(request.timestamp, now)
         assert request.timestamp is not None
         for name, value in (
-            ("X-Api-Key", request.app_key), ("Authorization", request.access_token),
+            ("X-Api-Key", request.app_key),
+            ("Authorization", request.access_token),
             ("X-Api-Signature", request.signature_header),
         ):
             if not value:
@@ -100,8 +101,13 @@ class Authenticator:
         assert request.access_token is not None and request.app_key is not None and request.timestamp is not None
         expected = sign(
             app_secret=credential.app_secret if credential else _DUMMY_SECRET,
-            method=request.method, path=request.path, query=request.query, access_token=request.access_token,
-            app_key=request.app_key, timestamp=request.timestamp, body=request.body,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            access_token=request.access_token,
+            app_key=request.app_key,
+            timestamp=request.timestamp,
+            body=request.body,
         )
         token_ok = hmac.compare_digest(
             token_digest(request.access_token), credential.access_token_sha256 if credential else _DUMMY_DIGEST
@@ -124,8 +130,10 @@ class Authenticator:
             raise _refused("malformed X-Timestamp", message=TIMESTAMP_FORMAT) from exc
         skew = abs(Decimal(str(now.timestamp())) - sent)
         if skew > self._window:
-            raise _refused("X-Timestamp outside the window",
-                           message=f"X-Timestamp is outside the allowed window of ±{self._window} s")
+            raise _refused(
+                "X-Timestamp outside the window",
+                message=f"X-Timestamp is outside the allowed window of ±{self._window} s",
+            )
 
     def _refuse_replay(self, uow: UnitOfWork, app_key: str, signature: str, now: datetime) -> None:
         # Kept twice the window: a timestamp may be up to one window in the future and still valid.

@@ -38,9 +38,7 @@ def _database_state(session_factory: sessionmaker[Any], head: str) -> tuple[str,
     return "ok", revision
 
 
-def readiness(
-    *, session_factory: sessionmaker[Any], rules: LiveRules, cache: ConfigCache, head: str
-) -> Readiness:
+def readiness(*, session_factory: sessionmaker[Any], rules: LiveRules, cache: ConfigCache, head: str) -> Readiness:
     """Check each dependency once; only the database (reachable, at `head`) and the rule set decide readiness."""
     database, revision = _database_state(session_factory, head)
     try:
@@ -49,6 +47,12 @@ def readiness(
         version = None
     health = getattr(cache, "health", None)
     redis_state = health() if callable(health) else "not configured (in-process cache)"
-    return Readiness(ready=database == "ok" and version is not None, database=database, schema_revision=revision,
-                     code_revision=head, rule_set_version=version, last_reload_error=rules.last_reload_error,
-                     redis=redis_state)
+    return Readiness(
+        ready=database == "ok" and version is not None,
+        database=database,
+        schema_revision=revision,
+        code_revision=head,
+        rule_set_version=version,
+        last_reload_error=rules.last_reload_error,
+        redis=redis_state,
+    )

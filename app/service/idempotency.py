@@ -41,9 +41,13 @@ class IdempotencyKeys:
                 uow.session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {self._wait_ms}")
             if next(self._claims) % _FORGET_EVERY == 0:
                 uow.idempotency_keys.forget_expired(now)
-            stored = uow.idempotency_keys.claim(tenant_id=caller.tenant_id, key=request.key,
-                                                request_sha256=request.request_sha256, now=now,
-                                                expires_at=now + RETENTION)
+            stored = uow.idempotency_keys.claim(
+                tenant_id=caller.tenant_id,
+                key=request.key,
+                request_sha256=request.request_sha256,
+                now=now,
+                expires_at=now + RETENTION,
+            )
             if postgres:
                 uow.session.connection().exec_driver_sql("SET LOCAL lock_timeout = 0")
         except OperationalError as exc:
@@ -65,10 +69,15 @@ class IdempotencyKeys:
     @staticmethod
     def answer(uow: UnitOfWork, caller: Caller, request: IdempotencyRequest, answer: StoredAnswer) -> None:
         """Store the answer under the key claimed in this transaction."""
-        response = {"code": answer.code, "message": answer.message, "failure_index": answer.failure_index,
-                    "rule_id": answer.rule_id}
-        uow.idempotency_keys.answer(tenant_id=caller.tenant_id, key=request.key, http_status=answer.http_status,
-                                    response=json.dumps(response))
+        response = {
+            "code": answer.code,
+            "message": answer.message,
+            "failure_index": answer.failure_index,
+            "rule_id": answer.rule_id,
+        }
+        uow.idempotency_keys.answer(
+            tenant_id=caller.tenant_id, key=request.key, http_status=answer.http_status, response=json.dumps(response)
+        )
 
     def remember(
         self, session_factory: sessionmaker[Any], caller: Caller, request: IdempotencyRequest, error: DomainError
@@ -88,8 +97,13 @@ class IdempotencyKeys:
 
 def answer_for(error: DomainError) -> StoredAnswer:
     """The stored form of a domain error's answer."""
-    return StoredAnswer(http_status=error.http_status, code=int(error.code), message=error.message,
-                        failure_index=error.failure_index, rule_id=error.rule_id)
+    return StoredAnswer(
+        http_status=error.http_status,
+        code=int(error.code),
+        message=error.message,
+        failure_index=error.failure_index,
+        rule_id=error.rule_id,
+    )
 
 
 SUCCESS = StoredAnswer(http_status=200, code=0, message="success")

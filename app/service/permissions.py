@@ -100,9 +100,17 @@ class PermissionService:
         def decided(outcome: str, code: int, failure_index: int, rule_id: str | None) -> None:
             metrics.DECISIONS.labels(outcome=outcome, code=str(code), rule_id=rule_id or "").inc()
             log.info(
-                "decision", outcome=outcome, tenant=caller.tenant_id, app_key=caller.app_key, account_no=account_no,
-                code=code, failure_index=failure_index, rule_id=rule_id, rule_set_version=engine.version,
-                changes=len(changes), duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                "decision",
+                outcome=outcome,
+                tenant=caller.tenant_id,
+                app_key=caller.app_key,
+                account_no=account_no,
+                code=code,
+                failure_index=failure_index,
+                rule_id=rule_id,
+                rule_set_version=engine.version,
+                changes=len(changes),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
 
         try:
@@ -168,10 +176,14 @@ class PermissionService:
         with metrics.RULE_EVALUATION_SECONDS.time():
             verdicts = engine.evaluate(changes, enabled=enabled, current=current)
         decision = {
-            "trace_id": trace_id, "tenant_id": caller.tenant_id, "account_no": account.account_no,
-            "rule_set_version": engine.version, "changes": json.dumps(list(changes)),
+            "trace_id": trace_id,
+            "tenant_id": caller.tenant_id,
+            "account_no": account.account_no,
+            "rule_set_version": engine.version,
+            "changes": json.dumps(list(changes)),
             "tenant_patterns": json.dumps(list(patterns)),
-            "account_state": json.dumps(_named_state(changes, current)), "created_at": self._clock(),
+            "account_state": json.dumps(_named_state(changes, current)),
+            "created_at": self._clock(),
         }
         failed = next((v for v in verdicts if not v.passed), None)
         if failed is not None:
@@ -198,10 +210,15 @@ class PermissionService:
             uow.permissions.set_many(decision.account_id, [(a.permission_type, a.status_after) for a in applied], now)
             uow.audit.append(
                 {
-                    "trace_id": trace_id, "tenant_id": caller.tenant_id, "app_key": caller.app_key,
-                    "account_no": decision.record["account_no"], "permission_type": a.permission_type,
-                    "status_before": a.status_before, "status_after": a.status_after,
-                    "rule_set_version": rule_set_version, "created_at": now,
+                    "trace_id": trace_id,
+                    "tenant_id": caller.tenant_id,
+                    "app_key": caller.app_key,
+                    "account_no": decision.record["account_no"],
+                    "permission_type": a.permission_type,
+                    "status_before": a.status_before,
+                    "status_after": a.status_after,
+                    "rule_set_version": rule_set_version,
+                    "created_at": now,
                 }
                 for a in applied
             )
@@ -225,8 +242,9 @@ class PermissionService:
             return
         try:
             if record is not None:
-                uow.decisions.record(**record, code=int(error.code), failure_index=error.failure_index,
-                                     rule_id=error.rule_id)
+                uow.decisions.record(
+                    **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
+                )
             if idempotency is not None:
                 self._keys.answer(uow, caller, idempotency, answer_for(error))
             uow.commit()
@@ -276,4 +294,3 @@ class PermissionService:
         if account.status == "deregistered" and not allow_deregistered:
             raise AccountDeregistered(f"account_no '{account_no}': the account is deregistered")
         return account
-

@@ -251,10 +251,16 @@ def test_every_database_command_says_one_line_when_the_database_is_down(tmp_path
 @pytest.mark.parametrize(
     ("env", "args", "expected"),
     [
-        ({"DATABASE_URL": "mysql://nobody@127.0.0.1/x"}, ("tenant", "show", "sg_mexc"),
-         "DATABASE_URL: 'mysql://nobody@127.0.0.1/x' is not a database URL"),
-        ({"DATABASE_URL": "mysql://nobody@127.0.0.1/x"}, ("db", "upgrade"),
-         "DATABASE_URL: 'mysql://nobody@127.0.0.1/x' is not a database URL"),
+        (
+            {"DATABASE_URL": "mysql://nobody@127.0.0.1/x"},
+            ("tenant", "show", "sg_mexc"),
+            "DATABASE_URL: 'mysql://nobody@127.0.0.1/x' is not a database URL",
+        ),
+        (
+            {"DATABASE_URL": "mysql://nobody@127.0.0.1/x"},
+            ("db", "upgrade"),
+            "DATABASE_URL: 'mysql://nobody@127.0.0.1/x' is not a database URL",
+        ),
         ({"REDIS_URL": "notredis"}, ("tenant", "set-config", "sg_mexc", "stock.*"), "REDIS_URL"),
     ],
     ids=["database-not-supported", "upgrade-database-not-supported", "redis-url-not-a-url"],

@@ -24,9 +24,21 @@ pytestmark = pytest.mark.e2e
 
 
 def _environment(extra: dict[str, str]) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR", "BIND", "WEB_CONCURRENCY",
-                                 "PROMETHEUS_MULTIPROC_DIR"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "DATABASE_URL",
+                "REDIS_URL",
+                "RULES_DIR",
+                "INSTANCE_DIR",
+                "BIND",
+                "WEB_CONCURRENCY",
+                "PROMETHEUS_MULTIPROC_DIR",
+            )
+        )
+    }
     base.update(extra)
     return base
 
@@ -36,8 +48,14 @@ def serving(args: list[str], cwd: Path, env: dict[str, str], port: int) -> Itera
     """`permctl serve ARGS` until /healthz answers on port; yields the process and what it printed first."""
     out = cwd / "serve.out"
     with out.open("w") as sink:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("permctl")), "serve", *args], cwd=cwd,
-                                   env=_environment(env), stdout=sink, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("permctl")), "serve", *args],
+            cwd=cwd,
+            env=_environment(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -67,25 +85,30 @@ def _workers(master: int, expected: int) -> int:
 def test_demo_serves_its_own_sqlite_database_and_the_printed_call_works(tmp_path: Path):
     port = free_port()
     elsewhere = tmp_path / "production.sqlite"
-    with serving(["--demo", "--bind", f"127.0.0.1:{port}", "--workers", "1"], tmp_path,
-                 {"DATABASE_URL": f"sqlite:///{elsewhere}"}, port) as (_, printed):
+    with serving(
+        ["--demo", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        tmp_path,
+        {"DATABASE_URL": f"sqlite:///{elsewhere}"},
+        port,
+    ) as (_, printed):
         assert "Serving the trade-permission API at http://127.0.0.1:" in printed
         assert f"LONGBRIDGE_HTTP_URL=http://127.0.0.1:{port}" in printed
         body = body_of("L6VQEU00121996", ("stock.US", "open"))
-        answer = send(f"http://127.0.0.1:{port}", "POST", UPDATE_PATH, body,
-                      signed_headers("POST", UPDATE_PATH, body, creds=DEMO))
+        answer = send(
+            f"http://127.0.0.1:{port}", "POST", UPDATE_PATH, body, signed_headers("POST", UPDATE_PATH, body, creds=DEMO)
+        )
         assert (answer.status, answer.envelope["code"]) == (200, 0)
     assert (tmp_path / "instance" / "demo.sqlite").is_file()
     assert not elsewhere.exists(), "the demo must never write its credentials into DATABASE_URL"
 
 
 def test_demo_refuses_a_non_sqlite_database_url(tmp_path: Path):
-    result = permctl("serve", "--demo", env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test"},
-                     cwd=tmp_path)
+    result = permctl("serve", "--demo", env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test"}, cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "Error: --demo uses its own SQLite database and never loads demo credentials elsewhere: unset DATABASE_URL "
-        "(it names a non-SQLite database)"]
+        "(it names a non-SQLite database)"
+    ]
     assert not (tmp_path / "instance").exists()
 
 
@@ -96,12 +119,19 @@ def test_serve_honours_bind_and_web_concurrency_and_prints_no_demo_banner(tmp_pa
     env = {"DATABASE_URL": f"sqlite:///{database}", "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "3"}
     with serving([], tmp_path, env, port) as (process, printed):
         assert _workers(process.pid, 3) == 3
-        assert printed.splitlines()[0] == (f"Serving the trade-permission API at http://127.0.0.1:{port} with 3 "
-                                           "workers; GET /readyz says when it is ready.")
+        assert printed.splitlines()[0] == (
+            f"Serving the trade-permission API at http://127.0.0.1:{port} with 3 "
+            "workers; GET /readyz says when it is ready."
+        )
         assert "demo" not in printed.lower()
         query = "account_no=nobody"
-        answer = send(f"http://127.0.0.1:{port}", "GET", f"{READ_PATH}?{query}", None,
-                      signed_headers("GET", READ_PATH, query=query))
+        answer = send(
+            f"http://127.0.0.1:{port}",
+            "GET",
+            f"{READ_PATH}?{query}",
+            None,
+            signed_headers("GET", READ_PATH, query=query),
+        )
         assert (answer.status, answer.envelope["code"]) == (401, 401001)  # served; the demo key is not loaded
 
 

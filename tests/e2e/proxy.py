@@ -88,8 +88,9 @@ class Nginx:
         if check.returncode != 0:
             raise RuntimeError(f"nginx -t refused {TEMPLATE}:\n{check.stderr}")
         self._out = (prefix / "stdout.log").open("ab")
-        self.process = subprocess.Popen(self.command("-g", f"daemon off; {pid}"), stdout=self._out,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command("-g", f"daemon off; {pid}"), stdout=self._out, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -105,8 +106,11 @@ class Nginx:
         """nginx's stdout/stderr and error log."""
         if self.prefix is None:
             return ""
-        parts = [path.read_text(errors="replace") for path in (self.prefix / "stdout.log", self.prefix / "error.log")
-                 if path.exists()]
+        parts = [
+            path.read_text(errors="replace")
+            for path in (self.prefix / "stdout.log", self.prefix / "error.log")
+            if path.exists()
+        ]
         return "\n".join(parts)
 
     def stop(self) -> None:

@@ -47,8 +47,13 @@ class LiveServer:
     def env(self) -> dict[str, str]:
         ours = ("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR", "PROMETHEUS_MULTIPROC_DIR")
         env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-        env.update({"DATABASE_URL": self.settings.database_url, "RULES_DIR": str(self.settings.rules_dir),
-                    "INSTANCE_DIR": str(self.settings.instance_dir)})
+        env.update(
+            {
+                "DATABASE_URL": self.settings.database_url,
+                "RULES_DIR": str(self.settings.rules_dir),
+                "INSTANCE_DIR": str(self.settings.instance_dir),
+            }
+        )
         if self.settings.redis_url:
             env["REDIS_URL"] = self.settings.redis_url
         env.update(self.extra_env)
@@ -58,10 +63,23 @@ class LiveServer:
         """Start gunicorn and wait until it answers HTTP."""
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", *(["-c", "python:app.gunicorn_conf"] if self.packaged_config else []),
-             "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--graceful-timeout", "5",
-             "app.wsgi:app"],
-            cwd=self.log_path.parent, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                *(["-c", "python:app.gunicorn_conf"] if self.packaged_config else []),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--graceful-timeout",
+                "5",
+                "app.wsgi:app",
+            ],
+            cwd=self.log_path.parent,
+            env=self.env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,7 +111,6 @@ class LiveServer:
             self._log.close()
 
 
-
 class Answer(NamedTuple):
     """A response as tests look at it."""
 
@@ -103,21 +120,32 @@ class Answer(NamedTuple):
     headers: dict[str, str]
 
 
-def send(url: str, method: str, target: str, body: bytes | None, headers: dict[str, str],
-         timeout: float = 60) -> Answer:
+def send(
+    url: str, method: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float = 60
+) -> Answer:
     """One request on a fresh connection (urllib sends Connection: close)."""
     request = urllib.request.Request(url + target, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, json.loads(response.read()), response.headers["X-Trace-Id"],
-                          dict(response.headers))
+            return Answer(
+                response.status, json.loads(response.read()), response.headers["X-Trace-Id"], dict(response.headers)
+            )
     except urllib.error.HTTPError as error:
         with error:
             return Answer(error.code, json.loads(error.read()), error.headers["X-Trace-Id"], dict(error.headers))
 
 
-def call(server: LiveServer, method: str, path: str, body: bytes = b"", *, query: str = "",
-         creds: object = None, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict, dict]:
+def call(
+    server: LiveServer,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    query: str = "",
+    creds: object = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15,
+) -> tuple[int, dict, dict]:
     """A signed request to the server: (HTTP status, envelope, response headers)."""
     from tests.support import DEMO, signed_headers
 

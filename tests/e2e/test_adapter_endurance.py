@@ -97,13 +97,18 @@ class Traffic:
             assert answered_trace == trace_id
             if code == 0:
                 assert (status, envelope) == (200, {"code": 0, "message": "success", "data": {"failure_index": 0}}), (
-                    self.account_no, n, changes, envelope
+                    self.account_no,
+                    n,
+                    changes,
+                    envelope,
                 )
                 self.current.update({c["permission_type"]: c["permission_status"] for c in changes})
             else:
                 assert status == 400, (self.account_no, n, changes, envelope)
                 assert (envelope["code"], envelope["data"]["failure_index"], envelope["data"].get("rule_id")) == (
-                    code, failure_index, rule_id
+                    code,
+                    failure_index,
+                    rule_id,
                 ), (self.account_no, n, changes, envelope)
                 assert envelope["message"].startswith(f"changes[{failure_index}]."), envelope
             self.codes[code] = self.codes.get(code, 0) + 1
@@ -136,8 +141,10 @@ def test_one_worker_stays_correct_and_flat_over_thousands_of_requests(seeded, tm
         assert len(workers) == 1, workers
         worker = workers.pop()
         # Two client threads (one account each) keep the single worker busy while the other prepares its request.
-        traffic = [Traffic(server.url, seeded.rules_dir, account_no, seed)
-                   for seed, account_no in enumerate(INITIAL, start=5_000)]
+        traffic = [
+            Traffic(server.url, seeded.rules_dir, account_no, seed)
+            for seed, account_no in enumerate(INITIAL, start=5_000)
+        ]
 
         with ThreadPoolExecutor(max_workers=len(traffic)) as pool:
             started = time.perf_counter()

@@ -20,15 +20,19 @@ TAIL = b"x" * (4 * 1024)
 
 def chunked(body: bytes, size: int = 8 * 1024) -> bytes:
     """body in Transfer-Encoding: chunked framing."""
-    pieces = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    pieces = [b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)]
     return b"".join(pieces) + b"0\r\n\r\n"
 
 
 def head(port: int, signed_over: bytes, framing: str) -> bytes:
     """A POST request head signed over `signed_over`, with the given framing header line."""
     headers = signed_headers("POST", UPDATE_PATH, signed_over)
-    lines = [f"POST {UPDATE_PATH} HTTP/1.1", f"Host: 127.0.0.1:{port}", framing,
-             *(f"{name}: {value}" for name, value in headers.items())]
+    lines = [
+        f"POST {UPDATE_PATH} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        framing,
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

@@ -90,7 +90,10 @@ def test_identical_opens_at_once_succeed_exactly_once(live_server):
         row = rows[-1]
         before = "close" if wanted == "open" else "open"
         assert (row.tenant_id, row.app_key, row.status_before, row.status_after) == (
-            "sg_mexc", "demo-key", before, wanted
+            "sg_mexc",
+            "demo-key",
+            before,
+            wanted,
         )
         assert row.trace_id == winners[0].trace_id
         audited = rows
@@ -99,8 +102,16 @@ def test_identical_opens_at_once_succeed_exactly_once(live_server):
 # Eight permissions of ACC-1, each asked open, close, open, close by four of the 32 concurrent requests.
 # account.trade and stock.HK start open (fixtures), the others close. With four requests on one permission a
 # lost update (two requests deciding on the same stale state) breaks the audit chain, so it cannot hide.
-CONTESTED = ("account.trade", "stock.HK", "stock.US", "stock.SG", "account.deposit", "trade.client", "trade.fix",
-             "options.US")
+CONTESTED = (
+    "account.trade",
+    "stock.HK",
+    "stock.US",
+    "stock.SG",
+    "account.deposit",
+    "trade.client",
+    "trade.fix",
+    "options.US",
+)
 PER_PERMISSION = ("open", "close", "open", "close")
 
 
@@ -146,18 +157,24 @@ def test_concurrent_opens_and_closes_match_a_sequential_order(live_server):
         state = before[permission_type]
         for row in its_rows:
             assert (row.status_before, row.status_after) == (state, "open" if state == "close" else "close"), (
-                permission_type, [(r.trace_id, r.status_before, r.status_after) for r in its_rows]
+                permission_type,
+                [(r.trace_id, r.status_before, r.status_after) for r in its_rows],
             )
             state = row.status_after
         assert state == after[permission_type], (permission_type, its_rows)
-        observed = ({a.trace_id: a.envelope["code"] for a, _ in mine}, [r.trace_id for r in its_rows],
-                    after[permission_type])
+        observed = (
+            {a.trace_id: a.envelope["code"] for a, _ in mine},
+            [r.trace_id for r in its_rows],
+            after[permission_type],
+        )
         possible = sequential_outcomes(before[permission_type], [(a.trace_id, status) for a, status in mine])
         assert observed in possible, (permission_type, observed)
 
     applied = sum(a.envelope["code"] == 0 for a in answers)
-    print(f"\n{applied} of {CONCURRENT} requests applied; {len(rows)} audit rows; "
-          f"open after: {sorted(t for t in CONTESTED if after[t] == 'open')}")
+    print(
+        f"\n{applied} of {CONCURRENT} requests applied; {len(rows)} audit rows; "
+        f"open after: {sorted(t for t in CONTESTED if after[t] == 'open')}"
+    )
     assert applied == len(rows)
     # Nothing else of the account moved.
     assert {t: s for t, s in after.items() if t not in CONTESTED} == {

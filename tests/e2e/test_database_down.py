@@ -128,8 +128,19 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.data_dir.parent / "server.log"),
-                  "-w", "-t", "30", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-l",
+            str(self.data_dir.parent / "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop")
@@ -160,8 +171,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 @pytest.mark.postgres
 def test_postgres_stopped_and_restarted_under_a_running_service(private_postgres, tmp_path):
-    settings = Settings(database_url=private_postgres.url, rules_dir=SHIPPED_RULES,
-                        instance_dir=tmp_path / "instance")
+    settings = Settings(database_url=private_postgres.url, rules_dir=SHIPPED_RULES, instance_dir=tmp_path / "instance")
     upgrade(settings.database_url)
     seed(settings, FIXTURES)
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log").start()
@@ -200,10 +210,13 @@ def test_postgres_stopped_and_restarted_under_a_running_service(private_postgres
             assert (answer.status, answer.envelope["code"]) == (503, 503001), answer  # not yet: still 503
             time.sleep(0.1)  # poll interval
         assert attempts[-1].status == 200, attempts
-        print(f"\nslowest 503 while down: {slowest:.3f} s; first 200 after restart: attempt {len(attempts)}, "
-              f"{time.monotonic() - back:.2f} s")
-        assert {p["permission_type"]: p["permission_status"] for p in attempts[-1].envelope["data"]["permissions"]
-                }["stock.US"] == "open"  # the update sent while the database was down changed nothing
+        print(
+            f"\nslowest 503 while down: {slowest:.3f} s; first 200 after restart: attempt {len(attempts)}, "
+            f"{time.monotonic() - back:.2f} s"
+        )
+        assert {p["permission_type"]: p["permission_status"] for p in attempts[-1].envelope["data"]["permissions"]}[
+            "stock.US"
+        ] == "open"  # the update sent while the database was down changed nothing
         # Every request after that succeeds, whichever worker takes it.
         for i in range(4):
             answer, _ = post_update(server.url, ("stock.SG", "open" if i % 2 == 0 else "close"))

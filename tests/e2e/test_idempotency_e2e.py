@@ -42,7 +42,9 @@ def test_sixteen_concurrent_repeats_write_once(live_server: LiveServer):
         if answer is fresh[0]:
             continue
         repeat = answer.headers.get("Idempotency-Replayed") == "true" and (answer.status, answer.envelope) == (
-            200, success)
+            200,
+            success,
+        )
         waited_too_long = (answer.status, answer.envelope["code"]) == (409, 409002)
         assert repeat or waited_too_long, answer
     rows = [r for r in audit_rows(live_server.settings, "ACC-2") if r.permission_type in ("stock.US", "options.US")]
@@ -55,15 +57,20 @@ def test_sixteen_concurrent_repeats_write_once(live_server: LiveServer):
 def test_a_repeat_waiting_past_the_bound_gets_in_flight(seeded: Settings, tmp_path: Path):
     if not seeded.database_url.startswith("postgresql"):
         pytest.skip("the bounded wait on a key is PostgreSQL's lock_timeout")
-    server = LiveServer(settings=seeded, log_path=tmp_path / "gunicorn.log",
-                        extra_env={"IDEMPOTENCY_WAIT_SECONDS": "0.5"}).start()
+    server = LiveServer(
+        settings=seeded, log_path=tmp_path / "gunicorn.log", extra_env={"IDEMPOTENCY_WAIT_SECONDS": "0.5"}
+    ).start()
     engine = create_engine(seeded.database_url)
     try:
         with engine.connect() as held:
             # Another request's transaction holds the key and has not finished.
-            held.execute(text("INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_sha256, "
-                              "created_at, expires_at) VALUES ('sg_mexc', 'slow-order', 'x', now(), "
-                              "now() + interval '1 day')"))
+            held.execute(
+                text(
+                    "INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_sha256, "
+                    "created_at, expires_at) VALUES ('sg_mexc', 'slow-order', 'x', now(), "
+                    "now() + interval '1 day')"
+                )
+            )
             body = body_of("ACC-2", ("stock.US", "open"))
             headers = signed_headers("POST", UPDATE_PATH, body)
             headers["Idempotency-Key"] = "slow-order"

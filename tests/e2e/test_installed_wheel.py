@@ -42,8 +42,11 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) 
 
 def _files(root: Path) -> dict[str, int]:
     """Every file under root but bytecode caches, with its modification time."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the project's wheel (and its dependencies) installed; returns its bin directory."""
     build = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(build / "dist"), str(PROJECT_ROOT)],
-         build, env)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(build / "dist"), str(PROJECT_ROOT)],
+        build,
+        env,
+    )
     wheel = next((build / "dist").glob("*.whl"))
     venv = build / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], build, env)
@@ -63,9 +69,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_wheel_runs_from_an_empty_directory(installed: Path, tmp_path: Path):
     work = tmp_path / "empty"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR",
-                                                                               "INSTANCE_DIR", "BIND", "WEB_CONC"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV")
+        and not k.startswith(("DATABASE_URL", "REDIS_URL", "RULES_DIR", "INSTANCE_DIR", "BIND", "WEB_CONC"))
+    }
     python = str(installed / "python")
     located = _run([python, "-c", "import app, sys; print(app.__file__); print(sys.path)"], work, env)
     site_packages = Path(located.splitlines()[0]).parent.parent
@@ -82,8 +91,13 @@ def test_a_wheel_runs_from_an_empty_directory(installed: Path, tmp_path: Path):
 
     port = free_port()
     log = (work / "serve.log").open("w")
-    server = subprocess.Popen([permctl, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"], cwd=work, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [permctl, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

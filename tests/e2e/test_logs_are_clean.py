@@ -35,12 +35,25 @@ class Traffic:
     tokens: set[str] = field(default_factory=set)  # every Authorization value sent
     secrets: set[str] = field(default_factory=set)  # every secret a request was signed with
 
-    def send(self, label: str, method: str, path: str, body: bytes = b"", *, query: str = "",
-             creds: Credentials = DEMO, headers: dict[str, str] | None = None, trace: bool = True,
-             replay_of: dict[str, str] | None = None) -> tuple[Answer, dict[str, str]]:
+    def send(
+        self,
+        label: str,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        query: str = "",
+        creds: Credentials = DEMO,
+        headers: dict[str, str] | None = None,
+        trace: bool = True,
+        replay_of: dict[str, str] | None = None,
+    ) -> tuple[Answer, dict[str, str]]:
         # A decimal timestamp (allowed) makes every signature unique, so only the deliberate replay is one.
-        sent = dict(replay_of) if replay_of else signed_headers(method, path, body, query=query, creds=creds,
-                                                                timestamp=f"{time.time():.6f}")
+        sent = (
+            dict(replay_of)
+            if replay_of
+            else signed_headers(method, path, body, query=query, creds=creds, timestamp=f"{time.time():.6f}")
+        )
         if trace:  # a replay too: the trace id is not signed, and each request here gets its own
             sent["X-Trace-Id"] = f"clean-{label}-{uuid.uuid4().hex[:8]}"
         sent.update(headers or {})
@@ -67,19 +80,22 @@ def drive(url: str) -> Traffic:
     opened = body_of("ACC-1", ("stock.US", "open"))
     answer, accepted_headers = traffic.send("accepted", "POST", UPDATE_PATH, opened)
     expect(answer, 200, 0)
-    answer, _ = traffic.send("accepted-untraced", "POST", UPDATE_PATH, body_of("ACC-1", ("stock.SG", "open")),
-                             trace=False)
+    answer, _ = traffic.send(
+        "accepted-untraced", "POST", UPDATE_PATH, body_of("ACC-1", ("stock.SG", "open")), trace=False
+    )
     expect(answer, 200, 0)
     expect(traffic.send("read", "GET", READ_PATH, query="account_no=ACC-1")[0], 200, 0)
 
-    expect(traffic.send("rejected-type", "POST", UPDATE_PATH, body_of("ACC-1", ("flag.options", "open")))[0],
-           400, 400101)
-    expect(traffic.send("rejected-same", "POST", UPDATE_PATH, body_of("ACC-1", ("stock.US", "open")))[0],
-           400, 400103)
-    expect(traffic.send("rejected-account", "POST", UPDATE_PATH, body_of("NOPE-1", ("stock.US", "open")))[0],
-           404, 404001)
-    expect(traffic.send("rejected-shape", "POST", UPDATE_PATH, b'{"account_no": "ACC-1", "changes": "x"}')[0],
-           400, 400001)
+    expect(
+        traffic.send("rejected-type", "POST", UPDATE_PATH, body_of("ACC-1", ("flag.options", "open")))[0], 400, 400101
+    )
+    expect(traffic.send("rejected-same", "POST", UPDATE_PATH, body_of("ACC-1", ("stock.US", "open")))[0], 400, 400103)
+    expect(
+        traffic.send("rejected-account", "POST", UPDATE_PATH, body_of("NOPE-1", ("stock.US", "open")))[0], 404, 404001
+    )
+    expect(
+        traffic.send("rejected-shape", "POST", UPDATE_PATH, b'{"account_no": "ACC-1", "changes": "x"}')[0], 400, 400001
+    )
 
     wrong_token = Credentials(DEMO.app_key, DEMO.app_secret, f"wrong-token-{uuid.uuid4().hex}")
     wrong_secret = Credentials(DEMO.app_key, f"wrong-secret-{uuid.uuid4().hex}", DEMO.access_token)
@@ -87,13 +103,25 @@ def drive(url: str) -> Traffic:
     closed = body_of("ACC-1", ("stock.US", "close"))
     for label, creds in (("wrong-token", wrong_token), ("wrong-secret", wrong_secret), ("unknown-key", unknown_key)):
         expect(traffic.send(label, "POST", UPDATE_PATH, closed, creds=creds)[0], 401, 401001)
-        expect(traffic.send(f"{label}-read", "GET", READ_PATH, query="account_no=ACC-1", creds=creds)[0],
-               401, 401001)
-    expect(traffic.send("stale", "POST", UPDATE_PATH, closed,
-                        headers=signed_headers("POST", UPDATE_PATH, closed, timestamp=str(int(time.time()) - 3600)))[0],
-           401, 401001)
-    expect(traffic.send("tampered", "POST", UPDATE_PATH, closed,
-                        headers={"X-Api-Signature": accepted_headers["X-Api-Signature"]})[0], 401, 401001)
+        expect(traffic.send(f"{label}-read", "GET", READ_PATH, query="account_no=ACC-1", creds=creds)[0], 401, 401001)
+    expect(
+        traffic.send(
+            "stale",
+            "POST",
+            UPDATE_PATH,
+            closed,
+            headers=signed_headers("POST", UPDATE_PATH, closed, timestamp=str(int(time.time()) - 3600)),
+        )[0],
+        401,
+        401001,
+    )
+    expect(
+        traffic.send(
+            "tampered", "POST", UPDATE_PATH, closed, headers={"X-Api-Signature": accepted_headers["X-Api-Signature"]}
+        )[0],
+        401,
+        401001,
+    )
 
     replayed, _ = traffic.send("replayed", "POST", UPDATE_PATH, opened, replay_of=accepted_headers)
     expect(replayed, 401, 401001)
@@ -137,7 +165,9 @@ def check(traffic: Traffic, log_path: Path, log_text: str) -> None:
         request_lines = [r for r in lines if r.get("event") == "request"]
         assert len(request_lines) == 1, (label, lines)
         assert (request_lines[0]["status"], request_lines[0]["code"]) == (answer.status, answer.envelope["code"]), (
-            label, request_lines)
+            label,
+            request_lines,
+        )
         decisions = [r for r in lines if r.get("event") == "decision"]
         reached_rules = answer.envelope["code"] in (0, 400101, 400103, 404001) and label != "read"
         assert len(decisions) == (1 if reached_rules else 0), (label, lines)
@@ -155,8 +185,9 @@ def test_logs_and_responses_are_clean(live_server: LiveServer):
 @pytest.fixture
 def debug_server(seeded: Settings, tmp_path: Path) -> Iterator[LiveServer]:
     """The same service with LOG_LEVEL=DEBUG: an operator chasing a problem must not get secrets in the log."""
-    server = LiveServer(settings=seeded, log_path=tmp_path / "gunicorn-debug.log",
-                        extra_env={"LOG_LEVEL": "DEBUG"}).start()
+    server = LiveServer(
+        settings=seeded, log_path=tmp_path / "gunicorn-debug.log", extra_env={"LOG_LEVEL": "DEBUG"}
+    ).start()
     yield server
     server.stop()
 

@@ -58,14 +58,21 @@ def seconds(name: str) -> float:
 
 
 @contextlib.contextmanager
-def proxied_service(settings: Settings, tmp_path: Path, executable: str, *, gunicorn_args: str = "",
-                    nginx_overrides: dict[str, str] | None = None) -> Iterator[tuple[LiveServer, Nginx]]:
+def proxied_service(
+    settings: Settings,
+    tmp_path: Path,
+    executable: str,
+    *,
+    gunicorn_args: str = "",
+    nginx_overrides: dict[str, str] | None = None,
+) -> Iterator[tuple[LiveServer, Nginx]]:
     """gunicorn -w 2 on settings' database with nginx (deploy/nginx.conf) in front; both stopped on exit."""
     extra_env = {"GUNICORN_CMD_ARGS": gunicorn_args} if gunicorn_args else {}
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log", extra_env=extra_env).start()
     try:
-        proxy = Nginx(executable=executable, upstream=f"127.0.0.1:{server.port}",
-                      overrides=nginx_overrides or {}).start()
+        proxy = Nginx(
+            executable=executable, upstream=f"127.0.0.1:{server.port}", overrides=nginx_overrides or {}
+        ).start()
         try:
             yield server, proxy
         finally:
@@ -177,14 +184,21 @@ def open_slow_connections(port: int) -> list[SlowConnection]:
         connections.append(SlowConnection("headers", sock, time.monotonic()))
     for i in range(TRICKLED):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.sendall(f"POST {UPDATE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trace-Id: trickled-{i}\r\n"
-                     "Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{".encode())
+        sock.sendall(
+            f"POST {UPDATE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trace-Id: trickled-{i}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{".encode()
+        )
         connections.append(SlowConnection("body", sock, time.monotonic()))
     return connections
 
 
-def trickle(connections: list[SlowConnection], stop: threading.Event, bodies: threading.Event,
-            deadline: float, errors: list[BaseException]) -> None:
+def trickle(
+    connections: list[SlowConnection],
+    stop: threading.Event,
+    bodies: threading.Event,
+    deadline: float,
+    errors: list[BaseException],
+) -> None:
     """One byte per tick on every slow connection still open (bodies only while `bodies` is set)."""
     try:
         while not stop.wait(TICK) and time.monotonic() < deadline:
@@ -202,8 +216,9 @@ def test_slow_clients_leave_signed_requests_fast(proxied: tuple[LiveServer, Ngin
     connections = open_slow_connections(proxy.port)
     stop, bodies, errors = threading.Event(), threading.Event(), []
     bodies.set()
-    sender = threading.Thread(target=trickle, daemon=True,
-                              args=(connections, stop, bodies, time.monotonic() + header_timeout * 6, errors))
+    sender = threading.Thread(
+        target=trickle, daemon=True, args=(connections, stop, bodies, time.monotonic() + header_timeout * 6, errors)
+    )
     sender.start()
     try:
         latencies: list[float] = []
@@ -211,7 +226,10 @@ def test_slow_clients_leave_signed_requests_fast(proxied: tuple[LiveServer, Ngin
             wanted = "open" if n % 2 == 0 else "close"
             answer, took = update(proxy.url, wanted, trace_id=f"fast-update-{n}")
             assert (answer.status, answer.envelope, answer.trace_id) == (
-                200, {"code": 0, "message": "success", "data": {"failure_index": 0}}, f"fast-update-{n}"), answer
+                200,
+                {"code": 0, "message": "success", "data": {"failure_index": 0}},
+                f"fast-update-{n}",
+            ), answer
             latencies.append(took)
             # The raw query goes up as sent: the signature covers "ACC%2D2", which the service decodes to ACC-2.
             query = f"account_no={ACCOUNT}" if n % 2 == 0 else "account_no=ACC%2D2"
@@ -248,8 +266,10 @@ def test_slow_clients_leave_signed_requests_fast(proxied: tuple[LiveServer, Ngin
     seen = [r for r in log_records(server.log_path) if r.get("event") == "request"]
     assert not [r for r in seen if "slowloris" in r["path"] or r.get("trace_id", "").startswith("trickled-")]
     assert len([r for r in seen if r.get("trace_id", "").startswith("fast-")]) == 2 * ROUNDS
-    print(f"\n{ROUNDS * 2} signed requests through nginx under {SLOWLORIS} slowloris + {TRICKLED} trickled bodies: "
-          f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    print(
+        f"\n{ROUNDS * 2} signed requests through nginx under {SLOWLORIS} slowloris + {TRICKLED} trickled bodies: "
+        f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+    )
 
 
 def test_a_body_over_64_kib_is_413_in_the_envelope_and_changes_nothing(proxied: tuple[LiveServer, Nginx]):
@@ -266,10 +286,15 @@ def test_a_body_over_64_kib_is_413_in_the_envelope_and_changes_nothing(proxied: 
     chunked = padded(68 * 1024, ("stock.US", "open"))
     headers = signed_headers("POST", UPDATE_PATH, chunked) | {"X-Trace-Id": "too-large-2"}
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (chunked[i:i + 8192]
-                                                                      for i in range(0, len(chunked), 8192)))
-    answer = raw_exchange(proxy.port, f"POST {UPDATE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
-                                      "Transfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in (chunked[i : i + 8192] for i in range(0, len(chunked), 8192))
+    )
+    answer = raw_exchange(
+        proxy.port,
+        f"POST {UPDATE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+        + chunks
+        + b"0\r\n\r\n",
+    )
     assert_envelope(answer, 413, 400001)
     assert answer.trace_id == "too-large-2"
 
@@ -290,8 +315,9 @@ def test_what_nginx_answers_itself_is_the_envelope(proxied: tuple[LiveServer, Ng
     assert_envelope(malformed, 400, 400001)
     assert re.fullmatch(r"[0-9a-f]{32}", malformed.trace_id), malformed  # nginx's own $request_id
 
-    long_header = raw_exchange(proxy.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trace-Id: big-header\r\n"
-                                           b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    long_header = raw_exchange(
+        proxy.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trace-Id: big-header\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    )
     assert_envelope(long_header, 400, 400001)
     assert long_header.trace_id == "big-header"
     long_line = raw_exchange(proxy.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -331,8 +357,9 @@ def account_locked(database_url: str) -> Iterator[None]:
 
 
 @pytest.mark.slow
-def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(nginx_executable: str, seeded: Settings,
-                                                                           tmp_path: Path):
+def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(
+    nginx_executable: str, seeded: Settings, tmp_path: Path
+):
     """A request stuck in a worker: nginx gives up first (503001), then gunicorn aborts the worker.
 
     Production: proxy_read_timeout 25 s, gunicorn's worker timeout 30 s. Here both are scaled down in the same
@@ -343,8 +370,13 @@ def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(nginx_
     """
     proxy_timeout, worker_timeout = 2, 5
     assert seconds("proxy_read_timeout") < 30
-    with proxied_service(seeded, tmp_path, nginx_executable, gunicorn_args=f"--timeout {worker_timeout}",
-                         nginx_overrides={"proxy_read_timeout": f"{proxy_timeout}s"}) as (server, proxy):
+    with proxied_service(
+        seeded,
+        tmp_path,
+        nginx_executable,
+        gunicorn_args=f"--timeout {worker_timeout}",
+        nginx_overrides={"proxy_read_timeout": f"{proxy_timeout}s"},
+    ) as (server, proxy):
         with account_locked(seeded.database_url):
             answer, took = update(proxy.url, "open", trace_id="stuck-1")
             assert_envelope(answer, 503, 503001)
@@ -360,8 +392,12 @@ def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(nginx_
 def test_nginx_gives_up_before_gunicorn_and_takes_the_service_body_limit(tmp_path: Path):
     """The limits that cannot be shown quickly end to end, checked against the service's own values."""
     printed = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--print-config", "wsgi:app"], cwd=CHECKOUT, capture_output=True,
-        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")},
+        [sys.executable, "-m", "gunicorn", "--print-config", "wsgi:app"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")},
     )
     found = re.search(r"^timeout\s*=\s*(\d+)$", printed.stdout, flags=re.MULTILINE)
     assert found, printed.stdout + printed.stderr

@@ -47,15 +47,18 @@ def signed_call(case: Any, base_url: str) -> tuple[requests.Response, dict[str, 
 
 def _header_left_out(case: Any) -> str | None:
     data = getattr(getattr(case.meta, "phase", None), "data", None)
-    if getattr(data, "scenario", None) == CoverageScenario.MISSING_PARAMETER and \
-            getattr(data, "parameter_location", None) == ParameterLocation.HEADER:
+    if (
+        getattr(data, "scenario", None) == CoverageScenario.MISSING_PARAMETER
+        and getattr(data, "parameter_location", None) == ParameterLocation.HEADER
+    ):
         return data.parameter
     return None
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_every_operation_conforms_to_the_document(case: Any, live_server: Any) -> None:
     response, headers = signed_call(case, live_server.url)
     assert response.status_code < 500, response.text

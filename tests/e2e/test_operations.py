@@ -36,8 +36,11 @@ def test_healthz_and_readyz_answer_without_a_signature(live_server: LiveServer):
 
 
 def test_readyz_fails_when_the_database_is_unreachable(tmp_path: Path):
-    settings = Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
-                        rules_dir=SHIPPED_RULES, instance_dir=tmp_path / "instance")
+    settings = Settings(
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
+        rules_dir=SHIPPED_RULES,
+        instance_dir=tmp_path / "instance",
+    )
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log").start()
     try:
         assert get(server, "/healthz").status == 200
@@ -64,12 +67,20 @@ def test_metrics_count_every_request_across_both_workers(live_server: LiveServer
     def traffic(permission_type: str) -> tuple[int, int]:
         ok = rejected = 0
         for n in range(10):
-            _, body, _ = call(live_server, "POST", UPDATE_PATH,
-                              body_of("ACC-2", (permission_type, "close" if n % 2 else "open"), nonce=n))
+            _, body, _ = call(
+                live_server,
+                "POST",
+                UPDATE_PATH,
+                body_of("ACC-2", (permission_type, "close" if n % 2 else "open"), nonce=n),
+            )
             assert body["code"] == 0  # ACC-2 starts with everything closed: open, close, open, ...
             ok += 1
-            _, body, _ = call(live_server, "POST", UPDATE_PATH,
-                              body_of("ACC-2", ("flag.options", "open"), nonce=f"{permission_type}-{n}"))
+            _, body, _ = call(
+                live_server,
+                "POST",
+                UPDATE_PATH,
+                body_of("ACC-2", ("flag.options", "open"), nonce=f"{permission_type}-{n}"),
+            )
             assert body["code"] == 400101
             rejected += 1
         return ok, rejected

@@ -63,7 +63,8 @@ class PrivateRedis:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         with self.client() as client:
@@ -118,8 +119,7 @@ class Traffic:
         permission_type = self.types[(n - 1) % len(self.types)]
         wanted = "close" if self.state.get(permission_type, "close") == "open" else "open"
         body = body_of(self.account_no, (permission_type, wanted))
-        headers = signed_headers("POST", UPDATE_PATH, body, creds=self.creds,
-                                 timestamp=f"{int(time.time())}.{n:06d}")
+        headers = signed_headers("POST", UPDATE_PATH, body, creds=self.creds, timestamp=f"{int(time.time())}.{n:06d}")
         headers["X-Trace-Id"] = f"redis-outage-{self.account_no}-{n}"
         started = time.monotonic()
         answer = send(self.server.url, "POST", UPDATE_PATH, body, headers, timeout=30)
@@ -144,8 +144,9 @@ class Traffic:
                 probe = reading.result(timeout=60)
                 assert probe.status == 200, probe
                 traces = {answer.trace_id, probe.trace_id}
-                pids |= {r["pid"] for r in log_records(self.server.log_path)
-                         if r.get("trace_id") in traces and "pid" in r}
+                pids |= {
+                    r["pid"] for r in log_records(self.server.log_path) if r.get("trace_id") in traces and "pid" in r
+                }
                 if len(pids) == 2:
                     return
         raise AssertionError(f"{limit} requests were all served by {pids}")
@@ -169,9 +170,11 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @pytest.fixture
 def service(seeded: Settings, private_redis: PrivateRedis, tmp_path: Path) -> Iterator[LiveServer]:
     """gunicorn -w 2 on this test's database, with the private Redis as its cache."""
-    server = LiveServer(settings=seeded.with_overrides(redis_url=private_redis.url),
-                        log_path=tmp_path / "gunicorn.log",
-                        extra_env={"REDIS_BREAKER_SECONDS": str(BREAKER_SECONDS)}).start()
+    server = LiveServer(
+        settings=seeded.with_overrides(redis_url=private_redis.url),
+        log_path=tmp_path / "gunicorn.log",
+        extra_env={"REDIS_BREAKER_SECONDS": str(BREAKER_SECONDS)},
+    ).start()
     try:
         yield server
     finally:
@@ -183,13 +186,15 @@ def wait_for_cache_use(traffic: Traffic, private_redis: PrivateRedis, tenant: st
     started = time.monotonic()
     while not private_redis.config_keys(f"{tenant}:"):
         assert time.monotonic() - started < RECOVERY_DEADLINE, (
-            f"Redis is back but the service has not cached a tenant config there after {RECOVERY_DEADLINE} s")
+            f"Redis is back but the service has not cached a tenant config there after {RECOVERY_DEADLINE} s"
+        )
         traffic.change()
     return time.monotonic() - started
 
 
 def test_requests_succeed_while_redis_is_killed_and_the_cache_is_used_again_after(
-        service: LiveServer, private_redis: PrivateRedis):
+    service: LiveServer, private_redis: PrivateRedis
+):
     traffic = Traffic(service)
     traffic.until_both_workers()
     assert private_redis.config_keys("sg_mexc:"), "with Redis up the tenant config is cached there"
@@ -209,8 +214,10 @@ def test_requests_succeed_while_redis_is_killed_and_the_cache_is_used_again_afte
     assert len(keys) == 1, keys
     with private_redis.client() as client:
         assert json.loads(client.get(keys[0])) == SG_PATTERNS
-    print(f"\n{len(traffic.durations)} changes, slowest {max(traffic.durations):.3f} s; the 5 after the kill "
-          f"took {first_five:.3f} s; the cache was used again {took:.2f} s after Redis came back")
+    print(
+        f"\n{len(traffic.durations)} changes, slowest {max(traffic.durations):.3f} s; the 5 after the kill "
+        f"took {first_five:.3f} s; the cache was used again {took:.2f} s after Redis came back"
+    )
 
 
 def test_requests_succeed_while_redis_hangs(service: LiveServer, private_redis: PrivateRedis):
@@ -233,8 +240,10 @@ def test_requests_succeed_while_redis_hangs(service: LiveServer, private_redis: 
     # service uses it again: hk_other's, which no request touched before.
     assert not private_redis.config_keys("hk_other:")
     took = wait_for_cache_use(Traffic(service, "OTHER-1", OTHER, OTHER_TYPES), private_redis, "hk_other")
-    print(f"\n{len(traffic.durations)} changes, slowest {max(traffic.durations):.3f} s; the 5 after Redis hung "
-          f"took {first_five:.3f} s; the cache was used again {took:.2f} s after Redis woke up")
+    print(
+        f"\n{len(traffic.durations)} changes, slowest {max(traffic.durations):.3f} s; the 5 after Redis hung "
+        f"took {first_five:.3f} s; the cache was used again {took:.2f} s after Redis woke up"
+    )
 
 
 CORRUPT = {
@@ -249,8 +258,9 @@ CORRUPT = {
 
 
 @pytest.mark.parametrize("value", list(CORRUPT.values()), ids=list(CORRUPT))
-def test_a_corrupt_cache_entry_is_replaced_by_the_next_request(service: LiveServer, private_redis: PrivateRedis,
-                                                               value: bytes):
+def test_a_corrupt_cache_entry_is_replaced_by_the_next_request(
+    service: LiveServer, private_redis: PrivateRedis, value: bytes
+):
     traffic = Traffic(service)
     traffic.change()
     keys = private_redis.config_keys("sg_mexc:")
@@ -264,7 +274,8 @@ def test_a_corrupt_cache_entry_is_replaced_by_the_next_request(service: LiveServ
 
 
 def test_a_cache_entry_of_the_wrong_redis_type_is_replaced_by_the_next_request(
-        service: LiveServer, private_redis: PrivateRedis):
+    service: LiveServer, private_redis: PrivateRedis
+):
     """A hash where a string belongs: Redis answers WRONGTYPE. That is a bad entry, not a Redis outage."""
     traffic = Traffic(service)
     traffic.change()
@@ -279,4 +290,3 @@ def test_a_cache_entry_of_the_wrong_redis_type_is_replaced_by_the_next_request(
     # The rest of the cache keeps working: another tenant's config is cached as usual.
     Traffic(service, "OTHER-1", OTHER, OTHER_TYPES).change()
     assert private_redis.config_keys("hk_other:"), private_redis.config_keys()
-

@@ -24,24 +24,33 @@ def editable(seeded: Settings, tmp_path: Path) -> Any:
     """gunicorn -w 2 on a copy of rules/ that the test edits; workers look for reloads on every request."""
     rules = copy_rules(tmp_path)
     settings = seeded.with_overrides(rules_dir=rules)
-    server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log",
-                        extra_env={"RULES_RELOAD_CHECK_SECONDS": "0"}).start()
+    server = LiveServer(
+        settings=settings, log_path=tmp_path / "gunicorn.log", extra_env={"RULES_RELOAD_CHECK_SECONDS": "0"}
+    ).start()
     yield server
     server.stop()
 
 
 def reload(server: LiveServer) -> Any:
     """permctl rules reload against the server's database and rules."""
-    return permctl("rules", "reload", env={"DATABASE_URL": server.settings.database_url,
-                                           "RULES_DIR": str(server.settings.rules_dir)})
+    return permctl(
+        "rules",
+        "reload",
+        env={"DATABASE_URL": server.settings.database_url, "RULES_DIR": str(server.settings.rules_dir)},
+    )
 
 
 def audit_versions(server: LiveServer, account_no: str) -> list[str]:
     engine = make_engine(server.settings)
     try:
         with engine.connect() as conn:
-            return list(conn.scalars(select(PermissionAudit.rule_set_version)
-                                     .where(PermissionAudit.account_no == account_no).order_by(PermissionAudit.id)))
+            return list(
+                conn.scalars(
+                    select(PermissionAudit.rule_set_version)
+                    .where(PermissionAudit.account_no == account_no)
+                    .order_by(PermissionAudit.id)
+                )
+            )
     finally:
         engine.dispose()
 
@@ -52,18 +61,28 @@ def test_a_new_market_and_a_reworded_message_are_data_edits(editable: LiveServer
     assert (status, body["code"], body["data"]["rule_id"]) == (400, 400101, "type-in-catalog")
 
     catalog = rules / "catalog.yaml"
-    catalog.write_text(catalog.read_text().replace("markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU]",
-                                                   "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU, KR]"))
+    catalog.write_text(
+        catalog.read_text().replace(
+            "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU]", "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU, KR]"
+        )
+    )
     assert reload(editable).returncode == 0
     for n in range(4):  # enough requests to reach both workers
-        status, body, _ = call(editable, "POST", UPDATE_PATH,
-                               body_of("OTHER-1", ("stock.KR", "open" if n % 2 == 0 else "close"), nonce=n),
-                               creds=OTHER)
+        status, body, _ = call(
+            editable,
+            "POST",
+            UPDATE_PATH,
+            body_of("OTHER-1", ("stock.KR", "open" if n % 2 == 0 else "close"), nonce=n),
+            creds=OTHER,
+        )
         assert (status, body["code"]) == (200, 0), body
 
     validation = rules / "validation.yaml"
-    validation.write_text(validation.read_text().replace("message: the flag.* group is not supported",
-                                                         "message: flag permissions are not offered yet"))
+    validation.write_text(
+        validation.read_text().replace(
+            "message: the flag.* group is not supported", "message: flag permissions are not offered yet"
+        )
+    )
     assert reload(editable).returncode == 0
     for n in range(4):
         status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("flag.options", "open"), nonce=n))
@@ -82,8 +101,12 @@ def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
 
     def open_and_close(times: int) -> None:
         for n in range(times):
-            status, body, _ = call(editable, "POST", UPDATE_PATH,
-                                   body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close"), nonce=nonce()))
+            status, body, _ = call(
+                editable,
+                "POST",
+                UPDATE_PATH,
+                body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close"), nonce=nonce()),
+            )
             assert (status, body["code"]) == (200, 0), body
 
     open_and_close(4)
@@ -131,8 +154,9 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
     anchor = text.index("  - id: type-enabled-for-tenant")
     validation.write_text(text[:anchor] + block + text[anchor:])
 
-    result = permctl("rules", "impact", "--rules", str(proposed), "--json",
-                     env={"DATABASE_URL": live_server.settings.database_url})
+    result = permctl(
+        "rules", "impact", "--rules", str(proposed), "--json", env={"DATABASE_URL": live_server.settings.database_url}
+    )
     assert result.returncode == 0, result.stderr
     flips = {row["trace_id"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert set(flips) == {"open-sg", "close-sg", "flag"}
@@ -141,12 +165,14 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
     assert flips["flag"]["old"]["rule_id"] == "type-banned-group"
     assert flips["flag"]["new"] == {"code": 400101, "failure_index": 1, "rule_id": "type-in-catalog"}
 
-    summary = permctl("rules", "impact", "--rules", str(proposed),
-                      env={"DATABASE_URL": live_server.settings.database_url})
+    summary = permctl(
+        "rules", "impact", "--rules", str(proposed), env={"DATABASE_URL": live_server.settings.database_url}
+    )
     assert "rule type-in-catalog: would newly decide 3 decision(s)" in summary.stdout
     assert "rule type-banned-group: would no longer decide 1 decision(s)" in summary.stdout
-    assert summary.stdout.strip().endswith("7 decisions replayed through rule-set version "
-                                           f"{rule_set_version(proposed)}; 3 would change")
+    assert summary.stdout.strip().endswith(
+        f"7 decisions replayed through rule-set version {rule_set_version(proposed)}; 3 would change"
+    )
 
     unchanged = permctl("rules", "impact", "--json", env={"DATABASE_URL": live_server.settings.database_url})
     assert unchanged.returncode == 0 and unchanged.stdout == ""
@@ -195,8 +221,9 @@ def test_a_worker_restarted_while_rules_are_broken_serves_the_last_good_set(edit
         raise AssertionError(f"workers were not replaced:\n{editable.logs()}")
 
     for n in range(4):
-        status, body, _ = call(editable, "POST", UPDATE_PATH,
-                               body_of("ACC-2", ("stock.US", "close" if n % 2 == 0 else "open"), nonce=n))
+        status, body, _ = call(
+            editable, "POST", UPDATE_PATH, body_of("ACC-2", ("stock.US", "close" if n % 2 == 0 else "open"), nonce=n)
+        )
         assert (status, body["code"]) == (200, 0), body
     assert set(audit_versions(editable, "ACC-2")) == {good_version}
     assert "rules_invalid_serving_last_good" in editable.logs()

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.e2e
 def test_sdk_opens_reads_back_and_sees_rejection(live_server):
     client = HttpClient.from_apikey("demo-key", "demo-secret", "demo-token", http_url=live_server.url)
     answer = client.request(
-        "post", UPDATE_PATH,
+        "post",
+        UPDATE_PATH,
         body={"account_no": "ACC-1", "changes": [{"permission_type": "stock.US", "permission_status": "open"}]},
     )
     assert answer == {"failure_index": 0}
@@ -23,11 +24,15 @@ def test_sdk_opens_reads_back_and_sees_rejection(live_server):
 
     with pytest.raises(OpenApiException) as raised:
         client.request(
-            "post", UPDATE_PATH,
-            body={"account_no": "ACC-1", "changes": [
-                {"permission_type": "stock.JP", "permission_status": "open"},
-                {"permission_type": "flag.options", "permission_status": "open"},
-            ]},
+            "post",
+            UPDATE_PATH,
+            body={
+                "account_no": "ACC-1",
+                "changes": [
+                    {"permission_type": "stock.JP", "permission_status": "open"},
+                    {"permission_type": "flag.options", "permission_status": "open"},
+                ],
+            },
         )
     assert raised.value.code == 400101
     assert raised.value.trace_id

@@ -56,8 +56,19 @@ SUCCESS = {"code": 0, "message": "success", "data": {"failure_index": 0}}
 
 BAD_STATUSES: tuple[Any, ...] = ("OPEN", "Open", "opened", "closed", "", " open", "true", "enable")
 NON_TEXT: tuple[Any, ...] = (7, None, True, ["stock.US"], {"type": "stock.US"}, 1.5)
-UNKNOWN_TYPES = ("stock.XX", "Stock.US", "stock.us", "STOCK.US", "stock.US ", "stock", "flag", "questionnaire.risk",
-                 "account.Trade", "va.osl", "options.*")
+UNKNOWN_TYPES = (
+    "stock.XX",
+    "Stock.US",
+    "stock.us",
+    "STOCK.US",
+    "stock.US ",
+    "stock",
+    "flag",
+    "questionnaire.risk",
+    "account.Trade",
+    "va.osl",
+    "options.*",
+)
 FLAG_TYPES = ("flag.options", "flag.warrant", "flag.shortsell", "flag.anything")
 
 
@@ -163,8 +174,9 @@ class Request:
 class Client:
     """One client thread: its accounts, its model of them, and its share of the requests."""
 
-    def __init__(self, index: int, url: str, catalog: Catalog, total: int, stop: threading.Event,
-                 deadline: float) -> None:
+    def __init__(
+        self, index: int, url: str, catalog: Catalog, total: int, stop: threading.Event, deadline: float
+    ) -> None:
         self.index = index
         self.url = url
         self.catalog = catalog
@@ -195,13 +207,16 @@ class Client:
 
     def flips(self, account: Account, count: int) -> list[dict[str, Any]]:
         """count changes of distinct permission types, each to the status it does not have."""
-        return [{"permission_type": t, "permission_status": other(account.status(t))}
-                for t in self.rng.sample(account.enabled, count)]
+        return [
+            {"permission_type": t, "permission_status": other(account.status(t))}
+            for t in self.rng.sample(account.enabled, count)
+        ]
 
     def update(self, kind: str, account: Account, changes: list[Any], **extra: Any) -> Request:
         body = compact({"account_no": account.account_no, "changes": changes})
-        return Request(kind, "POST", body, account.creds, predict(changes, account, self.catalog), account, changes,
-                       **extra)
+        return Request(
+            kind, "POST", body, account.creds, predict(changes, account, self.catalog), account, changes, **extra
+        )
 
     def valid(self) -> Request:
         account = self.pick_account()
@@ -242,8 +257,7 @@ class Client:
         prefix = self.flips(account, self.rng.randint(0, 3))
         changes: list[dict[str, Any]] = [*prefix, self.bad_change(account, prefix)]
         for _ in range(self.rng.randint(0, 2)):
-            changes.append(self.bad_change(account, changes) if self.rng.random() < 0.5
-                           else self.flips(account, 1)[0])
+            changes.append(self.bad_change(account, changes) if self.rng.random() < 0.5 else self.flips(account, 1)[0])
         request = self.update("invalid", account, changes)
         assert not request.expected.accepted, changes
         return request
@@ -254,63 +268,116 @@ class Client:
         own = account.account_no
         one = [{"permission_type": "stock.US", "permission_status": "open"}]
         bodies: list[bytes] = [
-            b"not json", b"{", b"", b"[]", b"null", b'"text"', b"42", b"{}",
-            compact({"account_no": own}), compact({"changes": one}),
-            compact({"account_no": own, "changes": []}), compact({"account_no": own, "changes": "stock.US"}),
-            compact({"account_no": own, "changes": [1]}), compact({"account_no": own, "changes": [["stock.US"]]}),
-            compact({"account_no": own, "changes": one * 101}), compact({"account_no": "", "changes": one}),
-            compact({"account_no": "S" * 65, "changes": one}), compact({"account_no": 123, "changes": one}),
-            compact({"account_no": f"{own}\u0000", "changes": one}), compact({"account_no": None, "changes": one}),
+            b"not json",
+            b"{",
+            b"",
+            b"[]",
+            b"null",
+            b'"text"',
+            b"42",
+            b"{}",
+            compact({"account_no": own}),
+            compact({"changes": one}),
+            compact({"account_no": own, "changes": []}),
+            compact({"account_no": own, "changes": "stock.US"}),
+            compact({"account_no": own, "changes": [1]}),
+            compact({"account_no": own, "changes": [["stock.US"]]}),
+            compact({"account_no": own, "changes": one * 101}),
+            compact({"account_no": "", "changes": one}),
+            compact({"account_no": "S" * 65, "changes": one}),
+            compact({"account_no": 123, "changes": one}),
+            compact({"account_no": f"{own}\u0000", "changes": one}),
+            compact({"account_no": None, "changes": one}),
             b'{"account_no":"' + own.encode() + b'","changes":[{"permission_type":"stock.US"}],"x":NaN}',
-            b'{"account_no":"\xff\xfe","changes":[]}', b"[" * 30_000 + b"]" * 30_000,
+            b'{"account_no":"\xff\xfe","changes":[]}',
+            b"[" * 30_000 + b"]" * 30_000,
         ]
         choice = self.rng.randrange(len(bodies) + 3)
         if choice < len(bodies):
             return Request("malformed", "POST", bodies[choice], account.creds, INVALID_REQUEST, account)
         valid = compact({"account_no": own, "changes": self.flips(account, 1)})
         if choice == len(bodies):
-            return Request("malformed", "POST", valid, account.creds, INVALID_REQUEST, account,
-                           headers={"Content-Type": "text/plain"})
+            return Request(
+                "malformed",
+                "POST",
+                valid,
+                account.creds,
+                INVALID_REQUEST,
+                account,
+                headers={"Content-Type": "text/plain"},
+            )
         if choice == len(bodies) + 1:
-            return Request("malformed", "POST", valid, account.creds, INVALID_REQUEST, account,
-                           headers={"Content-Type": "application/json; charset=latin-1"})
+            return Request(
+                "malformed",
+                "POST",
+                valid,
+                account.creds,
+                INVALID_REQUEST,
+                account,
+                headers={"Content-Type": "application/json; charset=latin-1"},
+            )
         oversized = compact({"account_no": own, "changes": one, "padding": "x" * (64 * 1024)})
         return Request("oversized", "POST", oversized, account.creds, Expected(413, 400001))
 
     def replay(self) -> Request:
         """The exact bytes and headers of a POST whose signature was already accepted."""
         body, headers = self.rng.choice(self.accepted_posts)
-        return Request("replay", "POST", body, expected=UNAUTHENTICATED, headers=dict(headers), signed=False,
-                       message_part="replay")
+        return Request(
+            "replay", "POST", body, expected=UNAUTHENTICATED, headers=dict(headers), signed=False, message_part="replay"
+        )
 
     def cross_tenant(self) -> Request:
         """A well-formed (or not) change of an account of another tenant: 404001 before any rule runs."""
         rng = self.rng
-        creds, account_no = rng.choice((
-            (DEMO, self.theirs.account_no), (DEMO, "OTHER-1"), (DEMO, "BARE-1"), (OTHER, self.mine.account_no),
-            (OTHER, "ACC-1"), (BARE, self.mine.account_no), (BARE, "OTHER-1"),
-        ))
+        creds, account_no = rng.choice(
+            (
+                (DEMO, self.theirs.account_no),
+                (DEMO, "OTHER-1"),
+                (DEMO, "BARE-1"),
+                (OTHER, self.mine.account_no),
+                (OTHER, "ACC-1"),
+                (BARE, self.mine.account_no),
+                (BARE, "OTHER-1"),
+            )
+        )
         changes = [{"permission_type": "stock.US", "permission_status": rng.choice(("open", "close"))}]
         if rng.random() < 0.3:
             changes.append({"permission_type": "flag.options", "permission_status": "nope"})
-        return Request("cross-tenant", "POST", compact({"account_no": account_no, "changes": changes}), creds,
-                       NOT_FOUND)
+        return Request(
+            "cross-tenant", "POST", compact({"account_no": account_no, "changes": changes}), creds, NOT_FOUND
+        )
 
     def odd_account(self) -> Request:
         """Accounts that are missing, deregistered, or of a tenant with no config (nothing enabled)."""
         choice = self.rng.randrange(4)
         changes = [{"permission_type": "stock.HK", "permission_status": "open"}]
         if choice == 0:
-            return Request("odd-account", "POST", compact({"account_no": f"SOAK-NONE-{self.index}",
-                                                           "changes": changes}), DEMO, NOT_FOUND)
+            return Request(
+                "odd-account",
+                "POST",
+                compact({"account_no": f"SOAK-NONE-{self.index}", "changes": changes}),
+                DEMO,
+                NOT_FOUND,
+            )
         if choice == 1:
-            return Request("odd-account", "POST", compact({"account_no": "ACC-GONE", "changes": changes}), DEMO,
-                           Expected(409, 409001))
+            return Request(
+                "odd-account",
+                "POST",
+                compact({"account_no": "ACC-GONE", "changes": changes}),
+                DEMO,
+                Expected(409, 409001),
+            )
         if choice == 2:
-            return Request("odd-account", "POST", compact({"account_no": "soak-0", "changes": changes}), DEMO,
-                           NOT_FOUND)  # account numbers are case-sensitive
-        return Request("odd-account", "POST", compact({"account_no": "BARE-1", "changes": changes}), BARE,
-                       Expected(400, 400101, 0, "type-enabled-for-tenant"))
+            return Request(
+                "odd-account", "POST", compact({"account_no": "soak-0", "changes": changes}), DEMO, NOT_FOUND
+            )  # account numbers are case-sensitive
+        return Request(
+            "odd-account",
+            "POST",
+            compact({"account_no": "BARE-1", "changes": changes}),
+            BARE,
+            Expected(400, 400101, 0, "type-enabled-for-tenant"),
+        )
 
     def bad_auth(self) -> Request:
         """Signatures that must fail: wrong secret, wrong token, unknown key, stale timestamp."""
@@ -325,10 +392,22 @@ class Client:
             creds = Credentials("no-such-key", account.creds.app_secret, account.creds.access_token)
         else:
             stale = f"{int(time.time()) - 3600}.{self.index}{self.sequence:08d}"
-            return Request("bad-auth", "POST", body, expected=UNAUTHENTICATED, signed=False,
-                           headers=signed_headers("POST", UPDATE_PATH, body, creds=account.creds, timestamp=stale))
-        return Request("bad-auth", "POST", body, expected=UNAUTHENTICATED, signed=False,
-                       headers=signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=self.stamp()))
+            return Request(
+                "bad-auth",
+                "POST",
+                body,
+                expected=UNAUTHENTICATED,
+                signed=False,
+                headers=signed_headers("POST", UPDATE_PATH, body, creds=account.creds, timestamp=stale),
+            )
+        return Request(
+            "bad-auth",
+            "POST",
+            body,
+            expected=UNAUTHENTICATED,
+            signed=False,
+            headers=signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=self.stamp()),
+        )
 
     def keyed(self) -> Request:
         """A first request under a new Idempotency-Key: valid, invalid or malformed."""
@@ -343,18 +422,29 @@ class Client:
     def keyed_repeat(self) -> Request:
         """A keyed request again, signed afresh: its first answer, replayed, and no second write."""
         _key, first, answer = self.rng.choice(self.used_keys)
-        return Request("keyed-repeat", "POST", first.body, first.creds,
-                       Expected(answer.status, answer.envelope["code"], answer.envelope["data"]["failure_index"],
-                                answer.envelope["data"].get("rule_id")),
-                       headers=dict(first.headers), replayed_of=answer)
+        return Request(
+            "keyed-repeat",
+            "POST",
+            first.body,
+            first.creds,
+            Expected(
+                answer.status,
+                answer.envelope["code"],
+                answer.envelope["data"]["failure_index"],
+                answer.envelope["data"].get("rule_id"),
+            ),
+            headers=dict(first.headers),
+            replayed_of=answer,
+        )
 
     def keyed_conflict(self) -> Request:
         """A key already used, with another request: 422/400105 and nothing written."""
         key, first, _ = self.rng.choice(self.used_keys)
         account = first.account or self.mine
         body = compact({"account_no": account.account_no, "changes": self.flips(account, 1), "n": self.sequence})
-        return Request("keyed-conflict", "POST", body, first.creds, Expected(422, 400105),
-                       headers={"Idempotency-Key": key})
+        return Request(
+            "keyed-conflict", "POST", body, first.creds, Expected(422, 400105), headers={"Idempotency-Key": key}
+        )
 
     def read(self) -> Request:
         if self.rng.random() < 0.15:
@@ -365,8 +455,7 @@ class Client:
         def check(answer: Answer, account: Account = account) -> None:
             assert answer_listing(answer) == model_listing(account), (account.account_no, answer)
 
-        return Request("read", "GET", b"", account.creds, OK, query=f"account_no={account.account_no}",
-                       check=check)
+        return Request("read", "GET", b"", account.creds, OK, query=f"account_no={account.account_no}", check=check)
 
     def next_request(self) -> Request:
         roll = self.rng.randrange(100)
@@ -397,8 +486,9 @@ class Client:
     def send(self, request: Request) -> Answer:
         target = UPDATE_PATH if request.method == "POST" else READ_PATH
         if request.signed:
-            headers = signed_headers(request.method, target, request.body, query=request.query,
-                                     creds=request.creds, timestamp=self.stamp())
+            headers = signed_headers(
+                request.method, target, request.body, query=request.query, creds=request.creds, timestamp=self.stamp()
+            )
             headers.update(request.headers)
             headers["X-Trace-Id"] = f"soak-{self.index}-{self.sent}"
         else:
@@ -406,8 +496,14 @@ class Client:
         if request.query:
             target += f"?{request.query}"
         started = time.monotonic()
-        answer = send(self.url, request.method, target, request.body if request.method == "POST" else None,
-                      headers, timeout=REQUEST_TIMEOUT)
+        answer = send(
+            self.url,
+            request.method,
+            target,
+            request.body if request.method == "POST" else None,
+            headers,
+            timeout=REQUEST_TIMEOUT,
+        )
         self.slowest = max(self.slowest, time.monotonic() - started)
         self.sent += 1
         self.kinds[request.kind] += 1
@@ -421,8 +517,9 @@ class Client:
         data = answer.envelope.get("data") or {}
         # data.failure_index is always present in the update endpoint's answers (SPEC §3.1), not in a listing.
         absent = -1 if request.method == "POST" else 0
-        got = Expected(answer.status, answer.envelope.get("code", -1), data.get("failure_index", absent),
-                       data.get("rule_id"))
+        got = Expected(
+            answer.status, answer.envelope.get("code", -1), data.get("failure_index", absent), data.get("rule_id")
+        )
         context = (request.kind, request.body[:300], request.headers.get("Idempotency-Key"), answer)
         assert got == expected, ("answer differs from the model", expected, *context)
         if expected.accepted and request.method == "POST" and request.replayed_of is None:
@@ -432,8 +529,9 @@ class Client:
         replayed = answer.headers.get("Idempotency-Replayed")
         if request.replayed_of is not None:
             assert replayed == "true", context
-            assert (answer.status, answer.envelope) == (request.replayed_of.status, request.replayed_of.envelope), \
+            assert (answer.status, answer.envelope) == (request.replayed_of.status, request.replayed_of.envelope), (
                 context
+            )
         else:
             assert replayed is None, context
         if request.check:
@@ -494,10 +592,15 @@ def soak_server(seeded: Settings, tmp_path: Path) -> Iterator[LiveServer]:
             pytest.fail(message)
         pytest.skip(message)
     assert seeded.redis_url
-    seed(seeded, {"accounts": [
-        *({"account_no": f"SOAK-{i}", "tenant": "sg_mexc", "status": "active"} for i in range(THREADS)),
-        *({"account_no": f"SOAKO-{i}", "tenant": "hk_other", "status": "active"} for i in range(THREADS)),
-    ]})
+    seed(
+        seeded,
+        {
+            "accounts": [
+                *({"account_no": f"SOAK-{i}", "tenant": "sg_mexc", "status": "active"} for i in range(THREADS)),
+                *({"account_no": f"SOAKO-{i}", "tenant": "hk_other", "status": "active"} for i in range(THREADS)),
+            ]
+        },
+    )
     server = LiveServer(settings=seeded, log_path=tmp_path / "gunicorn.log", workers=2).start()
     try:
         yield server
@@ -523,16 +626,31 @@ def test_soak_mixed_requests_match_the_model(soak_server: LiveServer):
     kinds = sum((c.kinds for c in clients), Counter())
     statuses = sum((c.statuses for c in clients), Counter())
     accepted = sum(a.accepted for c in clients for a in c.accounts)
-    print(f"\nsoak: {total} requests in {elapsed:.1f} s = {total / elapsed:.0f} requests/s with {THREADS} client "
-          f"threads; slowest answer {max(c.slowest for c in clients):.2f} s; {accepted} changes accepted")
+    print(
+        f"\nsoak: {total} requests in {elapsed:.1f} s = {total / elapsed:.0f} requests/s with {THREADS} client "
+        f"threads; slowest answer {max(c.slowest for c in clients):.2f} s; {accepted} changes accepted"
+    )
     print(f"soak: by kind {dict(sorted(kinds.items()))}")
     print(f"soak: by HTTP status {dict(sorted(statuses.items()))}")
 
     assert total == per_thread * THREADS >= SOAK_REQUESTS
     assert not [s for s in statuses if s >= 500], statuses
     if SOAK_REQUESTS >= 1000:  # a full run exercises every kind of request
-        assert set(kinds) >= {"valid", "valid-batch", "invalid", "malformed", "oversized", "replay", "cross-tenant",
-                              "odd-account", "bad-auth", "keyed", "keyed-repeat", "keyed-conflict", "read"}, kinds
+        assert set(kinds) >= {
+            "valid",
+            "valid-batch",
+            "invalid",
+            "malformed",
+            "oversized",
+            "replay",
+            "cross-tenant",
+            "odd-account",
+            "bad-auth",
+            "keyed",
+            "keyed-repeat",
+            "keyed-conflict",
+            "read",
+        }, kinds
 
     audited_after = audit_counts(soak_server.settings)
     written = {n: audited_after.get(n, 0) - audited_before.get(n, 0) for n in audited_after}
@@ -541,8 +659,13 @@ def test_soak_mixed_requests_match_the_model(soak_server: LiveServer):
         for account in client.accounts:
             assert written.get(account.account_no, 0) == account.accepted, account.account_no
             query = f"account_no={account.account_no}"
-            answer = send(soak_server.url, "GET", f"{READ_PATH}?{query}", None,
-                          signed_headers("GET", READ_PATH, query=query, creds=account.creds))
+            answer = send(
+                soak_server.url,
+                "GET",
+                f"{READ_PATH}?{query}",
+                None,
+                signed_headers("GET", READ_PATH, query=query, creds=account.creds),
+            )
             assert (answer.status, answer.envelope["code"]) == (200, 0), answer
             assert answer_listing(answer) == model_listing(account), account.account_no
     assert "Traceback" not in soak_server.logs()

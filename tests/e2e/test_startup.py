@@ -39,8 +39,12 @@ def test_a_wrong_setting_stops_gunicorn_with_one_line(settings: Settings, tmp_pa
 
 
 def test_a_bare_gunicorn_worker_also_refuses_a_wrong_setting_with_one_line(settings: Settings, tmp_path: Path):
-    server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log", packaged_config=False,
-                        extra_env={"REDIS_URL": "notredis"})
+    server = LiveServer(
+        settings=settings,
+        log_path=tmp_path / "gunicorn.log",
+        packaged_config=False,
+        extra_env={"REDIS_URL": "notredis"},
+    )
     logs = _refused(server)
     assert "refusing to start: REDIS_URL: 'notredis' is not a Redis URL" in logs
     assert "Traceback" not in logs
@@ -83,9 +87,14 @@ def test_bare_gunicorn_sums_metrics_over_workers_and_the_next_start_sweeps_them(
         served_by: set[int] = set()
         with ThreadPoolExecutor(max_workers=4) as pool:
             while len(served_by) < 2 and sent < 400:  # a quiet machine may let one worker take every accept
-                codes = list(pool.map(lambda n: call(first, "POST", UPDATE_PATH,
-                                                     body_of("ACC-2", ("flag.x", "open"), nonce=n))[1]["code"],
-                                      range(sent, sent + 20)))
+                codes = list(
+                    pool.map(
+                        lambda n: call(first, "POST", UPDATE_PATH, body_of("ACC-2", ("flag.x", "open"), nonce=n))[1][
+                            "code"
+                        ],
+                        range(sent, sent + 20),
+                    )
+                )
                 assert codes == [400101] * 20
                 sent += 20
                 served_by = {r["pid"] for r in log_records(first.log_path) if r.get("event") == "decision"}
@@ -126,8 +135,9 @@ def test_readyz_is_not_ready_while_the_schema_is_behind(tmp_path: Path, revision
         database.touch()  # reachable, never migrated
     else:
         upgrade(f"sqlite:///{database}", revision)
-    settings = Settings(database_url=f"sqlite:///{database}", rules_dir=SHIPPED_RULES,
-                        instance_dir=tmp_path / "instance")
+    settings = Settings(
+        database_url=f"sqlite:///{database}", rules_dir=SHIPPED_RULES, instance_dir=tmp_path / "instance"
+    )
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log").start()
     try:
         status, envelope = _readyz(server)
@@ -141,8 +151,9 @@ def test_readyz_is_not_ready_while_the_schema_is_behind(tmp_path: Path, revision
             assert (status, envelope["code"]) == (503, 503001)
             unusable = [r for r in log_records(server.log_path) if r.get("event") == "database_unusable"]
             assert unusable, json.dumps(list(log_records(server.log_path)))[-2000:]
-            assert re.fullmatch(r"table '\w+' is missing: the schema is not migrated \(run permctl db upgrade\)",
-                                unusable[0]["detail"])
+            assert re.fullmatch(
+                r"table '\w+' is missing: the schema is not migrated \(run permctl db upgrade\)", unusable[0]["detail"]
+            )
         upgrade(settings.database_url)
         assert _readyz(server)[0] == 200  # migrated while running: ready without a restart
     finally:

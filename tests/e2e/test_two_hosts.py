@@ -56,8 +56,9 @@ def read(server: LiveServer, account_no: str) -> Answer:
 
 def listed(server: LiveServer, account_no: str) -> list[tuple[str, str]]:
     """(permission_type, status) of every permission GET lists, in the order listed."""
-    return [(p["permission_type"], p["permission_status"])
-            for p in read(server, account_no).envelope["data"]["permissions"]]
+    return [
+        (p["permission_type"], p["permission_status"]) for p in read(server, account_no).envelope["data"]["permissions"]
+    ]
 
 
 def pid_of(server: LiveServer, trace_id: str) -> int:
@@ -78,7 +79,10 @@ def audit_count(settings: Settings) -> int:
 
 def assert_refused(answer: Answer, status: int, code: int, rule_id: str | None = None, failure_index: int = 0) -> None:
     assert (answer.status, answer.envelope["code"], answer.envelope["data"]["failure_index"]) == (
-        status, code, failure_index), answer
+        status,
+        code,
+        failure_index,
+    ), answer
     if rule_id is not None:
         assert answer.envelope["data"]["rule_id"] == rule_id, answer
 
@@ -101,8 +105,11 @@ def shared(seeded: Settings) -> Settings:
 def hosts(shared: Settings, tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
     """Host A and host B: each its own gunicorn (-w 2), port and instance directory; one database, one Redis."""
     servers = [
-        LiveServer(settings=shared.with_overrides(instance_dir=tmp_path / f"host-{name}"),
-                   log_path=tmp_path / f"host-{name}.log", workers=2)
+        LiveServer(
+            settings=shared.with_overrides(instance_dir=tmp_path / f"host-{name}"),
+            log_path=tmp_path / f"host-{name}.log",
+            workers=2,
+        )
         for name in ("a", "b")
     ]
     assert servers[0].port != servers[1].port
@@ -116,8 +123,7 @@ def hosts(shared: Settings, tmp_path: Path) -> Iterator[tuple[LiveServer, LiveSe
             server.stop()
 
 
-def test_a_post_accepted_by_one_host_is_a_replay_on_the_other(hosts: tuple[LiveServer, LiveServer],
-                                                              shared: Settings):
+def test_a_post_accepted_by_one_host_is_a_replay_on_the_other(hosts: tuple[LiveServer, LiveServer], shared: Settings):
     a, b = hosts
     before = audit_count(shared)
     for first, second, permission_type in ((a, b, "stock.US"), (b, a, "stock.HK")):
@@ -153,8 +159,9 @@ def requests_until_both_workers(server: LiveServer, make_request) -> list[Answer
     return answers
 
 
-def test_a_tenant_config_change_is_honoured_by_both_hosts_at_once(hosts: tuple[LiveServer, LiveServer],
-                                                                 shared: Settings):
+def test_a_tenant_config_change_is_honoured_by_both_hosts_at_once(
+    hosts: tuple[LiveServer, LiveServer], shared: Settings
+):
     a, b = hosts
     catalog = load_rule_set(shared.rules_dir).catalog
     everything, stocks = catalog.expand(SG_PATTERNS), catalog.expand(("stock.*",))
@@ -176,6 +183,7 @@ def test_a_tenant_config_change_is_honoured_by_both_hosts_at_once(hosts: tuple[L
     # The very next request on each host, and then on each of its workers, sees the new config.
     flips = itertools.cycle(("close", "open"))
     for server in (b, a):
+
         def refused_change(s: LiveServer = server) -> Answer:
             answer, _ = post(s, body_of("ACC-2", ("stock.SG", "open"), ("account.trade", next(flips))))
             assert_refused(answer, 400, 400101, "type-enabled-for-tenant", failure_index=1)
@@ -187,7 +195,8 @@ def test_a_tenant_config_change_is_honoured_by_both_hosts_at_once(hosts: tuple[L
         assert "not enabled for this tenant" in answer.envelope["message"], answer
         for listing in requests_until_both_workers(server, lambda s=server: read(s, "ACC-2")):
             assert listing.envelope["data"]["permissions"] and [
-                p["permission_type"] for p in listing.envelope["data"]["permissions"]] == list(stocks), listing
+                p["permission_type"] for p in listing.envelope["data"]["permissions"]
+            ] == list(stocks), listing
     # What the config still enables works on both hosts; the hidden account.trade kept its state.
     for server, status in ((a, "open"), (b, "close")):
         answer, _ = post(server, body_of("ACC-2", ("stock.SG", status)))
@@ -208,13 +217,14 @@ def test_a_tenant_config_change_is_honoured_by_both_hosts_at_once(hosts: tuple[L
         state["account.trade"] = status
     for server in hosts:
         for listing in requests_until_both_workers(server, lambda s=server: read(s, "ACC-2")):
-            assert [(p["permission_type"], p["permission_status"])
-                    for p in listing.envelope["data"]["permissions"]] == [(t, state.get(t, "close"))
-                                                                         for t in everything], listing
+            assert [
+                (p["permission_type"], p["permission_status"]) for p in listing.envelope["data"]["permissions"]
+            ] == [(t, state.get(t, "close")) for t in everything], listing
 
 
-def test_an_idempotency_key_used_on_one_host_is_honoured_on_the_other(hosts: tuple[LiveServer, LiveServer],
-                                                                     shared: Settings):
+def test_an_idempotency_key_used_on_one_host_is_honoured_on_the_other(
+    hosts: tuple[LiveServer, LiveServer], shared: Settings
+):
     a, b = hosts
     key = {"Idempotency-Key": "two-hosts-order-1"}
     body = body_of("ACC-2", ("options.US", "open"), ("trade.fix", "open"))

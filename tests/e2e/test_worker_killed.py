@@ -143,8 +143,10 @@ def test_sigkilled_workers_never_leave_a_partial_batch(live_server: LiveServer):
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
 
-    threads = [threading.Thread(target=writer, args=(live_server.url, run), daemon=True),
-               threading.Thread(target=reader, args=(live_server.url, run), daemon=True)]
+    threads = [
+        threading.Thread(target=writer, args=(live_server.url, run), daemon=True),
+        threading.Thread(target=reader, args=(live_server.url, run), daemon=True),
+    ]
     for thread in threads:
         thread.start()
     began = time.monotonic()
@@ -190,11 +192,19 @@ def test_sigkilled_workers_never_leave_a_partial_batch(live_server: LiveServer):
     engine = create_engine(live_server.settings.database_url)
     try:
         with engine.connect() as conn:
-            audit = conn.execute(text(
-                "SELECT id, trace_id, permission_type, status_before, status_after FROM permission_audit "
-                "WHERE account_no = :a ORDER BY id"), {"a": ACCOUNT}).all()
-            decided = Counter(r.trace_id for r in conn.execute(text(
-                "SELECT trace_id FROM decisions WHERE account_no = :a AND code = 0"), {"a": ACCOUNT}))
+            audit = conn.execute(
+                text(
+                    "SELECT id, trace_id, permission_type, status_before, status_after FROM permission_audit "
+                    "WHERE account_no = :a ORDER BY id"
+                ),
+                {"a": ACCOUNT},
+            ).all()
+            decided = Counter(
+                r.trace_id
+                for r in conn.execute(
+                    text("SELECT trace_id FROM decisions WHERE account_no = :a AND code = 0"), {"a": ACCOUNT}
+                )
+            )
     finally:
         engine.dispose()
     rows = Counter(r.trace_id for r in audit)
@@ -219,8 +229,10 @@ def test_sigkilled_workers_never_leave_a_partial_batch(live_server: LiveServer):
 
     interrupted = [t for t, _w, code in run.sent if code is None]
     committed_unanswered = [t for t in interrupted if rows.get(t)]
-    print(f"\nseed {seed}: {len(killed)} workers killed in {KILLS} kills over {elapsed:.1f} s; {run.applied} batches "
-          f"applied, {len(interrupted)} interrupted ({len(committed_unanswered)} of them committed), "
-          f"{run.reads} concurrent reads; median batch {statistics.median(run.latencies) * 1000:.0f} ms")
+    print(
+        f"\nseed {seed}: {len(killed)} workers killed in {KILLS} kills over {elapsed:.1f} s; {run.applied} batches "
+        f"applied, {len(interrupted)} interrupted ({len(committed_unanswered)} of them committed), "
+        f"{run.reads} concurrent reads; median batch {statistics.median(run.latencies) * 1000:.0f} ms"
+    )
     assert interrupted, "no kill landed on a batch in flight: the test proved nothing"
     assert elapsed < 60

@@ -48,8 +48,12 @@ def change_body(*changes: Any, account_no: Any = "ACC-1") -> bytes:
 
 def nested(depth: int) -> bytes:
     """A change whose permission_type is `depth` nested arrays."""
-    return b'{"account_no":"ACC-1","changes":[{"permission_status":"open","permission_type":' + \
-        b"[" * depth + b"]" * depth + b"}]}"
+    return (
+        b'{"account_no":"ACC-1","changes":[{"permission_status":"open","permission_type":'
+        + b"[" * depth
+        + b"]" * depth
+        + b"}]}"
+    )
 
 
 def padded(size: int) -> bytes:
@@ -93,33 +97,61 @@ BODIES: dict[str, tuple[bytes, int, int]] = {
     "change-string": (change_body("stock.US"), 400, 400001),
     "change-array": (change_body(["stock.US", "open"]), 400, 400001),
     "type-number": (change_body({"permission_type": 1, "permission_status": "open"}), 400, 400101),
-    "type-huge-float": (b'{"account_no":"ACC-1","changes":[{"permission_type":1e400,"permission_status":"open"}]}',
-                        400, 400101),
-    "type-big-int": (b'{"account_no":"ACC-1","changes":[{"permission_type":' + b"9" * 4000 +
-                     b',"permission_status":"open"}]}', 400, 400101),
-    "type-too-big-int": (b'{"account_no":"ACC-1","changes":[{"permission_type":' + b"9" * 5000 +
-                         b',"permission_status":"open"}]}', 400, 400001),
+    "type-huge-float": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":1e400,"permission_status":"open"}]}',
+        400,
+        400101,
+    ),
+    "type-big-int": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":' + b"9" * 4000 + b',"permission_status":"open"}]}',
+        400,
+        400101,
+    ),
+    "type-too-big-int": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":' + b"9" * 5000 + b',"permission_status":"open"}]}',
+        400,
+        400001,
+    ),
     "type-long-string": (change_body({"permission_type": "s" * 60000, "permission_status": "open"}), 400, 400101),
-    "type-lone-surrogate": (b'{"account_no":"ACC-1","changes":[{"permission_type":"\\ud800",'
-                            b'"permission_status":"open"}]}', 400, 400101),
-    "type-surrogate-pair-half": (b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.\\udfff",'
-                                 b'"permission_status":"open"}]}', 400, 400101),
+    "type-lone-surrogate": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":"\\ud800","permission_status":"open"}]}',
+        400,
+        400101,
+    ),
+    "type-surrogate-pair-half": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.\\udfff","permission_status":"open"}]}',
+        400,
+        400101,
+    ),
     "type-nul": (change_body({"permission_type": "stock.US\u0000", "permission_status": "open"}), 400, 400101),
-    "status-lone-surrogate": (b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.US",'
-                              b'"permission_status":"open\\udc00"}]}', 400, 400102),
+    "status-lone-surrogate": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.US","permission_status":"open\\udc00"}]}',
+        400,
+        400102,
+    ),
     "status-nul": (change_body({"permission_type": "stock.US", "permission_status": "open\u0000"}), 400, 400102),
-    "type-nan": (b'{"account_no":"ACC-1","changes":[{"permission_type":NaN,"permission_status":"open"}]}',
-                 400, 400001),
-    "status-infinity": (b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.US",'
-                        b'"permission_status":-Infinity}]}', 400, 400001),
+    "type-nan": (b'{"account_no":"ACC-1","changes":[{"permission_type":NaN,"permission_status":"open"}]}', 400, 400001),
+    "status-infinity": (
+        b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.US","permission_status":-Infinity}]}',
+        400,
+        400001,
+    ),
     "non-utf8": (b'{"account_no":"ACC-\xff","changes":[]}', 400, 400001),
-    "latin1-body": ('{"account_no":"ACC-1","changes":[{"permission_type":"stock.US","permission_status":"öpen"}]}'
-                    .encode("latin-1"), 400, 400001),
+    "latin1-body": (
+        '{"account_no":"ACC-1","changes":[{"permission_type":"stock.US","permission_status":"öpen"}]}'.encode(
+            "latin-1"
+        ),
+        400,
+        400001,
+    ),
     "utf16-body": (change_body(OK_CHANGE).decode().encode("utf-16"), 400, 400001),
     "nested-30000": (nested(30000), 400, 400001),
     "nested-100000": (nested(100000), 413, 400001),
-    "nested-objects": (b'{"account_no":"ACC-1","changes":[' + b'{"a":' * 10000 + b"1" + b"}" * 10000 + b"]}",
-                       400, 400001),
+    "nested-objects": (
+        b'{"account_no":"ACC-1","changes":[' + b'{"a":' * 10000 + b"1" + b"}" * 10000 + b"]}",
+        400,
+        400001,
+    ),
     "exactly-64-KiB": (padded(MAX_BODY), 200, 0),
     "oversized": (padded(MAX_BODY + 1), 413, 400001),
     "oversized-garbage": (b"\xff" * (MAX_BODY * 4), 413, 400001),
@@ -134,9 +166,11 @@ def test_bad_body(api: Api, body: bytes, status: int, code: int) -> None:
 
 
 def test_lone_surrogate_type_is_a_clean_catalog_rejection(api: Api) -> None:
-    response = api.update(b'{"account_no":"ACC-1","changes":['
-                          b'{"permission_type":"stock.US","permission_status":"open"},'
-                          b'{"permission_type":"\\ud800","permission_status":"open"}]}')
+    response = api.update(
+        b'{"account_no":"ACC-1","changes":['
+        b'{"permission_type":"stock.US","permission_status":"open"},'
+        b'{"permission_type":"\\ud800","permission_status":"open"}]}'
+    )
     body = update_error(response, 400, 400101)
     assert body["data"] == {"failure_index": 1, "rule_id": "type-in-catalog"}
     assert body["message"].startswith("changes[1].permission_type '")
@@ -202,6 +236,7 @@ def test_content_type(api: Api, content_type: str, status: int, code: int) -> No
 
 # --- authentication: every signature failure is 401001 with failure_index 0 -----------------------------------
 
+
 def _ts(offset: float) -> str:
     return f"{time.time() + offset:.3f}"
 
@@ -213,20 +248,24 @@ def tampered(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str
 def without(name: str) -> Any:
     def change(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         return body, {k: v for k, v in headers.items() if k != name}
+
     return change
 
 
 def with_header(name: str, value: str) -> Any:
     def change(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         return body, {**headers, name: value}
+
     return change
 
 
 def signature(make: Any) -> Any:
     """Replace X-Api-Signature by make(<the correct hex signature>)."""
+
     def change(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
         good = headers["X-Api-Signature"].rsplit("=", 1)[1]
         return body, {**headers, "X-Api-Signature": make(good)}
+
     return change
 
 
@@ -256,27 +295,49 @@ AUTH_FAILURES: dict[str, tuple[Credentials, Any, float | None]] = {
     "timestamp-nan": (DEMO, with_header("X-Timestamp", "NaN"), None),
     "signature-garbage": (DEMO, with_header("X-Api-Signature", "garbage"), None),
     "signature-bare-hex": (DEMO, signature(lambda s: s), None),
-    "signature-wrong-algorithm": (DEMO, signature(
-        lambda s: f"HMAC-SHA1 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s}"), None),
-    "signature-other-headers": (DEMO, signature(
-        lambda s: f"HMAC-SHA256 SignedHeaders=x-api-key;authorization;x-timestamp, Signature={s}"), None),
-    "signature-63-digits": (DEMO, signature(
-        lambda s: f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s[:-1]}"), None),
-    "signature-uppercase": (DEMO, signature(
-        lambda s: f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s.upper()}"), None),
-    "signature-trailing-junk": (DEMO, signature(
-        lambda s: f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s}, x=1"), None),
-    "signature-flipped": (DEMO, signature(
-        lambda s: "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature="
-                  + ("0" if s[0] != "0" else "1") + s[1:]), None),
+    "signature-wrong-algorithm": (
+        DEMO,
+        signature(lambda s: f"HMAC-SHA1 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s}"),
+        None,
+    ),
+    "signature-other-headers": (
+        DEMO,
+        signature(lambda s: f"HMAC-SHA256 SignedHeaders=x-api-key;authorization;x-timestamp, Signature={s}"),
+        None,
+    ),
+    "signature-63-digits": (
+        DEMO,
+        signature(lambda s: f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s[:-1]}"),
+        None,
+    ),
+    "signature-uppercase": (
+        DEMO,
+        signature(lambda s: f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s.upper()}"),
+        None,
+    ),
+    "signature-trailing-junk": (
+        DEMO,
+        signature(lambda s: f"HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={s}, x=1"),
+        None,
+    ),
+    "signature-flipped": (
+        DEMO,
+        signature(
+            lambda s: (
+                "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature="
+                + ("0" if s[0] != "0" else "1")
+                + s[1:]
+            )
+        ),
+        None,
+    ),
 }
 
 
 @pytest.mark.parametrize(("creds", "alter", "offset"), AUTH_FAILURES.values(), ids=AUTH_FAILURES.keys())
 def test_authentication_failure(api: Api, creds: Credentials, alter: Any, offset: float | None) -> None:
     body = body_of("ACC-2", ("stock.US", "open"))
-    headers = signed_headers("POST", UPDATE_PATH, body, creds=creds,
-                             timestamp=None if offset is None else _ts(offset))
+    headers = signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=None if offset is None else _ts(offset))
     if alter is not None:
         body, headers = alter(body, headers)
     response = api.client.post(UPDATE_PATH, data=body, headers={**headers, "X-Trace-Id": "auth-1"})
@@ -295,8 +356,7 @@ def test_every_credential_or_signature_failure_gets_one_message(api: Api, name: 
     """A wrong token, a wrong signature, an unknown key and a malformed header read the same (issue 9 #12)."""
     creds, alter, offset = AUTH_FAILURES[name]
     body = body_of("ACC-2", ("stock.US", "open"))
-    headers = signed_headers("POST", UPDATE_PATH, body, creds=creds,
-                             timestamp=None if offset is None else _ts(offset))
+    headers = signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=None if offset is None else _ts(offset))
     if alter is not None:
         body, headers = alter(body, headers)
     message = update_error(api.client.post(UPDATE_PATH, data=body, headers=headers), 401, 401001)["message"]
@@ -371,6 +431,7 @@ def test_unknown_route_and_wrong_method(api: Api, method: str, path: str, status
 
 
 # --- trace ids ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("given", "echoed"),

@@ -23,8 +23,15 @@ def post(api: Api, stream: bytes, *, signed_over: bytes, content_length: int | N
     headers = signed_headers("POST", UPDATE_PATH, signed_over)
     if content_length is None:
         headers["Transfer-Encoding"] = "chunked"
-    return api.client.post(UPDATE_PATH, input_stream=io.BytesIO(stream), headers=headers, environ_overrides={
-        "wsgi.input_terminated": True, "CONTENT_LENGTH": "" if content_length is None else str(content_length)})
+    return api.client.post(
+        UPDATE_PATH,
+        input_stream=io.BytesIO(stream),
+        headers=headers,
+        environ_overrides={
+            "wsgi.input_terminated": True,
+            "CONTENT_LENGTH": "" if content_length is None else str(content_length),
+        },
+    )
 
 
 def test_chunked_body_over_the_limit_is_413_not_cut_and_applied(api: Api) -> None:
@@ -48,8 +55,7 @@ def test_chunked_body_at_the_limit_is_applied(api: Api) -> None:
         (SIGNED[:1000] + b" ", 1000, 400),  # one byte more than it says, under the limit
         (SIGNED[:100], 200, 400),  # says more than it sends
     ],
-    ids=["length-over", "length-far-under-sent", "length-at-limit-under-sent", "length-under-sent",
-         "length-over-sent"],
+    ids=["length-over", "length-far-under-sent", "length-at-limit-under-sent", "length-under-sent", "length-over-sent"],
 )
 def test_lying_content_length(api: Api, stream: bytes, content_length: int, status: int) -> None:
     response = post(api, stream, signed_over=SIGNED, content_length=content_length)
@@ -73,8 +79,12 @@ def test_a_stream_that_breaks_is_400_not_500(api: Api) -> None:
             raise ValueError("invalid chunk size")  # as a server's chunk parser would
 
     headers = {**signed_headers("POST", UPDATE_PATH, SIGNED), "Transfer-Encoding": "chunked"}
-    response = api.client.post(UPDATE_PATH, input_stream=Broken(), headers=headers,
-                               environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    response = api.client.post(
+        UPDATE_PATH,
+        input_stream=Broken(),
+        headers=headers,
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
     assert "could not be read" in update_error(response, 400, 400001)["message"]
 
 

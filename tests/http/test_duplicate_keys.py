@@ -16,11 +16,16 @@ OPEN_US = b'{"permission_type":"stock.US","permission_status":"open"}'
 BODIES: dict[str, tuple[bytes, str]] = {
     "account_no": (b'{"account_no":"ACC-1","account_no":"ACC-2","changes":[' + OPEN_US + b"]}", "account_no"),
     "changes": (b'{"account_no":"ACC-2","changes":[],"changes":[' + OPEN_US + b"]}", "changes"),
-    "in-a-change": (b'{"account_no":"ACC-2","changes":[{"permission_type":"stock.US","permission_status":"close",'
-                    b'"permission_status":"open"}]}', "permission_status"),
+    "in-a-change": (
+        b'{"account_no":"ACC-2","changes":[{"permission_type":"stock.US","permission_status":"close",'
+        b'"permission_status":"open"}]}',
+        "permission_status",
+    ),
     "in-an-ignored-field": (b'{"account_no":"ACC-2","changes":[' + OPEN_US + b'],"meta":{"a":1,"a":2}}', "a"),
-    "spelled-with-an-escape": (b'{"account_no":"ACC-1","account_n\\u006f":"ACC-2","changes":[' + OPEN_US + b"]}",
-                               "account_no"),
+    "spelled-with-an-escape": (
+        b'{"account_no":"ACC-1","account_n\\u006f":"ACC-2","changes":[' + OPEN_US + b"]}",
+        "account_no",
+    ),
 }
 
 
@@ -33,8 +38,10 @@ def test_duplicate_key_is_refused_and_changes_nothing(api: Api, body: bytes, key
 
 
 def test_the_same_key_in_different_objects_is_fine(api: Api) -> None:
-    body = b'{"account_no":"ACC-2","changes":[' + OPEN_US + b',{"permission_type":"account.trade",' \
-           b'"permission_status":"open"}]}'
+    body = (
+        b'{"account_no":"ACC-2","changes":[' + OPEN_US + b',{"permission_type":"account.trade",'
+        b'"permission_status":"open"}]}'
+    )
     update_error(api.update(body), 200, 0)
     assert api.statuses("ACC-2")["stock.US"] == "open"
 

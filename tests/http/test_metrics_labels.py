@@ -16,9 +16,12 @@ PATHS = (UPDATE_PATH, "/healthz", "/no/such/route")
 
 def request_series() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
     """Every (sample name, labels) of the request metrics in this process."""
-    return {(sample.name, tuple(sorted(sample.labels.items())))
-            for family in REGISTRY.collect() if family.name.startswith("tps_request")
-            for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in REGISTRY.collect()
+        if family.name.startswith("tps_request")
+        for sample in family.samples
+    }
 
 
 def made_up_methods(count: int, seed: int) -> list[str]:
@@ -51,8 +54,20 @@ def test_known_methods_keep_their_name_and_routes_their_template(api: Api) -> No
 
 
 def test_label_folding() -> None:
-    assert [metrics.method_label(m) for m in ("GET", "POST", "get", "BREW", "")] == \
-        ["GET", "POST", "other", "other", "other"]
-    assert [metrics.code_label(c) for c in (0, 400001, 405000, 503001, 500000, 123, None)] == \
-        ["0", "400001", "405000", "503001", "other", "other", ""]
+    assert [metrics.method_label(m) for m in ("GET", "POST", "get", "BREW", "")] == [
+        "GET",
+        "POST",
+        "other",
+        "other",
+        "other",
+    ]
+    assert [metrics.code_label(c) for c in (0, 400001, 405000, 503001, 500000, 123, None)] == [
+        "0",
+        "400001",
+        "405000",
+        "503001",
+        "other",
+        "other",
+        "",
+    ]
     assert (metrics.route_label(None), metrics.route_label(UPDATE_PATH)) == ("unmatched", UPDATE_PATH)

@@ -89,8 +89,9 @@ class Conformance:
             return None
         body = response.get_json()
         schema = {**answer["content"]["application/json"]["schema"], "components": COMPONENTS}
-        errors = [e.message for e in jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
-                  .iter_errors(body)]
+        errors = [
+            e.message for e in jsonschema_rs.Draft202012Validator(schema, validate_formats=True).iter_errors(body)
+        ]
         assert not errors, (body, errors)
         return body.get("code") if isinstance(body, dict) else None
 
@@ -104,23 +105,36 @@ def down(seeded: Settings) -> Iterator[Any]:
     application.extensions["permission_service"].engine.dispose()
 
 
-def send(client: Any, method: str, path: str, body: bytes = b"", *, query: str = "", creds: Credentials | None = DEMO,
-         headers: dict[str, str] | None = None) -> Any:
+def send(
+    client: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    query: str = "",
+    creds: Credentials | None = DEMO,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """A request signed afresh (a new decimal timestamp, so never a replay), or unsigned without creds."""
-    sent = {} if creds is None else signed_headers(method, path, body, query=query, creds=creds,
-                                                    timestamp=f"{time.time():.6f}")
+    sent = (
+        {}
+        if creds is None
+        else signed_headers(method, path, body, query=query, creds=creds, timestamp=f"{time.time():.6f}")
+    )
     sent.update(headers or {})
     return client.open(path + (f"?{query}" if query else ""), method=method, data=body, headers=sent)
 
 
-def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Api, seeded: Settings,
-                                                                         down: Any) -> None:
+def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Api, seeded: Settings, down: Any) -> None:
     checker = Conformance()
     client = api.client
 
     def post(body: bytes, *, key: str | None = None, creds: Credentials = DEMO, on: Any = client) -> Any:
-        return checker.check("POST", UPDATE_PATH, send(on, "POST", UPDATE_PATH, body, creds=creds,
-                                                       headers={"Idempotency-Key": key} if key else None))
+        return checker.check(
+            "POST",
+            UPDATE_PATH,
+            send(on, "POST", UPDATE_PATH, body, creds=creds, headers={"Idempotency-Key": key} if key else None),
+        )
 
     def read(query: str, body: bytes = b"", *, creds: Credentials | None = DEMO, on: Any = client) -> Any:
         return checker.check("GET", READ_PATH, send(on, "GET", READ_PATH, body, query=query, creds=creds))
@@ -135,17 +149,24 @@ def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Ap
         first = post(body, key=key)
         again = post(body, key=key)
         assert again.headers["Idempotency-Replayed"] == "true" and again.status_code == first.status_code
-    for body in (body_of("ACC-1", ("options.US", "open")), b"[]", body_of("ACC-1", ("flag.options", "open")),
-                 body_of("ACC-1", ("stock.JP", "Open")), body_of("ACC-1", ("account.trade", "open")),
-                 body_of("ACC-1", ("stock.JP", "open"), ("stock.JP", "close")), padded(MAX_BODY + 1)):
+    for body in (
+        body_of("ACC-1", ("options.US", "open")),
+        b"[]",
+        body_of("ACC-1", ("flag.options", "open")),
+        body_of("ACC-1", ("stock.JP", "Open")),
+        body_of("ACC-1", ("account.trade", "open")),
+        body_of("ACC-1", ("stock.JP", "open"), ("stock.JP", "close")),
+        padded(MAX_BODY + 1),
+    ):
         post(body)
     post(body_of("ACC-1", ("stock.SG", "open")), creds=Credentials(app_secret="wrong"))
     post(body_of("ACC-1", ("stock.SG", "open")), key="ok")  # the key of another request: 422
     engine = create_engine(seeded.database_url)
     try:
         with engine.begin() as conn:  # as if the first request with this key were still running
-            conn.execute(text("UPDATE idempotency_keys SET response = NULL, http_status = NULL "
-                              "WHERE idempotency_key = 'ok'"))
+            conn.execute(
+                text("UPDATE idempotency_keys SET response = NULL, http_status = NULL WHERE idempotency_key = 'ok'")
+            )
         assert post(keyed["ok"], key="ok").status_code == 409
         injector = Injector(engine, FIFTH)
         injector.disarm()
@@ -212,8 +233,12 @@ def test_every_route_the_app_serves_is_documented(app: Any) -> None:
 
 def request_schemas() -> Iterator[tuple[str, dict[str, Any]]]:
     """Every object schema a request body can reach, by name."""
-    pending = [op["requestBody"]["content"]["application/json"]["schema"]
-               for operations in DOCUMENT["paths"].values() for op in operations.values() if "requestBody" in op]
+    pending = [
+        op["requestBody"]["content"]["application/json"]["schema"]
+        for operations in DOCUMENT["paths"].values()
+        for op in operations.values()
+        if "requestBody" in op
+    ]
     while pending:
         node = pending.pop()
         if "$ref" in node:
@@ -231,8 +256,10 @@ def test_request_objects_accept_unknown_fields_and_mark_what_they_require(api: A
     assert schemas["UpdatePermissionsRequest"]["required"] == ["account_no", "changes"]
     assert schemas["PermissionChange"]["required"] == ["permission_status", "permission_type"]
     # The server agrees: unknown fields are ignored at both levels ...
-    body = b'{"account_no":"ACC-2","note":{"x":1},"changes":[{"permission_type":"stock.US",' \
-           b'"permission_status":"open","reason":"onboarding"}]}'
+    body = (
+        b'{"account_no":"ACC-2","note":{"x":1},"changes":[{"permission_type":"stock.US",'
+        b'"permission_status":"open","reason":"onboarding"}]}'
+    )
     assert api.update(body).status_code == 200
     # ... and each required field's absence is refused.
     for field in ("account_no", "changes", "permission_type", "permission_status"):

@@ -61,8 +61,7 @@ def test_updated_at_follows_a_write(api: Api) -> None:
         assert permissions[name]["permission_status"] == "open"
         assert before <= parse_utc(permissions[name]["updated_at"]) <= after
     assert permissions["stock.US"]["updated_at"] == permissions["trade.bo"]["updated_at"]
-    assert permissions["stock.HK"] == {"permission_type": "stock.HK", "permission_status": "close",
-                                       "updated_at": None}
+    assert permissions["stock.HK"] == {"permission_type": "stock.HK", "permission_status": "close", "updated_at": None}
 
     # Closing keeps a timestamp: the permission has now been set.
     assert api.update(body_of("ACC-2", ("stock.US", "close"))).status_code == 200
@@ -86,8 +85,7 @@ def test_other_tenant_sees_only_its_config(api: Api, app: Any) -> None:
 
 
 def test_tenant_without_config_sees_an_empty_list(api: Api) -> None:
-    assert read_ok(api, "BARE-1", creds=BARE) == {"account_no": "BARE-1", "account_status": "active",
-                                                   "permissions": []}
+    assert read_ok(api, "BARE-1", creds=BARE) == {"account_no": "BARE-1", "account_status": "active", "permissions": []}
 
 
 @pytest.mark.parametrize(
@@ -103,8 +101,11 @@ def test_account_outside_the_tenant_is_not_found(api: Api, account_no: str, cred
     assert "permissions" not in body["data"]
 
 
-@pytest.mark.parametrize("query", ["", "account=ACC-1", "account_no=", "account_no=" + "A" * 65],
-                         ids=["no-query", "misnamed", "empty", "65-chars"])
+@pytest.mark.parametrize(
+    "query",
+    ["", "account=ACC-1", "account_no=", "account_no=" + "A" * 65],
+    ids=["no-query", "misnamed", "empty", "65-chars"],
+)
 def test_missing_or_bad_account_no_is_invalid(api: Api, query: str) -> None:
     headers = signed_headers("GET", READ_PATH, query=query)
     response = api.client.get(f"{READ_PATH}?{query}" if query else READ_PATH, headers=headers)
@@ -151,6 +152,7 @@ def test_the_same_body_signed_with_another_timestamp_is_not_a_replay(api: Api) -
     body = body_of("ACC-2", ("flag.options", "open"))
     now = int(time.time())
     for timestamp in (str(now), str(now + 1), f"{now}.5"):
-        response = api.client.post(UPDATE_PATH, data=body,
-                                   headers=signed_headers("POST", UPDATE_PATH, body, timestamp=timestamp))
+        response = api.client.post(
+            UPDATE_PATH, data=body, headers=signed_headers("POST", UPDATE_PATH, body, timestamp=timestamp)
+        )
         assert (response.status_code, response.get_json()["code"]) == (400, 400101), timestamp

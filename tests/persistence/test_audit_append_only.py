@@ -17,16 +17,19 @@ from tests.conftest import postgres_only
 from tests.support import body_of
 
 TRACE_ID = "append-only-1"
-COLUMNS = ("id, trace_id, tenant_id, app_key, account_no, permission_type, status_before, status_after, "
-           "rule_set_version, created_at")
+COLUMNS = (
+    "id, trace_id, tenant_id, app_key, account_no, permission_type, status_before, status_after, "
+    "rule_set_version, created_at"
+)
 
 
 @pytest.fixture
 def audited(api: Any, database_url: str) -> Iterator[Engine]:
     """Two audit rows written by the service (ACC-2: stock.US and stock.HK opened, besides the fixture
     loader's rows); an engine of our own."""
-    response = api.update(body_of("ACC-2", ("stock.US", "open"), ("stock.HK", "open")),
-                          headers={"X-Trace-Id": TRACE_ID})
+    response = api.update(
+        body_of("ACC-2", ("stock.US", "open"), ("stock.HK", "open")), headers={"X-Trace-Id": TRACE_ID}
+    )
     assert (response.status_code, response.get_json()["code"]) == (200, 0), response.get_json()
     engine = create_engine(database_url)
     try:
@@ -72,12 +75,15 @@ def test_refused_inside_a_transaction_that_also_appends(audited: Engine):
     """A transaction that appends a row and then deletes an old one fails as a whole: nothing of it persists."""
     before = rows(audited)
     with pytest.raises(DBAPIError), audited.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO permission_audit (trace_id, tenant_id, app_key, account_no, permission_type, status_before,"
-            " status_after, rule_set_version, created_at) SELECT 'cover-up', tenant_id, app_key, account_no,"
-            " permission_type, status_after, status_before, rule_set_version, created_at FROM permission_audit"
-            " WHERE permission_type = 'stock.US'"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO permission_audit (trace_id, tenant_id, app_key, account_no, permission_type,"
+                " status_before, status_after, rule_set_version, created_at)"
+                " SELECT 'cover-up', tenant_id, app_key, account_no, permission_type, status_after, status_before,"
+                " rule_set_version, created_at FROM permission_audit"
+                " WHERE permission_type = 'stock.US'"
+            )
+        )
         conn.execute(text("DELETE FROM permission_audit WHERE trace_id = :t"), {"t": TRACE_ID})
     assert rows(audited) == before
 
@@ -92,11 +98,14 @@ def test_an_existing_row_cannot_be_overwritten_by_an_insert(audited: Engine):
     tail = "" if sqlite else " ON CONFLICT (id) DO UPDATE SET status_after = EXCLUDED.status_after"
     try:
         with audited.begin() as conn:
-            conn.execute(text(
-                f"{verb} permission_audit ({COLUMNS}) SELECT id, 'forged', tenant_id, app_key, account_no,"
-                f" permission_type, status_after, status_before, rule_set_version, created_at FROM permission_audit"
-                f" WHERE id = :id{tail}"
-            ), {"id": first_id})
+            conn.execute(
+                text(
+                    f"{verb} permission_audit ({COLUMNS}) SELECT id, 'forged', tenant_id, app_key, account_no,"
+                    f" permission_type, status_after, status_before, rule_set_version, created_at FROM permission_audit"
+                    f" WHERE id = :id{tail}"
+                ),
+                {"id": first_id},
+            )
     except DBAPIError as exc:
         assert "append-only" in str(exc.orig), exc
     after = rows(audited)
@@ -113,14 +122,15 @@ def _default_replication_role(conn: Connection) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_truncate_is_refused_by_a_statement_level_before_truncate_trigger(audited: Engine,
-                                                                                     database_url: str):
+def test_postgres_truncate_is_refused_by_a_statement_level_before_truncate_trigger(audited: Engine, database_url: str):
     postgres_only(database_url)
     with audited.connect() as conn:
-        triggers = conn.execute(text(
-            "SELECT tgname, tgtype, tgenabled FROM pg_trigger "
-            "WHERE tgrelid = 'permission_audit'::regclass AND NOT tgisinternal ORDER BY tgname"
-        )).all()
+        triggers = conn.execute(
+            text(
+                "SELECT tgname, tgtype, tgenabled FROM pg_trigger "
+                "WHERE tgrelid = 'permission_audit'::regclass AND NOT tgisinternal ORDER BY tgname"
+            )
+        ).all()
     # tgtype bits: 1 row-level, 2 BEFORE, 8 DELETE, 16 UPDATE, 32 TRUNCATE.
     truncate = [t for t in triggers if t.tgtype & 32]
     assert len(truncate) == 1, triggers
@@ -130,8 +140,11 @@ def test_postgres_truncate_is_refused_by_a_statement_level_before_truncate_trigg
     assert {t.tgtype & (1 | 2 | 8 | 16) for t in update_delete} == {1 | 2 | 8 | 16}, triggers
 
     before = rows(audited)
-    for statement in ("TRUNCATE permission_audit", "TRUNCATE TABLE permission_audit RESTART IDENTITY",
-                      "TRUNCATE permission_audit, decisions CASCADE"):
+    for statement in (
+        "TRUNCATE permission_audit",
+        "TRUNCATE TABLE permission_audit RESTART IDENTITY",
+        "TRUNCATE permission_audit, decisions CASCADE",
+    ):
         fresh = create_engine(database_url)  # a new session: default session_replication_role
         try:
             with pytest.raises(DBAPIError) as raised, fresh.begin() as conn:

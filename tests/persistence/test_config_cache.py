@@ -282,8 +282,9 @@ def config_version(session_factory, tenant_id: str) -> int:
 
 def read_patterns(enabled: EnabledPermissions, session_factory, tenant_id: str) -> tuple[str, ...]:
     with UnitOfWork(session_factory) as uow:
-        return enabled.patterns(uow.tenant_configs, tenant_id=tenant_id,
-                                config_version=config_version(session_factory, tenant_id))
+        return enabled.patterns(
+            uow.tenant_configs, tenant_id=tenant_id, config_version=config_version(session_factory, tenant_id)
+        )
 
 
 @pytest.mark.redis
@@ -344,8 +345,7 @@ def test_unknown_tenant_fails_closed(session_factory):
 def test_values_are_in_catalog_order(session_factory):
     enabled = EnabledPermissions(InProcessConfigCache(30, clock=Ticks()))
     values = enabled.values(CATALOG, "v1", ("trade.*", "options.US", "stock.*", "account.trade"))
-    expected = [v for v in CATALOG.values
-                if v.startswith(("trade.", "stock.")) or v in ("options.US", "account.trade")]
+    expected = [v for v in CATALOG.values if v.startswith(("trade.", "stock.")) or v in ("options.US", "account.trade")]
     assert list(values) == expected
     assert values[0] == "account.trade"
     assert values[-1] == "trade.openapi"

@@ -26,13 +26,15 @@ def observer(database_url: str) -> Iterator[Engine]:
 
 def _visible(observer: Engine, signature: str) -> bool:
     with observer.connect() as conn:
-        return bool(conn.scalar(select(func.count()).select_from(AcceptedSignature)
-                                .where(AcceptedSignature.signature == signature)))
+        return bool(
+            conn.scalar(
+                select(func.count()).select_from(AcceptedSignature).where(AcceptedSignature.signature == signature)
+            )
+        )
 
 
 def _record(uow: UnitOfWork, signature: str) -> bool:
-    return uow.signatures.record(app_key="k", signature=signature,
-                                 expires_at=datetime.now(UTC) + timedelta(minutes=10))
+    return uow.signatures.record(app_key="k", signature=signature, expires_at=datetime.now(UTC) + timedelta(minutes=10))
 
 
 def test_nothing_is_seen_or_kept_without_commit(engine: Engine, observer: Engine):

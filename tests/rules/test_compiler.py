@@ -36,8 +36,24 @@ def test_translated_globs_have_no_backslash_and_mean_the_glob(glob):
     regex = glob_to_engine_regex(glob)
     assert "\\" not in regex
     # Python's re reads the bracketed literals the same way; use it to check the meaning.
-    samples = ["flag.options", "flagXoptions", "stock.US", "stock.HK", "stockXUS", "a-b.cd", "a-bXcd", "x_y.z",
-               "xXy.z", "va.OSL", "vaXOSL", "stock.US.", "ab.c", "HK.US", ".US", "a.b"]
+    samples = [
+        "flag.options",
+        "flagXoptions",
+        "stock.US",
+        "stock.HK",
+        "stockXUS",
+        "a-b.cd",
+        "a-bXcd",
+        "x_y.z",
+        "xXy.z",
+        "va.OSL",
+        "vaXOSL",
+        "stock.US.",
+        "ab.c",
+        "HK.US",
+        ".US",
+        "a.b",
+    ]
     for sample in samples:
         assert bool(re.fullmatch(regex, sample)) == fnmatchcase(sample, glob), (glob, sample)
 
@@ -48,7 +64,8 @@ def test_compile_is():
 
 def test_compile_matches():
     assert compile_condition(Condition("permission_type", "matches", "flag.*")) == {
-        "$mt": {"permission_type": "flag[.].*"}}
+        "$mt": {"permission_type": "flag[.].*"}
+    }
 
 
 def test_compile_equals():
@@ -57,14 +74,24 @@ def test_compile_equals():
 
 def test_compile_not_one_of_requires_the_fact():
     compiled = compile_condition(Condition("permission_status", "not_one_of", ("open", "close")))
-    assert compiled == {"$and": [{"$ex": {"permission_status": 1}}, {"$neq": {"permission_status": "open"}},
-                                 {"$neq": {"permission_status": "close"}}]}
+    assert compiled == {
+        "$and": [
+            {"$ex": {"permission_status": 1}},
+            {"$neq": {"permission_status": "open"}},
+            {"$neq": {"permission_status": "close"}},
+        ]
+    }
 
 
 def test_compile_equals_fact_requires_both_facts():
     compiled = compile_condition(Condition("permission_status", "equals_fact", "current_status"))
-    assert compiled == {"$and": [{"$ex": {"permission_status": 1}}, {"$ex": {"current_status": 1}},
-                                 {"permission_status": {"$m": "current_status"}}]}
+    assert compiled == {
+        "$and": [
+            {"$ex": {"permission_status": 1}},
+            {"$ex": {"current_status": 1}},
+            {"permission_status": {"$m": "current_status"}},
+        ]
+    }
 
 
 def test_compile_unknown_test_raises():
@@ -79,6 +106,7 @@ def test_rule_set_compiles_with_salience_from_file_order():
     def action(rule_id):
         def consequent(_c):
             fired.append(rule_id)
+
         consequent.rule_id = rule_id
         return consequent
 

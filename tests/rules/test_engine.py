@@ -55,8 +55,11 @@ TRIGGERS: dict[str, tuple[list[dict[str, Any]], dict[str, str], int]] = {
     "status-required": ([ch("stock.US")], {}, 0),
     "status-must-be-text": ([ch("stock.US", ["open"])], {}, 0),
     "status-open-or-close": ([ch("stock.US", "OPEN")], {}, 0),
-    "no-duplicate-type": ([ch("stock.US", "open"), ch("stock.HK", "close"), ch("stock.US", "close")],
-                          {"stock.HK": "open"}, 2),
+    "no-duplicate-type": (
+        [ch("stock.US", "open"), ch("stock.HK", "close"), ch("stock.US", "close")],
+        {"stock.HK": "open"},
+        2,
+    ),
     "must-change-state": ([ch("stock.HK", "open")], {"stock.HK": "open"}, 0),
 }
 
@@ -80,8 +83,13 @@ def test_every_rule_can_fire(engine, enabled, rule_id):
 
 
 def test_pass_path(engine, enabled):
-    changes = [ch("stock.US", "open"), ch("stock.HK", "close"), ch("account.trade", "close"),
-               ch("options.US", "open"), ch("trade.openapi", "open")]
+    changes = [
+        ch("stock.US", "open"),
+        ch("stock.HK", "close"),
+        ch("account.trade", "close"),
+        ch("options.US", "open"),
+        ch("trade.openapi", "open"),
+    ]
     current = {"stock.HK": "open", "account.trade": "open"}
     verdicts = engine.evaluate(changes, enabled=enabled, current=current)
     assert [v.passed for v in verdicts] == [True] * len(changes)
@@ -96,7 +104,7 @@ def test_one_verdict_per_change_for_a_full_batch(engine, enabled):
     assert len(verdicts) == 100
     assert [v.index for v in verdicts] == list(range(100))
     assert [v.rule.id for v in verdicts if v.rule] == ["type-in-catalog"] * (100 - len(values))
-    assert all(v.passed for v in verdicts[:len(values)])
+    assert all(v.passed for v in verdicts[: len(values)])
 
 
 def test_banned_group_dot_is_literal(engine, enabled):
@@ -109,11 +117,21 @@ def test_banned_group_dot_is_literal(engine, enabled):
 
 @pytest.mark.parametrize(
     ("value", "rule_id"),
-    [("stock.us", "type-in-catalog"), ("Stock.US", "type-in-catalog"), ("stock.US ", "type-in-catalog"),
-     ("", "type-in-catalog"), ("stock.US\x00", "type-in-catalog"), ("\ud800", "type-in-catalog"),
-     ("x" * 60_000, "type-in-catalog"), (None, "type-must-be-text"), (True, "type-must-be-text"),
-     ({"a": 1}, "type-must-be-text"), ("options.JP", "type-enabled-for-tenant"), ("va.OSL", "type-enabled-for-tenant"),
-     ("Flag.options", "type-in-catalog")],
+    [
+        ("stock.us", "type-in-catalog"),
+        ("Stock.US", "type-in-catalog"),
+        ("stock.US ", "type-in-catalog"),
+        ("", "type-in-catalog"),
+        ("stock.US\x00", "type-in-catalog"),
+        ("\ud800", "type-in-catalog"),
+        ("x" * 60_000, "type-in-catalog"),
+        (None, "type-must-be-text"),
+        (True, "type-must-be-text"),
+        ({"a": 1}, "type-must-be-text"),
+        ("options.JP", "type-enabled-for-tenant"),
+        ("va.OSL", "type-enabled-for-tenant"),
+        ("Flag.options", "type-in-catalog"),
+    ],
 )
 def test_awkward_permission_types(engine, enabled, value, rule_id):
     assert first_failure(engine, [ch(value, "open")], enabled).rule.id == rule_id
@@ -121,9 +139,16 @@ def test_awkward_permission_types(engine, enabled, value, rule_id):
 
 @pytest.mark.parametrize(
     ("value", "rule_id"),
-    [("Open", "status-open-or-close"), ("open ", "status-open-or-close"), ("", "status-open-or-close"),
-     ("open\x00", "status-open-or-close"), ("o" * 60_000, "status-open-or-close"), (1, "status-must-be-text"),
-     (None, "status-must-be-text"), (False, "status-must-be-text")],
+    [
+        ("Open", "status-open-or-close"),
+        ("open ", "status-open-or-close"),
+        ("", "status-open-or-close"),
+        ("open\x00", "status-open-or-close"),
+        ("o" * 60_000, "status-open-or-close"),
+        (1, "status-must-be-text"),
+        (None, "status-must-be-text"),
+        (False, "status-must-be-text"),
+    ],
 )
 def test_awkward_statuses(engine, enabled, value, rule_id):
     assert first_failure(engine, [ch("stock.US", value)], enabled).rule.id == rule_id
@@ -172,8 +197,11 @@ def test_reordering_rules_in_the_data_changes_which_reports(engine, enabled, tmp
         "unknown-bad-status": first_failure(engine, [ch("nope", "bad")], enabled).rule.id,
         "dup-noop": first_failure(engine, [ch("stock.US", "open"), ch("stock.US", "close")], enabled).rule.id,
     }
-    assert shipped_verdicts == {"flag-no-status": "type-banned-group", "unknown-bad-status": "type-in-catalog",
-                                "dup-noop": "no-duplicate-type"}
+    assert shipped_verdicts == {
+        "flag-no-status": "type-banned-group",
+        "unknown-bad-status": "type-in-catalog",
+        "dup-noop": "no-duplicate-type",
+    }
 
     reversed_engine = DurableRulesEngine(load_rule_set(_reordered_copy(tmp_path, ids[::-1])))
     assert [r.id for r in reversed_engine.rule_set.rules] == ids[::-1]
@@ -216,9 +244,15 @@ def test_third_naming_points_at_the_first(engine, enabled):
 
 @pytest.mark.parametrize(
     ("current", "status", "rule_id"),
-    [({"stock.HK": "open"}, "open", "must-change-state"), ({"stock.HK": "open"}, "close", None),
-     ({"stock.HK": "close"}, "close", "must-change-state"), ({"stock.HK": "close"}, "open", None),
-     ({}, "close", "must-change-state"), ({}, "open", None), ({"stock.US": "open"}, "close", "must-change-state")],
+    [
+        ({"stock.HK": "open"}, "open", "must-change-state"),
+        ({"stock.HK": "open"}, "close", None),
+        ({"stock.HK": "close"}, "close", "must-change-state"),
+        ({"stock.HK": "close"}, "open", None),
+        ({}, "close", "must-change-state"),
+        ({}, "open", None),
+        ({"stock.US": "open"}, "close", "must-change-state"),
+    ],
     ids=["open-open", "open-close", "close-close", "close-open", "never-close", "never-open", "other-type-open"],
 )
 def test_no_op_compares_with_stored_state(engine, enabled, current, status, rule_id):
@@ -238,32 +272,108 @@ def _rejected(engine, changes, enabled, current=None) -> ChangeRejected:
 @pytest.mark.parametrize(
     ("changes", "current", "code", "index", "rule_id", "message"),
     [
-        ([ch("stock.JP", "open"), ch("flag.options", "open")], {}, Code.INVALID_PERMISSION_TYPE, 1,
-         "type-banned-group", "changes[1].permission_type 'flag.options': the flag.* group is not supported"),
-        ([ch(permission_status="open")], {}, Code.INVALID_PERMISSION_TYPE, 0, "type-required",
-         "changes[0].permission_type: is required"),
-        ([ch(5, "open")], {}, Code.INVALID_PERMISSION_TYPE, 0, "type-must-be-text",
-         "changes[0].permission_type 5: must be a string"),
-        ([ch("stock.us", "open")], {}, Code.INVALID_PERMISSION_TYPE, 0, "type-in-catalog",
-         "changes[0].permission_type 'stock.us': is not a known permission type"),
-        ([ch("va.OSL", "open")], {}, Code.INVALID_PERMISSION_TYPE, 0, "type-enabled-for-tenant",
-         "changes[0].permission_type 'va.OSL': is not enabled for this tenant"),
-        ([ch("stock.US")], {}, Code.INVALID_PERMISSION_STATUS, 0, "status-required",
-         "changes[0].permission_status: is required"),
-        ([ch("stock.US", None)], {}, Code.INVALID_PERMISSION_STATUS, 0, "status-must-be-text",
-         "changes[0].permission_status null: must be a string"),
-        ([ch("stock.US", "Open")], {}, Code.INVALID_PERMISSION_STATUS, 0, "status-open-or-close",
-         "changes[0].permission_status 'Open': must be 'open' or 'close'"),
-        ([ch("stock.US", "open"), ch("stock.HK", "close"), ch("stock.US", "close")], {"stock.HK": "open"},
-         Code.DUPLICATE_PERMISSION_TYPE, 2, "no-duplicate-type",
-         "changes[2].permission_type 'stock.US': is already named by changes[0]"),
-        ([ch("stock.HK", "open")], {"stock.HK": "open"}, Code.NO_STATE_CHANGE, 0, "must-change-state",
-         "changes[0].permission_status 'open': the permission is already open"),
-        ([ch("stock.US", "close")], {}, Code.NO_STATE_CHANGE, 0, "must-change-state",
-         "changes[0].permission_status 'close': the permission is already close"),
+        (
+            [ch("stock.JP", "open"), ch("flag.options", "open")],
+            {},
+            Code.INVALID_PERMISSION_TYPE,
+            1,
+            "type-banned-group",
+            "changes[1].permission_type 'flag.options': the flag.* group is not supported",
+        ),
+        (
+            [ch(permission_status="open")],
+            {},
+            Code.INVALID_PERMISSION_TYPE,
+            0,
+            "type-required",
+            "changes[0].permission_type: is required",
+        ),
+        (
+            [ch(5, "open")],
+            {},
+            Code.INVALID_PERMISSION_TYPE,
+            0,
+            "type-must-be-text",
+            "changes[0].permission_type 5: must be a string",
+        ),
+        (
+            [ch("stock.us", "open")],
+            {},
+            Code.INVALID_PERMISSION_TYPE,
+            0,
+            "type-in-catalog",
+            "changes[0].permission_type 'stock.us': is not a known permission type",
+        ),
+        (
+            [ch("va.OSL", "open")],
+            {},
+            Code.INVALID_PERMISSION_TYPE,
+            0,
+            "type-enabled-for-tenant",
+            "changes[0].permission_type 'va.OSL': is not enabled for this tenant",
+        ),
+        (
+            [ch("stock.US")],
+            {},
+            Code.INVALID_PERMISSION_STATUS,
+            0,
+            "status-required",
+            "changes[0].permission_status: is required",
+        ),
+        (
+            [ch("stock.US", None)],
+            {},
+            Code.INVALID_PERMISSION_STATUS,
+            0,
+            "status-must-be-text",
+            "changes[0].permission_status null: must be a string",
+        ),
+        (
+            [ch("stock.US", "Open")],
+            {},
+            Code.INVALID_PERMISSION_STATUS,
+            0,
+            "status-open-or-close",
+            "changes[0].permission_status 'Open': must be 'open' or 'close'",
+        ),
+        (
+            [ch("stock.US", "open"), ch("stock.HK", "close"), ch("stock.US", "close")],
+            {"stock.HK": "open"},
+            Code.DUPLICATE_PERMISSION_TYPE,
+            2,
+            "no-duplicate-type",
+            "changes[2].permission_type 'stock.US': is already named by changes[0]",
+        ),
+        (
+            [ch("stock.HK", "open")],
+            {"stock.HK": "open"},
+            Code.NO_STATE_CHANGE,
+            0,
+            "must-change-state",
+            "changes[0].permission_status 'open': the permission is already open",
+        ),
+        (
+            [ch("stock.US", "close")],
+            {},
+            Code.NO_STATE_CHANGE,
+            0,
+            "must-change-state",
+            "changes[0].permission_status 'close': the permission is already close",
+        ),
     ],
-    ids=["banned", "type-missing", "type-number", "type-case", "type-disabled", "status-missing", "status-null",
-         "status-case", "duplicate", "noop-open", "noop-never-set"],
+    ids=[
+        "banned",
+        "type-missing",
+        "type-number",
+        "type-case",
+        "type-disabled",
+        "status-missing",
+        "status-null",
+        "status-case",
+        "duplicate",
+        "noop-open",
+        "noop-never-set",
+    ],
 )
 def test_rejection_messages(engine, enabled, changes, current, code, index, rule_id, message):
     error = _rejected(engine, changes, enabled, current)
@@ -283,13 +393,18 @@ def test_reworded_message_comes_from_the_data(enabled, tmp_path):
     path = target / "validation.yaml"
     text = path.read_text(encoding="utf-8")
     assert text.count("message: the flag.* group is not supported") == 1
-    path.write_text(text.replace("message: the flag.* group is not supported",
-                                 "message: \"'{permission_type}' belongs to a group refused in this release\""),
-                    encoding="utf-8")
+    path.write_text(
+        text.replace(
+            "message: the flag.* group is not supported",
+            "message: \"'{permission_type}' belongs to a group refused in this release\"",
+        ),
+        encoding="utf-8",
+    )
     reworded = DurableRulesEngine(load_rule_set(target))
     error = _rejected(reworded, [ch("flag.warrant", "open")], enabled)
-    assert error.message == ("changes[0].permission_type 'flag.warrant': "
-                             "'flag.warrant' belongs to a group refused in this release")
+    assert error.message == (
+        "changes[0].permission_type 'flag.warrant': 'flag.warrant' belongs to a group refused in this release"
+    )
 
 
 # --- the engine's own limits ----------------------------------------------------------------------------------
@@ -322,8 +437,9 @@ print("empty-ok")
 
 def test_empty_batch_gives_no_verdicts():
     # Run apart: durable_rules' post_batch of an empty list can take the whole process down.
-    result = subprocess.run([sys.executable, "-c", EMPTY_BATCH], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", EMPTY_BATCH], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     assert "empty-ok" in result.stdout
 

@@ -21,9 +21,16 @@ EVALUATIONS = 20_000
 ENABLED_PATTERNS = ("account.*", "stock.*", "options.US", "trade.*")  # the demo tenant of tests/support.py
 
 RULE_CODES = {
-    "type-required": 400101, "type-must-be-text": 400101, "type-banned-group": 400101, "type-in-catalog": 400101,
-    "type-enabled-for-tenant": 400101, "status-required": 400102, "status-must-be-text": 400102,
-    "status-open-or-close": 400102, "no-duplicate-type": 400104, "must-change-state": 400103,
+    "type-required": 400101,
+    "type-must-be-text": 400101,
+    "type-banned-group": 400101,
+    "type-in-catalog": 400101,
+    "type-enabled-for-tenant": 400101,
+    "status-required": 400102,
+    "status-must-be-text": 400102,
+    "status-open-or-close": 400102,
+    "no-duplicate-type": 400104,
+    "must-change-state": 400103,
 }
 
 _MISSING = object()
@@ -80,9 +87,28 @@ def expected_outcome(
 class ChangeMaker:
     """Random changes of every kind the rules tell apart, weighted towards valid ones."""
 
-    BAD_TYPES = ("flag.options", "flag.warrant", "flag.", "stock.us", "Stock.US", "stock", "", "options.HK",
-                 "ipo.SG", "va.OSL", "questionnaire.risk", " stock.US", "stock.US ", "\ud800", "stock.US\x00",
-                 "flag.\x00", "flag.\n", "flag.\udfff", "stock.US\n", "x" * 2048)
+    BAD_TYPES = (
+        "flag.options",
+        "flag.warrant",
+        "flag.",
+        "stock.us",
+        "Stock.US",
+        "stock",
+        "",
+        "options.HK",
+        "ipo.SG",
+        "va.OSL",
+        "questionnaire.risk",
+        " stock.US",
+        "stock.US ",
+        "\ud800",
+        "stock.US\x00",
+        "flag.\x00",
+        "flag.\n",
+        "flag.\udfff",
+        "stock.US\n",
+        "x" * 2048,
+    )
     BAD_STATUSES = ("OPEN", "Close", "opened", "", "open ", "closed", "on", "open\x00", "\ud800")
     NOT_TEXT = (1, 0, None, True, 1.5, ["stock.US"], {"v": "open"})
 
@@ -94,8 +120,10 @@ class ChangeMaker:
 
     def valid(self, permission_type: str, current: Mapping[str, str]) -> dict[str, Any]:
         """A change that moves permission_type."""
-        return {"permission_type": permission_type,
-                "permission_status": "close" if current.get(permission_type, "close") == "open" else "open"}
+        return {
+            "permission_type": permission_type,
+            "permission_status": "close" if current.get(permission_type, "close") == "open" else "open",
+        }
 
     def bad(self, current: Mapping[str, str], earlier: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """A change that some rule rejects (which one the model says)."""
@@ -160,8 +188,10 @@ def test_twenty_thousand_evaluations_give_the_right_verdicts(rule_set):
         else:
             rejected += 1
     elapsed = time.perf_counter() - started
-    print(f"\n{EVALUATIONS} evaluations ({changes_seen} changes; {applied} batches pass, {rejected} rejected) "
-          f"in {elapsed:.1f} s")
+    print(
+        f"\n{EVALUATIONS} evaluations ({changes_seen} changes; {applied} batches pass, {rejected} rejected) "
+        f"in {elapsed:.1f} s"
+    )
     assert applied > 1_000 and rejected > 1_000  # both paths well exercised
 
 
@@ -197,8 +227,10 @@ def test_hostile_permission_type_is_not_in_catalog_and_engine_keeps_answering(ru
 def test_hostile_permission_status_is_refused_and_engine_keeps_answering(rule_set, hostile):
     engine = DurableRulesEngine(rule_set)
     state = {"enabled": frozenset(rule_set.catalog.expand(ENABLED_PATTERNS)), "current": {}}
-    batch = [{"permission_type": "stock.US", "permission_status": "open"},
-             {"permission_type": "stock.SG", "permission_status": hostile}]
+    batch = [
+        {"permission_type": "stock.US", "permission_status": "open"},
+        {"permission_type": "stock.SG", "permission_status": hostile},
+    ]
     assert verdict_ids(engine, batch, **state) == [None, "status-open-or-close"]
     assert verdict_ids(engine, [{"permission_type": "stock.SG", "permission_status": "close"}], **state) == [
         "must-change-state"
@@ -228,8 +260,10 @@ def test_no_session_state_outlives_an_evaluation(rule_set):
     from app.rules.engine import SESSION_ID
 
     engine = DurableRulesEngine(rule_set)
-    for changes in ([{"permission_type": "stock.US", "permission_status": "open"}],
-                    [{"permission_type": "flag.options", "permission_status": "open"}] * 3):
+    for changes in (
+        [{"permission_type": "stock.US", "permission_status": "open"}],
+        [{"permission_type": "flag.options", "permission_status": "open"}] * 3,
+    ):
         engine.evaluate(changes, enabled=frozenset(rule_set.catalog.values), current={})
         with pytest.raises(Exception, match="error code: 309"):  # 309: no state for this session id
             engine._process.host.get_state(engine._name, SESSION_ID)

@@ -13,8 +13,17 @@ from tests.support import SHIPPED_RULES
 
 SHIPPED = SHIPPED_RULES
 MARKETS = ["HK", "US", "SH", "SZ", "SG", "JP", "UK", "DE", "AU"]
-ACCOUNT = ["trade", "exchange", "rollover", "withdraw", "deposit", "public_funds", "private_funds", "otc",
-           "balance_funds"]
+ACCOUNT = [
+    "trade",
+    "exchange",
+    "rollover",
+    "withdraw",
+    "deposit",
+    "public_funds",
+    "private_funds",
+    "otc",
+    "balance_funds",
+]
 PRODUCTS = ["stock", "options", "shortsell", "ipo", "warrant", "stockgrey", "otc"]
 # SPEC §2, in its order: account.*, each per-market product for all 9 markets, va.*, trade.*.
 EXPECTED_CATALOG = (
@@ -141,8 +150,11 @@ def test_version_ignores_timestamps(tmp_path):
     [
         lambda d: edit(d / "validation.yaml", "# The validation rules", "# The  validation rules"),
         lambda d: edit(d / "catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]  # still flag"),
-        lambda d: edit(d / "validation.yaml", "message: is not a known permission type",
-                       "message: is not a permission type we know"),
+        lambda d: edit(
+            d / "validation.yaml",
+            "message: is not a known permission type",
+            "message: is not a permission type we know",
+        ),
         lambda d: (d / "validation.yaml").write_bytes((d / "validation.yaml").read_bytes() + b"\n"),
         lambda d: (d / "README.md").write_text("notes for compliance\n", encoding="utf-8"),
         lambda d: (d / "docs").mkdir() or (d / "docs" / "notes.md").write_text("why\n", encoding="utf-8"),
@@ -160,8 +172,11 @@ def test_version_comes_back_when_the_edit_is_undone(tmp_path):
     copy = copy_rules(tmp_path)
     before = rule_set_version(copy)
     original = (copy / "validation.yaml").read_bytes()
-    edit(copy / "validation.yaml", "must be a string\n\n  - id: type-banned-group",
-         "must be text\n\n  - id: type-banned-group")
+    edit(
+        copy / "validation.yaml",
+        "must be a string\n\n  - id: type-banned-group",
+        "must be text\n\n  - id: type-banned-group",
+    )
     assert rule_set_version(copy) != before
     (copy / "validation.yaml").write_bytes(original)
     assert rule_set_version(copy) == before
@@ -299,8 +314,11 @@ def test_duplicate_catalog_value_within_a_list(tmp_path):
 def test_duplicate_catalog_value_across_sections(tmp_path):
     rules = copy_rules(tmp_path)
     path = rules / "catalog.yaml"
-    edit(path, "    names: [client, bo, fix, openapi]\n",
-         "    names: [client, bo, fix, openapi]\n  - group: trade\n    names: [bo]\n")
+    edit(
+        path,
+        "    names: [client, bo, fix, openapi]\n",
+        "    names: [client, bo, fix, openapi]\n  - group: trade\n    names: [bo]\n",
+    )
     problem = only_problem(rules, "catalog.yaml")
     assert problem.path == "rules/catalog.yaml"
     assert "trade.bo" in problem.text
@@ -340,22 +358,39 @@ def test_unknown_fact(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "rule_id", "at"),
     [
-        ("{fact: permission_type, is: missing}", "{fact: permission_type, resembles: missing}", "type-required",
-         "resembles"),
+        (
+            "{fact: permission_type, is: missing}",
+            "{fact: permission_type, resembles: missing}",
+            "type-required",
+            "resembles",
+        ),
         ("{fact: permission_type, is: missing}", "{fact: permission_type, is: absent}", "type-required", "is: absent"),
-        ("{fact: permission_status, is: not_text}", "{fact: in_catalog, is: not_text}", "status-must-be-text",
-         "is: not_text"),
+        (
+            "{fact: permission_status, is: not_text}",
+            "{fact: in_catalog, is: not_text}",
+            "status-must-be-text",
+            "is: not_text",
+        ),
         ('matches: "flag.*"', 'matches: "flag\\\\..*"', "type-banned-group", "matches:"),
         ('matches: "flag.*"', 'matches: "(flag|va)[.].*"', "type-banned-group", "matches:"),
         ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: 'false'}", "type-in-catalog", "equals:"),
         ("not_one_of: [open, close]", "not_one_of: []", "status-open-or-close", "not_one_of:"),
         ("equals_fact: current_status", "equals_fact: permission_status", "must-change-state", "equals_fact:"),
-        ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: false, matches: x}", "type-in-catalog",
-         None),
+        ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: false, matches: x}", "type-in-catalog", None),
         ("{fact: in_catalog, equals: false}", "{fact: in_catalog}", "type-in-catalog", None),
     ],
-    ids=["unknown-test", "bad-is", "is-on-flag", "escaped-glob", "regex-glob", "text-for-flag", "empty-list",
-         "self-compare", "two-tests", "no-test"],
+    ids=[
+        "unknown-test",
+        "bad-is",
+        "is-on-flag",
+        "escaped-glob",
+        "regex-glob",
+        "text-for-flag",
+        "empty-list",
+        "self-compare",
+        "two-tests",
+        "no-test",
+    ],
 )
 def test_bad_tests(tmp_path, old, new, rule_id, at):
     rules = copy_rules(tmp_path)
@@ -372,8 +407,11 @@ def test_bad_tests(tmp_path, old, new, rule_id, at):
 def test_block_style_when_is_located_too(tmp_path):
     rules = copy_rules(tmp_path)
     path = rules / "validation.yaml"
-    edit(path, "    when: {fact: in_catalog, equals: false}\n",
-         "    when:\n      fact: in_catalog\n      equalz: false\n")
+    edit(
+        path,
+        "    when: {fact: in_catalog, equals: false}\n",
+        "    when:\n      fact: in_catalog\n      equalz: false\n",
+    )
     problem = only_problem(rules)
     assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "equalz:"), 7, "type-in-catalog")
 
@@ -384,8 +422,9 @@ def test_every_mistake_is_reported_not_just_the_first(tmp_path):
     edit(validation, "outcome: NO_STATE_CHANGE", "outcome: NOT_A_CODE")
     edit(validation, "  - id: type-in-catalog\n", "  - id: type-in-catalog\n    severity: high\n")
     edit(catalog, "banned_groups: [flag]", "banned_groups: [flag]\ncurrencies: [HKD]")
-    located = {(p.path, p.line) for p in problems_of(rules) if p.path in ("rules/validation.yaml",
-                                                                         "rules/catalog.yaml")}
+    located = {
+        (p.path, p.line) for p in problems_of(rules) if p.path in ("rules/validation.yaml", "rules/catalog.yaml")
+    }
     assert located == {
         ("rules/validation.yaml", line_of(validation, "NOT_A_CODE")),
         ("rules/validation.yaml", line_of(validation, "severity:")),

@@ -37,8 +37,10 @@ def test_memoised_verdicts_equal_the_engines_on_random_traffic(rule_set):
 
 def test_a_repeat_is_answered_without_the_engine_and_keeps_its_own_message(rule_set):
     engine = DurableRulesEngine(rule_set)
-    changes = [{"permission_type": "stock.US", "permission_status": "open"},
-               {"permission_type": "stock.US", "permission_status": "close"}]
+    changes = [
+        {"permission_type": "stock.US", "permission_status": "open"},
+        {"permission_type": "stock.US", "permission_status": "close"},
+    ]
     first = engine.evaluate(changes, enabled=frozenset({"stock.US"}), current={})
     remembered = len(engine._memo)
     shifted = [{"permission_type": "stock.HK", "permission_status": "open"}, *changes]
@@ -64,7 +66,8 @@ def test_a_new_rule_set_starts_with_an_empty_memo(rule_set, tmp_path):
     engine = DurableRulesEngine(rule_set)
     engine.evaluate([{"permission_type": "stock.US", "permission_status": "open"}], enabled=frozenset(), current={})
     rules = copy_rules(tmp_path)
-    (rules / "validation.yaml").write_text((rules / "validation.yaml").read_text().replace(
-        "message: is required", "message: must be given"))
+    (rules / "validation.yaml").write_text(
+        (rules / "validation.yaml").read_text().replace("message: is required", "message: must be given")
+    )
     reloaded = DurableRulesEngine(load_rule_set(rules))
     assert reloaded.version != engine.version and not reloaded._memo

@@ -33,20 +33,41 @@ class Clock:
 
 
 def signed(
-    method: str = "POST", *, path: str = UPDATE_PATH, query: str = "", body: bytes | None = None,
-    creds: Credentials = DEMO, timestamp: str | None = None, sign_timestamp: str | None = None,
-    secret: str | None = None, header: str | None = None,
+    method: str = "POST",
+    *,
+    path: str = UPDATE_PATH,
+    query: str = "",
+    body: bytes | None = None,
+    creds: Credentials = DEMO,
+    timestamp: str | None = None,
+    sign_timestamp: str | None = None,
+    secret: str | None = None,
+    header: str | None = None,
 ) -> SignedRequest:
     """A request signed like the SDK does; the keyword arguments spoil one part of it on purpose."""
     if body is None:
         body = BODY if method == "POST" else b""
     ts = str(NOW) if timestamp is None else timestamp
-    signature = sign(app_secret=secret or creds.app_secret, method=method, path=path, query=query,
-                     access_token=creds.access_token, app_key=creds.app_key,
-                     timestamp=ts if sign_timestamp is None else sign_timestamp, body=body)
-    return SignedRequest(method=method, path=path, query=query, body=body, app_key=creds.app_key,
-                         access_token=creds.access_token, timestamp=ts,
-                         signature_header=signature_header(signature) if header is None else header)
+    signature = sign(
+        app_secret=secret or creds.app_secret,
+        method=method,
+        path=path,
+        query=query,
+        access_token=creds.access_token,
+        app_key=creds.app_key,
+        timestamp=ts if sign_timestamp is None else sign_timestamp,
+        body=body,
+    )
+    return SignedRequest(
+        method=method,
+        path=path,
+        query=query,
+        body=body,
+        app_key=creds.app_key,
+        access_token=creds.access_token,
+        timestamp=ts,
+        signature_header=signature_header(signature) if header is None else header,
+    )
 
 
 @pytest.fixture
@@ -151,9 +172,26 @@ def test_decimal_timestamp_signed_in_another_spelling_is_refused(authenticator):
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["abc", "", " ", "1e9", "-1795564449", "+1795564449", "0x6B05E5A1", "1795564449.", ".5", "1795564449,5",
-     "1_795_564_449", " 1795564449", "1795564449 ", "NaN", "Infinity", "١٧٩٥٥٦٤٤٤٩", "1795564449.1.2",
-     "9" * 40],
+    [
+        "abc",
+        "",
+        " ",
+        "1e9",
+        "-1795564449",
+        "+1795564449",
+        "0x6B05E5A1",
+        "1795564449.",
+        ".5",
+        "1795564449,5",
+        "1_795_564_449",
+        " 1795564449",
+        "1795564449 ",
+        "NaN",
+        "Infinity",
+        "١٧٩٥٥٦٤٤٤٩",
+        "1795564449.1.2",
+        "9" * 40,
+    ],
 )
 def test_garbage_timestamps_are_refused(authenticator, timestamp):
     refused(authenticator, signed(timestamp=timestamp))
@@ -210,9 +248,13 @@ MISMATCHES = {
 }
 NO_MATCH = "signature does not match the request"
 REASONS = {
-    "unknown-app-key": "unknown app key", "wrong-token": "access token does not match the app key",
-    "wrong-secret": NO_MATCH, "other-tenants-secret": NO_MATCH, "tampered-body": NO_MATCH,
-    "no-token": "missing Authorization header", "malformed-signature-header": "malformed X-Api-Signature header",
+    "unknown-app-key": "unknown app key",
+    "wrong-token": "access token does not match the app key",
+    "wrong-secret": NO_MATCH,
+    "other-tenants-secret": NO_MATCH,
+    "tampered-body": NO_MATCH,
+    "no-token": "missing Authorization header",
+    "malformed-signature-header": "malformed X-Api-Signature header",
 }
 
 
@@ -245,7 +287,8 @@ def test_tampered_requests_are_refused(authenticator, spoil):
 
 
 @pytest.mark.parametrize(
-    "missing", ["app_key", "access_token", "timestamp", "signature_header"],
+    "missing",
+    ["app_key", "access_token", "timestamp", "signature_header"],
 )
 @pytest.mark.parametrize("empty", [None, ""])
 def test_missing_headers_are_refused(authenticator, missing, empty):
@@ -273,8 +316,9 @@ def _signature_of(request: SignedRequest) -> str:
         "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={short}",
         "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={sig}, Extra=1",
         "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature=zz{short}",
-        pytest.param("HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={sig}\n",
-                     id="trailing-newline"),
+        pytest.param(
+            "HMAC-SHA256 SignedHeaders=authorization;x-api-key;x-timestamp, Signature={sig}\n", id="trailing-newline"
+        ),
     ],
 )
 def test_malformed_signature_headers_are_refused(authenticator, header):
@@ -284,8 +328,14 @@ def test_malformed_signature_headers_are_refused(authenticator, header):
 
 @pytest.mark.parametrize(
     "signed_headers",
-    ["authorization;x-api-key", "x-api-key;authorization;x-timestamp", "authorization;x-api-key;x-timestamp;host",
-     "authorization;x-timestamp", "AUTHORIZATION;X-API-KEY;X-TIMESTAMP", ""],
+    [
+        "authorization;x-api-key",
+        "x-api-key;authorization;x-timestamp",
+        "authorization;x-api-key;x-timestamp;host",
+        "authorization;x-timestamp",
+        "AUTHORIZATION;X-API-KEY;X-TIMESTAMP",
+        "",
+    ],
 )
 def test_wrong_signed_headers_are_refused(authenticator, signed_headers):
     sig = _signature_of(signed())

@@ -35,13 +35,20 @@ def counted(seeded) -> Iterator[tuple[Api, list[str]]]:
     engine.dispose()
 
 
-@pytest.mark.parametrize(("body", "code", "expected"), [
-    (body_of("ACC-2", ("stock.US", "open")), 0, ACCEPTED),
-    (body_of("ACC-2", *[(t, "open") for t in ("stock.US", "stock.HK", "stock.SG", "stock.UK", "stock.DE")]), 0,
-     ACCEPTED),
-    (body_of("ACC-2", ("stock.US", "open"), ("flag.options", "open")), 400101, REJECTED_BY_RULES),
-    (body_of("NOBODY", ("stock.US", "open")), 404001, ACCOUNT_NOT_FOUND),
-], ids=["one-change", "five-changes", "rejected", "unknown-account"])
+@pytest.mark.parametrize(
+    ("body", "code", "expected"),
+    [
+        (body_of("ACC-2", ("stock.US", "open")), 0, ACCEPTED),
+        (
+            body_of("ACC-2", *[(t, "open") for t in ("stock.US", "stock.HK", "stock.SG", "stock.UK", "stock.DE")]),
+            0,
+            ACCEPTED,
+        ),
+        (body_of("ACC-2", ("stock.US", "open"), ("flag.options", "open")), 400101, REJECTED_BY_RULES),
+        (body_of("NOBODY", ("stock.US", "open")), 404001, ACCOUNT_NOT_FOUND),
+    ],
+    ids=["one-change", "five-changes", "rejected", "unknown-account"],
+)
 def test_statements_per_request(counted, body: bytes, code: int, expected: int) -> None:
     api, statements = counted
     statements.clear()

@@ -24,15 +24,35 @@ from tests.e2e.server import log_records
 from tests.support import READ_PATH, UPDATE_PATH, body_of, signed_headers
 
 ACCOUNT = "ACC-2"  # nothing set: every permission is close
-TEN = ("account.trade", "account.exchange", "account.rollover", "account.withdraw", "account.deposit",
-       "account.public_funds", "stock.US", "stock.SG", "options.US", "trade.client")
+TEN = (
+    "account.trade",
+    "account.exchange",
+    "account.rollover",
+    "account.withdraw",
+    "account.deposit",
+    "account.public_funds",
+    "stock.US",
+    "stock.SG",
+    "options.US",
+    "trade.client",
+)
 FIFTH = TEN[4]
 OTHERS = ("stock.HK", "trade.fix")  # a later request for other permissions
 TRIGGER = "tps_test_inject_write_failure"
 # Fires only when four audit rows of the same request are already in: the failure is the 5th insert.
 EARLIER_ROWS = "SELECT count(*) FROM permission_audit WHERE trace_id = NEW.trace_id"
-LEAKS = ("Traceback", 'File "', "injected", "IntegrityError", "RaiseException", "psycopg", "sqlite3", "INSERT",
-         "permission_audit", "sqlalchemy")
+LEAKS = (
+    "Traceback",
+    'File "',
+    "injected",
+    "IntegrityError",
+    "RaiseException",
+    "psycopg",
+    "sqlite3",
+    "INSERT",
+    "permission_audit",
+    "sqlalchemy",
+)
 
 
 # --- the injected failure ---------------------------------------------------------------------------------
@@ -50,22 +70,28 @@ class Injector:
     def arm(self) -> None:
         with self.engine.begin() as conn:
             if self.postgres:
-                conn.execute(text(
-                    f"CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                    f"BEGIN IF ({EARLIER_ROWS}) = 4 THEN "
-                    f"RAISE EXCEPTION 'injected write failure on %', NEW.permission_type; END IF; "
-                    f"RETURN NEW; END $$"
-                ))
-                conn.execute(text(
-                    f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON permission_audit FOR EACH ROW "
-                    f"WHEN (NEW.permission_type = '{self.permission_type}') EXECUTE FUNCTION {TRIGGER}()"
-                ))
+                conn.execute(
+                    text(
+                        f"CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                        f"BEGIN IF ({EARLIER_ROWS}) = 4 THEN "
+                        f"RAISE EXCEPTION 'injected write failure on %', NEW.permission_type; END IF; "
+                        f"RETURN NEW; END $$"
+                    )
+                )
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON permission_audit FOR EACH ROW "
+                        f"WHEN (NEW.permission_type = '{self.permission_type}') EXECUTE FUNCTION {TRIGGER}()"
+                    )
+                )
             else:
-                conn.execute(text(
-                    f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON permission_audit "
-                    f"WHEN NEW.permission_type = '{self.permission_type}' AND ({EARLIER_ROWS}) = 4 "
-                    f"BEGIN SELECT RAISE(ABORT, 'injected write failure'); END"
-                ))
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON permission_audit "
+                        f"WHEN NEW.permission_type = '{self.permission_type}' AND ({EARLIER_ROWS}) = 4 "
+                        f"BEGIN SELECT RAISE(ABORT, 'injected write failure'); END"
+                    )
+                )
 
     def disarm(self) -> None:
         with self.engine.begin() as conn:
@@ -168,8 +194,14 @@ def assert_write_failed(reply: Reply, trace_id: str) -> None:
 def assert_nothing_persisted(db: Engine, statuses: Callable[[], dict[str, str]], trace_id: str) -> None:
     seen = statuses()
     assert {t: seen[t] for t in TEN} == dict.fromkeys(TEN, "close"), seen
-    assert count(db, "SELECT count(*) FROM account_permissions p JOIN accounts a ON a.id = p.account_id "
-                     "WHERE a.origin_id = :a", a=ACCOUNT) == 0
+    assert (
+        count(
+            db,
+            "SELECT count(*) FROM account_permissions p JOIN accounts a ON a.id = p.account_id WHERE a.origin_id = :a",
+            a=ACCOUNT,
+        )
+        == 0
+    )
     assert count(db, "SELECT count(*) FROM permission_audit WHERE trace_id = :t", t=trace_id) == 0
     assert count(db, "SELECT count(*) FROM permission_audit WHERE account_no = :a", a=ACCOUNT) == 0
     assert count(db, "SELECT count(*) FROM decisions WHERE trace_id = :t", t=trace_id) == 0
@@ -219,8 +251,9 @@ def run_failure_with_key(db: Engine, injector: Injector, post: Post, statuses: C
     assert "Idempotency-Replayed" not in reply.headers, reply.headers
     assert {t: s for t, s in statuses().items() if t in TEN} == dict.fromkeys(TEN, "open")
     assert count(db, "SELECT count(*) FROM permission_audit WHERE trace_id = :t", t=third) == len(TEN)
-    assert count(db, "SELECT count(*) FROM idempotency_keys WHERE idempotency_key = :k AND http_status = 200",
-                 k=key) == 1
+    assert (
+        count(db, "SELECT count(*) FROM idempotency_keys WHERE idempotency_key = :k AND http_status = 200", k=key) == 1
+    )
 
     # Now the answer is stored: a repeat is replayed, not written again.
     fourth = f"wf-k4-{uuid.uuid4().hex[:8]}"

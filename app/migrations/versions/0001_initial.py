@@ -81,6 +81,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop every table."""
-    for table in ("accepted_signatures", "permission_audit", "account_permissions", "accounts",
-                  "tenant_configs", "credentials", "tenants"):
+    for table in (
+        "accepted_signatures",
+        "permission_audit",
+        "account_permissions",
+        "accounts",
+        "tenant_configs",
+        "credentials",
+        "tenants",
+    ):
         op.drop_table(table)

@@ -29,19 +29,27 @@ def upgrade() -> None:
     """Refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL) of audit rows; create idempotency_keys."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_FUNCTION)
-        op.execute("CREATE TRIGGER permission_audit_no_update_delete BEFORE UPDATE OR DELETE ON permission_audit "
-                   "FOR EACH ROW EXECUTE FUNCTION permission_audit_is_append_only()")
-        op.execute("CREATE TRIGGER permission_audit_no_truncate BEFORE TRUNCATE ON permission_audit "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION permission_audit_is_append_only()")
+        op.execute(
+            "CREATE TRIGGER permission_audit_no_update_delete BEFORE UPDATE OR DELETE ON permission_audit "
+            "FOR EACH ROW EXECUTE FUNCTION permission_audit_is_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER permission_audit_no_truncate BEFORE TRUNCATE ON permission_audit "
+            "FOR EACH STATEMENT EXECUTE FUNCTION permission_audit_is_append_only()"
+        )
     else:
         for operation in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER permission_audit_no_{operation.lower()} BEFORE {operation} "
-                       f"ON permission_audit BEGIN SELECT RAISE(ABORT, 'permission_audit is append-only: "
-                       f"{operation} is not allowed'); END")
+            op.execute(
+                f"CREATE TRIGGER permission_audit_no_{operation.lower()} BEFORE {operation} "
+                f"ON permission_audit BEGIN SELECT RAISE(ABORT, 'permission_audit is append-only: "
+                f"{operation} is not allowed'); END"
+            )
         # INSERT OR REPLACE deletes the old row without firing DELETE triggers (recursive_triggers is off).
-        op.execute("CREATE TRIGGER permission_audit_no_replace BEFORE INSERT ON permission_audit "
-                   "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM permission_audit WHERE id = NEW.id) "
-                   "BEGIN SELECT RAISE(ABORT, 'permission_audit is append-only: REPLACE is not allowed'); END")
+        op.execute(
+            "CREATE TRIGGER permission_audit_no_replace BEFORE INSERT ON permission_audit "
+            "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM permission_audit WHERE id = NEW.id) "
+            "BEGIN SELECT RAISE(ABORT, 'permission_audit is append-only: REPLACE is not allowed'); END"
+        )
     op.create_table(
         "idempotency_keys",
         sa.Column("tenant_id", sa.String(64), primary_key=True),
