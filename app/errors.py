@@ -16,6 +16,7 @@ class Code(IntEnum):
     NO_STATE_CHANGE = 400103
     DUPLICATE_PERMISSION_TYPE = 400104
     IDEMPOTENCY_KEY_REUSED = 400105
+    PERMISSION_POLICY_DENIED = 400106
     UNAUTHENTICATED = 401001
     NOT_FOUND = 404000
     ACCOUNT_NOT_FOUND = 404001
@@ -24,12 +25,6 @@ class Code(IntEnum):
     IDEMPOTENCY_KEY_IN_FLIGHT = 409002
     WRITE_FAILED = 500001
     SERVICE_UNAVAILABLE = 503001
-
-
-# Per-change outcomes a rule may name in rules/ (the rest belong to the service).
-RULE_OUTCOMES: frozenset[str] = frozenset(
-    {"INVALID_PERMISSION_TYPE", "INVALID_PERMISSION_STATUS", "NO_STATE_CHANGE", "DUPLICATE_PERMISSION_TYPE"}
-)
 
 
 class DomainError(Exception):
@@ -43,6 +38,7 @@ class DomainError(Exception):
         self.message = message
         self.failure_index = failure_index
         self.rule_id = rule_id
+        self.policy_hits: tuple[tuple[str, str], ...] = ()  # (rule id, warn|dryrun) seen before the denial
 
 
 class InvalidRequest(DomainError):

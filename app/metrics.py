@@ -52,3 +52,6 @@ def code_label(code: object) -> str:
         return ""
     text = str(code)
     return text if text in CODES else OTHER
+
+
+POLICY_HITS = Counter("tps_policy_hits", "warn and dryrun policies that held for a change", ["rule_id", "enforcement"])

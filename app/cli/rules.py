@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -104,21 +104,9 @@ def _write_junit(path: Path, report: CaseReport, version: str) -> None:
             line=str(result.case.line),
         )
         if not result.passed:
-            failure = ET.SubElement(case, "failure", message=_difference(result.case, result.outcome))
+            failure = ET.SubElement(case, "failure", message="; ".join(result.mismatches))
             failure.text = result.outcome.message
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
-
-
-def _describe(code: str, index: int, rule_id: str | None) -> str:
-    return code if rule_id is None else f"{code} at changes[{index}] by {rule_id}"
-
-
-def _difference(case: Case, outcome: object) -> str:
-    e = case.expect
-    o = outcome
-    return (
-        f"expected {_describe(e.code, e.failure_index, e.rule_id)}, got {_describe(o.code, o.failure_index, o.rule_id)}"  # type: ignore[attr-defined]
-    )
 
 
 @rules.command("test")
@@ -143,11 +131,11 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
     for item in report.results:
         mark = "PASS" if item.passed else "FAIL"
         line = f"{mark}  {item.case.path}:{item.case.line}  {item.case.name}"
-        if not item.passed:
-            line += f"\n      {_difference(item.case, item.outcome)}: {item.outcome.message}"
+        for mismatch in item.mismatches:
+            line += f"\n      {mismatch}"
         click.echo(line)
     for rule_id in report.unexercised:
-        click.echo(f"warning: no case makes rule '{rule_id}' fire")
+        click.echo(f"warning: no case makes rule '{rule_id}' hold")
     if junit:
         try:
             _write_junit(junit, report, rule_set.version)
@@ -170,20 +158,51 @@ def _state(pairs: tuple[str, ...]) -> dict[str, str]:
     return state
 
 
+def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"{pair!r}: use NAME=VALUE", param_hint="--attribute")
+        found[name] = value
+    return found
+
+
 def _explained(
-    cases: list[Case], case_name: str | None, data: str | None, patterns: tuple[str, ...], state: tuple[str, ...]
-) -> tuple[Any, tuple[str, ...], dict[str, str]]:
-    """The changes, tenant config and current state to explain: the case's own, or --data's with the options."""
+    cases: list[Case],
+    case_name: str | None,
+    data: str | None,
+    patterns: tuple[str, ...],
+    state: tuple[str, ...],
+    attributes: tuple[str, ...],
+    at: datetime | None,
+) -> Case:
+    """The case to explain: a regression case by name, or one made of --data and the options."""
+    from app.rules.cases import Case, Expected
+
     if case_name is not None:
         case = next((c for c in cases if c.name == case_name), None)
         if case is None:
             raise click.ClickException(f"no case named {case_name!r}")
-        return case.changes, tuple(case.tenant_config), dict(case.account)
+        return case
     try:
         body = json.loads(data or "")
     except ValueError as exc:
         raise click.ClickException(f"--data is not valid JSON: {exc}") from exc
-    return body.get("changes") if isinstance(body, dict) else body, patterns or ("*",), _state(state)
+    changes = body.get("changes") if isinstance(body, dict) else body
+    if not isinstance(changes, list):
+        raise click.ClickException('--data must be {"account_no": ..., "changes": [...]} or a list of changes')
+    return Case(
+        name="--data",
+        path="-",
+        line=1,
+        tenant_config=patterns or ("*",),
+        account=_state(state),
+        changes=changes,
+        expect=Expected("SUCCESS"),
+        attributes=_attributes(attributes),
+        at=at,
+    )
 
 
 def _shown(change: object) -> str:
@@ -209,8 +228,16 @@ def _shown(change: object) -> str:
     "--enable", "patterns", multiple=True, help="With --data: a tenant config pattern (repeatable; default '*')."
 )
 @click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
+@click.option("--attribute", "attributes", multiple=True, help="With --data: an account attribute, NAME=VALUE.")
+@click.option("--at", type=UTC_TIME, default=None, help="With --data: judge at this UTC time (default now).")
 def explain(
-    rules_dir: Path | None, data: str | None, case_name: str | None, patterns: tuple[str, ...], state: tuple[str, ...]
+    rules_dir: Path | None,
+    data: str | None,
+    case_name: str | None,
+    patterns: tuple[str, ...],
+    state: tuple[str, ...],
+    attributes: tuple[str, ...],
+    at: datetime | None,
 ) -> None:
     """Show, for each change, every rule in order with the engine's verdict, and which rule decided.
 
@@ -223,47 +250,64 @@ def explain(
         '{"account_no":"A1","changes":[{"permission_type":"stock.HK","permission_status":"open"}]}'
       permctl rules explain --case 'the first failing change wins over a later one'
     """
+    from app.rules.cases import case_input
+    from app.rules.decision import decide
     from app.rules.engine import DurableRulesEngine
     from app.schemas.permissions import load_update_request
 
-    if case_name is not None and (data is not None or patterns or state):
+    if case_name is not None and (data is not None or patterns or state or attributes or at):
         raise click.ClickException(
             "--case explains the case's own request, tenant config and state: give either "
-            "--case NAME or --data JSON (with --enable/--state), not both"
+            "--case NAME or --data JSON (with --enable/--state/--attribute/--at), not both"
         )
     if case_name is None and data is None:
         raise click.UsageError("give --data or --case")
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
-    changes, config, current = _explained(result.cases, case_name, data, patterns, state)
+    case = _explained(result.cases, case_name, data, patterns, state, attributes, at)
     try:
-        request = load_update_request({"account_no": "EXPLAIN", "changes": changes})
+        request = load_update_request({"account_no": "EXPLAIN", "changes": case.changes})
     except Exception as exc:  # a DomainError from the schema: the request never reaches the rules
         raise click.ClickException(f"the request is refused before the rules: {exc}") from exc
     engine = DurableRulesEngine(rule_set)
-    enabled = frozenset(rule_set.catalog.expand(tuple(config)))
-    explanations = engine.explain(request["changes"], enabled=enabled, current=current)
-    click.echo(f"rule-set version {rule_set.version}; tenant config {list(config)}; state {current or '{}'}")
-    first_failure = next((x.verdict.index for x in explanations if not x.verdict.passed), None)
-    for x in explanations:
-        change = request["changes"][x.verdict.index]
-        click.echo(f"\nchanges[{x.verdict.index}] {_shown(change)}")
-        if first_failure is not None and x.verdict.index > first_failure:
-            click.echo(f"  (the service stops at changes[{first_failure}]; shown for information)")
-        decided = x.verdict.rule.id if x.verdict.rule else None
-        for position, (rule, holds) in enumerate(x.checks, start=1):
-            verdict = "FIRES" if holds else "pass"
-            note = "  <- decides" if rule.id == decided else ("  (lower priority)" if holds else "")
-            click.echo(f"  {position:>2}. {rule.id:<26} {verdict}{note}")
-        if x.verdict.rule is None:
-            click.echo("  => accepted: no rule rejects this change")
-        else:
-            click.echo(f"  => rejected by {decided}: {x.verdict.rule.outcome}")
-    deciding = explanations[first_failure].verdict.rule if first_failure is not None else None
-    if deciding is None:
+    decision_input = case_input(case, request["changes"])
+    decision = decide(engine, decision_input, use_memo=False)
+    facts = engine.facts_of(decision_input)
+    click.echo(
+        f"rule-set version {rule_set.version}; tenant {case.tenant} config {list(case.tenant_config)}; "
+        f"account {case.account_status} {case.attributes or '{}'}; at {decision_input.at.isoformat()}"
+    )
+    opened = {p["type"]: (p["before"], p["after"]) for p in facts.permissions}
+    click.echo(
+        f"permissions open before/after the request: { {k: f'{b}->{a}' for k, (b, a) in opened.items()} or 'none' }"
+    )
+    stop = decision.denial.index if decision.denial else None
+    for index, held in enumerate(decision.held):
+        change = request["changes"][index]
+        shown_facts = {k: v for k, v in facts.changes[index].items() if k not in ("t", "index")}
+        click.echo(f"\nchanges[{index}] {_shown(change)}")
+        click.echo(f"  facts: {_shown(shown_facts)}")
+        if stop is not None and index > stop:
+            click.echo(f"  (the service stops at changes[{stop}]; shown for information)")
+        for position, rule in enumerate(rule_set.rules, start=1):
+            holds = rule.id in held
+            kind = "" if rule.enforcement == "deny" else f" [{rule.enforcement}]"
+            note = (
+                "  <- decides"
+                if decision.denial and decision.denial.index == index and decision.denial.rule.id == rule.id
+                else ""
+            )
+            click.echo(f"  {position:>2}. {rule.id:<32} {'HOLDS' if holds else 'pass'}{kind}{note}")
+    for hit in decision.warnings:
+        click.echo(f"\nwarning: {hit.rule.id}: {hit.message}")
+    for hit in decision.dryruns:
+        click.echo(f"\ndryrun (the caller sees nothing): {hit.rule.id}: {hit.message}")
+    if decision.denial is None:
         click.echo("\nrequest: SUCCESS (every change would be written)")
     else:
-        click.echo(f"\nrequest: {deciding.outcome} at changes[{first_failure}] by {deciding.id}")
+        hit = decision.denial
+        click.echo(f"\nrequest: {hit.rule.outcome} at changes[{hit.index}] by {hit.rule.id}")
+        click.echo(f"message: {hit.message}")
 
 
 def _same_directory(a: Path, b: Path) -> bool:
@@ -327,7 +371,7 @@ def reload(rules_dir: Path | None) -> None:
 
 def _recorded(since: datetime | None) -> list[Recorded]:
     from app.persistence.unit_of_work import UnitOfWork
-    from app.rules.impact import Decided, Recorded
+    from app.rules.impact import Decided, Recorded, recorded_input
 
     with UnitOfWork(session_factory(settings())) as uow:
         return [
@@ -338,9 +382,14 @@ def _recorded(since: datetime | None) -> list[Recorded]:
                 d.account_no,
                 d.created_at,
                 d.rule_set_version,
-                d.changes,
-                d.tenant_patterns,
-                d.account_state,
+                recorded_input(
+                    tenant_id=d.tenant_id,
+                    created_at=d.created_at,
+                    recorded=getattr(d, "decision_input", None),
+                    changes=d.changes,
+                    tenant_patterns=d.tenant_patterns,
+                    account_state=d.account_state,
+                ),
                 Decided(d.code, d.failure_index, d.rule_id),
             )
             for d in uow.decisions.since(since)
@@ -406,6 +455,11 @@ def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> Non
         click.echo(f"rule {rule_id}: would newly decide {count} decision(s)")
     for rule_id, count in sorted(report.no_longer_decided_by.items()):
         click.echo(f"rule {rule_id}: would no longer decide {count} decision(s)")
+    for rule_id, ids in sorted(report.dryrun_hits.items()):
+        click.echo(
+            f"dryrun rule {rule_id}: would deny {len(ids)} decision(s) if enforced "
+            f"(decisions {', '.join(map(str, ids[:10]))}{', ...' if len(ids) > 10 else ''})"
+        )
     click.echo(
         f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
         f"{len(report.flips)} would change"

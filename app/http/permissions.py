@@ -49,7 +49,10 @@ def update() -> Response:
     )
     if result.replayed is not None:
         return replayed(result.replayed)
-    return success({"failure_index": 0})
+    data: dict[str, Any] = {"failure_index": 0}
+    if result.warnings:  # warn policies that held (SPEC §7a); absent when none did
+        data["warnings"] = [{"index": w.index, "rule_id": w.rule_id, "message": w.message} for w in result.warnings]
+    return success(data)
 
 
 def _update_payload(body: bytes) -> dict[str, Any]:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.errors import Code, DomainError
+from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
-from app.rules.loader import Problem, RulesTree, _Reader, read_tree, shown_path
-from app.rules.messages import rejection
-from app.rules.model import RuleSet
+from app.rules.loader import Problem, RulesTree, read_tree, shown_path
+from app.rules.model import ACCOUNT_STATUSES, RuleSet
+from app.rules.source import YamlReader as _Reader
 from app.schemas.permissions import load_update_request
 
 CASES_DIR = "cases"
-CASE_KEYS = {"name", "tenant_config", "account", "changes", "expect"}
-EXPECT_KEYS = {"code", "failure_index", "rule_id"}
+CASE_KEYS = {"name", "tenant", "tenant_config", "account", "account_status", "attributes", "at", "changes", "expect"}
+EXPECT_KEYS = {"code", "failure_index", "rule_id", "message", "warnings"}
 CASE_CODES = {
     "SUCCESS",
     "INVALID_REQUEST",
@@ -25,7 +27,9 @@ CASE_CODES = {
     "INVALID_PERMISSION_STATUS",
     "NO_STATE_CHANGE",
     "DUPLICATE_PERMISSION_TYPE",
+    "PERMISSION_POLICY_DENIED",
 }
+CASE_TENANT = "case-tenant"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Expected:
     code: str
     failure_index: int = 0
     rule_id: str | None = None
+    message: str | None = None  # checked only when the case gives it
+    warnings: tuple[str, ...] | None = None  # rule ids of data.warnings, checked only when given
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,10 @@ class Case:
     account: dict[str, str]
     changes: list[Any]
     expect: Expected
+    tenant: str = CASE_TENANT
+    account_status: str = "active"
+    attributes: dict[str, str] = field(default_factory=dict)
+    at: datetime | None = None  # the time the request is judged at; None: now
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Outcome:
     failure_index: int = 0
     rule_id: str | None = None
     message: str = "success"
+    warnings: tuple[str, ...] = ()
+    held: frozenset[str] = frozenset()  # every rule that held for some change
 
 
 @dataclass
@@ -69,8 +81,23 @@ class CaseResult:
 
     @property
     def passed(self) -> bool:
+        return not self.mismatches
+
+    @property
+    def mismatches(self) -> list[str]:
+        """What differs from the expectation, each naming the expected and the actual value."""
         e, o = self.case.expect, self.outcome
-        return (e.code, e.failure_index, e.rule_id) == (o.code, o.failure_index, o.rule_id)
+        found = []
+        if (e.code, e.failure_index, e.rule_id) != (o.code, o.failure_index, o.rule_id):
+            found.append(
+                f"expected {e.code} at {e.failure_index} by {e.rule_id}, "
+                f"got {o.code} at {o.failure_index} by {o.rule_id}"
+            )
+        if e.message is not None and e.message != o.message:
+            found.append(f"expected message {e.message!r}, got {o.message!r}")
+        if e.warnings is not None and tuple(e.warnings) != o.warnings:
+            found.append(f"expected warnings {list(e.warnings)}, got {list(o.warnings)}")
+        return found
 
 
 @dataclass
@@ -102,6 +129,7 @@ def load_cases(
     tree = read_tree(rules_dir) if tree is None else tree
     rule_ids = {r.id for r in rule_set.rules} if rule_set else None
     catalog = rule_set.catalog if rule_set else None
+    declared = {a.name for a in rule_set.attributes} if rule_set else None
     for name in sorted(n for n in tree if n.startswith(f"{CASES_DIR}/") and n.endswith(".yaml") and n.count("/") == 1):
         shown = shown_path(rules_dir, name)
         reader = _Reader(tree[name], shown)
@@ -119,7 +147,7 @@ def load_cases(
             if key != "cases":
                 reader.problem(doc, "cases", f"unknown key '{key}'", key)
         for i, item in enumerate(doc["cases"]):
-            case = _case(reader, doc["cases"], i, item, rule_ids, catalog)
+            case = _case(reader, doc["cases"], i, item, rule_ids, catalog, declared)
             if case is not None:
                 cases.append(case)
         problems += reader.problems
@@ -132,7 +160,13 @@ def load_cases(
 
 
 def _case(
-    reader: _Reader, seq: CommentedSeq, i: int, item: Any, rule_ids: set[str] | None, catalog: Any
+    reader: _Reader,
+    seq: CommentedSeq,
+    i: int,
+    item: Any,
+    rule_ids: set[str] | None,
+    catalog: Any,
+    declared: set[str] | None,
 ) -> Case | None:
     if not isinstance(item, CommentedMap):
         reader.problem(seq, "cases", "each case is a mapping", i)
@@ -162,6 +196,22 @@ def _case(
             )
         if status not in ("open", "close"):
             reader.problem(account, label, f"account status of '{permission_type}' is open or close", permission_type)
+    tenant = item.get("tenant", CASE_TENANT)
+    if not isinstance(tenant, str) or not tenant:
+        reader.problem(item, label, "'tenant' is a tenant id", "tenant")
+    account_status = item.get("account_status", "active")
+    if account_status not in ACCOUNT_STATUSES:
+        reader.problem(item, label, "'account_status' is active or deregistered", "account_status")
+    attributes = item.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        reader.problem(item, label, "'attributes' maps declared attribute names to text values", "attributes")
+        attributes = {}
+    for attribute in attributes:
+        if declared is not None and attribute not in declared:
+            reader.problem(attributes, label, f"attribute '{attribute}' is not declared in attributes.yaml", attribute)
+    at = _moment(item.get("at"))
+    if "at" in item and at is None:
+        reader.problem(item, label, "'at' is a UTC time like 2026-01-01T00:00:00Z", "at")
     expect = item.get("expect")
     expected = None
     if "expect" in item:
@@ -189,8 +239,24 @@ def _case(
                 reader.problem(expect, label, f"{code} has no rule_id", "rule_id")
             if code not in ("SUCCESS", "INVALID_REQUEST") and code in CASE_CODES and rule_id is None:
                 reader.problem(expect, label, f"{code} needs the rule_id that decides it", "code")
+            message = expect.get("message")
+            if "message" in expect and not isinstance(message, str):
+                reader.problem(expect, label, "'message' is the exact text the caller gets", "message")
+            warnings = expect.get("warnings")
+            if "warnings" in expect and (
+                not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings)
+            ):
+                reader.problem(expect, label, "'warnings' lists the rule ids of data.warnings, in order", "warnings")
+                warnings = None
+            for warned in warnings or ():
+                if rule_ids is not None and warned not in rule_ids:
+                    reader.problem(expect, label, f"warning '{warned}' names no rule", "warnings")
             expected = Expected(
-                str(code), index if isinstance(index, int) else 0, rule_id if isinstance(rule_id, str) else None
+                str(code),
+                index if isinstance(index, int) else 0,
+                rule_id if isinstance(rule_id, str) else None,
+                message if isinstance(message, str) else None,
+                tuple(warnings) if isinstance(warnings, list) else None,
             )
     if len(reader.problems) != before or expected is None:
         return None
@@ -202,34 +268,63 @@ def _case(
         account=dict(account),
         changes=_plain(item["changes"]),
         expect=expected,
+        tenant=str(tenant),
+        account_status=str(account_status),
+        attributes={str(k): str(v) for k, v in attributes.items()},
+        at=at,
     )
 
 
-def decide(engine: DurableRulesEngine, case: Case) -> Outcome:
-    """Run one case's request through the request schema and the engine, as the service would."""
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    return None
+
+
+def case_input(case: Case, changes: list[Any]) -> DecisionInput:
+    """The DecisionInput of a case, as the service would build it for the same request and state."""
+    return DecisionInput(
+        tenant_id=case.tenant,
+        tenant_patterns=case.tenant_config,
+        changes=tuple(as_the_rules_see_it(c) for c in changes),
+        stored=dict(case.account),
+        account_status=case.account_status,
+        attributes=dict(case.attributes),
+        at=case.at or datetime.now(UTC),
+    )
+
+
+def judge(engine: DurableRulesEngine, case: Case) -> Outcome:
+    """Run one case's request through the request schema and decide(), as the service would."""
     try:
         request = load_update_request({"account_no": "CASE", "changes": case.changes})
     except DomainError as exc:
         return Outcome(Code(exc.code).name, 0, None, exc.message)
-    catalog = engine.rule_set.catalog
-    enabled = frozenset(catalog.expand(case.tenant_config))
-    verdicts = engine.evaluate(request["changes"], enabled=enabled, current=case.account)
-    failed = next((v for v in verdicts if not v.passed), None)
-    if failed is None:
-        return Outcome("SUCCESS")
-    error = rejection(failed, request["changes"][failed.index])
-    return Outcome(Code(error.code).name, error.failure_index, error.rule_id, error.message)
+    decision = decide(engine, case_input(case, request["changes"]))
+    held = frozenset().union(*decision.held) if decision.held else frozenset()
+    warnings = tuple(w.rule.id for w in decision.warnings)
+    if decision.denial is None:
+        return Outcome("SUCCESS", warnings=warnings, held=held)
+    hit = decision.denial
+    return Outcome(hit.rule.outcome, hit.index, hit.rule.id, hit.message, warnings, held)
 
 
 def run_cases(rule_set: RuleSet, cases: list[Case]) -> CaseReport:
-    """Run every case; report results and the rules that no case made fire."""
+    """Run every case; report results and the rules that no case made hold."""
     engine = DurableRulesEngine(rule_set)
     report = CaseReport()
     fired: set[str] = set()
     for case in cases:
-        result = CaseResult(case, decide(engine, case))
+        result = CaseResult(case, judge(engine, case))
         report.results.append(result)
-        if result.outcome.rule_id:
-            fired.add(result.outcome.rule_id)
+        fired |= result.outcome.held
     report.unexercised = [r.id for r in rule_set.rules if r.id not in fired]
     return report

@@ -1,45 +1,55 @@
-"""The durable_rules adapter: evaluates a request's changes and names the rule that decided each.
+"""The durable_rules adapter: supplies a request's facts, reads which rules held for which change.
 
-durable_rules keeps per-session state in fixed-size tables, is not thread-safe, swallows exceptions
-raised in consequents and starts background dispatch threads in every Host. This adapter owns one
-quiet Host per process, one compiled ruleset per rule-set version, a single session id that is
-deleted after every evaluation, and a lock so a threaded server cannot enter the engine twice.
+durable_rules keeps per-session state in fixed-size tables, is not thread-safe, swallows exceptions raised in
+consequents, raises on a fact no pattern handles, refuses a fact identical to one already asserted, cannot
+retract a verdict when a fact arrives after the change it would have blocked, and starts background dispatch
+threads in every Host. This adapter owns one quiet Host per process, one compiled ruleset per rule-set
+version, one session per evaluation that is deleted afterwards (also when the engine refuses the facts), a
+lock so a threaded server cannot enter the engine twice, and the order of facts the compiler relies on:
+context, permissions and references before the changes (see app/rules/compiler.py). It never evaluates a
+rule's condition itself.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from durable import engine as durable_engine  # type: ignore[import-untyped]
 
-from app.rules.compiler import PASS_RULE_ID, compile_rule_set
-from app.rules.facts import change_facts
-from app.rules.model import Rule, RuleSet
+from app.rules.compiler import (
+    PASS_RULE_ID,
+    REFERENCE,
+    Compiled,
+    compile_rule_set,
+    literals,
+)
+from app.rules.decision import DecisionInput
+from app.rules.facts import (
+    RequestFacts,
+    after_request,
+    change_records,
+    context_record,
+    message_values,
+    permission_records,
+)
+from app.rules.model import PermissionTest, RuleSet
 
 SESSION_ID = "request"
 MEMO_SIZE = 4096
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
-_NOT_TESTABLE = frozenset({"index", "earlier_index"})  # carried for messages; no rule can test them
-
-
-def _memo_key(record: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    items = []
-    for name, value in record.items():
-        if name in _NOT_TESTABLE:
-            continue
-        if isinstance(value, str) and len(value) > MEMO_MAX_TEXT:
-            return None
-        items.append((name, value))
-    return tuple(sorted(items))
+ENABLED_CACHE_SIZE = 256
+_NOT_TESTABLE = frozenset({"t", "index", "earlier_index"})  # carried for messages; no rule can test them
 
 
 class RulesEngineError(RuntimeError):
-    """The engine did not give exactly one verdict per change: a bug, never a client's fault."""
+    """The engine did not judge every change exactly once: a bug, never a client's fault."""
 
 
 class _QuietHost(durable_engine.Host):
@@ -50,24 +60,11 @@ class _QuietHost(durable_engine.Host):
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The engine's decision for one change: the rule that fired, or None when it passed."""
+class Evaluation:
+    """Per change, every rule whose condition held; and the facts the engine was given."""
 
-    index: int
-    rule: Rule | None
-    facts: Mapping[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return self.rule is None
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """One change explained: each rule in order with whether it holds, and the engine's verdict."""
-
-    verdict: Verdict
-    checks: tuple[tuple[Rule, bool], ...]
+    held: tuple[frozenset[str], ...]
+    facts: RequestFacts
 
 
 class _Process:
@@ -76,22 +73,24 @@ class _Process:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.host = _QuietHost()
-        self.registered: set[str] = set()
-        self.fired: list[tuple[int, str]] = []
+        self.compiled: dict[str, Compiled] = {}
+        self.fired: list[tuple[str, int]] = []
 
-    def action(self, rule_id: str) -> Any:
+    def action(self, name: str) -> Any:
         fired = self.fired
 
         def consequent(c: Any) -> None:
-            fired.append((c.m["index"], rule_id))
+            fired.append((name, c.c["index"]))
 
         return consequent
 
-    def ensure(self, name: str, rule_set: RuleSet) -> None:
+    def ensure(self, name: str, rule_set: RuleSet) -> Compiled:
         with self.lock:
-            if name not in self.registered:
-                self.host.register_rulesets({name: compile_rule_set(rule_set, self.action)})
-                self.registered.add(name)
+            if name not in self.compiled:
+                compiled = compile_rule_set(rule_set, self.action)
+                self.host.register_rulesets({name: compiled.definition})
+                self.compiled[name] = compiled
+            return self.compiled[name]
 
 
 _PROCESS: _Process | None = None
@@ -106,122 +105,171 @@ def _process() -> _Process:
         return _PROCESS
 
 
+def _bounds(rule_set: RuleSet) -> list[float]:
+    """Every moment at which some rule's window opens or closes: between two of them no window changes."""
+    found: set[float] = set()
+    for rule in rule_set.rules:
+        if rule.window is not None:
+            found.update(m.timestamp() for m in (rule.window.start, rule.window.end) if m is not None)
+    return sorted(found)
+
+
 class DurableRulesEngine:
-    """Evaluates changes against one rule set through durable_rules."""
+    """Judges the changes of a request against one rule set through durable_rules."""
 
     def __init__(self, rule_set: RuleSet) -> None:
         self.rule_set = rule_set
         self._name = f"permissions_{rule_set.version}"
-        self._rules = {rule.id: rule for rule in rule_set.rules}
         self._process = _process()
-        self._process.ensure(self._name, rule_set)
-        self._memo: OrderedDict[tuple[Any, ...], str | None] = OrderedDict()
+        self._compiled = self._process.ensure(self._name, rule_set)
+        self._memo: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
+        self._enabled: OrderedDict[tuple[str, ...], frozenset[str]] = OrderedDict()
+        self._bounds = _bounds(rule_set)
+        self._relations = sorted(
+            {(a.head, a.tail) for r in rule_set.rules for a in literals(r) if isinstance(a, PermissionTest)}
+        )
+        self.memo_hits = 0
+        self.memo_misses = 0
 
     @property
     def version(self) -> str:
         return self.rule_set.version
 
-    def evaluate(
-        self,
-        changes: Sequence[Mapping[str, Any]],
-        *,
-        enabled: frozenset[str],
-        current: Mapping[str, str],
-    ) -> list[Verdict]:
-        """One verdict per change, in order, each decided by the engine."""
-        facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
-        return self.evaluate_facts(facts)
+    def enabled(self, patterns: tuple[str, ...]) -> frozenset[str]:
+        """The catalog values a tenant's patterns enable (remembered per distinct pattern list)."""
+        found = self._enabled.get(patterns)
+        if found is None:
+            found = frozenset(self.rule_set.catalog.expand(patterns))
+            self._enabled[patterns] = found
+            if len(self._enabled) > ENABLED_CACHE_SIZE:
+                self._enabled.popitem(last=False)
+        return found
 
-    def evaluate_facts(self, facts: list[dict[str, Any]]) -> list[Verdict]:
-        """The engine's verdict for each fact record, remembered per distinct record.
+    def facts_of(self, decision_input: DecisionInput) -> RequestFacts:
+        """The facts of a request as the engine is given them."""
+        catalog = self.rule_set.catalog
+        enabled = self.enabled(decision_input.tenant_patterns)
+        stored = decision_input.stored
+        changes = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        context = context_record(
+            tenant_id=decision_input.tenant_id,
+            account_status=decision_input.account_status,
+            attributes=decision_input.attributes,
+            now=decision_input.at.timestamp(),
+        )
+        messages = [
+            message_values(record, change, tenant_id=decision_input.tenant_id, attributes=decision_input.attributes)
+            for record, change in zip(changes, decision_input.changes, strict=True)
+        ]
+        return RequestFacts(context, permission_records(catalog, stored, after), changes, messages)
 
-        A verdict depends only on the facts the rules can test (and on this rule set), so records the engine
-        has already judged are answered from a bounded memo; the rest go to the engine in one batch.
-        """
-        keys = [_memo_key(record) for record in facts]
-        unknown = [record for record, key in zip(facts, keys, strict=True) if key is None or key not in self._memo]
-        decided = {v.index: v for v in self._post(self._name, unknown, self._rules)} if unknown else {}
-        verdicts = []
-        for record, key in zip(facts, keys, strict=True):
-            verdict = decided.get(record["index"])
-            if verdict is None:
+    def evaluate(self, decision_input: DecisionInput, *, use_memo: bool = True) -> Evaluation:
+        """Per change, the rules that held, decided by the engine (or remembered from an identical judgement)."""
+        facts = self.facts_of(decision_input)
+        if not use_memo:
+            return Evaluation(tuple(self._post(facts, facts.changes)[r["index"]] for r in facts.changes), facts)
+        shared = self._shared_key(facts)
+        keys = [self._memo_key(record, shared, facts) for record in facts.changes]
+        unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
+        decided = self._post(facts, unknown) if unknown else {}
+        held: list[frozenset[str]] = []
+        for record, key in zip(facts.changes, keys, strict=True):
+            found = decided.get(record["index"])
+            if found is None:
                 assert key is not None  # a record without a key always goes to the engine
-                rule_id = self._memo[key]
+                found = self._memo[key]
                 self._memo.move_to_end(key)
-                verdict = Verdict(record["index"], None if rule_id is None else self._rules[rule_id], record)
+                self.memo_hits += 1
             elif key is not None:
-                self._memo[key] = verdict.rule.id if verdict.rule else None
+                self.memo_misses += 1
+                self._memo[key] = found
                 if len(self._memo) > MEMO_SIZE:
                     self._memo.popitem(last=False)
-            verdicts.append(verdict)
-        return verdicts
+            held.append(found)
+        return Evaluation(tuple(held), facts)
 
-    def evaluate_with_engine(self, facts: list[dict[str, Any]]) -> list[Verdict]:
-        """Every record through the engine, bypassing the memo (for explain, benchmarks and tests)."""
-        return self._post(self._name, facts, self._rules)
+    def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...]:
+        """What every change's verdict may read from the context: the values rules test, the time's interval."""
+        context = facts.context
+        values = tuple((key, context.get(key)) for key in sorted(self._compiled.context_keys))
+        interval = bisect.bisect_right(self._bounds, context["now"]) if self._compiled.reads_time else 0
+        return values, interval
 
-    def _post(self, name: str, facts: list[dict[str, Any]], rules: Mapping[str, Rule]) -> list[Verdict]:
-        if not facts:
-            return []  # durable_rules crashes the process (SIGSEGV) on an empty batch
-        events = [{"sid": SESSION_ID, "id": record["index"], **record} for record in facts]
+    def _memo_key(
+        self, record: Mapping[str, Any], shared: tuple[Any, ...], facts: RequestFacts
+    ) -> tuple[Any, ...] | None:
+        """Exactly the facts the compiled rules can read for this change, or None (too long to remember)."""
+        items = []
+        for name, value in record.items():
+            if name in _NOT_TESTABLE:
+                continue
+            if isinstance(value, str) and len(value) > MEMO_MAX_TEXT:
+                return None
+            items.append((name, value))
+        related: tuple[Any, ...] = ()
+        if self._relations:
+            related = tuple(
+                sorted(
+                    {
+                        (p["type"], p["before"], p["after"])
+                        for p in facts.permissions
+                        if any(self._relates(p, record, head, tail) for head, tail in self._relations)
+                    }
+                )
+            )
+        return tuple(sorted(items)), shared, related
+
+    @staticmethod
+    def _relates(permission: Mapping[str, Any], record: Mapping[str, Any], head: str, tail: str) -> bool:
+        """Whether a relation of some rule could name this permission for this change."""
+        for part, spec in (("head", head), ("tail", tail)):
+            value = permission[part]
+            if spec.startswith("{"):
+                if record.get(spec[1:-1]) != value:
+                    return False
+            elif not fnmatchcase(value, spec):
+                return False
+        return True
+
+    def _post(self, facts: RequestFacts, changes: list[dict[str, Any]]) -> dict[int, frozenset[str]]:
+        if not changes:
+            return {}  # durable_rules crashes the process (SIGSEGV) on an empty batch
+        compiled = self._compiled
+        batch: list[dict[str, Any]] = []
+        if compiled.context_keys or compiled.reads_time:
+            batch.append(facts.context)
+        if compiled.reads_permissions:
+            batch.extend(facts.permissions)
+        if compiled.needs_references:
+            batch.extend({**record, "t": REFERENCE} for record in changes)
+        batch.extend(changes)
+        events = [{"sid": SESSION_ID, **fact} for fact in batch]
         process = self._process
         with process.lock:
             process.fired.clear()
             try:
-                state = process.host.post_batch(name, events)
+                state = process.host.assert_facts(self._name, events)
             finally:
-                self._forget_session(name)
-            fired = dict(process.fired)
+                self._forget_session()
+            fired = list(process.fired)
             process.fired.clear()
         if isinstance(state, dict) and "exception" in state:
             raise RulesEngineError(f"a consequent raised: {state['exception']}")
-        if len(fired) != len(events):
-            raise RulesEngineError(f"{len(events)} changes posted, {len(fired)} verdicts")
-        return [
-            Verdict(
-                index=r["index"], rule=None if fired[r["index"]] == PASS_RULE_ID else rules[fired[r["index"]]], facts=r
-            )
-            for r in facts
-        ]
+        held: dict[int, set[str]] = {record["index"]: set() for record in changes}
+        passes = 0
+        for name, index in fired:
+            if name == PASS_RULE_ID:
+                passes += 1
+            elif name in compiled.rule_of and index in held:
+                held[index].add(compiled.rule_of[name])
+            else:
+                raise RulesEngineError(f"unexpected verdict {name!r} for change {index}")
+        if passes != len(changes):
+            raise RulesEngineError(f"{len(changes)} changes judged, {passes} seen by the engine")
+        return {index: frozenset(rules) for index, rules in held.items()}
 
-    def explain(
-        self,
-        changes: Sequence[Mapping[str, Any]],
-        *,
-        enabled: frozenset[str],
-        current: Mapping[str, str],
-    ) -> list[Explanation]:
-        """For each change, every rule's own verdict from the engine, in order, and the deciding rule."""
-        facts = change_facts(changes, catalog=self.rule_set.catalog, enabled=enabled, current=current)
-        decided = self.evaluate_with_engine(facts)
-        holds: dict[str, list[bool]] = {}
-        for rule in self.rule_set.rules:
-            probe = RuleSet(version=self.rule_set.version, catalog=self.rule_set.catalog, rules=(rule,))
-            name = f"{self._name}__probe__{rule.id}"
-            self._process.ensure(name, probe)
-            holds[rule.id] = [not v.passed for v in self._post(name, facts, {rule.id: rule})]
-        return [
-            Explanation(
-                verdict=verdict,
-                checks=tuple((rule, holds[rule.id][verdict.index]) for rule in self.rule_set.rules),
-            )
-            for verdict in decided
-        ]
-
-    def first_failure(
-        self,
-        changes: Sequence[Mapping[str, Any]],
-        *,
-        enabled: frozenset[str],
-        current: Mapping[str, str],
-    ) -> Verdict | None:
-        """The first change a rule rejects, or None when every change passes."""
-        for verdict in self.evaluate(changes, enabled=enabled, current=current):
-            if not verdict.passed:
-                return verdict
-        return None
-
-    def _forget_session(self, name: str) -> None:
+    def _forget_session(self) -> None:
         # Sessions live in a fixed-size table (1,024 slots); leaving one behind per request exhausts it.
-        with contextlib.suppress(Exception):  # nothing to delete when the engine refused the batch
-            self._process.host.delete_state(name, SESSION_ID)
+        with contextlib.suppress(Exception):  # nothing to delete when the engine refused the facts
+            self._process.host.delete_state(self._name, SESSION_ID)

@@ -1,11 +1,17 @@
-"""Turn the changes of a request into the facts the rules test (see rules/README.md)."""
+"""The facts the engine is given for one request (see rules/README.md and app/rules/compiler.py).
+
+The adapter supplies facts; the engine decides which rules hold. Nothing here tests a rule's condition: it
+describes the request, the account and the time as the rules may read them.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from app.rules.compiler import CHANGE, CONTEXT, PERMISSION
 from app.rules.model import Catalog
 
 MISSING = "missing"
@@ -14,8 +20,8 @@ OTHER = "not_text"
 MAX_SHOWN_VALUE = 80
 
 
-def _engine_text(value: str) -> str:
-    # The engine rejects lone surrogates and reads NUL as the end of a string: hand it a lossless escape.
+def engine_text(value: str) -> str:
+    """The engine rejects lone surrogates and reads NUL as the end of a string: hand it a lossless escape."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
@@ -25,28 +31,35 @@ def _kind(change: Mapping[str, Any], name: str) -> str:
     return TEXT if isinstance(change[name], str) else OTHER
 
 
-def change_facts(
-    changes: Sequence[Mapping[str, Any]],
-    *,
-    catalog: Catalog,
-    enabled: frozenset[str],
-    current: Mapping[str, str],
+@dataclass(frozen=True)
+class RequestFacts:
+    """The context, the permissions open before or after, and one record per change (with its index)."""
+
+    context: dict[str, Any]
+    permissions: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    messages: list[dict[str, Any]]  # per change: what a message's placeholders show
+
+
+def change_records(
+    changes: tuple[dict[str, Any], ...], *, catalog: Catalog, enabled: frozenset[str], stored: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """One fact record per change, in order; `current` maps permission_type to its stored status."""
+    """One record per change, in order: raw fields, their kinds, the type's parts, and what is known of it."""
     records: list[dict[str, Any]] = []
     first_named: dict[str, int] = {}
     for index, change in enumerate(changes):
-        record: dict[str, Any] = {"index": index}
+        record: dict[str, Any] = {"t": CHANGE, "index": index}
         for name in ("permission_type", "permission_status"):
             kind = _kind(change, name)
             record[f"{name}__kind"] = kind
             if kind == TEXT:
-                record[name] = _engine_text(change[name])
+                record[name] = engine_text(change[name])
         if record["permission_type__kind"] == TEXT:
             permission_type = change["permission_type"]
+            record.update({k: engine_text(v) for k, v in catalog.parts(permission_type).items()})
             record["in_catalog"] = permission_type in catalog
             record["enabled_for_tenant"] = permission_type in enabled
-            record["current_status"] = current.get(permission_type, "close")
+            record["current_status"] = stored.get(permission_type, "close")
             earlier = first_named.setdefault(permission_type, index)
             record["named_earlier"] = earlier != index
             record["earlier_index"] = earlier
@@ -54,6 +67,68 @@ def change_facts(
             record["named_earlier"] = False
         records.append(record)
     return records
+
+
+def after_request(
+    changes: tuple[dict[str, Any], ...], *, catalog: Catalog, enabled: frozenset[str], stored: Mapping[str, str]
+) -> dict[str, str]:
+    """The statuses the account would have if the request were accepted (SPEC §7a): stored statuses overridden
+    by each change whose type and status are valid, a type named twice counting its first mention."""
+    after = dict(stored)
+    named: set[str] = set()
+    for change in changes:
+        permission_type, status = change.get("permission_type"), change.get("permission_status")
+        if not isinstance(permission_type, str) or permission_type in named:
+            continue
+        named.add(permission_type)
+        if permission_type in catalog and permission_type in enabled and status in ("open", "close"):
+            after[permission_type] = status
+    return after
+
+
+def permission_records(catalog: Catalog, before: Mapping[str, str], after: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One record per catalog permission open before or after the request (all others are closed in both)."""
+    records = []
+    for permission_type in catalog.values:
+        was, will = before.get(permission_type, "close"), after.get(permission_type, "close")
+        if "open" in (was, will):
+            parts = list(catalog.parts(permission_type).values())
+            records.append(
+                {
+                    "t": PERMISSION,
+                    "type": permission_type,
+                    "head": parts[0],
+                    "tail": parts[1],
+                    "before": was,
+                    "after": will,
+                }
+            )
+    return records
+
+
+def context_record(*, tenant_id: str, account_status: str, attributes: Mapping[str, str], now: float) -> dict[str, Any]:
+    """The one context fact: the tenant, the account's status and attributes, and the time."""
+    record: dict[str, Any] = {
+        "t": CONTEXT,
+        "tenant": engine_text(tenant_id),
+        "account_status": account_status,
+        "now": now,
+    }
+    record.update({f"a_{name}": engine_text(value) for name, value in attributes.items()})
+    return record
+
+
+def message_values(
+    record: Mapping[str, Any], change: Mapping[str, Any], *, tenant_id: str, attributes: Mapping[str, str]
+) -> dict[str, Any]:
+    """What a message's placeholders show for one change."""
+    values: dict[str, Any] = {k: v for k, v in record.items() if k != "t"}
+    for name in ("permission_type", "permission_status"):
+        if name in change and not isinstance(change[name], str):
+            values[name] = json.dumps(change[name], ensure_ascii=False)
+    values["tenant"] = tenant_id
+    values.update(attributes)
+    return values
 
 
 def shown_value(change: Mapping[str, Any], name: str) -> str:

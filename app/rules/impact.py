@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from app.errors import Code
+from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
-from app.rules.messages import rejection
 from app.rules.model import RuleSet
 
 
@@ -30,7 +32,7 @@ class Decided:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A decision as the service recorded it."""
+    """A decision as the service recorded it: what the rules saw, and the outcome."""
 
     id: int
     trace_id: str
@@ -38,10 +40,30 @@ class Recorded:
     account_no: str
     created_at: datetime
     rule_set_version: str
-    changes: str
-    tenant_patterns: str
-    account_state: str
+    decision_input: DecisionInput
     outcome: Decided
+
+
+def recorded_input(
+    *,
+    tenant_id: str,
+    created_at: datetime,
+    recorded: Mapping[str, Any] | None,
+    changes: str,
+    tenant_patterns: str,
+    account_state: str,
+) -> DecisionInput:
+    """The DecisionInput of a decision row: kept whole since it was recorded so, else rebuilt from the older
+    columns (the request's changes, the tenant's patterns, the stored statuses of the types it named)."""
+    if recorded is not None:
+        return DecisionInput.from_record(recorded)
+    return DecisionInput(
+        tenant_id=tenant_id,
+        tenant_patterns=tuple(json.loads(tenant_patterns)),
+        changes=tuple(as_the_rules_see_it(c) if isinstance(c, dict) else c for c in json.loads(changes)),
+        stored=json.loads(account_state),
+        at=created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC),
+    )
 
 
 @dataclass(frozen=True)
@@ -54,25 +76,24 @@ class Flip:
 
 @dataclass
 class ImpactReport:
-    """Every flip, and per rule how many decisions it would newly decide or stop deciding."""
+    """Every flip; per rule how many decisions it would newly decide or stop deciding; dryrun hits."""
 
     replayed: int = 0
     flips: list[Flip] = field(default_factory=list)
     newly_decided_by: Counter[str] = field(default_factory=Counter)
     no_longer_decided_by: Counter[str] = field(default_factory=Counter)
+    dryrun_hits: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
 
-def replay(engine: DurableRulesEngine, decision: Recorded) -> Decided:
-    """What the engine's rule set decides for a recorded request and the state it met."""
-    changes = json.loads(decision.changes)
-    catalog = engine.rule_set.catalog
-    enabled = frozenset(catalog.expand(tuple(json.loads(decision.tenant_patterns))))
-    verdicts = engine.evaluate(changes, enabled=enabled, current=json.loads(decision.account_state))
-    failed = next((v for v in verdicts if not v.passed), None)
-    if failed is None:
-        return Decided(0, 0, None)
-    error = rejection(failed, changes[failed.index])
-    return Decided(int(error.code), error.failure_index, error.rule_id)
+def replay(engine: DurableRulesEngine, decision: Recorded) -> tuple[Decided, list[str]]:
+    """What the proposed rules decide for a recorded request and the state it met, and the dryrun rules that
+    would have denied it."""
+    outcome = decide(engine, decision.decision_input)
+    dryruns = [hit.rule.id for hit in outcome.dryruns]
+    if outcome.denial is None:
+        return Decided(0, 0, None), dryruns
+    hit = outcome.denial
+    return Decided(int(Code[hit.rule.outcome]), hit.index, hit.rule.id), dryruns
 
 
 def impact(proposed: RuleSet, decisions: list[Recorded]) -> ImpactReport:
@@ -81,7 +102,9 @@ def impact(proposed: RuleSet, decisions: list[Recorded]) -> ImpactReport:
     report = ImpactReport()
     for decision in decisions:
         report.replayed += 1
-        new = replay(engine, decision)
+        new, dryruns = replay(engine, decision)
+        for rule_id in dryruns:
+            report.dryrun_hits[rule_id].append(decision.id)
         if new == decision.outcome:
             continue
         report.flips.append(Flip(decision, new))

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.rules.cases import CASES_DIR, Case, load_cases
+from app.rules.language import POLICY_FILE
 from app.rules.loader import (
+    ATTRIBUTES_FILE,
     CATALOG_FILE,
     RULES_FILE,
     Problem,
@@ -35,7 +37,7 @@ class LintResult:
 
 
 def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
-    expected = {CATALOG_FILE, RULES_FILE, *DOCUMENTATION}
+    expected = {CATALOG_FILE, ATTRIBUTES_FILE, RULES_FILE, POLICY_FILE, *DOCUMENTATION}
     problems = []
     for name in sorted(tree):
         parts = name.split("/")
@@ -49,7 +51,8 @@ def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
                 1,
                 1,
                 "-",
-                "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)",
+                "unexpected file (rules are catalog.yaml, attributes.yaml, validation.yaml, policies.yaml "
+                "and cases/*.yaml)",
             )
         )
     return problems

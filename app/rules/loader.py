@@ -4,56 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-import string
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
-from app.errors import RULE_OUTCOMES
-from app.rules.model import (
-    FLAG_FACTS,
-    KNOWN_FACTS,
-    MESSAGE_PLACEHOLDERS,
-    RAW_FIELDS,
-    TEXT_FACTS,
-    Catalog,
-    Condition,
-    Rule,
-    RuleSet,
-)
+from app.rules.language import POLICY_FILE, VALIDATION_FILE, load_rules
+from app.rules.model import Attribute, Catalog, Rule, RuleSet
+from app.rules.source import Problem, RuleSetInvalid, YamlReader
 
 CATALOG_FILE = "catalog.yaml"
-RULES_FILE = "validation.yaml"
-GLOB_PATTERN = re.compile(r"^[A-Za-z0-9_.*?-]+$")
+ATTRIBUTES_FILE = "attributes.yaml"
+RULES_FILE = VALIDATION_FILE
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-RULE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-TESTS = {"is", "matches", "equals", "not_one_of", "equals_fact"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One mistake in rules/, located for a person to fix."""
-
-    path: str
-    line: int
-    column: int
-    rule_id: str
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}: {self.rule_id}: {self.text}"
-
-
-class RuleSetInvalid(Exception):
-    """rules/ cannot be loaded; carries every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 RulesTree = dict[str, bytes]  # path relative to the rules directory -> the file's bytes
@@ -88,55 +51,7 @@ def rule_set_version(rules_dir: Path) -> str:
     return tree_version(read_tree(rules_dir))
 
 
-class _Reader:
-    """Collects problems while walking one YAML document."""
-
-    def __init__(self, data: bytes | None, shown: str) -> None:
-        self.data = data
-        self.shown = shown
-        self.problems: list[Problem] = []
-
-    def load(self) -> Any:
-        if self.data is None:
-            self.problem(None, "-", "file is missing")
-            return None
-        try:
-            return YAML(typ="rt").load(self.data.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            self.problem(None, "-", f"file is not UTF-8 text ({exc.reason})")
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 1
-            col = mark.column + 1 if mark else 1
-            self.problems.append(Problem(self.shown, line, col, "-", f"YAML syntax: {exc.problem}"))
-        except Exception as exc:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
-            self.problem(None, "-", f"YAML error: {exc}")
-        return None
-
-    def problem(self, node: Any, rule_id: str, text: str, key: Any = None) -> None:
-        line, col = _position(node, key)
-        self.problems.append(Problem(self.shown, line, col, rule_id, text))
-
-
-def _position(node: Any, key: Any = None) -> tuple[int, int]:
-    if isinstance(node, CommentedMap) and key is not None and key in node:
-        try:
-            line, col = node.lc.key(key)
-            return line + 1, col + 1
-        except (KeyError, TypeError):
-            pass
-    if isinstance(node, CommentedSeq) and isinstance(key, int):
-        try:
-            line, col = node.lc.item(key)
-            return line + 1, col + 1
-        except (KeyError, TypeError, IndexError):
-            pass
-    if isinstance(node, CommentedMap | CommentedSeq):
-        return node.lc.line + 1, node.lc.col + 1
-    return 1, 1
-
-
-def _names(reader: _Reader, parent: Any, key: str, rule_id: str) -> tuple[str, ...]:
+def _names(reader: YamlReader, parent: Any, key: str, rule_id: str) -> tuple[str, ...]:
     value = parent.get(key) if isinstance(parent, CommentedMap) else None
     if not isinstance(value, CommentedSeq) or not value:
         reader.problem(parent, rule_id, f"'{key}' must be a non-empty list of names", key)
@@ -154,7 +69,7 @@ def _names(reader: _Reader, parent: Any, key: str, rule_id: str) -> tuple[str, .
 
 def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[Problem]]:
     """Read catalog.yaml into a Catalog."""
-    reader = _Reader(data, shown)
+    reader = YamlReader(data, shown)
     doc = reader.load()
     if doc is None:
         if not reader.problems:
@@ -168,6 +83,7 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
             reader.problem(doc, "catalog", f"unknown key '{key}'", key)
     markets = _names(reader, doc, "markets", "catalog")
     values: list[str] = []
+    products: list[str] = []
     where: list[tuple[Any, Any]] = []  # the YAML node and key each value came from, for duplicate reports
     sections = doc.get("sections")
     if not isinstance(sections, CommentedSeq) or not sections:
@@ -193,6 +109,7 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
                     where.append((raw, position))
         elif keys == {"products"}:
             for product in _names(reader, section, "products", "catalog"):
+                products.append(product)
                 for market in markets:
                     values.append(f"{product}.{market}")
                     where.append((section, "products"))
@@ -210,123 +127,36 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
             reader.problem(doc, "catalog", f"banned group '{group}' also has catalog values", "banned_groups")
     if reader.problems:
         return None, reader.problems
-    return Catalog(values=tuple(values), markets=markets, banned_groups=banned_names), []
+    return Catalog(values=tuple(values), markets=markets, banned_groups=banned_names, products=tuple(products)), []
 
 
-def _condition(reader: _Reader, rule: CommentedMap, rule_id: str) -> Condition | None:
-    when = rule.get("when")
-    if not isinstance(when, CommentedMap):
-        reader.problem(rule, rule_id, "'when' must be a mapping like {fact: permission_type, is: missing}", "when")
-        return None
-    fact = when.get("fact")
-    tests = [k for k in when if k != "fact"]
-    for key in tests:
-        if key not in TESTS:
-            reader.problem(when, rule_id, f"unknown test '{key}' (use one of {', '.join(sorted(TESTS))})", key)
-            return None
-    if fact not in KNOWN_FACTS:
-        reader.problem(when, rule_id, f"unknown fact {fact!r} (use one of {', '.join(sorted(KNOWN_FACTS))})", "fact")
-        return None
-    if len(tests) != 1:
-        reader.problem(when, rule_id, "'when' needs exactly one test besides 'fact'")
-        return None
-    test = tests[0]
-    arg = when[test]
-    bad = None
-    if test == "is":
-        if fact not in RAW_FIELDS or arg not in {"missing", "not_text"}:
-            bad = "'is' takes missing or not_text, and only for permission_type or permission_status"
-    elif test == "matches":
-        if fact not in TEXT_FACTS or not isinstance(arg, str) or not GLOB_PATTERN.match(arg):
-            bad = "'matches' takes a glob of letters, digits, _ . - * ? over a text fact"
-    elif test == "equals":
-        if fact in FLAG_FACTS and not isinstance(arg, bool):
-            bad = f"'{fact}' is true or false"
-        elif fact in TEXT_FACTS and not isinstance(arg, str):
-            bad = f"'{fact}' is text; compare it with text"
-    elif test == "not_one_of":
-        if fact not in TEXT_FACTS or not isinstance(arg, list) or not arg or not all(isinstance(a, str) for a in arg):
-            bad = "'not_one_of' takes a non-empty list of text values over a text fact"
-        else:
-            arg = tuple(arg)
-    elif test == "equals_fact" and (fact not in TEXT_FACTS or arg not in TEXT_FACTS or arg == fact):
-        bad = f"'equals_fact' compares two different text facts ({', '.join(sorted(TEXT_FACTS))})"
-    if bad:
-        reader.problem(when, rule_id, bad, test)
-        return None
-    return Condition(fact=str(fact), test=test, argument=arg)
-
-
-def load_rules(data: bytes | None, shown: str) -> tuple[tuple[Rule, ...], list[Problem]]:
-    """Read validation.yaml into ordered Rules."""
-    reader = _Reader(data, shown)
+def _attributes(data: bytes | None, shown: str) -> tuple[tuple[Attribute, ...], list[Problem]]:
+    """attributes.yaml (optional): the account attributes compliance declares."""
+    if data is None:
+        return (), []
+    reader = YamlReader(data, shown)
     doc = reader.load()
-    if doc is None:
+    items = doc.get("attributes") if isinstance(doc, CommentedMap) else None
+    if not isinstance(items, CommentedSeq):
         if not reader.problems:
-            reader.problem(None, "rules", "file is empty")
+            reader.problem(doc, "attributes", "must be a mapping with an 'attributes' list")
         return (), reader.problems
-    if not isinstance(doc, CommentedMap) or not isinstance(doc.get("rules"), CommentedSeq):
-        reader.problem(doc, "rules", "must be a mapping with a 'rules' list")
-        return (), reader.problems
-    for key in doc:
-        if key != "rules":
-            reader.problem(doc, "rules", f"unknown key '{key}'", key)
-    required = ("id", "description", "field", "when", "outcome", "message")
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for i, item in enumerate(doc["rules"]):
-        if not isinstance(item, CommentedMap):
-            reader.problem(doc["rules"], "rules", "each rule is a mapping", i)
+    declared: list[Attribute] = []
+    for i, item in enumerate(items):
+        name = item.get("name") if isinstance(item, CommentedMap) else None
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            reader.problem(items, "attributes", "each attribute has a name of letters, digits, _ and -", i)
             continue
-        rule_id = item.get("id")
-        shown_id = rule_id if isinstance(rule_id, str) else f"rules[{i}]"
-        before = len(reader.problems)
-        for key in item:
-            if key not in required:
-                reader.problem(item, shown_id, f"unknown key '{key}'", key)
-        for key in required:
-            if key not in item:
-                reader.problem(item, shown_id, f"missing key '{key}'")
-        if not isinstance(rule_id, str) or not RULE_ID_PATTERN.match(rule_id):
-            reader.problem(item, shown_id, "'id' must be lower-case letters, digits and dashes", "id")
-        elif rule_id == "pass":
-            reader.problem(item, shown_id, "'pass' is reserved for changes no rule rejects", "id")
-        elif rule_id in seen:
-            reader.problem(item, shown_id, f"duplicate rule id '{rule_id}'", "id")
-        seen.add(str(rule_id))
-        for key in ("description", "message"):
-            if key in item and (not isinstance(item[key], str) or not item[key].strip()):
-                reader.problem(item, shown_id, f"'{key}' must be non-empty text", key)
-        if "field" in item and item["field"] not in RAW_FIELDS:
-            reader.problem(item, shown_id, "'field' is permission_type or permission_status", "field")
-        if "outcome" in item and item["outcome"] not in RULE_OUTCOMES:
-            reader.problem(
-                item,
-                shown_id,
-                f"unknown outcome {item['outcome']!r} (use one of {', '.join(sorted(RULE_OUTCOMES))})",
-                "outcome",
+        values = item.get("values") or ()
+        declared.append(
+            Attribute(
+                name=name,
+                description=str(item.get("description", "")),
+                values=tuple(str(v) for v in values),
+                pattern=item.get("pattern"),
             )
-        if isinstance(item.get("message"), str):
-            try:
-                names = {f for _, f, _, _ in string.Formatter().parse(item["message"]) if f is not None}
-            except ValueError as exc:
-                reader.problem(item, shown_id, f"message template is malformed: {exc}", "message")
-                names = set()
-            for name in sorted(names - MESSAGE_PLACEHOLDERS):
-                reader.problem(item, shown_id, f"message names unknown placeholder {{{name}}}", "message")
-        condition = _condition(reader, item, shown_id) if "when" in item else None
-        if len(reader.problems) == before and condition is not None:
-            rules.append(
-                Rule(
-                    id=rule_id,
-                    description=item["description"].strip(),
-                    field=item["field"],
-                    condition=condition,
-                    outcome=item["outcome"],
-                    message=item["message"],
-                )
-            )
-    return tuple(rules), reader.problems
+        )
+    return tuple(declared), reader.problems
 
 
 def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
@@ -334,8 +164,20 @@ def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
     rules_dir = Path(rules_dir)
     tree = read_tree(rules_dir) if tree is None else tree
     catalog, problems = load_catalog(tree.get(CATALOG_FILE), shown_path(rules_dir, CATALOG_FILE))
-    rules, rule_problems = load_rules(tree.get(RULES_FILE), shown_path(rules_dir, RULES_FILE))
-    problems += rule_problems
+    attributes, found = _attributes(tree.get(ATTRIBUTES_FILE), shown_path(rules_dir, ATTRIBUTES_FILE))
+    problems += found
+    declared = {a.name: a for a in attributes}
+    seen: set[str] = set()
+    validations, found = load_rules(
+        tree.get(VALIDATION_FILE), shown_path(rules_dir, VALIDATION_FILE), policy=False, seen=seen, attributes=declared
+    )
+    problems += found
+    policies: tuple[Rule, ...] = ()
+    if POLICY_FILE in tree:
+        policies, found = load_rules(
+            tree[POLICY_FILE], shown_path(rules_dir, POLICY_FILE), policy=True, seen=seen, attributes=declared
+        )
+        problems += found
     if problems or catalog is None:
         raise RuleSetInvalid(problems)
-    return RuleSet(version=tree_version(tree), catalog=catalog, rules=rules)
+    return RuleSet(version=tree_version(tree), catalog=catalog, rules=validations + policies, attributes=attributes)

@@ -1,14 +1,14 @@
-"""Turn the engine's verdict into the error the caller sees, its message naming the place."""
+"""The message a caller gets for a rule that held for a change, naming the place."""
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
 from app.errors import ChangeRejected, Code
-from app.rules.engine import Verdict
 from app.rules.facts import MAX_SHOWN_VALUE, shown_value
-from app.rules.model import MESSAGE_PLACEHOLDERS
+from app.rules.model import Rule
 
 
 def _short(value: object) -> object:
@@ -17,10 +17,17 @@ def _short(value: object) -> object:
     return value
 
 
-def rejection(verdict: Verdict, change: Mapping[str, Any]) -> ChangeRejected:
-    """The ChangeRejected a failed verdict stands for, with its message naming the place."""
-    rule, facts = verdict.rule, verdict.facts
-    assert rule is not None
-    detail = rule.message.format(**{name: _short(facts.get(name, "")) for name in MESSAGE_PLACEHOLDERS})
-    place = f"changes[{verdict.index}].{rule.field}{shown_value(change, rule.field)}"
-    return ChangeRejected(Code[rule.outcome], f"{place}: {detail}", failure_index=verdict.index, rule_id=rule.id)
+class _Values(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""  # a placeholder with nothing to show (e.g. {market} of account.trade) shows nothing
+
+
+def message_for(rule: Rule, index: int, change: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """`changes[N].field 'value': <the rule's message, its placeholders filled>`."""
+    detail = string.Formatter().vformat(rule.message, (), _Values({k: _short(v) for k, v in values.items()}))
+    return f"changes[{index}].{rule.field}{shown_value(change, rule.field)}: {detail}"
+
+
+def rejection(rule: Rule, index: int, message: str) -> ChangeRejected:
+    """The ChangeRejected a denying rule stands for."""
+    return ChangeRejected(Code[rule.outcome], message, failure_index=index, rule_id=rule.id)

@@ -1,18 +1,24 @@
-"""The rule set as data: catalog, ordered validation rules, and the version that names them."""
+"""The rule set as data: the catalog, the ordered rules and their conditions, and the version that names them."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any
 
-# Facts the adapter puts on every change event, and which tests each accepts (see rules/README.md).
-TEXT_FACTS = frozenset({"permission_type", "permission_status", "current_status"})
-RAW_FIELDS = frozenset({"permission_type", "permission_status"})
-FLAG_FACTS = frozenset({"in_catalog", "enabled_for_tenant", "named_earlier"})
-KNOWN_FACTS = TEXT_FACTS | FLAG_FACTS
-MESSAGE_PLACEHOLDERS = frozenset({"permission_type", "permission_status", "current_status", "earlier_index"})
+# What a condition can test about a change (see rules/README.md), and which of them are text or flags.
+RAW_FIELDS = ("permission_type", "permission_status")  # as sent: may be missing or not text
+PART_FIELDS = ("product", "market", "group", "name")  # parts of the type: stock.US, account.trade
+TEXT_FIELDS = (*RAW_FIELDS, "current_status", *PART_FIELDS)
+FLAG_FIELDS = ("in_catalog", "enabled_for_tenant", "named_earlier")
+CHANGE_FIELDS = (*TEXT_FIELDS, *FLAG_FIELDS)
+KINDS = ("missing", "not_text", "text")
+STATUSES = ("open", "close")
+ACCOUNT_STATUSES = ("active", "deregistered")
+ENFORCEMENTS = ("deny", "warn", "dryrun")
+# Placeholders a message may use: facts of the change, the tenant, and the account's declared attributes.
+MESSAGE_FIELDS = (*RAW_FIELDS, "current_status", *PART_FIELDS, "earlier_index", "tenant")
 
 # A tenant-config pattern as Catalog.expand reads it (fnmatch): catalog characters, * and ?, and closed
 # [...] or [!...] sets. fnmatch reads an unclosed '[' as itself, so 'stock.[' would silently enable nothing.
@@ -36,6 +42,7 @@ class Catalog:
     values: tuple[str, ...]
     markets: tuple[str, ...] = ()
     banned_groups: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()  # products that exist once per market (stock.HK, stock.US, ...)
     _members: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -51,35 +58,135 @@ class Catalog:
         """Catalog values matched by any of the glob patterns, in catalog order."""
         return tuple(v for v in self.values if any(fnmatchcase(v, p) for p in patterns))
 
+    def parts(self, value: str) -> dict[str, str]:
+        """The parts of a type: {product, market} for stock.US, {group, name} for account.trade (and for any
+        other X.Y); nothing for text without a dot. Values outside the catalog are split the same way."""
+        head, dot, tail = value.partition(".")
+        if not dot or not head or not tail:
+            return {}
+        if head in self.products or tail in self.markets:
+            return {"product": head, "market": tail}
+        return {"group": head, "name": tail}
+
 
 @dataclass(frozen=True)
-class Condition:
-    """One test of one fact: {fact: X, <test>: argument}."""
+class Match:
+    """How one fact is compared: equals one of `values` (each text, a glob, or true/false), has a `kind`
+    (missing, not_text, text), or equals another change field (`same_as`)."""
 
-    fact: str
-    test: str  # is | matches | equals | not_one_of | equals_fact
-    argument: Any
+    values: tuple[str | bool, ...] = ()
+    kind: str | None = None
+    same_as: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeTest:
+    """A fact of the change being judged: `change: {market: [JP, DE]}`."""
+
+    field: str
+    match: Match
+
+
+@dataclass(frozen=True)
+class AccountTest:
+    """The account's status or one of its declared attributes: `account: {account_type: margin}`."""
+
+    field: str  # "status" or an attribute name
+    match: Match
+
+
+@dataclass(frozen=True)
+class TenantTest:
+    """The caller's tenant: `tenant: [sg_mexc]`."""
+
+    match: Match
+
+
+@dataclass(frozen=True)
+class PermissionTest:
+    """Another permission of the account, before or after the request: `permission: stock.{market}`.
+
+    `head` and `tail` are the two parts of the permission type (stock / US, account / trade); each is a
+    literal, a glob, or a placeholder bound from the change being judged (`{market}`)."""
+
+    template: str
+    head: str
+    tail: str
+    state: str  # "before" | "after"
+    status: str  # "open" | "close"
+
+
+@dataclass(frozen=True)
+class All:
+    """Every part holds."""
+
+    parts: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one part holds."""
+
+    parts: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The part does not hold."""
+
+    part: Condition
+
+
+Condition = All | AnyOf | Not | ChangeTest | AccountTest | TenantTest | PermissionTest
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a policy is in force (UTC): from inclusive, until exclusive; either may be open."""
+
+    start: datetime | None
+    end: datetime | None
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One validation rule: fires when its condition holds and reports its outcome."""
+    """A validation or a policy: when its condition holds for a change it denies it (or warns, or is only
+    watched), reporting its outcome and message."""
 
     id: str
     description: str
-    field: str
+    field: str  # where the message points: permission_type or permission_status
     condition: Condition
-    outcome: str
+    outcome: str  # a Code name
     message: str
+    enforcement: str = "deny"
+    window: Window | None = None
+    source: str = "validation.yaml"
+    line: int = 1
+
+    @property
+    def is_policy(self) -> bool:
+        return self.outcome == "PERMISSION_POLICY_DENIED"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """An account attribute compliance declares: its allowed values, or a pattern its values match."""
+
+    name: str
+    description: str
+    values: tuple[str, ...] = ()
+    pattern: str | None = None
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    """A loaded, validated rules/ directory."""
+    """A loaded, validated rules/ directory: validations first, then policies, each in file order."""
 
     version: str
     catalog: Catalog
     rules: tuple[Rule, ...]
+    attributes: tuple[Attribute, ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id."""

@@ -61,11 +61,23 @@ class StoredAnswer:
 
 
 @dataclass(frozen=True)
+class PolicyWarning:
+    """A warn policy that held for a change of an accepted request (data.warnings)."""
+
+    index: int
+    rule_id: str
+    message: str
+
+
+@dataclass(frozen=True)
 class UpdateResult:
-    """What an update did: the changes it applied, or the stored answer of an earlier identical request."""
+    """What an update did: the changes it applied (and the warnings and dryrun hits of the policies), or the
+    stored answer of an earlier identical request."""
 
     applied: tuple[AppliedChange, ...] = ()
     replayed: StoredAnswer | None = None
+    warnings: tuple[PolicyWarning, ...] = ()
+    dryrun_by: tuple[str, ...] = ()
 
 
 def iso_utc(value: datetime | None) -> str | None:

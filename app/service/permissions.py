@@ -23,6 +23,7 @@ from app.errors import (
 )
 from app.persistence.repositories import AccountRecord
 from app.persistence.unit_of_work import UnitOfWork
+from app.rules.decision import DecisionInput, Hit, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.messages import rejection
 from app.service.idempotency import SUCCESS, IdempotencyKeys, answer_for
@@ -32,6 +33,7 @@ from app.service.model import (
     Caller,
     IdempotencyRequest,
     PermissionView,
+    PolicyWarning,
     StoredAnswer,
     UpdateResult,
 )
@@ -47,12 +49,6 @@ class LiveRules(Protocol):
     def engine(self) -> DurableRulesEngine: ...
 
 
-def _named_state(changes: Sequence[Mapping[str, Any]], current: Mapping[str, str]) -> dict[str, str]:
-    """The stored status of every permission type the request names (what the rules could see)."""
-    named = {c.get("permission_type") for c in changes if isinstance(c.get("permission_type"), str)}
-    return {t: s for t, s in current.items() if t in named}
-
-
 @dataclass(frozen=True)
 class _Decision:
     """What the rules made of a request: the changes to write, or the rejection; and its record."""
@@ -61,6 +57,8 @@ class _Decision:
     record: dict[str, Any]
     applied: tuple[AppliedChange, ...] = ()
     rejection: DomainError | None = None
+    warnings: tuple[Hit, ...] = ()
+    dryruns: tuple[Hit, ...] = ()
 
 
 class PermissionService:
@@ -97,8 +95,12 @@ class PermissionService:
         started = time.perf_counter()
         engine = self._rules.engine
 
-        def decided(outcome: str, code: int, failure_index: int, rule_id: str | None) -> None:
+        def decided(
+            outcome: str, code: int, failure_index: int, rule_id: str | None, hits: tuple[tuple[str, str], ...] = ()
+        ) -> None:
             metrics.DECISIONS.labels(outcome=outcome, code=str(code), rule_id=rule_id or "").inc()
+            for hit_rule, enforcement in hits:
+                metrics.POLICY_HITS.labels(rule_id=hit_rule, enforcement=enforcement).inc()
             log.info(
                 "decision",
                 outcome=outcome,
@@ -109,6 +111,8 @@ class PermissionService:
                 failure_index=failure_index,
                 rule_id=rule_id,
                 rule_set_version=engine.version,
+                warned_by=[r for r, e in hits if e == "warn"],
+                dryrun_by=[r for r, e in hits if e == "dryrun"],
                 changes=len(changes),
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
@@ -116,14 +120,15 @@ class PermissionService:
         try:
             result = self._update(engine, caller, account_no, changes, trace_id, idempotency)
         except DomainError as exc:
-            decided("rejected", int(exc.code), exc.failure_index, exc.rule_id)
+            decided("rejected", int(exc.code), exc.failure_index, exc.rule_id, exc.policy_hits)
             raise
         if result.replayed is not None:
             metrics.IDEMPOTENT_REPEATS.inc()
             answer = result.replayed
             decided("replayed", answer.code, answer.failure_index, answer.rule_id)
         else:
-            decided("applied", 0, 0, None)
+            hits = tuple((w.rule_id, "warn") for w in result.warnings) + tuple((r, "dryrun") for r in result.dryrun_by)
+            decided("applied", 0, 0, None, hits)
         return result
 
     def _update(
@@ -147,10 +152,17 @@ class PermissionService:
                     self._keep_rejection(uow, caller, idempotency, refused, None)
                     raise
                 if decision.rejection is not None:
+                    decision.rejection.policy_hits = tuple(
+                        (h.rule.id, h.rule.enforcement) for h in decision.warnings + decision.dryruns
+                    )
                     self._keep_rejection(uow, caller, idempotency, decision.rejection, decision.record)
                     raise decision.rejection
                 self._write(uow, caller, decision, trace_id, engine.version, idempotency)
-                return UpdateResult(applied=decision.applied)
+                return UpdateResult(
+                    applied=decision.applied,
+                    warnings=tuple(PolicyWarning(h.index, h.rule.id, h.message) for h in decision.warnings),
+                    dryrun_by=tuple(h.rule.id for h in decision.dryruns),
+                )
         except DomainError:
             raise
         except SQLAlchemyError as exc:
@@ -170,29 +182,43 @@ class PermissionService:
         patterns = self._enabled.patterns(
             uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
         )
-        enabled = self._enabled.members(engine.rule_set.catalog, engine.version, patterns)
         stored = uow.permissions.of(account.id)
         current = {t: p.status for t, p in stored.items()}
+        decision_input = DecisionInput(
+            tenant_id=caller.tenant_id,
+            tenant_patterns=tuple(patterns),
+            changes=tuple(as_the_rules_see_it(c) for c in changes),
+            stored=current,
+            account_status=account.status,
+            attributes=dict(getattr(account, "attributes", None) or {}),
+            at=self._clock(),
+        )
         with metrics.RULE_EVALUATION_SECONDS.time():
-            verdicts = engine.evaluate(changes, enabled=enabled, current=current)
-        decision = {
+            decision = decide(engine, decision_input)
+        record = {
             "trace_id": trace_id,
             "tenant_id": caller.tenant_id,
             "account_no": account.account_no,
             "rule_set_version": engine.version,
-            "changes": json.dumps(list(changes)),
+            "changes": json.dumps(list(decision_input.changes)),
             "tenant_patterns": json.dumps(list(patterns)),
-            "account_state": json.dumps(_named_state(changes, current)),
-            "created_at": self._clock(),
+            "account_state": json.dumps(current),
+            "created_at": decision_input.at,
         }
-        failed = next((v for v in verdicts if not v.passed), None)
-        if failed is not None:
-            return _Decision(account.id, decision, rejection=rejection(failed, changes[failed.index]))
+        if decision.denial is not None:
+            hit = decision.denial
+            return _Decision(
+                account.id,
+                record,
+                rejection=rejection(hit.rule, hit.index, hit.message),
+                warnings=decision.warnings,
+                dryruns=decision.dryruns,
+            )
         applied = tuple(
             AppliedChange(c["permission_type"], current.get(c["permission_type"], "close"), c["permission_status"])
             for c in changes
         )
-        return _Decision(account.id, decision, applied=applied)
+        return _Decision(account.id, record, applied=applied, warnings=decision.warnings, dryruns=decision.dryruns)
 
     def _write(
         self,

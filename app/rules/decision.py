@@ -1,0 +1,113 @@
+"""The one decision pipeline: a typed DecisionInput → decide() → a typed Decision.
+
+The service, `rules test`, `rules explain` and `rules impact` all call decide(); it is the only place that
+turns the engine's verdicts (which rules held for which change) into the first denial, the warnings and the
+dryrun hits, in the order of SPEC §3.2: changes in array order, rules in file order, validations first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from app.rules.messages import message_for
+from app.rules.model import RAW_FIELDS, Rule
+
+if TYPE_CHECKING:
+    from app.rules.engine import DurableRulesEngine
+
+
+def as_the_rules_see_it(change: Mapping[str, Any]) -> dict[str, Any]:
+    """A change without the fields no rule can read (unknown request fields are never stored)."""
+    return {name: change[name] for name in RAW_FIELDS if name in change}
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    """Everything the rules can see for one request; recorded with the decision so impact replays it exactly."""
+
+    tenant_id: str
+    tenant_patterns: tuple[str, ...]
+    changes: tuple[dict[str, Any], ...]
+    stored: Mapping[str, str] = field(default_factory=dict)  # permission_type -> stored status
+    account_status: str = "active"
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready form for the decisions table."""
+        return {
+            "tenant_id": self.tenant_id,
+            "tenant_patterns": list(self.tenant_patterns),
+            "changes": list(self.changes),
+            "stored": dict(self.stored),
+            "account_status": self.account_status,
+            "attributes": dict(self.attributes),
+            "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DecisionInput:
+        """The input a decision record kept (see to_record)."""
+        return cls(
+            tenant_id=str(record["tenant_id"]),
+            tenant_patterns=tuple(record["tenant_patterns"]),
+            changes=tuple(record["changes"]),
+            stored=dict(record.get("stored", {})),
+            account_status=str(record.get("account_status", "active")),
+            attributes=dict(record.get("attributes", {})),
+            at=datetime.fromisoformat(str(record["at"]).replace("Z", "+00:00")),
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A rule that held for a change: what the caller is told (or, for dryrun, what would have been)."""
+
+    index: int
+    rule: Rule
+    message: str
+
+    def as_warning(self) -> dict[str, Any]:
+        """As data.warnings lists it."""
+        return {"index": self.index, "rule_id": self.rule.id, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rules made of a request."""
+
+    rule_set_version: str
+    held: tuple[frozenset[str], ...]  # per change, every rule whose condition held
+    denial: Hit | None = None
+    warnings: tuple[Hit, ...] = ()
+    dryruns: tuple[Hit, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.denial is None
+
+
+def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_memo: bool = True) -> Decision:
+    """Judge every change in order; the first rule (in file order) that holds with enforcement deny stops the
+    request. warn and dryrun rules that hold before it are collected, never stop anything."""
+    evaluation = engine.evaluate(decision_input, use_memo=use_memo)
+    held, facts = evaluation.held, evaluation.facts
+    warnings: list[Hit] = []
+    dryruns: list[Hit] = []
+    for index, rules_held in enumerate(held):
+        if not rules_held:
+            continue
+        for rule in engine.rule_set.rules:
+            if rule.id not in rules_held:
+                continue
+            hit = Hit(index, rule, message_for(rule, index, decision_input.changes[index], facts.messages[index]))
+            if rule.enforcement == "warn":
+                warnings.append(hit)
+            elif rule.enforcement == "dryrun":
+                dryruns.append(hit)
+            else:
+                return Decision(engine.version, held, hit, tuple(warnings), tuple(dryruns))
+    return Decision(engine.version, held, None, tuple(warnings), tuple(dryruns))
