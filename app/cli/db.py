@@ -35,3 +35,35 @@ def upgrade(revision: str) -> None:
     except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
         raise click.ClickException(no_driver(exc)) from exc
     click.echo(f"database is at revision {revision}")
+
+
+@db.command()
+@click.option(
+    "--decisions-older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="DAYS",
+    help="Also delete recorded decisions older than this many days (rules impact replays what is kept).",
+)
+def prune(days: float | None) -> None:
+    """Delete expired replay records and idempotency keys, and decisions older than --decisions-older-than.
+
+    Works in batches of 1,000 rows, each its own short transaction, so it never holds long locks and can run
+    while the service serves (e.g. nightly from cron). Audit rows are never deleted.
+
+    \b
+    Example:
+      permctl db prune --decisions-older-than 90
+    """
+    from app.cli.context import session_factory
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.service.retention import prune as prune_rows
+
+    factory = session_factory(settings())
+    pruned = prune_rows(lambda: UnitOfWork(factory, write=True), decisions_older_than_days=days)
+    kept = "" if days is not None else " (decisions kept: give --decisions-older-than DAYS to prune them)"
+    click.echo(
+        f"pruned {pruned.decisions} decisions, {pruned.signatures} expired replay records and "
+        f"{pruned.idempotency_keys} expired idempotency keys{kept}"
+    )

@@ -19,6 +19,7 @@ from app.persistence.repositories import (
     TenantConfigs,
     Tenants,
 )
+from app.persistence.retention import Retention
 
 
 class UnitOfWork:
@@ -55,6 +56,7 @@ class UnitOfWork:
         self.decisions = Decisions(self.session)
         self.rules_reloads = RulesReloads(self.session)
         self.idempotency_keys = IdempotencyKeys(self.session)
+        self.retention = Retention(self.session)
         return self
 
     def __exit__(
