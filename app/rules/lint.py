@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
 from app.rules.loader import (
     CATALOG_FILE,
@@ -35,7 +36,7 @@ class LintResult:
 
 
 def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
-    expected = {CATALOG_FILE, RULES_FILE, *DOCUMENTATION}
+    expected = {CATALOG_FILE, RULES_FILE, ATTRIBUTES_FILE, *DOCUMENTATION}
     problems = []
     for name in sorted(tree):
         parts = name.split("/")
@@ -49,7 +50,7 @@ def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
                 1,
                 1,
                 "-",
-                "unexpected file (rules are catalog.yaml, validation.yaml and cases/*.yaml)",
+                "unexpected file (rules are catalog.yaml, validation.yaml, attributes.yaml and cases/*.yaml)",
             )
         )
     return problems

@@ -14,6 +14,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from app.errors import RULE_OUTCOMES
+from app.rules.attributes import ATTRIBUTES_FILE, NO_ATTRIBUTES, read_attributes
 from app.rules.model import (
     FLAG_FACTS,
     KNOWN_FACTS,
@@ -336,6 +337,11 @@ def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
     catalog, problems = load_catalog(tree.get(CATALOG_FILE), shown_path(rules_dir, CATALOG_FILE))
     rules, rule_problems = load_rules(tree.get(RULES_FILE), shown_path(rules_dir, RULES_FILE))
     problems += rule_problems
+    attributes = NO_ATTRIBUTES  # a rules directory without attributes.yaml declares none
+    if ATTRIBUTES_FILE in tree:
+        reader = _Reader(tree[ATTRIBUTES_FILE], shown_path(rules_dir, ATTRIBUTES_FILE))
+        attributes = read_attributes(reader)
+        problems += reader.problems
     if problems or catalog is None:
         raise RuleSetInvalid(problems)
-    return RuleSet(version=tree_version(tree), catalog=catalog, rules=rules)
+    return RuleSet(version=tree_version(tree), catalog=catalog, rules=rules, attributes=attributes)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from app.rules.attributes import NO_ATTRIBUTES, AttributeSet
+
 # Facts the adapter puts on every change event, and which tests each accepts (see rules/README.md).
 TEXT_FACTS = frozenset({"permission_type", "permission_status", "current_status"})
 RAW_FIELDS = frozenset({"permission_type", "permission_status"})
@@ -80,6 +82,7 @@ class RuleSet:
     version: str
     catalog: Catalog
     rules: tuple[Rule, ...]
+    attributes: AttributeSet = NO_ATTRIBUTES  # declared in attributes.yaml (app/rules/attributes.py)
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id."""
