@@ -33,6 +33,8 @@ from tests.support import (
 )
 
 TABLES = (
+    "account_audit",
+    "account_attributes",
     "permission_audit",
     "decisions",
     "rules_reloads",
@@ -162,6 +164,7 @@ def seed(settings: Settings, document: dict[str, Any]) -> None:
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
             catalog=rule_set.catalog,
             rule_set_version=rule_set.version,
+            attributes=rule_set.attributes,
         )
     finally:
         engine.dispose()

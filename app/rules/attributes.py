@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,23 +80,13 @@ class AttributeSet:
         return tuple(d.name for d in self.declarations)
 
     def problem(self, name: str, value: str) -> str | None:
-        """Why name: value is not allowed (undeclared name, value outside its declaration), or None."""
+        """Why `name: value` is refused (an undeclared name, a value its declaration does not allow), or None."""
         declaration = self.get(name)
         if declaration is None:
-            declared = ", ".join(self.names) or "none are declared"
-            return f"'{name}' is not a declared attribute (declared: {declared})"
+            return f"not a declared attribute (declared: {', '.join(self.names) or 'none'})"
         if not declaration.allows(value):
-            return f"'{value}' is not allowed for {name} (allowed: {declaration.allowed})"
+            return f"not allowed (allowed: {declaration.allowed})"
         return None
-
-    def problems(self, attributes: Mapping[str, str]) -> list[tuple[str, str]]:
-        """(name, why) for every attribute that is not allowed, in the order given."""
-        found = []
-        for name, value in attributes.items():
-            why = self.problem(name, value)
-            if why is not None:
-                found.append((name, why))
-        return found
 
 
 NO_ATTRIBUTES = AttributeSet()

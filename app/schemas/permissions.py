@@ -94,7 +94,8 @@ def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
     return path, str(messages)
 
 
-def _describe(error: ValidationError, *, what: str) -> str:
+def describe(error: ValidationError, *, what: str) -> str:
+    """The first problem of a validation error as `place: text`, in the words of the API."""
     place, text = _first_error(error.messages)
     if not place:
         return f"{what} must be a JSON object"
@@ -104,6 +105,8 @@ def _describe(error: ValidationError, *, what: str) -> str:
         "Not a valid string.": "must be a string",
         "Not a valid list.": "must be an array",
         "Missing data for required field.": "is required",
+        "Unknown field.": "unknown key",
+        "Field may not be null.": "must not be null",
     }.get(text, text)
     return f"{place}: {text}"
 
@@ -153,7 +156,7 @@ def load_update_request(body: Any) -> dict[str, Any]:
     try:
         return _UPDATE.load(body)
     except ValidationError as exc:
-        raise InvalidRequest(_describe(exc, what="body")) from exc
+        raise InvalidRequest(describe(exc, what="body")) from exc
 
 
 def load_get_query(args: dict[str, Any]) -> dict[str, Any]:
@@ -161,4 +164,4 @@ def load_get_query(args: dict[str, Any]) -> dict[str, Any]:
     try:
         return _QUERY.load(args)
     except ValidationError as exc:
-        raise InvalidRequest(_describe(exc, what="query")) from exc
+        raise InvalidRequest(describe(exc, what="query")) from exc

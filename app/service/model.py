@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+ACCOUNT_STATUSES = ("active", "deregistered")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class StoredAnswer:
     message: str
     failure_index: int = 0
     rule_id: str | None = None
+    data: Mapping[str, Any] | None = None  # the answer's whole `data`; None: failure_index and rule_id make it
 
 
 @dataclass(frozen=True)
