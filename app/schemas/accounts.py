@@ -3,22 +3,22 @@ compliance's to declare (rules/attributes.yaml) and the account service's to che
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from app.errors import InvalidRequest
-from app.schemas.permissions import ACCOUNT_NO, describe
+from app.schemas.permissions import ACCOUNT_NO, describe, printable_text
 from app.service.model import ACCOUNT_STATUSES
 
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_TEXT = 64  # characters of a name and of a value
-_TEXT = validate.Length(min=1, max=MAX_ATTRIBUTE_TEXT)
+_TEXT: list[Callable[[Any], Any]] = [validate.Length(min=1, max=MAX_ATTRIBUTE_TEXT), printable_text]
 
 
 def _shown(name: object) -> str:
-    text = str(name)
+    text = str(name) if str(name).isprintable() else ascii(str(name))[1:-1]  # NUL, surrogates: escaped
     return text if len(text) <= MAX_ATTRIBUTE_TEXT else text[:MAX_ATTRIBUTE_TEXT] + "..."
 
 
@@ -26,6 +26,7 @@ class Attributes(fields.Dict):
     """A JSON object of at most 32 attributes, each name and value a string of 1 to 64 characters."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("error_messages", {"null": "must be a JSON object (omit it to keep the stored attributes)"})
         super().__init__(
             keys=fields.String(validate=_TEXT),
             values=fields.String(validate=_TEXT, metadata={"minLength": 1, "maxLength": MAX_ATTRIBUTE_TEXT}),
@@ -52,10 +53,12 @@ class Attributes(fields.Dict):
 def _plain(errors: Mapping[str, list[str]]) -> list[str]:
     """marshmallow's {key: [...], value: [...]} for one entry, in the words of the API."""
     if "key" in errors:
-        return [f"a name is a string of 1 to {MAX_ATTRIBUTE_TEXT} characters"]
+        return [f"a name is printable text of 1 to {MAX_ATTRIBUTE_TEXT} characters"]
     text = errors.get("value", [""])[0]
     if text == "Not a valid string.":
         return ["must be a string"]
+    if text.startswith("must be printable"):
+        return [text]
     return [f"must be a string of 1 to {MAX_ATTRIBUTE_TEXT} characters"]
 
 
@@ -69,7 +72,7 @@ class UpsertAccountRequest(Schema):
     status = fields.String(
         required=True, validate=validate.OneOf(ACCOUNT_STATUSES, error="'{input}' is not one of: {choices}")
     )
-    attributes = Attributes(load_default=None, allow_none=False)
+    attributes = Attributes()  # omitted: keep the stored set (the loaded dict has no key)
 
 
 class AccountLine(UpsertAccountRequest):

@@ -13,16 +13,15 @@ MAX_CHANGES = 100
 MAX_ACCOUNT_NO = 64
 
 
-def _printable_text(value: str) -> None:
-    # Account numbers are printable text; NUL, control characters and lone surrogates name no account
-    # and some databases cannot even compare them.
+def printable_text(value: str) -> None:
+    """Refuse NUL, control characters and lone surrogates (they name nothing; some databases cannot compare them)."""
     if not value.isprintable():
         raise ValidationError("must be printable text")
 
 
 ACCOUNT_NO: dict[str, Any] = {
     "required": True,
-    "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text],
+    "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), printable_text],
 }
 
 

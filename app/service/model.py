@@ -38,11 +38,12 @@ class PermissionView:
 
 @dataclass(frozen=True)
 class AccountPermissions:
-    """An account and every permission its tenant's config enables, in catalog order."""
+    """An account, every permission its tenant's config enables (in catalog order), and its attributes."""
 
     account_no: str
     account_status: str
     permissions: tuple[PermissionView, ...]
+    attributes: Mapping[str, str]
 
 
 @dataclass(frozen=True)

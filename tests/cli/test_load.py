@@ -285,7 +285,7 @@ def test_load_stores_attributes_audits_them_and_a_second_load_changes_nothing(da
     rows = snapshot(database_url)["account_attributes"]
     assert sorted(row[1:] for row in rows) == [("account_type", "margin"), ("residency", "SG")]
     assert len(_account_audit(database_url)) == 3  # one creation each, by permctl, trace fixture-load
-    assert {row[1:3] + (row[4],) for row in _account_audit(database_url)} == {
+    assert {(*row[1:3], row[4]) for row in _account_audit(database_url)} == {
         ("fixture-load", "sg_mexc", "L6VQEU00121996"),
         ("fixture-load", "sg_mexc", "GONE-1"),
         ("fixture-load", "hk_other", "L6VQEU00121996"),
