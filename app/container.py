@@ -12,6 +12,7 @@ from app.persistence.config_cache import ConfigCache, make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.live import LiveRules
+from app.service.accounts import AccountService
 from app.service.authentication import Authenticator
 from app.service.idempotency import IdempotencyKeys
 from app.service.permissions import PermissionService
@@ -35,6 +36,7 @@ class Container:
     config_cache: ConfigCache
     authenticator: Authenticator
     permissions: PermissionService
+    accounts: AccountService
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -47,6 +49,7 @@ class Container:
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,
         )
+        keys = IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds)
         cache = make_config_cache(
             settings.redis_url,
             settings.tenant_config_ttl_seconds,
@@ -66,6 +69,11 @@ class Container:
                 session_factory=session_factory,
                 rules=rules,
                 enabled=EnabledPermissions(cache),
-                keys=IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds),
+                keys=keys,
+            ),
+            accounts=AccountService(
+                unit_of_work=lambda: UnitOfWork(session_factory, write=True),
+                rule_set=lambda: rules.engine.rule_set,
+                keys=keys,
             ),
         )

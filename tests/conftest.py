@@ -3,8 +3,10 @@ real Redis when TEST_REDIS_URL is set, the app, a signing client, and the CLI ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,12 +29,15 @@ from tests.support import (
     READ_PATH,
     SHIPPED_RULES,
     UPDATE_PATH,
+    UPSERT_PATH,
     Credentials,
     require_servers,
     signed_headers,
 )
 
 TABLES = (
+    "account_audit",
+    "account_attributes",
     "permission_audit",
     "decisions",
     "rules_reloads",
@@ -162,6 +167,7 @@ def seed(settings: Settings, document: dict[str, Any]) -> None:
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
             catalog=rule_set.catalog,
             rule_set_version=rule_set.version,
+            attributes=rule_set.attributes,
         )
     finally:
         engine.dispose()
@@ -185,6 +191,15 @@ class Api:
         sent = signed_headers("POST", UPDATE_PATH, body, creds=creds, timestamp=timestamp)
         sent.update(headers or {})
         return self.client.post(UPDATE_PATH, data=body, headers=sent)
+
+    def upsert(
+        self, body: bytes | dict[str, Any], *, creds: Credentials = DEMO, headers: dict[str, str] | None = None
+    ) -> Any:
+        """POST an account (a dict is sent as compact JSON) to the upsert endpoint, signed afresh."""
+        raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        sent = signed_headers("POST", UPSERT_PATH, raw, creds=creds, timestamp=f"{time.time():.6f}")
+        sent.update(headers or {})
+        return self.client.post(UPSERT_PATH, data=raw, headers=sent)
 
     def read(self, account_no: str, *, creds: Credentials = DEMO) -> Any:
         """GET the account's permissions, signed."""

@@ -17,6 +17,7 @@ SHIPPED_RULES = shipped_rules_dir()  # the default rule set, as a wheel ships it
 
 UPDATE_PATH = "/v1/whaleapi/account/update_account_trade_permission"
 READ_PATH = "/v1/whaleapi/account/get_account_trade_permission"
+UPSERT_PATH = "/v1/whaleapi/account/upsert_account"
 
 FIXTURES: dict[str, Any] = {
     "tenants": [

@@ -104,6 +104,7 @@ def load(file: Path) -> None:
                 cache=config_cache(s),
                 catalog=rules.catalog,
                 rule_set_version=rules.version,
+                attributes=rules.attributes,
                 progress=bar.update,
             )
     except InvalidFixtures as exc:

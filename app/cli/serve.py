@@ -88,6 +88,7 @@ def _prepare_demo(environ: dict[str, str]) -> None:
         cache=config_cache(s),
         catalog=rules.catalog,
         rule_set_version=rules.version,
+        attributes=rules.attributes,
     )
     environ["DATABASE_URL"] = s.database_url
     environ.pop("REDIS_URL", None)

@@ -8,6 +8,7 @@ import structlog
 from flask import current_app, g, request
 
 from app.errors import BodyTooLarge, InvalidRequest
+from app.schemas.permissions import parse_json_body
 
 _STEP = 16 * 1024
 log = structlog.get_logger("app.http")
@@ -20,6 +21,16 @@ def request_body() -> bytes:
         g.body = read_body(request.environ, limit=limit)
     body: bytes = g.body
     return body
+
+
+def json_body(body: bytes) -> Any:
+    """The body as strict JSON, sent as application/json in UTF-8; or InvalidRequest."""
+    if request.mimetype != "application/json":
+        raise InvalidRequest("Content-Type must be application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise InvalidRequest("the body must be UTF-8 JSON")
+    return parse_json_body(body)
 
 
 def read_body(environ: dict[str, Any], *, limit: int) -> bytes:

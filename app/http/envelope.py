@@ -27,9 +27,12 @@ def success(data: dict[str, Any]) -> Response:
 
 def replayed(answer: StoredAnswer) -> Response:
     """The stored answer of an earlier request with the same Idempotency-Key, marked as a repeat."""
-    data: dict[str, Any] = {"failure_index": answer.failure_index}
-    if answer.rule_id is not None:
-        data["rule_id"] = answer.rule_id
+    if answer.data is not None:
+        data = dict(answer.data)
+    else:
+        data = {"failure_index": answer.failure_index}
+        if answer.rule_id is not None:
+            data["rule_id"] = answer.rule_id
     response = envelope(answer.code, answer.message, data, answer.http_status)
     response.headers["Idempotency-Replayed"] = "true"
     return response

@@ -20,13 +20,15 @@ from flask import Blueprint, Response
 from marshmallow import Schema
 
 from app.errors import Code
+from app.schemas.accounts import UpsertAccountRequest
 from app.schemas.permissions import GetPermissionsQuery, RuleJudged, UpdatePermissionsRequest
-from app.schemas.responses import EmptyEnvelope, ReadEnvelope, ReadinessEnvelope, UpdateEnvelope
+from app.schemas.responses import EmptyEnvelope, ReadEnvelope, ReadinessEnvelope, UpdateEnvelope, UpsertEnvelope
 
 bp = Blueprint("openapi", __name__)
 
 UPDATE = "/v1/whaleapi/account/update_account_trade_permission"
 READ = "/v1/whaleapi/account/get_account_trade_permission"
+UPSERT = "/v1/whaleapi/account/upsert_account"
 SIGNED: list[dict[str, list[str]]] = [{"ApiKey": [], "AccessToken": [], "Timestamp": [], "Signature": []}]
 
 
@@ -126,7 +128,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         READ,
         "getAccountTradePermission",
-        "Every permission the tenant's config enables, in catalog order (deregistered accounts too)",
+        "The account's status, attributes and every permission the tenant's config enables, in catalog order "
+        "(deregistered accounts too)",
         query=GetPermissionsQuery,
         answers=signed_answers(
             EmptyEnvelope,
@@ -134,6 +137,45 @@ OPERATIONS: tuple[Operation, ...] = (
                 200: Answer("The account's permissions", ReadEnvelope, (Code.SUCCESS,)),
                 400: Answer("The query is malformed", EmptyEnvelope, (Code.INVALID_REQUEST,)),
                 404: Answer("No such account in the caller's tenant", EmptyEnvelope, (Code.ACCOUNT_NOT_FOUND,)),
+            },
+        ),
+    ),
+    Operation(
+        "post",
+        UPSERT,
+        "upsertAccount",
+        "Create or update one account of the caller's tenant: its status and attributes",
+        description="Attributes replace the stored set as a whole: {} clears it, omitting `attributes` keeps it. "
+        "Names and values must be declared in rules/attributes.yaml. A deregistered account cannot be changed or "
+        "reactivated; a request that changes nothing succeeds (data.result unchanged) and writes no audit row.",
+        body=UpsertAccountRequest,
+        idempotency_key=True,
+        answers=signed_answers(
+            EmptyEnvelope,
+            {
+                200: Answer("The account as stored now", UpsertEnvelope, (Code.SUCCESS,), replayable=True),
+                400: Answer(
+                    "The request is malformed, or names an attribute or value rules/attributes.yaml does not allow "
+                    "(the message names the field and the value)",
+                    EmptyEnvelope,
+                    (Code.INVALID_REQUEST,),
+                    replayable=True,
+                ),
+                409: Answer(
+                    "The account is deregistered and the request would change it (409001), or a request with the "
+                    "same Idempotency-Key is still being processed (409002: retry)",
+                    EmptyEnvelope,
+                    (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT),
+                    replayable=True,
+                ),
+                422: Answer(
+                    "The Idempotency-Key was used with a different request",
+                    EmptyEnvelope,
+                    (Code.IDEMPOTENCY_KEY_REUSED,),
+                ),
+                500: Answer(
+                    "A database error while writing: nothing was persisted", EmptyEnvelope, (Code.WRITE_FAILED,)
+                ),
             },
         ),
     ),

@@ -8,11 +8,11 @@ from flask import Blueprint, Response, current_app, request
 
 from app.errors import InvalidRequest
 from app.http.auth import authenticate
-from app.http.body import request_body
+from app.http.body import json_body, request_body
 from app.http.envelope import replayed, success
 from app.http.idempotency import idempotency_request
 from app.http.trace import trace_id
-from app.schemas.permissions import load_get_query, load_update_request, parse_json_body
+from app.schemas.permissions import load_get_query, load_update_request
 from app.service.model import iso_utc
 
 bp = Blueprint("permissions", __name__, url_prefix="/v1/whaleapi/account")
@@ -30,7 +30,7 @@ def update() -> Response:
     caller = authenticate(request, container.authenticator)
     idempotency = idempotency_request(request, body)
     try:
-        payload = _update_payload(body)
+        payload = load_update_request(json_body(body))
     except InvalidRequest as error:
         stored = (
             container.permissions.remember_rejection(caller=caller, idempotency=idempotency, error=error)
@@ -55,15 +55,6 @@ def update() -> Response:
     return success(data)
 
 
-def _update_payload(body: bytes) -> dict[str, Any]:
-    if request.mimetype != "application/json":
-        raise InvalidRequest("Content-Type must be application/json")
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
-        raise InvalidRequest("the body must be UTF-8 JSON")
-    return load_update_request(parse_json_body(body))
-
-
 @bp.get("/get_account_trade_permission")
 def read() -> Response:
     """Read an account's permissions: every value its tenant's config enables, in catalog order."""
@@ -83,5 +74,6 @@ def read() -> Response:
                 }
                 for p in account.permissions
             ],
+            "attributes": dict(account.attributes),
         }
     )

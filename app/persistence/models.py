@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.persistence.db import Base, UTCDateTime, str64, str128, utc_datetime
@@ -74,6 +75,40 @@ class AccountPermission(Base):
     permission_type: Mapped[str64] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(8))
     updated_at: Mapped[utc_datetime]
+
+
+class AccountAttribute(Base):
+    """One declared attribute of one account (rules/attributes.yaml says which exist): a row per name."""
+
+    __tablename__ = "account_attributes"
+    __table_args__ = (Index("ix_account_attributes_name_value", "name", "value"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    name: Mapped[str64] = mapped_column(primary_key=True)
+    value: Mapped[str64]
+
+
+# An audit row keeps the whole attribute set before and after, as JSON the driver (de)serialises.
+AttributeSnapshot = JSON().with_variant(JSONB(), "postgresql")
+
+
+class AccountAudit(Base):
+    """One effective change of an account's status or attributes (a creation has no before). Append-only."""
+
+    __tablename__ = "account_audit"
+    __table_args__ = (Index("ix_account_audit_account", "tenant_id", "account_no", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    trace_id: Mapped[str128]
+    tenant_id: Mapped[str64]
+    app_key: Mapped[str128]
+    account_no: Mapped[str64]
+    status_before: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status_after: Mapped[str] = mapped_column(String(16))
+    attributes_before: Mapped[dict[str, str] | None] = mapped_column(AttributeSnapshot, nullable=True)
+    attributes_after: Mapped[dict[str, str]] = mapped_column(AttributeSnapshot)
+    rule_set_version: Mapped[str64]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PermissionAudit(Base):

@@ -17,9 +17,10 @@ from sqlalchemy import Executable, Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.persistence.accounts import AccountRecord as AccountRecord  # re-exported: the services import it here
+from app.persistence.accounts import Accounts as Accounts
 from app.persistence.models import (
     AcceptedSignature,
-    Account,
     AccountPermission,
     Credential,
     IdempotencyKey,
@@ -30,17 +31,6 @@ from app.persistence.models import (
     Tenant,
     TenantConfig,
 )
-
-
-@dataclass(frozen=True)
-class AccountRecord:
-    """What the service needs of an account, plus its tenant's config version."""
-
-    id: int
-    tenant_id: str
-    account_no: str
-    status: str
-    config_version: int
 
 
 @dataclass(frozen=True)
@@ -79,21 +69,14 @@ def _insert_for(session: Session):  # type: ignore[no-untyped-def]
     return _INSERT_BY_DIALECT[session.get_bind().dialect.name]
 
 
-_accounts = Account.__table__
-_tenants = Tenant.__table__
 _permissions = AccountPermission.__table__
 _credentials = Credential.__table__
 _signatures = AcceptedSignature.__table__
 
-_ACCOUNT = (
-    select(_accounts.c.id, _accounts.c.tenant_id, _accounts.c.origin_id, _accounts.c.status, _tenants.c.config_version)
-    .join_from(_accounts, _tenants, _tenants.c.id == _accounts.c.tenant_id)
-    .where(_accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no"))
-)
-_ACCOUNT_LOCKED = _ACCOUNT.with_for_update(of=_accounts)
-# Not joined to the lock above to save a round trip: under READ COMMITTED a SELECT that waited for the
-# lock returns the other tables' rows from the snapshot taken before it waited, so it would miss the
-# permissions the previous holder of the lock just committed. A separate statement takes a new snapshot.
+# Not joined to the account's lock (app/persistence/accounts.py) to save a round trip: under READ
+# COMMITTED a SELECT that waited for the lock returns the other tables' rows from the snapshot taken before
+# it waited, so it would miss the permissions the previous holder of the lock just committed. A separate
+# statement takes a new snapshot.
 _PERMISSIONS_OF = select(_permissions.c.permission_type, _permissions.c.status, _permissions.c.updated_at).where(
     _permissions.c.account_id == bindparam("account_id")
 )
@@ -124,33 +107,6 @@ _UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
 _RECORD_SIGNATURE = _per_dialect(_record_signature)
 
 
-class Accounts:
-    """Accounts, looked up within one tenant."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, *, tenant_id: str, account_no: str, lock: bool) -> AccountRecord | None:
-        """The account with its tenant's config version; lock=True holds its row until commit."""
-        row = (
-            self.session.connection()
-            .execute(_ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no})
-            .one_or_none()
-        )
-        return None if row is None else AccountRecord(*row)
-
-    def add(self, *, tenant_id: str, account_no: str, status: str, at: datetime) -> int:
-        """Create an account; returns its id."""
-        account = Account(tenant_id=tenant_id, origin_id=account_no, status=status, created_at=at)
-        self.session.add(account)
-        self.session.flush()
-        return account.id
-
-    def set_status(self, account_id: int, status: str) -> None:
-        """Change an account's status (active | deregistered)."""
-        self.session.execute(update(Account).where(Account.id == account_id).values(status=status))
-
-
 class Tenants:
     """Tenants and the version of their SaaS config."""
 
@@ -160,6 +116,13 @@ class Tenants:
     def config_version(self, tenant_id: str) -> int | None:
         """The tenant's config version, or None when there is no such tenant."""
         return self.session.scalar(select(Tenant.config_version).where(Tenant.id == tenant_id))
+
+    def existing(self, tenant_ids: Iterable[str]) -> set[str]:
+        """Which of tenant_ids are tenants."""
+        wanted = sorted(set(tenant_ids))
+        if not wanted:
+            return set()
+        return set(self.session.scalars(select(Tenant.id).where(Tenant.id.in_(wanted))))
 
     def add(self, tenant_id: str, at: datetime) -> None:
         """Create a tenant (config version 0)."""

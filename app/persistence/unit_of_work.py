@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.persistence.accounts import AccountAttributes, AccountAuditTrail, Accounts
 from app.persistence.repositories import (
-    Accounts,
     AuditTrail,
     Credentials,
     Decisions,
@@ -48,6 +48,8 @@ class UnitOfWork:
             self.session.connection(execution_options={"sqlite_immediate": True})
         self.tenants = Tenants(self.session)
         self.accounts = Accounts(self.session)
+        self.attributes = AccountAttributes(self.session)
+        self.account_audit = AccountAuditTrail(self.session)
         self.permissions = Permissions(self.session)
         self.audit = AuditTrail(self.session)
         self.credentials = Credentials(self.session)

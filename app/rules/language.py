@@ -21,6 +21,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from app.rules.attributes import AttributeDeclaration
 from app.rules.model import (
     ACCOUNT_STATUSES,
     CHANGE_FIELDS,
@@ -34,7 +35,6 @@ from app.rules.model import (
     AccountTest,
     All,
     AnyOf,
-    Attribute,
     ChangeTest,
     Condition,
     Match,
@@ -75,7 +75,7 @@ class _Rule:
 
     reader: YamlReader
     rule_id: str
-    attributes: dict[str, Attribute]
+    attributes: dict[str, AttributeDeclaration]
 
 
 def _problem(ctx: _Rule, node: Any, text: str, key: Any = None) -> None:
@@ -167,7 +167,7 @@ def _account(ctx: _Rule, node: CommentedMap, value: Any) -> list[Condition] | No
             if parsed is not None:
                 _problem(ctx, value, f"'{field}' takes values, not operators", field)
             return None
-        allowed = ACCOUNT_STATUSES if field == "status" else ctx.attributes[str(field)].values
+        allowed = ACCOUNT_STATUSES if field == "status" else (ctx.attributes[str(field)].values or ())
         unknown = [v for v in parsed.values if isinstance(v, str) and not is_glob(v) and allowed and v not in allowed]
         if unknown:
             _problem(ctx, value, f"'{field}' is never '{unknown[0]}' (allowed: {', '.join(allowed)})", field)
@@ -290,7 +290,7 @@ def _rule(
     *,
     policy: bool,
     seen: set[str],
-    attributes: dict[str, Attribute],
+    attributes: dict[str, AttributeDeclaration],
 ) -> Rule | None:
     rule_id = item.get("id")
     shown_id = rule_id if isinstance(rule_id, str) else f"{'policies' if policy else 'rules'}[{index}]"
@@ -350,7 +350,7 @@ def _rule(
 
 
 def load_rules(
-    data: bytes | None, shown: str, *, policy: bool, seen: set[str], attributes: dict[str, Attribute]
+    data: bytes | None, shown: str, *, policy: bool, seen: set[str], attributes: dict[str, AttributeDeclaration]
 ) -> tuple[tuple[Rule, ...], list[Problem]]:
     """Read validation.yaml (`rules:`) or policies.yaml (`policies:`) into ordered Rules."""
     key = "policies" if policy else "rules"

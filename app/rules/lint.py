@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
 from app.rules.language import POLICY_FILE
 from app.rules.loader import (
-    ATTRIBUTES_FILE,
     CATALOG_FILE,
     RULES_FILE,
     Problem,

@@ -9,12 +9,12 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from app.rules.attributes import ATTRIBUTES_FILE, NO_ATTRIBUTES, read_attributes
 from app.rules.language import POLICY_FILE, VALIDATION_FILE, load_rules
-from app.rules.model import Attribute, Catalog, Rule, RuleSet
+from app.rules.model import Catalog, Rule, RuleSet
 from app.rules.source import Problem, RuleSetInvalid, YamlReader
 
 CATALOG_FILE = "catalog.yaml"
-ATTRIBUTES_FILE = "attributes.yaml"
 RULES_FILE = VALIDATION_FILE
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -130,42 +130,16 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
     return Catalog(values=tuple(values), markets=markets, banned_groups=banned_names, products=tuple(products)), []
 
 
-def _attributes(data: bytes | None, shown: str) -> tuple[tuple[Attribute, ...], list[Problem]]:
-    """attributes.yaml (optional): the account attributes compliance declares."""
-    if data is None:
-        return (), []
-    reader = YamlReader(data, shown)
-    doc = reader.load()
-    items = doc.get("attributes") if isinstance(doc, CommentedMap) else None
-    if not isinstance(items, CommentedSeq):
-        if not reader.problems:
-            reader.problem(doc, "attributes", "must be a mapping with an 'attributes' list")
-        return (), reader.problems
-    declared: list[Attribute] = []
-    for i, item in enumerate(items):
-        name = item.get("name") if isinstance(item, CommentedMap) else None
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            reader.problem(items, "attributes", "each attribute has a name of letters, digits, _ and -", i)
-            continue
-        values = item.get("values") or ()
-        declared.append(
-            Attribute(
-                name=name,
-                description=str(item.get("description", "")),
-                values=tuple(str(v) for v in values),
-                pattern=item.get("pattern"),
-            )
-        )
-    return tuple(declared), reader.problems
-
-
 def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
     """Load and validate rules_dir (or the tree already read from it), or raise RuleSetInvalid."""
     rules_dir = Path(rules_dir)
     tree = read_tree(rules_dir) if tree is None else tree
     catalog, problems = load_catalog(tree.get(CATALOG_FILE), shown_path(rules_dir, CATALOG_FILE))
-    attributes, found = _attributes(tree.get(ATTRIBUTES_FILE), shown_path(rules_dir, ATTRIBUTES_FILE))
-    problems += found
+    attributes = NO_ATTRIBUTES  # a rules directory without attributes.yaml declares none
+    if ATTRIBUTES_FILE in tree:
+        reader = YamlReader(tree[ATTRIBUTES_FILE], shown_path(rules_dir, ATTRIBUTES_FILE))
+        attributes = read_attributes(reader)
+        problems += reader.problems
     declared = {a.name: a for a in attributes}
     seen: set[str] = set()
     validations, found = load_rules(

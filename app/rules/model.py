@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 
+from app.rules.attributes import NO_ATTRIBUTES, AttributeSet
+
 # What a condition can test about a change (see rules/README.md), and which of them are text or flags.
 RAW_FIELDS = ("permission_type", "permission_status")  # as sent: may be missing or not text
 PART_FIELDS = ("product", "market", "group", "name")  # parts of the type: stock.US, account.trade
@@ -170,23 +172,13 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Attribute:
-    """An account attribute compliance declares: its allowed values, or a pattern its values match."""
-
-    name: str
-    description: str
-    values: tuple[str, ...] = ()
-    pattern: str | None = None
-
-
-@dataclass(frozen=True)
 class RuleSet:
     """A loaded, validated rules/ directory: validations first, then policies, each in file order."""
 
     version: str
     catalog: Catalog
     rules: tuple[Rule, ...]
-    attributes: tuple[Attribute, ...] = ()
+    attributes: AttributeSet = NO_ATTRIBUTES  # declared in attributes.yaml (app/rules/attributes.py)
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id."""

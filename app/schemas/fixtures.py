@@ -1,8 +1,8 @@
 """The fixtures file format (SPEC §9): one marshmallow schema per mapping, every key known.
 
 A mistake is a Problem with the path of the offending value (("accounts", 2, "status")); whoever read the
-file turns that path into a line number. To add a field (e.g. an account's attributes), declare it on its
-schema and its dataclass, and apply it in app/service/fixtures.py.
+file turns that path into a line number. To add a field, declare it on its schema and its dataclass, and
+apply it in app/service/fixtures.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from app.errors import DomainError
 from app.rules.model import is_config_pattern
+from app.schemas.accounts import Attributes
+from app.service.model import ACCOUNT_STATUSES
 
 KeyPath = tuple[str | int, ...]
-ACCOUNT_STATUSES = ("active", "deregistered")
 PERMISSION_STATUSES = ("open", "close")
 TOP_LEVEL = ("tenants", "accounts")
 # marshmallow's wording, in the words the rest of permctl uses
@@ -85,6 +86,7 @@ class AccountFixture:
     tenant: str
     status: str
     permissions: dict[str, str]
+    attributes: dict[str, str] | None = None  # None: keep what is stored; {}: clear
 
 
 @dataclass(frozen=True)
@@ -165,11 +167,12 @@ class TenantSchema(_Mapping):
 
 
 class AccountSchema(_Mapping):
-    """{account_no, tenant, status?, permissions?}."""
+    """{account_no, tenant, status?, attributes?, permissions?}."""
 
     account_no = _text(64, required=True)
     tenant = _text(64, required=True)
     status = fields.String(load_default="active", validate=validate.OneOf(ACCOUNT_STATUSES))
+    attributes = Attributes(load_default=None)  # names and values: the account service checks them
     permissions = fields.Dict(
         keys=_text(64),
         values=fields.String(validate=validate.OneOf(PERMISSION_STATUSES)),
@@ -179,11 +182,13 @@ class AccountSchema(_Mapping):
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> AccountFixture:
+        attributes = data["attributes"]
         return AccountFixture(
             account_no=data["account_no"],
             tenant=data["tenant"],
             status=data["status"],
             permissions=dict(data["permissions"] or {}),
+            attributes=None if attributes is None else dict(attributes),
         )
 
 

@@ -13,16 +13,15 @@ MAX_CHANGES = 100
 MAX_ACCOUNT_NO = 64
 
 
-def _printable_text(value: str) -> None:
-    # Account numbers are printable text; NUL, control characters and lone surrogates name no account
-    # and some databases cannot even compare them.
+def printable_text(value: str) -> None:
+    """Refuse NUL, control characters and lone surrogates (they name nothing; some databases cannot compare them)."""
     if not value.isprintable():
         raise ValidationError("must be printable text")
 
 
 ACCOUNT_NO: dict[str, Any] = {
     "required": True,
-    "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), _printable_text],
+    "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), printable_text],
 }
 
 
@@ -94,7 +93,8 @@ def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
     return path, str(messages)
 
 
-def _describe(error: ValidationError, *, what: str) -> str:
+def describe(error: ValidationError, *, what: str) -> str:
+    """The first problem of a validation error as `place: text`, in the words of the API."""
     place, text = _first_error(error.messages)
     if not place:
         return f"{what} must be a JSON object"
@@ -104,6 +104,8 @@ def _describe(error: ValidationError, *, what: str) -> str:
         "Not a valid string.": "must be a string",
         "Not a valid list.": "must be an array",
         "Missing data for required field.": "is required",
+        "Unknown field.": "unknown key",
+        "Field may not be null.": "must not be null",
     }.get(text, text)
     return f"{place}: {text}"
 
@@ -153,7 +155,7 @@ def load_update_request(body: Any) -> dict[str, Any]:
     try:
         return _UPDATE.load(body)
     except ValidationError as exc:
-        raise InvalidRequest(_describe(exc, what="body")) from exc
+        raise InvalidRequest(describe(exc, what="body")) from exc
 
 
 def load_get_query(args: dict[str, Any]) -> dict[str, Any]:
@@ -161,4 +163,4 @@ def load_get_query(args: dict[str, Any]) -> dict[str, Any]:
     try:
         return _QUERY.load(args)
     except ValidationError as exc:
-        raise InvalidRequest(_describe(exc, what="query")) from exc
+        raise InvalidRequest(describe(exc, what="query")) from exc

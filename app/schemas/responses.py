@@ -22,6 +22,27 @@ class UpdateEnvelope(Schema):
     data = fields.Nested(UpdateData, required=True)
 
 
+class UpsertData(Schema):
+    """data of a successful upsert: the account as stored now, and what the request did."""
+
+    account_no = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["active", "deregistered"]))
+    attributes = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    result = fields.String(
+        required=True,
+        validate=validate.OneOf(["created", "updated", "unchanged"]),
+        metadata={"description": "unchanged: the account already was as asked (nothing written, no audit row)"},
+    )
+
+
+class UpsertEnvelope(Schema):
+    """A successful upsert."""
+
+    code = fields.Integer(required=True)
+    message = fields.String(required=True)
+    data = fields.Nested(UpsertData, required=True)
+
+
 class PermissionView(Schema):
     """One catalog value as the account holds it."""
 
@@ -36,6 +57,12 @@ class ReadData(Schema):
     account_no = fields.String(required=True)
     account_status = fields.String(required=True, validate=validate.OneOf(["active", "deregistered"]))
     permissions = fields.List(fields.Nested(PermissionView), required=True)
+    attributes = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "the account's attributes (names declared in rules/attributes.yaml); {} when none"},
+    )
 
 
 class ReadEnvelope(Schema):

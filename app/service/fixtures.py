@@ -12,11 +12,15 @@ from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
+from app.errors import DomainError
 from app.persistence.config_cache import ConfigCache
 from app.persistence.repositories import CredentialRecord
 from app.persistence.unit_of_work import UnitOfWork
+from app.rules.attributes import NO_ATTRIBUTES, AttributeSet
 from app.rules.model import Catalog
 from app.schemas.fixtures import AccountFixture, Fixtures, InvalidFixtures, Problem, TenantFixture, parse_fixtures
+from app.service.accounts import AccountUpsert, InvalidAccount, UpsertResult, apply_upserts
+from app.service.model import Caller
 from app.signature import token_digest
 
 __all__ = ["InvalidFixtures", "LoadReport", "Tally", "load_fixtures"]
@@ -118,21 +122,45 @@ def _load_tenant(
     return True
 
 
-def _load_account(
-    uow: UnitOfWork, report: LoadReport, account: AccountFixture, rule_set_version: str, now: datetime
+def _load_accounts(
+    uow: UnitOfWork,
+    report: LoadReport,
+    fixtures: Fixtures,
+    attributes: AttributeSet,
+    rule_set_version: str,
+    now: datetime,
+) -> list[int]:
+    """Upsert every account (status and attributes) through the account service; their ids, in file order.
+
+    Each refusal (an undeclared attribute, a value its declaration does not allow, a change to a deregistered
+    account) is a problem at its place in the file, and nothing is loaded.
+    """
+    upserts = [
+        AccountUpsert(Caller(a.tenant, FIXTURE_APP_KEY), a.account_no, a.status, a.attributes, FIXTURE_TRACE_ID)
+        for a in fixtures.accounts
+    ]
+    results = apply_upserts(uow, upserts, attributes=attributes, rule_set_version=rule_set_version, now=now)
+    problems = [_problem(i, fixtures.accounts[i], r) for i, r in enumerate(results) if isinstance(r, DomainError)]
+    if problems:
+        raise InvalidFixtures(problems)
+    ids = []
+    for result in results:
+        assert isinstance(result, UpsertResult)
+        report["accounts"].add(result.outcome.value)
+        ids.append(result.account_id)
+    return ids
+
+
+def _problem(i: int, account: AccountFixture, refused: DomainError) -> Problem:
+    if isinstance(refused, InvalidAccount):
+        return Problem(("accounts", i, *refused.field), f"'{refused.value}': {refused.reason}")
+    return Problem(("accounts", i, "status"), f"account '{account.account_no}' is deregistered: it cannot be changed")
+
+
+def _load_permissions(
+    uow: UnitOfWork, report: LoadReport, account: AccountFixture, account_id: int, rule_set_version: str, now: datetime
 ) -> None:
-    """Upsert one account and set its permissions, auditing each change."""
-    stored = uow.accounts.get(tenant_id=account.tenant, account_no=account.account_no, lock=False)
-    if stored is None:
-        account_id = uow.accounts.add(
-            tenant_id=account.tenant, account_no=account.account_no, status=account.status, at=now
-        )
-        report["accounts"].add("created")
-    else:
-        account_id = stored.id
-        report["accounts"].add(_outcome(stored.status, account.status))
-        if stored.status != account.status:
-            uow.accounts.set_status(account_id, account.status)
+    """Set the account's permissions, auditing each change."""
     current = uow.permissions.of(account_id)
     wanted = []
     for permission_type, status in account.permissions.items():
@@ -166,12 +194,15 @@ def load_fixtures(
     cache: ConfigCache,
     catalog: Catalog,
     rule_set_version: str,
+    attributes: AttributeSet = NO_ATTRIBUTES,
     progress: Callable[[int], None] | None = None,
 ) -> LoadReport:
     """Upsert tenants, credentials, configs, accounts and permissions (all or nothing); report what changed.
 
     document is Fixtures or plain data (checked with app/schemas/fixtures.py); a mistake raises InvalidFixtures
-    with every problem found, and nothing is written.
+    with every problem found, and nothing is written. Accounts go through the account service (app/service/
+    accounts.py): attributes must be declared (`attributes`, from rules/attributes.yaml), a deregistered account
+    stays deregistered, and every change of status or attributes is in the account audit trail.
     """
     fixtures = document if isinstance(document, Fixtures) else parse_fixtures(document)
     now = datetime.now(UTC)
@@ -182,8 +213,9 @@ def load_fixtures(
         for i, tenant in enumerate(fixtures.tenants):
             if _load_tenant(uow, report, i, tenant, catalog, now):
                 changed_configs.append(tenant.id)
-        for account in fixtures.accounts:
-            _load_account(uow, report, account, rule_set_version, now)
+        ids = _load_accounts(uow, report, fixtures, attributes, rule_set_version, now)
+        for account, account_id in zip(fixtures.accounts, ids, strict=True):
+            _load_permissions(uow, report, account, account_id, rule_set_version, now)
             if progress is not None:
                 progress(1)
         uow.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +75,8 @@ class IdempotencyKeys:
             "failure_index": answer.failure_index,
             "rule_id": answer.rule_id,
         }
+        if answer.data is not None:
+            response["data"] = dict(answer.data)
         uow.idempotency_keys.answer(
             tenant_id=caller.tenant_id, key=request.key, http_status=answer.http_status, response=json.dumps(response)
         )
@@ -95,14 +97,15 @@ class IdempotencyKeys:
         return None
 
 
-def answer_for(error: DomainError) -> StoredAnswer:
-    """The stored form of a domain error's answer."""
+def answer_for(error: DomainError, data: Mapping[str, Any] | None = None) -> StoredAnswer:
+    """The stored form of a domain error's answer (with the answer's whole `data` when given)."""
     return StoredAnswer(
         http_status=error.http_status,
         code=int(error.code),
         message=error.message,
         failure_index=error.failure_index,
         rule_id=error.rule_id,
+        data=data,
     )
 
 

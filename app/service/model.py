@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+ACCOUNT_STATUSES = ("active", "deregistered")
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,12 @@ class PermissionView:
 
 @dataclass(frozen=True)
 class AccountPermissions:
-    """An account and every permission its tenant's config enables, in catalog order."""
+    """An account, every permission its tenant's config enables (in catalog order), and its attributes."""
 
     account_no: str
     account_status: str
     permissions: tuple[PermissionView, ...]
+    attributes: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class StoredAnswer:
     message: str
     failure_index: int = 0
     rule_id: str | None = None
+    data: Mapping[str, Any] | None = None  # the answer's whole `data`; None: failure_index and rule_id make it
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,7 @@ class PermissionService:
         return stored
 
     def read(self, *, caller: Caller, account_no: str) -> AccountPermissions:
-        """The account's status and every permission its tenant's config enables, in catalog order."""
+        """The account's status, attributes and every permission its tenant's config enables, in catalog order."""
         engine = self._rules.engine
         try:
             with UnitOfWork(self._session_factory) as uow:
@@ -308,7 +308,7 @@ class PermissionService:
                 if found
                 else PermissionView(permission_type, "close", None)
             )
-        return AccountPermissions(account.account_no, account.status, tuple(views))
+        return AccountPermissions(account.account_no, account.status, tuple(views), account.attributes)
 
     @staticmethod
     def _account(

@@ -88,7 +88,7 @@ def test_load_applies_a_changed_document_and_counts_the_updates(database_url, tm
         FIXTURES_YAML.replace("stock.HK: open", "stock.HK: close")
         .replace('"options.US", "trade.*"', '"options.US"')
         .replace("other-secret", "rotated-secret")
-        .replace("status: deregistered", "status: active"),
+        .replace("    tenant: hk_other\n", "    tenant: hk_other\n    status: deregistered\n"),
         encoding="utf-8",
     )
     tallies = _tallies(ok(_load(fixtures, database_url)))
@@ -102,6 +102,7 @@ def test_load_applies_a_changed_document_and_counts_the_updates(database_url, tm
     assert scalar(database_url, "SELECT count(*) FROM permission_audit") == 3
     assert scalar(database_url, "SELECT config_version FROM tenants WHERE id = 'sg_mexc'") == 2
     assert scalar(database_url, "SELECT app_secret FROM credentials WHERE app_key = 'other-key'") == "rotated-secret"
+    assert scalar(database_url, "SELECT status FROM accounts WHERE tenant_id = 'hk_other'") == "deregistered"
 
 
 # --- mistakes: non-zero, each named with file:line, nothing written ----------------------------------------------
@@ -118,7 +119,7 @@ def test_load_applies_a_changed_document_and_counts_the_updates(database_url, tm
         (
             "tenants:\n  - id: x\naccounts:\n  - account_no: A1\n    tenant: x\n    colour: red\n",
             6,
-            "accounts[0].colour: unknown key (expected account_no, tenant, status, permissions)",
+            "accounts[0].colour: unknown key (expected account_no, tenant, status, attributes, permissions)",
         ),
         (
             "tenants:\n  - id: x\n    saas_config: {enabld: ['stock.*']}\n",
@@ -263,3 +264,76 @@ def test_load_never_restores_a_revoked_key_and_says_so(database_url, tmp_path):
     assert "credentials:  0 created, 0 updated, 1 unchanged, 1 revoked (not restored)" in out
     assert scalar(database_url, "SELECT count(*) FROM credentials WHERE app_key = 'demo-key'") == 0
     assert scalar(database_url, "SELECT tenant_id FROM revoked_app_keys WHERE app_key = 'demo-key'") == "sg_mexc"
+
+
+# --- attributes (issue 10): declared in rules/attributes.yaml, checked by the account service -------------------
+
+WITH_ATTRIBUTES = FIXTURES_YAML.replace(
+    "    status: active            # active | deregistered\n",
+    "    status: active            # active | deregistered\n    attributes: {account_type: margin, residency: SG}\n",
+)
+
+
+def _account_audit(database_url: str) -> list[tuple[Any, ...]]:
+    return snapshot(database_url)["account_audit"]
+
+
+def test_load_stores_attributes_audits_them_and_a_second_load_changes_nothing(database_url, tmp_path):
+    fixtures = tmp_path / "fixtures.yaml"
+    fixtures.write_text(WITH_ATTRIBUTES, encoding="utf-8")
+    assert _tallies(ok(_load(fixtures, database_url)))["accounts"] == (3, 0, 0)
+    rows = snapshot(database_url)["account_attributes"]
+    assert sorted(row[1:] for row in rows) == [("account_type", "margin"), ("residency", "SG")]
+    assert len(_account_audit(database_url)) == 3  # one creation each, by permctl, trace fixture-load
+    assert {(*row[1:3], row[4]) for row in _account_audit(database_url)} == {
+        ("fixture-load", "sg_mexc", "L6VQEU00121996"),
+        ("fixture-load", "sg_mexc", "GONE-1"),
+        ("fixture-load", "hk_other", "L6VQEU00121996"),
+    }
+    before = snapshot(database_url)
+    assert _tallies(ok(_load(fixtures, database_url)))["accounts"] == (0, 0, 3)
+    assert snapshot(database_url) == before
+
+    # Attributes replace the stored set; an account without `attributes` keeps its own.
+    fixtures.write_text(WITH_ATTRIBUTES.replace("{account_type: margin, residency: SG}", "{account_type: cash}"))
+    assert _tallies(ok(_load(fixtures, database_url)))["accounts"] == (0, 1, 2)
+    assert [row[1:] for row in snapshot(database_url)["account_attributes"]] == [("account_type", "cash")]
+    assert len(_account_audit(database_url)) == 4
+    fixtures.write_text(FIXTURES_YAML)  # no attributes given: kept
+    assert _tallies(ok(_load(fixtures, database_url)))["accounts"] == (0, 0, 3)
+    assert [row[1:] for row in snapshot(database_url)["account_attributes"]] == [("account_type", "cash")]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ("{colour: red}", "accounts[0].attributes.colour: 'red': not a declared attribute (declared: "),
+        ("{residency: sg}", "accounts[0].attributes.residency: 'sg': not allowed (allowed: text matching"),
+        ("{account_type: 1}", "accounts[0].attributes.account_type: must be a string"),
+        ("[margin]", "accounts[0].attributes: must be a mapping"),
+    ],
+    ids=["undeclared", "disallowed", "not-text", "not-a-mapping"],
+)
+def test_an_attribute_the_rules_do_not_allow_is_named_with_its_line(seeded, tmp_path, attributes, expected):
+    path = tmp_path / "fixtures.yaml"
+    path.write_text(
+        f"accounts:\n  - account_no: NEW-1\n    tenant: sg_mexc\n    attributes: {attributes}\n", encoding="utf-8"
+    )
+    before = snapshot(seeded.database_url)
+    error = one_line_error(_load(path, seeded.database_url))
+    assert error.startswith(f"Error: {path}:4: {expected}"), error
+    assert snapshot(seeded.database_url) == before
+
+
+def test_a_deregistered_account_is_not_reactivated_by_a_load(database_url, tmp_path):
+    fixtures = tmp_path / "fixtures.yaml"
+    fixtures.write_text(FIXTURES_YAML, encoding="utf-8")
+    ok(_load(fixtures, database_url))
+    before = snapshot(database_url)
+    fixtures.write_text(FIXTURES_YAML.replace("status: deregistered", "status: active"), encoding="utf-8")
+    error = one_line_error(_load(fixtures, database_url))
+    assert error == (
+        f"Error: {fixtures}:{FIXTURES_YAML.splitlines().index('    status: deregistered') + 1}: "
+        "accounts[1].status: account 'GONE-1' is deregistered: it cannot be changed"
+    )
+    assert snapshot(database_url) == before

@@ -18,8 +18,9 @@ from app.settings import Settings
 from tests.conftest import Api
 from tests.e2e.server import free_port
 from tests.http.test_bad_input import MAX_BODY, padded
+from tests.service.test_accounts import AccountAuditFault
 from tests.service.test_write_failure import FIFTH, TEN, Injector
-from tests.support import DEMO, READ_PATH, UPDATE_PATH, Credentials, body_of, signed_headers
+from tests.support import DEMO, READ_PATH, UPDATE_PATH, UPSERT_PATH, Credentials, body_of, signed_headers
 
 DOCUMENT = build_document()
 COMPONENTS = DOCUMENT["components"]
@@ -136,6 +137,13 @@ def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Ap
             send(on, "POST", UPDATE_PATH, body, creds=creds, headers={"Idempotency-Key": key} if key else None),
         )
 
+    def upsert(body: bytes, *, key: str | None = None, creds: Credentials = DEMO, on: Any = client) -> Any:
+        return checker.check(
+            "POST",
+            UPSERT_PATH,
+            send(on, "POST", UPSERT_PATH, body, creds=creds, headers={"Idempotency-Key": key} if key else None),
+        )
+
     def read(query: str, body: bytes = b"", *, creds: Credentials | None = DEMO, on: Any = client) -> Any:
         return checker.check("GET", READ_PATH, send(on, "GET", READ_PATH, body, query=query, creds=creds))
 
@@ -178,6 +186,36 @@ def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Ap
     finally:
         engine.dispose()
     post(body_of("ACC-2", ("stock.SG", "open")), on=down)
+
+    upserts = {  # the account route: each keyed answer, then its repeat
+        "u-ok": b'{"account_no":"U-1","status":"active","attributes":{"account_type":"cash"}}',
+        "u-malformed": b'{"account_no":"U-2","status":"frozen"}',
+        "u-deregistered": b'{"account_no":"ACC-GONE","status":"active"}',
+    }
+    for key, body in upserts.items():
+        first = upsert(body, key=key)
+        again = upsert(body, key=key)
+        assert again.headers["Idempotency-Replayed"] == "true" and again.get_json() == first.get_json()
+    upsert(b'{"account_no":"U-1","status":"active","attributes":{"colour":"red"}}')
+    upsert(b'{"account_no":"U-3","status":"active"}', creds=Credentials(app_secret="wrong"))
+    upsert(padded(MAX_BODY + 1))
+    upsert(b'{"account_no":"U-3","status":"deregistered"}', key="u-ok")  # the key of another request: 422
+    engine = create_engine(seeded.database_url)
+    try:
+        with engine.begin() as conn:  # as if the first request with this key were still running
+            conn.execute(
+                text("UPDATE idempotency_keys SET response = NULL, http_status = NULL WHERE idempotency_key = 'u-ok'")
+            )
+        assert upsert(upserts["u-ok"], key="u-ok").status_code == 409
+        fault = AccountAuditFault(engine, "U-FAIL")
+        fault.arm()
+        try:
+            assert upsert(b'{"account_no":"U-FAIL","status":"active"}').status_code == 500
+        finally:
+            fault.disarm()
+    finally:
+        engine.dispose()
+    upsert(b'{"account_no":"U-4","status":"active"}', on=down)
 
     read("account_no=ACC-1")
     read("account_no=")
@@ -251,10 +289,11 @@ def request_schemas() -> Iterator[tuple[str, dict[str, Any]]]:
 
 def test_request_objects_accept_unknown_fields_and_mark_what_they_require(api: Api) -> None:
     schemas = dict(request_schemas())
-    assert set(schemas) == {"UpdatePermissionsRequest", "PermissionChange"}
+    assert set(schemas) == {"UpdatePermissionsRequest", "PermissionChange", "UpsertAccountRequest"}
     assert all(schema.get("additionalProperties", True) is not False for schema in schemas.values())
     assert schemas["UpdatePermissionsRequest"]["required"] == ["account_no", "changes"]
     assert schemas["PermissionChange"]["required"] == ["permission_status", "permission_type"]
+    assert schemas["UpsertAccountRequest"]["required"] == ["account_no", "status"]
     # The server agrees: unknown fields are ignored at both levels ...
     body = (
         b'{"account_no":"ACC-2","note":{"x":1},"changes":[{"permission_type":"stock.US",'
@@ -267,3 +306,8 @@ def test_request_objects_accept_unknown_fields_and_mark_what_they_require(api: A
         request.pop(field, None)
         request["changes"][0].pop(field, None) if "changes" in request else None
         assert api.update(json.dumps(request).encode()).status_code == 400, field
+    assert api.upsert({"account_no": "U-9", "status": "active", "note": 1}).status_code == 200
+    for field in ("account_no", "status"):
+        account = {"account_no": "U-9", "status": "active"}
+        account.pop(field)
+        assert api.upsert(account).status_code == 400, field

@@ -22,7 +22,8 @@ def read_ok(api: Api, account_no: str, creds: Credentials = DEMO) -> dict[str, A
     response = api.read(account_no, creds=creds)
     body = response.get_json()
     assert (response.status_code, body["code"], body["message"]) == (200, 0, "success"), body
-    assert set(body["data"]) == {"account_no", "account_status", "permissions"}
+    assert set(body["data"]) == {"account_no", "account_status", "permissions", "attributes"}
+    assert isinstance(body["data"]["attributes"], dict)
     return body["data"]
 
 
@@ -85,7 +86,12 @@ def test_other_tenant_sees_only_its_config(api: Api, app: Any) -> None:
 
 
 def test_tenant_without_config_sees_an_empty_list(api: Api) -> None:
-    assert read_ok(api, "BARE-1", creds=BARE) == {"account_no": "BARE-1", "account_status": "active", "permissions": []}
+    assert read_ok(api, "BARE-1", creds=BARE) == {
+        "account_no": "BARE-1",
+        "account_status": "active",
+        "permissions": [],
+        "attributes": {},
+    }
 
 
 @pytest.mark.parametrize(

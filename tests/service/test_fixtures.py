@@ -117,9 +117,9 @@ def test_a_pattern_that_matches_nothing_is_loaded_with_a_warning(factory, rule_s
         ),
         ({"tenants": [], "acounts": []}, ("acounts",), "unknown key (did you mean 'accounts'?)"),
         (
-            {"accounts": [{"account_no": "A", "tenant": "t", "attributes": {}}]},
-            ("accounts", 0, "attributes"),
-            "unknown key (expected account_no, tenant, status, permissions)",
+            {"accounts": [{"account_no": "A", "tenant": "t", "colour": {}}]},
+            ("accounts", 0, "colour"),
+            "unknown key (expected account_no, tenant, status, attributes, permissions)",
         ),
         (
             {"tenants": [{"id": "t", "credentials": [{"app_key": "k", "app_secret": "s"}]}]},

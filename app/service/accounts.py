@@ -1,0 +1,361 @@
+"""AccountService: the broker's accounts as it sends them (SPEC §5a), one request or a batch of thousands.
+
+An upsert creates the account or updates its status and attributes; attributes given replace the stored set
+as a whole, attributes omitted (None) keep it, `{}` clears it. Names and values must be declared in
+rules/attributes.yaml (400001 naming the field and value). `deregistered` is final: any change to a
+deregistered account, reactivation included, is refused (409001), while a repeat that changes nothing is a
+success. Every effective change is one account audit row; a request that changes nothing writes none.
+
+The API, `permctl accounts import` and `permctl load` all come through `apply`, so there is one validation
+and one audit. Each account's row is locked (in id order for a batch) before it is read, as the permission
+update locks it, so the two routes see each other's writes in some sequential order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.errors import AccountDeregistered, DomainError, InvalidRequest, ServiceUnavailable, WriteFailed
+from app.persistence.accounts import AccountAuditRecord, AccountKey, AccountRecord, AttributeChange
+from app.persistence.unit_of_work import UnitOfWork
+from app.rules.attributes import AttributeSet
+from app.rules.model import RuleSet
+from app.service.idempotency import IdempotencyKeys, answer_for
+from app.service.model import ACCOUNT_STATUSES, Caller, IdempotencyRequest, StoredAnswer
+
+log = structlog.get_logger("app.accounts")
+
+_RETRIES = 3  # a batch that met an account created concurrently is run again (it then finds the account)
+
+
+class Outcome(StrEnum):
+    """What an upsert did to the account."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class AccountUpsert:
+    """One account as a caller wants it. attributes None keeps the stored set; {} clears it."""
+
+    caller: Caller
+    account_no: str
+    status: str
+    attributes: Mapping[str, str] | None
+    trace_id: str
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """The account after an upsert and what the upsert did; or the stored answer of an identical request."""
+
+    outcome: Outcome
+    account_no: str
+    status: str
+    attributes: Mapping[str, str]
+    account_id: int = 0
+    replayed: StoredAnswer | None = None
+
+    def data(self) -> dict[str, Any]:
+        """The answer's `data`, as the API returns it (and an Idempotency-Key stores it)."""
+        return {
+            "account_no": self.account_no,
+            "status": self.status,
+            "attributes": dict(self.attributes),
+            "result": self.outcome.value,
+        }
+
+
+class InvalidAccount(InvalidRequest):
+    """A field of an upsert is refused whatever is stored: an unknown status, an undeclared or disallowed attribute."""
+
+    def __init__(self, field: tuple[str, ...], value: str, reason: str) -> None:
+        super().__init__(f"{'.'.join(field)} '{value}': {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+class AccountsCreatedConcurrently(WriteFailed):
+    """Another writer created an account of this transaction after it was looked up; running it again finds it."""
+
+
+def refusal(upsert: AccountUpsert, attributes: AttributeSet) -> InvalidAccount | None:
+    """Why the upsert is invalid whatever is stored (status, undeclared or disallowed attributes), or None."""
+    if upsert.status not in ACCOUNT_STATUSES:
+        return InvalidAccount(("status",), upsert.status, f"must be one of {', '.join(ACCOUNT_STATUSES)}")
+    for name, value in (upsert.attributes or {}).items():
+        why = attributes.problem(name, value)
+        if why is not None:
+            return InvalidAccount(("attributes", name), value, why)
+    return None
+
+
+@dataclass
+class _State:
+    """An account in the batch being planned: as stored before it, and as planned so far."""
+
+    stored: AccountRecord | None
+    status: str
+    attributes: dict[str, str]
+
+
+def _planned(state: _State | None, upsert: AccountUpsert) -> tuple[Outcome, str, dict[str, str]]:
+    """The outcome and the account's status and attributes after the upsert; AccountDeregistered when refused."""
+    wanted = None if upsert.attributes is None else dict(upsert.attributes)
+    if state is None:
+        return Outcome.CREATED, upsert.status, wanted or {}
+    attributes = state.attributes if wanted is None else wanted
+    if (upsert.status, attributes) == (state.status, state.attributes):
+        return Outcome.UNCHANGED, state.status, state.attributes
+    if state.status == "deregistered":
+        raise AccountDeregistered(
+            f"account_no '{upsert.account_no}': the account is deregistered; it cannot be changed or reactivated"
+        )
+    return Outcome.UPDATED, upsert.status, attributes
+
+
+def apply_upserts(
+    uow: UnitOfWork,
+    upserts: Sequence[AccountUpsert],
+    *,
+    attributes: AttributeSet,
+    rule_set_version: str,
+    now: datetime,
+) -> list[UpsertResult | DomainError]:
+    """Validate, lock, plan and write the upserts inside the caller's transaction (the caller commits).
+
+    Per upsert, in order: its result, or the refusal that left it out. An account named twice sees the first
+    upsert's effect. The accounts' rows are locked in id order (two batches cannot deadlock) before they are
+    read. AccountsCreatedConcurrently: another writer created one of the accounts after it was looked up (roll
+    back and run again); WriteFailed: a write failed (roll back).
+    """
+    checked = [refusal(u, attributes) for u in upserts]
+    valid = [u for u, refused in zip(upserts, checked, strict=True) if refused is None]
+    stored = uow.accounts.get_many(((u.caller.tenant_id, u.account_no) for u in valid), lock=True)
+    states = {key: _State(record, record.status, dict(record.attributes)) for key, record in stored.items()}
+    results: list[UpsertResult | DomainError] = []
+    audit: list[AccountAuditRecord] = []
+    for upsert, refused in zip(upserts, checked, strict=True):
+        if refused is not None:
+            results.append(refused)
+            continue
+        key = (upsert.caller.tenant_id, upsert.account_no)
+        state = states.get(key)
+        try:
+            outcome, status, after = _planned(state, upsert)
+        except AccountDeregistered as exc:
+            results.append(exc)
+            continue
+        if outcome is not Outcome.UNCHANGED:
+            audit.append(_audit_row(upsert, state, status, after, rule_set_version, now))
+            if state is None:
+                states[key] = _State(None, status, after)
+            else:
+                state.status, state.attributes = status, after
+        results.append(UpsertResult(outcome, upsert.account_no, status, after))
+    try:
+        ids = _write(uow, states, now)
+        uow.account_audit.append(audit)
+    except SQLAlchemyError as exc:
+        log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
+        raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
+    return [
+        r if isinstance(r, DomainError) else _with_id(r, ids[(u.caller.tenant_id, u.account_no)])
+        for u, r in zip(upserts, results, strict=True)
+    ]
+
+
+def _write(uow: UnitOfWork, states: Mapping[AccountKey, _State], now: datetime) -> dict[AccountKey, int]:
+    """Write each account's planned state (new accounts, statuses, attributes); every account's id."""
+    new = [(key, s.status) for key, s in states.items() if s.stored is None]
+    created = uow.accounts.create_many(new, now)
+    if len(created) != len(new):
+        raise AccountsCreatedConcurrently("an account was created concurrently; nothing was written; retry")
+    ids = {key: s.stored.id for key, s in states.items() if s.stored is not None} | created
+    uow.accounts.set_statuses(
+        [(s.stored.id, s.status) for s in states.values() if s.stored is not None and s.status != s.stored.status]
+    )
+    uow.attributes.replace(
+        [
+            AttributeChange(ids[key], s.stored.attributes if s.stored else {}, s.attributes)
+            for key, s in states.items()
+            if s.stored is None or s.attributes != s.stored.attributes
+        ]
+    )
+    return ids
+
+
+class AccountService:
+    """Creates and updates accounts, their status and attributes, with an account audit trail."""
+
+    def __init__(
+        self,
+        *,
+        unit_of_work: Callable[[], UnitOfWork],
+        rule_set: Callable[[], RuleSet],
+        keys: IdempotencyKeys | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._unit_of_work = unit_of_work  # a writer's unit of work: one transaction, committed explicitly
+        self._rule_set = rule_set
+        self._keys = keys or IdempotencyKeys()
+        self._clock = clock
+
+    def upsert(
+        self,
+        *,
+        caller: Caller,
+        account_no: str,
+        status: str,
+        attributes: Mapping[str, str] | None,
+        trace_id: str,
+        idempotency: IdempotencyRequest | None = None,
+    ) -> UpsertResult:
+        """Create or update one account, or raise why not (400001, 409001, 500001, 503001).
+
+        With an idempotency key, a repeat of an answered request gets its stored answer instead.
+        """
+        started = time.perf_counter()
+        upsert = AccountUpsert(caller, account_no, status, attributes, trace_id)
+        try:
+            result = self._upsert_one(upsert, idempotency)
+        except DomainError as exc:
+            self._log(upsert, "rejected", int(exc.code), started)
+            raise
+        self._log(upsert, "replayed" if result.replayed else result.outcome.value, 0, started)
+        return result
+
+    def upsert_batch(self, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
+        """Apply every upsert in one transaction: per upsert its result, or the refusal that left it out.
+
+        A database failure raises (WriteFailed / ServiceUnavailable) and nothing of the batch is written.
+        A tenant that does not exist refuses the upserts that name it.
+        """
+        for attempt in range(_RETRIES):
+            try:
+                with self._unit_of_work() as uow:
+                    tenants = uow.tenants.existing({u.caller.tenant_id for u in upserts})
+                    known = [u for u in upserts if u.caller.tenant_id in tenants]
+                    applied = iter(self._apply(uow, known))
+                    results = [
+                        next(applied) if u.caller.tenant_id in tenants else InvalidRequest(_no_tenant(u))
+                        for u in upserts
+                    ]
+                    self._commit(uow)
+                    return results
+            except AccountsCreatedConcurrently:
+                if attempt == _RETRIES - 1:
+                    raise
+            except SQLAlchemyError as exc:
+                raise ServiceUnavailable.database(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _upsert_one(self, upsert: AccountUpsert, idempotency: IdempotencyRequest | None) -> UpsertResult:
+        for attempt in range(_RETRIES):
+            try:
+                with self._unit_of_work() as uow:
+                    if idempotency is not None:
+                        stored = self._keys.claim(uow, upsert.caller, idempotency)
+                        if stored is not None:
+                            return UpsertResult(Outcome.UNCHANGED, upsert.account_no, "", {}, replayed=stored)
+                    (result,) = self._apply(uow, [upsert])
+                    if isinstance(result, DomainError):  # refused: nothing was written
+                        if idempotency is not None:
+                            self._keys.answer(uow, upsert.caller, idempotency, answer_for(result, {}))
+                            self._commit(uow)
+                        raise result
+                    if idempotency is not None:
+                        answer = StoredAnswer(http_status=200, code=0, message="success", data=result.data())
+                        self._keys.answer(uow, upsert.caller, idempotency, answer)
+                    self._commit(uow)
+                    return result
+            except AccountsCreatedConcurrently:
+                if attempt == _RETRIES - 1:
+                    raise
+            except DomainError:
+                raise
+            except SQLAlchemyError as exc:
+                raise ServiceUnavailable.database(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _apply(self, uow: UnitOfWork, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
+        rule_set = self._rule_set()
+        return apply_upserts(
+            uow, upserts, attributes=rule_set.attributes, rule_set_version=rule_set.version, now=self._clock()
+        )
+
+    def remember_rejection(
+        self, *, caller: Caller, idempotency: IdempotencyRequest, error: DomainError
+    ) -> StoredAnswer | None:
+        """Keep a rejection found before the service ran (a malformed body) under its key; a repeat's answer."""
+        try:
+            with self._unit_of_work() as uow:
+                stored = self._keys.claim(uow, caller, idempotency)
+                if stored is not None:
+                    return stored
+                self._keys.answer(uow, caller, idempotency, answer_for(error, {}))
+                uow.commit()
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable.database(exc) from exc
+        return None
+
+    @staticmethod
+    def _commit(uow: UnitOfWork) -> None:
+        try:
+            uow.commit()
+        except SQLAlchemyError as exc:
+            log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
+            raise WriteFailed("the account could not be written; nothing was persisted") from exc
+
+    @staticmethod
+    def _log(upsert: AccountUpsert, outcome: str, code: int, started: float) -> None:
+        log.info(
+            "account_upsert",
+            outcome=outcome,
+            tenant=upsert.caller.tenant_id,
+            app_key=upsert.caller.app_key,
+            account_no=upsert.account_no,
+            code=code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+
+def _audit_row(
+    upsert: AccountUpsert,
+    before: _State | None,
+    status: str,
+    attributes: Mapping[str, str],
+    rule_set_version: str,
+    now: datetime,
+) -> AccountAuditRecord:
+    return AccountAuditRecord(
+        trace_id=upsert.trace_id,
+        tenant_id=upsert.caller.tenant_id,
+        app_key=upsert.caller.app_key,
+        account_no=upsert.account_no,
+        status_before=None if before is None else before.status,
+        status_after=status,
+        attributes_before=None if before is None else dict(before.attributes),
+        attributes_after=dict(attributes),
+        rule_set_version=rule_set_version,
+        created_at=now,
+    )
+
+
+def _with_id(result: UpsertResult, account_id: int) -> UpsertResult:
+    return UpsertResult(result.outcome, result.account_no, result.status, result.attributes, account_id)
+
+
+def _no_tenant(upsert: AccountUpsert) -> str:
+    return f"tenant '{upsert.caller.tenant_id}': no such tenant"
