@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class Container:
     config_cache: ConfigCache
     authenticator: Authenticator
     permissions: PermissionService
+    unit_of_work: Callable[..., UnitOfWork]
     accounts: AccountService
 
     @classmethod
@@ -56,21 +58,24 @@ class Container:
             settings.redis_breaker_seconds,
             settings.redis_key_prefix,
         )
+
+        def unit_of_work(*, write: bool = False, autocommit: bool = False) -> UnitOfWork:
+            return UnitOfWork(session_factory, write=write, autocommit=autocommit)
+
         return cls(
             settings=settings,
             engine=engine,
             session_factory=session_factory,
             rules=rules,
             config_cache=cache,
-            authenticator=Authenticator(
-                session_factory=session_factory, window_seconds=settings.signature_window_seconds
-            ),
+            authenticator=Authenticator(unit_of_work=unit_of_work, window_seconds=settings.signature_window_seconds),
             permissions=PermissionService(
-                session_factory=session_factory,
+                unit_of_work=unit_of_work,
                 rules=rules,
                 enabled=EnabledPermissions(cache),
                 keys=keys,
             ),
+            unit_of_work=unit_of_work,
             accounts=AccountService(
                 unit_of_work=lambda: UnitOfWork(session_factory, write=True),
                 rule_set=lambda: rules.engine.rule_set,

@@ -117,7 +117,8 @@ class ServiceUnavailable(DomainError):
     @classmethod
     def database(cls, exc: Exception) -> ServiceUnavailable:
         """The error for a database failure, naming its kind but none of its detail."""
-        error = cls(f"the database is unavailable ({type(exc).__name__})")
+        kind = exc.kind if isinstance(exc, StorageError) else type(exc).__name__
+        error = cls(f"the database is unavailable ({kind})")
         table = missing_table(exc)
         if table is not None:
             error.detail = f"table '{table}' is missing: the schema is not migrated (run permctl db upgrade)"
@@ -127,8 +128,10 @@ class ServiceUnavailable(DomainError):
 _MISSING_TABLE = (re.compile(r"no such table: ([\w.]+)"), re.compile(r'relation "([\w.]+)" does not exist'))
 
 
-def missing_table(exc: Exception) -> str | None:
+def missing_table(exc: BaseException) -> str | None:
     """The table a database error says is missing (SQLite and PostgreSQL wording), if that is what it says."""
+    if isinstance(exc, StorageError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(getattr(exc, "orig", exc))
     for pattern in _MISSING_TABLE:
         found = pattern.search(text)
@@ -149,3 +152,16 @@ class IdempotencyKeyInFlight(DomainError):
 
     code = Code.IDEMPOTENCY_KEY_IN_FLIGHT
     http_status = 409
+
+
+class StorageError(Exception):
+    """The database failed (unreachable, or it refused a statement). The unit of work raises it in place of the
+    driver's error, so the service layer never sees the database library; the original is its __cause__."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+class StorageBusy(StorageError):
+    """A lock was not granted within the bound the caller set (e.g. a concurrent idempotent repeat)."""

@@ -26,7 +26,7 @@ def readyz() -> Response:
     """Ready when the database answers and a rule set is loaded; Redis is shown, never fatal."""
     container: Any = current_app.extensions["permission_service"]
     state = readiness(
-        session_factory=container.session_factory,
+        unit_of_work=container.unit_of_work,
         rules=container.rules,
         cache=container.config_cache,
         head=head_revision(),

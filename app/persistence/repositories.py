@@ -322,13 +322,25 @@ class IdempotencyKeys:
         self.session = session
 
     def claim(
-        self, *, tenant_id: str, key: str, request_sha256: str, now: datetime, expires_at: datetime
+        self, *, tenant_id: str, key: str, request_sha256: str, now: datetime, expires_at: datetime, wait_ms: int = 0
     ) -> StoredKey | None:
         """Take the key for this request (None), or return what is stored under it.
 
-        On PostgreSQL a concurrent claim of the same key waits here until the first transaction ends.
+        On PostgreSQL a concurrent claim of the same key waits here until the first transaction ends, at most
+        wait_ms (then the driver raises lock_not_available, which the unit of work reports as StorageBusy).
         An expired key is taken over as if it were new.
         """
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        if postgres and wait_ms:
+            self.session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_ms)}")
+        stored = self._claim(tenant_id, key, request_sha256, now, expires_at)
+        if postgres and wait_ms:  # the rest of the transaction waits for locks as usual
+            self.session.connection().exec_driver_sql("SET LOCAL lock_timeout = 0")
+        return stored
+
+    def _claim(
+        self, tenant_id: str, key: str, request_sha256: str, now: datetime, expires_at: datetime
+    ) -> StoredKey | None:
         insert = _insert_for(self.session)
         stmt = insert(IdempotencyKey).values(
             tenant_id=tenant_id,

@@ -6,6 +6,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 
-def schema_revision(session: Session) -> str | None:
-    """The Alembic revision the database is at, or None when it was never migrated."""
-    return MigrationContext.configure(session.connection()).get_current_revision()
+class Schema:
+    """The schema's revision, as /readyz reports it."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def revision(self) -> str | None:
+        """The Alembic revision the database is at, or None when it was never migrated."""
+        revision: str | None = MigrationContext.configure(self.session.connection()).get_current_revision()
+        return revision

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.errors import StorageBusy, StorageError
 from app.persistence.accounts import AccountAttributes, AccountAuditTrail, Accounts
 from app.persistence.repositories import (
     AuditTrail,
@@ -20,6 +24,9 @@ from app.persistence.repositories import (
     Tenants,
 )
 from app.persistence.retention import Retention
+from app.persistence.schema import Schema
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 
 
 class UnitOfWork:
@@ -42,10 +49,14 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._session_factory()
-        if self._autocommit and self.session.get_bind().dialect.name == "postgresql":
-            self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        elif self._write:
-            self.session.connection(execution_options={"sqlite_immediate": True})
+        try:
+            if self._autocommit and self.session.get_bind().dialect.name == "postgresql":
+                self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            elif self._write:
+                self.session.connection(execution_options={"sqlite_immediate": True})
+        except SQLAlchemyError as exc:  # the database cannot be reached: __exit__ will not run
+            self.session.close()
+            raise as_storage_error(exc) from exc
         self.tenants = Tenants(self.session)
         self.accounts = Accounts(self.session)
         self.attributes = AccountAttributes(self.session)
@@ -59,6 +70,7 @@ class UnitOfWork:
         self.rules_reloads = RulesReloads(self.session)
         self.idempotency_keys = IdempotencyKeys(self.session)
         self.retention = Retention(self.session)
+        self.schema = Schema(self.session)
         return self
 
     def __exit__(
@@ -66,9 +78,32 @@ class UnitOfWork:
     ) -> None:
         try:
             self.session.rollback()
+        except SQLAlchemyError:
+            pass  # the connection is gone; closing below returns it to the pool, which discards it
         finally:
             self.session.close()
+        if isinstance(exc, SQLAlchemyError):
+            raise as_storage_error(exc) from exc
 
     def commit(self) -> None:
-        """Commit the transaction."""
-        self.session.commit()
+        """Commit the transaction (StorageError when the database refuses it)."""
+        with self.writing():
+            self.session.commit()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Statements whose failure the caller tells apart (a refused write): raised here as StorageError."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise as_storage_error(exc) from exc
+
+
+def as_storage_error(exc: SQLAlchemyError) -> StorageError:
+    """The database library's error as the service layer sees it."""
+    original = getattr(exc, "orig", None)
+    kind = type(exc).__name__
+    if getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        return StorageBusy(kind, "lock not available")
+    first = str(original if original is not None else exc).strip().splitlines()
+    return StorageError(kind, first[0][:200] if first else "")

@@ -21,9 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import AccountDeregistered, DomainError, InvalidRequest, ServiceUnavailable, WriteFailed
+from app.errors import AccountDeregistered, DomainError, InvalidRequest, ServiceUnavailable, StorageError, WriteFailed
 from app.persistence.accounts import AccountAuditRecord, AccountKey, AccountRecord, AttributeChange
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.attributes import AttributeSet
@@ -165,10 +164,11 @@ def apply_upserts(
                 state.status, state.attributes = status, after
         results.append(UpsertResult(outcome, upsert.account_no, status, after))
     try:
-        ids = _write(uow, states, now)
-        uow.account_audit.append(audit)
-    except SQLAlchemyError as exc:
-        log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
+        with uow.writing():
+            ids = _write(uow, states, now)
+            uow.account_audit.append(audit)
+    except StorageError as exc:
+        log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
         raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
     return [
         r if isinstance(r, DomainError) else _with_id(r, ids[(u.caller.tenant_id, u.account_no)])
@@ -257,7 +257,7 @@ class AccountService:
             except AccountsCreatedConcurrently:
                 if attempt == _RETRIES - 1:
                     raise
-            except SQLAlchemyError as exc:
+            except StorageError as exc:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")
 
@@ -285,7 +285,7 @@ class AccountService:
                     raise
             except DomainError:
                 raise
-            except SQLAlchemyError as exc:
+            except StorageError as exc:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")
 
@@ -306,7 +306,7 @@ class AccountService:
                     return stored
                 self._keys.answer(uow, caller, idempotency, answer_for(error, {}))
                 uow.commit()
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return None
 
@@ -314,8 +314,8 @@ class AccountService:
     def _commit(uow: UnitOfWork) -> None:
         try:
             uow.commit()
-        except SQLAlchemyError as exc:
-            log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
+        except StorageError as exc:
+            log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
             raise WriteFailed("the account could not be written; nothing was persisted") from exc
 
     @staticmethod

@@ -9,18 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
 from app import metrics
-from app.errors import ServiceUnavailable, Unauthenticated
-from app.persistence.repositories import CredentialRecord
-from app.persistence.unit_of_work import UnitOfWork
+from app.errors import ServiceUnavailable, StorageError, Unauthenticated
 from app.service.model import Caller
 from app.signature import ALGORITHM, SIGNED_HEADERS, sign, token_digest
+
+if TYPE_CHECKING:  # injected: the service never imports the database library
+    from app.persistence.repositories import CredentialRecord
+    from app.persistence.unit_of_work import UnitOfWork
 
 SIGNATURE_HEADER = re.compile(
     rf"{ALGORITHM} SignedHeaders=(?P<headers>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{{64}})"
@@ -59,11 +59,11 @@ class Authenticator:
     def __init__(
         self,
         *,
-        session_factory: sessionmaker[Any],
+        unit_of_work: Callable[..., UnitOfWork],
         window_seconds: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._session_factory = session_factory
+        self._unit_of_work = unit_of_work
         self._window = window_seconds
         self._clock = clock
         self._recorded = itertools.count(1)
@@ -87,12 +87,12 @@ class Authenticator:
         post = request.method.upper() == "POST"
         try:
             # Two statements that each stand alone: no transaction around them (see UnitOfWork).
-            with UnitOfWork(self._session_factory, write=post, autocommit=True) as uow:
+            with self._unit_of_work(write=post, autocommit=True) as uow:
                 credential = uow.credentials.get(request.app_key)
                 caller = self._verify(request, credential, match["signature"])
                 if post:
                     self._refuse_replay(uow, request.app_key, match["signature"], now)
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return caller
 

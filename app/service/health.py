@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+from app.errors import StorageError
 
-from app.persistence.config_cache import ConfigCache
-from app.persistence.schema import schema_revision
-from app.rules.live import LiveRules
+if TYPE_CHECKING:  # injected: the service never imports the database library
+    from app.persistence.config_cache import ConfigCache
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.live import LiveRules
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,21 @@ class Readiness:
     redis: str
 
 
-def _database_state(session_factory: sessionmaker[Any], head: str) -> tuple[str, str | None]:
+def _database_state(unit_of_work: Callable[[], UnitOfWork], head: str) -> tuple[str, str | None]:
     try:
-        with session_factory() as session:
-            revision = schema_revision(session)
-    except SQLAlchemyError as exc:
-        return f"unreachable ({type(exc).__name__})", None
+        with unit_of_work() as uow:
+            revision = uow.schema.revision()
+    except StorageError as exc:
+        return f"unreachable ({exc.kind})", None
     if revision != head:
         shown = revision or "none (never migrated)"
         return f"schema at revision {shown}, the code needs {head}: run permctl db upgrade", revision
     return "ok", revision
 
 
-def readiness(*, session_factory: sessionmaker[Any], rules: LiveRules, cache: ConfigCache, head: str) -> Readiness:
+def readiness(*, unit_of_work: Callable[[], UnitOfWork], rules: LiveRules, cache: ConfigCache, head: str) -> Readiness:
     """Check each dependency once; only the database (reachable, at `head`) and the rule set decide readiness."""
-    database, revision = _database_state(session_factory, head)
+    database, revision = _database_state(unit_of_work, head)
     try:
         version: str | None = rules.engine.version
     except Exception:  # a rule set that cannot be read counts as not loaded

@@ -6,18 +6,23 @@ import itertools
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
-
-from app.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, ServiceUnavailable
-from app.persistence.unit_of_work import UnitOfWork
+from app.errors import (
+    DomainError,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    ServiceUnavailable,
+    StorageBusy,
+    StorageError,
+)
 from app.service.model import Caller, IdempotencyRequest, StoredAnswer
+
+if TYPE_CHECKING:  # injected: the service never imports the database library
+    from app.persistence.unit_of_work import UnitOfWork
 
 RETENTION = timedelta(hours=24)
 _FORGET_EVERY = 256
-LOCK_NOT_AVAILABLE = "55P03"
 
 
 class IdempotencyKeys:
@@ -35,27 +40,22 @@ class IdempotencyKeys:
         409002. The same key with another request gets 400105.
         """
         now = self._clock()
-        postgres = uow.session.get_bind().dialect.name == "postgresql"
         try:
-            if postgres:
-                uow.session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {self._wait_ms}")
-            if next(self._claims) % _FORGET_EVERY == 0:
-                uow.idempotency_keys.forget_expired(now)
-            stored = uow.idempotency_keys.claim(
-                tenant_id=caller.tenant_id,
-                key=request.key,
-                request_sha256=request.request_sha256,
-                now=now,
-                expires_at=now + RETENTION,
-            )
-            if postgres:
-                uow.session.connection().exec_driver_sql("SET LOCAL lock_timeout = 0")
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                raise IdempotencyKeyInFlight(
-                    f"Idempotency-Key '{request.key}': a request with this key is still being processed; retry"
-                ) from exc
-            raise
+            with uow.writing():
+                if next(self._claims) % _FORGET_EVERY == 0:
+                    uow.idempotency_keys.forget_expired(now)
+                stored = uow.idempotency_keys.claim(
+                    tenant_id=caller.tenant_id,
+                    key=request.key,
+                    request_sha256=request.request_sha256,
+                    now=now,
+                    expires_at=now + RETENTION,
+                    wait_ms=self._wait_ms,
+                )
+        except StorageBusy as exc:
+            raise IdempotencyKeyInFlight(
+                f"Idempotency-Key '{request.key}': a request with this key is still being processed; retry"
+            ) from exc
         if stored is None:
             return None
         if stored.request_sha256 != request.request_sha256:
@@ -82,17 +82,17 @@ class IdempotencyKeys:
         )
 
     def remember(
-        self, session_factory: sessionmaker[Any], caller: Caller, request: IdempotencyRequest, error: DomainError
+        self, unit_of_work: Callable[..., UnitOfWork], caller: Caller, request: IdempotencyRequest, error: DomainError
     ) -> StoredAnswer | None:
         """Store a rejection found before the service ran (a malformed body); return a repeat's stored answer."""
         try:
-            with UnitOfWork(session_factory, write=True) as uow:
+            with unit_of_work(write=True) as uow:
                 stored = self.claim(uow, caller, request)
                 if stored is not None:
                     return stored
                 self.answer(uow, caller, request, answer_for(error))
                 uow.commit()
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return None
 

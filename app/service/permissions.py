@@ -7,11 +7,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
 from app import metrics
 from app.errors import (
@@ -19,10 +17,9 @@ from app.errors import (
     AccountNotFound,
     DomainError,
     ServiceUnavailable,
+    StorageError,
     WriteFailed,
 )
-from app.persistence.repositories import AccountRecord
-from app.persistence.unit_of_work import UnitOfWork
 from app.rules.decision import DecisionInput, Hit, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.messages import rejection
@@ -38,6 +35,10 @@ from app.service.model import (
     UpdateResult,
 )
 from app.service.tenant_config import EnabledPermissions
+
+if TYPE_CHECKING:  # the service gets its unit of work injected; it never imports the database library
+    from app.persistence.repositories import AccountRecord
+    from app.persistence.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("app.decision")
 
@@ -67,13 +68,13 @@ class PermissionService:
     def __init__(
         self,
         *,
-        session_factory: sessionmaker[Any],
+        unit_of_work: Callable[..., UnitOfWork],
         rules: LiveRules,
         enabled: EnabledPermissions,
         keys: IdempotencyKeys | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._session_factory = session_factory
+        self._unit_of_work = unit_of_work
         self._keys = keys or IdempotencyKeys()
         self._rules = rules
         self._enabled = enabled
@@ -141,7 +142,7 @@ class PermissionService:
         idempotency: IdempotencyRequest | None,
     ) -> UpdateResult:
         try:
-            with UnitOfWork(self._session_factory, write=True) as uow:
+            with self._unit_of_work(write=True) as uow:
                 if idempotency is not None:
                     stored = self._keys.claim(uow, caller, idempotency)
                     if stored is not None:
@@ -165,7 +166,7 @@ class PermissionService:
                 )
         except DomainError:
             raise
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
 
     def _decide(
@@ -230,30 +231,43 @@ class PermissionService:
         idempotency: IdempotencyRequest | None,
     ) -> None:
         now = self._clock()
-        applied = decision.applied
         try:
-            uow.decisions.record(**decision.record, code=0, failure_index=0, rule_id=None)
-            uow.permissions.set_many(decision.account_id, [(a.permission_type, a.status_after) for a in applied], now)
-            uow.audit.append(
-                {
-                    "trace_id": trace_id,
-                    "tenant_id": caller.tenant_id,
-                    "app_key": caller.app_key,
-                    "account_no": decision.record["account_no"],
-                    "permission_type": a.permission_type,
-                    "status_before": a.status_before,
-                    "status_after": a.status_after,
-                    "rule_set_version": rule_set_version,
-                    "created_at": now,
-                }
-                for a in applied
-            )
-            if idempotency is not None:
-                self._keys.answer(uow, caller, idempotency, SUCCESS)
+            with uow.writing():
+                self._write_statements(uow, caller, decision, trace_id, rule_set_version, idempotency, now)
             uow.commit()
-        except SQLAlchemyError as exc:
-            log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
+        except StorageError as exc:
+            log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
             raise WriteFailed("the change could not be written; nothing was persisted") from exc
+
+    def _write_statements(
+        self,
+        uow: UnitOfWork,
+        caller: Caller,
+        decision: _Decision,
+        trace_id: str,
+        rule_set_version: str,
+        idempotency: IdempotencyRequest | None,
+        now: datetime,
+    ) -> None:
+        applied = decision.applied
+        uow.decisions.record(**decision.record, code=0, failure_index=0, rule_id=None)
+        uow.permissions.set_many(decision.account_id, [(a.permission_type, a.status_after) for a in applied], now)
+        uow.audit.append(
+            {
+                "trace_id": trace_id,
+                "tenant_id": caller.tenant_id,
+                "app_key": caller.app_key,
+                "account_no": decision.record["account_no"],
+                "permission_type": a.permission_type,
+                "status_before": a.status_before,
+                "status_after": a.status_after,
+                "rule_set_version": rule_set_version,
+                "created_at": now,
+            }
+            for a in applied
+        )
+        if idempotency is not None:
+            self._keys.answer(uow, caller, idempotency, SUCCESS)
 
     def _keep_rejection(
         self,
@@ -267,21 +281,22 @@ class PermissionService:
         if record is None and idempotency is None:
             return
         try:
-            if record is not None:
-                uow.decisions.record(
-                    **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
-                )
-            if idempotency is not None:
-                self._keys.answer(uow, caller, idempotency, answer_for(error))
+            with uow.writing():
+                if record is not None:
+                    uow.decisions.record(
+                        **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
+                    )
+                if idempotency is not None:
+                    self._keys.answer(uow, caller, idempotency, answer_for(error))
             uow.commit()
-        except SQLAlchemyError as exc:
-            log.warning("rejection_not_recorded", error=type(exc).__name__)
+        except StorageError as exc:
+            log.warning("rejection_not_recorded", error=exc.kind)
 
     def remember_rejection(
         self, *, caller: Caller, idempotency: IdempotencyRequest, error: DomainError
     ) -> StoredAnswer | None:
         """Keep a rejection found before the rules (a malformed body) under its key; a repeat gets the first."""
-        stored = self._keys.remember(self._session_factory, caller, idempotency, error)
+        stored = self._keys.remember(self._unit_of_work, caller, idempotency, error)
         if stored is not None:
             metrics.IDEMPOTENT_REPEATS.inc()
         return stored
@@ -290,7 +305,7 @@ class PermissionService:
         """The account's status, attributes and every permission its tenant's config enables, in catalog order."""
         engine = self._rules.engine
         try:
-            with UnitOfWork(self._session_factory) as uow:
+            with self._unit_of_work() as uow:
                 account = self._account(uow, caller, account_no, lock=False, allow_deregistered=True)
                 patterns = self._enabled.patterns(
                     uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
@@ -298,7 +313,7 @@ class PermissionService:
                 stored = uow.permissions.of(account.id)
         except DomainError:
             raise
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         views = []
         for permission_type in self._enabled.values(engine.rule_set.catalog, engine.version, patterns):

@@ -85,7 +85,9 @@ def clock() -> Clock:
 @pytest.fixture
 def make_authenticator(session_factory, clock) -> Callable[..., Authenticator]:
     def make(window_seconds: int = 300) -> Authenticator:
-        return Authenticator(session_factory=session_factory, window_seconds=window_seconds, clock=clock)
+        return Authenticator(
+            unit_of_work=lambda **kw: UnitOfWork(session_factory, **kw), window_seconds=window_seconds, clock=clock
+        )
 
     return make
 
