@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from app.errors import DomainError
+from app.errors import DomainError, StorageError
 
 
 def _first_line(text: str) -> str:
@@ -30,6 +30,8 @@ MISSING_TABLE = re.compile(r"no such table|relation \S+ does not exist")
 
 def database_error(exc: BaseException) -> click.ClickException:
     """A one-line error for a database failure, with the fix when the schema is missing."""
+    if isinstance(exc, StorageError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the driver's own words
     reason = _first_line(str(getattr(exc, "orig", None) or exc)) or type(exc).__name__
     hint = "; run `permctl db upgrade` first" if MISSING_TABLE.search(reason) else ""
     return click.ClickException(f"database error: {reason}{hint}")
@@ -39,7 +41,7 @@ def one_line(exc: BaseException) -> click.ClickException | None:
     """The one-line form of a known failure, or None for anything else (a bug keeps its traceback)."""
     if isinstance(exc, DomainError):
         return click.ClickException(exc.message)
-    if _instance_of(exc, "sqlalchemy.exc", "SQLAlchemyError"):
+    if isinstance(exc, StorageError) or _instance_of(exc, "sqlalchemy.exc", "SQLAlchemyError"):
         return database_error(exc)
     if _instance_of(exc, "alembic.util.exc", "CommandError"):
         return click.ClickException(f"migration: {_first_line(str(exc))}")

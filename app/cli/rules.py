@@ -205,6 +205,11 @@ def _explained(
     )
 
 
+def _printable(text: str) -> str:
+    """Text a terminal can take: what cannot be encoded (a lone surrogate) as an escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _shown(change: object) -> str:
     """A change as JSON, readable; escaped where the text cannot be printed (e.g. a lone surrogate)."""
     text = json.dumps(change, ensure_ascii=False)
@@ -299,15 +304,15 @@ def explain(
             )
             click.echo(f"  {position:>2}. {rule.id:<32} {'HOLDS' if holds else 'pass'}{kind}{note}")
     for hit in decision.warnings:
-        click.echo(f"\nwarning: {hit.rule.id}: {hit.message}")
+        click.echo(f"\nwarning: {hit.rule.id}: {_printable(hit.message)}")
     for hit in decision.dryruns:
-        click.echo(f"\ndryrun (the caller sees nothing): {hit.rule.id}: {hit.message}")
+        click.echo(f"\ndryrun (the caller sees nothing): {hit.rule.id}: {_printable(hit.message)}")
     if decision.denial is None:
         click.echo("\nrequest: SUCCESS (every change would be written)")
     else:
         hit = decision.denial
         click.echo(f"\nrequest: {hit.rule.outcome} at changes[{hit.index}] by {hit.rule.id}")
-        click.echo(f"message: {hit.message}")
+        click.echo(f"message: {_printable(hit.message)}")
 
 
 def _same_directory(a: Path, b: Path) -> bool:
@@ -385,10 +390,11 @@ def _recorded(since: datetime | None) -> list[Recorded]:
                 recorded_input(
                     tenant_id=d.tenant_id,
                     created_at=d.created_at,
-                    recorded=getattr(d, "decision_input", None),
                     changes=d.changes,
                     tenant_patterns=d.tenant_patterns,
                     account_state=d.account_state,
+                    account_status=d.account_status,
+                    attributes=d.attributes,
                 ),
                 Decided(d.code, d.failure_index, d.rule_id),
             )

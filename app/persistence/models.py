@@ -126,6 +126,7 @@ class PermissionAudit(Base):
     status_before: Mapped[str] = mapped_column(String(8))
     status_after: Mapped[str] = mapped_column(String(8))
     rule_set_version: Mapped[str64]
+    warned_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of warn policies that held
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -152,11 +153,15 @@ class RecordedDecision(Base):
     rule_set_version: Mapped[str64]
     changes: Mapped[str] = mapped_column(Text)  # JSON: the changes as the rules saw them
     tenant_patterns: Mapped[str] = mapped_column(Text)  # JSON: the tenant's config patterns
-    account_state: Mapped[str] = mapped_column(Text)  # JSON: stored status of each type the request named
+    account_state: Mapped[str] = mapped_column(Text)  # JSON: every stored status (before 0006: the named types')
     code: Mapped[int] = mapped_column(Integer)
     failure_index: Mapped[int] = mapped_column(Integer)
     rule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())  # also the time the rules judged at
+    account_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NULL (before 0006): active
+    attributes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON; NULL (before 0006): none
+    warned_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of warn policies that held
+    dryrun_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of dryrun policies that held
 
 
 class RulesReload(Base):

@@ -36,31 +36,6 @@ class DecisionInput:
     attributes: Mapping[str, str] = field(default_factory=dict)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-ready form for the decisions table."""
-        return {
-            "tenant_id": self.tenant_id,
-            "tenant_patterns": list(self.tenant_patterns),
-            "changes": list(self.changes),
-            "stored": dict(self.stored),
-            "account_status": self.account_status,
-            "attributes": dict(self.attributes),
-            "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        }
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> DecisionInput:
-        """The input a decision record kept (see to_record)."""
-        return cls(
-            tenant_id=str(record["tenant_id"]),
-            tenant_patterns=tuple(record["tenant_patterns"]),
-            changes=tuple(record["changes"]),
-            stored=dict(record.get("stored", {})),
-            account_status=str(record.get("account_status", "active")),
-            attributes=dict(record.get("attributes", {})),
-            at=datetime.fromisoformat(str(record["at"]).replace("Z", "+00:00")),
-        )
-
 
 @dataclass(frozen=True)
 class Hit:

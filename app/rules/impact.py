@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from app.errors import Code
 from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
@@ -48,21 +46,24 @@ def recorded_input(
     *,
     tenant_id: str,
     created_at: datetime,
-    recorded: Mapping[str, Any] | None,
     changes: str,
     tenant_patterns: str,
     account_state: str,
+    account_status: str | None,
+    attributes: str | None,
 ) -> DecisionInput:
-    """The DecisionInput of a decision row: kept whole since it was recorded so, else rebuilt from the older
-    columns (the request's changes, the tenant's patterns, the stored statuses of the types it named)."""
-    if recorded is not None:
-        return DecisionInput.from_record(recorded)
+    """The DecisionInput a decision row kept. Rows recorded before the account's status and attributes were kept
+    (account_status NULL) saw an active account without attributes, and only the stored statuses of the types
+    they named: which is all a rule of that time could read."""
+    moment = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
     return DecisionInput(
         tenant_id=tenant_id,
         tenant_patterns=tuple(json.loads(tenant_patterns)),
         changes=tuple(as_the_rules_see_it(c) if isinstance(c, dict) else c for c in json.loads(changes)),
         stored=json.loads(account_state),
-        at=created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC),
+        account_status=account_status or "active",
+        attributes=json.loads(attributes) if attributes else {},
+        at=moment,
     )
 
 

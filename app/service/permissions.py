@@ -204,7 +204,11 @@ class PermissionService:
             "changes": json.dumps(list(decision_input.changes)),
             "tenant_patterns": json.dumps(list(patterns)),
             "account_state": json.dumps(current),
+            "account_status": account.status,
+            "attributes": json.dumps(dict(decision_input.attributes)),
             "created_at": decision_input.at,
+            "warned_by": json.dumps([h.rule.id for h in decision.warnings]),
+            "dryrun_by": json.dumps([h.rule.id for h in decision.dryruns]),
         }
         if decision.denial is not None:
             hit = decision.denial
@@ -263,8 +267,9 @@ class PermissionService:
                 "status_after": a.status_after,
                 "rule_set_version": rule_set_version,
                 "created_at": now,
+                "warned_by": json.dumps([h.rule.id for h in decision.warnings if h.index == index]),
             }
-            for a in applied
+            for index, a in enumerate(applied)
         )
         if idempotency is not None:
             self._keys.answer(uow, caller, idempotency, SUCCESS)

@@ -56,7 +56,7 @@ def test_rules_no_case_exercises_are_reported(tmp_path: Path):
             path.unlink()
     result = permctl("rules", "test", "--rules", str(rules))
     assert result.returncode == 0
-    assert "warning: no case makes rule 'type-banned-group' fire" in result.stdout
+    assert "warning: no case makes rule 'type-banned-group' hold" in result.stdout
 
 
 def _garbage_targets() -> list[str]:
@@ -82,7 +82,7 @@ SEMANTIC_MISTAKES = [
     ("validation.yaml", "    outcome: NO_STATE_CHANGE\n", "    outcome: NO_SUCH_CODE\n", "unknown outcome"),
     ("validation.yaml", "  - id: status-required\n", "  - id: type-required\n", "duplicate rule id"),
     ("validation.yaml", "    message: is required\n", "    message: is required {colour}\n", "unknown placeholder"),
-    ("validation.yaml", "{fact: named_earlier, equals: true}", "{fact: named_before, equals: true}", "unknown fact"),
+    ("validation.yaml", "{change: {named_earlier: true}}", "{change: {named_before: true}}", "unknown change field"),
     ("validation.yaml", "    field: permission_status\n", "    field: 7\n", "'field'"),
     (
         "validation.yaml",
@@ -90,7 +90,7 @@ SEMANTIC_MISTAKES = [
         "    descripton: Every change names a permission type.\n",
         "unknown key 'descripton'",
     ),
-    ("validation.yaml", "{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: nope}", "true or false"),
+    ("validation.yaml", "{change: {in_catalog: false}}", "{change: {in_catalog: nope}}", "true or false"),
     ("catalog.yaml", "markets: [HK, US,", "markets: [HK, HK, US,", "listed twice"),
     ("catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]\nextra: 1", "unknown key 'extra'"),
     ("cases/ordering.yaml", "rule_id: type-required}", "rule_id: no-such-rule}", "names no rule"),
@@ -149,10 +149,15 @@ def test_explain_shows_every_rule_in_order_for_each_change():
     for block in blocks:
         shown = [m.group(1) for m in re.finditer(r"^\s+\d+\. (\S+)", block, re.MULTILINE)]
         assert shown == rule_ids  # every rule, in file order
-    assert "=> accepted" in blocks[0]
-    assert "must-change-state          FIRES  <- decides" in blocks[1]
-    assert "type-banned-group          FIRES  <- decides" in blocks[2]
-    assert out.strip().endswith("request: NO_STATE_CHANGE at changes[1] by must-change-state")
+    assert "HOLDS" not in blocks[0] and "<- decides" not in blocks[0]
+    assert re.search(r"must-change-state\s+HOLDS  <- decides", blocks[1])
+    assert '"current_status": "open"' in blocks[1]  # the facts the rules read
+    assert re.search(r"type-banned-group\s+HOLDS\n", blocks[2])  # holds, but the service stopped earlier
+    assert "(the service stops at changes[1]; shown for information)" in blocks[2]
+    assert out.strip().endswith(
+        "request: NO_STATE_CHANGE at changes[1] by must-change-state\n"
+        "message: changes[1].permission_status 'open': the permission is already open"
+    )
 
 
 # --- issue 9: paths that open, an honest reload, one-line refusals -------------------------------------------------
@@ -243,8 +248,14 @@ def test_junit_path_is_checked_before_any_case_runs(tmp_path: Path, make, expect
 
 @pytest.mark.parametrize(
     "extra",
-    [["--data", '{"changes": []}'], ["--enable", "stock.*"], ["--state", "stock.HK=open"]],
-    ids=["data", "enable", "state"],
+    [
+        ["--data", '{"changes": []}'],
+        ["--enable", "stock.*"],
+        ["--state", "stock.HK=open"],
+        ["--attribute", "account_type=margin"],
+        ["--at", "2026-01-01"],
+    ],
+    ids=["data", "enable", "state", "attribute", "at"],
 )
 def test_explain_refuses_a_case_with_data_of_its_own(extra: list[str]):
     result = permctl("rules", "explain", "--case", "the first failing change wins over a later one", *extra)
@@ -252,7 +263,7 @@ def test_explain_refuses_a_case_with_data_of_its_own(extra: list[str]):
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "Error: --case explains the case's own request, tenant config and state: give either --case NAME or "
-        "--data JSON (with --enable/--state), not both"
+        "--data JSON (with --enable/--state/--attribute/--at), not both"
     ]
 
 
