@@ -14,6 +14,9 @@ from app.cli.errors import database_error
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from app.persistence.unit_of_work import UnitOfWork
     from app.rules.model import RuleSet
 
 __all__ = ["config_cache", "database_error", "no_driver", "read_yaml", "rule_set", "session_factory", "settings"]
@@ -46,12 +49,24 @@ def session_factory(s: Settings):  # type: ignore[no-untyped-def]
     return make_session_factory(engine)
 
 
+def unit_of_work(s: Settings, factory: Any = None) -> Callable[..., UnitOfWork]:
+    """What the services take: a unit of work on the configured database (or on `factory`'s sessions)."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    sessions = factory if factory is not None else session_factory(s)
+
+    def make(*, write: bool = False, autocommit: bool = False) -> UnitOfWork:
+        return UnitOfWork(sessions, write=write, autocommit=autocommit)
+
+    return make
+
+
 def config_cache(s: Settings):  # type: ignore[no-untyped-def]
     """The tenant-config cache the service uses, so changes can invalidate it."""
     from app.persistence.config_cache import make_config_cache
 
     try:
-        return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds)
+        return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds, s.redis_breaker_seconds, s.redis_key_prefix)
     except ValueError as exc:  # redis-py refuses a URL that is not redis://, rediss:// or unix://
         raise click.ClickException(f"REDIS_URL: {exc}") from exc
 

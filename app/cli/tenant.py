@@ -6,7 +6,7 @@ import json
 
 import click
 
-from app.cli.context import config_cache, rule_set, session_factory, settings
+from app.cli.context import config_cache, rule_set, settings, unit_of_work
 
 
 @click.group()
@@ -32,7 +32,7 @@ def show(tenant_id: str, as_json: bool) -> None:
     from app.service import tenants
 
     s = settings()
-    view = tenants.show(session_factory(s), rule_set(s).catalog, tenant_id)
+    view = tenants.show(unit_of_work(s), rule_set(s).catalog, tenant_id)
     if as_json:
         click.echo(
             json.dumps(
@@ -82,7 +82,7 @@ def set_config(tenant_id: str, patterns: tuple[str, ...], dry_run: bool, allow_u
             f"pattern {unmatched[0]!r} matches no catalog value (check its spelling and case; "
             "--allow-unmatched to keep it anyway)"
         )
-    factory, cache = session_factory(s), config_cache(s)
+    factory, cache = unit_of_work(s), config_cache(s)
     before = tenants.show(factory, catalog, tenant_id).enabled
     after = catalog.expand(patterns)
     added = [v for v in after if v not in before]
@@ -117,7 +117,7 @@ def revoke_key(app_key: str) -> None:
     from app.service import tenants
     from app.service.model import iso_utc
 
-    revoked = tenants.revoke_key(session_factory(settings()), app_key)
+    revoked = tenants.revoke_key(unit_of_work(settings()), app_key)
     r = revoked.revocation
     if revoked.already:
         click.echo(f"app key {app_key} of tenant {r.tenant_id} was already revoked at {iso_utc(r.revoked_at)}")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.orm import sessionmaker
+from typing import TYPE_CHECKING
 
 from app.errors import DomainError
-from app.persistence.config_cache import ConfigCache
-from app.persistence.repositories import Revocation
-from app.persistence.unit_of_work import UnitOfWork
 from app.rules.model import Catalog, is_config_pattern
+
+if TYPE_CHECKING:  # injected: the service never imports the database library
+    from app.persistence.config_cache import ConfigCache
+    from app.persistence.repositories import Revocation
+    from app.persistence.unit_of_work import UnitOfWork
 
 
 class TenantNotFound(DomainError):
@@ -65,9 +65,9 @@ def validate_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def show(session_factory: sessionmaker[Any], catalog: Catalog, tenant_id: str) -> TenantView:
+def show(unit_of_work: Callable[..., UnitOfWork], catalog: Catalog, tenant_id: str) -> TenantView:
     """The tenant's stored config and the catalog values it enables."""
-    with UnitOfWork(session_factory) as uow:
+    with unit_of_work() as uow:
         version = uow.tenants.config_version(tenant_id)
         if version is None:
             raise TenantNotFound(f"no tenant '{tenant_id}'")
@@ -75,11 +75,13 @@ def show(session_factory: sessionmaker[Any], catalog: Catalog, tenant_id: str) -
     return TenantView(tenant_id, version, patterns, catalog.expand(patterns or ()))
 
 
-def set_config(session_factory: sessionmaker[Any], cache: ConfigCache, tenant_id: str, patterns: Sequence[str]) -> None:
+def set_config(
+    unit_of_work: Callable[..., UnitOfWork], cache: ConfigCache, tenant_id: str, patterns: Sequence[str]
+) -> None:
     """Store the tenant's patterns, move its config version, and drop cached copies."""
     patterns = validate_patterns(patterns)
     now = datetime.now(UTC)
-    with UnitOfWork(session_factory, write=True) as uow:
+    with unit_of_work(write=True) as uow:
         if not uow.tenants.move_config_version(tenant_id):
             raise TenantNotFound(f"no tenant '{tenant_id}'")
         uow.tenant_configs.replace(tenant_id, patterns, now)
@@ -87,12 +89,12 @@ def set_config(session_factory: sessionmaker[Any], cache: ConfigCache, tenant_id
     cache.invalidate(tenant_id)
 
 
-def revoke_key(session_factory: sessionmaker[Any], app_key: str) -> Revoked:
+def revoke_key(unit_of_work: Callable[..., UnitOfWork], app_key: str) -> Revoked:
     """Delete a credential (e.g. the old one after a rotation) and keep its key as revoked for good.
 
     Revoking a revoked key again changes nothing; `permctl load` never restores a revoked key.
     """
-    with UnitOfWork(session_factory, write=True) as uow:
+    with unit_of_work(write=True) as uow:
         revocation = uow.credentials.revoke(app_key, datetime.now(UTC))
         if revocation is None:
             earlier = uow.credentials.revocation(app_key)

@@ -277,7 +277,7 @@ def session_factory(seeded):
 
 
 def config_version(session_factory, tenant_id: str) -> int:
-    return tenants.show(session_factory, CATALOG, tenant_id).config_version
+    return tenants.show(unit_of_work(session_factory), CATALOG, tenant_id).config_version
 
 
 def read_patterns(enabled: EnabledPermissions, session_factory, tenant_id: str) -> tuple[str, ...]:
@@ -375,7 +375,7 @@ def test_config_change_is_seen_through_a_warm_cache(seeded, session_factory):
     enabled = EnabledPermissions(cache)
     assert read_patterns(enabled, session_factory, "sg_mexc") == ("account.*", "stock.*", "options.US", "trade.*")
     before = config_version(session_factory, "sg_mexc")
-    tenants.set_config(session_factory, cache, "sg_mexc", ["va.*"])
+    tenants.set_config(unit_of_work(session_factory), cache, "sg_mexc", ["va.*"])
     assert config_version(session_factory, "sg_mexc") == before + 1
     assert read_patterns(enabled, session_factory, "sg_mexc") == ("va.*",)
 
@@ -421,3 +421,10 @@ def test_breaker_half_opens_and_closes_when_redis_answers(redis_url):
     cache.put("breaker-tenant", 1, ("stock.*",))  # half-open: this call goes through and closes it
     assert not cache.breaker.is_open and cache.breaker.failures == 0
     assert cache.get("breaker-tenant", 1) == ("stock.*",)
+
+
+def unit_of_work(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)

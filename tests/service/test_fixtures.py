@@ -73,7 +73,7 @@ def test_a_document_is_counted_and_a_second_load_changes_nothing(factory, rule_s
 
 def test_a_revoked_key_is_not_restored(factory, rule_set):
     _load(FIXTURES, factory, rule_set)
-    assert tenants.revoke_key(factory, "other-key").revocation.tenant_id == "hk_other"
+    assert tenants.revoke_key(unit_of_work(factory), "other-key").revocation.tenant_id == "hk_other"
     report = _load(FIXTURES, factory, rule_set)
     assert report.not_restored == ["other-key"]
     assert [(w.path, w.message) for w in report.warnings] == [
@@ -81,10 +81,10 @@ def test_a_revoked_key_is_not_restored(factory, rule_set):
     ]
     with factory() as session:
         assert session.execute(text("SELECT count(*) FROM credentials WHERE app_key = 'other-key'")).scalar() == 0
-    again = tenants.revoke_key(factory, "other-key")
+    again = tenants.revoke_key(unit_of_work(factory), "other-key")
     assert again.already and again.revocation.tenant_id == "hk_other"
     with pytest.raises(tenants.UnknownKey):
-        tenants.revoke_key(factory, "never-issued")
+        tenants.revoke_key(unit_of_work(factory), "never-issued")
 
 
 def test_a_mistake_anywhere_writes_nothing(factory, rule_set):
@@ -103,7 +103,7 @@ def test_a_pattern_that_matches_nothing_is_loaded_with_a_warning(factory, rule_s
     assert [(w.path, w.message) for w in report.warnings] == [
         (("tenants", 0, "saas_config", "enabled", 1), "pattern 'crypto.*' matches no catalog value")
     ]
-    assert tenants.show(factory, rule_set.catalog, "t").patterns == ("stock.*", "crypto.*")
+    assert tenants.show(unit_of_work(factory), rule_set.catalog, "t").patterns == ("stock.*", "crypto.*")
 
 
 @pytest.mark.parametrize(
@@ -144,11 +144,22 @@ def test_the_schema_names_the_path_of_each_mistake(document, path, message):
 def test_set_config_refuses_a_pattern_that_is_not_a_glob(factory, rule_set, pattern):
     _load(FIXTURES, factory, rule_set)
     with pytest.raises(tenants.InvalidPattern):
-        tenants.set_config(factory, InProcessConfigCache(30.0), "sg_mexc", ["stock.*", pattern])
-    assert tenants.show(factory, rule_set.catalog, "sg_mexc").config_version == 1
+        tenants.set_config(unit_of_work(factory), InProcessConfigCache(30.0), "sg_mexc", ["stock.*", pattern])
+    assert tenants.show(unit_of_work(factory), rule_set.catalog, "sg_mexc").config_version == 1
 
 
 def test_set_config_takes_bracket_sets(factory, rule_set):
     _load(FIXTURES, factory, rule_set)
-    tenants.set_config(factory, InProcessConfigCache(30.0), "sg_mexc", ["stock.[HU][KS]", "stock.[!HU]?"])
-    assert set(tenants.show(factory, rule_set.catalog, "sg_mexc").enabled) >= {"stock.HK", "stock.US", "stock.SG"}
+    tenants.set_config(unit_of_work(factory), InProcessConfigCache(30.0), "sg_mexc", ["stock.[HU][KS]", "stock.[!HU]?"])
+    assert set(tenants.show(unit_of_work(factory), rule_set.catalog, "sg_mexc").enabled) >= {
+        "stock.HK",
+        "stock.US",
+        "stock.SG",
+    }
+
+
+def unit_of_work(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)
