@@ -72,6 +72,8 @@ def _is_glob(value: object) -> bool:
 def clauses(condition: Condition, window: Window | None = None) -> list[list[Literal]]:
     """The condition as alternatives (any of them), each a list of literals (all of them)."""
     found = _dnf(condition, negated=False)
+    if len(found) > MAX_CLAUSES:  # a long any: is as many durable rules as a product of small ones
+        raise ConditionTooLarge(f"the condition expands to more than {MAX_CLAUSES} alternatives")
     if window is not None:
         found = [[*clause, (False, window)] for clause in found]
     return found
