@@ -170,7 +170,7 @@ class DurableRulesEngine:
         if not use_memo:
             return Evaluation(tuple(self._post(facts, facts.changes)[r["index"]] for r in facts.changes), facts)
         shared = self._shared_key(facts)
-        keys = [self._memo_key(record, shared, facts) for record in facts.changes]
+        keys = [None if shared is None else self._memo_key(record, shared, facts) for record in facts.changes]
         unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
         decided = self._post(facts, unknown) if unknown else {}
         held: list[frozenset[str]] = []
@@ -189,10 +189,13 @@ class DurableRulesEngine:
             held.append(found)
         return Evaluation(tuple(held), facts)
 
-    def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...]:
-        """What every change's verdict may read from the context: the values rules test, the time's interval."""
+    def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...] | None:
+        """What every change's verdict may read from the context: the values rules test, the time's interval;
+        None when one of those values is too long to remember."""
         context = facts.context
         values = tuple((key, context.get(key)) for key in sorted(self._compiled.context_keys))
+        if any(isinstance(value, str) and len(value) > MEMO_MAX_TEXT for _, value in values):
+            return None
         interval = bisect.bisect_right(self._bounds, context["now"]) if self._compiled.reads_time else 0
         return values, interval
 
