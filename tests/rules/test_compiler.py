@@ -208,6 +208,8 @@ def test_broker_policies_join_the_facts_they_name():
     assert compiled.context_keys == {"a_account_type", "a_investor_class", "a_residency"}
     assert compiled.reads_time and compiled.reads_permissions and not compiled.needs_references
     assert compiled.bound_fields == {"market"}
+    # One fact may serve several patterns of a match (see test_engine_traps: distinct correlation).
+    assert {definition[name].get("dist") for name in compiled.rule_of} == {0}
     # options-need-stock: no open stock.{market} after the request, joined on the change's market.
     need = definition["options-need-stock#0"]["all"]
     assert {"$ex": {"market": 1}} in need[0]["c"]["$and"]

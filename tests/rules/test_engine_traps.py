@@ -39,11 +39,13 @@ class Probe:
 
         return consequent
 
-    def ruleset(self, rules: dict[str, list[dict[str, Any]]], read: str = "index") -> str:
+    def ruleset(self, rules: dict[str, list[dict[str, Any]]], read: str = "index", **options: Any) -> str:
         """Register the rules, plus one that every change fires (as the adapter's pass rule): deleting a
         session in which no consequent ever ran is unsafe (see test_deleting_a_session_where_nothing_fired)."""
         name = f"probe{next(self.names)}"
-        definition = {rule: {"all": patterns, "run": self.action(rule, read)} for rule, patterns in rules.items()}
+        definition = {
+            rule: {"all": patterns, "run": self.action(rule, read), **options} for rule, patterns in rules.items()
+        }
         definition["~seen"] = {"all": [{"c": {"t": "c"}}], "run": lambda c: None}
         self.host.register_rulesets({name: definition})
         return name
@@ -89,7 +91,8 @@ def test_a_not_over_the_change_itself_misfires_and_an_earlier_copy_fixes_it(prob
                 {"q$not": {"$and": [{"t": "r"}, {"index": {"c": "index"}}, {"$mt": {"v": "stock[.].*"}}]}},
             ],
             "sink": [{"m": {"t": "r"}}, {"n": {"t": "~never"}}],
-        }
+        },
+        dist=0,  # not the distinct correlation: the copy is another fact, the change itself is not
     )
     facts = [
         {"t": "r", "index": 0, "v": "stock.US"},
@@ -163,6 +166,32 @@ def test_facts_are_not_consumed_every_rule_that_holds_fires(probe):
         }
     )
     assert sorted(probe.post(ruleset, [{"t": "c", "index": 0, "v": 1}])) == [("first", 0), ("second", 0)]
+
+
+@pytest.mark.parametrize(("options", "misfires"), [({}, True), ({"dist": 0}, False)], ids=["distinct", "dist-0"])
+def test_distinct_correlation_hides_a_bound_fact_from_a_not(probe, options, misfires):
+    """By default one fact serves at most one pattern of a match: 'tenant t2 and not professional' over one
+    context fact holds for a professional of t2, and 'open before and open after' needs two permission facts.
+    The compiler turns it off with dist: 0."""
+    ruleset = probe.ruleset(
+        {
+            "t2-not-pro": [
+                {"c": {"t": "c"}},
+                {"x": {"$and": [{"t": "x"}, {"tenant": "t2"}]}},
+                {"x1$not": {"$and": [{"t": "x"}, {"pro": True}]}},
+            ],
+            "kept-open": [
+                {"c": {"t": "c"}},
+                {"p1": {"$and": [{"t": "p"}, {"before": "open"}]}},
+                {"p2": {"$and": [{"t": "p"}, {"after": "open"}]}},
+            ],
+        },
+        **options,
+    )
+    context = {"t": "x", "tenant": "t2", "pro": True}
+    permission = {"t": "p", "before": "open", "after": "open"}
+    fired = probe.post(ruleset, [context, permission, {"t": "c", "index": 0}])
+    assert fired == ([("t2-not-pro", 0)] if misfires else [("kept-open", 0)])
 
 
 def test_a_correlated_join_compares_with_the_change(probe):
