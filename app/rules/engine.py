@@ -177,19 +177,20 @@ class DurableRulesEngine:
         unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
         decided = self._post(facts, unknown) if unknown else {}
         held: list[frozenset[str]] = []
-        for record, key in zip(facts.changes, keys, strict=True):
+        for record, key in zip(facts.changes, keys, strict=True):  # read every remembered verdict first ...
             found = decided.get(record["index"])
             if found is None:
                 assert key is not None  # a record without a key always goes to the engine
                 found = self._memo[key]
                 self._memo.move_to_end(key)
                 self.memo_hits += 1
-            elif key is not None:
+            held.append(found)
+        for record, key in zip(facts.changes, keys, strict=True):  # ... then remember (and evict) the new ones
+            if key is not None and record["index"] in decided:
                 self.memo_misses += 1
-                self._memo[key] = found
+                self._memo[key] = decided[record["index"]]
                 if len(self._memo) > MEMO_SIZE:
                     self._memo.popitem(last=False)
-            held.append(found)
         return Evaluation(tuple(held), facts)
 
     def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...] | None:

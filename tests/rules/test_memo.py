@@ -149,6 +149,19 @@ def test_the_memo_is_bounded_and_skips_long_values(rule_set):
     assert not engine._memo
 
 
+def test_a_full_memo_answers_a_request_that_evicts_what_it_reads(rule_set):
+    """A request with a new change and a remembered one, when remembering the new verdict evicts the oldest
+    entry, which is the one the same request reads."""
+    engine = DurableRulesEngine(rule_set)
+    for n in range(MEMO_SIZE):
+        decide(engine, request([ch(f"x{n}", "open")]))
+    assert len(engine._memo) == MEMO_SIZE
+    decision = decide(engine, request([ch("new", "open"), ch("x0", "open")]))
+    assert decision.held == (frozenset({"type-in-catalog", "type-enabled-for-tenant"}),) * 2
+    assert len(engine._memo) == MEMO_SIZE
+    assert (engine.memo_hits, engine.memo_misses) == (1, MEMO_SIZE + 1)
+
+
 def test_long_context_values_are_not_held_in_memory(broker_set):
     """An attribute the rules read is part of the key: a long one is judged afresh rather than kept."""
     engine = DurableRulesEngine(broker_set)
