@@ -12,7 +12,9 @@ joining the change `c` with the context and permission facts it names: a relatio
 evaluates. Negated context and permission tests are the engine's `$not` patterns. A fact asserted after a
 change cannot retract a verdict already reached, so the context and permissions are asserted first; and a
 `$not` over the change itself is unreliable within the insertion of that very fact, so negations of a glob
-or same_as test look at the earlier copy `r` instead.
+or same_as test look at the earlier copy `r` instead. Each durable rule turns off the engine's distinct
+correlation (`dist: 0`): with it on, one fact cannot serve two patterns of a match, so a `$not` over the
+context fact misses the very fact a positive test of the same clause matched.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def _is_glob(value: object) -> bool:
 def clauses(condition: Condition, window: Window | None = None) -> list[list[Literal]]:
     """The condition as alternatives (any of them), each a list of literals (all of them)."""
     found = _dnf(condition, negated=False)
+    if len(found) > MAX_CLAUSES:  # a long any: is as many durable rules as a product of small ones
+        raise ConditionTooLarge(f"the condition expands to more than {MAX_CLAUSES} alternatives")
     if window is not None:
         found = [[*clause, (False, window)] for clause in found]
     return found
@@ -241,7 +245,11 @@ def compile_rule_set(rule_set: RuleSet, action: Callable[[str], Callable[[Any], 
             for negated, atom in clause:
                 builder.add(negated, atom)
             name = f"{rule.id}#{k}"
-            compiled.definition[name] = {"all": builder.definition(), "run": action(name)}
+            # dist 0: by default the engine binds each fact to at most one pattern of a match, so a $not never
+            # sees the context or permission fact a positive pattern of the same clause already holds
+            # (tenant t2 and not professional, for one context fact), and two tests of one permission
+            # (before: open, after: open) would need two facts.
+            compiled.definition[name] = {"all": builder.definition(), "run": action(name), "dist": 0}
             compiled.rule_of[name] = rule.id
     # Every change fires this once: proof it was judged (the engine swallows errors in consequents).
     compiled.definition[PASS_RULE_ID] = {"all": [{CHANGE: {"t": CHANGE}}], "run": action(PASS_RULE_ID)}

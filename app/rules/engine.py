@@ -4,16 +4,17 @@ durable_rules keeps per-session state in fixed-size tables, is not thread-safe, 
 consequents, raises on a fact no pattern handles, refuses a fact identical to one already asserted, cannot
 retract a verdict when a fact arrives after the change it would have blocked, and starts background dispatch
 threads in every Host. This adapter owns one quiet Host per process, one compiled ruleset per rule-set
-version, one session per evaluation that is deleted afterwards (also when the engine refuses the facts), a
-lock so a threaded server cannot enter the engine twice, and the order of facts the compiler relies on:
-context, permissions and references before the changes (see app/rules/compiler.py). It never evaluates a
-rule's condition itself.
+version, one session per evaluation that is deleted afterwards (also when the engine refuses a fact: the
+consequents it queued are run first, or durable_rules double-frees), a lock so a threaded server cannot enter
+the engine twice, and the order of facts the compiler relies on: context, permissions and references before
+the changes (see app/rules/compiler.py). It never evaluates a rule's condition itself.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+import durable_rules_engine as durable_rules_engine_c  # type: ignore[import-not-found]
 from durable import engine as durable_engine  # type: ignore[import-untyped]
 
 from app.rules.compiler import (
@@ -46,6 +48,7 @@ MEMO_SIZE = 4096
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
 ENABLED_CACHE_SIZE = 256
 _NOT_TESTABLE = frozenset({"t", "index", "earlier_index"})  # carried for messages; no rule can test them
+_REFUSALS = {1: "a fact no rule handles", 2: "a fact identical to one already asserted"}  # the engine's codes
 
 
 class RulesEngineError(RuntimeError):
@@ -170,29 +173,33 @@ class DurableRulesEngine:
         if not use_memo:
             return Evaluation(tuple(self._post(facts, facts.changes)[r["index"]] for r in facts.changes), facts)
         shared = self._shared_key(facts)
-        keys = [self._memo_key(record, shared, facts) for record in facts.changes]
+        keys = [None if shared is None else self._memo_key(record, shared, facts) for record in facts.changes]
         unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
         decided = self._post(facts, unknown) if unknown else {}
         held: list[frozenset[str]] = []
-        for record, key in zip(facts.changes, keys, strict=True):
+        for record, key in zip(facts.changes, keys, strict=True):  # read every remembered verdict first ...
             found = decided.get(record["index"])
             if found is None:
                 assert key is not None  # a record without a key always goes to the engine
                 found = self._memo[key]
                 self._memo.move_to_end(key)
                 self.memo_hits += 1
-            elif key is not None:
+            held.append(found)
+        for record, key in zip(facts.changes, keys, strict=True):  # ... then remember (and evict) the new ones
+            if key is not None and record["index"] in decided:
                 self.memo_misses += 1
-                self._memo[key] = found
+                self._memo[key] = decided[record["index"]]
                 if len(self._memo) > MEMO_SIZE:
                     self._memo.popitem(last=False)
-            held.append(found)
         return Evaluation(tuple(held), facts)
 
-    def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...]:
-        """What every change's verdict may read from the context: the values rules test, the time's interval."""
+    def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...] | None:
+        """What every change's verdict may read from the context: the values rules test, the time's interval;
+        None when one of those values is too long to remember."""
         context = facts.context
         values = tuple((key, context.get(key)) for key in sorted(self._compiled.context_keys))
+        if any(isinstance(value, str) and len(value) > MEMO_MAX_TEXT for _, value in values):
+            return None
         interval = bisect.bisect_right(self._bounds, context["now"]) if self._compiled.reads_time else 0
         return values, interval
 
@@ -249,11 +256,13 @@ class DurableRulesEngine:
         with process.lock:
             process.fired.clear()
             try:
-                state = process.host.assert_facts(self._name, events)
+                refused, state = self._assert_facts(events)
             finally:
                 self._forget_session()
             fired = list(process.fired)
             process.fired.clear()
+        if refused:
+            raise RulesEngineError(f"the engine refused the facts: {refused}")
         if isinstance(state, dict) and "exception" in state:
             raise RulesEngineError(f"a consequent raised: {state['exception']}")
         held: dict[int, set[str]] = {record["index"]: set() for record in changes}
@@ -268,6 +277,24 @@ class DurableRulesEngine:
         if passes != len(changes):
             raise RulesEngineError(f"{len(changes)} changes judged, {passes} seen by the engine")
         return {index: frozenset(rules) for index, rules in held.items()}
+
+    def _assert_facts(self, events: list[dict[str, Any]]) -> tuple[str | None, Any]:
+        """Assert the batch, then run the consequents the engine queued, also when it refused one of the facts
+        (Host.assert_facts raises without running them, and deleting a session whose queued consequents never
+        ran double-frees inside durable_rules 2.0.28). Returns why the engine refused (or None) and its state."""
+        ruleset = self._process.host.get_ruleset(self._name)
+        code, state_offset = durable_rules_engine_c.assert_facts(
+            ruleset._handle, json.dumps(events, ensure_ascii=False)
+        )
+        outcome: list[Any] = [None, None]
+
+        def complete(error: Any, state: Any) -> None:
+            outcome[:] = [error, state]
+
+        ruleset.do_actions(state_offset, complete)
+        if outcome[0] is not None:
+            raise RulesEngineError(f"the engine failed: {outcome[0]}")
+        return _REFUSALS.get(code), outcome[1]
 
     def _forget_session(self) -> None:
         # Sessions live in a fixed-size table (1,024 slots); leaving one behind per request exhausts it.

@@ -22,6 +22,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.rules.attributes import AttributeDeclaration
+from app.rules.compiler import ConditionTooLarge, clauses
 from app.rules.model import (
     ACCOUNT_STATUSES,
     CHANGE_FIELDS,
@@ -330,6 +331,11 @@ def _rule(
     if isinstance(item.get("message"), str):
         _message_fields(ctx, item)
     condition = parse_condition(ctx, item["when"], item, "when") if "when" in item else None
+    if condition is not None:
+        try:
+            clauses(condition)  # the engine gets one rule per alternative: refuse it here, not at start-up
+        except ConditionTooLarge as exc:
+            _problem(ctx, item, str(exc), "when")
     if len(reader.problems) != before or condition is None:
         return None
     window = None

@@ -1,4 +1,5 @@
-"""DurableRulesEngine on the shipped rules: every rule fires, order comes from the data, messages read right."""
+"""decide() through DurableRulesEngine on the shipped rules: every rule fires, order comes from the data,
+messages read right, and the engine's session table never fills up."""
 
 from __future__ import annotations
 
@@ -12,23 +13,15 @@ import pytest
 from ruamel.yaml import YAML
 
 from app.errors import ChangeRejected, Code
-from app.rules.engine import DurableRulesEngine, Verdict
+from app.rules.decision import Decision, Hit, decide
+from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
-from app.service.permissions import rejection
+from app.rules.messages import rejection
+from tests.rules.support import ch, request
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
 SHIPPED = SHIPPED_RULES
 TENANT_PATTERNS = ("account.*", "stock.*", "options.US", "trade.*")
-
-
-def ch(permission_type: Any = ..., permission_status: Any = ...) -> dict[str, Any]:
-    """A change; `...` leaves the field out."""
-    change: dict[str, Any] = {}
-    if permission_type is not ...:
-        change["permission_type"] = permission_type
-    if permission_status is not ...:
-        change["permission_status"] = permission_status
-    return change
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +30,23 @@ def engine() -> DurableRulesEngine:
 
 
 @pytest.fixture(scope="module")
-def enabled(engine) -> frozenset[str]:
-    return frozenset(engine.rule_set.catalog.expand(TENANT_PATTERNS))
+def enabled() -> tuple[str, ...]:
+    """The demo tenant's patterns."""
+    return TENANT_PATTERNS
 
 
-def first_failure(engine: DurableRulesEngine, changes, enabled, current=None) -> Verdict | None:
-    return engine.first_failure(changes, enabled=enabled, current=current or {})
+def judged(engine: DurableRulesEngine, changes, patterns, current=None, *, use_memo: bool = True) -> Decision:
+    return decide(engine, request(changes, patterns=patterns, stored=current or {}), use_memo=use_memo)
+
+
+def first_failure(engine: DurableRulesEngine, changes, patterns, current=None) -> Hit | None:
+    return judged(engine, changes, patterns, current).denial
+
+
+def rule_ids(engine: DurableRulesEngine, decision: Decision) -> list[str | None]:
+    """Per change, the first rule (in file order) that held, or None."""
+    order = [rule.id for rule in engine.rule_set.rules]
+    return [min(found, key=order.index) if found else None for found in decision.held]
 
 
 # rule id -> (changes, current state, failing index); each input fires that rule and no earlier one.
@@ -71,15 +75,14 @@ def test_every_shipped_rule_has_a_trigger_here(engine):
 @pytest.mark.parametrize("rule_id", sorted(TRIGGERS))
 def test_every_rule_can_fire(engine, enabled, rule_id):
     changes, current, index = TRIGGERS[rule_id]
-    verdicts = engine.evaluate(changes, enabled=enabled, current=current)
-    assert len(verdicts) == len(changes)
-    assert [v.index for v in verdicts] == list(range(len(changes)))
-    assert all(v.passed for v in verdicts[:index]), verdicts
-    assert verdicts[index].rule is not None
-    assert verdicts[index].rule.id == rule_id
-    failure = first_failure(engine, changes, enabled, current)
-    assert failure is not None
-    assert (failure.index, failure.rule.id) == (index, rule_id)
+    decision = judged(engine, changes, enabled, current)
+    assert len(decision.held) == len(changes)
+    assert decision.held[:index] == (frozenset(),) * index, decision.held
+    assert rule_ids(engine, decision)[index] == rule_id
+    assert decision.denial is not None
+    assert (decision.denial.index, decision.denial.rule.id) == (index, rule_id)
+    assert decision.rule_set_version == engine.version
+    assert (decision.warnings, decision.dryruns) == ((), ())
 
 
 def test_pass_path(engine, enabled):
@@ -91,20 +94,23 @@ def test_pass_path(engine, enabled):
         ch("trade.openapi", "open"),
     ]
     current = {"stock.HK": "open", "account.trade": "open"}
-    verdicts = engine.evaluate(changes, enabled=enabled, current=current)
-    assert [v.passed for v in verdicts] == [True] * len(changes)
-    assert all(v.rule is None for v in verdicts)
-    assert first_failure(engine, changes, enabled, current) is None
+    decision = judged(engine, changes, enabled, current)
+    assert decision.held == (frozenset(),) * len(changes)
+    assert decision.accepted and decision.denial is None
 
 
 def test_one_verdict_per_change_for_a_full_batch(engine, enabled):
     values = engine.rule_set.catalog.values
     changes = [ch(v, "open") for v in values] + [ch("nope", "open")] * (100 - len(values))
-    verdicts = engine.evaluate(changes, enabled=frozenset(values), current={})
-    assert len(verdicts) == 100
-    assert [v.index for v in verdicts] == list(range(100))
-    assert [v.rule.id for v in verdicts if v.rule] == ["type-in-catalog"] * (100 - len(values))
-    assert all(v.passed for v in verdicts[: len(values)])
+    for use_memo in (True, False):
+        decision = judged(engine, changes, ("*",), use_memo=use_memo)
+        assert len(decision.held) == 100
+        unknown = frozenset({"type-in-catalog", "type-enabled-for-tenant"})
+        # Every rule that holds is reported, not only the first: the repeats are also duplicates.
+        assert decision.held[len(values)] == unknown
+        assert decision.held[len(values) + 1 :] == (unknown | {"no-duplicate-type"},) * (99 - len(values))
+        assert decision.held[: len(values)] == (frozenset(),) * len(values)
+        assert (decision.denial.index, decision.denial.rule.id) == (len(values), "type-in-catalog")
 
 
 def test_banned_group_dot_is_literal(engine, enabled):
@@ -229,17 +235,22 @@ def test_moving_one_rule_up_changes_only_that_decision(engine, enabled, tmp_path
 
 def test_duplicate_reported_at_the_later_index_with_earlier_index(engine, enabled):
     changes = [ch("stock.HK", "close"), ch("stock.US", "open"), ch("account.trade", "open"), ch("stock.US", "open")]
-    verdicts = engine.evaluate(changes, enabled=enabled, current={"stock.HK": "open"})
-    assert [v.rule.id if v.rule else None for v in verdicts] == [None, None, None, "no-duplicate-type"]
-    assert verdicts[3].facts["earlier_index"] == 1
-    assert verdicts[1].facts["named_earlier"] is False
+    decision = judged(engine, changes, enabled, {"stock.HK": "open"})
+    assert rule_ids(engine, decision) == [None, None, None, "no-duplicate-type"]
+    assert decision.denial.message == "changes[3].permission_type 'stock.US': is already named by changes[1]"
+    facts = engine.facts_of(request(changes, patterns=enabled, stored={"stock.HK": "open"}))
+    assert facts.changes[3]["earlier_index"] == 1
+    assert facts.changes[1]["named_earlier"] is False
 
 
 def test_third_naming_points_at_the_first(engine, enabled):
     changes = [ch("stock.US", "open"), ch("stock.US", "open"), ch("stock.US", "open")]
-    verdicts = engine.evaluate(changes, enabled=enabled, current={})
-    assert [v.rule.id if v.rule else None for v in verdicts] == [None, "no-duplicate-type", "no-duplicate-type"]
-    assert [v.facts["earlier_index"] for v in verdicts[1:]] == [0, 0]
+    decision = judged(engine, changes, enabled)
+    assert rule_ids(engine, decision) == [None, "no-duplicate-type", "no-duplicate-type"]
+    facts = engine.facts_of(request(changes, patterns=enabled))
+    assert [record["earlier_index"] for record in facts.changes[1:]] == [0, 0]
+    # A duplicate that also repeats the state is only a duplicate: no-op is judged against the stored state.
+    assert "must-change-state" not in decision.held[1]
 
 
 @pytest.mark.parametrize(
@@ -256,17 +267,16 @@ def test_third_naming_points_at_the_first(engine, enabled):
     ids=["open-open", "open-close", "close-close", "close-open", "never-close", "never-open", "other-type-open"],
 )
 def test_no_op_compares_with_stored_state(engine, enabled, current, status, rule_id):
-    verdict = engine.evaluate([ch("stock.HK", status)], enabled=enabled, current=current)[0]
-    assert (verdict.rule.id if verdict.rule else None) == rule_id
+    assert rule_ids(engine, judged(engine, [ch("stock.HK", status)], enabled, current)) == [rule_id]
 
 
 # --- messages ----------------------------------------------------------------------------------------------
 
 
 def _rejected(engine, changes, enabled, current=None) -> ChangeRejected:
-    verdict = first_failure(engine, changes, enabled, current)
-    assert verdict is not None
-    return rejection(verdict, changes[verdict.index])
+    hit = first_failure(engine, changes, enabled, current)
+    assert hit is not None
+    return rejection(hit.rule, hit.index, hit.message)
 
 
 @pytest.mark.parametrize(
@@ -412,25 +422,32 @@ def test_reworded_message_comes_from_the_data(enabled, tmp_path):
 
 def test_thousands_of_evaluations_do_not_exhaust_sessions(engine, enabled):
     # durable_rules keeps sessions in a 1,024-slot table; every evaluation must clean up after itself.
+    # use_memo=False: a repeat would otherwise be answered from the memo and never reach the engine.
     for i in range(3000):
-        verdicts = engine.evaluate([ch("stock.US", "open"), ch("stock.US", "open")], enabled=enabled, current={})
-        assert [v.passed for v in verdicts] == [True, False], i
+        decision = judged(engine, [ch("stock.US", "open"), ch("stock.US", "open")], enabled, use_memo=False)
+        assert rule_ids(engine, decision) == [None, "no-duplicate-type"], i
     assert first_failure(engine, [ch("flag.options", "open")], enabled).rule.id == "type-banned-group"
 
 
-def test_a_refused_batch_does_not_poison_the_next(engine, enabled):
+def test_rejections_and_passes_alternate_without_leaking_into_each_other(engine, enabled):
     for _ in range(50):
-        assert first_failure(engine, [ch(permission_status="open")], enabled).rule.id == "type-required"
-        assert first_failure(engine, [ch("stock.US", "open")], enabled) is None
+        missing = judged(engine, [ch(permission_status="open")], enabled, use_memo=False)
+        assert missing.denial.rule.id == "type-required"
+        assert judged(engine, [ch("stock.US", "open")], enabled, use_memo=False).accepted
 
 
 EMPTY_BATCH = """
+from datetime import UTC, datetime
+from app.rules.decision import DecisionInput, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
-from tests.support import SHIPPED_RULES, PROJECT_ROOT
+from tests.support import SHIPPED_RULES
 engine = DurableRulesEngine(load_rule_set(SHIPPED_RULES))
-assert engine.evaluate([], enabled=frozenset(), current={}) == []
-assert engine.first_failure([], enabled=frozenset(), current={}) is None
+empty = DecisionInput(tenant_id="t", tenant_patterns=("*",), changes=(), at=datetime.now(UTC))
+for use_memo in (True, False):
+    decision = decide(engine, empty, use_memo=use_memo)
+    assert decision.held == () and decision.denial is None, decision
+    assert engine.evaluate(empty, use_memo=use_memo).held == ()
 print("empty-ok")
 """
 
@@ -445,5 +462,4 @@ def test_empty_batch_gives_no_verdicts():
 
 
 def test_tenant_without_config_enables_nothing(engine):
-    verdict = first_failure(engine, [ch("stock.US", "open")], frozenset())
-    assert verdict.rule.id == "type-enabled-for-tenant"
+    assert first_failure(engine, [ch("stock.US", "open")], ()).rule.id == "type-enabled-for-tenant"

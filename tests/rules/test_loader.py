@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from app.rules.loader import Problem, RuleSetInvalid, load_rule_set, rule_set_version
+from app.rules.model import Window
+from tests.rules.support import VALIDATION_IDS, rules_dir
 from tests.support import SHIPPED_RULES
 
 SHIPPED = SHIPPED_RULES
@@ -148,7 +151,7 @@ def test_version_ignores_timestamps(tmp_path):
 @pytest.mark.parametrize(
     "change",
     [
-        lambda d: edit(d / "validation.yaml", "# The validation rules", "# The  validation rules"),
+        lambda d: edit(d / "validation.yaml", "# The four validations", "# The four  validations"),
         lambda d: edit(d / "catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]  # still flag"),
         lambda d: edit(
             d / "validation.yaml",
@@ -344,55 +347,149 @@ def test_malformed_message_template(tmp_path):
     assert (problem.line, problem.rule_id) == (line_of(path, "{earlier_index]"), "no-duplicate-type")
 
 
-def test_unknown_fact(tmp_path):
+def test_unknown_change_field(tmp_path):
     rules = copy_rules(tmp_path)
     path = rules / "validation.yaml"
-    edit(path, "{fact: in_catalog, equals: false}", "{fact: in_the_catalog, equals: false}")
+    edit(path, "{change: {in_catalog: false}}", "{change: {in_the_catalog: false}}")
     problem = only_problem(rules)
     assert (problem.path, problem.line) == ("rules/validation.yaml", line_of(path, "in_the_catalog"))
-    assert problem.column == column_of(path, "in_the_catalog", "fact: in_the_catalog")
+    assert problem.column == column_of(path, "in_the_catalog", "in_the_catalog")
     assert problem.rule_id == "type-in-catalog"
     assert "in_the_catalog" in problem.text
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "rule_id", "at"),
+    ("old", "new", "rule_id", "at", "says"),
     [
         (
-            "{fact: permission_type, is: missing}",
-            "{fact: permission_type, resembles: missing}",
+            "{permission_type: {is: missing}}",
+            "{permission_type: {resembles: missing}}",
             "type-required",
-            "resembles",
+            "permission_type",
+            "unknown operator 'resembles'",
         ),
-        ("{fact: permission_type, is: missing}", "{fact: permission_type, is: absent}", "type-required", "is: absent"),
         (
-            "{fact: permission_status, is: not_text}",
-            "{fact: in_catalog, is: not_text}",
-            "status-must-be-text",
-            "is: not_text",
+            "{permission_type: {is: missing}}",
+            "{permission_type: {is: absent}}",
+            "type-required",
+            "permission_type",
+            "'is' takes",
         ),
-        ('matches: "flag.*"', 'matches: "flag\\\\..*"', "type-banned-group", "matches:"),
-        ('matches: "flag.*"', 'matches: "(flag|va)[.].*"', "type-banned-group", "matches:"),
-        ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: 'false'}", "type-in-catalog", "equals:"),
-        ("not_one_of: [open, close]", "not_one_of: []", "status-open-or-close", "not_one_of:"),
-        ("equals_fact: current_status", "equals_fact: permission_status", "must-change-state", "equals_fact:"),
-        ("{fact: in_catalog, equals: false}", "{fact: in_catalog, equals: false, matches: x}", "type-in-catalog", None),
-        ("{fact: in_catalog, equals: false}", "{fact: in_catalog}", "type-in-catalog", None),
+        (
+            "{permission_status: {is: not_text}}",
+            "{in_catalog: {is: not_text}}",
+            "status-must-be-text",
+            "in_catalog",
+            "unknown operator 'is'",
+        ),
+        (
+            "{permission_type: {is: missing}}",
+            "{market: {is: missing}}",
+            "type-required",
+            "market",
+            "unknown operator 'is'",
+        ),
+        (
+            '{permission_type: "flag.*"}',
+            '{permission_type: "flag\\\\..*"}',
+            "type-banned-group",
+            "permission_type",
+            "glob",
+        ),
+        (
+            '{permission_type: "flag.*"}',
+            '{permission_type: "(flag|va)[.].*"}',
+            "type-banned-group",
+            "permission_type",
+            "glob",
+        ),
+        ('{permission_type: "flag.*"}', "{permission_type: 1.5}", "type-banned-group", "permission_type", "not text"),
+        ('{permission_type: "flag.*"}', "{permission_type: true}", "type-banned-group", "permission_type", "not text"),
+        (
+            '{permission_type: "flag.*"}',
+            "{permission_type: " + "f" * 65 + "}",
+            "type-banned-group",
+            "permission_type",
+            "longer",
+        ),
+        ("{in_catalog: false}", "{in_catalog: 'false'}", "type-in-catalog", "in_catalog", "true or false"),
+        (
+            "{permission_status: [open, close]}",
+            "{permission_status: []}",
+            "status-open-or-close",
+            "permission_status",
+            "empty list",
+        ),
+        (
+            "{same_as: current_status}",
+            "{same_as: permission_status}",
+            "must-change-state",
+            "permission_status",
+            "another change field",
+        ),
+        (
+            "{same_as: current_status}",
+            "{same_as: in_catalog}",
+            "must-change-state",
+            "permission_status",
+            "another change field",
+        ),
+        (
+            "{permission_status: {same_as: current_status}}",
+            "{in_catalog: {same_as: named_earlier}}",
+            "must-change-state",
+            "in_catalog",
+            "unknown operator 'same_as'",
+        ),
+        (
+            "{permission_status: {same_as: current_status}}",
+            "{current_status: opened}",
+            "must-change-state",
+            "current_status",
+            "open or close",
+        ),
+        (
+            "{permission_type: {is: missing}}",
+            "{permission_type: {is: missing, same_as: current_status}}",
+            "type-required",
+            "permission_type",
+            "use one of",
+        ),
+        (
+            "{change: {in_catalog: false}}",
+            "{changes: {in_catalog: false}}",
+            "type-in-catalog",
+            "changes",
+            "unknown condition",
+        ),
+        ("{change: {in_catalog: false}}", "{change: [in_catalog]}", "type-in-catalog", "change", "maps change fields"),
+        ("{change: {in_catalog: false}}", "{}", "type-in-catalog", "when", "a condition is a mapping"),
+        ("{change: {in_catalog: false}}", "{after: open}", "type-in-catalog", "after", "go with a 'permission'"),
     ],
     ids=[
-        "unknown-test",
+        "unknown-operator",
         "bad-is",
         "is-on-flag",
+        "is-on-part",
         "escaped-glob",
         "regex-glob",
+        "number-value",
+        "bool-value",
+        "long-value",
         "text-for-flag",
         "empty-list",
         "self-compare",
-        "two-tests",
-        "no-test",
+        "same-as-flag",
+        "same-as-on-flag",
+        "current-status-value",
+        "two-operators",
+        "unknown-subject",
+        "change-not-mapping",
+        "empty-condition",
+        "after-without-permission",
     ],
 )
-def test_bad_tests(tmp_path, old, new, rule_id, at):
+def test_bad_tests(tmp_path, old, new, rule_id, at, says):
     rules = copy_rules(tmp_path)
     path = rules / "validation.yaml"
     edit(path, old, new)
@@ -400,8 +497,8 @@ def test_bad_tests(tmp_path, old, new, rule_id, at):
     assert problem.path == "rules/validation.yaml"
     assert problem.rule_id == rule_id
     assert problem.line == line_of(path, new)
-    if at is not None:
-        assert problem.column == column_of(path, new, at)
+    assert problem.column == column_of(path, new, at)
+    assert says in problem.text
 
 
 def test_block_style_when_is_located_too(tmp_path):
@@ -409,11 +506,11 @@ def test_block_style_when_is_located_too(tmp_path):
     path = rules / "validation.yaml"
     edit(
         path,
-        "    when: {fact: in_catalog, equals: false}\n",
-        "    when:\n      fact: in_catalog\n      equalz: false\n",
+        "    when: {change: {in_catalog: false}}\n",
+        "    when:\n      change:\n        in_catalogue: false\n",
     )
     problem = only_problem(rules)
-    assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "equalz:"), 7, "type-in-catalog")
+    assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "in_catalogue:"), 9, "type-in-catalog")
 
 
 def test_every_mistake_is_reported_not_just_the_first(tmp_path):
@@ -450,3 +547,209 @@ def test_empty_file(tmp_path):
 def test_problem_reads_as_file_line_col_rule_text():
     problem = Problem("rules/validation.yaml", 12, 5, "type-required", "missing key 'message'")
     assert str(problem) == "rules/validation.yaml:12:5: type-required: missing key 'message'"
+
+
+# --- policies.yaml --------------------------------------------------------------------------------------------
+
+POLICIES = """\
+policies:
+  - id: options-need-stock
+    description: Options need stock.
+    when:
+      change: {product: options, permission_status: open}
+      permission: "stock.{market}"
+      after: close
+    message: "opening options needs stock.{market}"
+
+  - id: margin-only
+    description: Short selling needs margin.
+    enforcement: warn
+    from: 2026-01-01T00:00:00Z
+    until: 2030-01-01
+    when:
+      all:
+        - change: {product: shortsell}
+        - not: {account: {account_type: margin}}
+        - any:
+            - tenant: [t1, "t-*"]
+            - account: {status: active, residency: CN}
+    message: "{account_type} accounts of {tenant} cannot short {market}"
+"""
+
+
+def policy_rules(tmp_path: Path) -> Path:
+    return rules_dir(tmp_path, POLICIES)
+
+
+def test_policies_load_after_the_validations_in_file_order(tmp_path):
+    rule_set = load_rule_set(policy_rules(tmp_path))
+    ids = [rule.id for rule in rule_set.rules]
+    assert ids[:10] == list(VALIDATION_IDS)
+    assert ids[10:] == ["options-need-stock", "margin-only"]
+    need, margin = rule_set.rule("options-need-stock"), rule_set.rule("margin-only")
+    assert (need.outcome, need.enforcement, need.window, need.field) == (
+        "PERMISSION_POLICY_DENIED",
+        "deny",
+        None,
+        "permission_type",
+    )
+    assert (need.source, need.line) == ("rules/policies.yaml", 2)
+    assert margin.enforcement == "warn"
+    assert margin.window == Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
+    assert need.is_policy and not rule_set.rule("must-change-state").is_policy
+    assert [a.name for a in rule_set.attributes] == ["account_type", "residency", "investor_class"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule_id", "at", "says"),
+    [
+        ("{product: options, ", "{prodcut: options, ", "options-need-stock", "prodcut", "unknown change field"),
+        ("{account_type: margin}", "{account_kind: margin}", "margin-only", "account_kind", "unknown account field"),
+        ("{account_type: margin}", "{account_type: margn}", "margin-only", "account_type", "never 'margn'"),
+        ("{status: active, ", "{status: open, ", "margin-only", "status", "never 'open'"),
+        ("{status: active, ", "{status: {is: text}, ", "margin-only", "status", "unknown operator"),
+        ('tenant: [t1, "t-*"]', "tenant: {is: text}", "margin-only", "tenant", "unknown operator"),
+        ('tenant: [t1, "t-*"]', "tenant: []", "margin-only", "tenant", "empty list"),
+        ('"stock.{market}"', '"{market}.stock"', "options-need-stock", "permission", "cannot stand there"),
+        ('"stock.{market}"', '"stock.{country}"', "options-need-stock", "permission", "cannot stand there"),
+        ('"stock.{market}"', '"stock"', "options-need-stock", "permission", "a type like"),
+        ('"stock.{market}"', '"stock.U.S"', "options-need-stock", "permission", "a type like"),
+        ("after: close", "after: closed", "options-need-stock", "after", "open or close"),
+        ("after: close", "# no state", "options-need-stock", "permission", "needs before: or after:"),
+        ("enforcement: warn", "enforcement: block", "margin-only", "enforcement", "'enforcement' is one of"),
+        ("until: 2030-01-01", "until: 2025-01-01", "margin-only", "until", "'from' must be before 'until'"),
+        ("until: 2030-01-01", "until: 2026-01-01T00:00:00Z", "margin-only", "until", "'from' must be before 'until'"),
+        ("from: 2026-01-01T00:00:00Z", "from: next tuesday", "margin-only", "from", "a UTC time"),
+        ("cannot short {market}", "cannot short {markt}", "margin-only", "message", "{markt}"),
+        ("- id: margin-only", "- id: pass", "pass", "id", "reserved"),
+        ("- id: margin-only", "- id: type-required", "type-required", "id", "duplicate rule id"),
+        ("- id: margin-only", "- id: Margin_Only", "Margin_Only", "id", "lower-case"),
+        ("    enforcement: warn", "    outcome: NO_STATE_CHANGE", "margin-only", "outcome", "unknown key 'outcome'"),
+        ("    enforcement: warn", "    field: market", "margin-only", "field", "permission_type or permission_status"),
+        ("        - not: {account: {account_type: margin}}", "        - not: [x]", "margin-only", "not", "mapping"),
+        ("        - any:", "        - any: []", "margin-only", "any", "non-empty list"),
+    ],
+    ids=[
+        "unknown-change-field",
+        "unknown-attribute",
+        "attribute-value",
+        "account-status-value",
+        "account-operator",
+        "tenant-operator",
+        "tenant-empty",
+        "placeholder-place",
+        "placeholder-unknown",
+        "template-one-part",
+        "template-three-parts",
+        "state-value",
+        "state-missing",
+        "enforcement",
+        "window-backwards",
+        "window-empty",
+        "window-not-a-time",
+        "message-placeholder",
+        "reserved-id",
+        "duplicate-across-files",
+        "bad-id",
+        "outcome-in-policy",
+        "field",
+        "not-a-list",
+        "empty-any",
+    ],
+)
+def test_policy_mistakes_are_located(tmp_path, old, new, rule_id, at, says):
+    rules = policy_rules(tmp_path)
+    path = rules / "policies.yaml"
+    edit(path, old, new)
+    if new == "        - any: []":  # the items that followed the emptied any: go too
+        edit(path, '            - tenant: [t1, "t-*"]\n            - account: {status: active, residency: CN}\n', "")
+    problem = only_problem(rules, "policies.yaml")
+    assert (problem.path, problem.rule_id) == ("rules/policies.yaml", rule_id)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    stripped = new.strip()
+    if stripped.startswith("#"):  # a key that went missing is reported where the permission is
+        stripped = 'permission: "stock.{market}"'
+    assert problem.line == line_of(path, stripped)
+    assert lines[problem.line - 1][problem.column - 1 :].startswith(at), (problem, lines[problem.line - 1])
+    assert says in problem.text, problem
+
+
+def test_a_policy_missing_its_keys_names_each(tmp_path):
+    rules = policy_rules(tmp_path)
+    path = rules / "policies.yaml"
+    edit(path, "    description: Options need stock.\n", "")
+    edit(path, '    message: "opening options needs stock.{market}"\n', "")
+    problems = [p for p in problems_of(rules) if p.path == "rules/policies.yaml"]
+    assert {(p.line, p.rule_id, p.text) for p in problems} == {
+        (line_of(path, "- id: options-need-stock"), "options-need-stock", "missing key 'description'"),
+        (line_of(path, "- id: options-need-stock"), "options-need-stock", "missing key 'message'"),
+    }
+
+
+def test_policy_only_keys_are_refused_in_validation_yaml(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "validation.yaml"
+    edit(path, "  - id: type-in-catalog\n", "  - id: type-in-catalog\n    enforcement: warn\n")
+    problem = only_problem(rules)
+    assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "enforcement: warn"), 5, "type-in-catalog")
+    assert "only policies have it" in problem.text
+
+
+def test_policies_yaml_must_hold_a_policies_list(tmp_path):
+    rules = rules_dir(tmp_path, "rules:\n  - id: x\n")
+    problem = only_problem(rules, "policies.yaml")
+    assert (problem.line, problem.rule_id) == (1, "policies")
+    assert "'policies' list" in problem.text
+
+
+def test_a_policy_may_name_an_attribute_in_its_message_but_not_an_undeclared_one(tmp_path):
+    rules = rules_dir(
+        tmp_path,
+        POLICIES.replace("{account_type} accounts", "{residency} residents"),
+        attributes="attributes:\n  - name: residency\n    description: Country.\n  - name: account_type\n"
+        "    description: Cash or margin.\n    values: [cash, margin]\n",
+    )
+    assert load_rule_set(rules).rule("margin-only").message.startswith("{residency} residents")
+    (rules / "attributes.yaml").write_text(
+        "attributes:\n  - name: account_type\n    description: Cash or margin.\n    values: [cash, margin]\n",
+        encoding="utf-8",
+    )
+    problems = [p for p in problems_of(rules) if p.path == "rules/policies.yaml"]
+    assert sorted((p.rule_id, p.text) for p in problems) == [
+        ("margin-only", "message names unknown placeholder {residency}"),
+        ("margin-only", "unknown account field 'residency' (declared: status, account_type)"),
+    ]
+
+
+def _too_large(parts: int) -> str:
+    """A policy whose condition is an all of `parts` two-way anys: 2**parts alternatives."""
+    anys = "".join(
+        f"        - any: [{{change: {{market: M{i}}}}}, {{change: {{product: P{i}}}}}]\n" for i in range(parts)
+    )
+    return f"""\
+policies:
+  - id: too-large
+    description: Too many alternatives for the engine.
+    when:
+      all:
+{anys}    message: no
+"""
+
+
+def test_a_condition_too_large_for_the_engine_is_a_lint_problem(tmp_path):
+    rules = rules_dir(tmp_path, _too_large(7))  # 128 alternatives
+    problem = only_problem(rules, "policies.yaml")
+    assert (problem.line, problem.column, problem.rule_id) == (4, 5, "too-large")
+    assert "more than 64 alternatives" in problem.text
+
+
+def test_a_long_any_is_too_large_as_well(tmp_path):
+    items = "".join(f"        - change: {{market: M{i}}}\n" for i in range(65))
+    policies = f"policies:\n  - id: long-any\n    description: x\n    when:\n      any:\n{items}    message: no\n"
+    problem = only_problem(rules_dir(tmp_path, policies), "policies.yaml")
+    assert (problem.line, problem.rule_id) == (4, "long-any")
+
+
+def test_a_condition_of_64_alternatives_loads(tmp_path):
+    rule_set = load_rule_set(rules_dir(tmp_path, _too_large(6)))
+    assert rule_set.rule("too-large").id == "too-large"

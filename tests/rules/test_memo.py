@@ -1,21 +1,40 @@
-"""The adapter's memo: a bounded cache of the engine's own verdicts, keyed on everything a rule can test."""
+"""The adapter's memo: a bounded cache of the engine's own verdicts, keyed on exactly what the compiled rules read."""
 
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from app.rules.engine import MEMO_SIZE, DurableRulesEngine
-from app.rules.facts import change_facts
+from app.rules.decision import Decision, DecisionInput, decide
+from app.rules.engine import MEMO_MAX_TEXT, MEMO_SIZE, DurableRulesEngine
 from app.rules.loader import load_rule_set
-from tests.rules.test_engine_endurance import ChangeMaker
-from tests.support import SHIPPED_RULES
+from app.rules.model import RuleSet
+from tests.rules.support import BROKER_POLICIES, ch, request
+from tests.rules.test_engine_endurance import ENABLED_PATTERNS, ChangeMaker
+from tests.support import SHIPPED_RULES, copy_rules
 
 
 @pytest.fixture(scope="module")
-def rule_set():
+def rule_set() -> RuleSet:
     return load_rule_set(SHIPPED_RULES)
+
+
+@pytest.fixture(scope="module")
+def broker_set() -> RuleSet:
+    return load_rule_set(BROKER_POLICIES)
+
+
+def seen(decision: Decision) -> tuple[Any, ...]:
+    """Everything a caller, the decision log and the metrics can see of a decision."""
+
+    def hits(found: Any) -> list[tuple[int, str, str]]:
+        return [(h.index, h.rule.id, h.message) for h in found]
+
+    denial = None if decision.denial is None else hits([decision.denial])
+    return decision.held, denial, hits(decision.warnings), hits(decision.dryruns), decision.rule_set_version
 
 
 def test_memoised_verdicts_equal_the_engines_on_random_traffic(rule_set):
@@ -26,48 +45,188 @@ def test_memoised_verdicts_equal_the_engines_on_random_traffic(rule_set):
     for _ in range(3000):
         current = {t: rng.choice(("open", "close")) for t in rng.sample(catalog.values, 5)}
         changes = maker.batch(current)
-        enabled = frozenset(catalog.expand(rng.choice((("*",), ("stock.*", "account.*"), ()))))
-        facts = change_facts(changes, catalog=catalog, enabled=enabled, current=current)
-        memoised = engine.evaluate(changes, enabled=enabled, current=current)
-        direct = engine.evaluate_with_engine(facts)
-        assert [(v.index, v.rule and v.rule.id) for v in memoised] == [(v.index, v.rule and v.rule.id) for v in direct]
-        assert [v.facts for v in memoised] == facts  # messages are built from this request's own facts
+        patterns = rng.choice((("*",), ("stock.*", "account.*"), (), ENABLED_PATTERNS))
+        decision_input = request(changes, stored=current, patterns=patterns)
+        memoised = decide(engine, decision_input)
+        direct = decide(engine, decision_input, use_memo=False)
+        assert seen(memoised) == seen(direct), changes  # messages are built from this request's own facts
+    assert engine.memo_hits > 1000
     assert 0 < len(engine._memo) <= MEMO_SIZE
+
+
+BROKER_TYPES = (
+    "options.US",
+    "options.HK",
+    "options.JP",
+    "stock.US",
+    "stock.HK",
+    "stock.SH",
+    "stock.SZ",
+    "shortsell.US",
+    "va.OSL",
+    "ipo.JP",
+    "ipo.DE",
+    "ipo.US",
+    "account.withdraw",
+    "account.deposit",
+    "otc.SG",
+    "stockgrey.HK",
+    "account.trade",
+)
+MOMENTS = (
+    datetime(2025, 1, 15, tzinfo=UTC),
+    datetime(2025, 2, 1, tzinfo=UTC),
+    datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2026, 1, 1, tzinfo=UTC),
+    datetime(2027, 6, 1, tzinfo=UTC),
+    datetime(2030, 1, 1, tzinfo=UTC),
+)
+
+
+def random_broker_input(rng: random.Random) -> DecisionInput:
+    """A request over the types the broker policies relate, with random state, attributes and time."""
+    stored = {t: rng.choice(("open", "close")) for t in rng.sample(BROKER_TYPES, rng.randint(0, 6))}
+    changes = [
+        ch(t, rng.choice(("open", "close", "open")))
+        for t in rng.sample(BROKER_TYPES, rng.randint(1, 4)) + rng.choice(([], [], ["stock.US"]))
+    ]
+    attributes = {
+        name: rng.choice(values)
+        for name, values in (
+            ("account_type", ("cash", "margin")),
+            ("residency", ("CN", "SG", "HK")),
+            ("investor_class", ("retail", "professional")),
+        )
+        if rng.random() < 0.7
+    }
+    return request(
+        changes,
+        stored=stored,
+        attributes=attributes,
+        tenant=rng.choice(("t1", "t2")),
+        patterns=rng.choice((("*",), ("stock.*", "options.*", "account.*"))),
+        at=rng.choice(MOMENTS) + timedelta(seconds=rng.choice((0, 1, 3600))),
+    )
+
+
+def test_memoised_broker_decisions_equal_the_engines(broker_set):
+    """Relations, attributes and windows: the memo key must carry each, or a remembered verdict is wrong."""
+    engine = DurableRulesEngine(broker_set)
+    rng = random.Random(11)
+    kinds: set[str] = set()
+    for _ in range(3000):
+        decision_input = random_broker_input(rng)
+        memoised = decide(engine, decision_input)
+        assert seen(memoised) == seen(decide(engine, decision_input, use_memo=False)), decision_input
+        kinds |= {rule_id for found in memoised.held for rule_id in found}
+    assert engine.memo_hits > 1000
+    policies = {r.id for r in broker_set.rules if r.is_policy}
+    assert policies <= kinds  # every policy held somewhere: the comparison covered each
 
 
 def test_a_repeat_is_answered_without_the_engine_and_keeps_its_own_message(rule_set):
     engine = DurableRulesEngine(rule_set)
-    changes = [
-        {"permission_type": "stock.US", "permission_status": "open"},
-        {"permission_type": "stock.US", "permission_status": "close"},
-    ]
-    first = engine.evaluate(changes, enabled=frozenset({"stock.US"}), current={})
+    changes = [ch("stock.US", "open"), ch("stock.US", "close")]
+    first = decide(engine, request(changes, patterns=("stock.US",)))
     remembered = len(engine._memo)
-    shifted = [{"permission_type": "stock.HK", "permission_status": "open"}, *changes]
-    second = engine.evaluate(shifted, enabled=frozenset({"stock.US", "stock.HK"}), current={})
-    assert first[1].rule.id == second[2].rule.id == "no-duplicate-type"
-    assert first[1].facts["earlier_index"] == 0 and second[2].facts["earlier_index"] == 1
+    shifted = [ch("stock.HK", "open"), *changes]
+    second = decide(engine, request(shifted, patterns=("stock.US", "stock.HK")))
+    assert first.denial.rule.id == second.denial.rule.id == "no-duplicate-type"
+    assert first.denial.message == "changes[1].permission_type 'stock.US': is already named by changes[0]"
+    assert second.denial.message == "changes[2].permission_type 'stock.US': is already named by changes[1]"
     assert len(engine._memo) == remembered + 1  # only stock.HK was new to the engine
+    assert (engine.memo_hits, engine.memo_misses) == (2, 3)
 
 
 def test_the_memo_is_bounded_and_skips_long_values(rule_set):
     engine = DurableRulesEngine(rule_set)
     for n in range(MEMO_SIZE + 50):
-        engine.evaluate([{"permission_type": f"x{n}", "permission_status": "open"}], enabled=frozenset(), current={})
+        decide(engine, request([ch(f"x{n}", "open")], patterns=()))
     assert len(engine._memo) == MEMO_SIZE
     engine._memo.clear()
-    engine.evaluate([{"permission_type": "x" * 500, "permission_status": "open"}], enabled=frozenset(), current={})
+    for value in ("x" * (MEMO_MAX_TEXT + 1), "x" * 60 * 1024):
+        assert decide(engine, request([ch(value, "open")])).denial.rule.id == "type-in-catalog"
     assert not engine._memo
 
 
-def test_a_new_rule_set_starts_with_an_empty_memo(rule_set, tmp_path):
-    from tests.support import copy_rules
-
+def test_a_full_memo_answers_a_request_that_evicts_what_it_reads(rule_set):
+    """A request with a new change and a remembered one, when remembering the new verdict evicts the oldest
+    entry, which is the one the same request reads."""
     engine = DurableRulesEngine(rule_set)
-    engine.evaluate([{"permission_type": "stock.US", "permission_status": "open"}], enabled=frozenset(), current={})
+    for n in range(MEMO_SIZE):
+        decide(engine, request([ch(f"x{n}", "open")]))
+    assert len(engine._memo) == MEMO_SIZE
+    decision = decide(engine, request([ch("new", "open"), ch("x0", "open")]))
+    assert decision.held == (frozenset({"type-in-catalog", "type-enabled-for-tenant"}),) * 2
+    assert len(engine._memo) == MEMO_SIZE
+    assert (engine.memo_hits, engine.memo_misses) == (1, MEMO_SIZE + 1)
+
+
+def test_long_context_values_are_not_held_in_memory(broker_set):
+    """An attribute the rules read is part of the key: a long one is judged afresh rather than kept."""
+    engine = DurableRulesEngine(broker_set)
+    for n in range(3):
+        residency = f"{n}" + "C" * 60 * 1024
+        assert decide(engine, request([ch("stock.SH", "open")], attributes={"residency": residency})).accepted
+    assert not engine._memo
+    cn = decide(engine, request([ch("stock.SH", "open")], attributes={"residency": "CN"}))
+    assert cn.denial.rule.id == "no-northbound-for-cn-residents"
+    assert len(engine._memo) == 1
+
+
+def test_a_new_rule_set_starts_with_an_empty_memo(rule_set, tmp_path):
+    engine = DurableRulesEngine(rule_set)
+    decide(engine, request([ch("stock.US", "open")]))
     rules = copy_rules(tmp_path)
     (rules / "validation.yaml").write_text(
         (rules / "validation.yaml").read_text().replace("message: is required", "message: must be given")
     )
     reloaded = DurableRulesEngine(load_rule_set(rules))
     assert reloaded.version != engine.version and not reloaded._memo
+
+
+# --- the key is exactly what the rules read ------------------------------------------------------------------
+
+
+def hits_after(engine: DurableRulesEngine, inputs: list[DecisionInput]) -> int:
+    before = engine.memo_hits
+    for decision_input in inputs:
+        decide(engine, decision_input)
+    return engine.memo_hits - before
+
+
+def test_facts_no_rule_reads_do_not_split_the_memo(broker_set, rule_set):
+    broker = DurableRulesEngine(broker_set)
+    # otc.SG is judged by the validations and otc-open-warning only: the tenant, an attribute no rule tests
+    # for it... all read by some rule, so they split; but the time within one window interval does not.
+    change = [ch("otc.SG", "open")]
+    moments = [datetime(2027, 1, 1, tzinfo=UTC) + timedelta(days=d) for d in range(5)]
+    assert hits_after(broker, [request(change, at=m) for m in moments]) == 4
+    # Stored permissions no relation names for this change do not split it either.
+    stored = [{}, {"account.trade": "open"}, {"va.OSL": "open", "trade.fix": "open"}]
+    assert hits_after(broker, [request(change, stored=s, at=moments[0]) for s in stored]) == 3
+    # The shipped validations read no context at all: tenant, attributes and time never split their memo.
+    shipped = DurableRulesEngine(rule_set)
+    inputs = [
+        request(change, tenant=t, attributes=a, at=m)
+        for t, a, m in (("t1", {}, moments[0]), ("t2", {"residency": "CN"}, moments[1]), ("t3", {}, MOMENTS[0]))
+    ]
+    assert hits_after(shipped, inputs) == 2
+
+
+def test_facts_a_rule_reads_split_the_memo(broker_set):
+    engine = DurableRulesEngine(broker_set)
+    options = [ch("options.US", "open")]
+    assert decide(engine, request(options)).denial.rule.id == "options-need-stock"
+    assert decide(engine, request(options, stored={"stock.US": "open"})).accepted  # a related permission
+    assert decide(engine, request(options, stored={"stock.HK": "open"})).denial.rule.id == "options-need-stock"
+    shortsell = [ch("shortsell.US", "open")]
+    assert decide(engine, request(shortsell)).denial.rule.id == "shortsell-margin-only"
+    assert decide(engine, request(shortsell, attributes={"account_type": "margin"})).accepted
+    assert decide(engine, request(shortsell, attributes={"account_type": "cash"})).denial is not None
+    withdraw = [ch("account.withdraw", "open")]
+    edge = datetime(2026, 1, 1, tzinfo=UTC)
+    assert decide(engine, request(withdraw, at=edge - timedelta(microseconds=1))).accepted
+    assert decide(engine, request(withdraw, at=edge)).denial.rule.id == "withdraw-freeze"
+    assert decide(engine, request(withdraw, at=edge + timedelta(days=1))).denial.rule.id == "withdraw-freeze"
+    assert decide(engine, request(withdraw, at=datetime(2030, 1, 1, tzinfo=UTC))).accepted
