@@ -167,6 +167,6 @@ def test_attributes_yaml_is_not_a_stray_file(rules: Path) -> None:
     (rules / "attribute.yaml").write_text("attributes: []\n")
     problems = [str(p) for p in lint(rules).problems]
     assert problems == [
-        "rules/attribute.yaml:1:1: -: unexpected file (rules are catalog.yaml, validation.yaml, attributes.yaml "
-        "and cases/*.yaml)"
+        "rules/attribute.yaml:1:1: -: unexpected file (rules are catalog.yaml, attributes.yaml, validation.yaml, "
+        "policies.yaml and cases/*.yaml)"
     ]

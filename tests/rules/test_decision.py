@@ -3,13 +3,15 @@ recorded DecisionInput that replays to the same Decision."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from app.errors import Code
-from app.rules.decision import Decision, DecisionInput, decide
+from app.rules.decision import Decision, decide
 from app.rules.engine import DurableRulesEngine
+from app.rules.impact import recorded_input
 from app.rules.messages import rejection
 from tests.rules.support import ch, engine_for, request
 
@@ -215,9 +217,15 @@ def test_a_recorded_input_replays_to_the_same_decision(engine):
         account_status="active",
         at=datetime(2026, 1, 15, 8, 30, tzinfo=UTC),
     )
-    record = original.to_record()
-    assert record["at"] == "2026-01-15T08:30:00Z"
-    replayed = DecisionInput.from_record(record)
+    replayed = recorded_input(  # as the decisions table keeps it (app/service/permissions.py) and impact reads it
+        tenant_id="sg_mexc",
+        created_at=original.at,
+        changes=json.dumps(list(original.changes)),
+        tenant_patterns=json.dumps(list(original.tenant_patterns)),
+        account_state=json.dumps(dict(original.stored)),
+        account_status="active",
+        attributes=json.dumps(dict(original.attributes)),
+    )
     assert replayed == original
     first, again = decide(engine, original), decide(engine, replayed, use_memo=False)
     assert (denial(first), hits(first.warnings), first.denial.message) == (

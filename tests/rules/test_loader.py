@@ -706,7 +706,8 @@ def test_a_policy_may_name_an_attribute_in_its_message_but_not_an_undeclared_one
     rules = rules_dir(
         tmp_path,
         POLICIES.replace("{account_type} accounts", "{residency} residents"),
-        attributes="attributes:\n  - name: residency\n    description: Country.\n  - name: account_type\n"
+        attributes="attributes:\n  - name: residency\n    description: Country.\n    pattern: '[A-Z]{2}'\n"
+        "  - name: account_type\n"
         "    description: Cash or margin.\n    values: [cash, margin]\n",
     )
     assert load_rule_set(rules).rule("margin-only").message.startswith("{residency} residents")
