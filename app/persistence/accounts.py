@@ -143,6 +143,13 @@ class Accounts:
                 attributes[account_id][name] = value
         return {(row[1], row[2]): AccountRecord(*row, attributes=attributes[row[0]]) for row in rows}
 
+    def tenants_of(self, account_no: str, *, tenant_id: str | None = None) -> list[str]:
+        """The tenants that have an account with this number (only tenant_id, when given)."""
+        query = select(_accounts.c.tenant_id).where(_accounts.c.origin_id == account_no)
+        if tenant_id is not None:
+            query = query.where(_accounts.c.tenant_id == tenant_id)
+        return list(self.session.connection().scalars(query.order_by(_accounts.c.tenant_id)))
+
     def create_many(self, accounts: Sequence[tuple[AccountKey, str]], at: datetime) -> dict[AccountKey, int]:
         """Create each ((tenant_id, account_no), status) in one statement; the ids of those this call created.
 
