@@ -261,6 +261,15 @@ class AccountService:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")
 
+    def refresh_statistics(self) -> None:
+        """Let the database planner see how many accounts there are now (after many were created)."""
+        try:
+            with self._unit_of_work() as uow:
+                uow.accounts.refresh_statistics()
+                uow.commit()
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable.database(exc) from exc
+
     def _upsert_one(self, upsert: AccountUpsert, idempotency: IdempotencyRequest | None) -> UpsertResult:
         for attempt in range(_RETRIES):
             try:
