@@ -115,7 +115,7 @@ def _run(
 
     def plain(report: ImportReport, offset: int) -> None:
         click.echo(
-            f"progress: {report.lines} lines read ({100 * offset // size}%): {report.created} created, "
+            f"progress: {report.lines} lines done ({100 * offset // size}% read): {report.created} created, "
             f"{report.updated} updated, {report.unchanged} unchanged, {report.refused} refused",
             err=True,
         )

@@ -53,7 +53,6 @@ class Line:
 class ImportReport:
     """What an import did, line by line."""
 
-    lines: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -62,6 +61,11 @@ class ImportReport:
     @property
     def refused(self) -> int:
         return len(self.refusals)
+
+    @property
+    def lines(self) -> int:
+        """Lines done: applied (created, updated, unchanged) or refused."""
+        return self.created + self.updated + self.unchanged + self.refused
 
 
 class BatchFailed(DomainError):
@@ -214,7 +218,6 @@ def import_accounts(
 
     offset = 0
     for line in lines:
-        report.lines += 1
         offset = line.offset
         if line.upsert is None:
             refuse(line.number, line.refusal or "refused")

@@ -168,7 +168,6 @@ def apply_upserts(
         ids = _write(uow, states, now)
         uow.account_audit.append(audit)
     except SQLAlchemyError as exc:
-        log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
         raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
     return [
         r if isinstance(r, DomainError) else _with_id(r, ids[(u.caller.tenant_id, u.account_no)])
@@ -231,6 +230,9 @@ class AccountService:
         try:
             result = self._upsert_one(upsert, idempotency)
         except DomainError as exc:
+            if isinstance(exc, WriteFailed) and exc.__cause__ is not None:
+                cause = exc.__cause__
+                log.error("write_failed", error=type(cause).__name__, detail=str(cause).splitlines()[0][:200])
             self._log(upsert, "rejected", int(exc.code), started)
             raise
         self._log(upsert, "replayed" if result.replayed else result.outcome.value, 0, started)
@@ -324,8 +326,7 @@ class AccountService:
         try:
             uow.commit()
         except SQLAlchemyError as exc:
-            log.error("write_failed", error=type(exc).__name__, detail=str(exc).splitlines()[0][:200])
-            raise WriteFailed("the account could not be written; nothing was persisted") from exc
+            raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
 
     @staticmethod
     def _log(upsert: AccountUpsert, outcome: str, code: int, started: float) -> None:
