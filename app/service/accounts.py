@@ -131,19 +131,21 @@ def apply_upserts(
     *,
     attributes: AttributeSet,
     rule_set_version: str,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> list[UpsertResult | DomainError]:
     """Validate, lock, plan and write the upserts inside the caller's transaction (the caller commits).
 
     Per upsert, in order: its result, or the refusal that left it out. An account named twice sees the first
     upsert's effect. The accounts' rows are locked in id order (two batches cannot deadlock) before they are
-    read. AccountsCreatedConcurrently: another writer created one of the accounts after it was looked up (roll
-    back and run again); WriteFailed: a write failed (roll back).
+    read, and the time of their audit rows is read once they are locked (so it follows the order of the writes).
+    AccountsCreatedConcurrently: another writer created one of the accounts after it was looked up (roll back
+    and run again); WriteFailed: a write failed (roll back).
     """
     checked = [refusal(u, attributes) for u in upserts]
     valid = [u for u, refused in zip(upserts, checked, strict=True) if refused is None]
     stored = uow.accounts.get_many(((u.caller.tenant_id, u.account_no) for u in valid), lock=True)
     states = {key: _State(record, record.status, dict(record.attributes)) for key, record in stored.items()}
+    now = clock()
     results: list[UpsertResult | DomainError] = []
     audit: list[AccountAuditRecord] = []
     for upsert, refused in zip(upserts, checked, strict=True):
@@ -303,7 +305,7 @@ class AccountService:
     def _apply(self, uow: UnitOfWork, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
         rule_set = self._rule_set()
         return apply_upserts(
-            uow, upserts, attributes=rule_set.attributes, rule_set_version=rule_set.version, now=self._clock()
+            uow, upserts, attributes=rule_set.attributes, rule_set_version=rule_set.version, clock=self._clock
         )
 
     def remember_rejection(
