@@ -72,11 +72,15 @@ _ACCOUNT = _ACCOUNTS.where(
     _accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no")
 )
 _ACCOUNT_LOCKED = _ACCOUNT.with_for_update(of=_accounts)
-_ATTRIBUTES_OF = select(_attributes.c.name, _attributes.c.value).where(
-    _attributes.c.account_id == bindparam("account_id")
+_ATTRIBUTES_OF = (
+    select(_attributes.c.name, _attributes.c.value)
+    .where(_attributes.c.account_id == bindparam("account_id"))
+    .order_by(_attributes.c.name)
 )
-_ATTRIBUTES_OF_MANY = select(_attributes.c.account_id, _attributes.c.name, _attributes.c.value).where(
-    _attributes.c.account_id.in_(bindparam("account_ids", expanding=True))
+_ATTRIBUTES_OF_MANY = (
+    select(_attributes.c.account_id, _attributes.c.name, _attributes.c.value)
+    .where(_attributes.c.account_id.in_(bindparam("account_ids", expanding=True)))
+    .order_by(_attributes.c.account_id, _attributes.c.name)
 )
 _SET_STATUS = _accounts.update().where(_accounts.c.id == bindparam("account_id")).values(status=bindparam("new_status"))
 _DELETE_ATTRIBUTE = _attributes.delete().where(
