@@ -102,15 +102,15 @@ def refusal(upsert: AccountUpsert, attributes: AttributeSet) -> InvalidAccount |
 
 
 @dataclass
-class _State:
-    """An account in the batch being planned: as stored before it, and as planned so far."""
+class PlannedAccount:
+    """An account of the batch being planned: as stored before the batch, and as planned so far."""
 
     stored: AccountRecord | None
     status: str
     attributes: dict[str, str]
 
 
-def _planned(state: _State | None, upsert: AccountUpsert) -> tuple[Outcome, str, dict[str, str]]:
+def plan(state: PlannedAccount | None, upsert: AccountUpsert) -> tuple[Outcome, str, dict[str, str]]:
     """The outcome and the account's status and attributes after the upsert; AccountDeregistered when refused."""
     wanted = None if upsert.attributes is None else dict(upsert.attributes)
     if state is None:
@@ -144,7 +144,7 @@ def apply_upserts(
     checked = [refusal(u, attributes) for u in upserts]
     valid = [u for u, refused in zip(upserts, checked, strict=True) if refused is None]
     stored = uow.accounts.get_many(((u.caller.tenant_id, u.account_no) for u in valid), lock=True)
-    states = {key: _State(record, record.status, dict(record.attributes)) for key, record in stored.items()}
+    states = {key: PlannedAccount(record, record.status, dict(record.attributes)) for key, record in stored.items()}
     now = clock()
     results: list[UpsertResult | DomainError] = []
     audit: list[AccountAuditRecord] = []
@@ -155,14 +155,14 @@ def apply_upserts(
         key = (upsert.caller.tenant_id, upsert.account_no)
         state = states.get(key)
         try:
-            outcome, status, after = _planned(state, upsert)
+            outcome, status, after = plan(state, upsert)
         except AccountDeregistered as exc:
             results.append(exc)
             continue
         if outcome is not Outcome.UNCHANGED:
             audit.append(_audit_row(upsert, state, status, after, rule_set_version, now))
             if state is None:
-                states[key] = _State(None, status, after)
+                states[key] = PlannedAccount(None, status, after)
             else:
                 state.status, state.attributes = status, after
         results.append(UpsertResult(outcome, upsert.account_no, status, after))
@@ -177,7 +177,7 @@ def apply_upserts(
     ]
 
 
-def _write(uow: UnitOfWork, states: Mapping[AccountKey, _State], now: datetime) -> dict[AccountKey, int]:
+def _write(uow: UnitOfWork, states: Mapping[AccountKey, PlannedAccount], now: datetime) -> dict[AccountKey, int]:
     """Write each account's planned state (new accounts, statuses, attributes); every account's id."""
     new = [(key, s.status) for key, s in states.items() if s.stored is None]
     created = uow.accounts.create_many(new, now)
@@ -345,7 +345,7 @@ class AccountService:
 
 def _audit_row(
     upsert: AccountUpsert,
-    before: _State | None,
+    before: PlannedAccount | None,
     status: str,
     attributes: Mapping[str, str],
     rule_set_version: str,
