@@ -71,11 +71,8 @@ def test_the_sdk_creates_reads_replaces_and_repeats(live_server: Any) -> None:
     assert sdk.request("get", f"{READ_PATH}?account_no=SDK-1")["attributes"] == {"investor_class": "retail"}
 
     rows = account_rows(live_server.settings, "SDK-1")
-    again = sdk.request(
-        "post",
-        UPSERT_PATH,
-        body={"account_no": "SDK-1", "status": "active", "attributes": {"investor_class": "retail"}},
-    )
+    repeat = {"account_no": "SDK-1", "status": "active", "attributes": {"investor_class": "retail"}, "nonce": 1}
+    again = sdk.request("post", UPSERT_PATH, body=repeat)  # a nonce: the same bytes in one second are a replay
     assert again["result"] == "unchanged"
     assert account_rows(live_server.settings, "SDK-1") == rows  # the repeat wrote no audit row
     assert [(r.status_before, r.status_after) for r in rows] == [(None, "active"), ("active", "active")]
