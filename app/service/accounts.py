@@ -6,8 +6,8 @@ rules/attributes.yaml (400001 naming the field and value). `deregistered` is fin
 deregistered account, reactivation included, is refused (409001), while a repeat that changes nothing is a
 success. Every effective change is one account audit row; a request that changes nothing writes none.
 
-The API, `permctl accounts import` and `permctl load` all come through `apply`, so there is one validation
-and one audit. Each account's row is locked (in id order for a batch) before it is read, as the permission
+The API, `permctl accounts import` and `permctl load` all come through `apply_upserts`, so there is one
+validation and one audit. Each account's row is locked (in id order for a batch) before it is read, as the permission
 update locks it, so the two routes see each other's writes in some sequential order.
 """
 
@@ -284,9 +284,7 @@ class AccountService:
                             return UpsertResult(Outcome.UNCHANGED, upsert.account_no, "", {}, replayed=stored)
                     (result,) = self._apply(uow, [upsert])
                     if isinstance(result, DomainError):  # refused: nothing was written
-                        if idempotency is not None:
-                            self._keys.answer(uow, upsert.caller, idempotency, answer_for(result, {}))
-                            self._commit(uow)
+                        self._keep_refusal(uow, upsert.caller, idempotency, result)
                         raise result
                     if idempotency is not None:
                         answer = StoredAnswer(http_status=200, code=0, message="success", data=result.data())
@@ -301,6 +299,18 @@ class AccountService:
             except SQLAlchemyError as exc:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")
+
+    def _keep_refusal(
+        self, uow: UnitOfWork, caller: Caller, idempotency: IdempotencyRequest | None, refused: DomainError
+    ) -> None:
+        """Store a refusal under its Idempotency-Key (best effort: the caller gets the refusal either way)."""
+        if idempotency is None:
+            return
+        try:
+            self._keys.answer(uow, caller, idempotency, answer_for(refused, {}))
+            uow.commit()
+        except SQLAlchemyError as exc:
+            log.warning("rejection_not_recorded", error=type(exc).__name__)
 
     def _apply(self, uow: UnitOfWork, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
         rule_set = self._rule_set()
