@@ -63,7 +63,7 @@ def import_(file: Path, batch_size: int) -> None:
       permctl accounts import accounts.jsonl
     """
     from app.persistence.unit_of_work import UnitOfWork
-    from app.service.account_import import FORMATS, BatchFailed, read_lines
+    from app.service.account_import import FORMATS, BatchFailed, UnreadableFile, read_lines
     from app.service.accounts import AccountService
 
     if file.suffix.lower() not in FORMATS:
@@ -87,6 +87,8 @@ def import_(file: Path, batch_size: int) -> None:
         except BatchFailed as exc:
             click.echo(_summary(file, exc.report) + " before the failure")
             raise click.ClickException(exc.message) from exc
+        except UnreadableFile as exc:
+            raise click.ClickException(f"{file}: {exc.message}") from exc
     click.echo(_summary(file, report))
     if report.refused:
         shown = ", ".join(str(n) for n, _ in sorted(report.refusals)[:20]) + (", ..." if report.refused > 20 else "")

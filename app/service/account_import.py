@@ -176,7 +176,7 @@ def read_lines(path: Path, stream: IO[bytes], run: str | None = None) -> Iterato
         return jsonl_lines(stream, run)
     if path.suffix.lower() == ".csv":
         return csv_lines(stream, run)
-    raise UnreadableFile(f"{path.name}: the file must end in .jsonl or .csv")
+    raise UnreadableFile("the file must end in .jsonl or .csv")
 
 
 def import_accounts(

@@ -168,7 +168,7 @@ def test_csv_columns_are_attributes_and_an_empty_cell_is_unset(seeded: Settings,
         ("a.csv", "tenant,account_no\nsg_mexc,X\n", "line 1: the CSV header must name tenant, account_no, status"),
         ("a.csv", "tenant,account_no,status,x,x\n", "x named twice"),
         ("a.csv", "", "the CSV file is empty"),
-        ("a.txt", "{}", "a.txt: the file must end in .jsonl or .csv"),
+        ("a.txt", "{}", "the file must end in .jsonl or .csv"),
     ],
     ids=["header-missing-status", "column-twice", "empty", "extension"],
 )
@@ -177,6 +177,7 @@ def test_a_file_that_cannot_be_imported_is_one_line(seeded: Settings, tmp_path: 
     path.write_text(content, encoding="utf-8")
     result = run(seeded, path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {path}: ")
     assert message in result.stderr.strip().splitlines()[-1]
 
 
