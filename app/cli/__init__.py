@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from app.cli.accounts import accounts
 from app.cli.audit import audit
 from app.cli.call import call
 from app.cli.db import db
@@ -23,7 +24,7 @@ from app.cli.tenant import tenant
 
 @click.group(cls=Permctl, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Trade-permission policy service: database, fixtures, server, signed calls, rules, tenants, audit.
+    """Trade-permission policy service: database, fixtures, accounts, server, signed calls, rules, tenants, audit.
 
     Settings come from DATABASE_URL, REDIS_URL and RULES_DIR.
 
@@ -33,7 +34,7 @@ def cli() -> None:
     """
 
 
-for command in (db, load, serve, call, rules, tenant, audit):
+for command in (db, load, accounts, serve, call, rules, tenant, audit):
     cli.add_command(command)
 
 

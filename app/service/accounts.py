@@ -6,8 +6,8 @@ rules/attributes.yaml (400001 naming the field and value). `deregistered` is fin
 deregistered account, reactivation included, is refused (409001), while a repeat that changes nothing is a
 success. Every effective change is one account audit row; a request that changes nothing writes none.
 
-The API, `permctl accounts import` and `permctl load` all come through `apply`, so there is one validation
-and one audit. Each account's row is locked (in id order for a batch) before it is read, as the permission
+The API, `permctl accounts import` and `permctl load` all come through `apply_upserts`, so there is one
+validation and one audit. Each account's row is locked (in id order for a batch) before it is read, as the permission
 update locks it, so the two routes see each other's writes in some sequential order.
 """
 
@@ -101,15 +101,15 @@ def refusal(upsert: AccountUpsert, attributes: AttributeSet) -> InvalidAccount |
 
 
 @dataclass
-class _State:
-    """An account in the batch being planned: as stored before it, and as planned so far."""
+class PlannedAccount:
+    """An account of the batch being planned: as stored before the batch, and as planned so far."""
 
     stored: AccountRecord | None
     status: str
     attributes: dict[str, str]
 
 
-def _planned(state: _State | None, upsert: AccountUpsert) -> tuple[Outcome, str, dict[str, str]]:
+def plan(state: PlannedAccount | None, upsert: AccountUpsert) -> tuple[Outcome, str, dict[str, str]]:
     """The outcome and the account's status and attributes after the upsert; AccountDeregistered when refused."""
     wanted = None if upsert.attributes is None else dict(upsert.attributes)
     if state is None:
@@ -130,19 +130,21 @@ def apply_upserts(
     *,
     attributes: AttributeSet,
     rule_set_version: str,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> list[UpsertResult | DomainError]:
     """Validate, lock, plan and write the upserts inside the caller's transaction (the caller commits).
 
     Per upsert, in order: its result, or the refusal that left it out. An account named twice sees the first
     upsert's effect. The accounts' rows are locked in id order (two batches cannot deadlock) before they are
-    read. AccountsCreatedConcurrently: another writer created one of the accounts after it was looked up (roll
-    back and run again); WriteFailed: a write failed (roll back).
+    read, and the time of their audit rows is read once they are locked (so it follows the order of the writes).
+    AccountsCreatedConcurrently: another writer created one of the accounts after it was looked up (roll back
+    and run again); WriteFailed: a write failed (roll back).
     """
     checked = [refusal(u, attributes) for u in upserts]
     valid = [u for u, refused in zip(upserts, checked, strict=True) if refused is None]
     stored = uow.accounts.get_many(((u.caller.tenant_id, u.account_no) for u in valid), lock=True)
-    states = {key: _State(record, record.status, dict(record.attributes)) for key, record in stored.items()}
+    states = {key: PlannedAccount(record, record.status, dict(record.attributes)) for key, record in stored.items()}
+    now = clock()
     results: list[UpsertResult | DomainError] = []
     audit: list[AccountAuditRecord] = []
     for upsert, refused in zip(upserts, checked, strict=True):
@@ -152,14 +154,14 @@ def apply_upserts(
         key = (upsert.caller.tenant_id, upsert.account_no)
         state = states.get(key)
         try:
-            outcome, status, after = _planned(state, upsert)
+            outcome, status, after = plan(state, upsert)
         except AccountDeregistered as exc:
             results.append(exc)
             continue
         if outcome is not Outcome.UNCHANGED:
             audit.append(_audit_row(upsert, state, status, after, rule_set_version, now))
             if state is None:
-                states[key] = _State(None, status, after)
+                states[key] = PlannedAccount(None, status, after)
             else:
                 state.status, state.attributes = status, after
         results.append(UpsertResult(outcome, upsert.account_no, status, after))
@@ -176,7 +178,7 @@ def apply_upserts(
     ]
 
 
-def _write(uow: UnitOfWork, states: Mapping[AccountKey, _State], now: datetime) -> dict[AccountKey, int]:
+def _write(uow: UnitOfWork, states: Mapping[AccountKey, PlannedAccount], now: datetime) -> dict[AccountKey, int]:
     """Write each account's planned state (new accounts, statuses, attributes); every account's id."""
     new = [(key, s.status) for key, s in states.items() if s.stored is None]
     created = uow.accounts.create_many(new, now)
@@ -231,6 +233,9 @@ class AccountService:
         try:
             result = self._upsert_one(upsert, idempotency)
         except DomainError as exc:
+            if isinstance(exc, WriteFailed) and exc.__cause__ is not None:
+                cause = exc.__cause__
+                log.error("write_failed", error=type(cause).__name__, detail=str(cause).splitlines()[0][:200])
             self._log(upsert, "rejected", int(exc.code), started)
             raise
         self._log(upsert, "replayed" if result.replayed else result.outcome.value, 0, started)
@@ -261,6 +266,15 @@ class AccountService:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")
 
+    def refresh_statistics(self) -> None:
+        """Let the database planner see how many accounts there are now (after many were created)."""
+        try:
+            with self._unit_of_work() as uow:
+                uow.accounts.refresh_statistics()
+                uow.commit()
+        except StorageError as exc:
+            raise ServiceUnavailable.database(exc) from exc
+
     def _upsert_one(self, upsert: AccountUpsert, idempotency: IdempotencyRequest | None) -> UpsertResult:
         for attempt in range(_RETRIES):
             try:
@@ -271,9 +285,7 @@ class AccountService:
                             return UpsertResult(Outcome.UNCHANGED, upsert.account_no, "", {}, replayed=stored)
                     (result,) = self._apply(uow, [upsert])
                     if isinstance(result, DomainError):  # refused: nothing was written
-                        if idempotency is not None:
-                            self._keys.answer(uow, upsert.caller, idempotency, answer_for(result, {}))
-                            self._commit(uow)
+                        self._keep_refusal(uow, upsert.caller, idempotency, result)
                         raise result
                     if idempotency is not None:
                         answer = StoredAnswer(http_status=200, code=0, message="success", data=result.data())
@@ -289,10 +301,22 @@ class AccountService:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")
 
+    def _keep_refusal(
+        self, uow: UnitOfWork, caller: Caller, idempotency: IdempotencyRequest | None, refused: DomainError
+    ) -> None:
+        """Store a refusal under its Idempotency-Key (best effort: the caller gets the refusal either way)."""
+        if idempotency is None:
+            return
+        try:
+            self._keys.answer(uow, caller, idempotency, answer_for(refused, {}))
+            uow.commit()
+        except StorageError as exc:
+            log.warning("rejection_not_recorded", error=type(exc).__name__)
+
     def _apply(self, uow: UnitOfWork, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
         rule_set = self._rule_set()
         return apply_upserts(
-            uow, upserts, attributes=rule_set.attributes, rule_set_version=rule_set.version, now=self._clock()
+            uow, upserts, attributes=rule_set.attributes, rule_set_version=rule_set.version, clock=self._clock
         )
 
     def remember_rejection(
@@ -333,7 +357,7 @@ class AccountService:
 
 def _audit_row(
     upsert: AccountUpsert,
-    before: _State | None,
+    before: PlannedAccount | None,
     status: str,
     attributes: Mapping[str, str],
     rule_set_version: str,

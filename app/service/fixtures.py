@@ -139,7 +139,7 @@ def _load_accounts(
         AccountUpsert(Caller(a.tenant, FIXTURE_APP_KEY), a.account_no, a.status, a.attributes, FIXTURE_TRACE_ID)
         for a in fixtures.accounts
     ]
-    results = apply_upserts(uow, upserts, attributes=attributes, rule_set_version=rule_set_version, now=now)
+    results = apply_upserts(uow, upserts, attributes=attributes, rule_set_version=rule_set_version, clock=lambda: now)
     problems = [_problem(i, fixtures.accounts[i], r) for i, r in enumerate(results) if isinstance(r, DomainError)]
     if problems:
         raise InvalidFixtures(problems)

@@ -116,8 +116,11 @@ def test_set_config_with_nothing_new(seeded):
 
 def test_audit_lists_rows(seeded, app, api):
     assert api.update(body_of("ACC-1", ("stock.US", "open"), ("stock.HK", "close"))).status_code == 200
-    rows = [json.loads(line) for line in ok(run("audit", "ACC-1", "--json", env=db_env(seeded))).splitlines()]
-    # Two rows from the fixtures load, then one per applied change, oldest first.
+    events = [json.loads(line) for line in ok(run("audit", "ACC-1", "--json", env=db_env(seeded))).splitlines()]
+    # The fixtures load created the account and opened two permissions; then one row per applied change.
+    assert (events[0]["kind"], events[0]["status_before"], events[0]["status_after"]) == ("account", None, "active")
+    rows = events[1:]
+    assert {r["kind"] for r in rows} == {"permission"}
     assert [(r["permission_type"], r["status_before"], r["status_after"]) for r in rows] == [
         ("account.trade", "close", "open"),
         ("stock.HK", "close", "open"),
@@ -133,14 +136,27 @@ def test_audit_lists_rows(seeded, app, api):
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
 
     text_out = ok(run("audit", "ACC-1", env=db_env(seeded)))
-    assert len(text_out.splitlines()) == 4
-    assert "stock.US" in text_out.splitlines()[2]
-    assert "close -> open" in text_out.splitlines()[2]
+    assert len(text_out.splitlines()) == 5
+    assert "new -> active" in text_out.splitlines()[0]
+    assert "stock.US" in text_out.splitlines()[3]
+    assert "close -> open" in text_out.splitlines()[3]
 
 
 def test_audit_of_an_account_without_rows(seeded):
-    assert "no audit rows for ACC-2" in ok(run("audit", "ACC-2", env=db_env(seeded)))
-    assert ok(run("audit", "ACC-2", "--json", env=db_env(seeded))) == ""
+    # An account written before the account trail existed (migration 0005) and never changed since.
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(seeded.database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (tenant_id, origin_id, status, created_at) "
+                "VALUES ('sg_mexc', 'OLD-1', 'active', '2020-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+    assert "no audit rows for OLD-1" in ok(run("audit", "OLD-1", env=db_env(seeded)))
+    assert ok(run("audit", "OLD-1", "--json", env=db_env(seeded))) == ""
     wrong_tenant = run("audit", "ACC-1", "--tenant", "hk_other", "--json", env=db_env(seeded))
     assert wrong_tenant.returncode == 1
     assert wrong_tenant.stderr.strip() == "Error: no account 'ACC-1' in tenant 'hk_other'"
