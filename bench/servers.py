@@ -99,7 +99,7 @@ class Seed:
                     }
                 ]
             },
-            session_factory=make_session_factory(self._engine),
+            unit_of_work=_units(make_session_factory(self._engine)),
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
             catalog=rule_set.catalog,
             rule_set_version=rule_set.version,
@@ -267,3 +267,10 @@ def describe_machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
     }
+
+
+def _units(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)

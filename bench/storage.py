@@ -78,7 +78,7 @@ def measure(database_url: str, requests: int, rules_dir: str) -> dict[str, float
     ]
     load_fixtures(
         {"tenants": [{"id": "bench", "saas_config": {"enabled": ["*"]}}], "accounts": accounts},
-        session_factory=sessions,
+        unit_of_work=_units(sessions),
         cache=cache,
         catalog=rule_set.catalog,
         rule_set_version=rule_set.version,
@@ -139,3 +139,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _units(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)

@@ -163,7 +163,7 @@ def seed(settings: Settings, document: dict[str, Any]) -> None:
     try:
         load_fixtures(
             document,
-            session_factory=make_session_factory(engine),
+            unit_of_work=_units(make_session_factory(engine)),
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
             catalog=rule_set.catalog,
             rule_set_version=rule_set.version,
@@ -270,3 +270,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter:
             reporter.write_line(f"CI: {len(skipped)} test(s) skipped; skipping is a failure here", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _units(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli.context import rule_set, session_factory, settings
+from app.cli.context import rule_set, settings, unit_of_work
 from app.cli.params import UTC_TIME
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _as_of(s: Any, account_no: str, found: AccountHistory, when: datetime, as_js
     from app.service.audit import enabled_values, permissions_at
     from app.service.model import iso_utc
 
-    factory = session_factory(s)
+    factory = unit_of_work(s)
     state = found.account_at(when)
     views = permissions_at(found.until(when), enabled_values(factory, rule_set(s).catalog, found.tenant_id))
     if as_json:
@@ -123,7 +123,7 @@ def audit(account_no: str, when: datetime | None, tenant_id: str | None, as_json
     from app.service.audit import history
 
     s = settings()
-    found = history(session_factory(s), account_no=account_no, tenant_id=tenant_id)
+    found = history(unit_of_work(s), account_no=account_no, tenant_id=tenant_id)
     if when is not None:
         _as_of(s, account_no, found, when, as_json)
         return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli.context import config_cache, rule_set, session_factory, settings
+from app.cli.context import config_cache, rule_set, settings, unit_of_work
 
 if TYPE_CHECKING:
     from app.schemas.fixtures import Problem
@@ -100,7 +100,7 @@ def load(file: Path) -> None:
         ) as bar:
             report = load_fixtures(
                 document,
-                session_factory=session_factory(s),
+                unit_of_work=unit_of_work(s),
                 cache=config_cache(s),
                 catalog=rules.catalog,
                 rule_set_version=rules.version,

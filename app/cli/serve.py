@@ -66,7 +66,7 @@ def _url(bind: str) -> str:
 
 def _prepare_demo(environ: dict[str, str]) -> None:
     """Migrate the demo's own SQLite database and load the demo fixtures; point the server at it."""
-    from app.cli.context import config_cache, read_yaml, rule_set, session_factory
+    from app.cli.context import config_cache, read_yaml, rule_set, unit_of_work
     from app.defaults import demo_fixtures
     from app.persistence.migrate import upgrade
     from app.service.fixtures import load_fixtures
@@ -84,7 +84,7 @@ def _prepare_demo(environ: dict[str, str]) -> None:
     upgrade(s.database_url)
     load_fixtures(
         read_yaml(demo_fixtures()),
-        session_factory=session_factory(s),
+        unit_of_work=unit_of_work(s),
         cache=config_cache(s),
         catalog=rules.catalog,
         rule_set_version=rules.version,

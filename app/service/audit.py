@@ -3,18 +3,18 @@ stood at any time (status, attributes, permissions), rebuilt from those rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.orm import sessionmaker
+from typing import TYPE_CHECKING
 
 from app.errors import DomainError
 from app.persistence.accounts import AccountAuditRecord
-from app.persistence.unit_of_work import UnitOfWork
 from app.rules.model import Catalog
 from app.service.model import PermissionView
+
+if TYPE_CHECKING:  # injected: the service never imports the database library
+    from app.persistence.unit_of_work import UnitOfWork
 
 
 class AmbiguousAccount(DomainError):
@@ -118,9 +118,11 @@ def _account_entry(record: AccountAuditRecord) -> AccountEntry:
     )
 
 
-def history(session_factory: sessionmaker[Any], *, account_no: str, tenant_id: str | None = None) -> AccountHistory:
+def history(
+    unit_of_work: Callable[..., UnitOfWork], *, account_no: str, tenant_id: str | None = None
+) -> AccountHistory:
     """The account's tenant, its account and permission events in time order, and its current state."""
-    with UnitOfWork(session_factory) as uow:
+    with unit_of_work() as uow:
         tenants = uow.accounts.tenants_of(account_no, tenant_id=tenant_id)
         if not tenants:
             raise UnknownAccount(f"no account '{account_no}'" + (f" in tenant '{tenant_id}'" if tenant_id else ""))
@@ -162,8 +164,8 @@ def permissions_at(events: Sequence[Event], enabled: tuple[str, ...]) -> tuple[P
     )
 
 
-def enabled_values(session_factory: sessionmaker[Any], catalog: Catalog, tenant_id: str) -> tuple[str, ...]:
+def enabled_values(unit_of_work: Callable[..., UnitOfWork], catalog: Catalog, tenant_id: str) -> tuple[str, ...]:
     """The catalog values the tenant's current config enables."""
-    with UnitOfWork(session_factory) as uow:
+    with unit_of_work() as uow:
         patterns = uow.tenant_configs.patterns(tenant_id)
     return catalog.expand(patterns or ())

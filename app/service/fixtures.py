@@ -8,20 +8,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.orm import sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from app.errors import DomainError
-from app.persistence.config_cache import ConfigCache
 from app.persistence.repositories import CredentialRecord
-from app.persistence.unit_of_work import UnitOfWork
 from app.rules.attributes import NO_ATTRIBUTES, AttributeSet
 from app.rules.model import Catalog
 from app.schemas.fixtures import AccountFixture, Fixtures, InvalidFixtures, Problem, TenantFixture, parse_fixtures
 from app.service.accounts import AccountUpsert, InvalidAccount, UpsertResult, apply_upserts
 from app.service.model import Caller
 from app.signature import token_digest
+
+if TYPE_CHECKING:  # injected: the service never imports the database library
+    from app.persistence.config_cache import ConfigCache
+    from app.persistence.unit_of_work import UnitOfWork
 
 __all__ = ["InvalidFixtures", "LoadReport", "Tally", "load_fixtures"]
 
@@ -190,7 +190,7 @@ def _load_permissions(
 def load_fixtures(
     document: Fixtures | Any,
     *,
-    session_factory: sessionmaker[Any],
+    unit_of_work: Callable[..., UnitOfWork],
     cache: ConfigCache,
     catalog: Catalog,
     rule_set_version: str,
@@ -208,7 +208,7 @@ def load_fixtures(
     now = datetime.now(UTC)
     report = LoadReport()
     changed_configs = []
-    with UnitOfWork(session_factory, write=True) as uow:
+    with unit_of_work(write=True) as uow:
         _check_references(uow, fixtures, catalog)
         for i, tenant in enumerate(fixtures.tenants):
             if _load_tenant(uow, report, i, tenant, catalog, now):

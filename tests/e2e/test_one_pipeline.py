@@ -74,7 +74,7 @@ def _served(settings: Settings, rules_dir: Path, engine: DurableRulesEngine, cas
             }
             load_fixtures(
                 document,
-                session_factory=sessions,
+                unit_of_work=_units(sessions),
                 cache=cache,
                 catalog=engine.rule_set.catalog,
                 rule_set_version=engine.version,
@@ -138,3 +138,10 @@ def test_rules_test_explain_the_service_and_impact_agree_on_every_case(settings:
     report = impact(result.rule_set, served["__recorded__"])
     assert report.replayed == sum(1 for c in cases if judge(engine, c).code != "INVALID_REQUEST")
     assert report.flips == [], [(f.decision.trace_id, f.decision.outcome, f.new) for f in report.flips]
+
+
+def _units(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)

@@ -35,7 +35,7 @@ def rule_set(settings: Settings) -> Any:
 def _load(document: Any, factory: sessionmaker[Any], rule_set: Any) -> LoadReport:
     return load_fixtures(
         document,
-        session_factory=factory,
+        unit_of_work=_units(factory),
         cache=InProcessConfigCache(30.0),
         catalog=rule_set.catalog,
         rule_set_version=rule_set.version,
@@ -159,6 +159,13 @@ def test_set_config_takes_bracket_sets(factory, rule_set):
 
 
 def unit_of_work(sessions):  # type: ignore[no-untyped-def]
+    """The unit-of-work factory the services take, over these sessions."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    return lambda **kw: UnitOfWork(sessions, **kw)
+
+
+def _units(sessions):  # type: ignore[no-untyped-def]
     """The unit-of-work factory the services take, over these sessions."""
     from app.persistence.unit_of_work import UnitOfWork
 

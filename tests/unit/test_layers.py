@@ -1,0 +1,31 @@
+"""One way down: the service layer speaks to the database only through repositories on an injected unit of
+work — it never imports the database library or reaches into a session."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from importlib.util import find_spec
+
+_SPEC = find_spec("app.service")
+assert _SPEC is not None and _SPEC.submodule_search_locations
+SERVICE = Path(next(iter(_SPEC.submodule_search_locations)))
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_no_service_module_imports_sqlalchemy_or_touches_a_session():
+    modules = sorted(SERVICE.glob("*.py"))
+    assert len(modules) >= 8
+    for module in modules:
+        assert not {m for m in _imports(module) if m.split(".")[0] == "sqlalchemy"}, module.name
+        assert "uow.session" not in module.read_text(encoding="utf-8"), module.name
