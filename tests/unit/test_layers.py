@@ -4,9 +4,8 @@ work — it never imports the database library or reaches into a session."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
-
 from importlib.util import find_spec
+from pathlib import Path
 
 _SPEC = find_spec("app.service")
 assert _SPEC is not None and _SPEC.submodule_search_locations
