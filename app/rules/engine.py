@@ -172,21 +172,28 @@ class DurableRulesEngine:
             return Evaluation(tuple(decided[r["index"]] for r in facts.changes), facts)
         shared = self._shared_key(facts)
         keys = [self._memo_key(record, shared, facts) for record in facts.changes]
-        unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
+        # Read what is remembered before remembering anything new: a new entry may evict one this request needs.
+        remembered = {
+            record["index"]: self._memo[key]
+            for record, key in zip(facts.changes, keys, strict=True)
+            if key is not None and key in self._memo
+        }
+        unknown = [r for r in facts.changes if r["index"] not in remembered]
         decided = self._post(facts, unknown) if unknown else {}
         held: list[frozenset[str]] = []
         for record, key in zip(facts.changes, keys, strict=True):
-            found = decided.get(record["index"])
-            if found is None:
-                assert key is not None  # a record without a key always goes to the engine
-                found = self._memo[key]
-                self._memo.move_to_end(key)
+            found = remembered.get(record["index"])
+            if found is not None:
+                if key is not None and key in self._memo:
+                    self._memo.move_to_end(key)
                 self.memo_hits += 1
-            elif key is not None:
-                self.memo_misses += 1
-                self._memo[key] = found
-                if len(self._memo) > MEMO_SIZE:
-                    self._memo.popitem(last=False)
+            else:
+                found = decided[record["index"]]
+                if key is not None:
+                    self.memo_misses += 1
+                    self._memo[key] = found
+                    if len(self._memo) > MEMO_SIZE:
+                        self._memo.popitem(last=False)
             held.append(found)
         return Evaluation(tuple(held), facts)
 

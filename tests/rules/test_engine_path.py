@@ -29,3 +29,20 @@ def test_one_request_is_one_engine_session(monkeypatch: pytest.MonkeyPatch, size
     held = engine.evaluate(DecisionInput("t", ("*",), changes), use_memo=False).held
     assert held == (frozenset(),) * size
     assert posted == [size]  # one session with every change, not one per change (quadratic in the batch)
+
+
+def test_a_full_memo_still_answers_a_request_whose_new_changes_evict_its_remembered_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("app.rules.engine.MEMO_SIZE", 3)
+    engine = DurableRulesEngine(load_rule_set(SHIPPED_RULES))
+
+    def request(*values: str) -> DecisionInput:
+        return DecisionInput("t", ("*",), tuple({"permission_type": v, "permission_status": "open"} for v in values))
+
+    for value in ("stock.US", "stock.HK", "stock.SG"):  # the memo is full; stock.US is its oldest entry
+        engine.evaluate(request(value))
+    # stock.JP is new: remembering it evicts stock.US, which this same request needs from the memo next.
+    held = engine.evaluate(request("stock.JP", "stock.US")).held
+    assert held == (frozenset(), frozenset())
+    assert engine.memo_hits == 1
