@@ -136,7 +136,10 @@ def _soaks(results: Results) -> list[str]:
     for scenario in soak.mix:
         counts[scenario] = counts.get(scenario, 0) + 1
     mix = " + ".join(f"{n} x {s.label}" if n > 1 else s.label for s, n in counts.items())
-    out = [f"\n#### 4. Decisions in one worker (gunicorn -w 1, 2 clients, requests cycling {mix})"]
+    out = [
+        "\n#### 4. Decisions in one worker (gunicorn -w 1 per rule set, the two driven at the same time, 2 clients "
+        f"each, requests cycling {mix})"
+    ]
     rows = [
         [
             s.rule_set,
@@ -154,6 +157,12 @@ def _soaks(results: Results) -> list[str]:
     ]
     header = ["rules", "requests", "decisions", "errors", "elapsed s", "decisions/s"]
     out.append(_table([*header, "RSS at start MiB", "RSS after warm-up MiB", "RSS after MiB", "growth"], rows))
+    for s in results.soaks:
+        if s.decisions < s.target:
+            out.append(
+                f"{s.rule_set}: stopped at the time limit after {s.decisions:,} of {s.target:,} decisions "
+                "(the machine was too slow to serve them all within it)"
+            )
     e = results.in_process
     out.append(
         f"\n#### 4b. {e['decisions']:,} decisions through decide() in one process, {BROKER} rules, each checked "
