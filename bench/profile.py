@@ -6,7 +6,8 @@ In one process, with pyinstrument (``.venv/bin/pip install pyinstrument``):
 * the service's WSGI app (no HTTP server: environs are built before profiling starts) serving 1-change accepted
   requests, then 10-change rejected ones: self time by component, the app functions with the most inclusive
   time, and the heaviest functions by self time;
-* the rules adapter alone on 10-change requests, with its memo and through the engine.
+* the rules adapter alone on 10-change requests, with its memo and through the engine, for the shipped rules and
+  the broker policies (examples/broker-policies).
 
 Add ``--html DIR`` to keep pyinstrument's HTML reports.
 """
@@ -27,12 +28,11 @@ from werkzeug.test import EnvironBuilder
 
 from app import create_app
 from app.rules.engine import DurableRulesEngine
-from app.rules.facts import change_facts
 from app.rules.loader import load_rule_set
 from app.settings import Settings
 from app.signature import sign, signature_header
-from bench.evaluation import corpus
-from bench.paths import PROJECT_ROOT, SHIPPED_RULES
+from bench.corpus import corpus
+from bench.paths import PROJECT_ROOT, RULE_SETS, SHIPPED_RULES
 from bench.scenarios import ONE, REJECTED, UPDATE_PATH, Scenario
 from bench.servers import ACCESS_TOKEN, APP_KEY, APP_SECRET, Database, Seed, Workdir
 
@@ -259,29 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.html.mkdir(parents=True, exist_ok=True)
                 (args.html / f"{title.split(',')[1].strip().replace(' ', '-')}.html").write_text(profiler.output_html())
 
-        engine = DurableRulesEngine(rule_set)
-        requests = corpus(rule_set, per_size={10: 200})[10]
-        for title, run in (
-            (
-                "adapter, 10-change requests (memo warm)",
-                lambda r: engine.evaluate(r.changes, enabled=r.enabled, current=r.current),
-            ),
-            (
-                "adapter, 10-change requests through durable_rules (memo bypassed)",
-                lambda r: engine.evaluate_with_engine(
-                    change_facts(r.changes, catalog=rule_set.catalog, enabled=r.enabled, current=r.current)
-                ),
-            ),
-        ):
-            for r in requests:
-                run(r)
-            profiler = Profiler(interval=0.0001)
-            profiler.start()
-            for _ in range(5):
+        for name, rules_dir in RULE_SETS.items():
+            profiled = load_rule_set(rules_dir)
+            engine = DurableRulesEngine(profiled)
+            requests = corpus(profiled, per_size={10: 200})[10]
+            for title, use_memo in (
+                (f"adapter, {name} rules, 10-change requests (memo warm)", True),
+                (f"adapter, {name} rules, 10-change requests through durable_rules (memo bypassed)", False),
+            ):
                 for r in requests:
-                    run(r)
-            session = profiler.stop()
-            print(summarise(session, title, per=5 * len(requests) * 10, unit="change") + "\n", file=out)
+                    engine.evaluate(r, use_memo=use_memo)
+                profiler = Profiler(interval=0.0001)
+                profiler.start()
+                for _ in range(5):
+                    for r in requests:
+                        engine.evaluate(r, use_memo=use_memo)
+                session = profiler.stop()
+                print(summarise(session, title, per=5 * len(requests) * 10, unit="change") + "\n", file=out)
         app.extensions["permission_service"].engine.dispose()
         seed.close()
     finally:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,11 +106,13 @@ class Seed:
             rule_set_version=rule_set.version,
         )
         self._next = 0
+        self._lock = threading.Lock()  # the soaks of both rule sets run side by side
 
     def accounts(self, count: int) -> list[str]:
         """`count` new active accounts with no permission set (every permission starts close)."""
-        numbers = [f"BENCH{self._next + i:07d}" for i in range(count)]
-        self._next += count
+        with self._lock:
+            numbers = [f"BENCH{self._next + i:07d}" for i in range(count)]
+            self._next += count
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
             conn.execute(

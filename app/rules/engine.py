@@ -171,7 +171,8 @@ class DurableRulesEngine:
         """Per change, the rules that held, decided by the engine (or remembered from an identical judgement)."""
         facts = self.facts_of(decision_input)
         if not use_memo:
-            return Evaluation(tuple(self._post(facts, facts.changes)[r["index"]] for r in facts.changes), facts)
+            decided = self._post(facts, facts.changes)  # once: every change is judged in one session
+            return Evaluation(tuple(decided[r["index"]] for r in facts.changes), facts)
         shared = self._shared_key(facts)
         keys = [None if shared is None else self._memo_key(record, shared, facts) for record in facts.changes]
         unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
