@@ -376,30 +376,10 @@ def reload(rules_dir: Path | None) -> None:
 
 def _recorded(since: datetime | None) -> list[Recorded]:
     from app.persistence.unit_of_work import UnitOfWork
-    from app.rules.impact import Decided, Recorded, recorded_input
+    from app.rules.impact import Recorded
 
     with UnitOfWork(session_factory(settings())) as uow:
-        return [
-            Recorded(
-                d.id,
-                d.trace_id,
-                d.tenant_id,
-                d.account_no,
-                d.created_at,
-                d.rule_set_version,
-                recorded_input(
-                    tenant_id=d.tenant_id,
-                    created_at=d.created_at,
-                    changes=d.changes,
-                    tenant_patterns=d.tenant_patterns,
-                    account_state=d.account_state,
-                    account_status=d.account_status,
-                    attributes=d.attributes,
-                ),
-                Decided(d.code, d.failure_index, d.rule_id),
-            )
-            for d in uow.decisions.since(since)
-        ]
+        return [Recorded.of_row(d) for d in uow.decisions.since(since)]
 
 
 @rules.command()

@@ -6,6 +6,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from app.errors import Code
 from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
@@ -40,6 +41,29 @@ class Recorded:
     rule_set_version: str
     decision_input: DecisionInput
     outcome: Decided
+
+    @classmethod
+    def of_row(cls, row: Any) -> Recorded:
+        """A row of the decisions table (app.persistence.models.RecordedDecision) as impact replays it."""
+        decision_input = recorded_input(
+            tenant_id=row.tenant_id,
+            created_at=row.created_at,
+            changes=row.changes,
+            tenant_patterns=row.tenant_patterns,
+            account_state=row.account_state,
+            account_status=row.account_status,
+            attributes=row.attributes,
+        )
+        return cls(
+            row.id,
+            row.trace_id,
+            row.tenant_id,
+            row.account_no,
+            row.created_at,
+            row.rule_set_version,
+            decision_input,
+            Decided(row.code, row.failure_index, row.rule_id),
+        )
 
 
 def recorded_input(

@@ -17,7 +17,7 @@ from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.cases import Case, judge
 from app.rules.engine import DurableRulesEngine
-from app.rules.impact import Decided, Recorded, impact, recorded_input
+from app.rules.impact import Recorded, impact
 from app.rules.lint import lint
 from app.schemas.permissions import load_update_request
 from app.service.fixtures import load_fixtures
@@ -93,27 +93,7 @@ def _served(settings: Settings, rules_dir: Path, engine: DurableRulesEngine, cas
             except DomainError as exc:
                 outcomes[case.name] = (Code(exc.code).name, exc.failure_index, exc.rule_id)
         with UnitOfWork(sessions) as uow:
-            recorded = [
-                Recorded(
-                    d.id,
-                    d.trace_id,
-                    d.tenant_id,
-                    d.account_no,
-                    d.created_at,
-                    d.rule_set_version,
-                    recorded_input(
-                        tenant_id=d.tenant_id,
-                        created_at=d.created_at,
-                        changes=d.changes,
-                        tenant_patterns=d.tenant_patterns,
-                        account_state=d.account_state,
-                        account_status=d.account_status,
-                        attributes=d.attributes,
-                    ),
-                    Decided(d.code, d.failure_index, d.rule_id),
-                )
-                for d in uow.decisions.since(None)
-            ]
+            recorded = [Recorded.of_row(d) for d in uow.decisions.since(None)]
     finally:
         database.dispose()
     outcomes["__recorded__"] = recorded
