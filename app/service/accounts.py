@@ -308,10 +308,11 @@ class AccountService:
         if idempotency is None:
             return
         try:
-            self._keys.answer(uow, caller, idempotency, answer_for(refused, {}))
+            with uow.writing():
+                self._keys.answer(uow, caller, idempotency, answer_for(refused, {}))
             uow.commit()
         except StorageError as exc:
-            log.warning("rejection_not_recorded", error=type(exc).__name__)
+            log.warning("rejection_not_recorded", error=exc.kind)
 
     def _apply(self, uow: UnitOfWork, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
         rule_set = self._rule_set()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 def _refused(server: LiveServer) -> str:
     with pytest.raises(RuntimeError, match="gunicorn exited"):
-        server.start()
+        server.start(timeout=120)  # a loaded machine can take long to fail a worker's boot
     return server.logs()
 
 
