@@ -170,7 +170,6 @@ def apply_upserts(
             ids = _write(uow, states, now)
             uow.account_audit.append(audit)
     except StorageError as exc:
-        log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
         raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
     return [
         r if isinstance(r, DomainError) else _with_id(r, ids[(u.caller.tenant_id, u.account_no)])

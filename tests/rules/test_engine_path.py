@@ -15,15 +15,14 @@ from tests.support import SHIPPED_RULES
 @pytest.mark.parametrize("size", [1, 3, 20])
 def test_one_request_is_one_engine_session(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     engine = DurableRulesEngine(load_rule_set(SHIPPED_RULES))
-    host = engine._process.host
-    real = host.assert_facts
+    real = engine._assert_facts  # where the adapter hands a session's facts to durable_rules
     posted: list[int] = []
 
-    def counted(name: str, events: list[dict[str, Any]]) -> Any:
+    def counted(events: list[dict[str, Any]]) -> Any:
         posted.append(len(events))
-        return real(name, events)
+        return real(events)
 
-    monkeypatch.setattr(host, "assert_facts", counted)
+    monkeypatch.setattr(engine, "_assert_facts", counted)
     values = engine.rule_set.catalog.values[:size]
     changes = tuple({"permission_type": v, "permission_status": "open"} for v in values)
     held = engine.evaluate(DecisionInput("t", ("*",), changes), use_memo=False).held
