@@ -83,7 +83,7 @@ def _odd_change(rng: random.Random, values: Sequence[str], earlier: list[dict[st
     return rng.choice(kinds)
 
 
-class _Picker:
+class Picker:
     """Draws catalog values, leaning towards the policies' values and their same-market partners."""
 
     def __init__(self, rule_set: RuleSet, rng: random.Random) -> None:
@@ -117,7 +117,7 @@ def _attributes(rule_set: RuleSet, rng: random.Random) -> dict[str, str]:
     return out
 
 
-def request(rule_set: RuleSet, size: int, rng: random.Random, picker: _Picker, times: list[datetime]) -> DecisionInput:
+def request(rule_set: RuleSet, size: int, rng: random.Random, picker: Picker, times: list[datetime]) -> DecisionInput:
     """One seeded request of `size` changes with its account, tenant and time."""
     changes: list[dict[str, Any]] = []
     while len(changes) < size:
@@ -144,7 +144,7 @@ def request(rule_set: RuleSet, size: int, rng: random.Random, picker: _Picker, t
 def corpus(rule_set: RuleSet, *, per_size: Mapping[int, int], seed: int = 5) -> dict[int, list[DecisionInput]]:
     """`per_size[k]` requests of k changes each, the same for the same seed."""
     rng = random.Random(seed)
-    picker = _Picker(rule_set, rng)
+    picker = Picker(rule_set, rng)
     times = moments(rule_set)
     return {
         size: [request(rule_set, size, rng, picker, times) for _ in range(count)] for size, count in per_size.items()

@@ -20,7 +20,7 @@ from typing import Any
 from app.rules.decision import decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
-from bench.corpus import _Picker, moments, request
+from bench.corpus import Picker, moments, request
 from bench.reference import Oracle
 
 CYCLE = [1] * 20 + [10, 10, 100]  # 150 changes per 23 requests
@@ -40,7 +40,7 @@ def run(rules_dir: Path, decisions: int, seed: int = 11) -> dict[str, Any]:
     rule_set = load_rule_set(rules_dir)
     engine, oracle = DurableRulesEngine(rule_set), Oracle(rule_set)
     rng = random.Random(seed)
-    picker, times = _Picker(rule_set, rng), moments(rule_set)
+    picker, times = Picker(rule_set, rng), moments(rule_set)
     rss: dict[str, int] = {"start": rss_kib()}
     curve: list[int] = []  # RSS at every tenth of the run
     done = requests = errors = 0

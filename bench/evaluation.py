@@ -11,6 +11,7 @@ median per change of each.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,8 +50,6 @@ def evaluators(rule_set: RuleSet, name: str) -> Evaluators:
     }
     notes = []
     try:
-        import json
-
         from bench.zen_rules import ZenEvaluator, table_path
 
         by_name[ZEN] = ZenEvaluator(engine.facts_of, json.loads(table_path(name).read_text())).held

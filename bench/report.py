@@ -160,8 +160,8 @@ def _soaks(results: Results) -> list[str]:
     for s in results.soaks:
         if s.decisions < s.target:
             out.append(
-                f"{s.rule_set}: stopped at the time limit after {s.decisions:,} of {s.target:,} decisions "
-                "(the machine was too slow to serve them all within it)"
+                f"{s.rule_set}: stopped at the time limit (300 s with its warm-up) after {s.decisions:,} of "
+                f"{s.target:,} decisions: the machine was too slow to serve them all within it"
             )
     e = results.in_process
     out.append(
