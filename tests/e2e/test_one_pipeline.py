@@ -28,7 +28,7 @@ from app.settings import Settings
 from tests.cli.runner import invoke
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # ~50 s: every case of two rule sets four ways
 RULE_SETS = {"shipped": SHIPPED_RULES, "broker-policies": PROJECT_ROOT / "examples" / "broker-policies"}
 
 
