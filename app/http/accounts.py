@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
-from app.errors import InvalidRequest
-from app.http.auth import authenticate
-from app.http.body import json_body, request_body
 from app.http.envelope import replayed, success
-from app.http.idempotency import idempotency_request
+from app.http.signed_post import signed_post
 from app.http.trace import trace_id
 from app.schemas.accounts import load_upsert_request
 
@@ -21,20 +18,10 @@ bp = Blueprint("accounts", __name__, url_prefix="/v1/whaleapi/account")
 def upsert() -> Response:
     """Create or update one account of the caller's tenant: its status and (replacing them) its attributes."""
     container: Any = current_app.extensions["permission_service"]
-    body = request_body()  # read first: the signature covers it and 413 comes before auth
-    caller = authenticate(request, container.authenticator)
-    idempotency = idempotency_request(request, body)
-    try:
-        payload = load_upsert_request(json_body(body))
-    except InvalidRequest as error:
-        stored = (
-            container.accounts.remember_rejection(caller=caller, idempotency=idempotency, error=error)
-            if idempotency
-            else None
-        )
-        if stored is None:
-            raise
-        return replayed(stored)
+    post = signed_post(container.authenticator, load_upsert_request, container.accounts.remember_rejection)
+    if post.answer is not None:
+        return post.answer
+    caller, idempotency, payload = post.caller, post.idempotency, post.payload
     result = container.accounts.upsert(
         caller=caller,
         account_no=payload["account_no"],

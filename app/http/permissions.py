@@ -6,11 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from app.errors import InvalidRequest
 from app.http.auth import authenticate
-from app.http.body import json_body, request_body
 from app.http.envelope import replayed, success
-from app.http.idempotency import idempotency_request
+from app.http.signed_post import signed_post
 from app.http.trace import trace_id
 from app.schemas.permissions import load_get_query, load_update_request
 from app.service.model import iso_utc
@@ -26,20 +24,10 @@ def _container() -> Any:
 def update() -> Response:
     """Apply a batch of permission changes to one account, all or nothing."""
     container = _container()
-    body = request_body()  # read first: the signature covers it and 413 comes before auth
-    caller = authenticate(request, container.authenticator)
-    idempotency = idempotency_request(request, body)
-    try:
-        payload = load_update_request(json_body(body))
-    except InvalidRequest as error:
-        stored = (
-            container.permissions.remember_rejection(caller=caller, idempotency=idempotency, error=error)
-            if idempotency
-            else None
-        )
-        if stored is None:
-            raise
-        return replayed(stored)
+    post = signed_post(container.authenticator, load_update_request, container.permissions.remember_rejection)
+    if post.answer is not None:
+        return post.answer
+    caller, idempotency, payload = post.caller, post.idempotency, post.payload
     result = container.permissions.update(
         caller=caller,
         account_no=payload["account_no"],
