@@ -70,8 +70,9 @@ def lint_command(rules_dir: Path | None) -> None:
     if not result.clean or result.rule_set is None:
         raise SystemExit(1)
     rule_set = result.rule_set
+    warned = f" ({len(result.warnings)} warnings)" if result.warnings else ""
     click.echo(
-        f"{directory}: clean — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
+        f"{directory}: clean{warned} — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
         f"{len(result.cases)} cases; rule-set version {rule_set.version}"
     )
 

@@ -33,7 +33,15 @@ class LintResult:
 
     @property
     def clean(self) -> bool:
-        return self.rule_set is not None and not self.problems
+        return self.rule_set is not None and not self.errors
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if not p.is_error]
 
 
 def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
@@ -78,5 +86,5 @@ def load_clean(rules_dir: Path) -> RuleSet:
     """The rule set of rules_dir, or RuleSetInvalid with every lint problem (cases included)."""
     result = lint(rules_dir)
     if not result.clean or result.rule_set is None:
-        raise RuleSetInvalid(result.problems)
+        raise RuleSetInvalid(result.errors)
     return result.rule_set

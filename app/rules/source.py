@@ -19,9 +19,15 @@ class Problem:
     column: int
     rule_id: str
     text: str
+    severity: str = "error"  # "error" refuses the set; "warning" is reported and lets it load
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}: {self.rule_id}: {self.text}"
+        shown = "" if self.is_error else f"{self.severity}: "
+        return f"{self.path}:{self.line}:{self.column}: {self.rule_id}: {shown}{self.text}"
 
 
 class RuleSetInvalid(Exception):
