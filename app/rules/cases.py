@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from app.errors import Code, DomainError
 from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import Problem, RulesTree, read_tree, shown_path
-from app.rules.model import ACCOUNT_STATUSES, RuleSet
+from app.rules.model import ACCOUNT_STATUSES, Catalog, RuleSet
 from app.rules.source import YamlReader as _Reader
 from app.schemas.permissions import load_update_request
 
@@ -121,19 +122,25 @@ def _plain(value: Any) -> Any:
 
 
 def load_cases(
-    rules_dir: Path, rule_set: RuleSet | None, tree: RulesTree | None = None
+    rules_dir: Path,
+    rule_set: RuleSet | None,
+    tree: RulesTree | None = None,
+    *,
+    rule_ids: Collection[str] | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[list[Case], list[Problem]]:
-    """Every case under rules_dir/cases, checked against the rule set (when it loaded)."""
+    """Every case under rules_dir/cases, checked against the rule set (when it loaded), or else against the
+    rule ids the rule files declare and the catalog as read (lint of a broken set still checks the cases)."""
     cases: list[Case] = []
     problems: list[Problem] = []
     tree = read_tree(rules_dir) if tree is None else tree
-    rule_ids = {r.id for r in rule_set.rules} if rule_set else None
-    catalog = rule_set.catalog if rule_set else None
+    if rule_set is not None:
+        rule_ids, catalog = {r.id for r in rule_set.rules}, rule_set.catalog
     declared = {a.name for a in rule_set.attributes} if rule_set else None
     for name in sorted(n for n in tree if n.startswith(f"{CASES_DIR}/") and n.endswith(".yaml") and n.count("/") == 1):
         shown = shown_path(rules_dir, name)
         reader = _Reader(tree[name], shown)
-        doc = reader.load()
+        doc = reader.load_items("cases")
         if doc is None:
             if not reader.problems:
                 reader.problem(None, "cases", "file is empty")
@@ -164,8 +171,8 @@ def _case(
     seq: CommentedSeq,
     i: int,
     item: Any,
-    rule_ids: set[str] | None,
-    catalog: Any,
+    rule_ids: Collection[str] | None,
+    catalog: Catalog | None,
     declared: set[str] | None,
 ) -> Case | None:
     if not isinstance(item, CommentedMap):

@@ -17,6 +17,7 @@ import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -30,12 +31,14 @@ from app.rules.model import (
     FLAG_FIELDS,
     KINDS,
     MESSAGE_FIELDS,
+    PART_FIELDS,
     RAW_FIELDS,
     STATUSES,
     TEXT_FIELDS,
     AccountTest,
     All,
     AnyOf,
+    Catalog,
     ChangeTest,
     Condition,
     Match,
@@ -45,7 +48,7 @@ from app.rules.model import (
     TenantTest,
     Window,
 )
-from app.rules.source import Problem, YamlReader
+from app.rules.source import Problem, YamlReader, position
 
 VALIDATION_FILE = "validation.yaml"
 POLICY_FILE = "policies.yaml"
@@ -56,6 +59,19 @@ VALIDATION_OUTCOMES = (
     "DUPLICATE_PERMISSION_TYPE",
     "NO_STATE_CHANGE",
 )
+OUTCOME_FIELD = {  # the request field each validation outcome is a fault of
+    "INVALID_PERMISSION_TYPE": "permission_type",
+    "INVALID_PERMISSION_STATUS": "permission_status",
+    "DUPLICATE_PERMISSION_TYPE": "permission_type",
+    "NO_STATE_CHANGE": "permission_status",
+}
+OUTCOME_FACTS = {  # the facts a rule reporting each outcome must read to be about that fault
+    "INVALID_PERMISSION_TYPE": {"permission_type", *PART_FIELDS, "in_catalog", "enabled_for_tenant"},
+    "INVALID_PERMISSION_STATUS": {"permission_status"},
+    "DUPLICATE_PERMISSION_TYPE": {"named_earlier"},
+    "NO_STATE_CHANGE": {"current_status"},
+}
+MARKET_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")  # as catalog.yaml writes markets (app/rules/loader.py)
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 GLOB = re.compile(r"^[A-Za-z0-9_.*?-]+$")  # the glob alphabet the engine's regex dialect can take safely
 TEXT_VALUE_MAX = 64
@@ -77,6 +93,8 @@ class _Rule:
     reader: YamlReader
     rule_id: str
     attributes: dict[str, AttributeDeclaration]
+    catalog: Catalog | None = None  # as read (None when catalog.yaml cannot be read)
+    policy: bool = False
 
 
 def _problem(ctx: _Rule, node: Any, text: str, key: Any = None) -> None:
@@ -149,8 +167,57 @@ def _change(ctx: _Rule, node: CommentedMap, value: Any) -> list[Condition] | Non
         if field in ("current_status",) and parsed.values and not set(parsed.values) <= set(STATUSES):
             _problem(ctx, value, "'current_status' is open or close", field)
             return None
+        never = _never_matched(ctx, str(field), parsed)
+        if never is not None:
+            _problem(ctx, value, never, field)
+            return None
         tests.append(ChangeTest(str(field), parsed))
     return tests
+
+
+def _codes(catalog: Catalog) -> dict[str, tuple[str, ...]]:
+    """The catalog's codes by the change field that holds them (groups include the banned ones)."""
+    groups: list[str] = []
+    names: list[str] = []
+    for value in catalog.values:
+        parts = catalog.parts(value)
+        if "group" in parts:
+            groups += [] if parts["group"] in groups else [parts["group"]]
+            names += [] if parts["name"] in names else [parts["name"]]
+    groups += [g for g in catalog.banned_groups if g not in groups]
+    return {"market": catalog.markets, "product": catalog.products, "group": tuple(groups), "name": tuple(names)}
+
+
+def _never_matched(ctx: _Rule, field: str, match: Match) -> str | None:
+    """Why a value tested on a part of a policy's change can never match, or None.
+
+    Only catalog values reach a policy (type-in-catalog runs first), so `market: us` or `product: stocks`
+    never holds there. A validation judges the type as sent and may test any text."""
+    if not ctx.policy:
+        return None
+    texts = [v for v in match.values if isinstance(v, str)]
+    if field == "market":
+        for value in texts:
+            if not is_glob(value) and not MARKET_CODE.match(value) and MARKET_CODE.match(value.upper()):
+                return f"'market' is never '{value}': market codes are upper case ('{value.upper()}')"
+    if ctx.catalog is None:
+        return None
+    if field == "permission_type":
+        for value in texts:
+            if not is_glob(value) and value not in ctx.catalog:
+                meant = [v for v in ctx.catalog.values if v.lower() == value.lower()]
+                if meant:
+                    return f"'permission_type' is never '{value}': catalog values are case-sensitive ('{meant[0]}')"
+        return None
+    known = _codes(ctx.catalog).get(field)
+    if known is None:
+        return None
+    for value in texts:
+        if is_glob(value) and not any(fnmatchcase(code, value) for code in known):
+            return f"'{field}' glob '{value}' matches no {field} of the catalog ({', '.join(known)})"
+        if not is_glob(value) and value not in known:
+            return f"'{field}' is never '{value}' for a catalog value ({field}s: {', '.join(known)})"
+    return None
 
 
 def _account(ctx: _Rule, node: CommentedMap, value: Any) -> list[Condition] | None:
@@ -189,6 +256,10 @@ def _permission(ctx: _Rule, node: CommentedMap) -> list[Condition] | None:
         if placeholder is not None and placeholder not in allowed:
             _problem(ctx, node, f"'{{{placeholder}}}' cannot stand there (use {' or '.join(allowed)})", "permission")
             return None
+    unknown = _unknown_permission(ctx.catalog, head, tail)
+    if unknown is not None:
+        _problem(ctx, node, f"'permission' {template!r} {unknown}", "permission")
+        return None
     states = [k for k in ("before", "after") if k in node]
     if not states:
         _problem(ctx, node, "'permission' needs before: or after: (open or close)", "permission")
@@ -198,8 +269,30 @@ def _permission(ctx: _Rule, node: CommentedMap) -> list[Condition] | None:
         if node[state] not in STATUSES:
             _problem(ctx, node, f"'{state}' is open or close", state)
             return None
-        tests.append(PermissionTest(str(template), head, tail, state, str(node[state])))
+        at = position(node, "permission")
+        tests.append(PermissionTest(str(template), head, tail, state, str(node[state]), at=at))
     return tests
+
+
+def _unknown_permission(catalog: Catalog | None, head: str, tail: str) -> str | None:
+    """Why a permission template names no permission of the catalog (only catalog values are stored), or None."""
+    if catalog is None:
+        return None
+    if not head.startswith("{") and not tail.startswith("{"):
+        literal = f"{head}.{tail}"
+        if is_glob(literal):
+            return None if any(fnmatchcase(v, literal) for v in catalog.values) else "matches no catalog value"
+        if literal in catalog:
+            return None
+        meant = [v for v in catalog.values if v.lower() == literal.lower()]
+        hint = f" (catalog values are case-sensitive: '{meant[0]}')" if meant else ""
+        return f"is not in the catalog{hint}: it is never set"
+    heads = {v.partition(".")[0] for v in catalog.values}
+    tails = {v.partition(".")[2] for v in catalog.values}
+    for part, known, where in ((head, heads, "before"), (tail, tails, "after")):
+        if not part.startswith("{") and not any(fnmatchcase(code, part) for code in known):
+            return f"names '{part}' {where} the dot, which no catalog value has: it is never set"
+    return None
 
 
 def parse_condition(ctx: _Rule, node: Any, parent: Any = None, key: Any = None) -> Condition | None:
@@ -284,6 +377,36 @@ def _message_fields(ctx: _Rule, item: CommentedMap) -> None:
         _problem(ctx, item, f"message names unknown placeholder {{{name}}}", "message")
 
 
+def _outcome_fits(ctx: _Rule, item: CommentedMap, *, policy: bool, field: object) -> None:
+    """Report an outcome that is no code, or one that does not fit the rule's kind (validation or policy) or
+    the field its message points at."""
+    outcome = item["outcome"]
+    if policy:
+        if outcome in VALIDATION_OUTCOMES:
+            text = f"a policy's outcome is always {POLICY_OUTCOME}; {outcome} is a validation's (validation.yaml)"
+            _problem(ctx, item, text, "outcome")
+        elif outcome != POLICY_OUTCOME:
+            _problem(ctx, item, f"unknown outcome {outcome!r} (a policy's outcome is {POLICY_OUTCOME})", "outcome")
+    elif outcome == POLICY_OUTCOME:
+        _problem(ctx, item, f"{POLICY_OUTCOME} is a policy's outcome: write this rule in policies.yaml", "outcome")
+    elif outcome not in VALIDATION_OUTCOMES:
+        _problem(ctx, item, f"unknown outcome {outcome!r} (use one of {', '.join(VALIDATION_OUTCOMES)})", "outcome")
+    elif field in RAW_FIELDS and OUTCOME_FIELD[str(outcome)] != field:
+        text = f"{outcome} is a fault of {OUTCOME_FIELD[str(outcome)]}, but this rule's field is {field}"
+        _problem(ctx, item, text, "outcome")
+
+
+def reads(condition: Condition) -> set[str]:
+    """Every change field a condition reads (same_as included)."""
+    if isinstance(condition, All | AnyOf):
+        return set().union(*(reads(part) for part in condition.parts))
+    if isinstance(condition, Not):
+        return reads(condition.part)
+    if isinstance(condition, ChangeTest):
+        return {condition.field} | ({condition.match.same_as} if condition.match.same_as else set())
+    return set()
+
+
 def _rule(
     reader: YamlReader,
     item: CommentedMap,
@@ -292,13 +415,14 @@ def _rule(
     policy: bool,
     seen: set[str],
     attributes: dict[str, AttributeDeclaration],
+    catalog: Catalog | None = None,
 ) -> Rule | None:
     rule_id = item.get("id")
     shown_id = rule_id if isinstance(rule_id, str) else f"{'policies' if policy else 'rules'}[{index}]"
-    ctx = _Rule(reader, shown_id, attributes)
+    ctx = _Rule(reader, shown_id, attributes, catalog, policy)
     before = len(reader.problems)
     required = ("id", "description", "when", "message") + (() if policy else ("field", "outcome"))
-    optional = ("field", "enforcement", "from", "until") if policy else ()
+    optional = ("field", "enforcement", "from", "until", "outcome") if policy else ()
     for key in item:
         if key not in required and key not in optional:
             hint = " (only policies have it)" if key in ("enforcement", "from", "until") else ""
@@ -320,8 +444,8 @@ def _rule(
     if field not in RAW_FIELDS:
         _problem(ctx, item, "'field' is permission_type or permission_status", "field")
     outcome = POLICY_OUTCOME if policy else item.get("outcome")
-    if not policy and "outcome" in item and outcome not in VALIDATION_OUTCOMES:
-        _problem(ctx, item, f"unknown outcome {outcome!r} (use one of {', '.join(VALIDATION_OUTCOMES)})", "outcome")
+    if "outcome" in item:
+        _outcome_fits(ctx, item, policy=policy, field=field)
     enforcement = item.get("enforcement", "deny")
     if enforcement not in ENFORCEMENTS:
         _problem(ctx, item, f"'enforcement' is one of {', '.join(ENFORCEMENTS)}", "enforcement")
@@ -336,6 +460,10 @@ def _rule(
             clauses(condition)  # the engine gets one rule per alternative: refuse it here, not at start-up
         except ConditionTooLarge as exc:
             _problem(ctx, item, str(exc), "when")
+        if not policy and outcome in OUTCOME_FACTS and not reads(condition) & OUTCOME_FACTS[str(outcome)]:
+            facts = " or ".join(sorted(OUTCOME_FACTS[str(outcome)]))
+            text = f"{outcome} reports a fault of {facts}, which this rule's condition never reads"
+            _problem(ctx, item, text, "when")
     if len(reader.problems) != before or condition is None:
         return None
     window = None
@@ -352,19 +480,36 @@ def _rule(
         window=window,
         source=reader.shown,
         line=item.lc.line + 1,
+        places=tuple((str(key), *position(item, key)) for key in item),
     )
 
 
+DECLARED_ID = re.compile(r"^\s*(?:-\s+)?id:\s*[\"']?([a-z0-9][a-z0-9-]*)[\"']?\s*(?:#.*)?$", re.MULTILINE)
+
+
 def load_rules(
-    data: bytes | None, shown: str, *, policy: bool, seen: set[str], attributes: dict[str, AttributeDeclaration]
+    data: bytes | None,
+    shown: str,
+    *,
+    policy: bool,
+    seen: set[str],
+    attributes: dict[str, AttributeDeclaration],
+    catalog: Catalog | None = None,
 ) -> tuple[tuple[Rule, ...], list[Problem]]:
-    """Read validation.yaml (`rules:`) or policies.yaml (`policies:`) into ordered Rules."""
+    """Read validation.yaml (`rules:`) or policies.yaml (`policies:`) into ordered Rules. Every id the file
+    declares goes into `seen`, the ids of rules it cannot read too (a case naming one is not "no rule")."""
     key = "policies" if policy else "rules"
     reader = YamlReader(data, shown)
-    doc = reader.load()
+    doc = reader.load_items(key)
+    try:
+        text = data.decode("utf-8") if data is not None else ""
+    except UnicodeDecodeError:
+        text = ""
+    declared = set(DECLARED_ID.findall(text))
     if doc is None:
         if not reader.problems:
             reader.problem(None, key, "file is empty")
+        seen |= declared
         return (), reader.problems
     if not isinstance(doc, CommentedMap) or not isinstance(doc.get(key), CommentedSeq):
         reader.problem(doc, key, f"must be a mapping with a '{key}' list")
@@ -377,7 +522,8 @@ def load_rules(
         if not isinstance(item, CommentedMap):
             reader.problem(doc[key], key, f"each item of '{key}' is a mapping", i)
             continue
-        rule = _rule(reader, item, i, policy=policy, seen=seen, attributes=attributes)
+        rule = _rule(reader, item, i, policy=policy, seen=seen, attributes=attributes, catalog=catalog)
         if rule is not None:
             rules.append(rule)
+    seen |= declared
     return tuple(rules), reader.problems

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
+from app.rules.checks import rule_set_problems
 from app.rules.language import POLICY_FILE
 from app.rules.loader import (
     CATALOG_FILE,
@@ -14,7 +16,7 @@ from app.rules.loader import (
     Problem,
     RuleSetInvalid,
     RulesTree,
-    load_rule_set,
+    read_sources,
     read_tree,
     shown_path,
 )
@@ -66,19 +68,22 @@ def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
     return problems
 
 
-def lint(rules_dir: Path) -> LintResult:
-    """Load everything under rules_dir and collect every problem."""
+def lint(rules_dir: Path, *, now: datetime | None = None) -> LintResult:
+    """Load everything under rules_dir and collect every problem, in one pass: each file is read on its own,
+    so one that does not parse hides nothing in the others, and the checks of the whole set run on what
+    could be read. `now` (default: the current time) decides which windows have expired."""
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         return LintResult(None, [], [Problem(str(rules_dir), 1, 1, "-", "no such directory")])
     tree = read_tree(rules_dir)  # one read: the version names exactly the bytes that were checked
     problems = _stray_files(rules_dir, tree)
-    try:
-        rule_set: RuleSet | None = load_rule_set(rules_dir, tree)
-    except RuleSetInvalid as exc:
-        rule_set = None
-        problems += exc.problems
-    cases, case_problems = load_cases(rules_dir, rule_set, tree)
+    sources = read_sources(rules_dir, tree)
+    problems += sources.problems
+    as_read = sources.best_effort()
+    if as_read is not None:
+        problems += rule_set_problems(as_read, now=now or datetime.now(UTC))
+    rule_set = as_read if as_read is not None and not sources.problems else None
+    cases, case_problems = load_cases(rules_dir, rule_set, tree, rule_ids=sources.declared_ids, catalog=sources.catalog)
     return LintResult(rule_set, cases, problems + case_problems)
 
 

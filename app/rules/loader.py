@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from app.rules.attributes import ATTRIBUTES_FILE, NO_ATTRIBUTES, read_attributes
+from app.rules.attributes import ATTRIBUTES_FILE, NO_ATTRIBUTES, AttributeSet, read_attributes
 from app.rules.language import POLICY_FILE, VALIDATION_FILE, load_rules
 from app.rules.model import Catalog, Rule, RuleSet
 from app.rules.source import Problem, RuleSetInvalid, YamlReader
@@ -51,7 +53,39 @@ def rule_set_version(rules_dir: Path) -> str:
     return tree_version(read_tree(rules_dir))
 
 
-def _names(reader: YamlReader, parent: Any, key: str, rule_id: str) -> tuple[str, ...]:
+# The forms catalog codes take: a type reads as {product}.{MARKET} or {group}.{name}, so markets are upper case
+# (callers send stock.US; stock.us is invalid), products and groups lower case, and a group's names either.
+MARKET_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
+LOWER_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
+MEMBER_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+
+Form = Callable[[str], str | None]  # why a name is not in its expected form, or None
+
+
+def _market_form(code: str) -> str | None:
+    if MARKET_CODE.match(code):
+        return None
+    if MARKET_CODE.match(code.upper()):
+        return f"market code '{code}' must be upper case ('{code.upper()}'): callers send {code.upper()}, never {code}"
+    return f"market code '{code}' is not in the expected form (upper-case letters and digits, e.g. HK)"
+
+
+def _lower_form(what: str) -> Form:
+    def form(code: str) -> str | None:
+        if LOWER_CODE.match(code):
+            return None
+        return f"{what} '{code}' is not in the expected form (lower-case letters, digits and _, e.g. stock)"
+
+    return form
+
+
+def _member_form(code: str) -> str | None:
+    if MEMBER_CODE.match(code):
+        return None
+    return f"name '{code}' is not in the expected form (letters, digits and _, e.g. trade or OSL)"
+
+
+def _names(reader: YamlReader, parent: Any, key: str, rule_id: str, form: Form | None = None) -> tuple[str, ...]:
     value = parent.get(key) if isinstance(parent, CommentedMap) else None
     if not isinstance(value, CommentedSeq) or not value:
         reader.problem(parent, rule_id, f"'{key}' must be a non-empty list of names", key)
@@ -63,12 +97,65 @@ def _names(reader: YamlReader, parent: Any, key: str, rule_id: str) -> tuple[str
         elif item in names:
             reader.problem(value, rule_id, f"'{item}' is listed twice in '{key}'", i)
         else:
+            wrong = form(item) if form is not None else None
+            if wrong is not None:
+                reader.problem(value, rule_id, wrong, i)
             names.append(item)
     return tuple(names)
 
 
+@dataclass
+class _CatalogDraft:
+    """The catalog as read so far: each value with the node it came from, for duplicate reports."""
+
+    markets: tuple[str, ...]
+    values: list[str] = field(default_factory=list)
+    where: list[tuple[Any, Any]] = field(default_factory=list)
+    products: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+    def add(self, value: str, node: Any, key: Any) -> None:
+        self.values.append(value)
+        self.where.append((node, key))
+
+
+def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDraft) -> None:
+    group = section["group"]
+    if not isinstance(group, str) or not NAME_PATTERN.match(group):
+        reader.problem(section, "catalog", f"group {group!r} is not a valid name", "group")
+        return
+    wrong = _lower_form("group")(group)
+    if wrong is not None:
+        reader.problem(section, "catalog", wrong, "group")
+    draft.groups.append(group)
+    valid = set(_names(reader, section, "names", "catalog", _member_form))
+    raw = section.get("names")
+    taken: set[str] = set()
+    for position, name in enumerate(raw if isinstance(raw, CommentedSeq) else []):
+        if name in valid and name not in taken:
+            taken.add(name)
+            if name in draft.markets:
+                text = f"'{group}.{name}' would read as product {group}, market {name}: a group's name is no market"
+                reader.problem(raw, "catalog", text, position)
+            draft.add(f"{group}.{name}", raw, position)
+
+
+def _products_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDraft) -> None:
+    raw = section.get("products")
+    for product in _names(reader, section, "products", "catalog", _lower_form("product")):
+        if product in draft.products:
+            position = [i for i, p in enumerate(raw) if p == product][-1]
+            reader.problem(raw, "catalog", f"product '{product}' is listed twice (in two sections)", position)
+            continue
+        draft.products.append(product)
+        for market in draft.markets:
+            draft.add(f"{product}.{market}", section, "products")
+
+
 def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[Problem]]:
-    """Read catalog.yaml into a Catalog."""
+    """Read catalog.yaml into a Catalog, with every problem found. The catalog comes back whenever its shape
+    could be read, mistakes and all (each value once), so lint can check the rest of rules/ against it;
+    only a catalog without problems may serve."""
     reader = YamlReader(data, shown)
     doc = reader.load()
     if doc is None:
@@ -81,10 +168,7 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
     for key in doc:
         if key not in {"markets", "sections", "banned_groups"}:
             reader.problem(doc, "catalog", f"unknown key '{key}'", key)
-    markets = _names(reader, doc, "markets", "catalog")
-    values: list[str] = []
-    products: list[str] = []
-    where: list[tuple[Any, Any]] = []  # the YAML node and key each value came from, for duplicate reports
+    draft = _CatalogDraft(markets=_names(reader, doc, "markets", "catalog", _market_form))
     sections = doc.get("sections")
     if not isinstance(sections, CommentedSeq) or not sections:
         reader.problem(doc, "catalog", "'sections' must be a non-empty list", "sections")
@@ -95,45 +179,59 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
             continue
         keys = set(section)
         if keys == {"group", "names"}:
-            group = section["group"]
-            if not isinstance(group, str) or not NAME_PATTERN.match(group):
-                reader.problem(section, "catalog", f"group {group!r} is not a valid name", "group")
-                continue
-            valid = set(_names(reader, section, "names", "catalog"))
-            raw = section.get("names")
-            taken: set[str] = set()
-            for position, name in enumerate(raw if isinstance(raw, CommentedSeq) else []):
-                if name in valid and name not in taken:
-                    taken.add(name)
-                    values.append(f"{group}.{name}")
-                    where.append((raw, position))
+            _group_section(reader, section, draft)
         elif keys == {"products"}:
-            for product in _names(reader, section, "products", "catalog"):
-                products.append(product)
-                for market in markets:
-                    values.append(f"{product}.{market}")
-                    where.append((section, "products"))
+            _products_section(reader, section, draft)
         else:
             reader.problem(section, "catalog", f"a section has either group and names, or products; got {sorted(keys)}")
+    for group in draft.groups:
+        if group in draft.products:
+            text = f"group '{group}' is also a product: {group}.X cannot be read both ways"
+            reader.problem(doc, "catalog", text, "sections")
     banned = doc.get("banned_groups", [])
-    banned_names = _names(reader, doc, "banned_groups", "catalog") if banned else ()
+    banned_names = _names(reader, doc, "banned_groups", "catalog", _lower_form("banned group")) if banned else ()
     seen: set[str] = set()
-    for value, (node, key) in zip(values, where, strict=True):
+    values: list[str] = []
+    for value, (node, key) in zip(draft.values, draft.where, strict=True):
         if value in seen:
             reader.problem(node, "catalog", f"catalog value '{value}' is listed twice", key)
+        else:
+            values.append(value)
         seen.add(value)
     for group in banned_names:
         if any(v.startswith(group + ".") for v in values):
             reader.problem(doc, "catalog", f"banned group '{group}' also has catalog values", "banned_groups")
-    if reader.problems:
+    if not values:
         return None, reader.problems
-    return Catalog(values=tuple(values), markets=markets, banned_groups=banned_names, products=tuple(products)), []
+    catalog = Catalog(
+        values=tuple(values), markets=draft.markets, banned_groups=banned_names, products=tuple(draft.products)
+    )
+    return catalog, reader.problems
 
 
-def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
-    """Load and validate rules_dir (or the tree already read from it), or raise RuleSetInvalid."""
-    rules_dir = Path(rules_dir)
-    tree = read_tree(rules_dir) if tree is None else tree
+@dataclass
+class Sources:
+    """Everything that could be read of a rules directory, broken or not: the catalog (None when it cannot be
+    read at all), the attributes, the rules that parsed (in order), every rule id the rule files declare
+    (the broken rules' too), and every problem found while reading."""
+
+    version: str
+    catalog: Catalog | None
+    attributes: AttributeSet
+    rules: tuple[Rule, ...]
+    declared_ids: frozenset[str]
+    problems: list[Problem]
+
+    def best_effort(self) -> RuleSet | None:
+        """The rules that parsed over the catalog as read: what lint's checks of a whole set look at, even
+        when some file is broken. Never a set to serve (see load_rule_set)."""
+        if self.catalog is None:
+            return None
+        return RuleSet(version=self.version, catalog=self.catalog, rules=self.rules, attributes=self.attributes)
+
+
+def read_sources(rules_dir: Path, tree: RulesTree) -> Sources:
+    """Read every file of the tree, each on its own: a file that does not parse hides nothing in the others."""
     catalog, problems = load_catalog(tree.get(CATALOG_FILE), shown_path(rules_dir, CATALOG_FILE))
     attributes = NO_ATTRIBUTES  # a rules directory without attributes.yaml declares none
     if ATTRIBUTES_FILE in tree:
@@ -143,15 +241,41 @@ def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
     declared = {a.name: a for a in attributes}
     seen: set[str] = set()
     validations, found = load_rules(
-        tree.get(VALIDATION_FILE), shown_path(rules_dir, VALIDATION_FILE), policy=False, seen=seen, attributes=declared
+        tree.get(VALIDATION_FILE),
+        shown_path(rules_dir, VALIDATION_FILE),
+        policy=False,
+        seen=seen,
+        attributes=declared,
+        catalog=catalog,
     )
     problems += found
     policies: tuple[Rule, ...] = ()
     if POLICY_FILE in tree:
         policies, found = load_rules(
-            tree[POLICY_FILE], shown_path(rules_dir, POLICY_FILE), policy=True, seen=seen, attributes=declared
+            tree[POLICY_FILE],
+            shown_path(rules_dir, POLICY_FILE),
+            policy=True,
+            seen=seen,
+            attributes=declared,
+            catalog=catalog,
         )
         problems += found
-    if problems or catalog is None:
-        raise RuleSetInvalid(problems)
-    return RuleSet(version=tree_version(tree), catalog=catalog, rules=validations + policies, attributes=attributes)
+    return Sources(
+        version=tree_version(tree),
+        catalog=catalog,
+        attributes=attributes,
+        rules=validations + policies,
+        declared_ids=frozenset(seen),
+        problems=problems,
+    )
+
+
+def load_rule_set(rules_dir: Path, tree: RulesTree | None = None) -> RuleSet:
+    """Load and validate rules_dir (or the tree already read from it), or raise RuleSetInvalid."""
+    rules_dir = Path(rules_dir)
+    tree = read_tree(rules_dir) if tree is None else tree
+    sources = read_sources(rules_dir, tree)
+    rule_set = sources.best_effort()
+    if sources.problems or rule_set is None:
+        raise RuleSetInvalid(sources.problems)
+    return rule_set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -116,6 +117,7 @@ class PermissionTest:
     tail: str
     state: str  # "before" | "after"
     status: str  # "open" | "close"
+    at: tuple[int, int] = field(default=(1, 1), compare=False)  # line and column in its file, for lint
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,12 @@ class Rule:
     window: Window | None = None
     source: str = "validation.yaml"
     line: int = 1
+    # (key, line, column) of each key of the rule, for lint
+    places: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False)
+
+    def place(self, key: str) -> tuple[int, int]:
+        """Where a key of the rule (message, until, when, ...) is written, else where the rule starts."""
+        return next(((line, col) for name, line, col in self.places if name == key), (self.line, 1))
 
     @property
     def is_policy(self) -> bool:

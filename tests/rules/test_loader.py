@@ -624,7 +624,13 @@ def test_policies_load_after_the_validations_in_file_order(tmp_path):
         ("- id: margin-only", "- id: pass", "pass", "id", "reserved"),
         ("- id: margin-only", "- id: type-required", "type-required", "id", "duplicate rule id"),
         ("- id: margin-only", "- id: Margin_Only", "Margin_Only", "id", "lower-case"),
-        ("    enforcement: warn", "    outcome: NO_STATE_CHANGE", "margin-only", "outcome", "unknown key 'outcome'"),
+        (
+            "    enforcement: warn",
+            "    outcome: NO_STATE_CHANGE",
+            "margin-only",
+            "outcome",
+            "a policy's outcome is always PERMISSION_POLICY_DENIED",
+        ),
         ("    enforcement: warn", "    field: market", "margin-only", "field", "permission_type or permission_status"),
         ("        - not: {account: {account_type: margin}}", "        - not: [x]", "margin-only", "not", "mapping"),
         ("        - any:", "        - any: []", "margin-only", "any", "non-empty list"),
@@ -724,9 +730,7 @@ def test_a_policy_may_name_an_attribute_in_its_message_but_not_an_undeclared_one
 
 def _too_large(parts: int) -> str:
     """A policy whose condition is an all of `parts` two-way anys: 2**parts alternatives."""
-    anys = "".join(
-        f"        - any: [{{change: {{market: M{i}}}}}, {{change: {{product: P{i}}}}}]\n" for i in range(parts)
-    )
+    anys = "".join(f"        - any: [{{tenant: a{i}}}, {{tenant: b{i}}}]\n" for i in range(parts))
     return f"""\
 policies:
   - id: too-large
@@ -745,7 +749,7 @@ def test_a_condition_too_large_for_the_engine_is_a_lint_problem(tmp_path):
 
 
 def test_a_long_any_is_too_large_as_well(tmp_path):
-    items = "".join(f"        - change: {{market: M{i}}}\n" for i in range(65))
+    items = "".join(f"        - tenant: t{i}\n" for i in range(65))
     policies = f"policies:\n  - id: long-any\n    description: x\n    when:\n      any:\n{items}    message: no\n"
     problem = only_problem(rules_dir(tmp_path, policies), "policies.yaml")
     assert (problem.line, problem.rule_id) == (4, "long-any")
