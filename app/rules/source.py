@@ -83,6 +83,8 @@ class YamlReader:
             starts = [s for s in starts if s != first]
             doc, problem = _parse("".join(lines), self.shown)
             if problem is None:
+                if isinstance(doc, CommentedMap) and doc.get(key) is None:
+                    doc[key] = CommentedSeq()  # every item was broken: the list is there, and empty
                 return doc
             if problem.line > broken:  # a second mistake further down: report it too
                 self.problems.append(problem)
