@@ -84,7 +84,15 @@ def lint(rules_dir: Path, *, now: datetime | None = None) -> LintResult:
         problems += rule_set_problems(as_read, now=now or datetime.now(UTC))
     rule_set = as_read if as_read is not None and not sources.problems else None
     cases, case_problems = load_cases(rules_dir, rule_set, tree, rule_ids=sources.declared_ids, catalog=sources.catalog)
-    return LintResult(rule_set, cases, problems + case_problems)
+    return LintResult(rule_set, cases, _file_by_file(problems + case_problems))
+
+
+def _file_by_file(problems: list[Problem]) -> list[Problem]:
+    """The problems of each file together, top to bottom, the files in the order they were first named."""
+    order: dict[str, int] = {}
+    for problem in problems:
+        order.setdefault(problem.path, len(order))
+    return sorted(problems, key=lambda p: (order[p.path], p.line, p.column))
 
 
 def load_clean(rules_dir: Path) -> RuleSet:
