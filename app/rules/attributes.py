@@ -99,6 +99,8 @@ class Reader(Protocol):
 
     def load(self) -> Any: ...
 
+    def load_items(self, key: str) -> Any: ...
+
     def problem(self, node: Any, rule_id: str, text: str, key: Any = None) -> None: ...
 
 
@@ -190,7 +192,7 @@ def _declaration(reader: Reader, item: CommentedMap, i: int, seen: set[str]) -> 
 
 def read_attributes(reader: Reader) -> AttributeSet:
     """The declarations of attributes.yaml; every mistake is reported to the reader with its place."""
-    doc = reader.load()
+    doc = reader.load_items("attributes")
     if doc is None:
         if not reader.problems:
             reader.problem(None, "attributes", "file is empty (write 'attributes: []' to declare none)")

@@ -11,7 +11,13 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from app.rules.attributes import ATTRIBUTES_FILE, NO_ATTRIBUTES, AttributeSet, read_attributes
+from app.rules.attributes import (
+    ATTRIBUTES_FILE,
+    NO_ATTRIBUTES,
+    AttributeDeclaration,
+    AttributeSet,
+    read_attributes,
+)
 from app.rules.language import POLICY_FILE, VALIDATION_FILE, load_rules
 from app.rules.model import Catalog, Rule, RuleSet
 from app.rules.source import Problem, RuleSetInvalid, YamlReader
@@ -85,15 +91,26 @@ def _member_form(code: str) -> str | None:
     return f"name '{code}' is not in the expected form (letters, digits and _, e.g. trade or OSL)"
 
 
-def _names(reader: YamlReader, parent: Any, key: str, rule_id: str, form: Form | None = None) -> tuple[str, ...]:
+def _names(
+    reader: YamlReader,
+    parent: Any,
+    key: str,
+    rule_id: str,
+    form: Form | None = None,
+    draft: _CatalogDraft | None = None,
+) -> tuple[str, ...]:
     value = parent.get(key) if isinstance(parent, CommentedMap) else None
     if not isinstance(value, CommentedSeq) or not value:
         reader.problem(parent, rule_id, f"'{key}' must be a non-empty list of names", key)
+        if draft is not None:
+            draft.complete = False
         return ()
     names: list[str] = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not NAME_PATTERN.match(item):
             reader.problem(value, rule_id, f"{item!r} is not a valid name (letters, digits, _ and -)", i)
+            if draft is not None:
+                draft.complete = False
         elif item in names:
             reader.problem(value, rule_id, f"'{item}' is listed twice in '{key}'", i)
         else:
@@ -108,7 +125,8 @@ def _names(reader: YamlReader, parent: Any, key: str, rule_id: str, form: Form |
 class _CatalogDraft:
     """The catalog as read so far: each value with the node it came from, for duplicate reports."""
 
-    markets: tuple[str, ...]
+    markets: tuple[str, ...] = ()
+    complete: bool = True  # False once a value could not be read (a catalog with holes is not checked against)
     values: list[str] = field(default_factory=list)
     where: list[tuple[Any, Any]] = field(default_factory=list)
     products: list[str] = field(default_factory=list)
@@ -123,12 +141,13 @@ def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDra
     group = section["group"]
     if not isinstance(group, str) or not NAME_PATTERN.match(group):
         reader.problem(section, "catalog", f"group {group!r} is not a valid name", "group")
+        draft.complete = False
         return
     wrong = _lower_form("group")(group)
     if wrong is not None:
         reader.problem(section, "catalog", wrong, "group")
     draft.groups.append(group)
-    valid = set(_names(reader, section, "names", "catalog", _member_form))
+    valid = set(_names(reader, section, "names", "catalog", _member_form, draft))
     raw = section.get("names")
     taken: set[str] = set()
     for position, name in enumerate(raw if isinstance(raw, CommentedSeq) else []):
@@ -142,7 +161,7 @@ def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDra
 
 def _products_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDraft) -> None:
     raw = section.get("products")
-    for product in _names(reader, section, "products", "catalog", _lower_form("product")):
+    for product in _names(reader, section, "products", "catalog", _lower_form("product"), draft):
         if product in draft.products:
             position = [i for i, p in enumerate(raw) if p == product][-1]
             reader.problem(raw, "catalog", f"product '{product}' is listed twice (in two sections)", position)
@@ -153,9 +172,9 @@ def _products_section(reader: YamlReader, section: CommentedMap, draft: _Catalog
 
 
 def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[Problem]]:
-    """Read catalog.yaml into a Catalog, with every problem found. The catalog comes back whenever its shape
-    could be read, mistakes and all (each value once), so lint can check the rest of rules/ against it;
-    only a catalog without problems may serve."""
+    """Read catalog.yaml into a Catalog, with every problem found. The catalog comes back whenever every value
+    could be read, mistakes of form and repeats included (each value once), so lint can check the rest of
+    rules/ against it; only a catalog without problems may serve."""
     reader = YamlReader(data, shown)
     doc = reader.load()
     if doc is None:
@@ -168,7 +187,8 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
     for key in doc:
         if key not in {"markets", "sections", "banned_groups"}:
             reader.problem(doc, "catalog", f"unknown key '{key}'", key)
-    draft = _CatalogDraft(markets=_names(reader, doc, "markets", "catalog", _market_form))
+    draft = _CatalogDraft()
+    draft.markets = _names(reader, doc, "markets", "catalog", _market_form, draft)
     sections = doc.get("sections")
     if not isinstance(sections, CommentedSeq) or not sections:
         reader.problem(doc, "catalog", "'sections' must be a non-empty list", "sections")
@@ -176,6 +196,7 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
     for i, section in enumerate(sections):
         if not isinstance(section, CommentedMap):
             reader.problem(sections, "catalog", "a section is a mapping (group + names, or products)", i)
+            draft.complete = False
             continue
         keys = set(section)
         if keys == {"group", "names"}:
@@ -184,6 +205,7 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
             _products_section(reader, section, draft)
         else:
             reader.problem(section, "catalog", f"a section has either group and names, or products; got {sorted(keys)}")
+            draft.complete = False
     for group in draft.groups:
         if group in draft.products:
             text = f"group '{group}' is also a product: {group}.X cannot be read both ways"
@@ -201,7 +223,7 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
     for group in banned_names:
         if any(v.startswith(group + ".") for v in values):
             reader.problem(doc, "catalog", f"banned group '{group}' also has catalog values", "banned_groups")
-    if not values:
+    if not values or not draft.complete:
         return None, reader.problems
     catalog = Catalog(
         values=tuple(values), markets=draft.markets, banned_groups=banned_names, products=tuple(draft.products)
@@ -230,6 +252,17 @@ class Sources:
         return RuleSet(version=self.version, catalog=self.catalog, rules=self.rules, attributes=self.attributes)
 
 
+ATTRIBUTE_NAME = re.compile(r"^\s*-\s+name:\s*[\"']?([a-z][a-z0-9_]*)[\"']?\s*(?:#.*)?$", re.MULTILINE)
+
+
+def _attribute_names(data: bytes | None) -> set[str]:
+    """The attribute names attributes.yaml appears to declare, read from its text (even when it is broken)."""
+    try:
+        return set(ATTRIBUTE_NAME.findall(data.decode("utf-8"))) if data else set()
+    except UnicodeDecodeError:
+        return set()
+
+
 def read_sources(rules_dir: Path, tree: RulesTree) -> Sources:
     """Read every file of the tree, each on its own: a file that does not parse hides nothing in the others."""
     catalog, problems = load_catalog(tree.get(CATALOG_FILE), shown_path(rules_dir, CATALOG_FILE))
@@ -239,6 +272,9 @@ def read_sources(rules_dir: Path, tree: RulesTree) -> Sources:
         attributes = read_attributes(reader)
         problems += reader.problems
     declared = {a.name: a for a in attributes}
+    for name in _attribute_names(tree.get(ATTRIBUTES_FILE)) - set(declared):
+        # declared, but its declaration is broken (reported above): rules may still name it, with any value
+        declared[name] = AttributeDeclaration(name=name, description="(unreadable)", pattern=".*")
     seen: set[str] = set()
     validations, found = load_rules(
         tree.get(VALIDATION_FILE),

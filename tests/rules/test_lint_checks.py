@@ -416,3 +416,39 @@ def test_a_window_still_in_force_or_to_come_is_no_warning(tmp_path):
     rules = rules_dir(tmp_path, policy("freeze", "{change: {product: ipo}}", extra=_window("2026-03-01T12:00:00Z")))
     assert lint(rules, now=datetime(2026, 3, 1, 12, tzinfo=UTC) - timedelta(seconds=1)).warnings == []
     assert lint(rules, now=datetime(2025, 1, 1, tzinfo=UTC)).warnings == []
+
+
+def test_a_broken_attribute_declaration_is_reported_once_not_again_in_every_policy_naming_it(tmp_path):
+    when = "{change: {product: shortsell}, not: {account: {account_type: margin}}}"
+    rules = rules_dir(tmp_path, policy("margin", when))
+    edit(rules / "attributes.yaml", "values: [cash, margin]", "values: [cash, cash]")
+    result = lint(rules, now=NOW)
+    assert [(p.path, p.rule_id) for p in result.errors] == [("rules/attributes.yaml", "account_type")]
+
+
+def test_an_attributes_file_with_a_syntax_error_still_declares_its_other_attributes(tmp_path):
+    when = "{change: {product: shortsell}, not: {account: {account_type: margin}}}"
+    rules = rules_dir(tmp_path, policy("margin", when, "not for {investor_class} investors"))
+    edit(rules / "attributes.yaml", '    pattern: "[A-Z]{2}"', '    pattern: "[A-Z]{2}": x')
+    result = lint(rules, now=NOW)
+    assert [(p.path, p.text.split(":")[0]) for p in result.errors] == [("rules/attributes.yaml", "YAML syntax")]
+
+
+def test_a_catalog_with_a_value_that_cannot_be_read_is_not_checked_against(tmp_path):
+    rules = rules_dir(tmp_path, policy("va", "{change: {group: va, name: OSL}}"))
+    edit(rules / "catalog.yaml", "names: [OSL, HAS]", "names: [OSL, 'H A S']")
+    (rules / "cases").mkdir()
+    case = "cases:\n  - name: c\n    account: {va.HAS: open}\n    changes: []\n    expect: {code: INVALID_REQUEST}\n"
+    (rules / "cases" / "c.yaml").write_text(case, encoding="utf-8")
+    result = lint(rules, now=NOW)
+    assert [p.path for p in result.errors] == ["rules/catalog.yaml"], [str(p) for p in result.problems]
+
+
+def test_a_catalog_with_only_mistakes_of_form_is_still_checked_against(tmp_path):
+    rules = rules_dir(tmp_path, policy("ipo", "{change: {product: ipo, market: JP}}"))
+    edit(rules / "catalog.yaml", "markets: [HK, US,", "markets: [HK, us,")
+    (rules / "cases").mkdir()
+    case = "cases:\n  - name: c\n    account: {stock.ZZ: open}\n    changes: []\n    expect: {code: INVALID_REQUEST}\n"
+    (rules / "cases" / "c.yaml").write_text(case, encoding="utf-8")
+    texts = [p.text for p in lint(rules, now=NOW).errors]
+    assert "account names 'stock.ZZ', which is not in the catalog" in texts
