@@ -460,8 +460,9 @@ def _rule(
             clauses(condition)  # the engine gets one rule per alternative: refuse it here, not at start-up
         except ConditionTooLarge as exc:
             _problem(ctx, item, str(exc), "when")
-        if not policy and outcome in OUTCOME_FACTS and not reads(condition) & OUTCOME_FACTS[str(outcome)]:
-            facts = " or ".join(sorted(OUTCOME_FACTS[str(outcome)]))
+        fits = OUTCOME_FACTS.get(outcome, set()) if isinstance(outcome, str) and not policy else set()
+        if fits and not reads(condition) & fits:
+            facts = " or ".join(sorted(fits))
             text = f"{outcome} reports a fault of {facts}, which this rule's condition never reads"
             _problem(ctx, item, text, "when")
     if len(reader.problems) != before or condition is None:
@@ -513,6 +514,7 @@ def load_rules(
         return (), reader.problems
     if not isinstance(doc, CommentedMap) or not isinstance(doc.get(key), CommentedSeq):
         reader.problem(doc, key, f"must be a mapping with a '{key}' list")
+        seen |= declared
         return (), reader.problems
     for name in doc:
         if name != key:

@@ -452,3 +452,10 @@ def test_a_catalog_with_only_mistakes_of_form_is_still_checked_against(tmp_path)
     (rules / "cases" / "c.yaml").write_text(case, encoding="utf-8")
     texts = [p.text for p in lint(rules, now=NOW).errors]
     assert "account names 'stock.ZZ', which is not in the catalog" in texts
+
+
+@pytest.mark.parametrize("outcome", ["[INVALID_PERMISSION_TYPE]", "{code: 400101}", "400101"])
+def test_an_outcome_that_is_not_text_is_one_problem(tmp_path, outcome):
+    rules = rules_dir(tmp_path)
+    edit(rules / "validation.yaml", "outcome: NO_STATE_CHANGE", f"outcome: {outcome}")
+    assert only(rules, "validation.yaml").text.startswith("unknown outcome")

@@ -14,11 +14,13 @@ from tests.rules.planted import Planted, planted_rules
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
-# The four planted mistakes only an analysis of the whole set finds (another change builds it): the lead
-# turns these into assertions once it is merged. Each is (mistake, file under rules/, rule id, the key of
-# that rule where the problem is expected, a part of its text, severity). Note that the catch-all at the top
-# (everything-frozen, deny) covers every later policy, so an analysis naming "the earlier rule" for the
-# shadowed one may name everything-frozen rather than ipo-closed-markets.
+# The four planted mistakes only an analysis of the whole set finds (another change builds it), as data: the
+# lead turns them into assertions once it is merged. Each is (mistake, file under rules/, rule id, the key of
+# that rule where the problem is expected, a part of its text, severity); the expected line and column are
+# tests.rules.planted.key_of(rules / file, rule_id, key), e.g. Planted(mistake, f"rules/{file}",
+# *key_of(...), rule_id, says, severity).prefix. The texts are guesses at the analysis' wording. Note that
+# the catch-all at the top (everything-frozen, deny) covers every later policy, so an analysis naming "the
+# earlier rule" for the shadowed one may name everything-frozen rather than ipo-closed-markets.
 SEMANTIC_EXPECTATIONS: list[tuple[str, str, str, str, str, str]] = [
     ("shadowed rule", "policies.yaml", "ipo-japan-closed", "id", "ipo-closed-markets", "error"),
     ("catch-all at the top", "policies.yaml", "everything-frozen", "id", "every", "error"),
