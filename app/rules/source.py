@@ -75,7 +75,7 @@ class YamlReader:
         starts = _item_starts(lines, key)
         broken = self.problems[-1].line
         for _ in range(len(starts)):
-            item = _item_at(starts, broken - 1)
+            item = _item_at(starts, broken - 1, len(lines))
             if item is None:
                 return None  # the mistake is outside the items: nothing can be read around it
             first, end = item
@@ -137,10 +137,11 @@ def _end_of_list(lines: list[str], last: int) -> int:
     return next((i for i in range(last + 1, len(lines)) if _TOP_KEY.match(lines[i])), len(lines))
 
 
-def _item_at(starts: list[int], line: int) -> tuple[int, int] | None:
-    """(first, end) lines of the item holding the 0-based line, or None when it is before the first item."""
+def _item_at(starts: list[int], line: int, total: int) -> tuple[int, int] | None:
+    """(first, end) lines of the item holding the 0-based line (the last item, for a mistake found at the end
+    of the file), or None when the line is outside the items."""
     for first, end in itertools.pairwise(starts):
-        if first <= line < end or (end == starts[-1] and line >= end):
+        if first <= line < end or (end == starts[-1] == total and line >= end):
             return first, end
     return None
 

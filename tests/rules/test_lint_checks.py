@@ -11,7 +11,7 @@ import pytest
 from app.rules.checks import expired_windows, placeholder_problems
 from app.rules.lint import lint
 from app.rules.loader import load_rule_set
-from app.rules.source import Problem
+from app.rules.source import Problem, YamlReader
 from tests.rules.planted import key_of, locate
 from tests.rules.support import BROKER_POLICIES, rules_dir
 from tests.support import SHIPPED_RULES
@@ -459,3 +459,20 @@ def test_an_outcome_that_is_not_text_is_one_problem(tmp_path, outcome):
     rules = rules_dir(tmp_path)
     edit(rules / "validation.yaml", "outcome: NO_STATE_CHANGE", f"outcome: {outcome}")
     assert only(rules, "validation.yaml").text.startswith("unknown outcome")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem", "read"),
+    [
+        ("policies:\n  - id: a\n  - id: b\n    message: 'open\n", "5:1: -: YAML syntax: found unexpected end", ["a"]),
+        ("policies:\n  - id: a\nversion: a: b\n", "3:11: -: YAML syntax: mapping values", None),
+        ("# c\npolicies:\n\n  - id: a\n    message: a: b\n  - id: b\n", "5:15: -: YAML syntax: mapping values", ["b"]),
+    ],
+    ids=["unclosed-quote-at-the-end", "outside-the-items", "first-item"],
+)
+def test_reading_around_a_broken_item(text, problem, read):
+    reader = YamlReader(text.encode(), "p.yaml")
+    doc = reader.load_items("policies")
+    assert len(reader.problems) == 1, reader.problems
+    assert str(reader.problems[0]).startswith(f"p.yaml:{problem}")
+    assert (None if doc is None else [item["id"] for item in doc["policies"]]) == read
