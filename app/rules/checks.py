@@ -2,10 +2,11 @@
 the changes a rule can hold for, and windows that have expired.
 
 Which changes a rule can hold for is worked out over the finite catalog: for each catalog value (and for a
-change whose type is missing or not text), a rule is *reached* unless an earlier deny rule certainly holds
-for it (type-in-catalog stops every unknown type before the policies), and *can hold* when some alternative
-of its condition (app/rules/compiler.py) has no test that is certainly false. Facts the type does not decide
-(status, account, tenant, other permissions) may be anything; the reading errs towards "can hold".
+change whose type is missing or not text), a rule is *reached* unless an earlier deny validation certainly
+holds for it (type-required stops a missing type, type-in-catalog every unknown one, before the policies),
+and *can hold* when some alternative of its condition (app/rules/compiler.py) has no test that is certainly
+false. Facts the type does not decide (status, account, tenant, other permissions) may be anything: the
+reading errs towards "can hold". Rules one policy shadows for another are the whole-set analysis' concern.
 """
 
 from __future__ import annotations
