@@ -5,6 +5,7 @@ moves a market out of the catalog and a new one in, refuses closing US stock and
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.rules.loader import rule_set_version
+from app.rules.snapshot import snapshot_path
 from app.settings import Settings
 from tests.cli.runner import db_env, invoke, ok
 from tests.support import SHIPPED_RULES, Credentials, body_of, copy_rules
@@ -205,3 +207,39 @@ def test_limit_and_sample_together_are_refused_in_one_line(recorded, proposed):
     assert result.returncode == 2
     assert "give --limit N (the first N) or --sample N (a random N), not both" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_old_rules_default_to_the_last_good_snapshot_then_to_rules_dir(recorded, proposed, seeded, tmp_path):
+    elsewhere = {**recorded, "RULES_DIR": str(proposed), "INSTANCE_DIR": str(tmp_path / "no-snapshot-here")}
+    alone = json.loads(ok(invoke("rules", "impact", "--json", env=elsewhere)))
+    assert alone["old"]["source"] == "RULES_DIR" and alone["old"]["rules_dir"] == str(proposed)
+    assert alone["catalog"]["tenants"] == [] and alone["summary"]["message_changes"] == 0  # a set against itself
+    assert alone["summary"]["not_reproduced_by_old_rules"] == 3  # RULES_DIR is not what recorded the history
+    # The service that recorded the history kept its last good snapshot under its INSTANCE_DIR: what it runs.
+    served = {**recorded, "RULES_DIR": str(proposed), "INSTANCE_DIR": str(seeded.instance_dir)}
+    live = json.loads(ok(invoke("rules", "impact", "--json", env=served)))
+    assert live["old"]["source"] == "the last good snapshot"
+    assert live["old"]["rule_set_version"] == rule_set_version(SHIPPED_RULES)
+    assert live["summary"] == json.loads(_impact(recorded, proposed, "--json"))["summary"]
+
+
+def test_a_broken_old_rule_set_is_one_line_when_named_and_a_note_when_defaulted(recorded, proposed, tmp_path: Path):
+    broken = copy_rules(tmp_path / "broken")
+    (broken / "validation.yaml").write_text("rules: [")
+    named = invoke("rules", "impact", "--rules", str(proposed), "--old-rules", str(broken), env=recorded)
+    assert named.returncode == 1 and "Traceback" not in named.stderr
+    assert named.stderr.strip().splitlines()[-1].startswith(f"Error: {broken}: ")
+    instance = tmp_path / "broken-instance"
+    shutil.copytree(broken, snapshot_path(instance))
+    env = {**recorded, "INSTANCE_DIR": str(instance)}
+    doc = json.loads(ok(invoke("rules", "impact", "--rules", str(proposed), "--json", env=env)))
+    assert doc["old"]["rules_dir"] is None and "does not lint clean; give --old-rules" in doc["old"]["note"]
+    assert doc["catalog"] is None and doc["summary"]["flipped"] == 3  # the replay itself still runs
+    markdown = ok(invoke("rules", "impact", "--rules", str(proposed), "--format", "markdown", env=env))
+    assert "Not compared: no old rule set." in markdown
+
+
+def test_json_with_another_format_is_refused():
+    result = invoke("rules", "impact", "--json", "--format", "markdown")
+    assert result.returncode == 2
+    assert "--json is --format json: it cannot be combined with --format markdown" in result.stderr
