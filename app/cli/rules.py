@@ -484,6 +484,8 @@ def impact(
             report.catalog = catalog_impact(old.catalog, proposed.catalog, uow.tenant_configs.every())
     doc = document(report, compared)
     if as_json or output == "json":
-        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        shown = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     else:
-        click.echo(markdown(doc) if output == "markdown" else text(doc), nl=False)
+        shown = markdown(doc) if output == "markdown" else text(doc)
+    # A recorded value may hold what cannot be printed (a lone surrogate): escaped, it stays valid JSON too.
+    click.echo(_printable(shown), nl=False)

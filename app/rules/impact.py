@@ -10,20 +10,18 @@ and how many recorded decisions the old set would not reproduce.
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from app.errors import Code
 from app.rules.catalog_impact import CatalogImpact
 from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.model import RuleSet
-
-T = TypeVar("T")
+from app.rules.shown import Shown
 
 
 @dataclass(frozen=True)
@@ -157,34 +155,6 @@ class MessageChange:
     new: Decided
     old_message: str | None
     new_message: str | None
-
-
-class Shown(Generic[T]):
-    """At most `limit` of the items offered, in the order offered: the first ones, or, given a seed, a uniform
-    random sample (reservoir sampling; the same seed over the same history picks the same items)."""
-
-    def __init__(self, limit: int | None, *, seed: int | None = None) -> None:
-        self.limit = limit
-        self.seed = seed
-        self._random = random.Random(seed) if seed is not None else None
-        self._items: list[tuple[int, T]] = []
-        self._offered = 0
-
-    def offer(self, item: T) -> None:
-        """Consider one more item."""
-        position = self._offered
-        self._offered += 1
-        if self.limit is None or len(self._items) < self.limit:
-            self._items.append((position, item))
-        elif self._random is not None:
-            slot = self._random.randrange(self._offered)
-            if slot < self.limit:
-                self._items[slot] = (position, item)
-
-    @property
-    def items(self) -> list[T]:
-        """The kept items, in the order they were offered."""
-        return [item for _, item in sorted(self._items, key=lambda kept: kept[0])]
 
 
 @dataclass

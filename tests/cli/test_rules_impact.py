@@ -243,3 +243,19 @@ def test_json_with_another_format_is_refused():
     result = invoke("rules", "impact", "--json", "--format", "markdown")
     assert result.returncode == 2
     assert "--json is --format json: it cannot be combined with --format markdown" in result.stderr
+
+
+def test_a_recorded_value_that_cannot_be_printed_is_escaped_not_a_traceback(api, seeded, tmp_path: Path):
+    body = b'{"account_no":"ACC-1","changes":[{"permission_type":"stock.\\ud800","permission_status":"open"}]}'
+    assert api.update(body, headers={"X-Trace-Id": "surrogate"}).get_json()["code"] == 400101
+    rules = copy_rules(tmp_path)
+    validation = rules / "validation.yaml"
+    validation.write_text(validation.read_text().replace("is not a known permission type", "is unknown"))
+    env = db_env(seeded)
+    for output in ("text", "markdown", "json"):
+        out = _impact(env, rules, "--format", output)
+        assert "stock.\\ud800" in out, output
+    doc = json.loads(_impact(env, rules, "--json"))
+    (change,) = doc["message_changes"]["items"]
+    assert change["asked"][0]["permission_type"] == "stock.\ud800"
+    assert change["new"]["message"] == "changes[0].permission_type 'stock.\ud800': is unknown"

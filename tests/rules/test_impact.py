@@ -9,9 +9,10 @@ from datetime import datetime
 import pytest
 
 from app.rules.catalog_impact import catalog_impact
-from app.rules.impact import Decided, Flip, Recorded, Shown, impact, recorded_input
+from app.rules.impact import Decided, Flip, Recorded, impact, recorded_input
 from app.rules.loader import load_rule_set
 from app.rules.model import Catalog
+from app.rules.shown import Shown
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
 AT = datetime(2026, 3, 1, 9, 0)  # as SQLite hands it back: naive, UTC
