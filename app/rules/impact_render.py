@@ -17,12 +17,20 @@ def _code(value: object) -> str:
     return f"`{_cell(value)}`" if value not in (None, "") else ""
 
 
+ASKED_IN_A_CELL = 8  # changes listed per request in a Markdown cell (the JSON lists every one)
+
+
 def _asked_md(asked: list[dict[str, Any]], refused_at: int | None) -> str:
+    """The changes a request asked for, the refused one marked; a long request shows its first changes and the
+    refused one, and says how many more it had."""
+    kept = [c for c in asked if c["index"] < ASKED_IN_A_CELL or c["index"] == refused_at]
     parts = []
-    for change in asked:
+    for change in kept:
         status = _cell(change["permission_status"])
-        shown = f"{_code(change['permission_type'])} {'**close**' if status == 'close' else status}"
+        shown = f"[{change['index']}] {_code(change['permission_type'])} {'**close**' if status == 'close' else status}"
         parts.append(f"**→** {shown}" if change["index"] == refused_at else shown)
+    if len(kept) < len(asked):
+        parts.append(f"… {len(asked) - len(kept)} more")
     return "<br>".join(parts)
 
 

@@ -161,12 +161,13 @@ def test_the_markdown_report_shows_the_same(recorded, proposed):
     assert "| hk_other | 1 | 1 | 1 | 0 | 0 | 0 |" in markdown
     (close_row,) = [line for line in markdown.splitlines() if "`close-us`" in line]
     assert close_row.startswith("| **⚠️ close newly refused** |")
-    assert "`account.exchange` open<br>**→** `stock.US` **close**" in close_row
+    assert "[0] `account.exchange` open<br>**→** [1] `stock.US` **close**" in close_row
     assert "`0 SUCCESS`" in close_row
     assert "`400106 PERMISSION_POLICY_DENIED at changes[1] by us-close-freeze`" in close_row
     assert "closing stock.US is frozen" in close_row
     (other_row,) = [line for line in markdown.splitlines() if "`other-sg`" in line]
     assert "| hk_other | OTHER-1 |" in other_row and "close newly refused" not in other_row
+    assert "**→** [0] `stock.SG` open" in other_row
     assert "## Message changes (same code, other text)" in markdown
     assert "“changes[0].permission_status 'open': is open already”" in markdown
     assert "| sg_mexc | `account.*`, `stock.*`, `options.US`, `trade.*` | `stock.KR` | `stock.SG` |" in markdown

@@ -109,3 +109,22 @@ def test_a_catalog_edit_names_per_tenant_the_values_its_patterns_newly_match():
         ("wild", ("options.KR", "stock.KR"), ("options.US",)),
     ]
     assert catalog_impact(old, old, configs).tenants == ()
+
+
+def test_a_long_request_shows_its_first_changes_and_the_refused_one_in_markdown_and_every_change_in_json():
+    from app.rules.impact_render import markdown
+    from app.rules.impact_report import Compared, document
+
+    markets = ["HK", "US", "SH", "SZ", "SG", "JP", "UK", "DE", "AU"]
+    changes = [(f"stock.{m}", "open") for m in markets] + [("account.trade", "open"), ("flag.options", "close")]
+    changes.append(("account.otc", "open"))
+    recorded = _asking(*changes, outcome=Decided(0, 0, None))
+    report = impact(load_rule_set(SHIPPED_RULES), [recorded])
+    doc = document(report, Compared(str(SHIPPED_RULES), None, "RULES_DIR", "none here"))
+    (flip,) = doc["flips"]["items"]
+    assert len(flip["asked"]) == 12 and flip["new"]["failure_index"] == 10
+    assert flip["close_newly_refused"] is True
+    (row,) = [line for line in markdown(doc).splitlines() if "`t9`" in line]
+    asked = row.split(" | ")[6].split("<br>")
+    assert asked[:1] == ["[0] `stock.HK` open"] and len(asked) == 8 + 1 + 1
+    assert asked[-2:] == ["**→** [10] `flag.options` **close**", "… 3 more"]
