@@ -432,7 +432,7 @@ def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
     "--sample",
     type=click.IntRange(min=1),
     default=None,
-    help="Show a random sample of N flipped decisions instead (repeatable with --seed). Totals stay exact.",
+    help="Show a random N flipped decisions instead (the same --seed picks the same ones). Totals stay exact.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="The seed of --sample.")
 def impact(

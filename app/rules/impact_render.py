@@ -265,8 +265,11 @@ def text(doc: dict[str, Any]) -> str:
                 f"tenant {t['tenant']} {list(t['patterns'])}: newly enabled {t['newly_enabled'] or '-'}, "
                 f"newly disabled {t['newly_disabled'] or '-'}"
             )
-    elif doc["old"]["note"]:
-        out.append(f"old rules: none ({doc['old']['note']}); no message or catalog comparison")
+    old = doc["old"]
+    if old["rules_dir"]:
+        out.append(f"old rules: {old['rules_dir']} ({old['source']}, rule-set version {old['rule_set_version']})")
+    else:
+        out.append(f"old rules: none ({old['note']}); no message or catalog comparison")
     s = doc["summary"]
     if s["closes_newly_refused"]:
         out.append(f"!! {s['closes_newly_refused']} close(s) newly refused")

@@ -198,6 +198,7 @@ def test_text_marks_a_close_newly_refused_and_ends_with_the_summary(recorded, pr
     assert "asked: [0] account.exchange open, [1] stock.US close" in out
     assert "tenant hk_other ['stock.*']: newly enabled ['stock.KR'], newly disabled ['stock.SG']" in out
     assert "!! 1 close(s) newly refused" in out
+    assert f"old rules: {SHIPPED_RULES} (--old-rules, rule-set version {rule_set_version(SHIPPED_RULES)})" in out
     assert out.strip().endswith(
         f"7 decisions replayed through rule-set version {rule_set_version(proposed)}; 3 would change"
     )
