@@ -219,7 +219,8 @@ def impact(
     """Replay every decision through the proposed rules (and the old ones, when given); count everything, keep at
     most `limit` flips and message changes (the first ones, or a sample drawn with `seed`)."""
     engine = DurableRulesEngine(proposed)
-    old_engine = DurableRulesEngine(old) if old is not None else None
+    # The same version decides the same: replay once (the default old set is often the proposed one).
+    old_engine = DurableRulesEngine(old) if old is not None and old.version != proposed.version else None
     report = ImpactReport(
         proposed_version=proposed.version,
         old_version=old.version if old is not None else None,
@@ -228,7 +229,7 @@ def impact(
     )
     for decision in decisions:
         new = replay(engine, decision)
-        before = replay(old_engine, decision) if old_engine is not None else None
+        before = replay(old_engine, decision) if old_engine is not None else (new if old is not None else None)
         _count(report, decision, new, before)
     return report
 
