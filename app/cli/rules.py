@@ -15,7 +15,7 @@ from app.cli.params import UTC_TIME
 
 if TYPE_CHECKING:
     from app.rules.cases import Case, CaseReport
-    from app.rules.impact import Recorded
+    from app.rules.impact_report import Compared
     from app.rules.lint import LintResult
     from app.rules.model import RuleSet
 
@@ -375,79 +375,117 @@ def reload(rules_dir: Path | None) -> None:
     )
 
 
-def _recorded(since: datetime | None) -> list[Recorded]:
-    from app.persistence.unit_of_work import UnitOfWork
-    from app.rules.impact import Recorded
+def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
+    """The rule set to compare against: --old-rules, else this host's last good snapshot (the set its workers
+    run), else RULES_DIR. Only an --old-rules that does not lint clean is an error; a default one that cannot
+    be loaded leaves the old set out (the report says why)."""
+    from app.rules.impact_report import Compared
+    from app.rules.snapshot import snapshot_path
 
-    with UnitOfWork(session_factory(settings())) as uow:
-        return [Recorded.of_row(d) for d in uow.decisions.since(since)]
+    s = settings()
+    if old_dir is not None:
+        directory, result = _linted(old_dir)
+        return _require_clean(directory, result), Compared("", str(directory), "--old-rules")
+    snapshot = snapshot_path(s.instance_dir)
+    directory, source = (snapshot, "the last good snapshot") if snapshot.is_dir() else (s.rules_dir, "RULES_DIR")
+    if not directory.is_dir():
+        return None, Compared("", None, source, f"{directory}: no such directory")
+    _, result = _linted(directory)
+    if not result.clean or result.rule_set is None:
+        note = f"{source} {directory} does not lint clean; give --old-rules"
+        return None, Compared("", None, source, note)
+    return result.rule_set, Compared("", str(directory), source)
 
 
 @rules.command()
 @RULES_OPTION
+@click.option(
+    "--old-rules",
+    "old_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The rule set to compare with, for old messages and the catalog edit (default: this host's last good "
+    "snapshot under INSTANCE_DIR, else RULES_DIR).",
+)
 @click.option(
     "--since",
     type=UTC_TIME,
     default=None,
     help="Only decisions recorded at or after this time (ISO 8601, e.g. 2026-11-01T00:00:00Z; no offset means UTC).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per changed decision.")
-def impact(rules_dir: Path | None, since: datetime | None, as_json: bool) -> None:
-    """Replay the decisions the service recorded through a proposed rules directory; list what would change.
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, markdown for a pull request, json: one document with everything markdown shows.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show at most N flipped decisions (and N message changes): the first N by decision id. Totals stay exact.",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show a random N flipped decisions instead (the same --seed picks the same ones). Totals stay exact.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The seed of --sample.")
+def impact(
+    rules_dir: Path | None,
+    old_dir: Path | None,
+    since: datetime | None,
+    output: str,
+    as_json: bool,
+    limit: int | None,
+    sample: int | None,
+    seed: int,
+) -> None:
+    """Replay the decisions the service recorded through a proposed rules directory; report what would change.
+
+    Per flipped decision: what it asked (each change) next to old -> new (code, failure index, rule, message),
+    a close newly refused marked; exact counts per rule, per tenant and per old -> new code over the whole
+    history (read in batches); message changes; and, against the old rule set, the values a catalog edit newly
+    enables or disables for each tenant's SaaS config.
 
     \b
     Example:
       cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/validation.yaml
       permctl rules impact --rules /tmp/proposed --since 2026-11-01
+      permctl rules impact --rules /tmp/proposed --old-rules rules --format markdown --limit 50 > impact.md
     """
-    from app.rules.impact import impact as impact_of
-    from app.service.model import iso_utc
+    from dataclasses import replace
 
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.catalog_impact import catalog_impact
+    from app.rules.impact import Recorded
+    from app.rules.impact import impact as impact_of
+    from app.rules.impact_render import markdown, text
+    from app.rules.impact_report import document
+
+    if limit is not None and sample is not None:
+        raise click.UsageError("give --limit N (the first N) or --sample N (a random N), not both")
+    if as_json and output not in ("text", "json"):
+        raise click.UsageError(f"--json is --format json: it cannot be combined with --format {output}")
     directory, result = _linted(rules_dir)
     proposed = _require_clean(directory, result)
-    report = impact_of(proposed, _recorded(since))
-    for flip in report.flips:
-        d = flip.decision
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "decision_id": d.id,
-                        "trace_id": d.trace_id,
-                        "tenant": d.tenant_id,
-                        "account_no": d.account_no,
-                        "at": iso_utc(d.created_at),
-                        "recorded_rule_set_version": d.rule_set_version,
-                        "old": {
-                            "code": d.outcome.code,
-                            "failure_index": d.outcome.failure_index,
-                            "rule_id": d.outcome.rule_id,
-                        },
-                        "new": {
-                            "code": flip.new.code,
-                            "failure_index": flip.new.failure_index,
-                            "rule_id": flip.new.rule_id,
-                        },
-                    }
-                )
-            )
-        else:
-            click.echo(
-                f"decision {d.id} trace={d.trace_id} tenant={d.tenant_id} account={d.account_no} "
-                f"({d.created_at:%Y-%m-%d %H:%M:%S}Z): {d.outcome} -> {flip.new}"
-            )
-    if as_json:
-        return
-    for rule_id, count in sorted(report.newly_decided_by.items()):
-        click.echo(f"rule {rule_id}: would newly decide {count} decision(s)")
-    for rule_id, count in sorted(report.no_longer_decided_by.items()):
-        click.echo(f"rule {rule_id}: would no longer decide {count} decision(s)")
-    for rule_id, ids in sorted(report.dryrun_hits.items()):
-        click.echo(
-            f"dryrun rule {rule_id}: would deny {len(ids)} decision(s) if enforced "
-            f"(decisions {', '.join(map(str, ids[:10]))}{', ...' if len(ids) > 10 else ''})"
-        )
-    click.echo(
-        f"{report.replayed} decisions replayed through rule-set version {proposed.version}; "
-        f"{len(report.flips)} would change"
+    old, compared = _old_rules(old_dir)
+    compared = replace(
+        compared, proposed_dir=str(directory), since=since, limit=sample or limit, seed=seed if sample else None
     )
+    with UnitOfWork(session_factory(settings())) as uow:
+        history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
+        report = impact_of(proposed, history, old=old, limit=compared.limit, seed=compared.seed)
+        if old is not None:
+            report.catalog = catalog_impact(old.catalog, proposed.catalog, uow.tenant_configs.every())
+    doc = document(report, compared)
+    if as_json or output == "json":
+        shown = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    else:
+        shown = markdown(doc) if output == "markdown" else text(doc)
+    # A recorded value may hold what cannot be printed (a lone surrogate): escaped, it stays valid JSON too.
+    click.echo(_printable(shown), nl=False)

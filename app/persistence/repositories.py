@@ -8,7 +8,7 @@ ORM-processing it on every request (the profile of issue 5 put 40 % of a request
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -84,7 +84,8 @@ _CREDENTIAL = select(
     _credentials.c.app_key, _credentials.c.tenant_id, _credentials.c.app_secret, _credentials.c.access_token_sha256
 ).where(_credentials.c.app_key == bindparam("app_key"))
 _AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert()
-_DECISION_INSERT = cast(Table, RecordedDecision.__table__).insert()
+_DECISIONS = cast(Table, RecordedDecision.__table__)
+_DECISION_INSERT = _DECISIONS.insert()
 
 
 def _per_dialect(build: Any) -> dict[str, Executable]:
@@ -237,6 +238,13 @@ class TenantConfigs:
         raw = self.session.scalar(select(TenantConfig.enabled_patterns).where(TenantConfig.tenant_id == tenant_id))
         return None if raw is None else tuple(json.loads(raw))
 
+    def every(self) -> dict[str, tuple[str, ...]]:
+        """Every tenant's enabled patterns, by tenant id (tenants without a config are absent)."""
+        rows = self.session.execute(
+            select(TenantConfig.tenant_id, TenantConfig.enabled_patterns).order_by(TenantConfig.tenant_id)
+        )
+        return {tenant_id: tuple(json.loads(raw)) for tenant_id, raw in rows}
+
     def replace(self, tenant_id: str, patterns: Sequence[str], at: datetime) -> None:
         """Store the tenant's patterns (the caller moves its config version in the same transaction)."""
         self.session.merge(
@@ -265,6 +273,28 @@ class Signatures:
         self.session.execute(delete(AcceptedSignature).where(AcceptedSignature.expires_at < now))
 
 
+@dataclass(frozen=True)
+class StoredDecision:
+    """A row of the decisions table (the JSON columns as stored text)."""
+
+    id: int
+    trace_id: str
+    tenant_id: str
+    account_no: str
+    rule_set_version: str
+    changes: str
+    tenant_patterns: str
+    account_state: str
+    code: int
+    failure_index: int
+    rule_id: str | None
+    created_at: datetime
+    account_status: str | None
+    attributes: str | None
+    warned_by: str | None
+    dryrun_by: str | None
+
+
 class Decisions:
     """Recorded decisions: what reached the rules, the state it met, and the outcome."""
 
@@ -281,6 +311,21 @@ class Decisions:
         if when is not None:
             query = query.where(RecordedDecision.created_at >= when)
         return list(self.session.scalars(query.order_by(RecordedDecision.id)))
+
+    def stream(self, when: datetime | None, *, batch_size: int = 1000) -> Iterator[StoredDecision]:
+        """Decisions recorded at or after when (all when None), oldest first, read batch_size rows at a time
+        (keyset on id): a history of any length is replayed without holding it in memory."""
+        after = 0
+        while True:
+            query = select(_DECISIONS).where(_DECISIONS.c.id > after)
+            if when is not None:
+                query = query.where(_DECISIONS.c.created_at >= when)
+            batch = self.session.connection().execute(query.order_by(_DECISIONS.c.id).limit(batch_size)).all()
+            for row in batch:
+                yield StoredDecision(**row._mapping)
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].id
 
 
 class RulesReloads:

@@ -158,12 +158,27 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
         "rules", "impact", "--rules", str(proposed), "--json", env={"DATABASE_URL": live_server.settings.database_url}
     )
     assert result.returncode == 0, result.stderr
-    flips = {row["trace_id"]: row for row in map(json.loads, result.stdout.splitlines())}
+    report = json.loads(result.stdout)  # --json is --format json: one document
+    flips = {row["trace_id"]: row for row in report["flips"]["items"]}
     assert set(flips) == {"open-sg", "close-sg", "flag"}
-    assert flips["open-sg"]["old"] == {"code": 0, "failure_index": 0, "rule_id": None}
-    assert flips["open-sg"]["new"] == {"code": 400101, "failure_index": 0, "rule_id": "type-in-catalog"}
+    assert flips["open-sg"]["old"] == {
+        "code": 0,
+        "name": "SUCCESS",
+        "failure_index": 0,
+        "rule_id": None,
+        "message": None,
+    }
+    assert flips["open-sg"]["new"] == {
+        "code": 400101,
+        "name": "INVALID_PERMISSION_TYPE",
+        "failure_index": 0,
+        "rule_id": "type-in-catalog",
+        "message": "changes[0].permission_type 'stock.SG': is not a known permission type",
+    }
     assert flips["flag"]["old"]["rule_id"] == "type-banned-group"
-    assert flips["flag"]["new"] == {"code": 400101, "failure_index": 1, "rule_id": "type-in-catalog"}
+    assert flips["flag"]["new"]["failure_index"] == 1 and flips["flag"]["new"]["rule_id"] == "type-in-catalog"
+    assert flips["close-sg"]["close_newly_refused"] is True  # SG left the catalog: its close is refused too
+    assert report["summary"]["closes_newly_refused"] == 1
 
     summary = permctl(
         "rules", "impact", "--rules", str(proposed), env={"DATABASE_URL": live_server.settings.database_url}
@@ -175,7 +190,15 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
     )
 
     unchanged = permctl("rules", "impact", "--json", env={"DATABASE_URL": live_server.settings.database_url})
-    assert unchanged.returncode == 0 and unchanged.stdout == ""
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert json.loads(unchanged.stdout)["flips"] == {
+        "total": 0,
+        "shown": 0,
+        "selection": "all",
+        "limit": None,
+        "seed": None,
+        "items": [],
+    }
 
 
 def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path: Path):
