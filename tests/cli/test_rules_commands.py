@@ -92,7 +92,7 @@ SEMANTIC_MISTAKES = [
     ),
     ("validation.yaml", "{change: {in_catalog: false}}", "{change: {in_catalog: nope}}", "true or false"),
     ("catalog.yaml", "markets: [HK, US,", "markets: [HK, HK, US,", "listed twice"),
-    ("catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]\nextra: 1", "unknown key 'extra'"),
+    ("catalog.yaml", "markets: [", "extra: 1\nmarkets: [", "unknown key 'extra'"),
     ("cases/ordering.yaml", "rule_id: type-required}", "rule_id: no-such-rule}", "names no rule"),
     (
         "cases/tenant_config.yaml",
