@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.rules.acceptance import require_passing
 from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
 from app.rules.language import POLICY_FILE
@@ -83,8 +84,10 @@ def lint(rules_dir: Path) -> LintResult:
 
 
 def load_clean(rules_dir: Path) -> RuleSet:
-    """The rule set of rules_dir, or RuleSetInvalid with every lint problem (cases included)."""
+    """The rule set of rules_dir if it may go live: it lints clean (cases included) and every regression case
+    passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing case."""
     result = lint(rules_dir)
     if not result.clean or result.rule_set is None:
         raise RuleSetInvalid(result.errors)
+    require_passing(result.rule_set, result.cases)
     return result.rule_set
