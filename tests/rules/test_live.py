@@ -14,18 +14,7 @@ from app.rules.cases import Case, Expected, judge
 from app.rules.engine import DurableRulesEngine
 from app.rules.live import LiveRules
 from app.rules.loader import rule_set_version
-from tests.support import copy_rules
-
-# Meant as a freeze on opening OTC trading, but it forgot `permission_status: open`: it also refuses closes.
-FREEZE_REFUSING_CLOSES = """\
-policies:
-  - id: otc-freeze
-    description: OTC trading is frozen.
-    when: {change: {product: otc}}
-    message: OTC trading is frozen
-"""
-FREEZE = FREEZE_REFUSING_CLOSES.replace("{product: otc}", "{product: otc, permission_status: open}")
-FAILING_CASE = "close OTC trading in Germany"  # rules/cases/catalog.yaml expects this close to succeed
+from tests.support import FAILING_CASE, FREEZE, FREEZE_REFUSING_CLOSES, copy_rules
 
 CLOSE_OTC = Case(
     name="a close",

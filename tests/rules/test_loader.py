@@ -187,6 +187,28 @@ def test_unknown_key_in_catalog(tmp_path):
     assert "currencies" in problem.text
 
 
+def test_banned_groups_is_gone_and_says_where_the_refusal_lives(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "catalog.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "banned_groups: [flag]\n", encoding="utf-8")
+    problem = only_problem(rules, "catalog.yaml")
+    assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "banned_groups:"), 1, "catalog")
+    assert problem.text == (
+        "'banned_groups' is no longer read: a group refused as a whole is a rule in validation.yaml "
+        "(type-banned-group refuses flag.*); remove this key"
+    )
+
+
+def test_flag_is_refused_by_its_rule_alone():
+    """One source of truth: without the rule, flag.* is merely unknown (the catalog does not list it)."""
+    rule_set = load_rule_set(SHIPPED)
+    banned = rule_set.rule("type-banned-group")
+    assert (banned.outcome, banned.message) == ("INVALID_PERMISSION_TYPE", "the flag.* group is not supported")
+    ids = [r.id for r in rule_set.rules]
+    assert ids.index("type-banned-group") < ids.index("type-in-catalog")  # its message wins over "not known"
+    assert "flag" not in (rule_set.catalog.products + tuple(v.split(".")[0] for v in rule_set.catalog.values))
+
+
 def test_missing_key(tmp_path):
     rules = copy_rules(tmp_path)
     path = rules / "validation.yaml"
