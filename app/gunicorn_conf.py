@@ -1,16 +1,20 @@
 """gunicorn settings for the service: `gunicorn -c python:app.gunicorn_conf app.wsgi:app` (`permctl serve`).
 
-Sync workers (processes): durable_rules is not thread-safe. The master checks the settings and lints the rules
-before any worker starts, so a wrong setting or a broken rules/ stops it with one line per problem. BIND and
+Sync workers (processes): durable_rules is not thread-safe. The master checks the settings, lints the rules and
+runs their regression cases before any worker starts, so a wrong setting, a broken rules/ or a failing case
+stops it with one line per problem. BIND and
 WEB_CONCURRENCY are read here (command-line --bind and --workers win; gunicorn itself fails on a
 WEB_CONCURRENCY that is not a number before it reads this file, which `permctl serve` checks first).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from app import metrics_dir
@@ -46,8 +50,18 @@ accesslog = None  # the app logs one JSON line per request, with its trace id
 _METRICS_DIR = metrics_dir.choose_in_master()
 
 
+def _failing_cases(rules_dir: Path) -> list[str]:
+    """Each failing regression case of a clean rules_dir as a line (run by a forked child, see on_starting)."""
+    from app.rules.acceptance import case_problem, failing_cases
+    from app.rules.lint import lint
+
+    result = lint(rules_dir)
+    assert result.rule_set is not None  # the master linted it clean just before
+    return [str(case_problem(failure)) for failure in failing_cases(result.rule_set, result.cases)]
+
+
 def on_starting(server: Any) -> None:
-    """Refuse to start on a wrong setting or a rules directory that does not lint clean; metrics from zero."""
+    """Refuse to start on a wrong setting, or rules that do not lint clean or fail a case; metrics from zero."""
     from app.rules.lint import lint
     from app.settings import Settings, SettingsError
 
@@ -58,6 +72,12 @@ def on_starting(server: Any) -> None:
     result = lint(settings.rules_dir)
     if not result.clean:
         _stop(["refusing to start: the rules do not lint clean", *(str(p) for p in result.problems)])
+    # The cases run the engine, whose process-wide state the workers must not inherit: a forked child runs
+    # them and the master stays as it was (workers are forked from it next).
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as child:
+        failing = child.submit(_failing_cases, settings.rules_dir).result()
+    if failing:
+        _stop(["refusing to start: the rules fail their regression cases", *failing])
     metrics_dir.create_fresh(_METRICS_DIR)
 
 

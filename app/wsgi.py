@@ -1,7 +1,8 @@
 """The WSGI app for gunicorn: `gunicorn -c python:app.gunicorn_conf app.wsgi:app` (what `permctl serve` runs).
 
-A wrong setting or a rules directory that does not lint clean stops the worker with one line (exit 3, which
-gunicorn's master takes as "worker failed to boot" and stops instead of restarting it forever).
+A wrong setting, or a rules directory that does not lint clean or fails a regression case with no last good
+snapshot to run instead, stops the worker with one line per problem (exit 3, which gunicorn's master takes as
+"worker failed to boot" and stops instead of restarting it forever).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from app.metrics_dir import choose_in_worker
 choose_in_worker()  # before anything imports prometheus_client
 
 from app import create_app  # noqa: E402
+from app.rules.acceptance import CasesFailed  # noqa: E402
 from app.rules.loader import RuleSetInvalid  # noqa: E402
 from app.settings import SettingsError  # noqa: E402
 
@@ -28,5 +30,7 @@ try:
     app = create_app()
 except SettingsError as exc:
     _refuse([f"refusing to start: {exc}"])
+except CasesFailed as exc:
+    _refuse(["refusing to start: the rules fail their regression cases", *(str(p) for p in exc.problems)])
 except RuleSetInvalid as exc:
     _refuse(["refusing to start: the rules do not lint clean", *(str(p) for p in exc.problems)])

@@ -136,3 +136,17 @@ def copy_rules(target: Any) -> Any:
     destination = target / "rules"
     shutil.copytree(SHIPPED_RULES, destination)
     return destination
+
+
+# A policy set that lints clean but fails a shipped regression case: meant as a freeze on opening OTC trading,
+# it forgot `permission_status: open`, so it also refuses closes (rules/cases/catalog.yaml expects a close of
+# otc.DE to succeed). FREEZE is the fix.
+FREEZE_REFUSING_CLOSES = """\
+policies:
+  - id: otc-freeze
+    description: OTC trading is frozen.
+    when: {change: {product: otc}}
+    message: OTC trading is frozen
+"""
+FREEZE = FREEZE_REFUSING_CLOSES.replace("{product: otc}", "{product: otc, permission_status: open}")
+FAILING_CASE = "close OTC trading in Germany"

@@ -72,7 +72,8 @@ def config_cache(s: Settings):  # type: ignore[no-untyped-def]
 
 
 def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
-    """The rule set if it lints clean (cases included), or a clean exit listing its problems."""
+    """The rule set if the service would run it (lints clean, every case passes), or a clean exit listing why."""
+    from app.rules.acceptance import CasesFailed
     from app.rules.lint import load_clean
     from app.rules.loader import RuleSetInvalid
 
@@ -81,6 +82,8 @@ def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
         raise click.ClickException(f"RULES_DIR {directory}: no such directory")
     try:
         return load_clean(directory)
+    except CasesFailed as exc:
+        raise click.ClickException(f"the rules fail their regression cases:\n{exc}") from exc
     except RuleSetInvalid as exc:
         raise click.ClickException(f"the rules do not lint clean:\n{exc}") from exc
 

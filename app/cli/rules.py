@@ -340,14 +340,17 @@ def reload(rules_dir: Path | None) -> None:
     holds the same files; GET /readyz on each host names the version it runs. `--rules DIR` naming another
     directory is refused: copy a proposed set into RULES_DIR first (after `permctl rules impact --rules DIR`).
 
-    A worker whose rules do not lint clean keeps its last good rule set and logs `rules_reload_failed`; this
-    command exits 1 when the local copy is broken (the request is still sent; workers keep their last good set).
+    A set goes live only when it lints clean and every regression case under cases/ passes. When RULES_DIR here
+    does not, this command prints each problem or failing case and exits 1 without asking the workers anything.
+    A worker whose own copy does not (another host's, say) keeps its last good rule set, logs
+    `rules_reload_failed`, and its /readyz says why (`last_reload_error`, and `failing_cases` by name).
 
     \b
     Example:
       permctl rules lint && permctl rules test && permctl rules reload
     """
     from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.acceptance import case_problem, failing_cases
 
     s = settings()
     if rules_dir is not None and not _same_directory(rules_dir, s.rules_dir):
@@ -358,16 +361,21 @@ def reload(rules_dir: Path | None) -> None:
     directory, result = _linted(s.rules_dir)
     for problem in result.problems:
         click.echo(str(problem), err=True)
+    if not result.clean or result.rule_set is None:
+        raise click.ClickException(
+            f"{directory} does not lint clean: reload not requested; running workers keep their rule set"
+        )
+    failures = failing_cases(result.rule_set, result.cases)
+    for failure in failures:
+        click.echo(str(case_problem(failure)), err=True)
+    if failures:
+        raise click.ClickException(
+            f"{directory}: {len(failures)} regression case(s) fail: reload not requested; running workers "
+            "keep their rule set"
+        )
     with UnitOfWork(session_factory(s), write=True) as uow:
         generation = uow.rules_reloads.request(datetime.now(UTC))
         uow.commit()
-    if not result.clean or result.rule_set is None:
-        click.echo(
-            f"reload requested (generation {generation}), but {directory} is broken: running workers "
-            "keep their last good rule set",
-            err=True,
-        )
-        raise SystemExit(1)
     click.echo(
         f"reload requested (generation {generation}): within {s.rules_reload_check_seconds:g} s workers "
         f"reload RULES_DIR {directory}, here rule-set version {result.rule_set.version} "

@@ -37,6 +37,7 @@ def readyz() -> Response:
         "code_revision": state.code_revision,
         "rule_set_version": state.rule_set_version,
         "last_reload_error": state.last_reload_error,
+        "failing_cases": list(state.failing_cases),
         "redis": state.redis,
     }
     if state.ready:

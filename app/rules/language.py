@@ -176,7 +176,7 @@ def _change(ctx: _Rule, node: CommentedMap, value: Any) -> list[Condition] | Non
 
 
 def _codes(catalog: Catalog) -> dict[str, tuple[str, ...]]:
-    """The catalog's codes by the change field that holds them (groups include the banned ones)."""
+    """The catalog's codes by the change field that holds them ."""
     groups: list[str] = []
     names: list[str] = []
     for value in catalog.values:
@@ -184,7 +184,6 @@ def _codes(catalog: Catalog) -> dict[str, tuple[str, ...]]:
         if "group" in parts:
             groups += [] if parts["group"] in groups else [parts["group"]]
             names += [] if parts["name"] in names else [parts["name"]]
-    groups += [g for g in catalog.banned_groups if g not in groups]
     return {"market": catalog.markets, "product": catalog.products, "group": tuple(groups), "name": tuple(names)}
 
 

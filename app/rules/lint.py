@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.rules.acceptance import require_passing
 from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
 from app.rules.checks import rule_set_problems
@@ -96,8 +97,10 @@ def _file_by_file(problems: list[Problem]) -> list[Problem]:
 
 
 def load_clean(rules_dir: Path) -> RuleSet:
-    """The rule set of rules_dir, or RuleSetInvalid with every lint problem (cases included)."""
+    """The rule set of rules_dir if it may go live: it lints clean (cases included) and every regression case
+    passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing case."""
     result = lint(rules_dir)
     if not result.clean or result.rule_set is None:
         raise RuleSetInvalid(result.errors)
+    require_passing(result.rule_set, result.cases)
     return result.rule_set

@@ -1,9 +1,12 @@
-"""The rule set a running service uses, and swapping in a new one only when it loads clean.
+"""The rule set a running service uses, and swapping in a new one only when it may go live.
 
 A reload is asked for with `permctl rules reload`, which moves a counter in the database. Each worker
 looks at that counter at most every `check_seconds` (on the way into a request) and reloads its own
-RULES_DIR when it has moved, so one command reaches every worker on every host. Every set that loads clean
-is kept as this host's last good snapshot; a worker that starts while RULES_DIR is broken runs that snapshot.
+RULES_DIR when it has moved, so one command reaches every worker on every host. A set goes live only when it
+lints clean and every regression case under cases/ passes (app/rules/acceptance.py); otherwise the worker
+keeps the set it runs and says why (last_reload_error, and the failing cases by name, in /readyz). Every set
+that goes live is kept as this host's last good snapshot; a worker that starts while RULES_DIR is broken, or
+fails its cases, runs that snapshot.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from pathlib import Path
 import structlog
 
 from app.rules import snapshot
+from app.rules.acceptance import CasesFailed
 from app.rules.engine import DurableRulesEngine
 from app.rules.lint import load_clean
-from app.rules.loader import RuleSetInvalid, rule_set_version
+from app.rules.loader import RuleSetInvalid
 
 log = structlog.get_logger("app.rules")
 
 
 class LiveRules:
-    """Holds the live engine; reload() compiles rules_dir and keeps the last good set on failure."""
+    """Holds the live engine; reload() takes rules_dir when it may go live and keeps the last good set if not."""
 
     def __init__(
         self,
@@ -39,6 +43,8 @@ class LiveRules:
         self._instance_dir = instance_dir
         self._lock = threading.Lock()
         self.last_reload_error: str | None = None
+        self.failing_cases: tuple[str, ...] = ()  # the regression cases that refused the last set, by name
+        self._loaded_from: str | None = None  # digest of the rules_dir files the live set came from; None: snapshot
         self._engine = self._start()
         self._generation = reload_generation
         self._check_seconds = check_seconds
@@ -52,51 +58,69 @@ class LiveRules:
         self._maybe_reload()
         return self._engine
 
+    def _load(self) -> tuple[DurableRulesEngine, str]:
+        """rules_dir as an engine if it may go live, and the digest of its files (read first: an edit landing
+        while loading can only make the digest older than what runs, which costs one more reload, never less)."""
+        digest = snapshot.digest(self.rules_dir)
+        return DurableRulesEngine(load_clean(self.rules_dir)), digest
+
+    def _refused(self, exc: RuleSetInvalid) -> None:
+        self.last_reload_error = str(exc)
+        self.failing_cases = exc.failing_cases if isinstance(exc, CasesFailed) else ()
+
     def _start(self) -> DurableRulesEngine:
         try:
-            engine = DurableRulesEngine(load_clean(self.rules_dir))
+            engine, digest = self._load()
         except RuleSetInvalid as exc:
             kept = snapshot.snapshot_path(self._instance_dir) if self._instance_dir else None
             if kept is None or not kept.is_dir():
                 raise
             engine = DurableRulesEngine(load_clean(kept))
-            self.last_reload_error = str(exc)
+            self._refused(exc)
             log.error(
                 "rules_invalid_serving_last_good",
                 rule_set_version=engine.version,
                 problems=[str(p) for p in exc.problems],
+                failing_cases=list(self.failing_cases),
             )
             return engine
-        self._keep(engine)
+        self._loaded_from = digest
+        self._keep(digest)
         return engine
 
-    def _keep(self, engine: DurableRulesEngine) -> None:
+    def _keep(self, digest: str) -> None:
+        """Make the snapshot the files just taken, unless it already is."""
         if self._instance_dir is None:
             return
         kept = snapshot.snapshot_path(self._instance_dir)
         try:
-            if not kept.is_dir() or rule_set_version(kept) != engine.version:
-                snapshot.save(self.rules_dir, self._instance_dir)
+            if kept.is_dir() and snapshot.digest(kept) == digest:
+                return
+            if not snapshot.save(self.rules_dir, self._instance_dir, expected=digest):
+                log.warning("rules_snapshot_not_saved", error="rules changed while they were loaded")
         except OSError as exc:  # another worker may be replacing it at the same moment; either copy is good
             log.warning("rules_snapshot_not_saved", error=str(exc))
 
     def reload(self) -> bool:
-        """Load rules_dir again; swap it in when clean, else keep serving the old set."""
+        """Load rules_dir again; swap it in when it may go live, else keep serving the old set."""
         with self._lock:
             try:
-                engine = DurableRulesEngine(load_clean(self.rules_dir))
+                engine, digest = self._load()
             except RuleSetInvalid as exc:
-                self.last_reload_error = str(exc)
+                self._refused(exc)
                 log.error(
                     "rules_reload_failed",
                     rule_set_version=self._engine.version,
                     problems=[str(p) for p in exc.problems],
+                    failing_cases=list(self.failing_cases),
                 )
                 return False
             old = self._engine.version
             self._engine = engine
+            self._loaded_from = digest
             self.last_reload_error = None
-            self._keep(engine)
+            self.failing_cases = ()
+            self._keep(digest)
             log.info("rules_reloaded", old_rule_set_version=old, rule_set_version=engine.version)
             return True
 
@@ -119,8 +143,8 @@ class LiveRules:
         first_look = self._seen_generation is None
         self._seen_generation = generation
         # On the first look we cannot tell whether a reload was asked for after this worker loaded its
-        # rules; reloading when the directory no longer matches what is loaded covers that gap.
-        if first_look and rule_set_version(self.rules_dir) == self._engine.version:
+        # rules; reloading when the directory's files are no longer those it loaded covers that gap.
+        if first_look and self._loaded_from is not None and snapshot.digest(self.rules_dir) == self._loaded_from:
             return
         log.info("rules_reload_requested", generation=generation)
         self.reload()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +20,16 @@ from app.rules.attributes import (
 from app.rules.language import POLICY_FILE, VALIDATION_FILE, load_rules
 from app.rules.model import Catalog, Rule, RuleSet
 from app.rules.source import Problem, RuleSetInvalid, YamlReader
+from app.rules.version import version_of
 
 CATALOG_FILE = "catalog.yaml"
 RULES_FILE = VALIDATION_FILE
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+# A group refused as a whole is one validation rule (code, message and place in the order), not a catalog list.
+BANNED_GROUPS_MOVED = (
+    "'banned_groups' is no longer read: a group refused as a whole is a rule in validation.yaml "
+    "(type-banned-group refuses flag.*); remove this key"
+)
 
 
 RulesTree = dict[str, bytes]  # path relative to the rules directory -> the file's bytes
@@ -47,15 +52,12 @@ def read_tree(rules_dir: Path) -> RulesTree:
 
 
 def tree_version(tree: RulesTree) -> str:
-    """Content hash of a rules tree (names and bytes): the rule-set version."""
-    digest = hashlib.sha256()
-    for name in sorted(tree):
-        digest.update(name.encode() + b"\0" + tree[name] + b"\0")
-    return digest.hexdigest()[:16]
+    """The rule-set version of a rules tree: a hash of what decides, not of prose (app/rules/version.py)."""
+    return version_of(tree)
 
 
 def rule_set_version(rules_dir: Path) -> str:
-    """Content hash of every file under rules_dir (names and bytes)."""
+    """The rule-set version of the files now under rules_dir."""
     return tree_version(read_tree(rules_dir))
 
 
@@ -182,10 +184,12 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
             reader.problem(None, "catalog", "file is empty")
         return None, reader.problems
     if not isinstance(doc, CommentedMap):
-        reader.problem(doc, "catalog", "must be a mapping with markets, sections and banned_groups")
+        reader.problem(doc, "catalog", "must be a mapping with markets and sections")
         return None, reader.problems
     for key in doc:
-        if key not in {"markets", "sections", "banned_groups"}:
+        if key == "banned_groups":
+            reader.problem(doc, "catalog", BANNED_GROUPS_MOVED, key)
+        elif key not in {"markets", "sections"}:
             reader.problem(doc, "catalog", f"unknown key '{key}'", key)
     draft = _CatalogDraft()
     draft.markets = _names(reader, doc, "markets", "catalog", _market_form, draft)
@@ -210,8 +214,6 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
         if group in draft.products:
             text = f"group '{group}' is also a product: {group}.X cannot be read both ways"
             reader.problem(doc, "catalog", text, "sections")
-    banned = doc.get("banned_groups", [])
-    banned_names = _names(reader, doc, "banned_groups", "catalog", _lower_form("banned group")) if banned else ()
     seen: set[str] = set()
     values: list[str] = []
     for value, (node, key) in zip(draft.values, draft.where, strict=True):
@@ -220,15 +222,9 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
         else:
             values.append(value)
         seen.add(value)
-    for group in banned_names:
-        if any(v.startswith(group + ".") for v in values):
-            reader.problem(doc, "catalog", f"banned group '{group}' also has catalog values", "banned_groups")
     if not values or not draft.complete:
         return None, reader.problems
-    catalog = Catalog(
-        values=tuple(values), markets=draft.markets, banned_groups=banned_names, products=tuple(draft.products)
-    )
-    return catalog, reader.problems
+    return Catalog(values=tuple(values), markets=draft.markets, products=tuple(draft.products)), reader.problems
 
 
 @dataclass

@@ -40,11 +40,10 @@ def is_config_pattern(pattern: object) -> bool:
 
 @dataclass(frozen=True)
 class Catalog:
-    """The ordered catalog of permission types and the groups refused as a whole."""
+    """The ordered catalog of permission types (a group refused as a whole is a validation rule)."""
 
     values: tuple[str, ...]
     markets: tuple[str, ...] = ()
-    banned_groups: tuple[str, ...] = ()
     products: tuple[str, ...] = ()  # products that exist once per market (stock.HK, stock.US, ...)
     _members: frozenset[str] = field(init=False, repr=False, compare=False)
 

@@ -106,6 +106,14 @@ class ReadinessData(Schema):
     last_reload_error = fields.String(
         required=True, allow_none=True, metadata={"description": "why the last reload was refused, if it was"}
     )
+    failing_cases = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "the regression cases (rules/cases/) that refused the last reload, by name; "
+            "[] when it was taken or refused for another reason. The last good rule set keeps serving."
+        },
+    )
     redis = fields.String(required=True, metadata={"description": "never decides readiness"})
 
 

@@ -24,6 +24,7 @@ class Readiness:
     code_revision: str
     rule_set_version: str | None
     last_reload_error: str | None
+    failing_cases: tuple[str, ...]  # the regression cases that refused the last reload, by name
     redis: str
 
 
@@ -55,5 +56,6 @@ def readiness(*, unit_of_work: Callable[[], UnitOfWork], rules: LiveRules, cache
         code_revision=head,
         rule_set_version=version,
         last_reload_error=rules.last_reload_error,
+        failing_cases=rules.failing_cases,
         redis=redis_state,
     )

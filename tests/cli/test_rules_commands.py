@@ -92,7 +92,7 @@ SEMANTIC_MISTAKES = [
     ),
     ("validation.yaml", "{change: {in_catalog: false}}", "{change: {in_catalog: nope}}", "true or false"),
     ("catalog.yaml", "markets: [HK, US,", "markets: [HK, HK, US,", "listed twice"),
-    ("catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]\nextra: 1", "unknown key 'extra'"),
+    ("catalog.yaml", "markets: [", "extra: 1\nmarkets: [", "unknown key 'extra'"),
     ("cases/ordering.yaml", "rule_id: type-required}", "rule_id: no-such-rule}", "names no rule"),
     (
         "cases/tenant_config.yaml",
@@ -215,7 +215,7 @@ def test_reload_prints_the_version_of_the_directory_workers_reload(database_url,
 def test_reload_refuses_a_directory_workers_do_not_read(database_url, tmp_path: Path):
     live = copy_rules(tmp_path / "live")
     proposed = copy_rules(tmp_path / "proposed")
-    (proposed / "README.md").write_text("a proposed change\n")  # another version
+    (proposed / "README.md").write_text("a proposed change\n")  # another directory, with files of its own
     result = permctl(
         "rules", "reload", "--rules", str(proposed), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)}
     )

@@ -1,15 +1,14 @@
-"""Loading rules/: the shipped set, its content-hash version, and every mistake located by file:line:col."""
+"""Loading rules/: the shipped set and every mistake located by file:line:col (the version: test_version.py)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from app.rules.loader import Problem, RuleSetInvalid, load_rule_set, rule_set_version
+from app.rules.loader import Problem, RuleSetInvalid, load_rule_set
 from app.rules.model import Window
 from tests.rules.support import VALIDATION_IDS, rules_dir
 from tests.support import SHIPPED_RULES
@@ -99,8 +98,7 @@ def test_catalog_has_78_values_in_spec_order():
     assert len(catalog) == 78
     assert list(catalog.values) == EXPECTED_CATALOG
     assert tuple(catalog.markets) == tuple(MARKETS)
-    assert catalog.banned_groups == ("flag",)
-    assert not [v for v in catalog.values if v.startswith("flag.")]
+    assert not [v for v in catalog.values if v.startswith("flag.")]  # refused by the rule type-banned-group
 
 
 def test_catalog_is_case_sensitive():
@@ -126,71 +124,6 @@ def test_rule_ids_are_unique_and_in_file_order():
     text = (SHIPPED / "validation.yaml").read_text(encoding="utf-8")
     positions = [text.index(f"id: {rule_id}\n") for rule_id in ids]
     assert positions == sorted(positions)
-
-
-# --- version: a content hash of rules/ -------------------------------------------------------------------
-
-
-def test_version_is_a_stable_content_hash(tmp_path):
-    shipped = load_rule_set(SHIPPED).version
-    copy = copy_rules(tmp_path)
-    assert load_rule_set(copy).version == shipped  # same bytes, same version, wherever the directory lives
-    assert load_rule_set(copy).version == shipped  # and stable across loads
-    assert rule_set_version(copy) == shipped
-    assert len(shipped) >= 12
-    int(shipped, 16)
-
-
-def test_version_ignores_timestamps(tmp_path):
-    copy = copy_rules(tmp_path)
-    before = rule_set_version(copy)
-    os.utime(copy / "validation.yaml", (1, 1))
-    assert rule_set_version(copy) == before
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        lambda d: edit(d / "validation.yaml", "# The four validations", "# The four  validations"),
-        lambda d: edit(d / "catalog.yaml", "banned_groups: [flag]", "banned_groups: [flag]  # still flag"),
-        lambda d: edit(
-            d / "validation.yaml",
-            "message: is not a known permission type",
-            "message: is not a permission type we know",
-        ),
-        lambda d: (d / "validation.yaml").write_bytes((d / "validation.yaml").read_bytes() + b"\n"),
-        lambda d: (d / "README.md").write_text("notes for compliance\n", encoding="utf-8"),
-        lambda d: (d / "docs").mkdir() or (d / "docs" / "notes.md").write_text("why\n", encoding="utf-8"),
-    ],
-    ids=["comment", "catalog-comment", "message", "trailing-newline", "new-file", "new-nested-file"],
-)
-def test_version_changes_when_any_file_changes(tmp_path, change):
-    copy = copy_rules(tmp_path)
-    before = load_rule_set(copy).version
-    change(copy)
-    assert load_rule_set(copy).version != before
-
-
-def test_version_comes_back_when_the_edit_is_undone(tmp_path):
-    copy = copy_rules(tmp_path)
-    before = rule_set_version(copy)
-    original = (copy / "validation.yaml").read_bytes()
-    edit(
-        copy / "validation.yaml",
-        "must be a string\n\n  - id: type-banned-group",
-        "must be text\n\n  - id: type-banned-group",
-    )
-    assert rule_set_version(copy) != before
-    (copy / "validation.yaml").write_bytes(original)
-    assert rule_set_version(copy) == before
-
-
-def test_renaming_a_file_changes_the_version(tmp_path):
-    copy = copy_rules(tmp_path)
-    (copy / "notes.txt").write_text("x", encoding="utf-8")
-    before = rule_set_version(copy)
-    (copy / "notes.txt").rename(copy / "notes2.txt")
-    assert rule_set_version(copy) != before
 
 
 # --- mistakes, each located -------------------------------------------------------------------------------
@@ -247,11 +180,33 @@ def test_unknown_top_level_key(tmp_path):
 def test_unknown_key_in_catalog(tmp_path):
     rules = copy_rules(tmp_path)
     path = rules / "catalog.yaml"
-    edit(path, "banned_groups: [flag]", "banned_groups: [flag]\ncurrencies: [HKD, USD]")
+    edit(path, "markets: [", "currencies: [HKD, USD]\nmarkets: [")
     problem = only_problem(rules, "catalog.yaml")
     assert (problem.path, problem.line, problem.column) == ("rules/catalog.yaml", line_of(path, "currencies:"), 1)
     assert problem.rule_id == "catalog"
     assert "currencies" in problem.text
+
+
+def test_banned_groups_is_gone_and_says_where_the_refusal_lives(tmp_path):
+    rules = copy_rules(tmp_path)
+    path = rules / "catalog.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "banned_groups: [flag]\n", encoding="utf-8")
+    problem = only_problem(rules, "catalog.yaml")
+    assert (problem.line, problem.column, problem.rule_id) == (line_of(path, "banned_groups:"), 1, "catalog")
+    assert problem.text == (
+        "'banned_groups' is no longer read: a group refused as a whole is a rule in validation.yaml "
+        "(type-banned-group refuses flag.*); remove this key"
+    )
+
+
+def test_flag_is_refused_by_its_rule_alone():
+    """One source of truth: without the rule, flag.* is merely unknown (the catalog does not list it)."""
+    rule_set = load_rule_set(SHIPPED)
+    banned = rule_set.rule("type-banned-group")
+    assert (banned.outcome, banned.message) == ("INVALID_PERMISSION_TYPE", "the flag.* group is not supported")
+    ids = [r.id for r in rule_set.rules]
+    assert ids.index("type-banned-group") < ids.index("type-in-catalog")  # its message wins over "not known"
+    assert "flag" not in (rule_set.catalog.products + tuple(v.split(".")[0] for v in rule_set.catalog.values))
 
 
 def test_missing_key(tmp_path):
@@ -518,7 +473,7 @@ def test_every_mistake_is_reported_not_just_the_first(tmp_path):
     validation, catalog = rules / "validation.yaml", rules / "catalog.yaml"
     edit(validation, "outcome: NO_STATE_CHANGE", "outcome: NOT_A_CODE")
     edit(validation, "  - id: type-in-catalog\n", "  - id: type-in-catalog\n    severity: high\n")
-    edit(catalog, "banned_groups: [flag]", "banned_groups: [flag]\ncurrencies: [HKD]")
+    edit(catalog, "markets: [", "currencies: [HKD]\nmarkets: [")
     located = {
         (p.path, p.line) for p in problems_of(rules) if p.path in ("rules/validation.yaml", "rules/catalog.yaml")
     }
