@@ -135,7 +135,7 @@ def _write_junit(path: Path, report: CaseReport, version: str) -> None:
     type=click.FloatRange(0, 100),
     default=None,
     metavar="PCT",
-    help="Exit 1 when the coverage is below PCT percent.",
+    help="Exit 1 when the coverage (defined above) is below PCT percent.",
 )
 def test_command(rules_dir: Path | None, junit: Path | None, show_coverage: bool, min_coverage: float | None) -> None:
     """Run the regression cases under rules/cases/ (no database, no Redis needed).
@@ -307,8 +307,8 @@ def explain(
     account's status and attributes, the tenant and the time. The answer is the envelope's code, message and
     data (failure_index, rule_id, warnings) the caller would get.
 
-    Give --data (with --enable/--state/--attribute/--at), --case, or --trace: --trace judges the request a
-    decision recorded again, with the state it met, and says whether the current rules answer differently.
+    Give --data (with --enable/--state/--attribute/--at), --case, or --trace: --trace judges the request of a
+    recorded decision again, with the state it met, and says whether the current rules answer differently.
 
     \b
     Example:
