@@ -261,7 +261,9 @@ def _traced(trace_id: str) -> list[RecordedTrace]:
     with UnitOfWork(session_factory(settings())) as uow:
         found = [recorded_trace(row) for row in uow.decisions.with_trace(trace_id)]
     if not found:
-        raise click.ClickException(f"no decision recorded with trace id {trace_id!r}")
+        raise click.ClickException(
+            f"no decision recorded with trace id {trace_id!r} (a request refused before the rules records none)"
+        )
     return found
 
 
@@ -340,12 +342,14 @@ def explain(
     rule_set = _require_clean(directory, result)
     engine = DurableRulesEngine(rule_set)
     if trace_id is not None:
-        for traced in _traced(trace_id):
+        for position, traced in enumerate(_traced(trace_id)):  # a caller may send its own trace id twice
             explanation = explain_request(engine, traced.decision_input)
             if as_json:
                 click.echo(json_text(trace_json(traced.answer, explanation)))
-            else:
-                click.echo(_printable("\n".join(trace_text(traced.answer, explanation))))
+                continue
+            if position:
+                click.echo("")
+            click.echo(_printable("\n".join(trace_text(traced.answer, explanation))))
         return
     case = _explained(result.cases, case_name, data, patterns, state, attributes, at)
     try:

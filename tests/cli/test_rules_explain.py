@@ -99,10 +99,22 @@ def test_explain_trace_judges_the_recorded_request_again(api, seeded, tmp_path: 
     assert document["current"]["answer"]["data"] == {"failure_index": 0, "rule_id": "no-us-stock"}
 
 
+def test_a_trace_id_a_caller_sent_twice_explains_both_decisions(api, seeded):
+    for account in ("ACC-1", "ACC-2"):
+        api.update(body_of(account, ("stock.US", "open")), headers={"X-Trace-Id": "reused"})
+    env = {"DATABASE_URL": seeded.database_url}
+    lines = ok(permctl("rules", "explain", "--trace", "reused", "--json", env=env)).splitlines()
+    assert [json.loads(line)["recorded"]["account_no"] for line in lines] == ["ACC-1", "ACC-2"]
+    text = ok(permctl("rules", "explain", "--trace", "reused", env=env))
+    assert text.count("answer as recorded") == 2
+
+
 def test_an_unknown_trace_is_one_line(seeded):
     result = permctl("rules", "explain", "--trace", "no-such-trace", env={"DATABASE_URL": seeded.database_url})
     assert result.returncode == 1
-    assert one_line_error(result) == "Error: no decision recorded with trace id 'no-such-trace'"
+    assert one_line_error(result) == (
+        "Error: no decision recorded with trace id 'no-such-trace' (a request refused before the rules records none)"
+    )
 
 
 def test_trace_refuses_a_request_of_its_own():
