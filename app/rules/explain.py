@@ -47,6 +47,11 @@ class Verdict(StrEnum):
     NOT_REACHED_CHANGE = "not_reached_change"  # an earlier change decided the request
 
 
+def code_name(code: int) -> str:
+    """The name of an envelope code (the number itself for a code this version does not know)."""
+    return Code(code).name if code in Code._value2member_map_ else str(code)
+
+
 @dataclass(frozen=True)
 class Fact:
     """One fact a rule reads, as the engine was given it."""
@@ -87,7 +92,7 @@ class Answer:
 
     @property
     def code_name(self) -> str:
-        return Code(self.code).name if self.code in Code._value2member_map_ else str(self.code)
+        return code_name(self.code)
 
     @property
     def rule_id(self) -> str | None:

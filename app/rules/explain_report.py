@@ -27,7 +27,7 @@ def json_text(value: Any) -> str:
     return text
 
 
-def _verdict_text(rule: RuleVerdict, change: ChangeExplanation, explanation: Explanation) -> str:
+def _verdict_text(rule: RuleVerdict, explanation: Explanation) -> str:
     if rule.verdict in VERDICT_TEXT:
         return VERDICT_TEXT[rule.verdict]
     holds = " (its condition holds)" if rule.holds else ""
@@ -76,7 +76,7 @@ def text(explanation: Explanation) -> list[str]:
         lines.append(f"  facts: {_change_facts(change)}")
         for position, rule in enumerate(change.rules, start=1):
             kind = "" if rule.enforcement == "deny" else f" [{rule.enforcement}]"
-            lines.append(f"  {position:>2}. {rule.rule_id:<{width}}  {_verdict_text(rule, change, e)}{kind}")
+            lines.append(f"  {position:>2}. {rule.rule_id:<{width}}  {_verdict_text(rule, e)}{kind}")
             if rule.facts:
                 lines.append("        read: " + "; ".join(f"{f.name} = {f.value}" for f in rule.facts))
     lines.append("")

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.errors import Code
 from app.rules.decision import DecisionInput
-from app.rules.explain import Answer
+from app.rules.explain import Answer, code_name
 from app.rules.impact import Recorded
 
 
@@ -34,7 +33,7 @@ class RecordedAnswer:
 
     @property
     def code_name(self) -> str:
-        return Code(self.code).name if self.code in Code._value2member_map_ else str(self.code)
+        return code_name(self.code)
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,6 @@ def differences(recorded: RecordedAnswer, current: Answer) -> list[str]:
 
 
 def _outcome(code: int, failure_index: int, rule_id: str | None) -> str:
-    name = Code(code).name if code in Code._value2member_map_ else str(code)
     if rule_id is None:
-        return f"{code} {name}"
-    return f"{code} {name} at changes[{failure_index}] by {rule_id}"
+        return f"{code} {code_name(code)}"
+    return f"{code} {code_name(code)} at changes[{failure_index}] by {rule_id}"
