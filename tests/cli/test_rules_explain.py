@@ -61,7 +61,10 @@ def test_explain_trace_judges_the_recorded_request_again(api, seeded, tmp_path: 
     envelope = refused.get_json()
     assert envelope["code"] == 400103, envelope
     accepted = api.update(body_of("ACC-2", ("stock.US", "open")), headers={"X-Trace-Id": "trace-accepted"})
-    assert accepted.get_json()["code"] == 0
+    accepted_envelope = accepted.get_json()
+    assert accepted_envelope["code"] == 0
+    same = json.loads(ok(permctl("rules", "explain", "--trace", "trace-accepted", "--json", env=env)))
+    assert same["current"]["answer"] == accepted_envelope and same["differs"] is False
 
     text = ok(permctl("rules", "explain", "--trace", "trace-refused", env=env))
     assert "decision 1 trace trace-refused: tenant sg_mexc, account ACC-1, recorded " in text
