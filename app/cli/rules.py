@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from app.rules.impact_report import Compared
     from app.rules.lint import LintResult
     from app.rules.model import RuleSet
+    from app.rules.trace import RecordedTrace
 
 RULES_OPTION = click.option(
     "--rules",
@@ -94,7 +95,17 @@ def _write_junit(path: Path, report: CaseReport, version: str) -> None:
     suite = ET.Element(
         "testsuite", name="rules", tests=str(len(report.results)), failures=str(report.failed), errors="0", skipped="0"
     )
-    ET.SubElement(ET.SubElement(suite, "properties"), "property", name="rule_set_version", value=version)
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="rule_set_version", value=version)
+    coverage = report.coverage
+    ET.SubElement(properties, "property", name="coverage_percent", value=f"{coverage.percent:.1f}")
+    for rule in coverage.rules:
+        ET.SubElement(
+            properties,
+            "property",
+            name=f"coverage:{rule.rule_id}",
+            value=f"fired={'yes' if rule.fired else 'no'} passed={'yes' if rule.passed else 'no'}",
+        )
     for result in report.results:
         case = ET.SubElement(
             suite,
@@ -113,16 +124,35 @@ def _write_junit(path: Path, report: CaseReport, version: str) -> None:
 @rules.command("test")
 @RULES_OPTION
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report here.")
-def test_command(rules_dir: Path | None, junit: Path | None) -> None:
+@click.option(
+    "--coverage",
+    "show_coverage",
+    is_flag=True,
+    help="Print per rule whether a case made it fire and whether one made it pass, and the coverage.",
+)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 100),
+    default=None,
+    metavar="PCT",
+    help="Exit 1 when the coverage (defined above) is below PCT percent.",
+)
+def test_command(rules_dir: Path | None, junit: Path | None, show_coverage: bool, min_coverage: float | None) -> None:
     """Run the regression cases under rules/cases/ (no database, no Redis needed).
 
-    Prints a line per case and `N passed, M failed`; lists rules no case makes fire; exits 1 on failure.
+    Prints a line per case and `N passed, M failed`; warns about rules no case makes fire; exits 1 on failure.
+
+    Coverage: a rule FIRED when some case's answer is decided by it (a validation or deny policy) or reports
+    it (a warn policy in data.warnings, a dryrun policy's hit); a rule PASSED when some case reached it for a
+    change (no earlier change or rule decided first) and its condition did not hold (outside its window
+    counts). Coverage = (rules that fired + rules that passed) / (2 x rules).
 
     \b
     Example:
-      permctl rules test --junit rules-report.xml
+      permctl rules test --junit rules-report.xml --coverage --min-coverage 90
     """
     from app.rules.cases import run_cases
+    from app.rules.coverage import shown_percent, table
 
     if junit:
         _check_writable(junit)
@@ -133,10 +163,16 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
         mark = "PASS" if item.passed else "FAIL"
         line = f"{mark}  {item.case.path}:{item.case.line}  {item.case.name}"
         for mismatch in item.mismatches:
-            line += f"\n      {mismatch}"
+            line += f"\n      {_printable(mismatch)}"
         click.echo(line)
+    held = frozenset().union(*(r.outcome.held for r in report.results))
     for rule_id in report.unexercised:
-        click.echo(f"warning: no case makes rule '{rule_id}' hold")
+        shadowed = " (it holds in some case, but an earlier rule always decides first)" if rule_id in held else ""
+        click.echo(f"warning: no case makes rule '{rule_id}' fire{shadowed}")
+    if show_coverage:
+        click.echo("\n".join(table(report.coverage)))
+    elif min_coverage is not None:
+        click.echo(table(report.coverage)[-1])
     if junit:
         try:
             _write_junit(junit, report, rule_set.version)
@@ -145,7 +181,13 @@ def test_command(rules_dir: Path | None, junit: Path | None) -> None:
     passed = len(report.results) - report.failed
     click.echo(f"rule-set version {rule_set.version}")
     click.echo(f"{passed} passed, {report.failed} failed")
-    if report.failed:
+    below = min_coverage is not None and report.coverage.percent < min_coverage
+    if below:
+        click.echo(
+            f"Error: rule coverage {shown_percent(report.coverage.percent)} is below --min-coverage {min_coverage:g}%",
+            err=True,
+        )
+    if report.failed or below:
         raise SystemExit(1)
 
 
@@ -211,14 +253,18 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _shown(change: object) -> str:
-    """A change as JSON, readable; escaped where the text cannot be printed (e.g. a lone surrogate)."""
-    text = json.dumps(change, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(change)
-    return text
+def _traced(trace_id: str) -> list[RecordedTrace]:
+    """The decisions recorded under a trace id; a one-line error when there is none."""
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.trace import recorded_trace
+
+    with UnitOfWork(session_factory(settings())) as uow:
+        found = [recorded_trace(row) for row in uow.decisions.with_trace(trace_id)]
+    if not found:
+        raise click.ClickException(
+            f"no decision recorded with trace id {trace_id!r} (a request refused before the rules records none)"
+        )
+    return found
 
 
 @rules.command()
@@ -231,89 +277,92 @@ def _shown(change: object) -> str:
     help="Explain a regression case by name instead (its own changes, tenant config and state).",
 )
 @click.option(
+    "--trace",
+    "trace_id",
+    default=None,
+    help="Explain the decision recorded under this trace id (needs DATABASE_URL), beside what was answered then.",
+)
+@click.option(
     "--enable", "patterns", multiple=True, help="With --data: a tenant config pattern (repeatable; default '*')."
 )
 @click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
 @click.option("--attribute", "attributes", multiple=True, help="With --data: an account attribute, NAME=VALUE.")
 @click.option("--at", type=UTC_TIME, default=None, help="With --data: judge at this UTC time (default now).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per explained request.")
 def explain(
     rules_dir: Path | None,
     data: str | None,
     case_name: str | None,
+    trace_id: str | None,
     patterns: tuple[str, ...],
     state: tuple[str, ...],
     attributes: tuple[str, ...],
     at: datetime | None,
+    as_json: bool,
 ) -> None:
-    """Show, for each change, every rule in order with the engine's verdict, and which rule decided.
+    """Show, for each change, every rule in order with its verdict and the facts it read, and the answer.
 
-    Give either --data (with --enable and --state) or --case: a case brings its own request, tenant config
-    and state, so combining them is refused rather than silently ignoring one.
+    A verdict is one of: HOLDS and decides (its outcome is the answer), HOLDS and warns, HOLDS as a dryrun,
+    does not hold, outside its window, or not reached (an earlier rule decided the change, or an earlier
+    change decided the request). The facts are the change's (type, status, parts, current status, in_catalog,
+    enabled_for_tenant, named_earlier), the permissions a rule relates to (before and after the request), the
+    account's status and attributes, the tenant and the time. The answer is the envelope's code, message and
+    data (failure_index, rule_id, warnings) the caller would get.
+
+    Give --data (with --enable/--state/--attribute/--at), --case, or --trace: --trace judges the request of a
+    recorded decision again, with the state it met, and says whether the current rules answer differently.
 
     \b
     Example:
       permctl rules explain --enable 'stock.*' --state stock.HK=open --data \\
         '{"account_no":"A1","changes":[{"permission_type":"stock.HK","permission_status":"open"}]}'
       permctl rules explain --case 'the first failing change wins over a later one'
+      permctl rules explain --trace 0f9c2e5a7b4d4c1e8a6f3b2d1c0e9f8a --json
     """
     from app.rules.cases import case_input
-    from app.rules.decision import decide
     from app.rules.engine import DurableRulesEngine
+    from app.rules.explain import explain as explain_request
+    from app.rules.explain_report import json_text, text, trace_json, trace_text
     from app.schemas.permissions import load_update_request
 
-    if case_name is not None and (data is not None or patterns or state or attributes or at):
+    with_data = data is not None or patterns or state or attributes or at
+    if case_name is not None and with_data:
         raise click.ClickException(
             "--case explains the case's own request, tenant config and state: give either "
             "--case NAME or --data JSON (with --enable/--state/--attribute/--at), not both"
         )
-    if case_name is None and data is None:
-        raise click.UsageError("give --data or --case")
+    if trace_id is not None and (with_data or case_name is not None):
+        raise click.ClickException(
+            "--trace explains a recorded request with the state it met: give it without --case, --data, "
+            "--enable, --state, --attribute or --at"
+        )
+    if case_name is None and data is None and trace_id is None:
+        raise click.UsageError("give --data, --case or --trace")
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
+    engine = DurableRulesEngine(rule_set)
+    if trace_id is not None:
+        for position, traced in enumerate(_traced(trace_id)):  # a caller may send its own trace id twice
+            explanation = explain_request(engine, traced.decision_input)
+            if as_json:
+                click.echo(json_text(trace_json(traced.answer, explanation)))
+                continue
+            if position:
+                click.echo("")
+            click.echo(_printable("\n".join(trace_text(traced.answer, explanation))))
+        return
     case = _explained(result.cases, case_name, data, patterns, state, attributes, at)
     try:
         request = load_update_request({"account_no": "EXPLAIN", "changes": case.changes})
     except Exception as exc:  # a DomainError from the schema: the request never reaches the rules
         raise click.ClickException(f"the request is refused before the rules: {exc}") from exc
-    engine = DurableRulesEngine(rule_set)
-    decision_input = case_input(case, request["changes"])
-    decision = decide(engine, decision_input, use_memo=False)
-    facts = engine.facts_of(decision_input)
-    click.echo(
-        f"rule-set version {rule_set.version}; tenant {case.tenant} config {list(case.tenant_config)}; "
-        f"account {case.account_status} {case.attributes or '{}'}; at {decision_input.at.isoformat()}"
-    )
-    opened = {p["type"]: (p["before"], p["after"]) for p in facts.permissions}
-    click.echo(
-        f"permissions open before/after the request: { {k: f'{b}->{a}' for k, (b, a) in opened.items()} or 'none' }"
-    )
-    stop = decision.denial.index if decision.denial else None
-    for index, held in enumerate(decision.held):
-        change = request["changes"][index]
-        shown_facts = {k: v for k, v in facts.changes[index].items() if k not in ("t", "index")}
-        click.echo(f"\nchanges[{index}] {_shown(change)}")
-        click.echo(f"  facts: {_shown(shown_facts)}")
-        if stop is not None and index > stop:
-            click.echo(f"  (the service stops at changes[{stop}]; shown for information)")
-        for position, rule in enumerate(rule_set.rules, start=1):
-            holds = rule.id in held
-            kind = "" if rule.enforcement == "deny" else f" [{rule.enforcement}]"
-            note = (
-                "  <- decides"
-                if decision.denial and decision.denial.index == index and decision.denial.rule.id == rule.id
-                else ""
-            )
-            click.echo(f"  {position:>2}. {rule.id:<32} {'HOLDS' if holds else 'pass'}{kind}{note}")
-    for hit in decision.warnings:
-        click.echo(f"\nwarning: {hit.rule.id}: {_printable(hit.message)}")
-    for hit in decision.dryruns:
-        click.echo(f"\ndryrun (the caller sees nothing): {hit.rule.id}: {_printable(hit.message)}")
-    if decision.denial is None:
-        click.echo("\nrequest: SUCCESS (every change would be written)")
+    explanation = explain_request(engine, case_input(case, request["changes"]))
+    if as_json:
+        from app.rules.explain_report import as_json as explanation_json
+
+        click.echo(json_text(explanation_json(explanation)))
     else:
-        hit = decision.denial
-        click.echo(f"\nrequest: {hit.rule.outcome} at changes[{hit.index}] by {hit.rule.id}")
-        click.echo(f"message: {_printable(hit.message)}")
+        click.echo(_printable("\n".join(text(explanation))))
 
 
 def _same_directory(a: Path, b: Path) -> bool:

@@ -327,6 +327,11 @@ class Decisions:
                 return
             after = batch[-1].id
 
+    def with_trace(self, trace_id: str) -> list[RecordedDecision]:
+        """The decisions recorded under a trace id, oldest first (a caller may reuse its own X-Trace-Id)."""
+        query = select(RecordedDecision).where(RecordedDecision.trace_id == trace_id)
+        return list(self.session.scalars(query.order_by(RecordedDecision.id)))
+
 
 class RulesReloads:
     """The reload counter that `permctl rules reload` moves."""

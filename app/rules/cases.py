@@ -11,6 +11,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.errors import Code, DomainError
+from app.rules.coverage import NOTHING, Coverage, Exercised, coverage_of, exercised
 from app.rules.decision import DecisionInput, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import Problem, RulesTree, read_tree, shown_path
@@ -71,6 +72,7 @@ class Outcome:
     message: str = "success"
     warnings: tuple[str, ...] = ()
     held: frozenset[str] = frozenset()  # every rule that held for some change
+    exercised: Exercised = NOTHING  # the rules it fired and the rules it let pass (app/rules/coverage.py)
 
 
 @dataclass
@@ -103,10 +105,11 @@ class CaseResult:
 
 @dataclass
 class CaseReport:
-    """Every case result and the rules no case made fire."""
+    """Every case result, the rules no case made fire, and the coverage of every rule."""
 
     results: list[CaseResult] = field(default_factory=list)
     unexercised: list[str] = field(default_factory=list)
+    coverage: Coverage = field(default_factory=lambda: Coverage(()))
 
     @property
     def failed(self) -> int:
@@ -318,20 +321,19 @@ def judge(engine: DurableRulesEngine, case: Case) -> Outcome:
     decision = decide(engine, case_input(case, request["changes"]))
     held = frozenset().union(*decision.held) if decision.held else frozenset()
     warnings = tuple(w.rule.id for w in decision.warnings)
+    seen = exercised(decision)
     if decision.denial is None:
-        return Outcome("SUCCESS", warnings=warnings, held=held)
+        return Outcome("SUCCESS", warnings=warnings, held=held, exercised=seen)
     hit = decision.denial
-    return Outcome(hit.rule.outcome, hit.index, hit.rule.id, hit.message, warnings, held)
+    return Outcome(hit.rule.outcome, hit.index, hit.rule.id, hit.message, warnings, held, seen)
 
 
 def run_cases(rule_set: RuleSet, cases: list[Case]) -> CaseReport:
-    """Run every case; report results and the rules that no case made hold."""
+    """Run every case; report results, the coverage, and the rules that no case made fire."""
     engine = DurableRulesEngine(rule_set)
     report = CaseReport()
-    fired: set[str] = set()
     for case in cases:
-        result = CaseResult(case, judge(engine, case))
-        report.results.append(result)
-        fired |= result.outcome.held
-    report.unexercised = [r.id for r in rule_set.rules if r.id not in fired]
+        report.results.append(CaseResult(case, judge(engine, case)))
+    report.coverage = coverage_of(rule_set.rules, (r.outcome.exercised for r in report.results))
+    report.unexercised = report.coverage.never_fired
     return report

@@ -7,7 +7,7 @@ dryrun hits, in the order of SPEC §3.2: changes in array order, rules in file o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -59,10 +59,22 @@ class Decision:
     denial: Hit | None = None
     warnings: tuple[Hit, ...] = ()
     dryruns: tuple[Hit, ...] = ()
+    rules: Sequence[Rule] = field(default=(), compare=False, repr=False)  # in the order they judge each change
 
     @property
     def accepted(self) -> bool:
         return self.denial is None
+
+    def reached(self, index: int) -> tuple[Rule, ...]:
+        """The rules that judged change `index`, in order: all of them for a change before the denial, those up
+        to and including the deciding rule for the denied change, none for a change after it."""
+        denial = self.denial
+        if denial is None or index < denial.index:
+            return tuple(self.rules)
+        if index > denial.index:
+            return ()
+        rules = tuple(self.rules)
+        return rules[: rules.index(denial.rule) + 1]
 
 
 def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_memo: bool = True) -> Decision:
@@ -84,5 +96,5 @@ def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_mem
             elif rule.enforcement == "dryrun":
                 dryruns.append(hit)
             else:
-                return Decision(engine.version, held, hit, tuple(warnings), tuple(dryruns))
-    return Decision(engine.version, held, None, tuple(warnings), tuple(dryruns))
+                return Decision(engine.version, held, hit, tuple(warnings), tuple(dryruns), engine.rule_set.rules)
+    return Decision(engine.version, held, None, tuple(warnings), tuple(dryruns), engine.rule_set.rules)

@@ -56,7 +56,7 @@ def test_rules_no_case_exercises_are_reported(tmp_path: Path):
             path.unlink()
     result = permctl("rules", "test", "--rules", str(rules))
     assert result.returncode == 0
-    assert "warning: no case makes rule 'type-banned-group' hold" in result.stdout
+    assert "warning: no case makes rule 'type-banned-group' fire" in result.stdout
 
 
 def _garbage_targets() -> list[str]:
@@ -151,12 +151,15 @@ def test_explain_shows_every_rule_in_order_for_each_change():
         assert shown == rule_ids  # every rule, in file order
     assert "HOLDS" not in blocks[0] and "<- decides" not in blocks[0]
     assert re.search(r"must-change-state\s+HOLDS  <- decides", blocks[1])
-    assert '"current_status": "open"' in blocks[1]  # the facts the rules read
-    assert re.search(r"type-banned-group\s+HOLDS\n", blocks[2])  # holds, but the service stopped earlier
-    assert "(the service stops at changes[1]; shown for information)" in blocks[2]
+    assert 'current_status="open"' in blocks[1]  # the facts the rules read
+    # holds, but the service stopped earlier
+    assert re.search(
+        r"type-banned-group\s+not reached: changes\[1\] decided the request \(its condition holds\)", blocks[2]
+    )
     assert out.strip().endswith(
-        "request: NO_STATE_CHANGE at changes[1] by must-change-state\n"
-        "message: changes[1].permission_status 'open': the permission is already open"
+        "answer: code 400103 NO_STATE_CHANGE\n"
+        "message: changes[1].permission_status 'open': the permission is already open\n"
+        'data: {"failure_index": 1, "rule_id": "must-change-state"}'
     )
 
 
