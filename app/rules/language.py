@@ -352,6 +352,7 @@ def _rule(
         window=window,
         source=reader.shown,
         line=item.lc.line + 1,
+        column=item.lc.col + 1,
     )
 
 

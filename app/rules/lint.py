@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.rules.analysis import semantic_problems
 from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
 from app.rules.language import POLICY_FILE
@@ -78,6 +79,7 @@ def lint(rules_dir: Path) -> LintResult:
     except RuleSetInvalid as exc:
         rule_set = None
         problems += exc.problems
+    problems += semantic_problems(rule_set) if rule_set is not None else []  # app/rules/analysis.py
     cases, case_problems = load_cases(rules_dir, rule_set, tree)
     return LintResult(rule_set, cases, problems + case_problems)
 

@@ -165,6 +165,7 @@ class Rule:
     window: Window | None = None
     source: str = "validation.yaml"
     line: int = 1
+    column: int = 1
 
     @property
     def is_policy(self) -> bool:

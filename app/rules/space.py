@@ -1,0 +1,456 @@
+"""The finite input space of one or more rule sets, and an exact judge of every point of it.
+
+A point is one change being judged with everything a rule can read about it: the permission type (every
+catalog value, representatives of values outside the catalog and of banned groups, missing, not text), the
+requested status (open, close, other text, missing, not text), the current status, whether the type was named
+earlier in the request, whether the tenant enables it, the account's status and declared attributes (each
+value, a representative of "any other", or absent), the tenant, the time (each interval between window
+bounds), and the before/after states of the permissions the rules relate to it (`permission: stock.{market}`).
+
+Only what some rule could read for a given type is enumerated: a clause whose type tests fail for that type
+cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest of a point takes a default
+that no live clause reads, so every verdict of the space is the verdict of every input it stands for.
+
+`Judge` evaluates the compiled clauses (app/rules/compiler.py) on the same facts the engine is given
+(app/rules/facts.py); tests/rules/test_space.py proves it agrees with the durable_rules engine on every point
+of the shipped rule sets' spaces. Judging in Python keeps lint and `rules diff` within a second.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
+
+from app.rules.compiler import Atom, Literal, context_key, rule_clauses
+from app.rules.decision import DecisionInput
+from app.rules.facts import RequestFacts, after_request, change_records, context_record
+from app.rules.model import (
+    ACCOUNT_STATUSES,
+    AccountTest,
+    ChangeTest,
+    PermissionTest,
+    Rule,
+    RuleSet,
+    TenantTest,
+    Window,
+)
+
+MISSING = "<missing>"  # the field is left out of the change
+NOT_TEXT = "<not text>"  # the field is a number (any non-text value reads the same to the rules)
+NOT_TEXT_VALUE = 1
+OTHER_TENANT = "other-tenant"
+OTHER_STATUS = "other"
+OTHER_TYPE = "unknown"
+DEFAULT_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+# Fields the permission type alone decides: a clause testing one of them is dead or alive per type.
+TYPE_FIELDS = frozenset({"permission_type", "product", "market", "group", "name", "in_catalog"})
+STATE_FIELDS = {
+    "permission_status": "status",
+    "current_status": "current",
+    "named_earlier": "named",
+    "enabled_for_tenant": "enabled",
+}
+# The (before, after) states a related permission can be in besides closed-closed (which no rule can see).
+OPEN_STATES = (("close", "open"), ("open", "close"), ("open", "open"))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One judged change and what the rules can read about it (fields no live clause reads keep defaults)."""
+
+    permission_type: str  # a value, or MISSING / NOT_TEXT
+    permission_status: str
+    current_status: str = "close"
+    named_earlier: bool = False
+    enabled: bool = False
+    earlier_status: str = "open"  # when named earlier: the status of its first mention
+    account_status: str = "active"
+    attributes: tuple[tuple[str, str], ...] = ()  # absent attributes are left out
+    tenant: str = OTHER_TENANT
+    interval: int = 0  # index into InputSpace.moments
+    related: tuple[tuple[str, str, str], ...] = ()  # (permission, before, after) of other related permissions
+
+    @property
+    def is_text(self) -> bool:
+        return self.permission_type not in (MISSING, NOT_TEXT)
+
+    def change(self) -> dict[str, Any]:
+        """The judged change as a request carries it."""
+        change: dict[str, Any] = {}
+        for name, value in (("permission_type", self.permission_type), ("permission_status", self.permission_status)):
+            if value == NOT_TEXT:
+                change[name] = NOT_TEXT_VALUE
+            elif value != MISSING:
+                change[name] = value
+        return change
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one rule set makes of one point: the rule that refuses it (or None), and what it warns/watches."""
+
+    held: frozenset[str]
+    denial: Rule | None
+    warnings: tuple[str, ...]
+    dryruns: tuple[str, ...]
+
+
+def _text_matches(value: Any, spec: str | bool) -> bool:
+    if isinstance(spec, str) and ("*" in spec or "?" in spec):
+        return isinstance(value, str) and fnmatchcase(value, spec)
+    return type(value) is type(spec) and value == spec
+
+
+def _match(facts: Mapping[str, Any], key: str, atom: ChangeTest | AccountTest | TenantTest) -> bool:
+    match = atom.match
+    if match.kind is not None:
+        return facts.get(f"{key}__kind") == match.kind
+    if match.same_as is not None:
+        return key in facts and match.same_as in facts and facts[key] == facts[match.same_as]
+    return key in facts and any(_text_matches(facts[key], v) for v in match.values)
+
+
+def _names(permission: Mapping[str, Any], record: Mapping[str, Any], test: PermissionTest) -> bool:
+    for part, spec in (("head", test.head), ("tail", test.tail)):
+        if spec.startswith("{"):
+            if record.get(spec[1:-1]) != permission[part]:
+                return False
+        elif not _text_matches(permission[part], spec):
+            return False
+    return True
+
+
+def _bound(record: Mapping[str, Any], test: PermissionTest) -> bool:
+    """Whether the change has every field the relation's placeholders bind (else the clause cannot hold)."""
+    return all(spec[1:-1] in record for spec in (test.head, test.tail) if spec.startswith("{"))
+
+
+def literal_holds(literal: Literal, facts: RequestFacts, record: Mapping[str, Any]) -> bool:
+    """One literal of a compiled clause, as the engine reads it (see app/rules/compiler.py)."""
+    negated, atom = literal
+    if isinstance(atom, PermissionTest):
+        if not _bound(record, atom):
+            return False  # the compiler requires the bound field on the change, negated or not
+        found = any(p[atom.state] == "open" and _names(p, record, atom) for p in facts.permissions)
+        return found != negated
+    if isinstance(atom, Window):
+        now = facts.context["now"]
+        inside = (atom.start is None or now >= atom.start.timestamp()) and (
+            atom.end is None or now < atom.end.timestamp()
+        )
+        return inside != negated
+    if isinstance(atom, ChangeTest):
+        return _match(record, atom.field, atom) != negated
+    return _match(facts.context, context_key(atom), atom) != negated
+
+
+LiveClauses = tuple[tuple[Rule, tuple[tuple[Literal, ...], ...]], ...]  # rules and the clauses left to test
+
+
+class Judge:
+    """Evaluates one rule set's compiled clauses on a request's facts: which rules hold for a change."""
+
+    def __init__(self, rule_set: RuleSet) -> None:
+        self.rule_set = rule_set
+        self.clauses = tuple((rule, tuple(tuple(c) for c in rule_clauses(rule))) for rule in rule_set.rules)
+
+    def held(self, facts: RequestFacts, index: int, live: LiveClauses | None = None) -> frozenset[str]:
+        """Every rule whose condition holds for changes[index] (of `live`, when the type leaves only those)."""
+        record = facts.changes[index]
+        return frozenset(
+            rule.id
+            for rule, alternatives in (self.clauses if live is None else live)
+            if any(all(literal_holds(lit, facts, record) for lit in clause) for clause in alternatives)
+        )
+
+    def verdict(self, facts: RequestFacts, index: int, live: LiveClauses | None = None) -> Verdict:
+        """The first denying rule in file order, and the warn/dryrun rules that hold before it (as decide())."""
+        held = self.held(facts, index, live)
+        warnings: list[str] = []
+        dryruns: list[str] = []
+        for rule in self.rule_set.rules:
+            if rule.id not in held:
+                continue
+            if rule.enforcement == "warn":
+                warnings.append(rule.id)
+            elif rule.enforcement == "dryrun":
+                dryruns.append(rule.id)
+            else:
+                return Verdict(held, rule, tuple(warnings), tuple(dryruns))
+        return Verdict(held, None, tuple(warnings), tuple(dryruns))
+
+
+def request_facts(rule_set: RuleSet, decision_input: DecisionInput) -> RequestFacts:
+    """The facts the engine is given for decision_input (DurableRulesEngine.facts_of, without an engine);
+    messages are left out: no rule reads them."""
+    catalog = rule_set.catalog
+    # The patterns of a point are exact catalog values (catalog values have no glob characters).
+    enabled = frozenset(p for p in decision_input.tenant_patterns if p in catalog)
+    stored = decision_input.stored
+    changes = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+    after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+    permissions = []
+    for permission_type in sorted(set(stored) | set(after)):
+        was, will = stored.get(permission_type, "close"), after.get(permission_type, "close")
+        if permission_type in catalog and "open" in (was, will):
+            head, tail = list(catalog.parts(permission_type).values())
+            permissions.append(
+                {"t": "p", "type": permission_type, "head": head, "tail": tail, "before": was, "after": will}
+            )
+    context = context_record(
+        tenant_id=decision_input.tenant_id,
+        account_status=decision_input.account_status,
+        attributes=decision_input.attributes,
+        now=decision_input.at.timestamp(),
+    )
+    return RequestFacts(context, permissions, changes, [])
+
+
+def _glob_instance(value: str) -> str:
+    return value.replace("*", "x").replace("?", "x")
+
+
+def _atoms(rule_sets: tuple[RuleSet, ...]) -> Iterator[Atom]:
+    for rule_set in rule_sets:
+        for rule in rule_set.rules:
+            for clause in rule_clauses(rule):
+                for _, atom in clause:
+                    yield atom
+
+
+def _mentioned(
+    atoms: list[Atom], want: type[ChangeTest | AccountTest | TenantTest], field: str | None = None
+) -> list[str]:
+    """Text values tests of this kind name (globs as an instance), in first-seen order."""
+    found: dict[str, None] = {}
+    for atom in atoms:
+        if not isinstance(atom, ChangeTest | AccountTest | TenantTest) or not isinstance(atom, want):
+            continue
+        if field is None or (not isinstance(atom, TenantTest) and atom.field == field):
+            for value in atom.match.values:
+                if isinstance(value, str):
+                    found[_glob_instance(value)] = None
+    return list(found)
+
+
+def _other(taken: list[str], allowed: Any = None) -> str:
+    """A value none of the tests name (and the declaration allows, when one can be found)."""
+    for candidate in ("ZZ", "XX", "other", "zz", "Z", "0", "x-other"):
+        if candidate not in taken and (allowed is None or allowed(candidate)):
+            return candidate
+    return "~other"
+
+
+@dataclass(frozen=True)
+class _TypeFacts:
+    """What the permission type alone tells each rule set: its change record and the clauses still alive."""
+
+    records: tuple[dict[str, Any], ...]
+    live: tuple[LiveClauses, ...]  # per rule set, the rules (and clauses) the type does not refute
+
+
+class InputSpace:
+    """Every point that matters for the given rule sets (one set for lint, old and new for diff)."""
+
+    def __init__(self, rule_sets: tuple[RuleSet, ...]) -> None:
+        self.rule_sets = rule_sets
+        atoms = list(_atoms(rule_sets))
+        bounds = sorted(
+            {
+                moment
+                for rule_set in rule_sets
+                for rule in rule_set.rules
+                if rule.window is not None
+                for moment in (rule.window.start, rule.window.end)
+                if moment is not None
+            }
+        )
+        # One moment per interval between window bounds: before the first, then each bound (windows are
+        # from-inclusive, until-exclusive, so a bound is the first moment of the interval it opens).
+        self.moments: tuple[datetime, ...] = (bounds[0] - timedelta(days=1), *bounds) if bounds else (DEFAULT_TIME,)
+        self.values = self._types(atoms)
+        self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(atoms, "permission_status"))
+        self.tenants = (*_mentioned(atoms, TenantTest), OTHER_TENANT)
+        self.attributes = self._attribute_values(atoms)
+        self.judges = tuple(Judge(rule_set) for rule_set in rule_sets)
+        self._facts: dict[str, _TypeFacts] = {}
+        self.points = tuple(p for value in self.values for p in self._points(value))
+
+    def _types(self, atoms: list[Atom]) -> tuple[str, ...]:
+        found: dict[str, None] = {MISSING: None, NOT_TEXT: None}
+        for rule_set in self.rule_sets:
+            found.update(dict.fromkeys(rule_set.catalog.values))
+        for rule_set in self.rule_sets:
+            found.update({f"{group}.x": None for group in rule_set.catalog.banned_groups})
+        found.update(dict.fromkeys(_mentioned(atoms, ChangeTest, "permission_type")))
+        found[OTHER_TYPE] = None
+        return tuple(found)
+
+    @staticmethod
+    def _others(atoms: list[Atom], field: str) -> list[str]:
+        named = [v for v in _mentioned(atoms, ChangeTest, field) if v not in ("open", "close")]
+        return [*named, _other(["open", "close", *named])]
+
+    def _attribute_values(self, atoms: list[Atom]) -> dict[str, tuple[str | None, ...]]:
+        values: dict[str, tuple[str | None, ...]] = {}
+        for rule_set in self.rule_sets:
+            for declaration in rule_set.attributes:
+                named = _mentioned(atoms, AccountTest, declaration.name)
+                listed = list(declaration.values or ())
+                shown = [*listed, *(v for v in named if v not in listed)]
+                if declaration.values is None:
+                    shown.append(_other(shown, declaration.allows))
+                previous = [v for v in values.get(declaration.name, ()) if v is not None]
+                merged = list(dict.fromkeys([*previous, *shown]))
+                values[declaration.name] = (*merged, None)
+        return values
+
+    def _type_facts(self, value: str) -> _TypeFacts:
+        change = Point(value, "open").change()
+        records = []
+        live = []
+        for rule_set, judge in zip(self.rule_sets, self.judges, strict=True):
+            record = change_records((change,), catalog=rule_set.catalog, enabled=frozenset(), stored={})[0]
+            records.append(record)
+            alive = []
+            for rule, alternatives in judge.clauses:
+                kept = tuple(c for c in alternatives if all(self._may_hold(lit, record) for lit in c))
+                if kept:
+                    alive.append((rule, kept))
+            live.append(tuple(alive))
+        return _TypeFacts(tuple(records), tuple(live))
+
+    @staticmethod
+    def _may_hold(literal: Literal, record: Mapping[str, Any]) -> bool:
+        negated, atom = literal
+        if isinstance(atom, PermissionTest):
+            return _bound(record, atom)
+        if isinstance(atom, ChangeTest) and atom.field in TYPE_FIELDS:
+            other = atom.match.same_as
+            if other is None or other in TYPE_FIELDS:
+                return _match(record, atom.field, atom) != negated
+        return True
+
+    def _related(self, value: str, facts: _TypeFacts) -> tuple[bool, list[list[str]]]:
+        """Whether a live relation names the judged type itself, and the other permissions live relations
+        name, grouped by which relations name them (members of a group are interchangeable)."""
+        signatures: dict[str, set[tuple[int, str, str]]] = {}
+        for index, (rule_set, record, live) in enumerate(zip(self.rule_sets, facts.records, facts.live, strict=True)):
+            tests = {a for _, kept in live for clause in kept for _, a in clause if isinstance(a, PermissionTest)}
+            for test in tests:
+                for other in rule_set.catalog.values:
+                    head, tail = list(rule_set.catalog.parts(other).values())
+                    if _names({"head": head, "tail": tail}, record, test):
+                        signatures.setdefault(other, set()).add((index, test.head, test.tail))
+        names_itself = value in signatures
+        groups: dict[frozenset[tuple[int, str, str]], list[str]] = {}
+        for other, signature in signatures.items():
+            if other != value:
+                groups.setdefault(frozenset(signature), []).append(other)
+        return names_itself, [sorted(members) for _, members in sorted(groups.items(), key=lambda g: sorted(g[0]))]
+
+    @staticmethod
+    def _group_states(members: list[str]) -> list[tuple[tuple[str, str, str], ...]]:
+        """Which open states a group's members show (which member shows it makes no difference)."""
+        options: list[tuple[tuple[str, str, str], ...]] = []
+        for size in range(min(len(members), len(OPEN_STATES)) + 1):
+            for states in itertools.combinations(OPEN_STATES, size):
+                options.append(tuple((m, b, a) for m, (b, a) in zip(members, states, strict=False)))
+        return options
+
+    def _reads(self, facts: _TypeFacts) -> set[str]:
+        reads: set[str] = set()
+        for live in facts.live:
+            for _, kept in live:
+                for _, atom in (literal for clause in kept for literal in clause):
+                    if isinstance(atom, ChangeTest):
+                        for field in (atom.field, atom.match.same_as):
+                            if field in STATE_FIELDS:
+                                reads.add(STATE_FIELDS[field])
+                    elif isinstance(atom, AccountTest):
+                        reads.add("account_status" if atom.field == "status" else f"a:{atom.field}")
+                    elif isinstance(atom, TenantTest):
+                        reads.add("tenant")
+                    elif isinstance(atom, Window):
+                        reads.add("time")
+        return reads
+
+    def _points(self, value: str) -> Iterator[Point]:
+        facts = self._facts[value] = self._type_facts(value)
+        reads = self._reads(facts)
+        names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
+        in_catalog = any(value in rule_set.catalog for rule_set in self.rule_sets)
+        axes: list[list[dict[str, Any]]] = [[{"permission_status": s} for s in self.statuses]]
+        if value not in (MISSING, NOT_TEXT):
+            if "current" in reads or names_itself:
+                axes.append([{"current_status": s} for s in ("close", "open")])
+            if "named" in reads or names_itself:
+                first = ("open", "close") if names_itself and in_catalog else ("open",)
+                axes.append([{"named_earlier": False}, *({"named_earlier": True, "earlier_status": s} for s in first)])
+            if in_catalog and ("enabled" in reads or names_itself):
+                axes.append([{"enabled": True}, {"enabled": False}])
+            axes.extend([{"related": states} for states in self._group_states(group)] for group in groups)
+        if "account_status" in reads:
+            axes.append([{"account_status": s} for s in ACCOUNT_STATUSES])
+        for name, values in self.attributes.items():
+            if f"a:{name}" in reads:
+                axes.append([{"attributes": ((name, v),) if v is not None else ()} for v in values])
+        if "tenant" in reads:
+            axes.append([{"tenant": t} for t in self.tenants])
+        if "time" in reads:
+            axes.append([{"interval": i} for i in range(len(self.moments))])
+        for combination in itertools.product(*axes):
+            fields: dict[str, Any] = {"permission_type": value}
+            related: list[tuple[str, str, str]] = []
+            attributes: list[tuple[str, str]] = []
+            for part in combination:
+                for key, item in part.items():
+                    if key == "related":
+                        related.extend(item)
+                    elif key == "attributes":
+                        attributes.extend(item)
+                    else:
+                        fields[key] = item
+            yield Point(**fields, related=tuple(related), attributes=tuple(attributes))
+
+    def input_of(self, point: Point) -> tuple[DecisionInput, int]:
+        """A request that realises the point, and the index of the judged change in it."""
+        changes: list[dict[str, Any]] = []
+        stored: dict[str, str] = {}
+        patterns: list[str] = []
+        if point.is_text:
+            stored[point.permission_type] = point.current_status
+            if point.enabled:
+                patterns.append(point.permission_type)
+            if point.named_earlier:
+                changes.append({"permission_type": point.permission_type, "permission_status": point.earlier_status})
+        index = len(changes)
+        changes.append(point.change())
+        for other, before, after in point.related:
+            stored[other] = before
+            if after != before:
+                patterns.append(other)
+                changes.append({"permission_type": other, "permission_status": after})
+        decision_input = DecisionInput(
+            tenant_id=point.tenant,
+            tenant_patterns=tuple(patterns),
+            changes=tuple(changes),
+            stored=stored,
+            account_status=point.account_status,
+            attributes=dict(point.attributes),
+            at=self.moments[point.interval],
+        )
+        return decision_input, index
+
+    def verdicts(self, point: Point) -> tuple[Verdict, ...]:
+        """What each rule set makes of the point."""
+        decision_input, index = self.input_of(point)
+        live = self._facts[point.permission_type].live
+        return tuple(
+            judge.verdict(request_facts(judge.rule_set, decision_input), index, alive)
+            for judge, alive in zip(self.judges, live, strict=True)
+        )
