@@ -54,6 +54,7 @@ STATE_FIELDS = {
     "named_earlier": "named",
     "enabled_for_tenant": "enabled",
 }
+AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and "a:NAME" per attribute
 # The (before, after) states a related permission can be in besides closed-closed (which no rule can see).
 OPEN_STATES = (("close", "open"), ("open", "close"), ("open", "open"))
 
@@ -73,6 +74,7 @@ class Point:
     tenant: str = OTHER_TENANT
     interval: int = 0  # index into InputSpace.moments
     related: tuple[tuple[str, str, str], ...] = ()  # (permission, before, after) of other related permissions
+    free: frozenset[str] = frozenset()  # the AXES no live clause reads for this type: any value, same verdict
 
     @property
     def is_text(self) -> bool:
@@ -385,24 +387,32 @@ class InputSpace:
         names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
         in_catalog = any(value in rule_set.catalog for rule_set in self.rule_sets)
         axes: list[list[dict[str, Any]]] = [[{"permission_status": s} for s in self.statuses]]
+        free = {*AXES, *(f"a:{name}" for name in self.attributes)}
         if value not in (MISSING, NOT_TEXT):
             if "current" in reads or names_itself:
                 axes.append([{"current_status": s} for s in ("close", "open")])
+                free.discard("current")
             if "named" in reads or names_itself:
                 first = ("open", "close") if names_itself and in_catalog else ("open",)
                 axes.append([{"named_earlier": False}, *({"named_earlier": True, "earlier_status": s} for s in first)])
+                free.discard("named")
             if in_catalog and ("enabled" in reads or names_itself):
                 axes.append([{"enabled": True}, {"enabled": False}])
+                free.discard("enabled")
             axes.extend([{"related": states} for states in self._group_states(group)] for group in groups)
-        if "account_status" in reads:
-            axes.append([{"account_status": s} for s in ACCOUNT_STATUSES])
+            if groups or names_itself:
+                free.discard("related")
+        optional: list[tuple[str, list[dict[str, Any]]]] = [
+            ("account_status", [{"account_status": s} for s in ACCOUNT_STATUSES]),
+            ("tenant", [{"tenant": t} for t in self.tenants]),
+            ("time", [{"interval": i} for i in range(len(self.moments))]),
+        ]
         for name, values in self.attributes.items():
-            if f"a:{name}" in reads:
-                axes.append([{"attributes": ((name, v),) if v is not None else ()} for v in values])
-        if "tenant" in reads:
-            axes.append([{"tenant": t} for t in self.tenants])
-        if "time" in reads:
-            axes.append([{"interval": i} for i in range(len(self.moments))])
+            optional.append((f"a:{name}", [{"attributes": ((name, v),) if v is not None else ()} for v in values]))
+        for axis, options in optional:
+            if axis in reads:
+                axes.append(options)
+                free.discard(axis)
         for combination in itertools.product(*axes):
             fields: dict[str, Any] = {"permission_type": value}
             related: list[tuple[str, str, str]] = []
@@ -415,7 +425,7 @@ class InputSpace:
                         attributes.extend(item)
                     else:
                         fields[key] = item
-            yield Point(**fields, related=tuple(related), attributes=tuple(attributes))
+            yield Point(**fields, related=tuple(related), attributes=tuple(attributes), free=frozenset(free))
 
     def input_of(self, point: Point) -> tuple[DecisionInput, int]:
         """A request that realises the point, and the index of the judged change in it."""
