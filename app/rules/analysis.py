@@ -53,7 +53,7 @@ def _observe(space: InputSpace, rule_set: RuleSet) -> dict[str, _Seen]:
             if order[rule_id] <= stop:
                 found.fires += 1
                 if rule_id == (verdict.denial.id if verdict.denial else None) and _is_close(point, rule_set):
-                    found.closes_refused[point.permission_type] = None
+                    found.closes_refused.update(dict.fromkeys(space.members[point.permission_type]))
             elif verdict.denial is not None:
                 found.decided_by[verdict.denial.id] = None
     reaching = len(space.points)

@@ -61,7 +61,7 @@ class RuleSetDiff:
 
     def count(self, kind: str) -> int:
         """Distinct inputs with a difference of this kind."""
-        return sum(len(g.points) for g in self.groups if g.kind == kind)
+        return sum(self.space.weight(p) for g in self.groups if g.kind == kind for p in g.points)
 
 
 def _template(rule: Rule) -> tuple[str, str]:
@@ -110,7 +110,7 @@ def diff(old: RuleSet, new: RuleSet) -> RuleSetDiff:
 
 def _types(points: list[Point], space: InputSpace) -> list[str]:
     """The permission types of a group, a whole product or group of the catalog written as a glob."""
-    values = list(dict.fromkeys(p.permission_type for p in points))
+    values = list(dict.fromkeys(v for p in points for v in space.members[p.permission_type]))
     taken = set(values)
     shown: list[str] = []
     done: set[str] = set()
@@ -176,7 +176,7 @@ def describe(group: Group, space: InputSpace) -> dict[str, Any]:
     points = group.points
     types = _types(points, space)
     facts: dict[str, Any] = {
-        "inputs": len(points),
+        "inputs": sum(space.weight(p) for p in points),
         "permission_types": types,
         "permission_status": _values(points, "status", lambda p: p.permission_status, list(space.statuses)),
         "current_status": _values(points, "current", lambda p: p.current_status, ["close", "open"]),
@@ -268,5 +268,5 @@ def grouped_counts(result: RuleSetDiff) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     for group in result.groups:
         if group.kind == "verdict":
-            counts[group.new] += len(group.points)
+            counts[group.new] += sum(result.space.weight(p) for p in group.points)
     return dict(counts)

@@ -212,6 +212,13 @@ def request_facts(rule_set: RuleSet, decision_input: DecisionInput) -> RequestFa
     return RequestFacts(context, permissions, changes, [])
 
 
+def _crosses_type(atom: Atom) -> bool:
+    """A same_as test comparing a part of the type with a state (e.g. permission_status same_as market)."""
+    if not isinstance(atom, ChangeTest) or atom.match.same_as is None:
+        return False
+    return (atom.field in TYPE_FIELDS) != (atom.match.same_as in TYPE_FIELDS)
+
+
 def _glob_instance(value: str) -> str:
     return value.replace("*", "x").replace("?", "x")
 
@@ -258,7 +265,7 @@ class _TypeFacts:
 class InputSpace:
     """Every point that matters for the given rule sets (one set for lint, old and new for diff)."""
 
-    def __init__(self, rule_sets: tuple[RuleSet, ...]) -> None:
+    def __init__(self, rule_sets: tuple[RuleSet, ...], *, collapse: bool = True) -> None:
         self.rule_sets = rule_sets
         atoms = list(_atoms(rule_sets))
         bounds = sorted(
@@ -280,7 +287,17 @@ class InputSpace:
         self.attributes = self._attribute_values(atoms)
         self.judges = tuple(Judge(rule_set) for rule_set in rule_sets)
         self._facts: dict[str, _TypeFacts] = {}
-        self.points = tuple(p for value in self.values for p in self._points(value))
+        # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
+        # first of them stands for all (`members`). tests/rules/test_space.py checks each member agrees.
+        self.members: dict[str, tuple[str, ...]] = {}
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for value in self.values:
+            facts = self._facts[value] = self._type_facts(value)
+            key = (*self._class_key(value, facts), value) if not collapse else self._class_key(value, facts)
+            classes.setdefault(key, []).append(value)
+        for members in classes.values():
+            self.members[members[0]] = tuple(members)
+        self.points = tuple(p for value in self.members for p in self._points(value))
 
     def _types(self, atoms: list[Atom]) -> tuple[str, ...]:
         found: dict[str, None] = {MISSING: None, NOT_TEXT: None}
@@ -381,8 +398,36 @@ class InputSpace:
                         reads.add("time")
         return reads
 
+    def _class_key(self, value: str, facts: _TypeFacts) -> tuple[Any, ...]:
+        """What the rules can tell of a type: each literal's verdict on it (where the type decides), its
+        catalog membership, and the shape of the relations it has."""
+        verdicts: list[Any] = [value if value in (MISSING, NOT_TEXT) else "text"]
+        for rule_set, judge, record in zip(self.rule_sets, self.judges, facts.records, strict=True):
+            verdicts.append(value in rule_set.catalog)
+            for _, alternatives in judge.clauses:
+                for clause in alternatives:
+                    for literal in clause:
+                        atom = literal[1]
+                        if _crosses_type(atom):
+                            return (value,)  # a part of the type compared with a state: a class of its own
+                        verdicts.append(self._may_hold(literal, record))
+        names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
+        shape = [(self._signature(value, facts, group[0]), len(group)) for group in groups]
+        return (*verdicts, names_itself, tuple(shape))
+
+    def _signature(self, value: str, facts: _TypeFacts, other: str) -> frozenset[tuple[int, str, str]]:
+        found = set()
+        for index, (rule_set, record, live) in enumerate(zip(self.rule_sets, facts.records, facts.live, strict=True)):
+            for _, kept in live:
+                for _, atom in (literal for clause in kept for literal in clause):
+                    if isinstance(atom, PermissionTest) and other in rule_set.catalog:
+                        head, tail = list(rule_set.catalog.parts(other).values())
+                        if _names({"head": head, "tail": tail}, record, atom):
+                            found.add((index, atom.head, atom.tail))
+        return frozenset(found)
+
     def _points(self, value: str) -> Iterator[Point]:
-        facts = self._facts[value] = self._type_facts(value)
+        facts = self._facts[value]
         reads = self._reads(facts)
         names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
         in_catalog = any(value in rule_set.catalog for rule_set in self.rule_sets)
@@ -426,6 +471,10 @@ class InputSpace:
                     else:
                         fields[key] = item
             yield Point(**fields, related=tuple(related), attributes=tuple(attributes), free=frozenset(free))
+
+    def weight(self, point: Point) -> int:
+        """How many inputs the point stands for: one per type of its class."""
+        return len(self.members[point.permission_type])
 
     def input_of(self, point: Point) -> tuple[DecisionInput, int]:
         """A request that realises the point, and the index of the judged change in it."""
