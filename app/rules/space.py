@@ -246,9 +246,9 @@ def _mentioned(
     return list(found)
 
 
-def _other(taken: list[str], allowed: Any = None) -> str:
+def _other(taken: list[str], allowed: Any = None, candidates: tuple[str, ...] = ("ZZ", "XX", "other", "zz")) -> str:
     """A value none of the tests name (and the declaration allows, when one can be found)."""
-    for candidate in ("ZZ", "XX", "other", "zz", "Z", "0", "x-other"):
+    for candidate in (*candidates, "Z", "0", "x-other"):
         if candidate not in taken and (allowed is None or allowed(candidate)):
             return candidate
     return "~other"
@@ -312,7 +312,7 @@ class InputSpace:
     @staticmethod
     def _others(atoms: list[Atom], field: str) -> list[str]:
         named = [v for v in _mentioned(atoms, ChangeTest, field) if v not in ("open", "close")]
-        return [*named, _other(["open", "close", *named])]
+        return [*named, _other(["open", "close", *named], candidates=(OTHER_STATUS, "OPEN", "x"))]
 
     def _attribute_values(self, atoms: list[Atom]) -> dict[str, tuple[str | None, ...]]:
         values: dict[str, tuple[str | None, ...]] = {}
