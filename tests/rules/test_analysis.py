@@ -135,7 +135,8 @@ def test_a_deny_policy_refusing_a_close_is_a_warning_naming_a_type(tmp_path: Pat
 
 def test_windows_are_judged_exactly(tmp_path: Path):
     window = "    from: 2026-01-01\n    until: 2026-02-01\n"
-    directory, problems = _lint(
+    in_window = "{change: {permission_type: options.US, permission_status: open}}"
+    _, problems = _lint(
         tmp_path,
         _policy("freeze-options", "{change: {product: options, permission_status: open}}", extra=window),
         _policy("options-hk", "{change: {permission_type: options.HK, permission_status: open}}"),
@@ -163,6 +164,6 @@ def test_the_shipped_sets_have_no_false_positives():
     # stock-close-needs-options-closed refuses a close on purpose: a warning, and the set still lints clean
     assert [(p.rule_id, p.severity) for p in broker] == [("stock-close-needs-options-closed", "warning")]
     assert broker[0].text.startswith("this rule refuses closing stock.HK (and 8 other type(s))")
-    path, line, column = _at(BROKER_POLICIES, "policies.yaml", "stock-close-needs-options-closed")
+    _, line, column = _at(BROKER_POLICIES, "policies.yaml", "stock-close-needs-options-closed")
     assert (broker[0].line, broker[0].column) == (line, column) and broker[0].path.endswith("policies.yaml")
     assert lint(BROKER_POLICIES).clean
