@@ -141,9 +141,7 @@ def test_windows_are_judged_exactly(tmp_path: Path):
         _policy("freeze-options", "{change: {product: options, permission_status: open}}", extra=window),
         _policy("options-hk", "{change: {permission_type: options.HK, permission_status: open}}"),
         _policy("options-open", "{change: {product: options, permission_status: open}}"),
-        _policy(
-            "options-us-in-window", "{change: {permission_type: options.US, permission_status: open}}", extra=window
-        ),
+        _policy("options-us-in-window", in_window, extra=window),
     )
     # options-hk is covered by the freeze only inside its window: it fires outside, so it is not reported
     assert [p.rule_id for p in problems] == ["options-us-in-window"]
