@@ -353,9 +353,13 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
     """
     from app.rules.diff import as_json as diff_json
     from app.rules.diff import diff, report_lines
+    from app.rules.space import SpaceTooLarge
 
     old, new = _diffable(old_dir), _diffable(new_dir)
-    result = diff(old, new)
+    try:
+        result = diff(old, new)
+    except SpaceTooLarge as exc:
+        raise DiffTrouble(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(diff_json(result), ensure_ascii=False))
     else:

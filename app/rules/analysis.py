@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from app.rules.model import Rule, RuleSet
 from app.rules.source import Problem
-from app.rules.space import InputSpace, Point
+from app.rules.space import InputSpace, Point, SpaceTooLarge
 
 REMEMBERED_SETS = 16
 MAX_NAMED = 3  # earlier rules named in a "never fires" problem before "and N more"
@@ -91,7 +91,12 @@ def semantic_problems(rule_set: RuleSet) -> list[Problem]:
 
 
 def _analyse(rule_set: RuleSet) -> list[Problem]:
-    space = InputSpace((rule_set,))
+    try:
+        space = InputSpace((rule_set,))
+    except SpaceTooLarge as exc:
+        where = rule_set.rules[-1] if rule_set.rules else None
+        path = where.source if where else "-"
+        return [Problem(path, 1, 1, "-", f"semantic checks skipped: {exc}", "warning")]
     seen = _observe(space, rule_set)
     problems: list[Problem] = []
     catch_all: list[str] = []

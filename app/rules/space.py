@@ -19,6 +19,7 @@ of the shipped rule sets' spaces. Judging in Python keeps lint and `rules diff` 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,13 @@ STATE_FIELDS = {
     "enabled_for_tenant": "enabled",
 }
 AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and "a:NAME" per attribute
+MAX_POINTS = 200_000  # beyond this, judging every point takes more than seconds: refuse rather than hang
+
+
+class SpaceTooLarge(ValueError):
+    """The rule sets read so many facts together that the space is too large to judge point by point."""
+
+
 # The (before, after) states a related permission can be in besides closed-closed (which no rule can see).
 OPEN_STATES = (("close", "open"), ("open", "close"), ("open", "open"))
 
@@ -297,7 +305,14 @@ class InputSpace:
             classes.setdefault(key, []).append(value)
         for members in classes.values():
             self.members[members[0]] = tuple(members)
-        self.points = tuple(p for value in self.members for p in self._points(value))
+        axes = {value: self._axes(value) for value in self.members}
+        self.size = sum(math.prod(len(axis) for axis in found[0]) for found in axes.values())
+        if self.size > MAX_POINTS:
+            raise SpaceTooLarge(
+                f"the rules read too many facts together to analyse exactly ({self.size:,} inputs, "
+                f"at most {MAX_POINTS:,}): fewer attribute values, tenants or windows per rule"
+            )
+        self.points = tuple(p for value, (found, free) in axes.items() for p in self._points(value, found, free))
 
     def _types(self, atoms: list[Atom]) -> tuple[str, ...]:
         found: dict[str, None] = {MISSING: None, NOT_TEXT: None}
@@ -426,7 +441,8 @@ class InputSpace:
                             found.add((index, atom.head, atom.tail))
         return frozenset(found)
 
-    def _points(self, value: str) -> Iterator[Point]:
+    def _axes(self, value: str) -> tuple[list[list[dict[str, Any]]], frozenset[str]]:
+        """What is enumerated for a type (each axis a list of its values' fields), and what is left free."""
         facts = self._facts[value]
         reads = self._reads(facts)
         names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
@@ -458,6 +474,9 @@ class InputSpace:
             if axis in reads:
                 axes.append(options)
                 free.discard(axis)
+        return axes, frozenset(free)
+
+    def _points(self, value: str, axes: list[list[dict[str, Any]]], free: frozenset[str]) -> Iterator[Point]:
         for combination in itertools.product(*axes):
             fields: dict[str, Any] = {"permission_type": value}
             related: list[tuple[str, str, str]] = []
@@ -470,7 +489,7 @@ class InputSpace:
                         attributes.extend(item)
                     else:
                         fields[key] = item
-            yield Point(**fields, related=tuple(related), attributes=tuple(attributes), free=frozenset(free))
+            yield Point(**fields, related=tuple(related), attributes=tuple(attributes), free=free)
 
     def weight(self, point: Point) -> int:
         """How many inputs the point stands for: one per type of its class."""

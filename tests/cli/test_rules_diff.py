@@ -185,3 +185,13 @@ def test_a_missing_or_broken_directory_is_one_line_and_exit_2(tmp_path: Path):
     assert result.returncode == 2
     line = one_line_error(result)
     assert line.startswith(f"Error: {broken}: ") and "run `permctl rules lint" in line
+
+
+def test_a_space_too_large_to_judge_is_one_line_and_exit_2(tmp_path: Path):
+    from tests.rules.support import rules_dir
+    from tests.rules.test_analysis import TOO_MANY
+
+    directory = rules_dir(tmp_path, "policies:" + TOO_MANY)
+    result = permctl("rules", "diff", str(SHIPPED_RULES), str(directory))
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("Error: the rules read too many facts together to analyse exactly")

@@ -165,3 +165,20 @@ def test_the_shipped_sets_have_no_false_positives():
     _, line, column = _at(BROKER_POLICIES, "policies.yaml", "stock-close-needs-options-closed")
     assert (broker[0].line, broker[0].column) == (line, column) and broker[0].path.endswith("policies.yaml")
     assert lint(BROKER_POLICIES).clean
+
+
+TENANTS = ", ".join(f"t{i}" for i in range(30))
+RESIDENCIES = ", ".join(f"A{chr(65 + i)}" for i in range(26))
+TOO_MANY = _policy(
+    "reads-everything",
+    f"{{change: {{product: options}}, tenant: [{TENANTS}], account: {{residency: [{RESIDENCIES}]}},"
+    " not: {account: {investor_class: retail}},"
+    " any: [{account: {account_type: cash}}, {account: {status: deregistered}}]}",
+)
+
+
+def test_a_space_too_large_to_judge_is_a_warning_not_a_hang(tmp_path: Path):
+    directory, problems = _lint(tmp_path, TOO_MANY)
+    assert [(p.severity, p.text.split(":")[0]) for p in problems] == [("warning", "semantic checks skipped")]
+    assert "inputs, at most 200,000" in problems[0].text
+    assert lint(directory).clean
