@@ -15,7 +15,7 @@ REMEMBERED_SETS = 16
 MAX_NAMED = 3  # earlier rules named in a "never fires" problem before "and N more"
 
 
-_REMEMBERED: dict[tuple[object, ...], list[Problem]] = {}
+_REMEMBERED: dict[RuleSet, list[Problem]] = {}
 _REMEMBERED_LOCK = threading.Lock()
 
 
@@ -78,7 +78,7 @@ def _is_close(point: Point, rule_set: RuleSet) -> bool:
 def semantic_problems(rule_set: RuleSet) -> list[Problem]:
     """Every rule that cannot hold or cannot fire, a catch-all, and each deny policy that refuses a close
     (remembered per rule set: a reload or a case run lints the same set again)."""
-    key = (rule_set.version, tuple((r.source, r.line, r.column) for r in rule_set.rules))
+    key = rule_set  # frozen: equal sets (rules, their places, catalog, attributes) have equal problems
     with _REMEMBERED_LOCK:
         found = _REMEMBERED.get(key)
     if found is None:
