@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.rules.judge import Verdict
 from app.rules.model import Rule, RuleSet
-from app.rules.space import MISSING, NOT_TEXT, InputSpace, Point, Verdict
+from app.rules.space import MISSING, NOT_TEXT, InputSpace, Point
 
 PASS = "pass"
 SUCCESS = "SUCCESS"

@@ -11,9 +11,11 @@ Only what some rule could read for a given type is enumerated: a clause whose ty
 cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest of a point takes a default
 that no live clause reads, so every verdict of the space is the verdict of every input it stands for.
 
-`Judge` evaluates the compiled clauses (app/rules/compiler.py) on the same facts the engine is given
-(app/rules/facts.py); tests/rules/test_space.py proves it agrees with the durable_rules engine on every point
-of the shipped rule sets' spaces. Judging in Python keeps lint and `rules diff` within a second.
+Types no rule can tell apart (the same verdict of every type test, the same shape of relations: stock.HK and
+stock.US under most rule sets) form a class judged once by its first member (`members`). Each point is
+realised as a real request (`input_of`) and judged by app/rules/judge.py; tests/rules/test_space.py proves
+the judge agrees with the durable_rules engine on every point of the shipped sets' spaces and that a class is
+judged as each of its members.
 """
 
 from __future__ import annotations
@@ -23,18 +25,17 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import Any
 
-from app.rules.compiler import Atom, Literal, context_key, rule_clauses
+from app.rules.compiler import Atom, Literal, rule_clauses
 from app.rules.decision import DecisionInput
-from app.rules.facts import RequestFacts, after_request, change_records, context_record
+from app.rules.facts import change_records
+from app.rules.judge import Judge, LiveClauses, Verdict, binds, fact_matches, names_permission, request_facts
 from app.rules.model import (
     ACCOUNT_STATUSES,
     AccountTest,
     ChangeTest,
     PermissionTest,
-    Rule,
     RuleSet,
     TenantTest,
     Window,
@@ -97,127 +98,6 @@ class Point:
             elif value != MISSING:
                 change[name] = value
         return change
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What one rule set makes of one point: the rule that refuses it (or None), and what it warns/watches."""
-
-    held: frozenset[str]
-    denial: Rule | None
-    warnings: tuple[str, ...]
-    dryruns: tuple[str, ...]
-
-
-def _text_matches(value: Any, spec: str | bool) -> bool:
-    if isinstance(spec, str) and ("*" in spec or "?" in spec):
-        return isinstance(value, str) and fnmatchcase(value, spec)
-    return type(value) is type(spec) and value == spec
-
-
-def _match(facts: Mapping[str, Any], key: str, atom: ChangeTest | AccountTest | TenantTest) -> bool:
-    match = atom.match
-    if match.kind is not None:
-        return facts.get(f"{key}__kind") == match.kind
-    if match.same_as is not None:
-        return key in facts and match.same_as in facts and facts[key] == facts[match.same_as]
-    return key in facts and any(_text_matches(facts[key], v) for v in match.values)
-
-
-def _names(permission: Mapping[str, Any], record: Mapping[str, Any], test: PermissionTest) -> bool:
-    for part, spec in (("head", test.head), ("tail", test.tail)):
-        if spec.startswith("{"):
-            if record.get(spec[1:-1]) != permission[part]:
-                return False
-        elif not _text_matches(permission[part], spec):
-            return False
-    return True
-
-
-def _bound(record: Mapping[str, Any], test: PermissionTest) -> bool:
-    """Whether the change has every field the relation's placeholders bind (else the clause cannot hold)."""
-    return all(spec[1:-1] in record for spec in (test.head, test.tail) if spec.startswith("{"))
-
-
-def literal_holds(literal: Literal, facts: RequestFacts, record: Mapping[str, Any]) -> bool:
-    """One literal of a compiled clause, as the engine reads it (see app/rules/compiler.py)."""
-    negated, atom = literal
-    if isinstance(atom, PermissionTest):
-        if not _bound(record, atom):
-            return False  # the compiler requires the bound field on the change, negated or not
-        found = any(p[atom.state] == "open" and _names(p, record, atom) for p in facts.permissions)
-        return found != negated
-    if isinstance(atom, Window):
-        now = facts.context["now"]
-        inside = (atom.start is None or now >= atom.start.timestamp()) and (
-            atom.end is None or now < atom.end.timestamp()
-        )
-        return inside != negated
-    if isinstance(atom, ChangeTest):
-        return _match(record, atom.field, atom) != negated
-    return _match(facts.context, context_key(atom), atom) != negated
-
-
-LiveClauses = tuple[tuple[Rule, tuple[tuple[Literal, ...], ...]], ...]  # rules and the clauses left to test
-
-
-class Judge:
-    """Evaluates one rule set's compiled clauses on a request's facts: which rules hold for a change."""
-
-    def __init__(self, rule_set: RuleSet) -> None:
-        self.rule_set = rule_set
-        self.clauses = tuple((rule, tuple(tuple(c) for c in rule_clauses(rule))) for rule in rule_set.rules)
-
-    def held(self, facts: RequestFacts, index: int, live: LiveClauses | None = None) -> frozenset[str]:
-        """Every rule whose condition holds for changes[index] (of `live`, when the type leaves only those)."""
-        record = facts.changes[index]
-        return frozenset(
-            rule.id
-            for rule, alternatives in (self.clauses if live is None else live)
-            if any(all(literal_holds(lit, facts, record) for lit in clause) for clause in alternatives)
-        )
-
-    def verdict(self, facts: RequestFacts, index: int, live: LiveClauses | None = None) -> Verdict:
-        """The first denying rule in file order, and the warn/dryrun rules that hold before it (as decide())."""
-        held = self.held(facts, index, live)
-        warnings: list[str] = []
-        dryruns: list[str] = []
-        for rule in self.rule_set.rules:
-            if rule.id not in held:
-                continue
-            if rule.enforcement == "warn":
-                warnings.append(rule.id)
-            elif rule.enforcement == "dryrun":
-                dryruns.append(rule.id)
-            else:
-                return Verdict(held, rule, tuple(warnings), tuple(dryruns))
-        return Verdict(held, None, tuple(warnings), tuple(dryruns))
-
-
-def request_facts(rule_set: RuleSet, decision_input: DecisionInput) -> RequestFacts:
-    """The facts the engine is given for decision_input (DurableRulesEngine.facts_of, without an engine);
-    messages are left out: no rule reads them."""
-    catalog = rule_set.catalog
-    # The patterns of a point are exact catalog values (catalog values have no glob characters).
-    enabled = frozenset(p for p in decision_input.tenant_patterns if p in catalog)
-    stored = decision_input.stored
-    changes = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
-    after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
-    permissions = []
-    for permission_type in sorted(set(stored) | set(after)):
-        was, will = stored.get(permission_type, "close"), after.get(permission_type, "close")
-        if permission_type in catalog and "open" in (was, will):
-            head, tail = list(catalog.parts(permission_type).values())
-            permissions.append(
-                {"t": "p", "type": permission_type, "head": head, "tail": tail, "before": was, "after": will}
-            )
-    context = context_record(
-        tenant_id=decision_input.tenant_id,
-        account_status=decision_input.account_status,
-        attributes=decision_input.attributes,
-        now=decision_input.at.timestamp(),
-    )
-    return RequestFacts(context, permissions, changes, [])
 
 
 def _crosses_type(atom: Atom) -> bool:
@@ -362,11 +242,11 @@ class InputSpace:
     def _may_hold(literal: Literal, record: Mapping[str, Any]) -> bool:
         negated, atom = literal
         if isinstance(atom, PermissionTest):
-            return _bound(record, atom)
+            return binds(record, atom)
         if isinstance(atom, ChangeTest) and atom.field in TYPE_FIELDS:
             other = atom.match.same_as
             if other is None or other in TYPE_FIELDS:
-                return _match(record, atom.field, atom) != negated
+                return fact_matches(record, atom.field, atom) != negated
         return True
 
     def _related(self, value: str, facts: _TypeFacts) -> tuple[bool, list[list[str]]]:
@@ -378,7 +258,7 @@ class InputSpace:
             for test in tests:
                 for other in rule_set.catalog.values:
                     head, tail = list(rule_set.catalog.parts(other).values())
-                    if _names({"head": head, "tail": tail}, record, test):
+                    if names_permission({"head": head, "tail": tail}, record, test):
                         signatures.setdefault(other, set()).add((index, test.head, test.tail))
         names_itself = value in signatures
         groups: dict[frozenset[tuple[int, str, str]], list[str]] = {}
@@ -437,7 +317,7 @@ class InputSpace:
                 for _, atom in (literal for clause in kept for literal in clause):
                     if isinstance(atom, PermissionTest) and other in rule_set.catalog:
                         head, tail = list(rule_set.catalog.parts(other).values())
-                        if _names({"head": head, "tail": tail}, record, atom):
+                        if names_permission({"head": head, "tail": tail}, record, atom):
                             found.add((index, atom.head, atom.tail))
         return frozenset(found)
 

@@ -10,9 +10,10 @@ import pytest
 
 from app.rules.decision import decide
 from app.rules.engine import DurableRulesEngine
+from app.rules.judge import request_facts
 from app.rules.loader import load_rule_set
 from app.rules.model import RuleSet
-from app.rules.space import MISSING, NOT_TEXT, InputSpace, request_facts
+from app.rules.space import MISSING, NOT_TEXT, InputSpace
 from tests.rules.support import BROKER_POLICIES, rules_dir
 from tests.support import SHIPPED_RULES
 
