@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,8 +107,14 @@ def _crosses_type(atom: Atom) -> bool:
     return (atom.field in TYPE_FIELDS) != (atom.match.same_as in TYPE_FIELDS)
 
 
-def _glob_instance(value: str) -> str:
-    return value.replace("*", "x").replace("?", "x")
+def _instance(value: str, allowed: Callable[[str], bool] | None = None) -> str | None:
+    """The value itself, or for a glob a value it matches; one the declaration allows (None if none is)."""
+    fills = ("x", "X", "A", "0") if "*" in value or "?" in value else ("",)
+    for fill in fills:
+        instance = value.replace("*", fill).replace("?", fill or "x")
+        if allowed is None or allowed(instance):
+            return instance
+    return None
 
 
 def _atoms(rule_sets: tuple[RuleSet, ...]) -> Iterator[Atom]:
@@ -120,17 +126,22 @@ def _atoms(rule_sets: tuple[RuleSet, ...]) -> Iterator[Atom]:
 
 
 def _mentioned(
-    atoms: list[Atom], want: type[ChangeTest | AccountTest | TenantTest], field: str | None = None
+    atoms: list[Atom],
+    want: type[ChangeTest | AccountTest | TenantTest],
+    field: str | None = None,
+    allowed: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """Text values tests of this kind name (globs as an instance), in first-seen order."""
+    """Text values tests of this kind name (a glob as a value it matches), in first-seen order; with
+    `allowed`, only values a declaration allows (a test of any other value can never hold)."""
     found: dict[str, None] = {}
     for atom in atoms:
         if not isinstance(atom, ChangeTest | AccountTest | TenantTest) or not isinstance(atom, want):
             continue
         if field is None or (not isinstance(atom, TenantTest) and atom.field == field):
             for value in atom.match.values:
-                if isinstance(value, str):
-                    found[_glob_instance(value)] = None
+                instance = _instance(value, allowed) if isinstance(value, str) else None
+                if instance is not None:
+                    found[instance] = None
     return list(found)
 
 
@@ -213,7 +224,7 @@ class InputSpace:
         values: dict[str, tuple[str | None, ...]] = {}
         for rule_set in self.rule_sets:
             for declaration in rule_set.attributes:
-                named = _mentioned(atoms, AccountTest, declaration.name)
+                named = _mentioned(atoms, AccountTest, declaration.name, declaration.allows)
                 listed = list(declaration.values or ())
                 shown = [*listed, *(v for v in named if v not in listed)]
                 if declaration.values is None:

@@ -110,8 +110,9 @@ def test_contradictory_conditions_can_never_hold(tmp_path: Path):
         _policy("us-and-hk", "{all: [{change: {market: US}}, {change: {market: HK}}]}"),
         _policy("open-and-close", "{all: [{change: {permission_status: open}}, {change: {permission_status: close}}]}"),
         _policy("margin-and-not", "{account: {account_type: margin}, not: {account: {account_type: [margin]}}}"),
+        _policy("lower-case-residency", "{change: {group: va}, account: {residency: cn}}"),  # [A-Z]{2} only
     )
-    for rule_id in ("us-and-hk", "open-and-close", "margin-and-not"):
+    for rule_id in ("us-and-hk", "open-and-close", "margin-and-not", "lower-case-residency"):
         problem = _only(problems, rule_id)
         assert problem.is_error and problem.text.startswith("condition can never hold"), problem
         assert (problem.path, problem.line, problem.column) == _at(directory, "policies.yaml", rule_id)
