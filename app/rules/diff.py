@@ -4,7 +4,7 @@ with a compact description of each group. The plan before an apply, independent 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -144,7 +144,7 @@ def _shown_related(point: Point) -> list[str]:
     return found or ["none open"]
 
 
-def _values(points: list[Point], axis: str, read: Any, domain: list[str] | None = None) -> str:
+def _values(points: list[Point], axis: str, read: Callable[[Point], object], domain: list[str] | None = None) -> str:
     """The values of one axis in a group: 'any' when some point leaves it free or all values appear."""
     applicable = [p for p in points if p.is_text] if axis in ("current", "named", "enabled") else points
     if not applicable:
@@ -172,6 +172,10 @@ def _interval(space: InputSpace, index: int) -> str:
     return f"{shown(moments[index])} to {shown(moments[index + 1])}"
 
 
+def _attribute_reader(name: str) -> Callable[[Point], object]:
+    return lambda point: dict(point.attributes).get(name, "(absent)")
+
+
 def describe(group: Group, space: InputSpace) -> dict[str, Any]:
     """A compact description of a group's inputs: each fact and the values it takes there."""
     points = group.points
@@ -188,9 +192,7 @@ def describe(group: Group, space: InputSpace) -> dict[str, Any]:
         "time": _values(points, "time", lambda p: _interval(space, p.interval)),
     }
     for name in space.attributes:
-        facts[f"attributes.{name}"] = _values(
-            points, f"a:{name}", lambda p, n=name: dict(p.attributes).get(n, "(absent)")
-        )
+        facts[f"attributes.{name}"] = _values(points, f"a:{name}", _attribute_reader(name))
     if any("related" not in p.free for p in points if p.is_text):
         related = list(dict.fromkeys(s for p in points if "related" not in p.free for s in _shown_related(p)))
         facts["related"] = related
@@ -262,12 +264,3 @@ def report_lines(result: RuleSetDiff) -> list[str]:
                 extra = f" and {len(related) - SHOWN_RELATED} more" if len(related) > SHOWN_RELATED else ""
                 lines.append(f"      related: {', '.join(related[:SHOWN_RELATED])}{extra}")
     return lines
-
-
-def grouped_counts(result: RuleSetDiff) -> dict[str, int]:
-    """Inputs per new deciding rule (verdict changes only)."""
-    counts: dict[str, int] = defaultdict(int)
-    for group in result.groups:
-        if group.kind == "verdict":
-            counts[group.new] += sum(result.space.weight(p) for p in group.points)
-    return dict(counts)
