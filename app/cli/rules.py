@@ -48,7 +48,7 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
 
 @click.group()
 def rules() -> None:
-    """Rules commands: lint, test, explain, impact, reload.
+    """Rules commands: lint, test, explain, diff, impact, reload.
 
     \b
     Example:
@@ -363,6 +363,69 @@ def explain(
         click.echo(json_text(explanation_json(explanation)))
     else:
         click.echo(_printable("\n".join(text(explanation))))
+
+
+class DiffTrouble(click.ClickException):
+    """`rules diff` could not compare (exit 2, as diff(1): 0 same, 1 different, 2 trouble)."""
+
+    exit_code = 2
+
+
+def _diffable(directory: Path) -> RuleSet:
+    from app.rules.lint import lint
+
+    if not directory.is_dir():
+        raise DiffTrouble(f"{directory}: no such directory")
+    result = lint(directory)
+    if not result.clean or result.rule_set is None:
+        raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s); run `permctl rules lint --rules {directory}`")
+    return result.rule_set
+
+
+@rules.command("diff")
+@click.argument("old_dir", type=click.Path(path_type=Path))
+@click.argument("new_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every group and examples.")
+def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
+    """Compare two rule sets over every input that matters (no database, no recorded traffic).
+
+    Judges every catalog value (and malformed or unknown ones) x requested and current status x named
+    earlier x enabled for the tenant x account status and attributes x tenant x time (each window) x the
+    states of related permissions with both sets, and lists the inputs whose verdict, message, warnings or
+    dryrun hits change, grouped by the old and new deciding rule. Exit 0: no difference; 1: differences;
+    2: a directory is missing or does not lint clean.
+
+    \b
+    Example:
+      cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/policies.yaml
+      permctl rules diff rules /tmp/proposed
+    """
+    from app.rules.diff import as_json as diff_json
+    from app.rules.diff import diff, report_lines
+    from app.rules.space import SpaceTooLarge
+
+    old, new = _diffable(old_dir), _diffable(new_dir)
+    try:
+        result = diff(old, new)
+    except SpaceTooLarge as exc:
+        raise DiffTrouble(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(diff_json(result), ensure_ascii=False))
+    else:
+        for line in report_lines(result):
+            click.echo(line)
+        verdicts = result.count("verdict")
+        click.echo(
+            f"{old_dir} (version {old.version}) -> {new_dir} (version {new.version}): "
+            f"{result.compared} inputs compared; "
+            + (
+                f"{verdicts} change verdict, {len(result.groups)} group(s) differ"
+                if result.differs
+                else "no difference"
+            )
+        )
+    if result.differs:
+        raise SystemExit(1)
 
 
 def _same_directory(a: Path, b: Path) -> bool:

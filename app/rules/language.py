@@ -481,6 +481,7 @@ def _rule(
         source=reader.shown,
         line=item.lc.line + 1,
         places=tuple((str(key), *position(item, key)) for key in item),
+        column=item.lc.col + 1,
     )
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.rules.acceptance import require_passing
+from app.rules.analysis import semantic_problems
 from app.rules.attributes import ATTRIBUTES_FILE
 from app.rules.cases import CASES_DIR, Case, load_cases
 from app.rules.checks import rule_set_problems
@@ -83,6 +84,7 @@ def lint(rules_dir: Path, *, now: datetime | None = None) -> LintResult:
     as_read = sources.best_effort()
     if as_read is not None:
         problems += rule_set_problems(as_read, now=now or datetime.now(UTC))
+        problems += semantic_problems(as_read)  # app/rules/analysis.py: over the finite input space
     rule_set = as_read if as_read is not None and not sources.problems else None
     cases, case_problems = load_cases(rules_dir, rule_set, tree, rule_ids=sources.declared_ids, catalog=sources.catalog)
     return LintResult(rule_set, cases, _file_by_file(problems + case_problems))

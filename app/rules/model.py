@@ -173,6 +173,8 @@ class Rule:
         """Where a key of the rule (message, until, when, ...) is written, else where the rule starts."""
         return next(((line, col) for name, line, col in self.places if name == key), (self.line, 1))
 
+    column: int = 1
+
     @property
     def is_policy(self) -> bool:
         return self.outcome == "PERMISSION_POLICY_DENIED"

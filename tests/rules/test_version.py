@@ -105,27 +105,12 @@ def test_a_policy_window_written_as_z_or_as_an_offset_is_one_version(tmp_path: P
     assert deciding(load_rule_set(rules)) == deciding(before)
 
 
-def test_an_outcome_alone_changes_the_version(tmp_path: Path):
-    # Lint refuses an outcome its rule's condition does not read (DUPLICATE needs named_earlier, NO_STATE_CHANGE
-    # current_status), so the rule first reads both; then only its outcome changes.
-    rules = copy_of(SHIPPED_RULES, tmp_path)
-    both = "when: {change: {named_earlier: true, current_status: [open, close]}}"
-    edit(rules / "validation.yaml", "when: {change: {named_earlier: true}}", both)
-    before = load_rule_set(rules)
-    edit(
-        rules / "validation.yaml",
-        f"{both}\n    outcome: DUPLICATE_PERMISSION_TYPE",
-        f"{both}\n    outcome: NO_STATE_CHANGE",
-    )
-    after = load_rule_set(rules)
-    assert after.version != before.version
-    assert after.rule("no-duplicate-type").outcome == "NO_STATE_CHANGE"
-
-
 DECIDING: dict[str, Edit] = {
     "message": lambda d: edit(
         d / "validation.yaml", "message: is not a known permission", "message: is not a permission"
     ),
+    # lint refuses an outcome the rule's condition does not read: must-change-state reads permission_status too
+    "outcome": lambda d: edit(d / "validation.yaml", "outcome: NO_STATE_CHANGE", "outcome: INVALID_PERMISSION_STATUS"),
     "condition": lambda d: edit(d / "validation.yaml", '{permission_type: "flag.*"}', '{permission_type: "fl?g.*"}'),
     "market": lambda d: edit(d / "catalog.yaml", "DE, AU]", "DE, AU, KR]"),
     "catalog-order": lambda d: edit(d / "catalog.yaml", "[HK, US,", "[US, HK,"),
