@@ -102,9 +102,16 @@ def accepted_signatures(session_factory) -> int:
         return uow.session.scalar(select(func.count()).select_from(AcceptedSignature))
 
 
+def accept(authenticator: Authenticator, request: SignedRequest) -> Caller:
+    """Authenticate the request and record its signature, as a request's transaction does (a POST's only)."""
+    caller = authenticator.authenticate(request)
+    authenticator.accept(caller)
+    return caller
+
+
 def refused(authenticator: Authenticator, request: SignedRequest) -> Unauthenticated:
     with pytest.raises(Unauthenticated) as raised:
-        authenticator.authenticate(request)
+        accept(authenticator, request)
     error = raised.value
     assert error.code == Code.UNAUTHENTICATED
     assert error.http_status == 401
@@ -117,13 +124,17 @@ def refused(authenticator: Authenticator, request: SignedRequest) -> Unauthentic
 # --- the happy path ---------------------------------------------------------------------------------------
 
 
-def test_valid_post_names_the_caller(authenticator):
-    assert authenticator.authenticate(signed()) == Caller(tenant_id="sg_mexc", app_key="demo-key")
+def test_valid_post_names_the_caller_and_carries_its_signature(authenticator):
+    caller = authenticator.authenticate(signed())
+    assert (caller.tenant_id, caller.app_key) == ("sg_mexc", "demo-key")
+    assert caller.signature is not None and caller.signature.signature in signed().signature_header
+    assert caller.credentials_version is not None
 
 
 def test_valid_get_names_the_caller_of_another_tenant(authenticator):
     request = signed("GET", path=READ_PATH, query="account_no=OTHER-1", creds=OTHER)
-    assert authenticator.authenticate(request) == Caller(tenant_id="hk_other", app_key="other-key")
+    caller = authenticator.authenticate(request)
+    assert (caller.tenant_id, caller.app_key, caller.signature) == ("hk_other", "other-key", None)
 
 
 # --- timestamp window -------------------------------------------------------------------------------------
@@ -351,13 +362,13 @@ def test_wrong_signed_headers_are_refused(authenticator, signed_headers):
 def test_get_is_never_recorded_as_replay(authenticator, session_factory):
     request = signed("GET", path=READ_PATH, query="account_no=ACC-1")
     for _ in range(3):
-        assert authenticator.authenticate(request).tenant_id == "sg_mexc"
+        assert accept(authenticator, request).tenant_id == "sg_mexc"
     assert accepted_signatures(session_factory) == 0
 
 
 def test_post_replay_is_refused(authenticator, session_factory):
     request = signed()
-    authenticator.authenticate(request)
+    accept(authenticator, request)
     assert accepted_signatures(session_factory) == 1
     error = refused(authenticator, request)
     assert "replay" in error.message
@@ -366,28 +377,28 @@ def test_post_replay_is_refused(authenticator, session_factory):
 
 def test_post_replay_is_refused_by_another_worker(make_authenticator):
     request = signed()
-    make_authenticator().authenticate(request)
+    accept(make_authenticator(), request)
     assert "replay" in refused(make_authenticator(), request).message
 
 
 def test_a_new_post_with_a_new_signature_is_not_a_replay(authenticator):
-    authenticator.authenticate(signed(timestamp=str(NOW)))
-    authenticator.authenticate(signed(timestamp=str(NOW + 1)))
-    authenticator.authenticate(signed(body=body_of("ACC-1", ("stock.US", "close"))))
+    accept(authenticator, signed(timestamp=str(NOW)))
+    accept(authenticator, signed(timestamp=str(NOW + 1)))
+    accept(authenticator, signed(body=body_of("ACC-1", ("stock.US", "close"))))
 
 
 def test_refused_post_is_not_recorded(authenticator, session_factory):
     refused(authenticator, signed(secret="wrong"))
     refused(authenticator, signed(timestamp=str(NOW + 301)))
     assert accepted_signatures(session_factory) == 0
-    authenticator.authenticate(signed())  # the genuine request is still first use
+    accept(authenticator, signed())  # the genuine request is still first use
 
 
 def test_replay_record_outlives_the_last_moment_its_timestamp_is_valid(authenticator, clock, session_factory):
     # Signed 300 s in the future (accepted), the request stays valid until its timestamp + 300 s:
     # the replay record must still be there then, even after expired records are swept.
     request = signed(timestamp=str(NOW + 300))
-    authenticator.authenticate(request)
+    accept(authenticator, request)
     last_valid = datetime.fromtimestamp(NOW + 600, UTC)
     clock.seconds = NOW + 600
     with UnitOfWork(session_factory, write=True) as uow:
@@ -399,8 +410,8 @@ def test_replay_record_outlives_the_last_moment_its_timestamp_is_valid(authentic
 @pytest.mark.parametrize("window", [10, 60, 900])
 def test_window_is_configurable(make_authenticator, clock, window):
     authenticator = make_authenticator(window_seconds=window)
-    authenticator.authenticate(signed(timestamp=str(NOW + window)))
-    authenticator.authenticate(signed(timestamp=str(NOW - window)))
+    accept(authenticator, signed(timestamp=str(NOW + window)))
+    accept(authenticator, signed(timestamp=str(NOW - window)))
     error = refused(authenticator, signed(timestamp=str(NOW + window + 1)))
     assert str(window) in error.message
     refused(authenticator, signed(timestamp=str(NOW - window - 1)))
@@ -409,7 +420,7 @@ def test_window_is_configurable(make_authenticator, clock, window):
 def test_replay_window_follows_window_seconds(make_authenticator, clock, session_factory):
     authenticator = make_authenticator(window_seconds=10)
     request = signed(timestamp=str(NOW + 10))
-    authenticator.authenticate(request)
+    accept(authenticator, request)
     with UnitOfWork(session_factory) as uow:
         expires_at = uow.session.scalar(select(AcceptedSignature.expires_at))
     # Kept at least until the signature's own timestamp leaves the window, and not for a 300 s default.
@@ -424,11 +435,11 @@ def test_replay_window_follows_window_seconds(make_authenticator, clock, session
 def test_expired_signatures_are_swept_without_losing_live_ones(make_authenticator, clock, session_factory):
     authenticator = make_authenticator(window_seconds=10)
     old = signed(timestamp=str(NOW))
-    authenticator.authenticate(old)
+    accept(authenticator, old)
     clock.seconds = NOW + 1000
     fresh = [signed(timestamp=f"{NOW + 1000}.{i:04d}") for i in range(_FORGET_EVERY)]
     for request in fresh:
-        authenticator.authenticate(request)
+        accept(authenticator, request)
     # A sweep ran: the record of the long-expired request is gone, every live one stays.
     assert accepted_signatures(session_factory) == len(fresh)
     assert "replay" in refused(authenticator, fresh[0]).message
