@@ -118,8 +118,9 @@ _MOVE_CREDENTIALS_VERSION = (
 _SIGNATURE_RECORDED = select(literal(1)).where(
     _signatures.c.app_key == bindparam("app_key"), _signatures.c.signature == bindparam("signature")
 )
-_AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert()
-_DECISION_INSERT = cast(Table, RecordedDecision.__table__).insert()
+# inline(): no RETURNING of the new id, which nothing reads and which a pipelined statement cannot return.
+_AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert().inline()
+_DECISION_INSERT = cast(Table, RecordedDecision.__table__).insert().inline()
 
 
 def _per_dialect(build: Any) -> dict[str, Executable]:
