@@ -6,16 +6,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from app.errors import Code, Unauthenticated
+from app.errors import Code, CredentialChanged, Unauthenticated
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.models import AcceptedSignature
+from app.persistence.repositories import CredentialRecord
 from app.persistence.unit_of_work import UnitOfWork
 from app.service import authentication
 from app.service.authentication import _FORGET_EVERY, REFUSED, TIMESTAMP_FORMAT, Authenticator, SignedRequest
 from app.service.model import Caller
-from app.signature import sign, signature_header
+from app.signature import sign, signature_header, token_digest
 from tests.support import DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of
 
 NOW = 1795564449
@@ -443,3 +444,47 @@ def test_expired_signatures_are_swept_without_losing_live_ones(make_authenticato
     # A sweep ran: the record of the long-expired request is gone, every live one stays.
     assert accepted_signatures(session_factory) == len(fresh)
     assert "replay" in refused(authenticator, fresh[0]).message
+
+
+# --- the credential cache ---------------------------------------------------------------------------------
+
+
+def test_a_cached_credential_is_read_once_and_checked_where_the_signature_is_recorded(
+    authenticator, session_factory, clock
+):
+    statements: list[str] = []
+
+    def record(_conn, _cursor, text: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if not text.lstrip().upper().startswith("BEGIN"):
+            statements.append(text)
+
+    event.listen(session_factory.kw["bind"], "before_cursor_execute", record)
+    accept(authenticator, signed(timestamp=str(NOW)))
+    reads = [s for s in statements if "FROM credentials" in s and not s.lstrip().upper().startswith("INSERT")]
+    assert len(reads) == 1
+    statements.clear()
+    accept(authenticator, signed(timestamp=str(NOW + 1)))
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("INSERT")  # the signature alone
+
+    with UnitOfWork(session_factory, write=True) as uow:  # revoked behind this worker's back
+        assert uow.credentials.revoke(DEMO.app_key, clock()) is not None
+        uow.commit()
+    caller = authenticator.authenticate(signed(timestamp=str(NOW + 2)))  # the cached copy still verifies it
+    with pytest.raises(CredentialChanged):  # but recording its signature finds the credentials version moved
+        authenticator.accept(caller)
+    assert accepted_signatures(session_factory) == 2
+    authenticator.forget(DEMO.app_key)
+    assert refused(authenticator, signed(timestamp=str(NOW + 2))).message == REFUSED
+
+
+def test_a_credential_rotated_since_it_was_cached_is_read_again(authenticator, session_factory, clock):
+    accept(authenticator, signed(timestamp=str(NOW)))
+    rotated = Credentials(DEMO.app_key, "rotated-secret", "rotated-token")
+    with UnitOfWork(session_factory, write=True) as uow:
+        uow.credentials.put(
+            CredentialRecord(DEMO.app_key, "sg_mexc", rotated.app_secret, token_digest(rotated.access_token)), clock()
+        )
+        uow.commit()
+    assert accept(authenticator, signed(timestamp=str(NOW + 1), creds=rotated)).app_key == DEMO.app_key
+    authenticator.forget(DEMO.app_key)
+    refused(authenticator, signed(timestamp=str(NOW + 2)))  # the old secret, once the cache has the new one
