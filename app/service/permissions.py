@@ -242,10 +242,8 @@ class PermissionService:
     ) -> None:
         now = self._clock()
         try:
-            with uow.pipelined():  # the writes and the commit: one round trip on PostgreSQL
-                with uow.writing():
-                    self._write_statements(uow, caller, decision, trace_id, rule_set_version, idempotency, now)
-                uow.commit()
+            with uow.committing(), uow.writing():  # the writes and the commit: one round trip on PostgreSQL
+                self._write_statements(uow, caller, decision, trace_id, rule_set_version, idempotency, now)
         except StorageError as exc:
             log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
             raise WriteFailed("the change could not be written; nothing was persisted") from exc
@@ -294,15 +292,13 @@ class PermissionService:
         if record is None and idempotency is None and caller.signature is None:
             return
         try:
-            with uow.pipelined():
-                with uow.writing():
-                    if record is not None:
-                        uow.decisions.record(
-                            **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
-                        )
-                    if idempotency is not None:
-                        self._keys.answer(uow, caller, idempotency, answer_for(error))
-                uow.commit()
+            with uow.committing(), uow.writing():
+                if record is not None:
+                    uow.decisions.record(
+                        **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
+                    )
+                if idempotency is not None:
+                    self._keys.answer(uow, caller, idempotency, answer_for(error))
         except StorageError as exc:
             log.warning("rejection_not_recorded", error=exc.kind)
 
