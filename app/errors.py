@@ -165,3 +165,15 @@ class StorageError(Exception):
 
 class StorageBusy(StorageError):
     """A lock was not granted within the bound the caller set (e.g. a concurrent idempotent repeat)."""
+
+
+class CredentialChanged(Exception):
+    """The caller's credential changed after this worker cached it (a revocation, a rotation, `permctl load`).
+
+    Not an answer: the request's transaction is rolled back and the request authenticated again from the
+    database (app/http/auth.py), which refuses it if the credential no longer signs it.
+    """
+
+    def __init__(self, app_key: str) -> None:
+        super().__init__(f"the credential of app key {app_key} changed")
+        self.app_key = app_key

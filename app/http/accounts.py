@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
+from app.http.auth import reauthenticating
 from app.http.envelope import replayed, success
 from app.http.signed_post import signed_post
 from app.http.trace import trace_id
@@ -15,6 +16,7 @@ bp = Blueprint("accounts", __name__, url_prefix="/v1/whaleapi/account")
 
 
 @bp.post("/upsert_account")
+@reauthenticating
 def upsert() -> Response:
     """Create or update one account of the caller's tenant: its status and (replacing them) its attributes."""
     container: Any = current_app.extensions["permission_service"]

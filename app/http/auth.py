@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Request
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
+from flask import Request, current_app
+
+from app.errors import CredentialChanged, ServiceUnavailable
 from app.http.body import request_body
 from app.service.authentication import Authenticator, SignedRequest
 from app.service.model import Caller
@@ -28,3 +33,27 @@ def signed_request(request: Request) -> SignedRequest:
 def authenticate(request: Request, authenticator: Authenticator) -> Caller:
     """Authenticate the request or raise Unauthenticated."""
     return authenticator.authenticate(signed_request(request))
+
+
+_ATTEMPTS = 3  # a credential changed while one request was being served, and again while it was retried
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reauthenticating(view: Callable[P, R]) -> Callable[P, R]:
+    """Run a signed route again, credential read from the database, when the worker's cached copy of the
+    caller's credential turns out to have changed: its transaction was rolled back, so nothing was kept."""
+
+    @wraps(view)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        authenticator: Authenticator = current_app.extensions["permission_service"].authenticator
+        for _ in range(_ATTEMPTS):
+            try:
+                return view(*args, **kwargs)
+            except CredentialChanged as changed:
+                authenticator.forget(changed.app_key)
+        raise ServiceUnavailable("the credential changed while the request was served; retry")
+
+    return run

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from app.http.auth import authenticate
+from app.http.auth import authenticate, reauthenticating
 from app.http.envelope import replayed, success
 from app.http.signed_post import signed_post
 from app.http.trace import trace_id
@@ -21,6 +21,7 @@ def _container() -> Any:
 
 
 @bp.post("/update_account_trade_permission")
+@reauthenticating
 def update() -> Response:
     """Apply a batch of permission changes to one account, all or nothing."""
     container = _container()
@@ -44,6 +45,7 @@ def update() -> Response:
 
 
 @bp.get("/get_account_trade_permission")
+@reauthenticating
 def read() -> Response:
     """Read an account's permissions: every value its tenant's config enables, in catalog order."""
     container = _container()

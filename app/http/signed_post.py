@@ -39,7 +39,10 @@ def signed_post(authenticator: Authenticator, load: Callable[[Any], dict[str, An
     try:
         return SignedPost(caller, idempotency, load(json_body(body)))
     except InvalidRequest as error:
-        stored = remember(caller=caller, idempotency=idempotency, error=error) if idempotency else None
+        if idempotency is None:  # the signature was valid: it is spent all the same
+            authenticator.accept(caller)
+            raise
+        stored = remember(caller=caller, idempotency=idempotency, error=error)
         if stored is None:
             raise
         return SignedPost(caller, idempotency, {}, replayed(stored))

@@ -24,7 +24,7 @@ AccountKey = tuple[str, str]  # (tenant_id, account_no)
 
 @dataclass(frozen=True)
 class AccountRecord:
-    """What the services need of an account: its row, its tenant's config version, its attributes."""
+    """What the services need of an account: its row, its tenant's config and credentials versions, its attributes."""
 
     id: int
     tenant_id: str
@@ -32,6 +32,7 @@ class AccountRecord:
     status: str
     config_version: int
     attributes: Mapping[str, str] = field(default_factory=dict)
+    credentials_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,14 @@ _attributes = cast(Table, AccountAttribute.__table__)
 _audit = cast(Table, AccountAudit.__table__)
 _INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
-_COLUMNS = (_accounts.c.id, _accounts.c.tenant_id, _accounts.c.origin_id, _accounts.c.status, _tenants.c.config_version)
+_COLUMNS = (
+    _accounts.c.id,
+    _accounts.c.tenant_id,
+    _accounts.c.origin_id,
+    _accounts.c.status,
+    _tenants.c.config_version,
+    _tenants.c.credentials_version,
+)
 _ACCOUNTS = select(*_COLUMNS).join_from(_accounts, _tenants, _tenants.c.id == _accounts.c.tenant_id)
 _ACCOUNT = _ACCOUNTS.where(
     _accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no")
@@ -128,7 +136,7 @@ class Accounts:
         if row is None:
             return None
         attributes = {name: value for name, value in connection.execute(_ATTRIBUTES_OF, {"account_id": row[0]})}
-        return AccountRecord(*row, attributes=attributes)
+        return AccountRecord(*row[:5], attributes=attributes, credentials_version=row[5])
 
     def get_many(self, keys: Iterable[AccountKey], *, lock: bool) -> dict[AccountKey, AccountRecord]:
         """The accounts of keys that exist, with their attributes: two statements for any number of keys.
@@ -155,7 +163,10 @@ class Accounts:
         if rows:
             for account_id, name, value in connection.execute(_ATTRIBUTES_OF_MANY, {"account_ids": list(attributes)}):
                 attributes[account_id][name] = value
-        return {(row[1], row[2]): AccountRecord(*row, attributes=attributes[row[0]]) for row in rows}
+        return {
+            (row[1], row[2]): AccountRecord(*row[:5], attributes=attributes[row[0]], credentials_version=row[5])
+            for row in rows
+        }
 
     def tenants_of(self, account_no: str, *, tenant_id: str | None = None) -> list[str]:
         """The tenants that have an account with this number (only tenant_id, when given)."""

@@ -12,12 +12,14 @@ from app.persistence.db import Base, UTCDateTime, str64, str128, utc_datetime
 
 
 class Tenant(Base):
-    """A broker using the service. config_version moves whenever its SaaS config changes."""
+    """A broker using the service. config_version moves whenever its SaaS config changes, credentials_version
+    whenever one of its credentials is created, changed or revoked (workers cache both by version)."""
 
     __tablename__ = "tenants"
 
     id: Mapped[str64] = mapped_column(primary_key=True)
     config_version: Mapped[int] = mapped_column(Integer, default=0)
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[utc_datetime]
 
 

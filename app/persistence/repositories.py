@@ -11,9 +11,10 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, bindparam, delete, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,6 +54,23 @@ class CredentialRecord:
 
 
 @dataclass(frozen=True)
+class StampedCredential:
+    """A credential and its tenant's credentials version when it was read: a cached copy is current while the
+    version is (every credential change moves it)."""
+
+    credential: CredentialRecord
+    version: int
+
+
+class SignatureRecorded(Enum):
+    """What recording a signature found."""
+
+    FIRST_USE = "first use"
+    REPLAY = "replay"  # already recorded (by a committed transaction)
+    STALE_CREDENTIAL = "stale credential"  # the credential changed since the caller's copy was read
+
+
+@dataclass(frozen=True)
 class Revocation:
     """A revoked app key: whose it was and when it was revoked."""
 
@@ -72,6 +90,7 @@ def _insert_for(session: Session):  # type: ignore[no-untyped-def]
 _permissions = AccountPermission.__table__
 _credentials = Credential.__table__
 _signatures = AcceptedSignature.__table__
+_tenants = cast(Table, Tenant.__table__)
 
 # Not joined to the account's lock (app/persistence/accounts.py) to save a round trip: under READ
 # COMMITTED a SELECT that waited for the lock returns the other tables' rows from the snapshot taken before
@@ -83,9 +102,26 @@ _PERMISSIONS_OF = select(_permissions.c.permission_type, _permissions.c.status, 
 _CREDENTIAL = select(
     _credentials.c.app_key, _credentials.c.tenant_id, _credentials.c.app_secret, _credentials.c.access_token_sha256
 ).where(_credentials.c.app_key == bindparam("app_key"))
-_AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert()
+_STAMPED_CREDENTIAL = select(
+    _credentials.c.app_key,
+    _credentials.c.tenant_id,
+    _credentials.c.app_secret,
+    _credentials.c.access_token_sha256,
+    _tenants.c.credentials_version,
+).where(_credentials.c.app_key == bindparam("app_key"), _tenants.c.id == _credentials.c.tenant_id)
+_CREDENTIALS_VERSION = select(_tenants.c.credentials_version).where(_tenants.c.id == bindparam("tenant_id"))
+_MOVE_CREDENTIALS_VERSION = (
+    _tenants.update()
+    .where(_tenants.c.id == bindparam("tenant_id"))
+    .values(credentials_version=_tenants.c.credentials_version + 1)
+)
+_SIGNATURE_RECORDED = select(literal(1)).where(
+    _signatures.c.app_key == bindparam("app_key"), _signatures.c.signature == bindparam("signature")
+)
+# inline(): no RETURNING of the new id, which nothing reads and which a pipelined statement cannot return.
+_AUDIT_INSERT = cast(Table, PermissionAudit.__table__).insert().inline()
 _DECISIONS = cast(Table, RecordedDecision.__table__)
-_DECISION_INSERT = _DECISIONS.insert()
+_DECISION_INSERT = _DECISIONS.insert().inline()
 
 
 def _per_dialect(build: Any) -> dict[str, Executable]:
@@ -101,7 +137,26 @@ def _upsert_permissions(insert: Any) -> Executable:
 
 
 def _record_signature(insert: Any) -> Executable:
-    return insert(_signatures).on_conflict_do_nothing().returning(_signatures.c.signature)
+    # Inserted only while the caller's credential is as it was read (same tenant, same credentials version):
+    # a worker's cached copy is checked in the statement that records the signature, at no extra round trip.
+    # A concurrent transaction inserting the same signature makes this one wait for its end (PostgreSQL's
+    # unique index; SQLite's write lock), so exactly one of them records it.
+    current = select(
+        bindparam("app_key"), bindparam("signature"), bindparam("expires_at", type_=_signatures.c.expires_at.type)
+    ).where(
+        and_(
+            _credentials.c.app_key == bindparam("app_key"),
+            _credentials.c.tenant_id == bindparam("tenant_id"),
+            _tenants.c.id == _credentials.c.tenant_id,
+            _tenants.c.credentials_version == bindparam("credentials_version"),
+        )
+    )
+    return (
+        insert(_signatures)
+        .from_select(["app_key", "signature", "expires_at"], current)
+        .on_conflict_do_nothing()
+        .returning(_signatures.c.signature)
+    )
 
 
 _UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
@@ -191,9 +246,25 @@ class Credentials:
         row = self.session.connection().execute(_CREDENTIAL, {"app_key": app_key}).one_or_none()
         return None if row is None else CredentialRecord(*row)
 
+    def stamped(self, app_key: str) -> StampedCredential | None:
+        """The credential for app_key with its tenant's credentials version, if any."""
+        row = self.session.connection().execute(_STAMPED_CREDENTIAL, {"app_key": app_key}).one_or_none()
+        return None if row is None else StampedCredential(CredentialRecord(*row[:4]), row[4])
+
+    def version(self, tenant_id: str) -> int | None:
+        """The tenant's credentials version (None when there is no such tenant)."""
+        return self.session.connection().execute(_CREDENTIALS_VERSION, {"tenant_id": tenant_id}).scalar()
+
+    def _moved(self, *tenant_ids: str) -> None:
+        """Move the credentials version of each tenant: every worker's cached credential of theirs is stale."""
+        self.session.connection().execute(
+            _MOVE_CREDENTIALS_VERSION, [{"tenant_id": t} for t in sorted(set(tenant_ids))]
+        )
+
     def put(self, credential: CredentialRecord, at: datetime) -> None:
         """Create the credential, or replace its tenant, secret and token digest."""
         stored = self.session.get(Credential, credential.app_key)
+        self._moved(credential.tenant_id, *(() if stored is None else (stored.tenant_id,)))
         if stored is None:
             self.session.add(
                 Credential(
@@ -216,6 +287,7 @@ class Credentials:
         if stored is None:
             return None
         revocation = Revocation(app_key, stored.tenant_id, at)
+        self._moved(stored.tenant_id)
         self.session.delete(stored)
         self.session.merge(RevokedAppKey(app_key=app_key, tenant_id=stored.tenant_id, revoked_at=at))
         self.session.flush()
@@ -259,14 +331,28 @@ class Signatures:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def record(self, *, app_key: str, signature: str, expires_at: datetime) -> bool:
-        """Record a signature; False when it was already recorded (a replay)."""
+    def record(
+        self, *, app_key: str, signature: str, expires_at: datetime, tenant_id: str, credentials_version: int
+    ) -> SignatureRecorded:
+        """Record a signature of the credential as the caller read it (its tenant, its credentials version).
+
+        One statement when it is a first use; a second tells a replay from a credential changed since.
+        """
         connection = self.session.connection()
         inserted = connection.execute(
             _RECORD_SIGNATURE[connection.dialect.name],
-            {"app_key": app_key, "signature": signature, "expires_at": expires_at},
+            {
+                "app_key": app_key,
+                "signature": signature,
+                "expires_at": expires_at,
+                "tenant_id": tenant_id,
+                "credentials_version": credentials_version,
+            },
         )
-        return inserted.first() is not None
+        if inserted.first() is not None:
+            return SignatureRecorded.FIRST_USE
+        seen = connection.execute(_SIGNATURE_RECORDED, {"app_key": app_key, "signature": signature}).first()
+        return SignatureRecorded.REPLAY if seen is not None else SignatureRecorded.STALE_CREDENTIAL
 
     def forget_expired(self, now: datetime) -> None:
         """Drop signatures whose window has passed."""

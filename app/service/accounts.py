@@ -27,6 +27,7 @@ from app.persistence.accounts import AccountAuditRecord, AccountKey, AccountReco
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.attributes import AttributeSet
 from app.rules.model import RuleSet
+from app.service.authentication import record_signature
 from app.service.idempotency import IdempotencyKeys, answer_for
 from app.service.model import ACCOUNT_STATUSES, Caller, IdempotencyRequest, StoredAnswer
 
@@ -278,9 +279,11 @@ class AccountService:
         for attempt in range(_RETRIES):
             try:
                 with self._unit_of_work() as uow:
+                    record_signature(uow, upsert.caller)  # first: a replay goes no further
                     if idempotency is not None:
                         stored = self._keys.claim(uow, upsert.caller, idempotency)
                         if stored is not None:
+                            uow.commit()  # the signature: this repeat was accepted
                             return UpsertResult(Outcome.UNCHANGED, upsert.account_no, "", {}, replayed=stored)
                     (result,) = self._apply(uow, [upsert])
                     if isinstance(result, DomainError):  # refused: nothing was written
@@ -303,12 +306,14 @@ class AccountService:
     def _keep_refusal(
         self, uow: UnitOfWork, caller: Caller, idempotency: IdempotencyRequest | None, refused: DomainError
     ) -> None:
-        """Store a refusal under its Idempotency-Key (best effort: the caller gets the refusal either way)."""
-        if idempotency is None:
+        """Commit a refusal's signature and store the refusal under its Idempotency-Key (best effort: the caller
+        gets the refusal either way)."""
+        if idempotency is None and caller.signature is None:
             return
         try:
-            with uow.writing():
-                self._keys.answer(uow, caller, idempotency, answer_for(refused, {}))
+            if idempotency is not None:
+                with uow.writing():
+                    self._keys.answer(uow, caller, idempotency, answer_for(refused, {}))
             uow.commit()
         except StorageError as exc:
             log.warning("rejection_not_recorded", error=exc.kind)
@@ -325,11 +330,13 @@ class AccountService:
         """Keep a rejection found before the service ran (a malformed body) under its key; a repeat's answer."""
         try:
             with self._unit_of_work() as uow:
+                record_signature(uow, caller)
                 stored = self._keys.claim(uow, caller, idempotency)
+                if stored is None:
+                    self._keys.answer(uow, caller, idempotency, answer_for(error, {}))
+                uow.commit()
                 if stored is not None:
                     return stored
-                self._keys.answer(uow, caller, idempotency, answer_for(error, {}))
-                uow.commit()
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return None

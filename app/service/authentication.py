@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from app import metrics
-from app.errors import ServiceUnavailable, StorageError, Unauthenticated
-from app.service.model import Caller
+from app.errors import CredentialChanged, ServiceUnavailable, StorageError, Unauthenticated
+from app.persistence.repositories import SignatureRecorded
+from app.service.model import Caller, PendingSignature
 from app.signature import ALGORITHM, SIGNED_HEADERS, sign, token_digest
 
 if TYPE_CHECKING:  # injected: the service never imports the database library
-    from app.persistence.repositories import CredentialRecord
+    from app.persistence.repositories import CredentialRecord, StampedCredential
     from app.persistence.unit_of_work import UnitOfWork
 
 SIGNATURE_HEADER = re.compile(
@@ -54,7 +55,8 @@ class SignedRequest:
 
 
 class Authenticator:
-    """Verifies signatures against stored credentials and refuses replays across all workers and hosts."""
+    """Verifies signatures against credentials cached in this worker, each stamped with its tenant's credentials
+    version; the request's transaction checks the stamp (record_signature, ensure_current)."""
 
     def __init__(
         self,
@@ -62,14 +64,19 @@ class Authenticator:
         unit_of_work: Callable[..., UnitOfWork],
         window_seconds: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cache_size: int = 10_000,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._window = window_seconds
         self._clock = clock
-        self._recorded = itertools.count(1)
+        self._cache: dict[str, StampedCredential] = {}
+        self._cache_size = cache_size
 
     def authenticate(self, request: SignedRequest) -> Caller:
-        """The caller, or Unauthenticated: one message for any credential or signature mismatch."""
+        """The caller, or Unauthenticated: one message for any credential or signature mismatch.
+
+        A POST's caller carries its signature, which the service records in the request's transaction.
+        """
         now = self._clock()
         self._check_timestamp(request.timestamp, now)
         assert request.timestamp is not None
@@ -84,42 +91,49 @@ class Authenticator:
         match = SIGNATURE_HEADER.fullmatch(request.signature_header)
         if match is None or match["headers"] != SIGNED_HEADERS:
             raise _refused("malformed X-Api-Signature header")
-        post = request.method.upper() == "POST"
+        signature = match["signature"]
+        cached = self._cache.get(request.app_key)
+        # A cached copy that does not verify the request may be older than the credential (a rotated secret or
+        # token): the database decides.
+        if cached is None or _mismatch(request, cached.credential, signature) is not None:
+            cached = self._read(request.app_key)
+            mismatch = _mismatch(request, cached.credential if cached else None, signature)
+            if mismatch is not None:
+                raise _refused(mismatch, app_key=cached.credential.app_key if cached else None)
+        assert cached is not None
+        pending = None
+        if request.method.upper() == "POST":
+            # Kept twice the window: a timestamp may be up to one window in the future and still valid.
+            pending = PendingSignature(signature, now + timedelta(seconds=2 * self._window), now)
+        credential = cached.credential
+        return Caller(credential.tenant_id, credential.app_key, cached.version, pending)
+
+    def accept(self, caller: Caller) -> None:
+        """Record a POST's signature in a transaction of its own: for a request refused before any service ran."""
         try:
-            # Two statements that each stand alone: no transaction around them (see UnitOfWork).
-            with self._unit_of_work(write=post, autocommit=True) as uow:
-                credential = uow.credentials.get(request.app_key)
-                caller = self._verify(request, credential, match["signature"])
-                if post:
-                    self._refuse_replay(uow, request.app_key, match["signature"], now)
+            with self._unit_of_work(write=True) as uow:
+                record_signature(uow, caller)
+                uow.commit()
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
-        return caller
 
-    @staticmethod
-    def _verify(request: SignedRequest, credential: CredentialRecord | None, signature: str) -> Caller:
-        assert request.access_token is not None and request.app_key is not None and request.timestamp is not None
-        expected = sign(
-            app_secret=credential.app_secret if credential else _DUMMY_SECRET,
-            method=request.method,
-            path=request.path,
-            query=request.query,
-            access_token=request.access_token,
-            app_key=request.app_key,
-            timestamp=request.timestamp,
-            body=request.body,
-        )
-        token_ok = hmac.compare_digest(
-            token_digest(request.access_token), credential.access_token_sha256 if credential else _DUMMY_DIGEST
-        )
-        signature_ok = hmac.compare_digest(expected, signature)
-        if credential is None:
-            raise _refused("unknown app key")
-        if not token_ok:
-            raise _refused("access token does not match the app key", app_key=credential.app_key)
-        if not signature_ok:
-            raise _refused("signature does not match the request", app_key=credential.app_key)
-        return Caller(tenant_id=credential.tenant_id, app_key=credential.app_key)
+    def forget(self, app_key: str) -> None:
+        """Drop this worker's copy of a credential (it changed): the next request reads it again."""
+        self._cache.pop(app_key, None)
+
+    def _read(self, app_key: str) -> StampedCredential | None:
+        try:
+            with self._unit_of_work(autocommit=True) as uow:  # one statement: no transaction around it
+                stamped = uow.credentials.stamped(app_key)
+        except StorageError as exc:
+            raise ServiceUnavailable.database(exc) from exc
+        if stamped is not None:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[app_key] = stamped
+        else:
+            self._cache.pop(app_key, None)
+        return stamped
 
     def _check_timestamp(self, raw: str | None, now: datetime) -> None:
         if not raw or not TIMESTAMP.fullmatch(raw):
@@ -135,16 +149,70 @@ class Authenticator:
                 message=f"X-Timestamp is outside the allowed window of ±{self._window} s",
             )
 
-    def _refuse_replay(self, uow: UnitOfWork, app_key: str, signature: str, now: datetime) -> None:
-        # Kept twice the window: a timestamp may be up to one window in the future and still valid.
-        expires_at = now + timedelta(seconds=2 * self._window)
-        if next(self._recorded) % _FORGET_EVERY == 0:
-            uow.signatures.forget_expired(now)
-        first_use = uow.signatures.record(app_key=app_key, signature=signature, expires_at=expires_at)
-        uow.commit()
-        if not first_use:
-            metrics.REPLAYS_REFUSED.inc()
-            raise _refused("replay", message="replayed request: this signature was already accepted", app_key=app_key)
+
+def _mismatch(request: SignedRequest, credential: CredentialRecord | None, signature: str) -> str | None:
+    """Why credential does not verify the request (None when it does); the same work whether it exists or not."""
+    assert request.access_token is not None and request.app_key is not None and request.timestamp is not None
+    expected = sign(
+        app_secret=credential.app_secret if credential else _DUMMY_SECRET,
+        method=request.method,
+        path=request.path,
+        query=request.query,
+        access_token=request.access_token,
+        app_key=request.app_key,
+        timestamp=request.timestamp,
+        body=request.body,
+    )
+    token_ok = hmac.compare_digest(
+        token_digest(request.access_token), credential.access_token_sha256 if credential else _DUMMY_DIGEST
+    )
+    signature_ok = hmac.compare_digest(expected, signature)
+    if credential is None:
+        return "unknown app key"
+    if not token_ok:
+        return "access token does not match the app key"
+    if not signature_ok:
+        return "signature does not match the request"
+    return None
+
+
+def record_signature(uow: UnitOfWork, caller: Caller) -> None:
+    """Record a POST's signature in the request's transaction (its first statement), so it is kept only if the
+    request commits; refuse a replay (Unauthenticated) and a credential changed since it was cached
+    (CredentialChanged: authenticate again).
+
+    Exact across workers and hosts: a concurrent request with the same signature waits for this transaction and
+    then finds the signature recorded, or records it if this one rolled back.
+    """
+    pending = caller.signature
+    if pending is None:
+        return
+    assert caller.credentials_version is not None
+    if next(_recorded) % _FORGET_EVERY == 0:
+        uow.signatures.forget_expired(pending.verified_at)
+    recorded = uow.signatures.record(
+        app_key=caller.app_key,
+        signature=pending.signature,
+        expires_at=pending.expires_at,
+        tenant_id=caller.tenant_id,
+        credentials_version=caller.credentials_version,
+    )
+    if recorded is SignatureRecorded.REPLAY:
+        metrics.REPLAYS_REFUSED.inc()
+        raise _refused(
+            "replay", message="replayed request: this signature was already accepted", app_key=caller.app_key
+        )
+    if recorded is SignatureRecorded.STALE_CREDENTIAL:
+        raise CredentialChanged(caller.app_key)
+
+
+def ensure_current(caller: Caller, credentials_version: int | None) -> None:
+    """CredentialChanged when the tenant's credentials version read in the transaction is not the caller's."""
+    if caller.credentials_version is not None and credentials_version != caller.credentials_version:
+        raise CredentialChanged(caller.app_key)
+
+
+_recorded = itertools.count(1)
 
 
 def _refused(reason: str, *, message: str = REFUSED, app_key: str | None = None) -> Unauthenticated:

@@ -16,6 +16,7 @@ from app.errors import (
     StorageBusy,
     StorageError,
 )
+from app.service.authentication import record_signature
 from app.service.model import Caller, IdempotencyRequest, StoredAnswer
 
 if TYPE_CHECKING:  # injected: the service never imports the database library
@@ -87,11 +88,13 @@ class IdempotencyKeys:
         """Store a rejection found before the service ran (a malformed body); return a repeat's stored answer."""
         try:
             with unit_of_work(write=True) as uow:
+                record_signature(uow, caller)
                 stored = self.claim(uow, caller, request)
+                if stored is None:
+                    self.answer(uow, caller, request, answer_for(error))
+                uow.commit()
                 if stored is not None:
                     return stored
-                self.answer(uow, caller, request, answer_for(error))
-                uow.commit()
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return None

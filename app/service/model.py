@@ -11,11 +11,26 @@ ACCOUNT_STATUSES = ("active", "deregistered")
 
 
 @dataclass(frozen=True)
+class PendingSignature:
+    """A POST's valid signature, to be recorded in the request's own transaction (replay refusal, SPEC §4)."""
+
+    signature: str
+    expires_at: datetime
+    verified_at: datetime
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who is calling: the tenant and the app key that signed the request."""
+    """Who is calling: the tenant and the app key that signed the request.
+
+    A signed request's caller also carries the credentials version of the credential that verified it (the
+    service checks it is still current in the request's transaction) and, for a POST, its signature.
+    """
 
     tenant_id: str
     app_key: str
+    credentials_version: int | None = None
+    signature: PendingSignature | None = None
 
 
 @dataclass(frozen=True)

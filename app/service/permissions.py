@@ -18,11 +18,13 @@ from app.errors import (
     DomainError,
     ServiceUnavailable,
     StorageError,
+    Unauthenticated,
     WriteFailed,
 )
 from app.rules.decision import DecisionInput, Hit, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.messages import rejection
+from app.service.authentication import ensure_current, record_signature
 from app.service.idempotency import SUCCESS, IdempotencyKeys, answer_for
 from app.service.model import (
     AccountPermissions,
@@ -120,6 +122,8 @@ class PermissionService:
 
         try:
             result = self._update(engine, caller, account_no, changes, trace_id, idempotency)
+        except Unauthenticated:  # a replay: refused before anything was decided
+            raise
         except DomainError as exc:
             decided("rejected", int(exc.code), exc.failure_index, exc.rule_id, exc.policy_hits)
             raise
@@ -143,9 +147,11 @@ class PermissionService:
     ) -> UpdateResult:
         try:
             with self._unit_of_work(write=True) as uow:
+                record_signature(uow, caller)  # first: a replay goes no further
                 if idempotency is not None:
                     stored = self._keys.claim(uow, caller, idempotency)
                     if stored is not None:
+                        uow.commit()  # the signature: this repeat was accepted
                         return UpdateResult(replayed=stored)
                 try:
                     decision = self._decide(uow, engine, caller, account_no, changes, trace_id)
@@ -236,9 +242,8 @@ class PermissionService:
     ) -> None:
         now = self._clock()
         try:
-            with uow.writing():
+            with uow.committing(), uow.writing():  # the writes and the commit: one round trip on PostgreSQL
                 self._write_statements(uow, caller, decision, trace_id, rule_set_version, idempotency, now)
-            uow.commit()
         except StorageError as exc:
             log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
             raise WriteFailed("the change could not be written; nothing was persisted") from exc
@@ -282,18 +287,18 @@ class PermissionService:
         error: DomainError,
         record: dict[str, Any] | None,
     ) -> None:
-        """Commit what a rejected request leaves behind: its decision record and its idempotency answer."""
-        if record is None and idempotency is None:
+        """Commit what a rejected request leaves behind, in one commit: its signature, its decision record and its
+        idempotency answer."""
+        if record is None and idempotency is None and caller.signature is None:
             return
         try:
-            with uow.writing():
+            with uow.committing(), uow.writing():
                 if record is not None:
                     uow.decisions.record(
                         **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
                     )
                 if idempotency is not None:
                     self._keys.answer(uow, caller, idempotency, answer_for(error))
-            uow.commit()
         except StorageError as exc:
             log.warning("rejection_not_recorded", error=exc.kind)
 
@@ -312,6 +317,7 @@ class PermissionService:
         try:
             with self._unit_of_work() as uow:
                 account = self._account(uow, caller, account_no, lock=False, allow_deregistered=True)
+                ensure_current(caller, account.credentials_version)
                 patterns = self._enabled.patterns(
                     uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
                 )
@@ -336,6 +342,10 @@ class PermissionService:
     ) -> AccountRecord:
         account = uow.accounts.get(tenant_id=caller.tenant_id, account_no=account_no, lock=lock)
         if account is None:
+            # A read has no account row to carry its tenant's credentials version (a POST's credential was checked
+            # when its signature was recorded): one statement, on this path only.
+            if caller.credentials_version is not None and caller.signature is None:
+                ensure_current(caller, uow.credentials.version(caller.tenant_id))
             raise AccountNotFound(f"account_no '{account_no}': no such account")
         if account.status == "deregistered" and not allow_deregistered:
             raise AccountDeregistered(f"account_no '{account_no}': the account is deregistered")

@@ -4,6 +4,7 @@ Redis: replay refusal, tenant config changes and idempotency keys hold across ho
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -250,3 +251,114 @@ def test_an_idempotency_key_used_on_one_host_is_honoured_on_the_other(
     assert read(b, "ACC-2").envelope["data"] == listing
     statuses = dict(listed(a, "ACC-2"))
     assert statuses["options.US"] == statuses["trade.fix"] == "open"
+
+
+def both_at_once(*calls):  # type: ignore[no-untyped-def]
+    """Run each call (no arguments, returns an answer) on its own thread, released together; their answers."""
+    barrier = threading.Barrier(len(calls))
+
+    def released(call):  # type: ignore[no-untyped-def]
+        barrier.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [future.result(timeout=60) for future in [pool.submit(released, call) for call in calls]]
+
+
+def is_replay_refusal(answer: Answer) -> bool:
+    return (answer.status, answer.envelope["code"]) == (401, 401001) and "replay" in answer.envelope["message"]
+
+
+def test_one_signed_post_sent_to_both_hosts_at_once_is_accepted_exactly_once(
+    hosts: tuple[LiveServer, LiveServer], shared: Settings
+):
+    """The signature is recorded in each request's own transaction: the two race on its unique key, and the loser
+    waits for the winner's commit and is refused as a replay — whichever host and worker each lands on."""
+    a, b = hosts
+    before = audit_count(shared)
+    rounds = 12
+    for n in range(rounds):
+        body = body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close"), nonce=n)
+        headers = signed_headers("POST", UPDATE_PATH, body, timestamp=stamp())
+        headers["X-Trace-Id"] = trace()
+        answers = both_at_once(
+            *(
+                lambda s=server, sent=body, h=headers: send(s.url, "POST", UPDATE_PATH, sent, dict(h))
+                for server in (a, b)
+            )
+        )
+        accepted = [x for x in answers if (x.status, x.envelope) == (200, SUCCESS)]
+        replays = [x for x in answers if is_replay_refusal(x)]
+        assert (len(accepted), len(replays)) == (1, 1), answers
+    assert audit_count(shared) == before + rounds  # one write per signed request, never two
+
+
+def test_one_idempotency_key_sent_to_both_hosts_at_once_is_executed_once(
+    hosts: tuple[LiveServer, LiveServer], shared: Settings
+):
+    a, b = hosts
+    before = audit_count(shared)
+    rounds = 6
+    for n in range(rounds):
+        key = {"Idempotency-Key": f"two-hosts-race-{n}"}
+        status = "open" if n % 2 == 0 else "close"
+        body = body_of("ACC-2", ("options.US", status), ("trade.fix", status))
+        answers = [
+            answer
+            for answer, _ in both_at_once(
+                *(lambda s=server, sent=body, k=key: post(s, sent, headers=k) for server in (a, b))
+            )
+        ]
+        first = [x for x in answers if x.status == 200 and "Idempotency-Replayed" not in x.headers]
+        repeats = [
+            x
+            for x in answers
+            if (x.status == 200 and x.headers.get("Idempotency-Replayed") == "true")
+            or (x.status, x.envelope["code"]) == (409, 409002)  # still in flight past the bound: retry later
+        ]
+        assert (len(first), len(repeats)) == (1, 1), answers
+        assert first[0].envelope == SUCCESS, answers
+    assert audit_count(shared) == before + 2 * rounds  # each key's two changes, written once
+    statuses = dict(listed(b, "ACC-2"))
+    assert statuses["options.US"] == statuses["trade.fix"] == "close"
+
+
+def test_a_revoked_key_is_refused_by_every_worker_of_both_hosts_at_once(
+    hosts: tuple[LiveServer, LiveServer], shared: Settings
+):
+    """Each worker caches credentials; revoke-key moves the tenant's credentials version, which the next request
+    of every worker meets in its own transaction (the signature record for a POST, the account row for a read)."""
+    a, b = hosts
+    env = {"DATABASE_URL": shared.database_url, "REDIS_URL": shared.redis_url or ""}
+    flips = itertools.cycle(("open", "close"))
+
+    # Every worker of both hosts has authenticated demo-key (and so holds it in its cache), and accepted a POST.
+    for server in hosts:
+        requests_until_both_workers(server, lambda s=server: read(s, "ACC-2"))
+    for server, status in ((a, "open"), (b, "close")):
+        answer, _ = post(server, body_of("ACC-2", ("stock.HK", status)))
+        assert (answer.status, answer.envelope) == (200, SUCCESS), answer
+
+    done = permctl("tenant", "revoke-key", "demo-key", env=env)
+    assert done.returncode == 0, done.stderr
+    audited = audit_count(shared)
+
+    def refused(answer: Answer) -> Answer:
+        assert (answer.status, answer.envelope["code"]) == (401, 401001), answer
+        assert "replay" not in answer.envelope["message"], answer
+        return answer
+
+    def refused_post(s: LiveServer) -> Answer:
+        return refused(post(s, body_of("ACC-2", ("stock.HK", next(flips))))[0])
+
+    def refused_read(s: LiveServer, account_no: str = "ACC-2") -> Answer:
+        query = f"account_no={account_no}"
+        headers = signed_headers("GET", READ_PATH, query=query)
+        headers["X-Trace-Id"] = trace()
+        return refused(send(s.url, "GET", f"{READ_PATH}?{query}", None, headers))
+
+    for server in (b, a):
+        requests_until_both_workers(server, lambda s=server: refused_post(s))
+        requests_until_both_workers(server, lambda s=server: refused_read(s))
+        refused_read(server, "NOBODY")  # not a 404: the key is refused before the account is looked for
+    assert audit_count(shared) == audited

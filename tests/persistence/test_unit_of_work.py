@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.persistence.db import make_session_factory
 from app.persistence.models import AcceptedSignature
+from app.persistence.repositories import CredentialRecord, SignatureRecorded
 from app.persistence.unit_of_work import UnitOfWork
 from tests.conftest import postgres_only
 
@@ -33,8 +34,42 @@ def _visible(observer: Engine, signature: str) -> bool:
         )
 
 
+@pytest.fixture(autouse=True)
+def credential(engine: Engine) -> None:
+    """App key k of tenant t: a signature is recorded only for a credential that exists."""
+    with UnitOfWork(make_session_factory(engine), write=True) as uow:
+        uow.tenants.add("t", datetime.now(UTC))
+        uow.credentials.put(CredentialRecord("k", "t", "secret", "0" * 64), datetime.now(UTC))
+        uow.commit()
+
+
 def _record(uow: UnitOfWork, signature: str) -> bool:
-    return uow.signatures.record(app_key="k", signature=signature, expires_at=datetime.now(UTC) + timedelta(minutes=10))
+    recorded = uow.signatures.record(
+        app_key="k",
+        signature=signature,
+        expires_at=datetime.now(UTC) + timedelta(minutes=10),
+        tenant_id="t",
+        credentials_version=1,  # moved once, by the credential's creation
+    )
+    assert recorded is not SignatureRecorded.STALE_CREDENTIAL
+    return recorded is SignatureRecorded.FIRST_USE
+
+
+def test_a_signature_of_a_changed_or_revoked_credential_is_not_recorded(engine: Engine, observer: Engine):
+    factory: sessionmaker[Any] = make_session_factory(engine)
+    with UnitOfWork(factory, write=True) as uow:
+        assert uow.credentials.version("t") == 1
+        uow.credentials.put(CredentialRecord("k", "t", "rotated", "1" * 64), datetime.now(UTC))
+        assert uow.credentials.version("t") == 2
+        stale = {"expires_at": datetime.now(UTC) + timedelta(minutes=10), "tenant_id": "t", "credentials_version": 1}
+        assert uow.signatures.record(app_key="k", signature="e" * 64, **stale) is SignatureRecorded.STALE_CREDENTIAL
+        current = {**stale, "credentials_version": 2}
+        assert uow.signatures.record(app_key="k", signature="e" * 64, **current) is SignatureRecorded.FIRST_USE
+        assert uow.credentials.revoke("k", datetime.now(UTC)) is not None
+        assert uow.credentials.version("t") == 3
+        revoked = {**stale, "credentials_version": 3}
+        assert uow.signatures.record(app_key="k", signature="f" * 64, **revoked) is SignatureRecorded.STALE_CREDENTIAL
+    assert not _visible(observer, "e" * 64)
 
 
 def test_nothing_is_seen_or_kept_without_commit(engine: Engine, observer: Engine):

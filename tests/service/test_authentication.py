@@ -6,16 +6,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from app.errors import Code, Unauthenticated
+from app.errors import Code, CredentialChanged, Unauthenticated
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.models import AcceptedSignature
+from app.persistence.repositories import CredentialRecord
 from app.persistence.unit_of_work import UnitOfWork
 from app.service import authentication
 from app.service.authentication import _FORGET_EVERY, REFUSED, TIMESTAMP_FORMAT, Authenticator, SignedRequest
 from app.service.model import Caller
-from app.signature import sign, signature_header
+from app.signature import sign, signature_header, token_digest
 from tests.support import DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of
 
 NOW = 1795564449
@@ -102,9 +103,16 @@ def accepted_signatures(session_factory) -> int:
         return uow.session.scalar(select(func.count()).select_from(AcceptedSignature))
 
 
+def accept(authenticator: Authenticator, request: SignedRequest) -> Caller:
+    """Authenticate the request and record its signature, as a request's transaction does (a POST's only)."""
+    caller = authenticator.authenticate(request)
+    authenticator.accept(caller)
+    return caller
+
+
 def refused(authenticator: Authenticator, request: SignedRequest) -> Unauthenticated:
     with pytest.raises(Unauthenticated) as raised:
-        authenticator.authenticate(request)
+        accept(authenticator, request)
     error = raised.value
     assert error.code == Code.UNAUTHENTICATED
     assert error.http_status == 401
@@ -117,13 +125,17 @@ def refused(authenticator: Authenticator, request: SignedRequest) -> Unauthentic
 # --- the happy path ---------------------------------------------------------------------------------------
 
 
-def test_valid_post_names_the_caller(authenticator):
-    assert authenticator.authenticate(signed()) == Caller(tenant_id="sg_mexc", app_key="demo-key")
+def test_valid_post_names_the_caller_and_carries_its_signature(authenticator):
+    caller = authenticator.authenticate(signed())
+    assert (caller.tenant_id, caller.app_key) == ("sg_mexc", "demo-key")
+    assert caller.signature is not None and caller.signature.signature in signed().signature_header
+    assert caller.credentials_version is not None
 
 
 def test_valid_get_names_the_caller_of_another_tenant(authenticator):
     request = signed("GET", path=READ_PATH, query="account_no=OTHER-1", creds=OTHER)
-    assert authenticator.authenticate(request) == Caller(tenant_id="hk_other", app_key="other-key")
+    caller = authenticator.authenticate(request)
+    assert (caller.tenant_id, caller.app_key, caller.signature) == ("hk_other", "other-key", None)
 
 
 # --- timestamp window -------------------------------------------------------------------------------------
@@ -351,13 +363,13 @@ def test_wrong_signed_headers_are_refused(authenticator, signed_headers):
 def test_get_is_never_recorded_as_replay(authenticator, session_factory):
     request = signed("GET", path=READ_PATH, query="account_no=ACC-1")
     for _ in range(3):
-        assert authenticator.authenticate(request).tenant_id == "sg_mexc"
+        assert accept(authenticator, request).tenant_id == "sg_mexc"
     assert accepted_signatures(session_factory) == 0
 
 
 def test_post_replay_is_refused(authenticator, session_factory):
     request = signed()
-    authenticator.authenticate(request)
+    accept(authenticator, request)
     assert accepted_signatures(session_factory) == 1
     error = refused(authenticator, request)
     assert "replay" in error.message
@@ -366,28 +378,28 @@ def test_post_replay_is_refused(authenticator, session_factory):
 
 def test_post_replay_is_refused_by_another_worker(make_authenticator):
     request = signed()
-    make_authenticator().authenticate(request)
+    accept(make_authenticator(), request)
     assert "replay" in refused(make_authenticator(), request).message
 
 
 def test_a_new_post_with_a_new_signature_is_not_a_replay(authenticator):
-    authenticator.authenticate(signed(timestamp=str(NOW)))
-    authenticator.authenticate(signed(timestamp=str(NOW + 1)))
-    authenticator.authenticate(signed(body=body_of("ACC-1", ("stock.US", "close"))))
+    accept(authenticator, signed(timestamp=str(NOW)))
+    accept(authenticator, signed(timestamp=str(NOW + 1)))
+    accept(authenticator, signed(body=body_of("ACC-1", ("stock.US", "close"))))
 
 
 def test_refused_post_is_not_recorded(authenticator, session_factory):
     refused(authenticator, signed(secret="wrong"))
     refused(authenticator, signed(timestamp=str(NOW + 301)))
     assert accepted_signatures(session_factory) == 0
-    authenticator.authenticate(signed())  # the genuine request is still first use
+    accept(authenticator, signed())  # the genuine request is still first use
 
 
 def test_replay_record_outlives_the_last_moment_its_timestamp_is_valid(authenticator, clock, session_factory):
     # Signed 300 s in the future (accepted), the request stays valid until its timestamp + 300 s:
     # the replay record must still be there then, even after expired records are swept.
     request = signed(timestamp=str(NOW + 300))
-    authenticator.authenticate(request)
+    accept(authenticator, request)
     last_valid = datetime.fromtimestamp(NOW + 600, UTC)
     clock.seconds = NOW + 600
     with UnitOfWork(session_factory, write=True) as uow:
@@ -399,8 +411,8 @@ def test_replay_record_outlives_the_last_moment_its_timestamp_is_valid(authentic
 @pytest.mark.parametrize("window", [10, 60, 900])
 def test_window_is_configurable(make_authenticator, clock, window):
     authenticator = make_authenticator(window_seconds=window)
-    authenticator.authenticate(signed(timestamp=str(NOW + window)))
-    authenticator.authenticate(signed(timestamp=str(NOW - window)))
+    accept(authenticator, signed(timestamp=str(NOW + window)))
+    accept(authenticator, signed(timestamp=str(NOW - window)))
     error = refused(authenticator, signed(timestamp=str(NOW + window + 1)))
     assert str(window) in error.message
     refused(authenticator, signed(timestamp=str(NOW - window - 1)))
@@ -409,7 +421,7 @@ def test_window_is_configurable(make_authenticator, clock, window):
 def test_replay_window_follows_window_seconds(make_authenticator, clock, session_factory):
     authenticator = make_authenticator(window_seconds=10)
     request = signed(timestamp=str(NOW + 10))
-    authenticator.authenticate(request)
+    accept(authenticator, request)
     with UnitOfWork(session_factory) as uow:
         expires_at = uow.session.scalar(select(AcceptedSignature.expires_at))
     # Kept at least until the signature's own timestamp leaves the window, and not for a 300 s default.
@@ -424,11 +436,55 @@ def test_replay_window_follows_window_seconds(make_authenticator, clock, session
 def test_expired_signatures_are_swept_without_losing_live_ones(make_authenticator, clock, session_factory):
     authenticator = make_authenticator(window_seconds=10)
     old = signed(timestamp=str(NOW))
-    authenticator.authenticate(old)
+    accept(authenticator, old)
     clock.seconds = NOW + 1000
     fresh = [signed(timestamp=f"{NOW + 1000}.{i:04d}") for i in range(_FORGET_EVERY)]
     for request in fresh:
-        authenticator.authenticate(request)
+        accept(authenticator, request)
     # A sweep ran: the record of the long-expired request is gone, every live one stays.
     assert accepted_signatures(session_factory) == len(fresh)
     assert "replay" in refused(authenticator, fresh[0]).message
+
+
+# --- the credential cache ---------------------------------------------------------------------------------
+
+
+def test_a_cached_credential_is_read_once_and_checked_where_the_signature_is_recorded(
+    authenticator, session_factory, clock
+):
+    statements: list[str] = []
+
+    def record(_conn, _cursor, text: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if not text.lstrip().upper().startswith("BEGIN"):
+            statements.append(text)
+
+    event.listen(session_factory.kw["bind"], "before_cursor_execute", record)
+    accept(authenticator, signed(timestamp=str(NOW)))
+    reads = [s for s in statements if "FROM credentials" in s and not s.lstrip().upper().startswith("INSERT")]
+    assert len(reads) == 1
+    statements.clear()
+    accept(authenticator, signed(timestamp=str(NOW + 1)))
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("INSERT")  # the signature alone
+
+    with UnitOfWork(session_factory, write=True) as uow:  # revoked behind this worker's back
+        assert uow.credentials.revoke(DEMO.app_key, clock()) is not None
+        uow.commit()
+    caller = authenticator.authenticate(signed(timestamp=str(NOW + 2)))  # the cached copy still verifies it
+    with pytest.raises(CredentialChanged):  # but recording its signature finds the credentials version moved
+        authenticator.accept(caller)
+    assert accepted_signatures(session_factory) == 2
+    authenticator.forget(DEMO.app_key)
+    assert refused(authenticator, signed(timestamp=str(NOW + 2))).message == REFUSED
+
+
+def test_a_credential_rotated_since_it_was_cached_is_read_again(authenticator, session_factory, clock):
+    accept(authenticator, signed(timestamp=str(NOW)))
+    rotated = Credentials(DEMO.app_key, "rotated-secret", "rotated-token")
+    with UnitOfWork(session_factory, write=True) as uow:
+        uow.credentials.put(
+            CredentialRecord(DEMO.app_key, "sg_mexc", rotated.app_secret, token_digest(rotated.access_token)), clock()
+        )
+        uow.commit()
+    assert accept(authenticator, signed(timestamp=str(NOW + 1), creds=rotated)).app_key == DEMO.app_key
+    authenticator.forget(DEMO.app_key)
+    refused(authenticator, signed(timestamp=str(NOW + 2)))  # the old secret, once the cache has the new one

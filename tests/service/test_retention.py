@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.models import AcceptedSignature, IdempotencyKey, RecordedDecision
+from app.persistence.repositories import CredentialRecord
 from app.persistence.unit_of_work import UnitOfWork
 from app.service import retention
 from app.settings import Settings
@@ -47,13 +48,16 @@ def factory(settings: Settings):  # type: ignore[no-untyped-def]
 
 def test_prune_removes_only_what_is_old_or_expired_in_batches(factory, monkeypatch: pytest.MonkeyPatch):
     with UnitOfWork(factory, write=True) as uow:
+        uow.tenants.add("t", NOW)
+        uow.credentials.put(CredentialRecord("k", "t", "secret", "0" * 64), NOW)
+        signed_by_k = {"app_key": "k", "tenant_id": "t", "credentials_version": 1}
         for n in range(25):
             uow.decisions.record(**_decision(n, NOW - timedelta(days=100, minutes=n)))
         for n in range(25, 30):
             uow.decisions.record(**_decision(n, NOW - timedelta(days=10)))
         for n in range(12):
-            uow.signatures.record(app_key="k", signature=f"old{n:02d}", expires_at=NOW - timedelta(seconds=1))
-        uow.signatures.record(app_key="k", signature="live", expires_at=NOW + timedelta(seconds=300))
+            uow.signatures.record(signature=f"old{n:02d}", expires_at=NOW - timedelta(seconds=1), **signed_by_k)
+        uow.signatures.record(signature="live", expires_at=NOW + timedelta(seconds=300), **signed_by_k)
         uow.commit()
     monkeypatch.setattr(retention, "BATCH", 10)  # 25 old decisions: batches of 10, 10 and 5
     transactions = []

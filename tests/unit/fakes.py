@@ -88,6 +88,12 @@ class FakeUnitOfWork:
     def writing(self) -> Iterator[None]:
         yield
 
+    @contextmanager
+    def committing(self) -> Iterator[None]:
+        """The block's writes, then the commit (the real one pipelines them on PostgreSQL)."""
+        yield
+        self.commit()
+
     def commit(self) -> None:
         commits = self._store.commits + 1
         self._store.__dict__.update(self._staged.__dict__)
