@@ -8,6 +8,10 @@ version, one session per evaluation that is deleted afterwards (also when the en
 consequents it queued are run first, or durable_rules double-frees), a lock so a threaded server cannot enter
 the engine twice, and the order of facts the compiler relies on: context, permissions and references before
 the changes (see app/rules/compiler.py). It never evaluates a rule's condition itself.
+
+A bounded memo remembers the engine's verdict per change under a key of exactly what the compiled rules can
+read for it (app/rules/memo.py): a change whose key is known is answered without the engine and without
+building the request's facts; those are built when the engine is asked, or for a message of a rule that held.
 """
 
 from __future__ import annotations

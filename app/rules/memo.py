@@ -12,6 +12,13 @@ The key is built without the engine's facts: every fact the change record derive
 set, so the key holds the text once; a relation is decided by looking its permissions up, not by scanning every
 open permission. A key is None (the change goes to the engine, nothing is remembered) when a value it would
 hold is longer than MEMO_MAX_TEXT.
+
+Context values, relations and the time enter a change's key only for the clauses (alternatives of a rule's
+condition, as compiled) that can hold for it: a clause with a plain positive test of a text field of the change
+(`product: shortsell`, `permission_type: [stock.SH, stock.SZ]`) cannot hold for a change whose field has another
+value or none, so what the rest of that clause reads cannot change this change's verdict. This only ever
+leaves a clause out on a test the engine would also fail; it decides no verdict. Without it, an attribute only
+the short-selling policy reads would split the memo for every change of every account.
 """
 
 from __future__ import annotations
