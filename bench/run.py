@@ -18,7 +18,7 @@ permissions, account attributes, windows, warn and dryrun).
    time: worker RSS before and after, and errors; and 100,000 decisions through decide() in one process with
    the broker policies, each checked against the oracle (``bench.endurance``);
 5. batch scaling: 1, 10 and 100 changes per request (shipped rules);
-6. ``permctl accounts import`` of 20,000 accounts into a fresh database, then the same file again
+6. ``permctl accounts import`` of 10,000 accounts into a fresh database, then the same file again
    (``bench.accounts_import``; its own command runs 50,000 against the issue-10 targets).
 
 PostgreSQL and Redis when their URLs are given (a throwaway database ``tps_bench_<random>`` is created from the
@@ -95,7 +95,7 @@ class Plan:
     def make(cls, quick: bool) -> Plan:
         if quick:
             return cls(True, 0.2, 0.6, 1, 0.4, {1: 60, 10: 12, 100: 3}, 2, 600, 60, 500)
-        return cls(False, 0.5, 2.5, 2, 1.5, {1: 600, 10: 120, 100: 20}, 7, SOAK_DECISIONS, 600, 20_000)
+        return cls(False, 0.5, 2.5, 2, 1.5, {1: 600, 10: 120, 100: 20}, 7, SOAK_DECISIONS, 600, 10_000)
 
 
 @dataclass

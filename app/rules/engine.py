@@ -197,16 +197,15 @@ class DurableRulesEngine:
         """Per change, the rules that held, decided by the engine (or remembered from an identical judgement)."""
         if not use_memo:
             every = self.facts_of(decision_input)
-            verdicts = self._post(every, every.changes)  # once: every change is judged in one session
+            verdicts = self._post(every.context, every.permissions, every.changes)  # one session for all of them
             return Evaluation(tuple(verdicts[r["index"]] for r in every.changes), self, decision_input, every)
         memo = self._memo
         keys = self._keys.keys(decision_input, self.enabled(decision_input.tenant_patterns))
         unknown = [index for index, key in enumerate(keys) if key is None or key not in memo]
-        facts = None
         decided: dict[int, frozenset[str]] = {}
         if unknown:
-            facts = self.facts_of(decision_input)
-            decided = self._post(facts, [facts.changes[index] for index in unknown])
+            context, permissions, records = self._engine_facts(decision_input)
+            decided = self._post(context, permissions, [records[index] for index in unknown])
         held: list[frozenset[str]] = []
         for index, key in enumerate(keys):  # read every remembered verdict first ...
             found = decided.get(index)
@@ -223,17 +222,42 @@ class DurableRulesEngine:
                 memo[key] = decided[index]
                 if len(memo) > MEMO_SIZE:
                     memo.popitem(last=False)
-        return Evaluation(tuple(held), self, decision_input, facts)
+        return Evaluation(tuple(held), self, decision_input)
 
-    def _post(self, facts: RequestFacts, changes: list[dict[str, Any]]) -> dict[int, frozenset[str]]:
+    def _engine_facts(
+        self, decision_input: DecisionInput
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The context, permissions and change records as facts_of builds them, but only those the compiled rules
+        read (no permissions for a set that tests none) and without the message values."""
+        catalog, compiled = self.rule_set.catalog, self._compiled
+        enabled = self.enabled(decision_input.tenant_patterns)
+        stored = decision_input.stored
+        records = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        context: dict[str, Any] = {}
+        if compiled.context_keys or compiled.reads_time:
+            context = context_record(
+                tenant_id=decision_input.tenant_id,
+                account_status=decision_input.account_status,
+                attributes=decision_input.attributes,
+                now=decision_input.at.timestamp(),
+            )
+        permissions: list[dict[str, Any]] = []
+        if compiled.reads_permissions:
+            after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+            permissions = permission_records(catalog, stored, after)
+        return context, permissions, records
+
+    def _post(
+        self, context: dict[str, Any], permissions: list[dict[str, Any]], changes: list[dict[str, Any]]
+    ) -> dict[int, frozenset[str]]:
         if not changes:
             return {}  # durable_rules crashes the process (SIGSEGV) on an empty batch
         compiled = self._compiled
         batch: list[dict[str, Any]] = []
         if compiled.context_keys or compiled.reads_time:
-            batch.append(facts.context)
+            batch.append(context)
         if compiled.reads_permissions:
-            batch.extend(facts.permissions)
+            batch.extend(permissions)
         if compiled.needs_references:
             batch.extend({**record, "t": REFERENCE} for record in changes)
         batch.extend(changes)
