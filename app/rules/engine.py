@@ -77,6 +77,7 @@ class Evaluation:
         self._engine = engine
         self._input = decision_input
         self._facts = facts
+        self._messages: dict[int, dict[str, Any]] = {}  # per change, when several rules held for it
 
     @property
     def facts(self) -> RequestFacts:
@@ -89,7 +90,10 @@ class Evaluation:
         """What a message's placeholders show for changes[index]."""
         if self._facts is not None:
             return self._facts.messages[index]
-        return self._engine.message_values(self._input, index)
+        found = self._messages.get(index)
+        if found is None:
+            found = self._messages[index] = self._engine.message_values(self._input, index)
+        return found
 
 
 class _Process:

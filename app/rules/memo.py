@@ -159,10 +159,10 @@ class MemoKeys:
             if len(found) == 2:
                 parts.append((value, found[0], found[1]))
         relations = sorted({r for c in self._clauses for r in c.relations})
-        self._fixed = [_Relation(*r, parts) for r in relations if not _bound(r)]
-        self._bound = [_Relation(*r, parts) for r in relations if _bound(r)]
-        self._fixed_index = {r: i for i, r in enumerate(r for r in relations if not _bound(r))}
-        self._bound_index = {r: i for i, r in enumerate(r for r in relations if _bound(r))}
+        self._fixed = [_Relation(*r, parts) for r in relations if not _has_placeholder(r)]
+        self._bound = [_Relation(*r, parts) for r in relations if _has_placeholder(r)]
+        self._fixed_index = {r: i for i, r in enumerate(r for r in relations if not _has_placeholder(r))}
+        self._bound_index = {r: i for i, r in enumerate(r for r in relations if _has_placeholder(r))}
         self._after = any(r.state == "after" for r in self._fixed + self._bound)
         self._parts: dict[str, dict[str, str]] = {v: catalog.parts(v) for v in catalog.values}
         self._reads: dict[tuple[Any, Any], _Reads] = {}
@@ -311,5 +311,5 @@ class MemoKeys:
         return self._is_open(relation, relation.named(head, tail), stored, applied)
 
 
-def _bound(relation: tuple[str, str, str]) -> bool:
+def _has_placeholder(relation: tuple[str, str, str]) -> bool:
     return relation[0].startswith("{") or relation[1].startswith("{")
