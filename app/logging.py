@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from typing import Any
 
 import structlog
 from structlog.typing import EventDict, Processor
@@ -18,10 +20,26 @@ def _add_pid(_logger: object, _name: str, event: EventDict) -> EventDict:
 
 
 def _redact(_logger: object, _name: str, event: EventDict) -> EventDict:
+    if _REDACTED_KEYS.isdisjoint(map(str.lower, event)):  # the usual line: one pass in C, nothing to hide
+        return event
     for key in list(event):
         if key.lower() in _REDACTED_KEYS:
             event[key] = "[redacted]"
     return event
+
+
+def _fallback(value: object) -> object:
+    """What JSONRenderer shows of a value JSON has no type for: its __structlog__(), else its repr()."""
+    shown = getattr(value, "__structlog__", None)
+    return shown() if callable(shown) else repr(value)
+
+
+# One encoder for every line (the output json.dumps gives): json.dumps with a `default` builds one per call.
+_ENCODER = json.JSONEncoder(default=_fallback)
+
+
+def _serialize(event: EventDict, **_options: Any) -> str:
+    return _ENCODER.encode(event)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -34,7 +52,11 @@ def configure_logging(level: str = "INFO") -> None:
         _redact,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_serialize),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),  # one write per line: workers share a file
         cache_logger_on_first_use=True,
@@ -44,7 +66,7 @@ def configure_logging(level: str = "INFO") -> None:
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(),
+                structlog.processors.JSONRenderer(serializer=_serialize),
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )

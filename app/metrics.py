@@ -3,6 +3,8 @@ gunicorn.conf.py), so /metrics sums every worker; elsewhere they live in this pr
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.errors import Code
@@ -34,6 +36,20 @@ REDIS_BREAKER_OPEN = Gauge(
 REPLAYS_REFUSED = Counter("tps_replays_refused", "Signed POSTs refused as replays")
 IDEMPOTENT_REPEATS = Counter("tps_idempotent_repeats", "Repeats answered from a stored idempotency answer")
 DECISIONS = Counter("tps_decisions", "Update decisions", ["outcome", "code", "rule_id"])
+
+
+# Every label value is bounded (above), so the children a request touches are looked up once per worker rather
+# than re-validated and found under the family's lock on every request.
+@functools.lru_cache(maxsize=4096)
+def requests_answered(route: str, method: str, status: str, code: str) -> Counter:
+    """The tps_requests child for these labels."""
+    return REQUESTS.labels(route=route, method=method, status=status, code=code)
+
+
+@functools.lru_cache(maxsize=256)
+def request_seconds(route: str) -> Histogram:
+    """The tps_request_duration_seconds child for a route."""
+    return REQUEST_SECONDS.labels(route=route)
 
 
 def method_label(method: str) -> str:

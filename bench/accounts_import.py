@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.paths import SHIPPED_RULES
@@ -58,7 +59,7 @@ def permctl(*args: str, database_url: str, cwd: Path) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
-def run(admin_url: str | None, count: int) -> list[str]:
+def run(admin_url: str | None, count: int, *, echo: Callable[[str], None] = print) -> list[str]:
     """Import count accounts twice into a fresh database; the result lines."""
     with tempfile.TemporaryDirectory(prefix="tps-bench-import-") as tmp:
         workdir = Path(tmp)
@@ -79,7 +80,7 @@ def run(admin_url: str | None, count: int) -> list[str]:
                     f"{database.kind:<10} {label:<13} {count:>7} lines {seconds:7.1f} s {count / seconds:9.0f} "
                     f"accounts/s  (target < {TARGETS[database.kind]:.0f} s, tally {tally}: {verdict})"
                 )
-                print(results[-1], flush=True)
+                echo(results[-1])
             return results
         finally:
             database.drop()

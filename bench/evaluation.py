@@ -12,16 +12,20 @@ median per change of each.
 from __future__ import annotations
 
 import json
+import random
 import statistics
+import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from app.rules.decision import DecisionInput, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.model import RuleSet
-from bench.corpus import corpus
+from bench.corpus import Picker, corpus, moments, request
 from bench.reference import Oracle
+from bench.scenarios import ONE, REJECTED, TEN
 
 Held = tuple[frozenset[str], ...]
 Evaluate = Callable[[DecisionInput], Held]
@@ -50,9 +54,9 @@ def evaluators(rule_set: RuleSet, name: str) -> Evaluators:
     }
     notes = []
     try:
-        from bench.zen_rules import ZenEvaluator, table_path
+        from bench.zen_rules import ZenEvaluator, engine_facts, table_path
 
-        by_name[ZEN] = ZenEvaluator(engine.facts_of, json.loads(table_path(name).read_text())).held
+        by_name[ZEN] = ZenEvaluator(engine_facts(engine), json.loads(table_path(name).read_text())).held
     except ImportError:
         notes.append("zen-engine is not installed (`.venv/bin/pip install zen-engine`): its column is empty")
     return Evaluators(rule_set, engine, oracle, by_name, notes)
@@ -143,3 +147,90 @@ def measure(rule_set: RuleSet, name: str, *, per_size: Mapping[int, int], rounds
     hits, misses = engine.memo_hits - hits, engine.memo_misses - misses
     rate = hits / (hits + misses) if hits + misses else float("nan")
     return Measured(name, timings, checked, ev.notes, rate)
+
+
+# ---------------------------------------------------------------------------------------------------- the memo
+
+
+@dataclass
+class Traffic:
+    """One kind of traffic through a fresh adapter: how often the memo answered, and µs per change of each
+    evaluator over the same requests (the adapter in one pass, as a worker meets them)."""
+
+    name: str
+    requests: int
+    changes: int
+    hit_rate: float
+    memo_entries: int
+    per_change: dict[str, float]
+
+
+def service_traffic(rule_set: RuleSet, values: Sequence[str], count: int) -> list[DecisionInput]:
+    """Requests as bench/load.py sends them: 1-change and 10-change accepted batches that open, then close, the
+    first served values of their account, and a 10-change batch rejected at its last change; no attributes."""
+    now = datetime.now(UTC)
+    out = []
+    for n in range(count):
+        scenario = (ONE, TEN, REJECTED)[n % 3]
+        status = "open" if (n // 3) % 2 == 0 or scenario is REJECTED else "close"
+        changes = tuple(scenario.changes(values, status))
+        stored = {c["permission_type"]: "open" for c in changes} if status == "close" else {}
+        out.append(DecisionInput("bench", ("*",), changes, stored=stored, at=now))
+    return out
+
+
+def distinct_accounts(rule_set: RuleSet, values: Sequence[str], count: int, seed: int = 3) -> list[DecisionInput]:
+    """Every request from an account never seen before: its own stored state (each catalog permission open with
+    probability 0.3), its own attributes (any declared value; any two-letter code for a pattern), a random
+    status per change of the 10-change batch, a random second."""
+    rng = random.Random(seed)
+    catalog = rule_set.catalog.values
+    letters = string.ascii_uppercase
+    out = []
+    for n in range(count):
+        stored = {v: "open" for v in catalog if rng.random() < 0.3}
+        attributes = {
+            a.name: rng.choice(a.values) if a.values else rng.choice(letters) + rng.choice(letters)
+            for a in rule_set.attributes
+            if rng.random() < 0.8
+        }
+        changes = tuple({"permission_type": v, "permission_status": rng.choice(("open", "close"))} for v in values[:10])
+        at = datetime.now(UTC) + timedelta(seconds=n)
+        out.append(DecisionInput(f"tenant{n % 7}", ("*",), changes, stored=stored, attributes=attributes, at=at))
+    return out
+
+
+def never_seen(rule_set: RuleSet, count: int, seed: int = 17) -> list[DecisionInput]:
+    """Seeded corpus requests (bench/corpus.py) of 1, 10 and 100 changes, none repeated: new tenants, configs,
+    states, attributes and times around every window edge, malformed changes among them."""
+    rng = random.Random(seed)
+    picker, times = Picker(rule_set, rng), moments(rule_set)
+    return [request(rule_set, (1, 10, 1, 10, 100)[n % 5], rng, picker, times) for n in range(count)]
+
+
+def memo_traffic(rule_set: RuleSet, name: str, values: Sequence[str], *, count: int) -> list[Traffic]:
+    """The memo's hit rate and the evaluators' cost on the benchmark's traffic and on traffic made to miss."""
+    out = []
+    for label, requests in (
+        ("the benchmark's service traffic", service_traffic(rule_set, values, count)),
+        ("distinct accounts and states", distinct_accounts(rule_set, values, count)),
+        ("never-seen corpus requests", never_seen(rule_set, count)),
+    ):
+        ev = evaluators(rule_set, name)  # a fresh adapter: an empty memo
+        changes = sum(len(r.changes) for r in requests)
+        per_change = {}
+        verdicts: dict[str, list[Held]] = {}
+        for evaluator in (ADAPTER, ENGINE_PATH, ZEN):
+            if evaluator in ev.by_name:
+                evaluate = ev.by_name[evaluator]
+                began = time.perf_counter()
+                verdicts[evaluator] = [evaluate(decision_input) for decision_input in requests]
+                per_change[evaluator] = (time.perf_counter() - began) / changes * 1e6
+        for evaluator, found in verdicts.items():
+            if found != verdicts[ENGINE_PATH]:
+                raise AssertionError(f"{label}: {evaluator} differs from the engine path")
+        engine = ev.engine
+        looked_up = engine.memo_hits + engine.memo_misses
+        rate = engine.memo_hits / looked_up if looked_up else float("nan")
+        out.append(Traffic(label, len(requests), changes, rate, len(engine._memo), per_change))
+    return out

@@ -27,14 +27,16 @@ _VECTOR_BODY = b'{"account_no":"L6VQEU00121996","changes":[{"permission_status":
 _VECTOR = "16fbd01b11c42fe4853aa39ec5a1a786f094291ebe43699802e8d695ef33478c"
 
 
-def sign(*, app_secret: str, access_token: str, app_key: str, timestamp: str, body: bytes) -> str:
+def sign(
+    *, app_secret: str, access_token: str, app_key: str, timestamp: str, body: bytes, path: str = UPDATE_PATH
+) -> str:
     """The Longbridge signature of a POST to the update path, computed client-side as the SDK does.
 
     Kept here rather than imported from app.signature: importing the app package costs this process half a
     second per run, and an independent client implementation checks the server's.
     """
     canonical = (
-        f"POST|{UPDATE_PATH}||authorization:{access_token}\nx-api-key:{app_key}\nx-timestamp:{timestamp}\n"
+        f"POST|{path}||authorization:{access_token}\nx-api-key:{app_key}\nx-timestamp:{timestamp}\n"
         f"|authorization;x-api-key;x-timestamp|"
     )
     if body:
@@ -62,6 +64,7 @@ class Job:
     values: list[str]
     mix: list[Scenario]
     accounts: list[list[str]]  # per client: one account per scenario of the mix
+    upsert_attributes: list[dict[str, str]] = field(default_factory=list)  # the two sets an upsert swaps between
     warmup_s: float = 0.0
     duration_s: float | None = None  # duration-bound (after the warm-up) ...
     requests_per_client: int | None = None  # ... or count-bound,
@@ -101,7 +104,7 @@ def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: 
     bodies = [
         {
             status: json.dumps(
-                {"account_no": account, "changes": scenario.changes(job.values, status)}, separators=(",", ":")
+                scenario.body(account, job.values, status, job.upsert_attributes), separators=(",", ":")
             ).encode()
             for status in ("open", "close")
         }
@@ -128,6 +131,7 @@ def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: 
             app_key=job.app_key,
             timestamp=timestamp,
             body=body,
+            path=scenario.path,
         )
         headers = {
             "X-Api-Key": job.app_key,
@@ -139,7 +143,7 @@ def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: 
         began = time.perf_counter()
         code: int | None = None
         try:
-            conn.request("POST", UPDATE_PATH, body, headers)
+            conn.request("POST", scenario.path, body, headers)
             response = conn.getresponse()
             raw = response.read()
             ended = time.perf_counter()
@@ -156,7 +160,7 @@ def _run_client(job: Job, accounts: list[str], start: threading.Barrier, clock: 
             if len(out.errors) < 5:
                 out.errors.append(f"{scenario.label}: {type(exc).__name__}: {exc}")
         out.done.append((ended, ended - began, ok, scenario.size))
-        if scenario.kind == "accepted" and (ok or code == NO_STATE_CHANGE):
+        if scenario.kind in ("accepted", "upsert") and (ok or code == NO_STATE_CHANGE):
             wanted[slot] = "close" if wanted[slot] == "open" else "open"
         sent += 1
     conn.close()

@@ -20,6 +20,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ from app.rules.loader import load_rule_set
 from app.settings import Settings
 from app.signature import sign, signature_header
 from bench.corpus import corpus
-from bench.paths import PROJECT_ROOT, RULE_SETS, SHIPPED_RULES
+from bench.paths import PROJECT_ROOT, RULE_SETS
 from bench.scenarios import ONE, REJECTED, UPDATE_PATH, Scenario
 from bench.servers import ACCESS_TOKEN, APP_KEY, APP_SECRET, Database, Seed, Workdir
+from bench.traffic import served_values
+
+BROKER = "broker-policies"
 
 DRIVER_CALLS = frozenset(
     {"do_execute", "do_executemany", "do_execute_no_params", "do_commit", "do_rollback", "do_begin", "connect"}
@@ -207,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis-url", help="Redis URL (default: in-process cache)")
     parser.add_argument("--requests", type=int, default=1500, help="requests profiled per kind")
     parser.add_argument("--html", type=Path, help="also write pyinstrument HTML reports into this folder")
+    parser.add_argument(
+        "--rules", choices=sorted(RULE_SETS), default=BROKER, help=f"the rule set the service runs (default {BROKER})"
+    )
     args = parser.parse_args(argv)
     workdir = Workdir()
     database = Database(args.database_url, workdir.path)
@@ -215,19 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(
             database_url=database.url,
             redis_url=args.redis_url,
-            rules_dir=SHIPPED_RULES,
+            rules_dir=RULE_SETS[args.rules],
             instance_dir=workdir.path / "instance",
             log_level="INFO",
         )
         rule_set = load_rule_set(settings.rules_dir)
-        values = rule_set.catalog.values
+        values = served_values(rule_set, at=datetime.now(UTC))
         seed = Seed(settings, rule_set)
         app = create_app(settings)
         accepted_account, rejected_account = seed.accounts(2)
         _serve(app, _environs(accepted_account, ONE, values, 20), 200)  # warm: pools, caches, memo
         _serve(app, _environs(rejected_account, REJECTED, values, 20), 400)
 
-        kind = f"{database.kind} + {'Redis' if args.redis_url else 'in-process cache'}"
+        kind = f"{database.kind} + {'Redis' if args.redis_url else 'in-process cache'}, {args.rules} rules"
         print(f"## Profile of the service path ({kind})\n", file=out)
         for label, account, scenario, expect in (
             ("accepted 1-change", accepted_account, ONE, 200),

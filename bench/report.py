@@ -1,4 +1,4 @@
-"""The benchmark's report: markdown tables for bench/results.md, the ratios against issue 5's targets."""
+"""The benchmark's report: markdown tables for bench/results.md, the ratios against the targets of issues 5 and 13."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.evaluation import ADAPTER, ENGINE_PATH, PLAIN, ZEN
+from bench.evaluation import ADAPTER, ENGINE_PATH, PLAIN, ZEN, Traffic
 from bench.evaluation import Measured as Evaluation
 from bench.scenarios import ONE, REJECTED, TEN, Scenario
 from bench.servers import describe_machine
@@ -30,7 +30,10 @@ class Results:
     quick: bool
     eval_rounds: int
     cells: dict[tuple[str, int], dict[str, Measured]]
+    upserts: dict[tuple[str, int], Measured]  # (server, concurrency)
     evaluations: list[Evaluation]
+    traffic: dict[str, list[Traffic]]  # rule set -> the memo on each kind of traffic
+    imports: list[str]  # bench.accounts_import's result lines
     soaks: list[Soak]
     in_process: dict[str, Any]
     scaling: list[tuple[Scenario, Measured]]
@@ -97,6 +100,69 @@ def _throughput(results: Results) -> list[str]:
         "ipo.US, stock.HK, options.HK, account.trade, trade.client, stock.SG, opened and closed together (the "
         "relations hold within the request); rejected = 9 of them then a flag.* change."
     )
+    return out
+
+
+def _upserts(results: Results) -> list[str]:
+    out = [
+        "\n#### 1-2c. POST upsert_account (each request swaps the account's attributes; measured after the cells "
+        "above, rounds alternating between the two services)"
+    ]
+    rows = []
+    for (name, clients), m in results.upserts.items():
+        update = results.cells[(ONE.label, clients)][name] if (ONE.label, clients) in results.cells else None
+        rows.append(
+            [
+                name if name != "service" else "service (shipped)",
+                str(clients),
+                _f(m.throughput),
+                _f(m.percentile(0.5), 2),
+                _f(m.percentile(0.99), 2),
+                str(m.errors),
+                _f(m.throughput / update.throughput, 2) if update is not None else "n/a",
+            ]
+        )
+    header = ["rules", "c", "req/s", "p50 ms", "p99 ms", "err", "÷ 1-change update, same server"]
+    out.append(_table(header, rows))
+    return out
+
+
+def _memo(results: Results) -> list[str]:
+    out = []
+    for name, kinds in results.traffic.items():
+        out.append(
+            f"\n#### 3b. The memo on traffic, {name} rules (each kind through a fresh adapter, in one pass as a "
+            "worker meets it; µs per change; every evaluator's verdicts identical to the engine path's)"
+        )
+        rows = [
+            [
+                t.name,
+                f"{t.requests:,}",
+                f"{t.changes:,}",
+                f"{t.hit_rate:.1%}",
+                str(t.memo_entries),
+                *(_f(t.per_change.get(e, math.nan), 2) for e in (ADAPTER, ENGINE_PATH, ZEN)),
+                _f(t.per_change[ADAPTER] / t.per_change[ZEN], 2) if ZEN in t.per_change else "n/a",
+            ]
+            for t in kinds
+        ]
+        header = ["traffic", "requests", "changes", "memo hits", "memo entries", "adapter", "engine path", "zen-engine"]
+        out.append(_table([*header, "adapter ÷ zen"], rows))
+    out.append(
+        "The benchmark's traffic: the requests bench/load.py sends (1- and 10-change batches opening then closing, "
+        "a rejected 10-change batch, no attributes). Distinct accounts and states: every request from an account "
+        "never seen before, its own stored state (each permission open with probability 0.3) and attributes (any "
+        "two-letter residency), random statuses. Never-seen corpus requests: bench/corpus.py requests of 1, 10 and "
+        "100 changes, none repeated. The memo holds at most 4,096 verdicts (app/rules/engine.py MEMO_SIZE)."
+    )
+    return out
+
+
+def _imports(results: Results) -> list[str]:
+    out = [
+        "\n#### 6. `permctl accounts import` (bench/accounts_import.py: a fresh database, a first load, a re-import)"
+    ]
+    out.extend(f"    {line}" for line in results.imports)
     return out
 
 
@@ -214,7 +280,7 @@ def _scaling(results: Results) -> list[str]:
 
 
 def _ratios(results: Results) -> list[str]:
-    out = ["\n#### Ratios against the targets of issue 5 (broker-policies rows: the same targets, for reference)"]
+    out = ["\n#### Ratios against the targets of issues 5 and 13"]
     rows = []
     for label in (ONE.label, TEN.label, REJECTED.label):
         cell = results.cells[(label, HEADLINE_CONCURRENCY)]
@@ -238,6 +304,15 @@ def _ratios(results: Results) -> list[str]:
                 ratio = by_name[ADAPTER] / by_name[ZEN]
                 label = f"adapter ÷ zen-engine per change, {size}-change requests, {ev.name}"
                 rows.append([label, _f(ratio, 2), "≤ 1", _verdict(ratio <= 1, f"{ratio:.2f}x the limit")])
+                ratio = by_name[ENGINE_PATH] / by_name[ZEN]
+                label = f"adapter's engine path (no memo) ÷ zen-engine, {size}-change requests, {ev.name}"
+                rows.append([label, _f(ratio, 2), "(reported)", "-"])
+    for name, kinds in results.traffic.items():
+        for t in kinds:
+            if ZEN in t.per_change:
+                ratio = t.per_change[ADAPTER] / t.per_change[ZEN]
+                label = f"adapter ÷ zen-engine, {t.name} ({t.hit_rate:.0%} memo hits), {name}"
+                rows.append([label, _f(ratio, 2), "(reported)", "-"])
     for s in results.soaks:
         rows.append(
             [
@@ -259,6 +334,30 @@ def _ratios(results: Results) -> list[str]:
                 _verdict(ratio <= 10, f"{ratio / 10:.2f}x the limit"),
             ]
         )
+    for (label, clients), cell in results.cells.items():
+        if clients != max(c for _, c in results.cells):
+            continue
+        for name in ("service", BROKER):
+            m = cell[name]
+            ratio = m.percentile(0.99) / m.percentile(0.5)
+            rows.append(
+                [
+                    f"p99 ÷ p50, {label}, c={clients}, {name}",
+                    _f(ratio, 2),
+                    "≤ 4",
+                    _verdict(ratio <= 4, f"{ratio / 4:.2f}x the limit"),
+                ]
+            )
+    e = results.in_process
+    growth = (e["rss_end_kib"] - e["rss_warm_kib"]) / e["rss_warm_kib"] * 100
+    rows.append(
+        [
+            f"RSS growth over {e['decisions']:,} decisions through decide(), {BROKER}",
+            f"{growth:+.1f} %",
+            "≤ 10 %, 0 errors",
+            _verdict(growth <= 10 and e["errors"] == 0, f"{e['errors']} errors"),
+        ]
+    )
     out.append(_table(["ratio", "value", "target", "verdict"], rows))
     return out
 
@@ -273,7 +372,8 @@ def report(results: Results) -> str:
         f"machine: {machine['nproc']} CPUs, {machine['cpu']}, Python {machine['python']}; load average "
         f"{machine['loadavg']} at start, {describe_machine()['loadavg']} at the end; wall time {results.wall_s:.0f} s",
     ]
-    out += _throughput(results) + _evaluation(results) + _soaks(results) + _scaling(results) + _ratios(results)
+    out += _throughput(results) + _upserts(results) + _evaluation(results) + _memo(results) + _soaks(results)
+    out += _scaling(results) + _imports(results) + _ratios(results)
     errors = [m for cell in results.cells.values() for m in cell.values() if m.errors]
     if errors:
         samples = [s for m in errors for s in m.samples][:3]

@@ -8,13 +8,18 @@ permissions, account attributes, windows, warn and dryrun).
    requests at concurrency 1, 8 and 32, for a 1-change batch, a 10-change batch and a rejected batch; the same
    service with ``RULES_DIR=examples/broker-policies`` in the same cells (its batches open and close
    stock.US with options.US, otc.US and stockgrey.US: see bench/traffic.py);
-2. beside them, under the same gunicorn and database, the bare baseline of ``bench/bare.py``;
+2. beside them, under the same gunicorn and database, the bare baseline of ``bench/bare.py``; then the upsert
+   route (``POST upsert_account``, an account's attributes swapped every request) on both services, c=1 and 8;
 3. rule evaluation alone, per change, for each rule set: the adapter as served (memo), its engine path, the
-   plain-Python oracle and zen-engine given the same facts (verdicts checked identical first);
+   plain-Python oracle and zen-engine given the same facts (verdicts checked identical first); then the memo's
+   hit rate and every evaluator's cost on the benchmark's own traffic and on traffic made to miss (accounts
+   and stored states never seen before, never-seen corpus requests), each through a fresh adapter;
 4. 100,000 decisions in one worker (``gunicorn -w 1``) for each rule set, the two workers driven at the same
    time: worker RSS before and after, and errors; and 100,000 decisions through decide() in one process with
    the broker policies, each checked against the oracle (``bench.endurance``);
-5. batch scaling: 1, 10 and 100 changes per request (shipped rules).
+5. batch scaling: 1, 10 and 100 changes per request (shipped rules);
+6. ``permctl accounts import`` of 10,000 accounts into a fresh database, then the same file again
+   (``bench.accounts_import``; its own command runs 50,000 against the issue-10 targets).
 
 PostgreSQL and Redis when their URLs are given (a throwaway database ``tps_bench_<random>`` is created from the
 URL and dropped at the end), a fresh SQLite file and the in-process cache otherwise. Everything is measured side
@@ -40,12 +45,13 @@ from typing import Any
 from app.rules.loader import load_rule_set
 from app.rules.model import RuleSet
 from app.settings import Settings
+from bench import accounts_import
 from bench.evaluation import Measured as Evaluation
-from bench.evaluation import measure
+from bench.evaluation import Traffic, measure, memo_traffic
 from bench.load import Job
 from bench.paths import PROJECT_ROOT, RULE_SETS
 from bench.report import Results, report
-from bench.scenarios import ONE, REJECTED, TEN, Scenario
+from bench.scenarios import ONE, REJECTED, TEN, UPSERT, Scenario
 from bench.servers import (
     ACCESS_TOKEN,
     APP_KEY,
@@ -61,6 +67,7 @@ from bench.servers import (
 from bench.traffic import served_values
 
 CONCURRENCY = (1, 8, 32)
+UPSERT_CONCURRENCY = (1, 8)
 SHIPPED, BROKER = "shipped", "broker-policies"
 SOAK_DECISIONS = 100_000
 SOAK_BUDGET_S = 240.0  # over HTTP with 1-change requests, or a mix of batch sizes when that would take longer
@@ -81,12 +88,14 @@ class Plan:
     eval_per_size: dict[int, int]
     eval_rounds: int
     soak_decisions: int
+    memo_requests: int  # per kind of traffic in part 3b
+    import_accounts: int  # lines of part 6's `permctl accounts import`
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, 0.2, 0.6, 1, 0.4, {1: 60, 10: 12, 100: 3}, 2, 600)
-        return cls(False, 0.5, 2.5, 2, 1.5, {1: 600, 10: 120, 100: 20}, 7, SOAK_DECISIONS)
+            return cls(True, 0.2, 0.6, 1, 0.4, {1: 60, 10: 12, 100: 3}, 2, 600, 60, 500)
+        return cls(False, 0.5, 2.5, 2, 1.5, {1: 600, 10: 120, 100: 20}, 7, SOAK_DECISIONS, 600, 10_000)
 
 
 @dataclass
@@ -121,10 +130,12 @@ class Measured:
 
 @dataclass(frozen=True)
 class Served:
-    """A gunicorn server and the catalog values its batches take (they depend on the rule set it serves)."""
+    """A gunicorn server, the catalog values its batches take (they depend on the rule set it serves) and the two
+    attribute sets its upserts swap between."""
 
     server: Gunicorn
     values: list[str]
+    attributes: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -154,6 +165,7 @@ class Bench:
             app_secret=APP_SECRET,
             access_token=ACCESS_TOKEN,
             values=served.values,
+            upsert_attributes=served.attributes,
             mix=list(mix),
             accounts=[accounts[i * len(mix) : (i + 1) * len(mix)] for i in range(clients)],
             warmup_s=warmup_s,
@@ -196,6 +208,31 @@ def throughput_cells(bench: Bench, servers: dict[str, Served]) -> dict[tuple[str
                 + "  ".join(f"{name} {m.throughput:8.1f}/s" for name, m in cell.items())
             )
     return cells
+
+
+def upserts(bench: Bench, servers: dict[str, Served]) -> dict[tuple[str, int], Measured]:
+    """Part 1-2c: the upsert route on each server at concurrency 1 and 8, the order reversed every other round."""
+    measured = {(name, clients): Measured() for name in servers for clients in UPSERT_CONCURRENCY}
+    for clients in UPSERT_CONCURRENCY:
+        for round_no in range(bench.plan.rounds):
+            order = list(servers.items())
+            for name, served in order if round_no % 2 == 0 else reversed(order):
+                measured[(name, clients)].add(
+                    bench.job(served, [UPSERT], clients, duration_s=bench.plan.cell_s, warmup_s=bench.plan.warmup_s)
+                )
+        bench.log(
+            f"  upsert_account c={clients:<2}  "
+            + "  ".join(f"{name} {measured[(name, clients)].throughput:8.1f}/s" for name in servers)
+        )
+    return measured
+
+
+def upsert_attributes(rule_set: RuleSet) -> list[dict[str, str]]:
+    """Two attribute sets an upsert can swap between: the first attribute declared with two listed values."""
+    for declaration in rule_set.attributes:
+        if declaration.values is not None and len(declaration.values) >= 2:
+            return [{declaration.name: declaration.values[0]}, {declaration.name: declaration.values[1]}]
+    return []
 
 
 def batch_scaling(bench: Bench, served: Served) -> list[tuple[Scenario, Measured]]:
@@ -334,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def launch(app: str, workers: int, env: dict[str, str], log_name: str, name: str) -> Served:
             server = Gunicorn(app, workers, env, workdir.path / log_name)
             servers.append(server.launch())
-            return Served(server, values[name])
+            return Served(server, values[name], upsert_attributes(rule_sets[name]))
 
         service = launch("wsgi:app", 2, service_env(settings[SHIPPED]), "service.log", SHIPPED)
         broker = launch("wsgi:app", 2, service_env(settings[BROKER]), "broker.log", BROKER)
@@ -351,11 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log("parts 1-2: service (shipped rules, broker policies) and bare baseline, side by side")
         cells = throughput_cells(bench, {"service": service, BROKER: broker, "bare": bare})
+        log("part 1-2c: the upsert route")
+        upserted = upserts(bench, {"service": service, BROKER: broker})
         log("part 3: rule evaluation alone")
         evaluations: list[Evaluation] = []
+        traffic: dict[str, list[Traffic]] = {}
         for name, rule_set in rule_sets.items():
             evaluations.append(measure(rule_set, name, per_size=plan.eval_per_size, rounds=plan.eval_rounds))
             log(f"  {name}: verdicts identical on {evaluations[-1].checked:,} changes")
+            traffic[name] = memo_traffic(rule_set, name, values[name], count=plan.memo_requests)
+            log(f"  {name}: memo hit rates " + ", ".join(f"{t.hit_rate:.0%}" for t in traffic[name]))
         log("part 5: batch scaling")
         scaling = batch_scaling(bench, service)
         log(f"part 4: {plan.soak_decisions:,} decisions in one worker per rule set, the two workers side by side")
@@ -363,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             soaks = list(pool.map(lambda item: soak(bench, *item), singles.items()))
         log(f"part 4b: {plan.soak_decisions:,} decisions through decide() in one process ({BROKER})")
         in_process = endurance(RULE_SETS[BROKER], plan.soak_decisions)
+        log(f"part 6: permctl accounts import of {plan.import_accounts:,} accounts, then again")
+        imports = accounts_import.run(args.database_url, plan.import_accounts, echo=log)
         results = Results(
             machine=machine,
             db_kind=database.kind,
@@ -370,7 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             quick=plan.quick,
             eval_rounds=plan.eval_rounds,
             cells=cells,
+            upserts=upserted,
             evaluations=evaluations,
+            traffic=traffic,
+            imports=imports,
             soaks=soaks,
             in_process=in_process,
             scaling=scaling,

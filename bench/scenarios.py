@@ -4,6 +4,7 @@ A scenario is a batch kind and a size:
 
 * ``accepted``/k: the first k catalog values, all set to one status that alternates open/close per request on
   the client's own account, so every request moves every permission and succeeds (k <= catalog size).
+* ``upsert``: POST upsert_account for the client's own account, its attributes swapped every request.
 * ``rejected``/k: k changes where every change but the last is valid where the catalog allows it, and the
   last ones are ``flag.*`` types; rejected with INVALID_PERMISSION_TYPE at index min(k - 1, catalog size).
   With the shipped catalog of 78 values, rejected/100 is 78 valid changes and 22 ``flag.*`` ones (first
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["accepted", "rejected"]
+Kind = Literal["accepted", "rejected", "upsert"]
 UPDATE_PATH = "/v1/whaleapi/account/update_account_trade_permission"
+UPSERT_PATH = "/v1/whaleapi/account/upsert_account"
 INVALID_PERMISSION_TYPE = 400101
 
 
@@ -30,7 +32,21 @@ class Scenario:
 
     @property
     def label(self) -> str:
-        return f"{self.size}-change {self.kind}"
+        return "upsert_account" if self.kind == "upsert" else f"{self.size}-change {self.kind}"
+
+    @property
+    def path(self) -> str:
+        return UPSERT_PATH if self.kind == "upsert" else UPDATE_PATH
+
+    def body(
+        self, account: str, values: Sequence[str], status: str, attributes: Sequence[dict[str, str]]
+    ) -> dict[str, Any]:
+        """The request body: an update with this scenario's changes, or an upsert of the account that swaps
+        between the two attribute sets given (open: the first, close: the second), so that each one changes it."""
+        if self.kind == "upsert":
+            chosen = attributes[0 if status == "open" else 1] if attributes else {}
+            return {"account_no": account, "status": "active", "attributes": chosen}
+        return {"account_no": account, "changes": self.changes(values, status)}
 
     def changes(self, values: Sequence[str], status: str) -> list[dict[str, str]]:
         """The request's changes; `status` is used by accepted batches (rejected ones always ask for open)."""
@@ -45,8 +61,10 @@ class Scenario:
         ]
         return changes
 
-    def expected(self, values: Sequence[str]) -> tuple[int, int, int]:
+    def expected(self, values: Sequence[str]) -> tuple[int, int, int | None]:
         """(HTTP status, envelope code, failure_index) the answer must have."""
+        if self.kind == "upsert":
+            return 200, 0, None  # an account, no failure_index
         if self.kind == "accepted":
             return 200, 0, 0
         return 400, INVALID_PERMISSION_TYPE, min(self.size - 1, len(values))
@@ -62,3 +80,4 @@ class Scenario:
 ONE = Scenario("accepted", 1)
 TEN = Scenario("accepted", 10)
 REJECTED = Scenario("rejected", 10)
+UPSERT = Scenario("upsert", 0)  # one account's status and attributes, no permission changes

@@ -167,7 +167,7 @@ class Gunicorn:
             )
         return self
 
-    def ready(self, timeout: float = 60.0) -> Gunicorn:
+    def ready(self, timeout: float = 180.0) -> Gunicorn:  # a loaded 2-core machine boots 7 workers slowly
         """Return once every worker answers HTTP."""
         assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout

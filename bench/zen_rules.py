@@ -1,8 +1,8 @@
 """A rule set as a GoRules zen-engine decision table (bench/zen_*.json), and an evaluator around it.
 
-zen-engine is given the facts the adapter gives durable_rules (``DurableRulesEngine.facts_of``): the context
-(tenant, account status and attributes, the time), the account's permissions open before or after the request,
-and one record per change. The table is the one a zen-engine author would write:
+zen-engine is given the facts the adapter gives durable_rules (``engine_facts``, built by app/rules/facts.py):
+the context (tenant, account status and attributes, the time), the account's permissions open before or after
+the request, and one record per change. The table is the one a zen-engine author would write:
 
 * hit policy ``collect`` (every rule that holds, as the adapter reports), ``loop`` mode over
   ``map(changes, {c: #, x: context, p: permissions})``, so each row sees one change ``c`` beside the shared
@@ -28,7 +28,8 @@ from typing import Any
 
 from app.rules.compiler import context_key
 from app.rules.decision import DecisionInput
-from app.rules.facts import RequestFacts
+from app.rules.engine import DurableRulesEngine
+from app.rules.facts import after_request, change_records, context_record, permission_records
 from app.rules.model import (
     AccountTest,
     All,
@@ -212,10 +213,33 @@ def decision_table(rule_set: RuleSet) -> dict[str, Any]:
     }
 
 
+def engine_facts(engine: DurableRulesEngine) -> Callable[[DecisionInput], dict[str, Any]]:
+    """The facts the adapter gives durable_rules (context, permissions, change records), built with its own
+    functions; without the message values, which zen-engine's table does not read."""
+    catalog = engine.rule_set.catalog
+
+    def build(decision_input: DecisionInput) -> dict[str, Any]:
+        enabled = engine.enabled(decision_input.tenant_patterns)
+        stored = decision_input.stored
+        after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        return {
+            "context": context_record(
+                tenant_id=decision_input.tenant_id,
+                account_status=decision_input.account_status,
+                attributes=decision_input.attributes,
+                now=decision_input.at.timestamp(),
+            ),
+            "permissions": permission_records(catalog, stored, after),
+            "changes": change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored),
+        }
+
+    return build
+
+
 class ZenEvaluator:
     """Per change, the ids of the rules zen-engine's table says hold, from the adapter's own facts."""
 
-    def __init__(self, facts_of: Callable[[DecisionInput], RequestFacts], table: Mapping[str, Any]) -> None:
+    def __init__(self, facts_of: Callable[[DecisionInput], dict[str, Any]], table: Mapping[str, Any]) -> None:
         import zen
 
         self._facts_of = facts_of
@@ -223,9 +247,7 @@ class ZenEvaluator:
         self._engine = zen.ZenEngine({"loader": {"type": "static", "content": {DECISION_KEY: dict(table)}}})
 
     def held(self, decision_input: DecisionInput) -> tuple[frozenset[str], ...]:
-        facts = self._facts_of(decision_input)
-        request = {"context": facts.context, "permissions": facts.permissions, "changes": facts.changes}
-        verdicts = self._engine.evaluate(DECISION_KEY, request)["result"]["verdicts"]
+        verdicts = self._engine.evaluate(DECISION_KEY, self._facts_of(decision_input))["result"]["verdicts"]
         return tuple(frozenset(hit["rule_id"] for hit in hits) for hits in verdicts)
 
 

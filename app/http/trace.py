@@ -38,13 +38,10 @@ def init_trace(app: Flask) -> None:
         response.headers["X-Trace-Id"] = g.trace_id
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         route = metrics.route_label(request.url_rule.rule if request.url_rule else None)
-        metrics.REQUESTS.labels(
-            route=route,
-            method=metrics.method_label(request.method),
-            status=str(response.status_code),
-            code=metrics.code_label(g.get("code")),
+        metrics.requests_answered(
+            route, metrics.method_label(request.method), str(response.status_code), metrics.code_label(g.get("code"))
         ).inc()
-        metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
+        metrics.request_seconds(route).observe(elapsed)
         log.info(
             "request",
             method=request.method,

@@ -160,6 +160,9 @@ class Compiled:
     reads_permissions: bool = False
     needs_references: bool = False
     bound_fields: set[str] = field(default_factory=set)  # change fields placeholders read
+    # What the rules read, for the adapter's memo key and the facts it builds (app/rules/engine.py):
+    change_fields: set[str] = field(default_factory=set)  # change facts a test or placeholder reads
+    relations: set[tuple[str, str, str]] = field(default_factory=set)  # (head, tail, before|after) tested open
 
 
 class _Clause:
@@ -193,6 +196,9 @@ class _Clause:
             self._permission(negated, atom)
 
     def _change(self, negated: bool, test: ChangeTest) -> None:
+        self.compiled.change_fields.add(test.field)
+        if test.match.same_as is not None:
+            self.compiled.change_fields.add(test.match.same_as)
         if not negated:
             self.change.append(_match(test.field, test.match))
             return
@@ -206,12 +212,14 @@ class _Clause:
 
     def _permission(self, negated: bool, test: PermissionTest) -> None:
         self.compiled.reads_permissions = True
+        self.compiled.relations.add((test.head, test.tail, test.state))
         terms: list[dict[str, Any]] = [{"t": PERMISSION}]
         for key, spec in (("head", test.head), ("tail", test.tail)):
             term, bound = _part(key, spec)
             terms.append(term)
             if bound is not None:
                 self.compiled.bound_fields.add(bound)
+                self.compiled.change_fields.add(bound)
                 self.change.append({"$ex": {bound: 1}})  # a placeholder only binds for a change that has it
         terms.append({test.state: "open"})
         name = f"{PERMISSION}{next(self.counter)}"

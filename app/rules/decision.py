@@ -81,7 +81,7 @@ def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_mem
     """Judge every change in order; the first rule (in file order) that holds with enforcement deny stops the
     request. warn and dryrun rules that hold before it are collected, never stop anything."""
     evaluation = engine.evaluate(decision_input, use_memo=use_memo)
-    held, facts = evaluation.held, evaluation.facts
+    held = evaluation.held
     warnings: list[Hit] = []
     dryruns: list[Hit] = []
     for index, rules_held in enumerate(held):
@@ -90,7 +90,9 @@ def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_mem
         for rule in engine.rule_set.rules:
             if rule.id not in rules_held:
                 continue
-            hit = Hit(index, rule, message_for(rule, index, decision_input.changes[index], facts.messages[index]))
+            hit = Hit(
+                index, rule, message_for(rule, index, decision_input.changes[index], evaluation.message_values(index))
+            )
             if rule.enforcement == "warn":
                 warnings.append(hit)
             elif rule.enforcement == "dryrun":

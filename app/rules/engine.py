@@ -8,18 +8,18 @@ version, one session per evaluation that is deleted afterwards (also when the en
 consequents it queued are run first, or durable_rules double-frees), a lock so a threaded server cannot enter
 the engine twice, and the order of facts the compiler relies on: context, permissions and references before
 the changes (see app/rules/compiler.py). It never evaluates a rule's condition itself.
+
+A bounded memo remembers the engine's verdict per change under a key of exactly what the compiled rules can
+read for it (app/rules/memo.py): a change whose key is known is answered without the engine and without
+building the request's facts; those are built when the engine is asked, or for a message of a rule that held.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 import durable_rules_engine as durable_rules_engine_c  # type: ignore[import-not-found]
@@ -30,24 +30,24 @@ from app.rules.compiler import (
     REFERENCE,
     Compiled,
     compile_rule_set,
-    literals,
 )
 from app.rules.decision import DecisionInput
 from app.rules.facts import (
     RequestFacts,
     after_request,
+    change_record,
     change_records,
     context_record,
     message_values,
     permission_records,
 )
-from app.rules.model import PermissionTest, RuleSet
+from app.rules.memo import MEMO_MAX_TEXT as MEMO_MAX_TEXT  # re-exported: where tests and tools look for it
+from app.rules.memo import Key, MemoKeys
+from app.rules.model import RuleSet
 
 SESSION_ID = "request"
 MEMO_SIZE = 4096
-MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
 ENABLED_CACHE_SIZE = 256
-_NOT_TESTABLE = frozenset({"t", "index", "earlier_index"})  # carried for messages; no rule can test them
 _REFUSALS = {1: "a fact no rule handles", 2: "a fact identical to one already asserted"}  # the engine's codes
 
 
@@ -62,12 +62,38 @@ class _QuietHost(durable_engine.Host):
         return None
 
 
-@dataclass(frozen=True)
 class Evaluation:
-    """Per change, every rule whose condition held; and the facts the engine was given."""
+    """Per change, every rule whose condition held; the request's facts are built only when asked for (a
+    verdict the memo remembered needs none of them)."""
 
-    held: tuple[frozenset[str], ...]
-    facts: RequestFacts
+    def __init__(
+        self,
+        held: tuple[frozenset[str], ...],
+        engine: DurableRulesEngine,
+        decision_input: DecisionInput,
+        facts: RequestFacts | None = None,
+    ) -> None:
+        self.held = held
+        self._engine = engine
+        self._input = decision_input
+        self._facts = facts
+        self._messages: dict[int, dict[str, Any]] = {}  # per change, when several rules held for it
+
+    @property
+    def facts(self) -> RequestFacts:
+        """The facts of the request as the engine is given them."""
+        if self._facts is None:
+            self._facts = self._engine.facts_of(self._input)
+        return self._facts
+
+    def message_values(self, index: int) -> dict[str, Any]:
+        """What a message's placeholders show for changes[index]."""
+        if self._facts is not None:
+            return self._facts.messages[index]
+        found = self._messages.get(index)
+        if found is None:
+            found = self._messages[index] = self._engine.message_values(self._input, index)
+        return found
 
 
 class _Process:
@@ -108,15 +134,6 @@ def _process() -> _Process:
         return _PROCESS
 
 
-def _bounds(rule_set: RuleSet) -> list[float]:
-    """Every moment at which some rule's window opens or closes: between two of them no window changes."""
-    found: set[float] = set()
-    for rule in rule_set.rules:
-        if rule.window is not None:
-            found.update(m.timestamp() for m in (rule.window.start, rule.window.end) if m is not None)
-    return sorted(found)
-
-
 class DurableRulesEngine:
     """Judges the changes of a request against one rule set through durable_rules."""
 
@@ -125,12 +142,9 @@ class DurableRulesEngine:
         self._name = f"permissions_{rule_set.version}"
         self._process = _process()
         self._compiled = self._process.ensure(self._name, rule_set)
-        self._memo: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
+        self._memo: OrderedDict[Key, frozenset[str]] = OrderedDict()
+        self._keys = MemoKeys(rule_set, self._compiled)
         self._enabled: OrderedDict[tuple[str, ...], frozenset[str]] = OrderedDict()
-        self._bounds = _bounds(rule_set)
-        self._relations = sorted(
-            {(a.head, a.tail) for r in rule_set.rules for a in literals(r) if isinstance(a, PermissionTest)}
-        )
         self.memo_hits = 0
         self.memo_misses = 0
 
@@ -167,88 +181,87 @@ class DurableRulesEngine:
         ]
         return RequestFacts(context, permission_records(catalog, stored, after), changes, messages)
 
+    def message_values(self, decision_input: DecisionInput, index: int) -> dict[str, Any]:
+        """What a message's placeholders show for changes[index] (the facts of that change alone)."""
+        record = change_record(
+            decision_input.changes,
+            index,
+            catalog=self.rule_set.catalog,
+            enabled=self.enabled(decision_input.tenant_patterns),
+            stored=decision_input.stored,
+        )
+        return message_values(
+            record,
+            decision_input.changes[index],
+            tenant_id=decision_input.tenant_id,
+            attributes=decision_input.attributes,
+        )
+
     def evaluate(self, decision_input: DecisionInput, *, use_memo: bool = True) -> Evaluation:
         """Per change, the rules that held, decided by the engine (or remembered from an identical judgement)."""
-        facts = self.facts_of(decision_input)
         if not use_memo:
-            decided = self._post(facts, facts.changes)  # once: every change is judged in one session
-            return Evaluation(tuple(decided[r["index"]] for r in facts.changes), facts)
-        shared = self._shared_key(facts)
-        keys = [None if shared is None else self._memo_key(record, shared, facts) for record in facts.changes]
-        unknown = [r for r, key in zip(facts.changes, keys, strict=True) if key is None or key not in self._memo]
-        decided = self._post(facts, unknown) if unknown else {}
+            every = self.facts_of(decision_input)
+            verdicts = self._post(every.context, every.permissions, every.changes)  # one session for all of them
+            return Evaluation(tuple(verdicts[r["index"]] for r in every.changes), self, decision_input, every)
+        memo = self._memo
+        keys = self._keys.keys(decision_input, self.enabled(decision_input.tenant_patterns))
+        unknown = [index for index, key in enumerate(keys) if key is None or key not in memo]
+        decided: dict[int, frozenset[str]] = {}
+        if unknown:
+            context, permissions, records = self._engine_facts(decision_input)
+            decided = self._post(context, permissions, [records[index] for index in unknown])
         held: list[frozenset[str]] = []
-        for record, key in zip(facts.changes, keys, strict=True):  # read every remembered verdict first ...
-            found = decided.get(record["index"])
+        for index, key in enumerate(keys):  # read every remembered verdict first ...
+            found = decided.get(index)
             if found is None:
-                assert key is not None  # a record without a key always goes to the engine
-                found = self._memo[key]
-                self._memo.move_to_end(key)
+                assert key is not None  # a change without a key always goes to the engine
+                found = memo[key]
+                memo.move_to_end(key)
                 self.memo_hits += 1
             held.append(found)
-        for record, key in zip(facts.changes, keys, strict=True):  # ... then remember (and evict) the new ones
-            if key is not None and record["index"] in decided:
+        for index in unknown:  # ... then remember (and evict) the new ones
+            key = keys[index]
+            if key is not None:
                 self.memo_misses += 1
-                self._memo[key] = decided[record["index"]]
-                if len(self._memo) > MEMO_SIZE:
-                    self._memo.popitem(last=False)
-        return Evaluation(tuple(held), facts)
+                memo[key] = decided[index]
+                if len(memo) > MEMO_SIZE:
+                    memo.popitem(last=False)
+        return Evaluation(tuple(held), self, decision_input)
 
-    def _shared_key(self, facts: RequestFacts) -> tuple[Any, ...] | None:
-        """What every change's verdict may read from the context: the values rules test, the time's interval;
-        None when one of those values is too long to remember."""
-        context = facts.context
-        values = tuple((key, context.get(key)) for key in sorted(self._compiled.context_keys))
-        if any(isinstance(value, str) and len(value) > MEMO_MAX_TEXT for _, value in values):
-            return None
-        interval = bisect.bisect_right(self._bounds, context["now"]) if self._compiled.reads_time else 0
-        return values, interval
-
-    def _memo_key(
-        self, record: Mapping[str, Any], shared: tuple[Any, ...], facts: RequestFacts
-    ) -> tuple[Any, ...] | None:
-        """Exactly the facts the compiled rules can read for this change, or None (too long to remember)."""
-        items = []
-        for name, value in record.items():
-            if name in _NOT_TESTABLE:
-                continue
-            if isinstance(value, str) and len(value) > MEMO_MAX_TEXT:
-                return None
-            items.append((name, value))
-        related: tuple[Any, ...] = ()
-        if self._relations:
-            related = tuple(
-                sorted(
-                    {
-                        (p["type"], p["before"], p["after"])
-                        for p in facts.permissions
-                        if any(self._relates(p, record, head, tail) for head, tail in self._relations)
-                    }
-                )
+    def _engine_facts(
+        self, decision_input: DecisionInput
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The context, permissions and change records as facts_of builds them, but only those the compiled rules
+        read (no permissions for a set that tests none) and without the message values."""
+        catalog, compiled = self.rule_set.catalog, self._compiled
+        enabled = self.enabled(decision_input.tenant_patterns)
+        stored = decision_input.stored
+        records = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        context: dict[str, Any] = {}
+        if compiled.context_keys or compiled.reads_time:
+            context = context_record(
+                tenant_id=decision_input.tenant_id,
+                account_status=decision_input.account_status,
+                attributes=decision_input.attributes,
+                now=decision_input.at.timestamp(),
             )
-        return tuple(sorted(items)), shared, related
+        permissions: list[dict[str, Any]] = []
+        if compiled.reads_permissions:
+            after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+            permissions = permission_records(catalog, stored, after)
+        return context, permissions, records
 
-    @staticmethod
-    def _relates(permission: Mapping[str, Any], record: Mapping[str, Any], head: str, tail: str) -> bool:
-        """Whether a relation of some rule could name this permission for this change."""
-        for part, spec in (("head", head), ("tail", tail)):
-            value = permission[part]
-            if spec.startswith("{"):
-                if record.get(spec[1:-1]) != value:
-                    return False
-            elif not fnmatchcase(value, spec):
-                return False
-        return True
-
-    def _post(self, facts: RequestFacts, changes: list[dict[str, Any]]) -> dict[int, frozenset[str]]:
+    def _post(
+        self, context: dict[str, Any], permissions: list[dict[str, Any]], changes: list[dict[str, Any]]
+    ) -> dict[int, frozenset[str]]:
         if not changes:
             return {}  # durable_rules crashes the process (SIGSEGV) on an empty batch
         compiled = self._compiled
         batch: list[dict[str, Any]] = []
         if compiled.context_keys or compiled.reads_time:
-            batch.append(facts.context)
+            batch.append(context)
         if compiled.reads_permissions:
-            batch.extend(facts.permissions)
+            batch.extend(permissions)
         if compiled.needs_references:
             batch.extend({**record, "t": REFERENCE} for record in changes)
         batch.extend(changes)

@@ -45,28 +45,62 @@ def change_records(
     changes: tuple[dict[str, Any], ...], *, catalog: Catalog, enabled: frozenset[str], stored: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """One record per change, in order: raw fields, their kinds, the type's parts, and what is known of it."""
-    records: list[dict[str, Any]] = []
     first_named: dict[str, int] = {}
+    records = []
     for index, change in enumerate(changes):
-        record: dict[str, Any] = {"t": CHANGE, "index": index}
-        for name in ("permission_type", "permission_status"):
-            kind = _kind(change, name)
-            record[f"{name}__kind"] = kind
-            if kind == TEXT:
-                record[name] = engine_text(change[name])
-        if record["permission_type__kind"] == TEXT:
-            permission_type = change["permission_type"]
-            record.update({k: engine_text(v) for k, v in catalog.parts(permission_type).items()})
-            record["in_catalog"] = permission_type in catalog
-            record["enabled_for_tenant"] = permission_type in enabled
-            record["current_status"] = stored.get(permission_type, "close")
-            earlier = first_named.setdefault(permission_type, index)
-            record["named_earlier"] = earlier != index
-            record["earlier_index"] = earlier
-        else:
-            record["named_earlier"] = False
-        records.append(record)
+        permission_type = change.get("permission_type")
+        earlier = first_named.setdefault(permission_type, index) if isinstance(permission_type, str) else index
+        records.append(_record(index, change, earlier, catalog=catalog, enabled=enabled, stored=stored))
     return records
+
+
+def change_record(
+    changes: tuple[dict[str, Any], ...],
+    index: int,
+    *,
+    catalog: Catalog,
+    enabled: frozenset[str],
+    stored: Mapping[str, str],
+) -> dict[str, Any]:
+    """The record change_records builds for changes[index], without building the others."""
+    change = changes[index]
+    permission_type = change.get("permission_type")
+    earlier = index
+    if isinstance(permission_type, str):
+        earlier = next(
+            i
+            for i, c in enumerate(changes)
+            if isinstance(c.get("permission_type"), str) and c["permission_type"] == permission_type
+        )
+    return _record(index, change, earlier, catalog=catalog, enabled=enabled, stored=stored)
+
+
+def _record(
+    index: int,
+    change: Mapping[str, Any],
+    earlier: int,
+    *,
+    catalog: Catalog,
+    enabled: frozenset[str],
+    stored: Mapping[str, str],
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"t": CHANGE, "index": index}
+    for name in ("permission_type", "permission_status"):
+        kind = _kind(change, name)
+        record[f"{name}__kind"] = kind
+        if kind == TEXT:
+            record[name] = engine_text(change[name])
+    if record["permission_type__kind"] == TEXT:
+        permission_type = change["permission_type"]
+        record.update({k: engine_text(v) for k, v in catalog.parts(permission_type).items()})
+        record["in_catalog"] = permission_type in catalog
+        record["enabled_for_tenant"] = permission_type in enabled
+        record["current_status"] = stored.get(permission_type, "close")
+        record["named_earlier"] = earlier != index
+        record["earlier_index"] = earlier
+    else:
+        record["named_earlier"] = False
+    return record
 
 
 def after_request(

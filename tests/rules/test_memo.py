@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +14,9 @@ from app.rules.decision import Decision, DecisionInput, decide
 from app.rules.engine import MEMO_MAX_TEXT, MEMO_SIZE, DurableRulesEngine
 from app.rules.loader import load_rule_set
 from app.rules.model import RuleSet
-from tests.rules.support import BROKER_POLICIES, ch, request
+from tests.rules.support import BROKER_POLICIES, NOON, ch, request, rules_dir
 from tests.rules.test_engine_endurance import ENABLED_PATTERNS, ChangeMaker
+from tests.rules.test_language_oracle import policies, random_input
 from tests.support import SHIPPED_RULES, copy_rules
 
 
@@ -230,3 +233,78 @@ def test_facts_a_rule_reads_split_the_memo(broker_set):
     assert decide(engine, request(withdraw, at=edge)).denial.rule.id == "withdraw-freeze"
     assert decide(engine, request(withdraw, at=edge + timedelta(days=1))).denial.rule.id == "withdraw-freeze"
     assert decide(engine, request(withdraw, at=datetime(2030, 1, 1, tzinfo=UTC))).accepted
+
+
+# --- exact on any rule set: random policies, recombined requests -----------------------------------------------
+
+EDGES = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), datetime(2028, 6, 1, tzinfo=UTC))
+WINDOWS = ((EDGES[0], EDGES[1]), (EDGES[1], None), (None, EDGES[2]), (EDGES[0], EDGES[2]))
+MESSAGE = (
+    "{permission_type}/{permission_status}/{current_status}/{product}.{market}/{earlier_index}/{tenant}/{residency}"
+)
+
+
+# A plain test of a change field: the memo knows from the change alone that a policy starting with one cannot
+# hold for a change it refuses, and leaves what the rest of that policy reads out of the change's key.
+GUARDS: tuple[dict[str, Any], ...] = (
+    {"change": {"market": "US"}},
+    {"change": {"product": ["options", "stock"]}},
+    {"change": {"permission_status": "open"}},
+    {"change": {"group": "account"}},
+    {"change": {"permission_type": ["stock.HK", "options.HK", "va.OSL"]}},
+)
+
+
+def random_policy_set(rng: random.Random, target: Path, *, guarded: bool) -> RuleSet:
+    """Random policies of every kind of test (tests/rules/test_language_oracle.py), a third of them in a window,
+    some warn or dryrun, each message showing every fact a message can show. Guarded: twelve policies, each
+    one of GUARDS and a random condition."""
+    _, conditions = policies(rng)
+    if guarded:
+        conditions = {
+            rule_id: {"all": [rng.choice(GUARDS), condition]} for rule_id, condition in list(conditions.items())[:12]
+        }
+    text = "policies:\n"
+    for rule_id, condition in conditions.items():
+        text += f"  - id: {rule_id}\n    description: random\n    when: {json.dumps(condition)}\n"
+        text += (
+            f"    message: {json.dumps(MESSAGE)}\n    enforcement: {rng.choice(('deny', 'deny', 'warn', 'dryrun'))}\n"
+        )
+        if rng.random() < 0.33:
+            start, end = rng.choice(WINDOWS)
+            text += "".join(
+                f"    {key}: {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+                for key, moment in (("from", start), ("until", end))
+                if moment is not None
+            )
+    return load_rule_set(rules_dir(target, text))
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["any-policies", "guarded-policies"])
+def test_the_memo_never_answers_otherwise_than_the_engine(tmp_path, guarded):
+    """Requests recombined from small pools of changes, stored states, attributes, tenants, tenant configs,
+    account statuses and times around every window edge, so that most keys meet again under other facts: any
+    fact the rules read and the key left out would show as a remembered verdict the engine would not give."""
+    rng = random.Random(13)
+    engine = DurableRulesEngine(random_policy_set(rng, tmp_path, guarded=guarded))
+    pools = [random_input(rng) for _ in range(30)]  # changes from all of them, the rest from a few
+    few = pools[:3]
+    moments = [edge + timedelta(seconds=s) for edge in EDGES for s in (-1, 0)] + [NOON]
+    held_somewhere: set[str] = set()
+    for n in range(1000):
+        decision_input = DecisionInput(
+            tenant_id=rng.choice(few).tenant_id,
+            tenant_patterns=rng.choice(few).tenant_patterns,
+            changes=rng.choice(pools).changes,
+            stored=rng.choice(pools[:8]).stored,
+            account_status=rng.choice(few).account_status,
+            attributes=rng.choice(few).attributes,
+            at=rng.choice(moments),
+        )
+        remembered = decide(engine, decision_input)
+        direct = decide(engine, decision_input, use_memo=False)
+        assert seen(remembered) == seen(direct), (n, decision_input)
+        held_somewhere |= {rule_id for found in direct.held for rule_id in found}
+    assert engine.memo_hits > 800 and engine.memo_misses > 1000, (engine.memo_hits, engine.memo_misses)
+    policies_held = {rule_id for rule_id in held_somewhere if rule_id.startswith("random-")}
+    assert len(policies_held) >= (9 if guarded else 30)  # most policies held somewhere: the comparison covered them
