@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.rules.model import Rule, RuleSet
 from app.rules.source import Problem
@@ -91,12 +91,27 @@ def semantic_problems(rule_set: RuleSet) -> list[Problem]:
 
 
 def _analyse(rule_set: RuleSet) -> list[Problem]:
+    """The problems of every rule. A catch-all hides every later rule behind it; so that one lint run still
+    shows what else is wrong, the rules are then judged again with the catch-all set aside, and what that
+    shows is added (a rule after it may then be named twice: hidden by the catch-all, and by another rule)."""
     try:
-        space = InputSpace((rule_set,))
+        problems, catch_all = _findings(rule_set)
+        aside: set[str] = set()
+        while catch_all:
+            aside |= set(catch_all)
+            rest = replace(rule_set, rules=tuple(r for r in rule_set.rules if r.id not in aside))
+            later, catch_all = _findings(rest)
+            problems += [p for p in later if p not in problems]
     except SpaceTooLarge as exc:
         where = rule_set.rules[-1] if rule_set.rules else None
         path = where.source if where else "-"
         return [Problem(path, 1, 1, "-", f"semantic checks skipped: {exc}", "warning")]
+    return problems
+
+
+def _findings(rule_set: RuleSet) -> tuple[list[Problem], list[str]]:
+    """The problems of each rule of rule_set, and its catch-alls."""
+    space = InputSpace((rule_set,))
     seen = _observe(space, rule_set)
     problems: list[Problem] = []
     catch_all: list[str] = []
@@ -124,7 +139,7 @@ def _analyse(rule_set: RuleSet) -> list[Problem]:
                     "warning",
                 )
             )
-    return problems
+    return problems, catch_all
 
 
 def problems_by_rule(problems: list[Problem]) -> dict[str, list[Problem]]:
