@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
+import click
 from ruamel.yaml import YAML
+
+from app.cli import cli
 
 RECIPE = Path(__file__).resolve().parents[1] / "docs" / "rules-ci.md"
 
@@ -31,3 +35,40 @@ def test_the_recipe_is_one_valid_workflow_with_every_step():
 def test_the_readme_links_the_recipe():
     readme = (RECIPE.parents[1] / "README.md").read_text(encoding="utf-8")
     assert "[docs/rules-ci.md](docs/rules-ci.md)" in readme
+
+
+def _permctl_lines(runs: str) -> list[list[str]]:
+    """Each `permctl ...` command of the workflow's steps, continuation lines joined, as shell words."""
+    joined = runs.replace("\\\n", " ")
+    commands = []
+    for line in joined.splitlines():
+        for part in re.split(r"&&|\|\||;|\||>", line):
+            words = shlex.split(part.strip(), comments=True)
+            while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value permctl ...
+                words = words[1:]
+            if words and words[0] == "permctl":
+                commands.append(words[1:])
+    return commands
+
+
+SAMPLE_VALUES = {"$since": "2026-11-01T00:00:00Z"}  # what the workflow's shell variables hold when it runs
+
+
+def test_every_permctl_line_of_the_recipe_is_one_the_cli_accepts():
+    workflow = _workflow()
+    runs = "\n".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
+    commands = _permctl_lines(runs)
+    assert len(commands) >= 6
+    for words in commands:
+        # Find the command as permctl would, then parse its options, arguments and choices without running it.
+        command: click.Command = cli
+        context: click.Context | None = None
+        rest = [SAMPLE_VALUES.get(word, word) for word in words]
+        while isinstance(command, click.Group):
+            name, *rest = rest
+            context = click.Context(command, info_name=name, parent=context)
+            found = command.get_command(context, name)
+            assert found is not None, f"permctl {' '.join(words)}: no command {name!r}"
+            command = found
+        with command.make_context(command.name, rest, parent=context):
+            pass
