@@ -210,6 +210,16 @@ class InputSpace:
         for rule_set in self.rule_sets:
             found.update(dict.fromkeys(rule_set.catalog.values))
         found.update({f"{group}.x": None for group in _mentioned(atoms, ChangeTest, "group")})
+        # Types outside the catalog that rules can still tell apart by a part they name: a validation testing
+        # `market: us` (a type sent in lower case) holds for stock.us.
+        for rule_set in self.rule_sets:
+            catalog = rule_set.catalog
+            product = catalog.products[0] if catalog.products else "x"
+            market = catalog.markets[0] if catalog.markets else "X"
+            found.update({f"{product}.{m}": None for m in _mentioned(atoms, ChangeTest, "market")})
+            found.update({f"{p}.{market}": None for p in _mentioned(atoms, ChangeTest, "product")})
+            groups = [v.partition(".")[0] for v in catalog.values if "group" in catalog.parts(v)]
+            found.update({f"{groups[0]}.{n}": None for n in _mentioned(atoms, ChangeTest, "name") if groups})
         found.update(dict.fromkeys(_mentioned(atoms, ChangeTest, "permission_type")))
         found[OTHER_TYPE] = None
         return tuple(found)

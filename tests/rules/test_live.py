@@ -6,8 +6,10 @@ import itertools
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from app.rules import live as live_module
 from app.rules import snapshot
 from app.rules.acceptance import CasesFailed
 from app.rules.cases import Case, Expected, judge
@@ -25,6 +27,13 @@ CLOSE_OTC = Case(
     changes=[{"permission_type": "otc.DE", "permission_status": "close"}],
     expect=Expected("SUCCESS"),
 )
+
+
+@pytest.fixture(autouse=True)
+def _uncached_rules_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh logger for app.rules.live: an app made by an earlier test configures structlog to cache each
+    logger on first use, and a cached one writes past capture_logs()."""
+    monkeypatch.setattr(live_module, "log", structlog.get_logger("app.rules"))
 
 
 def closing_otc(engine: DurableRulesEngine) -> str:
