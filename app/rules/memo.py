@@ -32,7 +32,7 @@ from typing import Any
 
 from app.rules.compiler import Compiled, context_key, glob_to_engine_regex, rule_clauses
 from app.rules.decision import DecisionInput
-from app.rules.facts import engine_text
+from app.rules.facts import after_request, engine_text
 from app.rules.model import PART_FIELDS, AccountTest, ChangeTest, PermissionTest, RuleSet, TenantTest, Window
 
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
@@ -172,7 +172,7 @@ class MemoKeys:
         context = self._context(decision_input)
         stored = decision_input.stored
         changes = decision_input.changes
-        applied = self._applied(changes, enabled) if self._after else {}
+        applied = after_request(changes, catalog=self._catalog, enabled=enabled, stored={}) if self._after else {}
         fixed: dict[int, bool] = {}  # the relations without a placeholder, decided once per request
         interval = bisect.bisect_right(self._bounds, decision_input.at.timestamp())
         named: set[str] = set()
@@ -268,20 +268,6 @@ class MemoKeys:
         for name, value in decision_input.attributes.items():
             context[f"a_{name}"] = value
         return context
-
-    def _applied(self, changes: Sequence[Mapping[str, Any]], enabled: frozenset[str]) -> dict[str, str]:
-        """The statuses the request sets (app/rules/facts.py after_request, without the stored ones)."""
-        applied: dict[str, str] = {}
-        named: set[str] = set()
-        catalog = self._catalog
-        for change in changes:
-            permission_type, status = change.get("permission_type"), change.get("permission_status")
-            if not isinstance(permission_type, str) or permission_type in named:
-                continue
-            named.add(permission_type)
-            if permission_type in catalog and permission_type in enabled and status in ("open", "close"):
-                applied[permission_type] = status
-        return applied
 
     @staticmethod
     def _is_open(
