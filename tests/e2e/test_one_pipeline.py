@@ -4,6 +4,7 @@ over what the service recorded all reach the same verdict — they share decide(
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,13 +43,12 @@ def _explained(rules_dir: Path, case: Case) -> tuple[str, int, str | None]:
     if ran.returncode == 1 and "the request is refused before the rules" in ran.stderr:
         return "INVALID_REQUEST", 0, None
     assert ran.returncode == 0, ran.stderr
-    found = re.search(
-        r"^request: (\w+)(?: at changes\[(\d+)\] by (\S+)| \(every change would be written\))$",
-        ran.stdout,
-        re.MULTILINE,
-    )
-    assert found, ran.stdout
-    return found.group(1), int(found.group(2) or 0), found.group(3)
+    # explain ends with the answer the caller gets: its code name, and where and by which rule it was refused
+    found = re.search(r"^answer: code \d+ (\w+)$", ran.stdout, re.MULTILINE)
+    data = re.search(r"^data: (\{.*\})$", ran.stdout, re.MULTILINE)
+    assert found and data, ran.stdout
+    refused = json.loads(data.group(1))
+    return found.group(1), int(refused.get("failure_index", 0)), refused.get("rule_id")
 
 
 def _served(settings: Settings, rules_dir: Path, engine: DurableRulesEngine, cases: list[Case]) -> dict[str, Any]:
