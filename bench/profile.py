@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import event
 from werkzeug.test import EnvironBuilder
 
@@ -185,11 +186,29 @@ def count_statements(app: Any, environs: Sequence[dict[str, Any]], expect: int) 
         seen.append("-- (autocommit: no COMMIT sent)" if autocommit else "COMMIT")
 
     pre_ping = bool(getattr(engine.pool, "_pre_ping", False))
+    psycopg_driver = engine.dialect.driver == "psycopg"
+    counting: list[Any] = []
 
-    def checked_out(*_args: Any) -> None:
+    class Counting(psycopg.Cursor[Any]):
+        """On psycopg every statement is a cursor's, SQLAlchemy's and the ones the hot path hands the driver."""
+
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(query) != "COMMIT":  # the pipelined COMMIT: counted by the commit event
+                record(None, None, str(query))
+            return super().execute(query, *args, **kwargs)
+
+        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            record(None, None, str(query))
+            return super().executemany(query, *args, **kwargs)
+
+    def checked_out(dbapi_connection: Any, *_args: Any) -> None:
         seen.append(f"-- pool checkout{' (pool_pre_ping: one more round trip, SELECT 1)' if pre_ping else ''}")
+        if psycopg_driver:
+            dbapi_connection.cursor_factory = Counting
+            counting.append(dbapi_connection)
 
-    event.listen(engine, "before_cursor_execute", record)
+    if not psycopg_driver:
+        event.listen(engine, "before_cursor_execute", record)
     event.listen(engine, "commit", committed)
     event.listen(engine.pool, "checkout", checked_out)
     try:
@@ -197,7 +216,10 @@ def count_statements(app: Any, environs: Sequence[dict[str, Any]], expect: int) 
             seen.clear()
             _serve(app, [environ], expect)
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for dbapi_connection in counting:
+            dbapi_connection.cursor_factory = psycopg.Cursor
+        if not psycopg_driver:
+            event.remove(engine, "before_cursor_execute", record)
         event.remove(engine, "commit", committed)
         event.remove(engine.pool, "checkout", checked_out)
     return list(seen)

@@ -79,7 +79,7 @@ _ACCOUNTS = select(*_COLUMNS).join_from(_accounts, _tenants, _tenants.c.id == _a
 _ACCOUNT = _ACCOUNTS.where(
     _accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no")
 )
-_ACCOUNT_LOCKED = _ACCOUNT.with_for_update(of=_accounts)
+ACCOUNT_LOCKED = _ACCOUNT.with_for_update(of=_accounts)
 _ATTRIBUTES_OF = (
     select(_attributes.c.name, _attributes.c.value)
     .where(_attributes.c.account_id == bindparam("account_id"))
@@ -131,7 +131,7 @@ class Accounts:
         """The account with its attributes; lock=True holds its row until commit (then reads the attributes)."""
         connection = self.session.connection()
         row = connection.execute(
-            _ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no}
+            ACCOUNT_LOCKED if lock else _ACCOUNT, {"tenant_id": tenant_id, "account_no": account_no}
         ).one_or_none()
         if row is None:
             return None

@@ -8,16 +8,17 @@ ORM-processing it on every request (the profile of issue 5 put 40 % of a request
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, and_, bindparam, delete, literal, select, update
+from sqlalchemy import ClauseElement, Executable, Table, and_, bindparam, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.persistence import driver
 from app.persistence.accounts import AccountRecord as AccountRecord  # re-exported: the services import it here
 from app.persistence.accounts import Accounts as Accounts
 from app.persistence.models import (
@@ -68,6 +69,17 @@ class SignatureRecorded(Enum):
     FIRST_USE = "first use"
     REPLAY = "replay"  # already recorded (by a committed transaction)
     STALE_CREDENTIAL = "stale credential"  # the credential changed since the caller's copy was read
+
+
+@dataclass(frozen=True)
+class SignatureToRecord:
+    """A POST's signature, to record as first used by the credential the caller read (its tenant and version)."""
+
+    app_key: str
+    signature: str
+    expires_at: datetime
+    tenant_id: str
+    credentials_version: int
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,24 @@ def _record_signature(insert: Any) -> Executable:
 
 
 _UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
-_RECORD_SIGNATURE = _per_dialect(_record_signature)
+_SQL_UPSERT_PERMISSIONS = driver.postgresql_sql(cast(ClauseElement, _UPSERT_PERMISSIONS["postgresql"]))
+
+
+def _insert(session: Session, table: Table, statement: Executable, rows: Sequence[Mapping[str, object]]) -> None:
+    """Insert rows (of the same columns): on psycopg by the driver itself (see driver.py), else by SQLAlchemy."""
+    connection = session.connection()
+    psycopg_connection = driver.psycopg_of(connection)
+    if psycopg_connection is None:
+        connection.execute(statement, list(rows))
+        return
+    for row in rows:
+        for value in row.values():
+            if isinstance(value, datetime):
+                driver.aware(value)
+    driver.execute_many(psycopg_connection, driver.insert_sql(table, tuple(rows[0])), rows)
+
+
+RECORD_SIGNATURE = _per_dialect(_record_signature)
 
 
 class Tenants:
@@ -208,11 +237,14 @@ class Permissions:
         """Upsert each (permission_type, status): one executemany, which psycopg sends in one pipeline."""
         if not statuses:
             return
+        rows = [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses]
         connection = self.session.connection()
-        connection.execute(
-            _UPSERT_PERMISSIONS[connection.dialect.name],
-            [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses],
-        )
+        psycopg_connection = driver.psycopg_of(connection)
+        if psycopg_connection is None:
+            connection.execute(_UPSERT_PERMISSIONS[connection.dialect.name], rows)
+        else:
+            driver.aware(at)
+            driver.execute_many(psycopg_connection, _SQL_UPSERT_PERMISSIONS, rows)
 
 
 class AuditTrail:
@@ -225,7 +257,7 @@ class AuditTrail:
         """Insert audit rows in one statement."""
         rows = list(rows)
         if rows:
-            self.session.connection().execute(_AUDIT_INSERT, rows)
+            _insert(self.session, cast(Table, PermissionAudit.__table__), _AUDIT_INSERT, rows)
 
     def of_account(self, *, tenant_id: str | None, account_no: str) -> list[PermissionAudit]:
         """The account's audit rows, oldest first."""
@@ -340,7 +372,7 @@ class Signatures:
         """
         connection = self.session.connection()
         inserted = connection.execute(
-            _RECORD_SIGNATURE[connection.dialect.name],
+            RECORD_SIGNATURE[connection.dialect.name],
             {
                 "app_key": app_key,
                 "signature": signature,
@@ -351,8 +383,12 @@ class Signatures:
         )
         if inserted.first() is not None:
             return SignatureRecorded.FIRST_USE
-        seen = connection.execute(_SIGNATURE_RECORDED, {"app_key": app_key, "signature": signature}).first()
-        return SignatureRecorded.REPLAY if seen is not None else SignatureRecorded.STALE_CREDENTIAL
+        return self.why_not_recorded(app_key, signature)
+
+    def why_not_recorded(self, app_key: str, signature: str) -> SignatureRecorded:
+        """Why recording a signature inserted nothing: it was recorded already, or the credential changed."""
+        seen = self.session.connection().execute(_SIGNATURE_RECORDED, {"app_key": app_key, "signature": signature})
+        return SignatureRecorded.REPLAY if seen.first() is not None else SignatureRecorded.STALE_CREDENTIAL
 
     def forget_expired(self, now: datetime) -> None:
         """Drop signatures whose window has passed."""
@@ -389,7 +425,7 @@ class Decisions:
 
     def record(self, **fields: object) -> None:
         """Append one decision."""
-        self.session.connection().execute(_DECISION_INSERT, fields)
+        _insert(self.session, _DECISIONS, _DECISION_INSERT, [fields])
 
     def since(self, when: datetime | None) -> list[RecordedDecision]:
         """Decisions recorded at or after when (all when None), oldest first."""

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import StorageBusy, StorageError
 from app.persistence.accounts import AccountAttributes, AccountAuditTrail, Accounts
+from app.persistence.decision_state import DecisionStates
+from app.persistence.driver import LOCK_NOT_AVAILABLE, storage_error
 from app.persistence.repositories import (
     AuditTrail,
     Credentials,
@@ -26,8 +28,6 @@ from app.persistence.repositories import (
 )
 from app.persistence.retention import Retention
 from app.persistence.schema import Schema
-
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 
 
 class UnitOfWork:
@@ -68,6 +68,7 @@ class UnitOfWork:
         self.tenant_configs = TenantConfigs(self.session)
         self.signatures = Signatures(self.session)
         self.decisions = Decisions(self.session)
+        self.decision_states = DecisionStates(self.session)
         self.rules_reloads = RulesReloads(self.session)
         self.idempotency_keys = IdempotencyKeys(self.session)
         self.retention = Retention(self.session)
@@ -112,8 +113,7 @@ class UnitOfWork:
                 yield
                 driver.execute("COMMIT")  # type: ignore[union-attr]
         except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()
-            raise StorageError(type(exc).__name__, first[0][:200] if first else "") from exc
+            raise storage_error(exc) from exc
         self.commit()
 
     @contextmanager

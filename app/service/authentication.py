@@ -15,7 +15,7 @@ import structlog
 
 from app import metrics
 from app.errors import CredentialChanged, ServiceUnavailable, StorageError, Unauthenticated
-from app.persistence.repositories import SignatureRecorded
+from app.persistence.repositories import SignatureRecorded, SignatureToRecord
 from app.service.model import Caller, PendingSignature
 from app.signature import ALGORITHM, SIGNED_HEADERS, sign, token_digest
 
@@ -184,19 +184,31 @@ def record_signature(uow: UnitOfWork, caller: Caller) -> None:
     Exact across workers and hosts: a concurrent request with the same signature waits for this transaction and
     then finds the signature recorded, or records it if this one rolled back.
     """
+    pending = signature_to_record(uow, caller)
+    if pending is not None:
+        check_recorded(caller, uow.signatures.record(**vars(pending)))
+
+
+def signature_to_record(uow: UnitOfWork, caller: Caller) -> SignatureToRecord | None:
+    """What record_signature records, for a caller that records it with other statements (None for a read);
+    now and then first drops the signatures whose window has passed."""
     pending = caller.signature
     if pending is None:
-        return
+        return None
     assert caller.credentials_version is not None
     if next(_recorded) % _FORGET_EVERY == 0:
         uow.signatures.forget_expired(pending.verified_at)
-    recorded = uow.signatures.record(
+    return SignatureToRecord(
         app_key=caller.app_key,
         signature=pending.signature,
         expires_at=pending.expires_at,
         tenant_id=caller.tenant_id,
         credentials_version=caller.credentials_version,
     )
+
+
+def check_recorded(caller: Caller, recorded: SignatureRecorded | None) -> None:
+    """Refuse a replay (Unauthenticated) and a credential changed since it was cached (CredentialChanged)."""
     if recorded is SignatureRecorded.REPLAY:
         metrics.REPLAYS_REFUSED.inc()
         raise _refused(

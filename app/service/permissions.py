@@ -24,7 +24,7 @@ from app.errors import (
 from app.rules.decision import DecisionInput, Hit, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.messages import rejection
-from app.service.authentication import ensure_current, record_signature
+from app.service.authentication import check_recorded, ensure_current, record_signature, signature_to_record
 from app.service.idempotency import SUCCESS, IdempotencyKeys, answer_for
 from app.service.model import (
     AccountPermissions,
@@ -39,6 +39,7 @@ from app.service.model import (
 from app.service.tenant_config import EnabledPermissions
 
 if TYPE_CHECKING:  # the service gets its unit of work injected; it never imports the database library
+    from app.persistence.decision_state import LockedState
     from app.persistence.repositories import AccountRecord
     from app.persistence.unit_of_work import UnitOfWork
 
@@ -147,14 +148,20 @@ class PermissionService:
     ) -> UpdateResult:
         try:
             with self._unit_of_work(write=True) as uow:
-                record_signature(uow, caller)  # first: a replay goes no further
-                if idempotency is not None:
+                if idempotency is None:  # the signature first, a replay goes no further; with the lock and reads
+                    state = uow.decision_states.lock(
+                        tenant_id=caller.tenant_id, account_no=account_no, signature=signature_to_record(uow, caller)
+                    )
+                    check_recorded(caller, state.signature)
+                else:
+                    record_signature(uow, caller)  # first: a replay goes no further
                     stored = self._keys.claim(uow, caller, idempotency)
                     if stored is not None:
                         uow.commit()  # the signature: this repeat was accepted
                         return UpdateResult(replayed=stored)
+                    state = uow.decision_states.lock(tenant_id=caller.tenant_id, account_no=account_no, signature=None)
                 try:
-                    decision = self._decide(uow, engine, caller, account_no, changes, trace_id)
+                    decision = self._decide(uow, engine, caller, state, account_no, changes, trace_id)
                 except DomainError as refused:  # the account is missing or deregistered
                     self._keep_rejection(uow, caller, idempotency, refused, None)
                     raise
@@ -180,17 +187,17 @@ class PermissionService:
         uow: UnitOfWork,
         engine: DurableRulesEngine,
         caller: Caller,
+        state: LockedState,
         account_no: str,
         changes: Sequence[Mapping[str, Any]],
         trace_id: str,
     ) -> _Decision:
-        """Lock the account and run the rules: the changes to apply, or the first rejection."""
-        account = self._account(uow, caller, account_no, lock=True)
+        """Run the rules on the locked account: the changes to apply, or the first rejection."""
+        account = _existing(state.account, account_no)
         patterns = self._enabled.patterns(
             uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
         )
-        stored = uow.permissions.of(account.id)
-        current = {t: p.status for t, p in stored.items()}
+        current = {t: p.status for t, p in state.permissions.items()}
         decision_input = DecisionInput(
             tenant_id=caller.tenant_id,
             tenant_patterns=tuple(patterns),
@@ -316,7 +323,7 @@ class PermissionService:
         engine = self._rules.engine
         try:
             with self._unit_of_work() as uow:
-                account = self._account(uow, caller, account_no, lock=False, allow_deregistered=True)
+                account = self._account(uow, caller, account_no)
                 ensure_current(caller, account.credentials_version)
                 patterns = self._enabled.patterns(
                     uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
@@ -337,16 +344,19 @@ class PermissionService:
         return AccountPermissions(account.account_no, account.status, tuple(views), account.attributes)
 
     @staticmethod
-    def _account(
-        uow: UnitOfWork, caller: Caller, account_no: str, *, lock: bool, allow_deregistered: bool = False
-    ) -> AccountRecord:
-        account = uow.accounts.get(tenant_id=caller.tenant_id, account_no=account_no, lock=lock)
-        if account is None:
+    def _account(uow: UnitOfWork, caller: Caller, account_no: str) -> AccountRecord:
+        account = uow.accounts.get(tenant_id=caller.tenant_id, account_no=account_no, lock=False)
+        if account is None and caller.credentials_version is not None and caller.signature is None:
             # A read has no account row to carry its tenant's credentials version (a POST's credential was checked
             # when its signature was recorded): one statement, on this path only.
-            if caller.credentials_version is not None and caller.signature is None:
-                ensure_current(caller, uow.credentials.version(caller.tenant_id))
-            raise AccountNotFound(f"account_no '{account_no}': no such account")
-        if account.status == "deregistered" and not allow_deregistered:
-            raise AccountDeregistered(f"account_no '{account_no}': the account is deregistered")
-        return account
+            ensure_current(caller, uow.credentials.version(caller.tenant_id))
+        return _existing(account, account_no, allow_deregistered=True)
+
+
+def _existing(account: AccountRecord | None, account_no: str, *, allow_deregistered: bool = False) -> AccountRecord:
+    """The account, if there is one a request may use (AccountNotFound, AccountDeregistered)."""
+    if account is None:
+        raise AccountNotFound(f"account_no '{account_no}': no such account")
+    if account.status == "deregistered" and not allow_deregistered:
+        raise AccountDeregistered(f"account_no '{account_no}': the account is deregistered")
+    return account

@@ -134,16 +134,20 @@ class Traffic:
         """Changes until both gunicorn workers have served one (so each holds a Redis connection)."""
         pids: set[int] = set()
         query = f"account_no={self.account_no}"
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             for n in range(limit):
-                # A read in flight beside each change: a busy sync worker leaves the other to its sibling.
-                headers = signed_headers("GET", READ_PATH, query=query, creds=self.creds)
-                headers["X-Trace-Id"] = f"redis-outage-probe-{self.account_no}-{n}"
-                reading = pool.submit(send, self.server.url, "GET", f"{READ_PATH}?{query}", None, headers, 30)
+                # Reads in flight beside each change: a busy sync worker leaves the next to its sibling.
+                readings = []
+                for m in range(3):
+                    headers = signed_headers("GET", READ_PATH, query=query, creds=self.creds)
+                    headers["X-Trace-Id"] = f"redis-outage-probe-{self.account_no}-{n}-{m}"
+                    readings.append(
+                        pool.submit(send, self.server.url, "GET", f"{READ_PATH}?{query}", None, headers, 30)
+                    )
                 answer = self.change()
-                probe = reading.result(timeout=60)
-                assert probe.status == 200, probe
-                traces = {answer.trace_id, probe.trace_id}
+                probes = [reading.result(timeout=60) for reading in readings]
+                assert all(probe.status == 200 for probe in probes), probes
+                traces = {answer.trace_id, *(probe.trace_id for probe in probes)}
                 pids |= {
                     r["pid"] for r in log_records(self.server.log_path) if r.get("trace_id") in traces and "pid" in r
                 }

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
 SG_PATTERNS = ("account.*", "stock.*", "options.US", "trade.*")  # sg_mexc's config in tests.support.FIXTURES
 SUCCESS = {"code": 0, "message": "success", "data": {"failure_index": 0}}
-MAX_PROBES = 60  # requests per host while waiting for both of its workers to have served one
+MAX_PROBES = 200  # requests per host while waiting for both of its workers to have served one
+BURST = 4  # requests in flight at once while probing
 
 _sequence = itertools.count(1)
 
@@ -147,13 +148,14 @@ def requests_until_both_workers(server: LiveServer, make_request) -> list[Answer
     served one; the answers, in order."""
     answers: list[Answer] = []
     pids: set[int] = set()
-    # Two requests in flight at once: a sync worker busy with one leaves the other to its sibling, so both
-    # workers are reached even when one of them would otherwise win every accept().
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # Several requests in flight at once: a sync worker busy with one leaves the next to its sibling, so both
+    # workers are reached even though the one that just answered tends to win the next accept() (its sibling
+    # is asleep in select()); a request takes a few milliseconds, so two in flight were not always enough.
+    with ThreadPoolExecutor(max_workers=BURST) as pool:
         while len(pids) < 2:
             assert len(answers) < MAX_PROBES, f"{MAX_PROBES} requests to {server.url} were all served by {pids}"
-            pair = [pool.submit(make_request) for _ in range(2)]
-            for future in pair:
+            burst = [pool.submit(make_request) for _ in range(BURST)]
+            for future in burst:
                 answer = future.result(timeout=60)
                 answers.append(answer)
                 pids.add(pid_of(server, answer.trace_id))

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from app.persistence.accounts import AccountRecord
-from app.persistence.repositories import StoredPermission
+from app.persistence.decision_state import LockedState
+from app.persistence.repositories import SignatureToRecord, StoredPermission
 
 
 @dataclass
@@ -32,6 +33,17 @@ class FakeAccounts:
 
     def get(self, *, tenant_id: str, account_no: str, lock: bool) -> AccountRecord | None:
         return self._store.accounts.get((tenant_id, account_no))
+
+
+class FakeDecisionStates:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def lock(self, *, tenant_id: str, account_no: str, signature: SignatureToRecord | None) -> LockedState:
+        assert signature is None, "the fake records no signatures: unit tests call as unsigned callers"
+        account = self._store.accounts.get((tenant_id, account_no))
+        permissions = {} if account is None else dict(self._store.permissions.get(account.id, {}))
+        return LockedState(None, account, permissions)
 
 
 class FakeTenantConfigs:
@@ -75,6 +87,7 @@ class FakeUnitOfWork:
     def __enter__(self) -> FakeUnitOfWork:
         self._staged = copy.deepcopy(self._store)
         self.accounts = FakeAccounts(self._staged)
+        self.decision_states = FakeDecisionStates(self._staged)
         self.tenant_configs = FakeTenantConfigs(self._staged)
         self.permissions = FakePermissions(self._staged)
         self.audit = FakeAppendOnly(self._staged.audit)
