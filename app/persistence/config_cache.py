@@ -1,4 +1,4 @@
-"""The tenant SaaS config cache: Redis when configured, else in-process; never fatal.
+"""The tenant SaaS config cache: in-process, backed by Redis when configured; never fatal.
 
 Entries are keyed by (tenant, config_version). The version comes with the account row the
 service reads anyway, so a config change is seen at once by every worker and host, and the
@@ -205,10 +205,49 @@ class RedisConfigCache:
         self._call("invalidate", delete_all)
 
 
+class LayeredConfigCache:
+    """This process's copies in front of a shared cache (Redis): what a worker uses.
+
+    An entry (tenant, config version) never changes: the version moves with every config change, and a request
+    learns it from the account row it reads anyway. So a worker keeps the copies it has read, for the TTL, and
+    asks the shared cache only for those it lacks (a new worker, a moved version, an expired copy): a request
+    costs no round trip to Redis, a config change is still seen at once by every worker and host, and Redis keeps
+    sparing the database a read for each copy a worker makes. Any Redis trouble is a miss, as in the shared cache.
+    """
+
+    def __init__(self, shared: RedisConfigCache, ttl_seconds: float) -> None:
+        self.shared = shared
+        self.local = InProcessConfigCache(ttl_seconds)
+
+    def get(self, tenant_id: str, version: int) -> tuple[str, ...] | None:
+        """This process's copy, else the shared cache's (then copied here)."""
+        found = self.local.get(tenant_id, version)
+        if found is None:
+            found = self.shared.get(tenant_id, version)
+            if found is not None:
+                self.local.put(tenant_id, version, found)
+        return found
+
+    def put(self, tenant_id: str, version: int, patterns: tuple[str, ...]) -> None:
+        """Keep patterns here and in the shared cache."""
+        self.local.put(tenant_id, version, patterns)
+        self.shared.put(tenant_id, version, patterns)
+
+    def invalidate(self, tenant_id: str) -> None:
+        """Forget every version of the tenant's config here and in the shared cache."""
+        self.local.invalidate(tenant_id)
+        self.shared.invalidate(tenant_id)
+
+    def health(self) -> str:
+        """The shared cache's health."""
+        return self.shared.health()
+
+
 def make_config_cache(
     redis_url: str | None, ttl_seconds: float, breaker_seconds: float = 5.0, key_prefix: str = DEFAULT_PREFIX
 ) -> ConfigCache:
-    """Redis when a URL is given, else in-process."""
+    """Redis (behind this process's copies) when a URL is given, else in-process."""
     if redis_url:
-        return RedisConfigCache(redis_url, ttl_seconds, breaker_seconds=breaker_seconds, key_prefix=key_prefix)
+        shared = RedisConfigCache(redis_url, ttl_seconds, breaker_seconds=breaker_seconds, key_prefix=key_prefix)
+        return LayeredConfigCache(shared, ttl_seconds)
     return InProcessConfigCache(ttl_seconds)

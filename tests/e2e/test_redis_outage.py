@@ -1,5 +1,11 @@
 """Redis down, frozen or holding a corrupt entry never fails a request, and the service uses Redis again by itself
-once it is back (SPEC §6). Each test runs its own redis-server, so killing it disturbs nobody else."""
+once it is back (SPEC §6). Each test runs its own redis-server, so killing it disturbs nobody else.
+
+A worker keeps its own copy of each (tenant, config version) it has read (app/persistence/config_cache.py
+LayeredConfigCache) and asks Redis only for those it lacks. So the tests make workers need Redis: a config
+change during the outage (every copy is then of an old version), a tenant no worker has read yet, an entry
+corrupted before any worker read it.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import create_engine, text
 
 from app.settings import Settings
 from tests.e2e.server import Answer, LiveServer, free_port, log_records, send
-from tests.support import DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of, require_servers, signed_headers
+from tests.support import (
+    DEMO,
+    OTHER,
+    READ_PATH,
+    UPDATE_PATH,
+    Credentials,
+    body_of,
+    permctl,
+    require_servers,
+    signed_headers,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.slow]
 
@@ -185,6 +202,24 @@ def service(seeded: Settings, private_redis: PrivateRedis, tmp_path: Path) -> It
         server.stop()
 
 
+def move_config_version(service: LiveServer, tenant: str, patterns: list[str]) -> None:
+    """`permctl tenant set-config` with the same patterns: a new config version, so every worker's copy is stale."""
+    env = {"DATABASE_URL": service.settings.database_url, "REDIS_URL": service.settings.redis_url or ""}
+    done = permctl("tenant", "set-config", tenant, *patterns, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def config_key(service: LiveServer, tenant: str) -> str:
+    """The Redis key of the tenant's current config version."""
+    engine = create_engine(service.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(text("SELECT config_version FROM tenants WHERE id = :t"), {"t": tenant}).scalar()
+    finally:
+        engine.dispose()
+    return f"{KEY_PREFIX}{tenant}:{version}"
+
+
 def wait_for_cache_use(traffic: Traffic, private_redis: PrivateRedis, tenant: str) -> float:
     """Send traffic's changes until a config key of tenant is in Redis again; the seconds that took."""
     started = time.monotonic()
@@ -204,20 +239,23 @@ def test_requests_succeed_while_redis_is_killed_and_the_cache_is_used_again_afte
     assert private_redis.config_keys("sg_mexc:"), "with Redis up the tenant config is cached there"
 
     private_redis.kill()
+    move_config_version(service, "sg_mexc", SG_PATTERNS)  # every worker must now look the config up, Redis gone
     first_five = time.monotonic()
     for _ in range(5):
         traffic.change()
     first_five = time.monotonic() - first_five
     assert first_five < FIRST_FIVE_BOUND, f"the 5 requests right after the kill took {first_five:.2f} s"
-    traffic.for_at_least(2.5 * BREAKER_SECONDS)  # Redis is tried again (and still down) at least once
+    traffic.until_both_workers()  # both workers have found the new version's config without Redis
+    traffic.for_at_least(2.5 * BREAKER_SECONDS)
 
     private_redis.start()  # the same port, empty
     assert not private_redis.config_keys()
-    took = wait_for_cache_use(traffic, private_redis, "sg_mexc")
-    keys = private_redis.config_keys("sg_mexc:")
+    # hk_other's config: no worker has a copy, so the first worker to need it asks Redis and shares it there.
+    took = wait_for_cache_use(Traffic(service, "OTHER-1", OTHER, OTHER_TYPES), private_redis, "hk_other")
+    keys = private_redis.config_keys("hk_other:")
     assert len(keys) == 1, keys
     with private_redis.client() as client:
-        assert json.loads(client.get(keys[0])) == SG_PATTERNS
+        assert json.loads(client.get(keys[0])) == ["stock.*"]
     print(
         f"\n{len(traffic.durations)} changes, slowest {max(traffic.durations):.3f} s; the 5 after the kill "
         f"took {first_five:.3f} s; the cache was used again {took:.2f} s after Redis came back"
@@ -231,11 +269,13 @@ def test_requests_succeed_while_redis_hangs(service: LiveServer, private_redis: 
 
     private_redis.signal(signal.SIGSTOP)
     try:
+        move_config_version(service, "sg_mexc", SG_PATTERNS)  # every worker must now look the config up
         first_five = time.monotonic()
         for _ in range(5):
             traffic.change()
         first_five = time.monotonic() - first_five
         assert first_five < FIRST_FIVE_BOUND, f"the 5 requests right after Redis hung took {first_five:.2f} s"
+        traffic.until_both_workers()  # both workers have found the new version's config past the frozen Redis
         traffic.for_at_least(2.5 * BREAKER_SECONDS)
     finally:
         private_redis.signal(signal.SIGCONT)
@@ -265,32 +305,27 @@ CORRUPT = {
 def test_a_corrupt_cache_entry_is_replaced_by_the_next_request(
     service: LiveServer, private_redis: PrivateRedis, value: bytes
 ):
-    traffic = Traffic(service)
-    traffic.change()
-    keys = private_redis.config_keys("sg_mexc:")
-    assert len(keys) == 1, keys
+    key = config_key(service, "sg_mexc")
     with private_redis.client() as client:
-        client.set(keys[0], value, ex=300)
-        traffic.change()  # options.US: refused if the service believed a corrupt entry
-        assert json.loads(client.get(keys[0])) == SG_PATTERNS
-        traffic.for_at_least(0.5)
-        assert json.loads(client.get(keys[0])) == SG_PATTERNS
+        client.set(key, value, ex=300)  # before any worker has read sg_mexc's config
+        traffic = Traffic(service, types=("options.US", *TYPES[2:]))
+        traffic.change()  # options.US: refused if the service believed the corrupt entry
+        assert json.loads(client.get(key)) == SG_PATTERNS
+        traffic.until_both_workers()  # the other worker too
+        assert json.loads(client.get(key)) == SG_PATTERNS
+    assert private_redis.config_keys("sg_mexc:") == [key.encode()]
 
 
 def test_a_cache_entry_of_the_wrong_redis_type_is_replaced_by_the_next_request(
     service: LiveServer, private_redis: PrivateRedis
 ):
     """A hash where a string belongs: Redis answers WRONGTYPE. That is a bad entry, not a Redis outage."""
-    traffic = Traffic(service)
-    traffic.change()
-    keys = private_redis.config_keys("sg_mexc:")
-    assert len(keys) == 1, keys
+    key = config_key(service, "sg_mexc")
     with private_redis.client() as client:
-        client.delete(keys[0])
-        client.hset(keys[0], mapping={"enabled": "stock.*"})
-        traffic.change()
-        assert client.type(keys[0]) == b"string", client.type(keys[0])
-        assert json.loads(client.get(keys[0])) == SG_PATTERNS
+        client.hset(key, mapping={"enabled": "stock.*"})  # before any worker has read sg_mexc's config
+        Traffic(service, types=("options.US", *TYPES[2:])).change()  # refused if the hash were believed
+        assert client.type(key) == b"string", client.type(key)
+        assert json.loads(client.get(key)) == SG_PATTERNS
     # The rest of the cache keeps working: another tenant's config is cached as usual.
     Traffic(service, "OTHER-1", OTHER, OTHER_TYPES).change()
     assert private_redis.config_keys("hk_other:"), private_redis.config_keys()

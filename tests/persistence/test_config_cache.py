@@ -14,6 +14,7 @@ import redis
 from app.persistence.config_cache import (
     KEY_PREFIX,
     InProcessConfigCache,
+    LayeredConfigCache,
     RedisConfigCache,
     make_config_cache,
 )
@@ -88,7 +89,8 @@ def test_in_process_invalidate_drops_every_version_of_one_tenant():
 def test_make_config_cache_picks_by_url():
     assert isinstance(make_config_cache(None, 30), InProcessConfigCache)
     assert isinstance(make_config_cache("", 30), InProcessConfigCache)
-    assert isinstance(make_config_cache(CLOSED_PORT_URL, 30), RedisConfigCache)
+    layered = make_config_cache(CLOSED_PORT_URL, 30)
+    assert isinstance(layered, LayeredConfigCache) and isinstance(layered.shared, RedisConfigCache)
 
 
 # --- RedisConfigCache against a missing server -----------------------------------------------------------------
@@ -206,7 +208,46 @@ def test_redis_key_prefix_keeps_environments_sharing_one_database_apart(live_red
 
 def test_settings_prefix_reaches_the_cache():
     cache = make_config_cache(CLOSED_PORT_URL, 30, 5, "staging:")
-    assert isinstance(cache, RedisConfigCache) and cache.key_prefix == "staging:"
+    assert isinstance(cache, LayeredConfigCache) and cache.shared.key_prefix == "staging:"
+
+
+# --- LayeredConfigCache: this process's copies in front of Redis -------------------------------------------------
+
+
+@pytest.mark.redis
+def test_layered_cache_answers_from_its_copy_without_redis(live_redis, raw_redis):
+    cache = make_config_cache(live_redis, 30)
+    assert isinstance(cache, LayeredConfigCache)
+    tenant = unique_tenant()
+    cache.put(tenant, 1, ("stock.*",))
+    assert json.loads(raw_redis.get(f"{KEY_PREFIX}{tenant}:1")) == ["stock.*"]  # shared with other workers
+    raw_redis.set(f"{KEY_PREFIX}{tenant}:1", json.dumps(["account.*"]))  # only to tell which layer answers
+    assert cache.get(tenant, 1) == ("stock.*",)  # this process's copy: no round trip to Redis
+    raw_redis.delete(f"{KEY_PREFIX}{tenant}:1")
+    assert cache.get(tenant, 1) == ("stock.*",)
+
+
+@pytest.mark.redis
+def test_layered_cache_copies_what_another_worker_shared(live_redis, raw_redis):
+    tenant = unique_tenant()
+    make_config_cache(live_redis, 30).put(tenant, 4, ("trade.*",))  # another worker read it from the database
+    worker = make_config_cache(live_redis, 30)
+    assert worker.get(tenant, 4) == ("trade.*",)  # from Redis
+    raw_redis.delete(f"{KEY_PREFIX}{tenant}:4")
+    assert worker.get(tenant, 4) == ("trade.*",)  # now its own copy
+    assert worker.get(tenant, 5) is None  # a moved version is a miss in both layers
+    worker.invalidate(tenant)
+    assert worker.get(tenant, 4) is None
+
+
+def test_layered_cache_works_on_while_redis_is_down():
+    cache = make_config_cache(CLOSED_PORT_URL, 30, 5)
+    started = time.monotonic()
+    assert cache.get("t1", 1) is None
+    cache.put("t1", 1, ("stock.*",))
+    assert cache.get("t1", 1) == ("stock.*",)
+    assert cache.health().startswith("unavailable")
+    assert time.monotonic() - started < 2.0
 
 
 CORRUPT = [
