@@ -27,8 +27,8 @@ from app.persistence.accounts import AccountAuditRecord, AccountKey, AccountReco
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.attributes import AttributeSet
 from app.rules.model import RuleSet
-from app.service.authentication import record_signature
-from app.service.idempotency import IdempotencyKeys, answer_for
+from app.service.authentication import record_signature, spend_signature
+from app.service.idempotency import KEY_REFUSALS, IdempotencyKeys, answer_for
 from app.service.model import ACCOUNT_STATUSES, Caller, IdempotencyRequest, StoredAnswer
 
 log = structlog.get_logger("app.accounts")
@@ -297,6 +297,9 @@ class AccountService:
             except AccountsCreatedConcurrently:
                 if attempt == _RETRIES - 1:
                     raise
+            except KEY_REFUSALS:  # rolled back with the signature, which authenticated: spend it
+                spend_signature(self._unit_of_work, upsert.caller)
+                raise
             except DomainError:
                 raise
             except StorageError as exc:
@@ -337,6 +340,9 @@ class AccountService:
                 uow.commit()
                 if stored is not None:
                     return stored
+        except KEY_REFUSALS:
+            spend_signature(self._unit_of_work, caller)
+            raise
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return None

@@ -189,6 +189,29 @@ def record_signature(uow: UnitOfWork, caller: Caller) -> None:
         check_recorded(caller, uow.signatures.record(**vars(pending)))
 
 
+def spend_signature(unit_of_work: Callable[[], UnitOfWork], caller: Caller) -> None:
+    """Record a POST's signature in a transaction of its own (unit_of_work: a writer's) and commit: for a request
+    that authenticated and was then refused in a transaction that rolled back (an Idempotency-Key refusal), so
+    that the same bytes sent again are a replay.
+
+    Never raises: the refusal stays the answer. A signature recorded meanwhile (a concurrent identical request)
+    or a credential changed since it was cached leaves nothing to spend; a database failure is logged.
+    """
+    if caller.signature is None:
+        return
+    try:
+        with unit_of_work() as uow:
+            pending = signature_to_record(uow, caller)
+            assert pending is not None
+            recorded = uow.signatures.record(**vars(pending))
+            uow.commit()
+    except StorageError as exc:
+        log.warning("signature_not_spent", reason="database error", error=exc.kind, app_key=caller.app_key)
+        return
+    if recorded is SignatureRecorded.STALE_CREDENTIAL:
+        log.info("signature_not_spent", reason="credential changed", app_key=caller.app_key)
+
+
 def signature_to_record(uow: UnitOfWork, caller: Caller) -> SignatureToRecord | None:
     """What record_signature records, for a caller that records it with other statements (None for a read);
     now and then first drops the signatures whose window has passed."""

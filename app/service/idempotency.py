@@ -16,13 +16,17 @@ from app.errors import (
     StorageBusy,
     StorageError,
 )
-from app.service.authentication import record_signature
+from app.service.authentication import record_signature, spend_signature
 from app.service.model import Caller, IdempotencyRequest, StoredAnswer
 
 if TYPE_CHECKING:  # injected: the service never imports the database library
     from app.persistence.unit_of_work import UnitOfWork
 
 RETENTION = timedelta(hours=24)
+# What IdempotencyKeys.claim refuses a request with. The request authenticated but its transaction rolls back,
+# signature included: each caller spends the signature afterwards (spend_signature), so the same bytes sent
+# again are a replay (401001), not this refusal again.
+KEY_REFUSALS = (IdempotencyKeyReused, IdempotencyKeyInFlight)
 _FORGET_EVERY = 256
 
 
@@ -95,6 +99,9 @@ class IdempotencyKeys:
                 uow.commit()
                 if stored is not None:
                     return stored
+        except KEY_REFUSALS:
+            spend_signature(lambda: unit_of_work(write=True), caller)
+            raise
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
         return None

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -24,8 +25,14 @@ from app.errors import (
 from app.rules.decision import DecisionInput, Hit, as_the_rules_see_it, decide
 from app.rules.engine import DurableRulesEngine
 from app.rules.messages import rejection
-from app.service.authentication import check_recorded, ensure_current, record_signature, signature_to_record
-from app.service.idempotency import SUCCESS, IdempotencyKeys, answer_for
+from app.service.authentication import (
+    check_recorded,
+    ensure_current,
+    record_signature,
+    signature_to_record,
+    spend_signature,
+)
+from app.service.idempotency import KEY_REFUSALS, SUCCESS, IdempotencyKeys, answer_for
 from app.service.model import (
     AccountPermissions,
     AppliedChange,
@@ -177,6 +184,9 @@ class PermissionService:
                     warnings=tuple(PolicyWarning(h.index, h.rule.id, h.message) for h in decision.warnings),
                     dryrun_by=tuple(h.rule.id for h in decision.dryruns),
                 )
+        except KEY_REFUSALS:  # rolled back with the signature, which authenticated: spend it
+            spend_signature(partial(self._unit_of_work, write=True), caller)
+            raise
         except DomainError:
             raise
         except StorageError as exc:

@@ -508,10 +508,7 @@ class Client:
         self.sent += 1
         self.kinds[request.kind] += 1
         self.statuses[answer.status] += 1
-        # An Idempotency-Key refusal (400105 reused, 409002 in flight) rolls its transaction back, signature
-        # included (issue 13: the signature is recorded in the request's own transaction): it is not spent.
-        key_refusal = answer.envelope.get("code") in (400105, 409002)
-        if request.method == "POST" and answer.status not in (401, 413) and not key_refusal:
+        if request.method == "POST" and answer.status not in (401, 413):
             self.accepted_posts.append((request.body, headers))
         return answer
 

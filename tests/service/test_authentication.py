@@ -6,7 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+import structlog
+from sqlalchemy import create_engine, event, func, select
+from structlog.testing import capture_logs
 
 from app.errors import Code, CredentialChanged, Unauthenticated
 from app.persistence.db import make_engine, make_session_factory
@@ -488,3 +490,56 @@ def test_a_credential_rotated_since_it_was_cached_is_read_again(authenticator, s
     assert accept(authenticator, signed(timestamp=str(NOW + 1), creds=rotated)).app_key == DEMO.app_key
     authenticator.forget(DEMO.app_key)
     refused(authenticator, signed(timestamp=str(NOW + 2)))  # the old secret, once the cache has the new one
+
+
+# --- spending a signature after the request's transaction rolled back ------------------------------------
+
+
+def spend(session_factory, caller: Caller) -> None:
+    authentication.spend_signature(lambda: UnitOfWork(session_factory, write=True), caller)
+
+
+def test_a_spent_signature_is_a_replay(authenticator, session_factory):
+    request = signed()
+    spend(session_factory, authenticator.authenticate(request))
+    assert accepted_signatures(session_factory) == 1
+    assert "replay" in refused(authenticator, request).message
+
+
+def test_spending_a_signature_already_recorded_or_of_a_get_changes_nothing(authenticator, session_factory):
+    caller = accept(authenticator, signed())  # a concurrent identical request got there first
+    spend(session_factory, caller)
+    spend(session_factory, authenticator.authenticate(signed("GET", path=READ_PATH, query="account_no=ACC-1")))
+    assert accepted_signatures(session_factory) == 1
+
+
+def test_spending_a_signature_whose_credential_changed_leaves_it(authenticator, session_factory, clock, monkeypatch):
+    monkeypatch.setattr(authentication, "log", structlog.get_logger("app.auth"))  # uncached: capture_logs sees it
+    caller = authenticator.authenticate(signed())
+    with UnitOfWork(session_factory, write=True) as uow:
+        assert uow.credentials.revoke(DEMO.app_key, clock()) is not None
+        uow.commit()
+    with capture_logs() as logs:
+        spend(session_factory, caller)  # no CredentialChanged: the caller's refusal stays its answer
+    assert accepted_signatures(session_factory) == 0
+    assert [(e["event"], e["reason"]) for e in logs] == [("signature_not_spent", "credential changed")]
+
+
+def test_a_database_failure_while_spending_is_logged_without_secrets(authenticator, tmp_path, monkeypatch):
+    monkeypatch.setattr(authentication, "log", structlog.get_logger("app.auth"))
+    caller = authenticator.authenticate(signed())
+    engine = create_engine(f"sqlite:///{tmp_path / 'no-such-directory' / 'db.sqlite'}")  # cannot be opened
+    try:
+        with capture_logs() as logs:
+            spend(make_session_factory(engine), caller)
+    finally:
+        engine.dispose()
+    [warning] = logs
+    assert (warning["event"], warning["log_level"], warning["reason"]) == (
+        "signature_not_spent",
+        "warning",
+        "database error",
+    )
+    assert warning["app_key"] == DEMO.app_key and warning["error"]
+    assert not any(secret in repr(warning) for secret in (DEMO.app_secret, DEMO.access_token))
+    assert caller.signature is not None and caller.signature.signature not in repr(warning)
