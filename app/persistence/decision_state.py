@@ -1,12 +1,13 @@
 """What an update's rules read, under the account's lock: the opening of every update's transaction.
 
 In order: the POST's signature is recorded (a replay goes no further), the account row is locked, then its
-attributes and its permissions are read. On PostgreSQL with psycopg the four statements go out in one pipeline,
-one round trip where they took four. They still run one after another on the server, each with a snapshot of
-its own under READ COMMITTED, so the reads queued after the lock see what the lock's previous holder committed
-(a join in the locking statement would not: see accounts.py). The reads find the account by its key rather than
-by the id the lock returns, which is not known yet when they are sent. Elsewhere (SQLite, where a statement
-costs no round trip) the repositories run them one by one, and stop at a replay.
+attributes and its permissions are read. On PostgreSQL with psycopg these go out in one pipeline as three
+statements (one reads both the attributes and the permissions), one round trip where they took four. They still
+run one after another on the server, each with a snapshot of its own under READ COMMITTED, so the read queued
+after the lock sees what the lock's previous holder committed (a join in the locking statement would not: see
+accounts.py). The read finds the account by its key rather than by the id the lock returns, which is not known
+yet when it is sent. Elsewhere (SQLite, where a statement costs no round trip) the repositories run the four
+statements one by one, and stop at a replay.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import ClauseElement, Table, bindparam, select
+from sqlalchemy import ClauseElement, Table, bindparam, literal_column, null, select, union_all
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from app.persistence import driver
@@ -49,15 +51,23 @@ _ACCOUNT_ID = (
     .where(_accounts.c.tenant_id == bindparam("tenant_id"), _accounts.c.origin_id == bindparam("account_no"))
     .scalar_subquery()
 )
-_ATTRIBUTES_OF_KEY = select(_attributes.c.name, _attributes.c.value).where(_attributes.c.account_id == _ACCOUNT_ID)
-_PERMISSIONS_OF_KEY = select(_permissions.c.permission_type, _permissions.c.status, _permissions.c.updated_at).where(
-    _permissions.c.account_id == _ACCOUNT_ID
+# The account's attributes and permissions in one statement: ("attribute", name, value, NULL) and
+# ("permission", type, status, updated_at) rows.
+_STATE_OF_KEY = union_all(
+    select(
+        literal_column("'attribute'"),
+        _attributes.c.name,
+        _attributes.c.value,
+        sql_cast(null(), _permissions.c.updated_at.type),
+    ).where(_attributes.c.account_id == _ACCOUNT_ID),
+    select(
+        literal_column("'permission'"), _permissions.c.permission_type, _permissions.c.status, _permissions.c.updated_at
+    ).where(_permissions.c.account_id == _ACCOUNT_ID),
 )
 
 _SQL_RECORD_SIGNATURE = driver.postgresql_sql(cast(ClauseElement, RECORD_SIGNATURE["postgresql"]))
 _SQL_LOCK = driver.postgresql_sql(ACCOUNT_LOCKED)
-_SQL_ATTRIBUTES = driver.postgresql_sql(_ATTRIBUTES_OF_KEY)
-_SQL_PERMISSIONS = driver.postgresql_sql(_PERMISSIONS_OF_KEY)
+_SQL_STATE = driver.postgresql_sql(_STATE_OF_KEY)
 
 
 class DecisionStates:
@@ -101,12 +111,10 @@ class DecisionStates:
                     _SQL_RECORD_SIGNATURE, {**vars(signature), "expires_at": driver.aware(signature.expires_at)}
                 )
             locked = connection.execute(_SQL_LOCK, key)
-            attributes = connection.execute(_SQL_ATTRIBUTES, key)
-            permissions = connection.execute(_SQL_PERMISSIONS, key)
+            state = connection.execute(_SQL_STATE, key)
             first_use = None if signed is None else signed.fetchone() is not None
             row = locked.fetchone()
-            attribute_rows = attributes.fetchall()
-            permission_rows = permissions.fetchall()
+            state_rows = state.fetchall()
         recorded = None
         if signature is not None:
             recorded = (
@@ -123,11 +131,12 @@ class DecisionStates:
             origin_id,
             status,
             config_version,
-            attributes=dict(sorted(attribute_rows)),
+            attributes=dict(sorted((name, value) for kind, name, value, _ in state_rows if kind == "attribute")),
             credentials_version=credentials_version,
         )
         stored = {
             permission_type: StoredPermission(permission_type, status, driver.in_utc(updated_at))
-            for permission_type, status, updated_at in permission_rows
+            for kind, permission_type, status, updated_at in state_rows
+            if kind == "permission"
         }
         return LockedState(recorded, account, stored)

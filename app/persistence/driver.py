@@ -14,7 +14,7 @@ datetimes (read back in UTC, as UTCDateTime does).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +34,9 @@ def postgresql_sql(statement: ClauseElement, columns: Sequence[str] | None = Non
 
 
 @functools.lru_cache(maxsize=64)
-def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
-    """The INSERT of these columns of table (no RETURNING), for psycopg."""
-    return postgresql_sql(table.insert().inline(), columns)
+def insert_values_sql(table: Table, columns: tuple[str, ...], suffix: str = "") -> str:
+    """The INSERT of one row of these columns (no RETURNING), then `suffix` (an ON CONFLICT clause)."""
+    return f"{postgresql_sql(table.insert().inline(), columns)} {suffix}".strip()
 
 
 def psycopg_of(connection: Connection) -> psycopg.Connection[Any] | None:
@@ -58,10 +58,35 @@ def in_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def execute_many(driver: psycopg.Connection[Any], sql: str, rows: Iterable[Mapping[str, Any]]) -> None:
-    """One statement for each row; in a pipeline they go out together."""
-    with driver.cursor() as cursor:
-        cursor.executemany(sql, list(rows))
+@functools.lru_cache(maxsize=64)
+def insert_rows_sql(table: Table, columns: tuple[str, ...], suffix: str = "") -> str:
+    """One INSERT of any number of rows: each column's values come as one array, unnested on the server.
+
+    The statement's text does not depend on how many rows there are, so psycopg prepares it once, and ten rows
+    cost one execution instead of ten (an executemany runs the statement once per row, even in a pipeline).
+    `suffix` follows the row source: an ON CONFLICT clause.
+    """
+    arrays = ", ".join(f"%({column})s::{table.c[column].type.compile(dialect=_PSYCOPG)}[]" for column in columns)
+    names = ", ".join(columns)
+    # WHERE true: without it "FROM unnest(...) AS rows ON CONFLICT" would parse as the start of a JOIN's ON.
+    return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) AS rows WHERE true {suffix}".strip()
+
+
+def insert_rows(
+    connection: psycopg.Connection[Any], table: Table, rows: Sequence[Mapping[str, Any]], suffix: str = ""
+) -> None:
+    """Insert rows (each with the same columns, in the same order) in one statement: VALUES for one row, else
+    insert_rows_sql."""
+    columns = tuple(rows[0])
+    if len(rows) == 1:
+        connection.execute(insert_values_sql(table, columns, suffix), {c: _checked(v) for c, v in rows[0].items()})
+        return
+    arrays = {column: [_checked(row[column]) for row in rows] for column in columns}
+    connection.execute(insert_rows_sql(table, columns, suffix), arrays)
+
+
+def _checked(value: Any) -> Any:
+    return aware(value) if isinstance(value, datetime) else value
 
 
 def storage_error(exc: psycopg.Error) -> StorageError:

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, Executable, Table, and_, bindparam, delete, literal, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -172,21 +172,23 @@ def _record_signature(insert: Any) -> Executable:
 
 
 _UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
-_SQL_UPSERT_PERMISSIONS = driver.postgresql_sql(cast(ClauseElement, _UPSERT_PERMISSIONS["postgresql"]))
+# On PostgreSQL (driver.insert_rows): the same upsert as _upsert_permissions, with its rows as arrays.
+_ON_PERMISSION_CONFLICT = (
+    "ON CONFLICT (account_id, permission_type) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
+)
 
 
-def _insert(session: Session, table: Table, statement: Executable, rows: Sequence[Mapping[str, object]]) -> None:
-    """Insert rows (of the same columns): on psycopg by the driver itself (see driver.py), else by SQLAlchemy."""
+def _insert(
+    session: Session, table: Table, statement: Executable, rows: Sequence[Mapping[str, object]], suffix: str = ""
+) -> None:
+    """Insert rows (of the same columns): on psycopg by the driver itself in one statement (see driver.py), else by
+    SQLAlchemy (`statement`, which then already holds what `suffix` adds on PostgreSQL)."""
     connection = session.connection()
     psycopg_connection = driver.psycopg_of(connection)
     if psycopg_connection is None:
         connection.execute(statement, list(rows))
-        return
-    for row in rows:
-        for value in row.values():
-            if isinstance(value, datetime):
-                driver.aware(value)
-    driver.execute_many(psycopg_connection, driver.insert_sql(table, tuple(rows[0])), rows)
+    else:
+        driver.insert_rows(psycopg_connection, table, rows, suffix)
 
 
 RECORD_SIGNATURE = _per_dialect(_record_signature)
@@ -234,17 +236,15 @@ class Permissions:
         return {row[0]: StoredPermission(*row) for row in rows}
 
     def set_many(self, account_id: int, statuses: Sequence[tuple[str, str]], at: datetime) -> None:
-        """Upsert each (permission_type, status): one executemany, which psycopg sends in one pipeline."""
+        """Upsert each (permission_type, status): one statement on PostgreSQL, an executemany on SQLite."""
         if not statuses:
             return
-        rows = [{"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in statuses]
-        connection = self.session.connection()
-        psycopg_connection = driver.psycopg_of(connection)
-        if psycopg_connection is None:
-            connection.execute(_UPSERT_PERMISSIONS[connection.dialect.name], rows)
-        else:
-            driver.aware(at)
-            driver.execute_many(psycopg_connection, _SQL_UPSERT_PERMISSIONS, rows)
+        latest = dict(statuses)  # one row per type: one statement may not update a row twice
+        rows = [
+            {"account_id": account_id, "permission_type": t, "status": s, "updated_at": at} for t, s in latest.items()
+        ]
+        upsert = _UPSERT_PERMISSIONS[self.session.get_bind().dialect.name]
+        _insert(self.session, cast(Table, _permissions), upsert, rows, _ON_PERMISSION_CONFLICT)
 
 
 class AuditTrail:

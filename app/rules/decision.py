@@ -7,16 +7,17 @@ dryrun hits, in the order of SPEC §3.2: changes in array order, rules in file o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from app.rules.messages import message_for
 from app.rules.model import RAW_FIELDS, Rule
 
 if TYPE_CHECKING:
-    from app.rules.engine import DurableRulesEngine
+    from app.rules.engine import DurableRulesEngine, Evaluation
 
 
 def as_the_rules_see_it(change: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +44,13 @@ class Hit:
 
     index: int
     rule: Rule
-    message: str
+    render: Callable[[], str] = field(compare=False, repr=False)
+
+    @cached_property
+    def message(self) -> str:
+        """The rule's message for this change, rendered when first asked: most are never shown (a dryrun hit's,
+        a warning's on a refused request)."""
+        return self.render()
 
     def as_warning(self) -> dict[str, Any]:
         """As data.warnings lists it."""
@@ -90,9 +97,7 @@ def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_mem
         for rule in engine.rule_set.rules:
             if rule.id not in rules_held:
                 continue
-            hit = Hit(
-                index, rule, message_for(rule, index, decision_input.changes[index], evaluation.message_values(index))
-            )
+            hit = Hit(index, rule, partial(_message, rule, index, decision_input, evaluation))
             if rule.enforcement == "warn":
                 warnings.append(hit)
             elif rule.enforcement == "dryrun":
@@ -100,3 +105,7 @@ def decide(engine: DurableRulesEngine, decision_input: DecisionInput, *, use_mem
             else:
                 return Decision(engine.version, held, hit, tuple(warnings), tuple(dryruns), engine.rule_set.rules)
     return Decision(engine.version, held, None, tuple(warnings), tuple(dryruns), engine.rule_set.rules)
+
+
+def _message(rule: Rule, index: int, decision_input: DecisionInput, evaluation: Evaluation) -> str:
+    return message_for(rule, index, decision_input.changes[index], evaluation.message_values(index))
