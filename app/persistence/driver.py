@@ -14,6 +14,7 @@ datetimes (read back in UTC, as UTCDateTime does).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,17 @@ def postgresql_sql(statement: ClauseElement, columns: Sequence[str] | None = Non
 @functools.lru_cache(maxsize=64)
 def insert_values_sql(table: Table, columns: tuple[str, ...], suffix: str = "") -> str:
     """The INSERT of one row of these columns (no RETURNING), then `suffix` (an ON CONFLICT clause)."""
+    _check_columns(table, columns)
     return f"{postgresql_sql(table.insert().inline(), columns)} {suffix}".strip()
+
+
+def _check_columns(table: Table, columns: tuple[str, ...]) -> None:
+    # Compiling with column_keys would drop a name the table lacks, and add a parameter for a column with a
+    # Python-side default, which nothing here would fill: refuse both.
+    unknown = [c for c in columns if c not in table.c]
+    defaulted = [c.name for c in table.c if c.default is not None and c.name not in columns]
+    if unknown or defaulted:
+        raise ValueError(f"insert into {table.name}: unknown columns {unknown}, defaulted columns left out {defaulted}")
 
 
 def psycopg_of(connection: Connection) -> psycopg.Connection[Any] | None:
@@ -60,16 +71,26 @@ def in_utc(value: datetime) -> datetime:
 
 @functools.lru_cache(maxsize=64)
 def insert_rows_sql(table: Table, columns: tuple[str, ...], suffix: str = "") -> str:
-    """One INSERT of any number of rows: each column's values come as one array, unnested on the server.
+    """One INSERT of any number of rows: each column's values come as one array, unnested on the server, in order.
 
     The statement's text does not depend on how many rows there are, so psycopg prepares it once, and ten rows
     cost one execution instead of ten (an executemany runs the statement once per row, even in a pipeline).
-    `suffix` follows the row source: an ON CONFLICT clause.
+    `suffix` follows the row source: an ON CONFLICT clause. The arrays are cast to the columns' types without
+    their lengths: an explicit cast to VARCHAR(n) would cut a longer value silently, where the insert refuses it.
     """
-    arrays = ", ".join(f"%({column})s::{table.c[column].type.compile(dialect=_PSYCOPG)}[]" for column in columns)
+    _check_columns(table, columns)
+    arrays = ", ".join(f"%({c})s::{_unsized(table.c[c].type.compile(dialect=_PSYCOPG))}[]" for c in columns)
     names = ", ".join(columns)
-    # WHERE true: without it "FROM unnest(...) AS rows ON CONFLICT" would parse as the start of a JOIN's ON.
-    return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) AS rows WHERE true {suffix}".strip()
+    # ORDER BY n: the rows in the order given (audit ids follow the changes); it also keeps a following ON CONFLICT
+    # from parsing as a JOIN's ON.
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS rows({names}, n) "
+        f"ORDER BY n {suffix}"
+    ).strip()
+
+
+def _unsized(type_name: str) -> str:
+    return re.sub(r"\(\d+\)", "", type_name)
 
 
 def insert_rows(

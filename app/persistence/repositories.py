@@ -14,7 +14,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, and_, bindparam, delete, literal, select, update
+import psycopg
+from sqlalchemy import ClauseElement, Executable, Table, and_, bindparam, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -173,9 +174,8 @@ def _record_signature(insert: Any) -> Executable:
 
 _UPSERT_PERMISSIONS = _per_dialect(_upsert_permissions)
 # On PostgreSQL (driver.insert_rows): the same upsert as _upsert_permissions, with its rows as arrays.
-_ON_PERMISSION_CONFLICT = (
-    "ON CONFLICT (account_id, permission_type) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
-)
+_UPSERT_PERMISSIONS_SQL = driver.postgresql_sql(cast(ClauseElement, _UPSERT_PERMISSIONS["postgresql"]))
+_ON_PERMISSION_CONFLICT = _UPSERT_PERMISSIONS_SQL[_UPSERT_PERMISSIONS_SQL.index("ON CONFLICT") :]  # as Core wrote it
 
 
 def _insert(
@@ -187,8 +187,11 @@ def _insert(
     psycopg_connection = driver.psycopg_of(connection)
     if psycopg_connection is None:
         connection.execute(statement, list(rows))
-    else:
+        return
+    try:
         driver.insert_rows(psycopg_connection, table, rows, suffix)
+    except psycopg.Error as exc:  # as the unit of work turns SQLAlchemy's errors into StorageError
+        raise driver.storage_error(exc) from exc
 
 
 RECORD_SIGNATURE = _per_dialect(_record_signature)

@@ -178,12 +178,14 @@ class PermissionService:
                     )
                     self._keep_rejection(uow, caller, idempotency, decision.rejection, decision.record)
                     raise decision.rejection
-                self._write(uow, caller, decision, trace_id, engine.version, idempotency)
-                return UpdateResult(
+                # The answer is built (warning messages rendered) before the write: nothing can fail after it.
+                result = UpdateResult(
                     applied=decision.applied,
                     warnings=tuple(PolicyWarning(h.index, h.rule.id, h.message) for h in decision.warnings),
                     dryrun_by=tuple(h.rule.id for h in decision.dryruns),
                 )
+                self._write(uow, caller, decision, trace_id, engine.version, idempotency)
+                return result
         except KEY_REFUSALS:  # rolled back with the signature, which authenticated: spend it
             spend_signature(partial(self._unit_of_work, write=True), caller)
             raise
