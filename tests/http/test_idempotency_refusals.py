@@ -167,6 +167,7 @@ def test_a_request_refused_while_its_key_is_unanswered_spends_its_signature(app:
     refused_then_a_replay(app, db, route, "unanswered", 409, 409002)
 
 
+@pytest.mark.postgres
 @BY_NAME
 def test_a_request_refused_while_a_concurrent_one_holds_its_key_spends_its_signature(
     seeded: Settings, db: Engine, route: Route
@@ -220,6 +221,7 @@ def failing_spend(seeded: Settings, db: Engine) -> Iterator[None]:
             conn.execute(text(f"DROP SEQUENCE IF EXISTS {SPEND_FAILS}"))
 
 
+@pytest.mark.postgres
 def test_a_database_failure_while_spending_is_logged_and_the_refusal_stays_the_answer(
     app: Flask, db: Engine, failing_spend: None
 ):

@@ -44,6 +44,7 @@ def test_many_audit_rows_go_in_order(engine: Engine) -> None:
     assert stored == ["t3", "t1", "t2", "t5", "t4"]
 
 
+@pytest.mark.postgres
 def test_an_over_long_value_is_refused_not_cut(engine: Engine, database_url: str) -> None:
     postgres_only(database_url)  # SQLite does not enforce VARCHAR lengths
     rows = [_audit_row(1), _audit_row(2, "x" * 65)]  # permission_type is VARCHAR(64)
