@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -9,8 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -133,6 +136,34 @@ def send(
     except urllib.error.HTTPError as error:
         with error:
             return Answer(error.code, json.loads(error.read()), error.headers["X-Trace-Id"], dict(error.headers))
+
+
+@contextmanager
+def a_worker_held(url: str, path: str, body: bytes, headers: dict[str, str]) -> Iterator[Callable[[], Answer]]:
+    """A POST of body with all but its last byte sent: the sync worker that accepts it waits for that byte.
+
+    Connections are accepted in the order they arrive, so the first worker free takes this one, and every request
+    made inside the block is served by another worker: a way to have each worker serve some of the traffic that
+    does not depend on which of them wins accept(). The block's value sends the last byte and returns the answer.
+    """
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.putrequest("POST", path, skip_accept_encoding=True)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(body[:-1])
+
+        def finish() -> Answer:
+            connection.send(body[-1:])
+            response = connection.getresponse()
+            envelope = json.loads(response.read())
+            return Answer(response.status, envelope, response.headers["X-Trace-Id"], dict(response.headers))
+
+        yield finish
+    finally:
+        connection.close()
 
 
 def call(

@@ -11,8 +11,8 @@ import pytest
 
 from app.rules.loader import rule_set_version
 from app.settings import Settings
-from tests.e2e.server import LiveServer, call, free_port, log_records, send
-from tests.support import SHIPPED_RULES, UPDATE_PATH, body_of
+from tests.e2e.server import LiveServer, a_worker_held, call, free_port, log_records, send
+from tests.support import SHIPPED_RULES, UPDATE_PATH, body_of, signed_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -85,12 +85,17 @@ def test_metrics_count_every_request_across_both_workers(live_server: LiveServer
             rejected += 1
         return ok, rejected
 
-    with ThreadPoolExecutor(max_workers=len(types)) as pool:
-        results = list(pool.map(traffic, types))
-    sent_ok = sum(r[0] for r in results)
+    # One worker waits for the last byte of a held request while the other serves the traffic, then serves it:
+    # both workers count, whichever of them would have won every accept().
+    held_body = body_of("ACC-2", ("stock.UK", "open"), nonce="held")
+    with a_worker_held(live_server.url, UPDATE_PATH, held_body, signed_headers("POST", UPDATE_PATH, held_body)) as held:
+        with ThreadPoolExecutor(max_workers=len(types)) as pool:
+            results = list(pool.map(traffic, types))
+        assert held().envelope["code"] == 0
+    sent_ok = sum(r[0] for r in results) + 1
     sent_rejected = sum(r[1] for r in results)
     served_by = {r["pid"] for r in log_records(live_server.log_path) if r.get("event") == "decision"}
-    assert len(served_by) == 2, "both workers should have served this concurrent traffic"
+    assert len(served_by) == 2, "both workers should have served this traffic"
 
     with urllib.request.urlopen(live_server.url + "/metrics", timeout=10) as response:
         text = response.read().decode()
@@ -101,6 +106,6 @@ def test_metrics_count_every_request_across_both_workers(live_server: LiveServer
     assert (ok, rejected) == (sent_ok, sent_rejected)
     decisions = _samples(text, "tps_decisions_total")
     assert sum(v for k, v in decisions.items() if 'rule_id="type-banned-group"' in k) == sent_rejected
-    assert re.search(r"^tps_rule_evaluation_seconds_count 80\.0$", text, re.MULTILINE)
+    assert re.search(r"^tps_rule_evaluation_seconds_count 81\.0$", text, re.MULTILINE)
     lookups = sum(_samples(text, "tps_tenant_config_cache_total").values())
-    assert lookups == 80  # one per request that reached the rules
+    assert lookups == 81  # one per request that reached the rules
