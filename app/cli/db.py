@@ -20,21 +20,25 @@ def db() -> None:
 @db.command()
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
 def upgrade(revision: str) -> None:
-    """Create or migrate the schema of DATABASE_URL with Alembic.
+    """Create or migrate the schema of DATABASE_URL with Alembic; prints the revision it is at then.
 
-    An unknown revision or an unreachable database is reported in one line (see app/cli/errors.py).
+    Only forward: a --revision behind the database's is refused. An unknown revision or an unreachable
+    database is reported in one line (see app/cli/errors.py).
 
     \b
     Example:
       DATABASE_URL=postgresql://postgres@127.0.0.1/test permctl db upgrade
     """
+    from app.persistence.migrate import MigrationRefused
     from app.persistence.migrate import upgrade as alembic_upgrade
 
     try:
-        alembic_upgrade(settings().database_url, revision)
+        now = alembic_upgrade(settings().database_url, revision)
     except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
         raise click.ClickException(no_driver(exc)) from exc
-    click.echo(f"database is at revision {revision}")
+    except MigrationRefused as exc:
+        raise click.ClickException(f"migration: {exc}") from exc
+    click.echo(f"database is at revision {now}" if now else "database has no schema (revision base)")
 
 
 @db.command()

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from app.persistence.migrate import head_revision
 from app.rules.loader import load_rule_set
 from tests.cli.runner import db_env, invoke, ok, one_line_error, scalar, snapshot
 from tests.support import DEMO, READ_PATH, SHIPPED_RULES, UPDATE_PATH, body_of, permctl
@@ -60,6 +62,38 @@ def test_db_upgrade_creates_a_fresh_sqlite_database(tmp_path):
     # Running it again is harmless.
     ok(run("db", "upgrade", env={"DATABASE_URL": url}, cwd=tmp_path))
     assert scalar(url, "SELECT count(*) FROM tenants") == 0
+
+
+def test_db_upgrade_names_the_revision_it_reached(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    assert ok(run("db", "upgrade", "--revision", "0003", env={"DATABASE_URL": url})).strip() == (
+        "database is at revision 0003"
+    )
+    assert ok(run("db", "upgrade", env={"DATABASE_URL": url})).strip() == f"database is at revision {head_revision()}"
+
+
+@pytest.mark.parametrize("target", ["0003", "base"])
+def test_db_upgrade_refuses_to_go_back(tmp_path, target):
+    """Alembic's upgrade to an older revision does nothing; saying "at revision 0003" then would be a lie."""
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    ok(run("db", "upgrade", env={"DATABASE_URL": url}))
+    line = one_line_error(run("db", "upgrade", "--revision", target, env={"DATABASE_URL": url}))
+    assert line == (
+        f"Error: migration: the database is at revision {head_revision()}, past {target}: permctl db upgrade only "
+        "goes forward (to go back, restore a backup taken at that revision)"
+    )
+    assert scalar(url, "SELECT version_num FROM alembic_version") == head_revision()
+
+
+def test_db_upgrade_refuses_a_database_of_a_newer_release(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    ok(run("db", "upgrade", env={"DATABASE_URL": url}))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    line = one_line_error(run("db", "upgrade", env={"DATABASE_URL": url}))
+    assert "the database is at revision 9999, which this release does not know" in line
 
 
 # --- tenant show / set-config ------------------------------------------------------------------------------------
