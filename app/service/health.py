@@ -32,11 +32,14 @@ def _database_state(unit_of_work: Callable[[], UnitOfWork], head: str) -> tuple[
     try:
         with unit_of_work() as uow:
             revision = uow.schema.revision()
+            missing = uow.schema.missing_tables() if revision == head else []
     except StorageError as exc:
         return f"unreachable ({exc.kind})", None
     if revision != head:
         shown = revision or "none (never migrated)"
         return f"schema at revision {shown}, the code needs {head}: run permctl db upgrade", revision
+    if missing:  # at the head, yet a table was dropped or restored without: every call would fail
+        return f"schema at revision {revision} but missing table(s) {', '.join(missing)}: restore them", revision
     return "ok", revision
 
 
