@@ -113,12 +113,13 @@ class ServiceUnavailable(DomainError):
     http_status = 503
 
     detail: str | None = None  # for the log line only: what an operator needs, never sent to the caller
+    kind: str | None = None  # likewise: the driver's name for the failure (OperationalError, UndefinedTable, …)
 
     @classmethod
     def database(cls, exc: Exception) -> ServiceUnavailable:
-        """The error for a database failure, naming its kind but none of its detail."""
-        kind = exc.kind if isinstance(exc, StorageError) else type(exc).__name__
-        error = cls(f"the database is unavailable ({kind})")
+        """The error for a database failure: the caller is told to retry; its kind and detail go to the log."""
+        error = cls("the database is unavailable; retry later")
+        error.kind = exc.kind if isinstance(exc, StorageError) else type(exc).__name__
         table = missing_table(exc)
         if table is not None:
             error.detail = f"table '{table}' is missing: the schema is not migrated (run permctl db upgrade)"

@@ -35,7 +35,9 @@ def init_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Response:
         if isinstance(exc, ServiceUnavailable) and exc.detail:
-            log.error("database_unusable", error=exc.message, detail=exc.detail)
+            log.error("database_unusable", error=exc.kind, detail=exc.detail)
+        elif isinstance(exc, ServiceUnavailable) and exc.kind:
+            log.warning("database_unavailable", error=exc.kind)
         return error(exc, endpoint=request.endpoint)
 
     @app.errorhandler(HTTPException)

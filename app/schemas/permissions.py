@@ -157,8 +157,11 @@ def parse_json_body(data: bytes) -> Any:
         raise InvalidRequest(f"duplicate key {exc.key[:64]!r} in the body") from exc
     except RecursionError as exc:
         raise InvalidRequest("body is nested too deeply") from exc
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON ({str(exc).splitlines()[0][:120]})") from exc
+    except ValueError as exc:  # a constant (NaN, Infinity), or an integer longer than Python converts
+        reason = str(exc) if str(exc).endswith("is not valid JSON") else "a number has too many digits"
+        raise InvalidRequest(f"body is not valid JSON ({reason})") from exc
 
 
 def load_update_request(body: Any) -> dict[str, Any]:

@@ -190,6 +190,32 @@ def test_deeply_nested_type_is_never_a_500(api: Api, depth: int) -> None:
         assert body["code"] == 400001
 
 
+def test_a_number_too_long_to_convert_is_refused_in_the_service_s_words(api: Api) -> None:
+    """Python refuses integers over 4,300 digits with advice for programmers; the caller gets neither."""
+    raw = b'{"account_no":"ACC-1","changes":[],"n":' + b"7" * 5000 + b"}"
+    body = update_error(api.update(raw), 400, 400001)
+    assert body["message"] == "body is not valid JSON (a number has too many digits)"
+
+
+def test_a_database_failure_names_no_driver_internals(api: Api, seeded: Any) -> None:
+    """A missing table (here: renamed away) is the operator's to see in the log, not the caller's."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(seeded.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE account_permissions RENAME TO account_permissions_away"))
+    try:
+        response = api.update(body_of("ACC-1", ("stock.US", "open")))
+    finally:  # the PostgreSQL database is shared by the session's tests
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE account_permissions_away RENAME TO account_permissions"))
+        engine.dispose()
+    assert (response.status_code, response.get_json()) == (
+        503,
+        {"code": 503001, "message": "the database is unavailable; retry later", "data": {"failure_index": 0}},
+    )
+
+
 @pytest.mark.parametrize(
     "account_no",
     ["ACC-\\ud800", "\\udfff", "ACC-1\\u0000", "\\u0000", "ACC\\u0001\\u001f", "ACC-\\ufffe"],
