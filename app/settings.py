@@ -145,7 +145,22 @@ def _database_url(raw: str) -> str:
     backend = urlsplit(raw).scheme.split("+", 1)[0]
     if backend not in DATABASE_BACKENDS or "://" not in raw:
         raise ValueError("is not a database URL (sqlite:///PATH or postgresql://USER@HOST/DB)")
+    if backend == "sqlite":
+        _sqlite_directory_exists(raw)
     return raw
+
+
+def _sqlite_directory_exists(raw: str) -> None:
+    """An SQLite file named by the operator goes in a directory that is there: a typo must not create a tree.
+
+    (Only the default file, under the instance directory, has its directory made for it.)
+    """
+    database = raw.split(":///", 1)[1].split("?", 1)[0] if ":///" in raw else ""
+    if database in ("", ":memory:"):
+        return
+    directory = Path(database).expanduser().parent
+    if not directory.is_dir():
+        raise ValueError(f"names a file in {directory}, which is not a directory that exists")
 
 
 def _redis_url(raw: str) -> str:

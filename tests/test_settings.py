@@ -25,6 +25,7 @@ from app.settings import Settings, SettingsError
         ("REDIS_URL", "redis://127.0.0.1:port/0", "port that is not a number"),
         ("DATABASE_URL", "mysql://root@localhost/x", "is not a database URL"),
         ("DATABASE_URL", "nonsense", "is not a database URL"),
+        ("DATABASE_URL", "sqlite:////no/such/dir/x.db", "names a file in /no/such/dir, which is not a directory"),
         ("REDIS_KEY_PREFIX", "two words", "printable characters without spaces"),
         ("RULES_DIR", "/nonexistent/rules", "does not exist"),
     ],

@@ -64,6 +64,13 @@ def test_db_upgrade_creates_a_fresh_sqlite_database(tmp_path):
     assert scalar(url, "SELECT count(*) FROM tenants") == 0
 
 
+def test_db_upgrade_creates_no_directory_the_operator_did_not_make(tmp_path):
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}"
+    line = one_line_error(run("db", "upgrade", env={"DATABASE_URL": url}))
+    assert line.startswith(f"Error: DATABASE_URL: {url!r} names a file in {tmp_path / 'no' / 'such' / 'dir'}")
+    assert not (tmp_path / "no").exists()
+
+
 def test_db_upgrade_names_the_revision_it_reached(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
     assert ok(run("db", "upgrade", "--revision", "0003", env={"DATABASE_URL": url})).strip() == (
