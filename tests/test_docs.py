@@ -72,3 +72,13 @@ def test_every_permctl_line_of_the_recipe_is_one_the_cli_accepts():
             command = found
         with command.make_context(command.name, rest, parent=context):
             pass
+
+
+def test_the_readme_links_only_inside_the_repository_and_says_how_to_move_the_port():
+    root = RECIPE.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#]+)", readme)
+    local = [link for link in links if "://" not in link]
+    assert all((root / link).exists() and (root / link).resolve().is_relative_to(root) for link in local), local
+    assert "../" not in readme
+    assert "--bind HOST:PORT" in readme.split("---", 1)[0]  # on the first screen, beside the serve command
