@@ -3,6 +3,7 @@ real Redis when TEST_REDIS_URL is set, the app, a signing client, and the CLI ru
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -21,6 +23,8 @@ from app.persistence.config_cache import make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
 from app.rules.loader import load_rule_set
+from app.rules.model import RuleSet
+from app.rules.snapshot import digest
 from app.service.fixtures import load_fixtures
 from app.settings import Settings
 from tests.support import (
@@ -53,7 +57,24 @@ TABLES = (
 
 
 def _server_url(name: str) -> str | None:
-    return os.environ.get(name) or None
+    url = os.environ.get(name) or None
+    if url is not None and name == "TEST_REDIS_URL":
+        return worker_redis_url(url)
+    return url
+
+
+def worker_redis_url(url: str) -> str:
+    """The Redis database of this pytest-xdist worker: the URL's database number plus the worker's.
+
+    Each test flushes the project's keys when it starts; workers sharing one database would flush each other's.
+    (PostgreSQL needs nothing of the kind: each worker's session makes its own database.)
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0) if parts.path.strip("/").isdigit() or not parts.path.strip("/") else 0
+    return urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
 
 
 def need_server(variable: str, what: str) -> str:
@@ -156,9 +177,15 @@ def seeded(settings: Settings) -> Settings:
     return settings
 
 
+@functools.lru_cache(maxsize=16)
+def _rule_set(rules_dir: Path, files_digest: str) -> RuleSet:
+    """A rules directory read once per content (most tests seed against the same shipped set)."""
+    return load_rule_set(rules_dir)
+
+
 def seed(settings: Settings, document: dict[str, Any]) -> None:
     """Load a fixtures document into the database of settings."""
-    rule_set = load_rule_set(settings.rules_dir)
+    rule_set = _rule_set(settings.rules_dir, digest(settings.rules_dir))
     engine = make_engine(settings)
     try:
         load_fixtures(
@@ -258,6 +285,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_report_header(config: pytest.Config) -> str:
     included = config.getoption("--slow")
     return "slow tests: " + ("included (--slow)" if included else "deselected (add --slow to run them)")
+
+
+SERVERS = (  # what a skip's reason says it needed, and how to provide it
+    ("PostgreSQL", ("PostgreSQL", "TEST_DATABASE_URL"), "set TEST_DATABASE_URL"),
+    ("Redis", ("Redis", "TEST_REDIS_URL"), "set TEST_REDIS_URL"),
+    ("nginx", ("nginx",), "apt-get install nginx"),
+)
+
+
+def servers_missed(reasons: list[str]) -> str | None:
+    """One line: how many tests did not run for want of PostgreSQL, Redis or nginx, or None when none."""
+    counts = dict.fromkeys((name for name, _, _ in SERVERS), 0)
+    for reason in reasons:
+        for name, words, _ in SERVERS:
+            if any(word in reason for word in words):
+                counts[name] += 1
+                break
+    missed = [f"{counts[name]} needed {name} ({how})" for name, _, how in SERVERS if counts[name]]
+    return f"not run here: {', '.join(missed)}" if missed else None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Name, in one line, the tests a missing server kept from running: a green run says what it did not try."""
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reasons.append(str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr))
+    line = servers_missed(reasons)
+    if line:
+        terminalreporter.write_line(line, yellow=True, bold=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -6,12 +6,14 @@ The migrations ship inside the package (`app:migrations`), so this works from an
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 SCRIPT_LOCATION = "app:migrations"
 
@@ -48,8 +50,12 @@ def _lineage() -> list[str]:
 
 
 def current_revision(database_url: str) -> str | None:
-    """The revision the database is at; None when it was never migrated."""
-    engine = create_engine(database_url)
+    """The revision the database is at; None when it was never migrated (an SQLite file not made yet included)."""
+    url = make_url(database_url)
+    file = url.database if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
+    if file is not None and not Path(file).exists():  # connecting would create it (or fail: no directory yet)
+        return None
+    engine = create_engine(url)
     try:
         with engine.connect() as connection:
             revision: str | None = MigrationContext.configure(connection).get_current_revision()

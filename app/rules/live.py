@@ -23,8 +23,41 @@ from app.rules.acceptance import CasesFailed
 from app.rules.engine import DurableRulesEngine
 from app.rules.lint import load_clean
 from app.rules.loader import RuleSetInvalid
+from app.rules.model import RuleSet
 
 log = structlog.get_logger("app.rules")
+
+_CLEAN_SETS_KEPT = 8
+
+
+class _CleanSets:
+    """The rule sets this process found clean, by the digest of the files they were read from.
+
+    A set's verdict (lint, regression cases) is a function of its files alone, so a second LiveRules in one
+    process (an app built again, a reload of an unchanged directory) takes the set without linting it and
+    running its cases again. A set is kept only when the files still have the digest read before the load:
+    an edit landing meanwhile leaves nothing kept under a digest it does not match.
+    """
+
+    def __init__(self) -> None:
+        self._sets: dict[str, RuleSet] = {}
+        self._lock = threading.Lock()
+
+    def load(self, rules_dir: Path, digest: str) -> RuleSet:
+        with self._lock:
+            kept = self._sets.get(digest)
+        if kept is not None:
+            return kept
+        rule_set = load_clean(rules_dir)
+        if snapshot.digest(rules_dir) == digest:
+            with self._lock:
+                if len(self._sets) >= _CLEAN_SETS_KEPT:
+                    self._sets.pop(next(iter(self._sets)))
+                self._sets[digest] = rule_set
+        return rule_set
+
+
+_clean_sets = _CleanSets()
 
 
 class LiveRules:
@@ -62,7 +95,7 @@ class LiveRules:
         """rules_dir as an engine if it may go live, and the digest of its files (read first: an edit landing
         while loading can only make the digest older than what runs, which costs one more reload, never less)."""
         digest = snapshot.digest(self.rules_dir)
-        return DurableRulesEngine(load_clean(self.rules_dir)), digest
+        return DurableRulesEngine(_clean_sets.load(self.rules_dir, digest)), digest
 
     def _refused(self, exc: RuleSetInvalid) -> None:
         self.last_reload_error = str(exc)
