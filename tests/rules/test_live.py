@@ -148,3 +148,16 @@ def test_a_first_look_at_unchanged_files_does_not_reload(tmp_path: Path):
         live.engine  # noqa: B018 - the property honours pending reloads
         live.engine  # noqa: B018
     assert logs == []
+
+
+def test_a_set_already_found_clean_is_taken_again_only_while_its_files_are_the_same(tmp_path: Path):
+    """Building the service twice in one process checks a directory once per content, never per path."""
+    rules = copy_rules(tmp_path)
+    first = LiveRules(rules).engine.rule_set
+    assert LiveRules(rules).engine.rule_set is first  # same files: the verdict already reached
+    (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
+    with pytest.raises(CasesFailed):  # the edited files are judged afresh, and refused
+        LiveRules(rules)
+    (rules / "policies.yaml").write_text(FREEZE, encoding="utf-8")
+    changed = LiveRules(rules).engine.rule_set
+    assert changed is not first and changed.version != first.version
