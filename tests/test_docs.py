@@ -82,3 +82,11 @@ def test_the_readme_links_only_inside_the_repository_and_says_how_to_move_the_po
     assert all((root / link).exists() and (root / link).resolve().is_relative_to(root) for link in local), local
     assert "../" not in readme
     assert "--bind HOST:PORT" in readme.split("---", 1)[0]  # on the first screen, beside the serve command
+
+
+def test_ci_runs_the_readme_s_test_command():
+    """The command the README gives a new user is the one CI runs (with --slow and servers added)."""
+    root = RECIPE.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8").split("---", 1)[0]
+    [command] = [line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line]
+    assert command + ' "$@"' in (root / ".ci" / "run").read_text(encoding="utf-8")
