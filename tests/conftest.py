@@ -159,7 +159,7 @@ def seeded(settings: Settings) -> Settings:
 def seed(settings: Settings, document: dict[str, Any]) -> None:
     """Load a fixtures document into the database of settings."""
     rule_set = load_rule_set(settings.rules_dir)
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=False)
     try:
         load_fixtures(
             document,
