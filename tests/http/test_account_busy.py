@@ -78,12 +78,6 @@ def refused_busy(response: Any, elapsed: float, path: str) -> None:
     assert BOUND * 0.8 <= elapsed < BOUND + MARGIN, elapsed
 
 
-def test_the_default_bounds_end_before_the_proxy_and_the_worker_timeouts():
-    defaults = Settings.from_env({})
-    assert defaults.database_lock_timeout_seconds <= 5
-    assert defaults.database_statement_timeout_seconds < 25  # nginx's proxy_read_timeout; gunicorn's is 30
-
-
 def test_an_update_of_an_account_another_request_holds_answers_409003_within_the_bound(
     bounded: Flask, db: Engine, seeded: Settings
 ):
