@@ -43,7 +43,7 @@ class Container:
     @classmethod
     def build(cls, settings: Settings) -> Container:
         """Wire the parts; the database is not contacted here."""
-        engine = make_engine(settings)
+        engine = make_engine(settings, request_path=True)
         session_factory = make_session_factory(engine)
         rules = LiveRules(
             settings.rules_dir,

@@ -23,6 +23,7 @@ class Code(IntEnum):
     METHOD_NOT_ALLOWED = 405000
     ACCOUNT_DEREGISTERED = 409001
     IDEMPOTENCY_KEY_IN_FLIGHT = 409002
+    ACCOUNT_BUSY = 409003
     WRITE_FAILED = 500001
     SERVICE_UNAVAILABLE = 503001
 
@@ -83,6 +84,19 @@ class AccountDeregistered(DomainError):
 
     code = Code.ACCOUNT_DEREGISTERED
     http_status = 409
+
+
+class AccountBusy(DomainError):
+    """Another request held the account's lock (on SQLite, the database's) past the request path's bound:
+    nothing was done, and the caller may retry, signed afresh."""
+
+    code = Code.ACCOUNT_BUSY
+    http_status = 409
+
+    @classmethod
+    def named(cls, account_no: str) -> AccountBusy:
+        """The refusal for this account."""
+        return cls(f"account_no '{account_no}': the account is locked by another request; retry")
 
 
 class RouteNotFound(DomainError):
@@ -165,7 +179,20 @@ class StorageError(Exception):
 
 
 class StorageBusy(StorageError):
-    """A lock was not granted within the bound the caller set (e.g. a concurrent idempotent repeat)."""
+    """A lock was not granted within the bound the caller set (e.g. a concurrent idempotent repeat) or the
+    request path's lock bound (PostgreSQL lock_timeout; SQLite's busy timeout).
+
+    whole_database: the lock was SQLite's database write lock, which every other writing transaction would
+    wait for as well (PostgreSQL's are row locks).
+    """
+
+    def __init__(self, kind: str, detail: str = "", *, whole_database: bool = False) -> None:
+        super().__init__(kind, detail)
+        self.whole_database = whole_database
+
+
+class StorageTimeout(StorageError):
+    """A statement ran past the request path's statement bound (PostgreSQL statement_timeout) and was cancelled."""
 
 
 class CredentialChanged(Exception):

@@ -17,6 +17,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 REDIS_KEY_PREFIX = re.compile(r"^[!-~]{1,64}$")  # printable ASCII, no spaces
+# A request-path bound must end a wait before nginx (proxy_read_timeout 25 s) and gunicorn (timeout 30 s) do,
+# or the caller gets their answer instead of the envelope; 0 would mean "no bound" to the database.
+REQUEST_BOUND_MAX = 20.0
 
 T = TypeVar("T")
 
@@ -63,6 +66,11 @@ class Settings:
     rules_reload_check_seconds: float = 2.0
     idempotency_wait_seconds: float = 5.0
     redis_breaker_seconds: float = 5.0
+    # The request path's bounds (SPEC §8): a request that waits longer for a lock (another request's account
+    # row; on SQLite the database write lock) answers 409003, one whose statement runs longer 503001, both well
+    # before gunicorn kills the worker (30 s) or nginx gives up on it (25 s). Maintenance commands keep their own.
+    database_lock_timeout_seconds: float = 3.0
+    database_statement_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -85,6 +93,10 @@ class Settings:
             rules_reload_check_seconds=env.get("RULES_RELOAD_CHECK_SECONDS", _real(0), 2.0),
             idempotency_wait_seconds=env.get("IDEMPOTENCY_WAIT_SECONDS", _real(0), 5.0),
             redis_breaker_seconds=env.get("REDIS_BREAKER_SECONDS", _real(0), 5.0),
+            database_lock_timeout_seconds=env.get("DATABASE_LOCK_TIMEOUT_SECONDS", _bound(REQUEST_BOUND_MAX), 3.0),
+            database_statement_timeout_seconds=env.get(
+                "DATABASE_STATEMENT_TIMEOUT_SECONDS", _bound(REQUEST_BOUND_MAX), 10.0
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -129,6 +141,19 @@ def _real(minimum: float) -> Callable[[str], float]:
             raise ValueError("is not a number") from None
         if not math.isfinite(value) or value < minimum:
             raise ValueError(f"must be a number of at least {minimum:g}")
+        return value
+
+    return parse
+
+
+def _bound(maximum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number") from None
+        if not math.isfinite(value) or not 0.001 <= value <= maximum:
+            raise ValueError(f"must be a number of seconds from 0.001 to {maximum:g}")
         return value
 
     return parse

@@ -89,7 +89,7 @@ class Seed:
 
     def __init__(self, settings: Settings, rule_set: RuleSet) -> None:
         self.tenant = f"bench_{secrets.token_hex(4)}"  # unique: the Redis cache may be shared with others
-        self._engine = make_engine(settings)
+        self._engine = make_engine(settings, request_path=False)
         load_fixtures(
             {
                 "tenants": [

@@ -64,7 +64,7 @@ def measure(database_url: str, requests: int, rules_dir: str) -> dict[str, float
     upgrade(database_url)
     rule_set = load_rule_set(rules_dir)  # type: ignore[arg-type]
     settings = Settings(database_url=database_url)
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=False)
     sessions = make_session_factory(engine)
     cache = InProcessConfigCache(30)
     accounts = [

@@ -186,7 +186,7 @@ def _rule_set(rules_dir: Path, files_digest: str) -> RuleSet:
 def seed(settings: Settings, document: dict[str, Any]) -> None:
     """Load a fixtures document into the database of settings."""
     rule_set = _rule_set(settings.rules_dir, digest(settings.rules_dir))
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=False)
     try:
         load_fixtures(
             document,

@@ -19,6 +19,10 @@ from app.settings import Settings, SettingsError
         ("TENANT_CONFIG_TTL_SECONDS", "-1", "at least 0"),
         ("REDIS_BREAKER_SECONDS", "soon", "is not a number"),
         ("IDEMPOTENCY_WAIT_SECONDS", "inf", "at least 0"),
+        ("DATABASE_LOCK_TIMEOUT_SECONDS", "0", "from 0.001 to 20"),  # 0 is "no bound" to PostgreSQL
+        ("DATABASE_LOCK_TIMEOUT_SECONDS", "3s", "is not a number"),
+        ("DATABASE_STATEMENT_TIMEOUT_SECONDS", "30", "from 0.001 to 20"),  # past nginx's 25 s
+        ("DATABASE_STATEMENT_TIMEOUT_SECONDS", "nan", "from 0.001 to 20"),
         ("RULES_RELOAD_CHECK_SECONDS", "2s", "is not a number"),
         ("LOG_LEVEL", "bogus", "is not a log level"),
         ("REDIS_URL", "notredis", "is not a Redis URL"),
@@ -84,3 +88,11 @@ def test_instance_dir_moves_the_default_database(tmp_path: Path):
 
 def test_empty_values_mean_the_default():
     assert Settings.from_env({"REDIS_URL": "", "LOG_LEVEL": " "}).redis_url is None
+
+
+def test_the_request_bounds_are_read_and_default_well_before_the_proxy_gives_up():
+    defaults = Settings.from_env({})
+    assert (defaults.database_lock_timeout_seconds, defaults.database_statement_timeout_seconds) == (3.0, 10.0)
+    assert defaults.database_lock_timeout_seconds <= 5 and defaults.database_statement_timeout_seconds < 25
+    s = Settings.from_env({"DATABASE_LOCK_TIMEOUT_SECONDS": "0.5", "DATABASE_STATEMENT_TIMEOUT_SECONDS": "20"})
+    assert (s.database_lock_timeout_seconds, s.database_statement_timeout_seconds) == (0.5, 20.0)

@@ -40,7 +40,7 @@ def session_factory(s: Settings):  # type: ignore[no-untyped-def]
     from app.persistence.db import make_engine, make_session_factory
 
     try:
-        engine = make_engine(s)
+        engine = make_engine(s, request_path=False)  # maintenance: its own bounds (SPEC §8)
     except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
         raise click.ClickException(no_driver(exc)) from exc
     ctx = click.get_current_context(silent=True)

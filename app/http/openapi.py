@@ -74,7 +74,9 @@ def signed_answers(envelope: type[Schema], answers: Mapping[int, Answer]) -> dic
             envelope,
             (Code.INVALID_REQUEST,),
         ),
-        503: Answer("The database is unreachable", envelope, (Code.SERVICE_UNAVAILABLE,)),
+        503: Answer(
+            "The database is unreachable, or a statement ran past its bound", envelope, (Code.SERVICE_UNAVAILABLE,)
+        ),
     }
 
 
@@ -107,10 +109,11 @@ OPERATIONS: tuple[Operation, ...] = (
                     "No such account in the caller's tenant", UpdateEnvelope, (Code.ACCOUNT_NOT_FOUND,), replayable=True
                 ),
                 409: Answer(
-                    "The account is deregistered (409001), or a request with the same Idempotency-Key is "
-                    "still being processed (409002: retry)",
+                    "The account is deregistered (409001), a request with the same Idempotency-Key is still being "
+                    "processed (409002: retry), or another request held the account past the lock bound "
+                    "(409003: nothing was done; retry, signed afresh)",
                     UpdateEnvelope,
-                    (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT),
+                    (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.ACCOUNT_BUSY),
                     replayable=True,
                 ),
                 422: Answer(
@@ -162,10 +165,11 @@ OPERATIONS: tuple[Operation, ...] = (
                     replayable=True,
                 ),
                 409: Answer(
-                    "The account is deregistered and the request would change it (409001), or a request with the "
-                    "same Idempotency-Key is still being processed (409002: retry)",
+                    "The account is deregistered and the request would change it (409001), a request with the same "
+                    "Idempotency-Key is still being processed (409002: retry), or another request held the account "
+                    "past the lock bound (409003: nothing was done; retry, signed afresh)",
                     EmptyEnvelope,
-                    (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT),
+                    (Code.ACCOUNT_DEREGISTERED, Code.IDEMPOTENCY_KEY_IN_FLIGHT, Code.ACCOUNT_BUSY),
                     replayable=True,
                 ),
                 422: Answer(

@@ -25,7 +25,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     url = context.config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
-    engine = make_engine(Settings.from_env().with_overrides(database_url=url))
+    engine = make_engine(Settings.from_env().with_overrides(database_url=url), request_path=False)
     try:
         with engine.connect() as conn:
             _run(conn)

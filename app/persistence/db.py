@@ -48,32 +48,57 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(settings: Settings) -> Engine:
-    """An Engine for settings.database_url; nothing connects until first use."""
+def make_engine(settings: Settings, *, request_path: bool) -> Engine:
+    """An Engine for settings.database_url; nothing connects until first use.
+
+    request_path=True is the engine requests use: every transaction on it gives up a lock wait after
+    database_lock_timeout_seconds (PostgreSQL lock_timeout; SQLite's busy timeout, its database write lock) and
+    a statement after database_statement_timeout_seconds (PostgreSQL statement_timeout), so a request answers in
+    the envelope before gunicorn or nginx give up on it (SPEC §8). request_path=False is for maintenance
+    (migrations, import, prune, audit, load): no statement bound, and locks waited for as they always were
+    (PostgreSQL without a bound, SQLite for sqlite_busy_timeout_seconds).
+    """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             from pathlib import Path
 
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"timeout": settings.sqlite_busy_timeout_seconds, "check_same_thread": False}
-        )
-        _sqlite_setup(engine, settings)
+        busy_seconds = settings.database_lock_timeout_seconds if request_path else settings.sqlite_busy_timeout_seconds
+        engine = create_engine(url, connect_args={"timeout": busy_seconds, "check_same_thread": False})
+        _sqlite_setup(engine, busy_seconds)
         return engine
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, int(settings.database_connect_timeout_seconds))}
+    if request_path:
+        connect_args["options"] = request_bounds_options(settings, url.query.get("options"))
     engine = create_engine(
         url,
         pool_recycle=3600,  # no pre-ping: it costs a round trip per checkout; _discard_closed_by_server is free
         pool_size=5,
         max_overflow=5,
         pool_timeout=settings.database_connect_timeout_seconds,
-        connect_args={"connect_timeout": max(1, int(settings.database_connect_timeout_seconds))},
+        connect_args=connect_args,
     )
     if url.get_driver_name() == "psycopg":  # closed_by_server reads psycopg 3's connection attributes
         event.listen(engine, "checkout", _discard_closed_by_server)
     return engine
+
+
+def request_bounds_options(settings: Settings, given: str | tuple[str, ...] | None = None) -> str:
+    """The libpq `options` that make the request bounds every session's defaults, after any the URL gives.
+
+    Sent with the connection's startup packet, they cost no round trip, and they are the session's defaults:
+    a transaction that sets its own lock_timeout for a while (an idempotency key's wait) returns to them with
+    SET LOCAL ... TO DEFAULT.
+    """
+    lock_ms = max(1, round(settings.database_lock_timeout_seconds * 1000))
+    statement_ms = max(1, round(settings.database_statement_timeout_seconds * 1000))
+    ours = f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
+    if isinstance(given, tuple):  # a URL naming options twice
+        given = " ".join(given)
+    return f"{given} {ours}" if given else ours
 
 
 def closed_by_server(dbapi_connection: Any) -> bool:
@@ -98,8 +123,8 @@ def _discard_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) 
         raise exc.DisconnectionError("the database closed this pooled connection")
 
 
-def _sqlite_setup(engine: Engine, settings: Settings) -> None:
-    busy_ms = int(settings.sqlite_busy_timeout_seconds * 1000)
+def _sqlite_setup(engine: Engine, busy_seconds: float) -> None:
+    busy_ms = int(busy_seconds * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -23,10 +23,10 @@ import psycopg
 from sqlalchemy import ClauseElement, Connection, Table
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from app.errors import StorageBusy, StorageError
+from app.errors import StorageError
+from app.persistence.failures import classified
 
 _PSYCOPG = PGDialect_psycopg()
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 
 
 def postgresql_sql(statement: ClauseElement, columns: Sequence[str] | None = None) -> str:
@@ -111,8 +111,6 @@ def _checked(value: Any) -> Any:
 
 
 def storage_error(exc: psycopg.Error) -> StorageError:
-    """A driver error as the service layer sees it (as unit_of_work.as_storage_error sees SQLAlchemy's)."""
-    if exc.sqlstate == LOCK_NOT_AVAILABLE:
-        return StorageBusy(type(exc).__name__, "lock not available")
-    first = str(exc).strip().splitlines()
-    return StorageError(type(exc).__name__, first[0][:200] if first else "")
+    """A driver error as the service layer sees it (as unit_of_work.as_storage_error sees SQLAlchemy's): a lock
+    wait or a statement past its bound is StorageBusy or StorageTimeout, wherever in a pipeline it happened."""
+    return classified(type(exc).__name__, exc)

@@ -509,8 +509,9 @@ class IdempotencyKeys:
         if postgres and wait_ms:
             self.session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_ms)}")
         stored = self._claim(tenant_id, key, request_sha256, now, expires_at)
-        if postgres and wait_ms:  # the rest of the transaction waits for locks as usual
-            self.session.connection().exec_driver_sql("SET LOCAL lock_timeout = 0")
+        if postgres and wait_ms:  # the rest of the transaction waits for locks as usual: the session's bound (the
+            # request path's, from the connection's options; none on a maintenance engine), never none at all
+            self.session.connection().exec_driver_sql("SET LOCAL lock_timeout TO DEFAULT")
         return stored
 
     def _claim(

@@ -11,10 +11,11 @@ import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import StorageBusy, StorageError
+from app.errors import StorageError
 from app.persistence.accounts import AccountAttributes, AccountAuditTrail, Accounts
 from app.persistence.decision_state import DecisionStates
-from app.persistence.driver import LOCK_NOT_AVAILABLE, storage_error
+from app.persistence.driver import storage_error
+from app.persistence.failures import classified
 from app.persistence.repositories import (
     AuditTrail,
     Credentials,
@@ -128,8 +129,4 @@ class UnitOfWork:
 def as_storage_error(exc: SQLAlchemyError) -> StorageError:
     """The database library's error as the service layer sees it."""
     original = getattr(exc, "orig", None)
-    kind = type(exc).__name__
-    if getattr(original, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-        return StorageBusy(kind, "lock not available")
-    first = str(original if original is not None else exc).strip().splitlines()
-    return StorageError(kind, first[0][:200] if first else "")
+    return classified(type(exc).__name__, original if original is not None else exc)

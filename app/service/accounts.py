@@ -22,12 +22,22 @@ from typing import Any
 
 import structlog
 
-from app.errors import AccountDeregistered, DomainError, InvalidRequest, ServiceUnavailable, StorageError, WriteFailed
+from app.errors import (
+    AccountDeregistered,
+    DomainError,
+    InvalidRequest,
+    ServiceUnavailable,
+    StorageBusy,
+    StorageError,
+    StorageTimeout,
+    WriteFailed,
+)
 from app.persistence.accounts import AccountAuditRecord, AccountKey, AccountRecord, AttributeChange
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.attributes import AttributeSet
 from app.rules.model import RuleSet
 from app.service.authentication import record_signature, spend_signature
+from app.service.busy import account_busy
 from app.service.idempotency import KEY_REFUSALS, IdempotencyKeys, answer_for
 from app.service.model import ACCOUNT_STATUSES, Caller, IdempotencyRequest, StoredAnswer
 
@@ -170,6 +180,8 @@ def apply_upserts(
         with uow.writing():
             ids = _write(uow, states, now)
             uow.account_audit.append(audit)
+    except (StorageBusy, StorageTimeout):  # a wait past a bound (e.g. for an account being created), not a refusal
+        raise
     except StorageError as exc:
         raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
     return [
@@ -302,6 +314,10 @@ class AccountService:
                 raise
             except DomainError:
                 raise
+            except StorageBusy as exc:  # the account's lock, held by another request past the bound: nothing done
+                raise account_busy(
+                    exc, account_no=upsert.account_no, caller=upsert.caller, unit_of_work=self._unit_of_work
+                ) from exc
             except StorageError as exc:
                 raise ServiceUnavailable.database(exc) from exc
         raise AssertionError("unreachable")

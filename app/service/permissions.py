@@ -18,7 +18,9 @@ from app.errors import (
     AccountNotFound,
     DomainError,
     ServiceUnavailable,
+    StorageBusy,
     StorageError,
+    StorageTimeout,
     Unauthenticated,
     WriteFailed,
 )
@@ -32,6 +34,7 @@ from app.service.authentication import (
     signature_to_record,
     spend_signature,
 )
+from app.service.busy import account_busy
 from app.service.idempotency import KEY_REFUSALS, SUCCESS, IdempotencyKeys, answer_for
 from app.service.model import (
     AccountPermissions,
@@ -191,6 +194,10 @@ class PermissionService:
             raise
         except DomainError:
             raise
+        except StorageBusy as exc:  # the account's lock, held by another request past the bound: nothing was done
+            raise account_busy(
+                exc, account_no=account_no, caller=caller, unit_of_work=partial(self._unit_of_work, write=True)
+            ) from exc
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
 
@@ -263,6 +270,8 @@ class PermissionService:
         try:
             with uow.committing(), uow.writing():  # the writes and the commit: one round trip on PostgreSQL
                 self._write_statements(uow, caller, decision, trace_id, rule_set_version, idempotency, now)
+        except (StorageBusy, StorageTimeout):  # a wait past a bound, not a refused write: 409003 / 503001
+            raise
         except StorageError as exc:
             log.error("write_failed", error=exc.kind, detail=str(exc)[:200])
             raise WriteFailed("the change could not be written; nothing was persisted") from exc

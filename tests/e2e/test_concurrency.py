@@ -46,7 +46,7 @@ def read_statuses(url: str, account_no: str) -> dict[str, str]:
 
 def audit_rows(settings: Settings, account_no: str) -> list[PermissionAudit]:
     """The account's audit rows (sg_mexc) in the order they were written, read from settings.database_url."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=False)
     try:
         with Session(engine) as session:
             return list(

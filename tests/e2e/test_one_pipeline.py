@@ -53,7 +53,7 @@ def _explained(rules_dir: Path, case: Case) -> tuple[str, int, str | None]:
 
 def _served(settings: Settings, rules_dir: Path, engine: DurableRulesEngine, cases: list[Case]) -> dict[str, Any]:
     """Each case's request through the service, on its own account whose state is the case's."""
-    database = make_engine(settings)
+    database = make_engine(settings, request_path=True)
     sessions = make_session_factory(database)
     cache = make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds)
     outcomes: dict[str, Any] = {}

@@ -45,7 +45,7 @@ def reload(server: LiveServer) -> Any:
 
 def ask_workers_to_reload(server: LiveServer) -> int:
     """Move the reload counter, as `permctl rules reload` on a host whose own copy is good would."""
-    engine = make_engine(server.settings)
+    engine = make_engine(server.settings, request_path=False)
     try:
         with UnitOfWork(make_session_factory(engine), write=True) as uow:
             generation = uow.rules_reloads.request(datetime.now(UTC))
@@ -56,7 +56,7 @@ def ask_workers_to_reload(server: LiveServer) -> int:
 
 
 def audit_versions(server: LiveServer, account_no: str) -> list[str]:
-    engine = make_engine(server.settings)
+    engine = make_engine(server.settings, request_path=False)
     try:
         with engine.connect() as conn:
             return list(

@@ -18,6 +18,7 @@ from app.settings import Settings
 from tests.conftest import Api
 from tests.e2e.server import free_port
 from tests.http.test_bad_input import MAX_BODY, padded
+from tests.locking import account_locked
 from tests.service.test_accounts import AccountAuditFault
 from tests.service.test_write_failure import FIFTH, TEN, Injector
 from tests.support import DEMO, READ_PATH, UPDATE_PATH, UPSERT_PATH, Credentials, body_of, signed_headers
@@ -98,6 +99,14 @@ class Conformance:
 
 
 @pytest.fixture
+def busy_bound(seeded: Settings) -> Iterator[Any]:
+    """The app with a short lock bound, for answers to a request that meets an account another one holds."""
+    application = create_app(seeded.with_overrides(database_lock_timeout_seconds=0.2))
+    yield application.test_client()
+    application.extensions["permission_service"].engine.dispose()
+
+
+@pytest.fixture
 def down(seeded: Settings) -> Iterator[Any]:
     """The app on a database nobody listens on."""
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
@@ -126,7 +135,9 @@ def send(
     return client.open(path + (f"?{query}" if query else ""), method=method, data=body, headers=sent)
 
 
-def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Api, seeded: Settings, down: Any) -> None:
+def test_every_answer_is_documented_and_every_documented_answer_is_given(
+    api: Api, seeded: Settings, down: Any, busy_bound: Any
+) -> None:
     checker = Conformance()
     client = api.client
 
@@ -186,6 +197,9 @@ def test_every_answer_is_documented_and_every_documented_answer_is_given(api: Ap
     finally:
         engine.dispose()
     post(body_of("ACC-2", ("stock.SG", "open")), on=down)
+    with account_locked(seeded.database_url, "ACC-2"):  # another request holds the account past the bound
+        assert post(body_of("ACC-2", ("stock.SG", "open")), on=busy_bound).status_code == 409
+        assert upsert(b'{"account_no":"ACC-2","status":"active"}', on=busy_bound).status_code == 409
 
     upserts = {  # the account route: each keyed answer, then its repeat
         "u-ok": b'{"account_no":"U-1","status":"active","attributes":{"account_type":"cash"}}',

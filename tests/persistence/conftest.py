@@ -14,6 +14,6 @@ from app.settings import Settings
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     """The engine the service would make for this test's database (pool, hooks and all)."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=True)
     yield engine
     engine.dispose()

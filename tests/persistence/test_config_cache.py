@@ -312,7 +312,7 @@ def test_redis_corrupt_entry_is_a_miss(live_redis, raw_redis, garbage, monkeypat
 
 @pytest.fixture
 def session_factory(seeded):
-    engine = make_engine(seeded)
+    engine = make_engine(seeded, request_path=False)
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -67,7 +67,7 @@ class AccountAuditFault:
 
 @pytest.fixture
 def service(seeded: Settings) -> Iterator[AccountService]:
-    engine = make_engine(seeded)
+    engine = make_engine(seeded, request_path=False)
     factory = make_session_factory(engine)
     rule_set = load_rule_set(seeded.rules_dir)
     yield AccountService(unit_of_work=lambda: UnitOfWork(factory, write=True), rule_set=lambda: rule_set)
@@ -141,7 +141,7 @@ class _BlindLookup(UnitOfWork):
 
 def test_an_account_created_concurrently_is_found_on_the_next_attempt(seeded: Settings) -> None:
     """The lookup finds no account, another writer has created it, the insert meets it: the upsert runs again."""
-    engine = make_engine(seeded)
+    engine = make_engine(seeded, request_path=False)
     factory = make_session_factory(engine)
     rule_set = load_rule_set(seeded.rules_dir)
     attempts: list[UnitOfWork] = []

@@ -75,7 +75,7 @@ def signed(
 
 @pytest.fixture
 def session_factory(seeded):
-    engine = make_engine(seeded)
+    engine = make_engine(seeded, request_path=True)
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -22,7 +22,7 @@ from tests.support import FIXTURES
 
 @pytest.fixture
 def factory(settings: Settings) -> Iterator[sessionmaker[Any]]:
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=False)
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -41,7 +41,7 @@ def _count(factory, model) -> int:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def factory(settings: Settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_path=False)
     yield make_session_factory(engine)
     engine.dispose()
 
