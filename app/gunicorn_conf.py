@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app import metrics_dir
+from app.deploy import nginx
 
 
 def _stop(lines: list[str]) -> None:
@@ -52,6 +53,14 @@ accesslog = None  # the app logs one JSON line per request, with its trace id
 # $XDG_RUNTIME_DIR, so servers take it from each other, and an unwritable HOME logs "Control server error".
 # The service is run with signals (TERM, HUP, TTIN/TTOU) and `permctl rules reload`.
 control_socket_disable = True
+
+# nginx is in front (app/deploy/nginx.conf.template) and answers first: gunicorn's limits are above what its
+# buffers let through, so gunicorn never refuses in HTML (or at all) a request nginx passed up. Reached
+# directly, gunicorn still refuses beyond these, in the envelope (app/gunicorn_worker.py).
+_PROXY = nginx.header_limits()
+limit_request_line = 8190  # gunicorn's largest; nginx passes request lines of at most _PROXY.longest_line bytes
+limit_request_field_size = 8190
+limit_request_fields = _PROXY.most_header_lines
 
 # Prometheus multiprocess mode: chosen here in the master (inherited by every worker), created once the
 # start-up checks pass, removed on exit.
