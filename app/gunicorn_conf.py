@@ -2,9 +2,12 @@
 
 Sync workers (processes): durable_rules is not thread-safe. The master checks the settings, lints the rules and
 runs their regression cases before any worker starts, so a wrong setting, a broken rules/ or a failing case
-stops it with one line per problem. BIND and
-WEB_CONCURRENCY are read here (command-line --bind and --workers win; gunicorn itself fails on a
-WEB_CONCURRENCY that is not a number before it reads this file, which `permctl serve` checks first).
+stops it with one line per problem. BIND and WEB_CONCURRENCY are read here (command-line --bind and --workers
+win; gunicorn itself reads WEB_CONCURRENCY, and fails with a traceback on one that is not a number, before it
+reads this file: `permctl serve` checks it first and passes gunicorn the value it checked).
+
+Everything gunicorn answers or logs itself is in the service's formats: its refusals in the envelope (the
+worker class) and its log lines as JSON (the logger class).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app import metrics_dir
+from app.deploy import nginx
 
 
 def _stop(lines: list[str]) -> None:
@@ -39,11 +43,24 @@ def _workers(raw: str) -> int:
 
 bind = os.environ.get("BIND") or "127.0.0.1:8000"
 workers = _workers(os.environ.get("WEB_CONCURRENCY") or "2")
-worker_class = "sync"
+worker_class = "app.gunicorn_worker.EnvelopeWorker"  # the sync worker, answering its refusals in the envelope
+logger_class = "app.gunicorn_log.JsonLogger"  # gunicorn's own lines as JSON lines, like the app's
 timeout = 30
 graceful_timeout = 10
 preload_app = False  # each worker builds its own engine: durable_rules state must not be shared by fork
 accesslog = None  # the app logs one JSON line per request, with its trace id
+# No control socket (gunicornc): by default every gunicorn on a host shares one path under $HOME or
+# $XDG_RUNTIME_DIR, so servers take it from each other, and an unwritable HOME logs "Control server error".
+# The service is run with signals (TERM, HUP, TTIN/TTOU) and `permctl rules reload`.
+control_socket_disable = True
+
+# nginx is in front (app/deploy/nginx.conf.template) and answers first: gunicorn's limits are above what its
+# buffers let through, so gunicorn never refuses in HTML (or at all) a request nginx passed up. Reached
+# directly, gunicorn still refuses beyond these, in the envelope (app/gunicorn_worker.py).
+_PROXY = nginx.header_limits()
+limit_request_line = 8190  # gunicorn's largest; nginx passes request lines of at most _PROXY.longest_line bytes
+limit_request_field_size = 8190
+limit_request_fields = _PROXY.most_header_lines
 
 # Prometheus multiprocess mode: chosen here in the master (inherited by every worker), created once the
 # start-up checks pass, removed on exit.

@@ -42,18 +42,35 @@ def _serialize(event: EventDict, **_options: Any) -> str:
     return _ENCODER.encode(event)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send structlog and stdlib logging to stderr as one JSON object per line."""
-    shared: list[Processor] = [
+def _shared() -> list[Processor]:
+    """What every line gets, from structlog or stdlib logging: trace id, level, timestamp, pid, redaction."""
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_pid,
         _redact,
     ]
+
+
+def json_formatter() -> logging.Formatter:
+    """A stdlib formatter writing a record as the app's structlog lines are written: one JSON object, with
+    the same fields (and `logger`); a traceback goes into its `exception` field, so the line stays one line."""
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_serialize),
+        ],
+        foreign_pre_chain=[*_shared(), structlog.stdlib.add_logger_name],
+    )
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send structlog and stdlib logging to stderr as one JSON object per line."""
     structlog.configure(
         processors=[
-            *shared,
+            *_shared(),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_serialize),
         ],
@@ -62,15 +79,7 @@ def configure_logging(level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(serializer=_serialize),
-            ],
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        )
-    )
+    handler.setFormatter(json_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

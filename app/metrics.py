@@ -14,6 +14,7 @@ from app.errors import Code
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 CODES = frozenset(str(int(code)) for code in Code)
 OTHER = "other"
+NO_ENVELOPE = "none"  # /metrics and /openapi.json answer in their own formats: no contract code
 UNMATCHED_ROUTE = "unmatched"
 
 REQUESTS = Counter("tps_requests", "HTTP requests answered", ["route", "method", "status", "code"])
@@ -63,9 +64,12 @@ def route_label(rule: str | None) -> str:
 
 
 def code_label(code: object) -> str:
-    """A contract code (SPEC §3.3), "" for an answer outside the envelope, or "other"."""
+    """A contract code (SPEC §3.3), "none" for an answer outside the envelope, or "other".
+
+    Never "": Prometheus treats an empty label as no label, so such series would not select as code="".
+    """
     if code is None:
-        return ""
+        return NO_ENVELOPE
     text = str(code)
     return text if text in CODES else OTHER
 

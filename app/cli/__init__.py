@@ -15,6 +15,7 @@ from app.cli.accounts import accounts
 from app.cli.audit import audit
 from app.cli.call import call
 from app.cli.db import db
+from app.cli.deploy import deploy
 from app.cli.errors import Permctl
 from app.cli.load import load
 from app.cli.rules import rules
@@ -24,7 +25,8 @@ from app.cli.tenant import tenant
 
 @click.group(cls=Permctl, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Trade-permission policy service: database, fixtures, accounts, server, signed calls, rules, tenants, audit.
+    """Trade-permission policy service: database, fixtures, accounts, server and its proxy, signed calls, rules,
+    tenants, audit.
 
     Settings come from DATABASE_URL, REDIS_URL and RULES_DIR.
 
@@ -34,7 +36,7 @@ def cli() -> None:
     """
 
 
-for command in (db, load, accounts, serve, call, rules, tenant, audit):
+for command in (db, load, accounts, serve, deploy, call, rules, tenant, audit):
     cli.add_command(command)
 
 

@@ -123,7 +123,9 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     """
     address, count = _bind(bind), _workers(workers)
     settings()  # a wrong setting stops here with one line, before gunicorn starts
-    environ = dict(os.environ)
+    # gunicorn parses WEB_CONCURRENCY itself, before any config, and a non-number is a traceback there: it
+    # gets the count checked here (--workers, or the variable once checked), which --workers repeats anyway.
+    environ = dict(os.environ, WEB_CONCURRENCY=str(count))
     if demo:
         _prepare_demo(environ)
         click.echo(_how_to_call(_url(address)))

@@ -144,6 +144,17 @@ def test_command_line_options_win_over_the_environment(tmp_path: Path):
         assert _workers(process.pid, 1) == 1
 
 
+def test_workers_option_wins_over_a_web_concurrency_gunicorn_could_not_read(tmp_path: Path):
+    """gunicorn parses WEB_CONCURRENCY before any config: `two` was a traceback there (issue 18 #7)."""
+    database = tmp_path / "service.sqlite"
+    upgrade(f"sqlite:///{database}")
+    port = free_port()
+    env = {"DATABASE_URL": f"sqlite:///{database}", "WEB_CONCURRENCY": "two"}
+    with serving(["--bind", f"127.0.0.1:{port}", "--workers", "1"], tmp_path, env, port) as (process, _):
+        assert _workers(process.pid, 1) == 1
+    assert "Traceback" not in (tmp_path / "serve.out").read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [

@@ -1,4 +1,4 @@
-"""Run nginx with deploy/nginx.conf in front of a gunicorn, as a non-daemon child process."""
+"""Run nginx with the config `permctl deploy nginx-config` prints in front of a gunicorn, as a non-daemon child."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,9 +20,7 @@ import pytest
 from tests.e2e.server import free_port
 from tests.support import require_servers
 
-CHECKOUT = Path(__file__).resolve().parents[2]  # deploy/ is not part of the package
-TEMPLATE = CHECKOUT / "deploy" / "nginx.conf"
-PLACEHOLDER = re.compile(r"\$\{(TPS_[A-Z]+)\}")
+PERMCTL = Path(sys.executable).with_name("permctl")
 
 
 def need_nginx() -> str:
@@ -36,18 +35,21 @@ def need_nginx() -> str:
     return executable
 
 
-def render(template: str, *, listen: str, upstream: str, prefix: Path) -> str:
-    """The template with its three values filled in, as envsubst would (nginx's own $variables untouched)."""
-    values = {"TPS_LISTEN": listen, "TPS_UPSTREAM": upstream, "TPS_PREFIX": str(prefix)}
-    unknown = set(PLACEHOLDER.findall(template)) - set(values)
-    if unknown:
-        raise ValueError(f"{TEMPLATE}: unknown placeholders {sorted(unknown)}")
-    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+def printed_config(*, listen: str, upstream: str, prefix: Path) -> str:
+    """What `permctl deploy nginx-config` prints for these values, as an operator would run it."""
+    done = subprocess.run(
+        [str(PERMCTL), "deploy", "nginx-config", "--listen", listen, "--upstream", upstream, "--prefix", str(prefix)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @dataclass
 class Nginx:
-    """nginx serving deploy/nginx.conf on 127.0.0.1, everything it writes under a temporary prefix."""
+    """nginx serving the printed config on 127.0.0.1, everything it writes under a temporary prefix."""
 
     executable: str
     upstream: str
@@ -78,15 +80,15 @@ class Nginx:
         return self
 
     def _launch(self, prefix: Path, timeout: float) -> None:
-        config = render(TEMPLATE.read_text(), listen=f"127.0.0.1:{self.port}", upstream=self.upstream, prefix=prefix)
+        config = printed_config(listen=f"127.0.0.1:{self.port}", upstream=self.upstream, prefix=prefix)
         for name, value in self.overrides.items():
             config, found = re.subn(rf"^(\s*{name}\s+)[^;]+;", rf"\g<1>{value};", config, flags=re.MULTILINE)
-            assert found == 1, f"{name} is set {found} times in {TEMPLATE}"
+            assert found == 1, f"{name} is set {found} times in the printed config"
         (prefix / "nginx.conf").write_text(config)
         pid = f"pid {prefix / 'nginx.pid'};"
         check = subprocess.run(self.command("-t", "-q", "-g", pid), capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
-            raise RuntimeError(f"nginx -t refused {TEMPLATE}:\n{check.stderr}")
+            raise RuntimeError(f"nginx -t refused the printed config:\n{check.stderr}")
         self._out = (prefix / "stdout.log").open("ab")
         self.process = subprocess.Popen(
             self.command("-g", f"daemon off; {pid}"), stdout=self._out, stderr=subprocess.STDOUT

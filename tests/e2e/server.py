@@ -187,7 +187,7 @@ def call(
 
 
 def log_records(log_path: Path) -> Iterator[dict[str, Any]]:
-    """The server's JSON log lines (gunicorn's own plain lines are skipped)."""
+    """The server's JSON log lines (a plain line, such as a refusal to start, is skipped)."""
     for line in log_path.read_text(errors="replace").splitlines():
         if not line.startswith("{"):
             continue

@@ -124,3 +124,28 @@ def test_a_wheel_runs_from_an_empty_directory(installed: Path, tmp_path: Path):
 
     assert (work / "instance" / "permissions.db").is_file(), "state goes under the working directory"
     assert _files(site_packages) == before, "nothing may be written under site-packages"
+
+
+def test_the_installed_package_prints_the_nginx_config_nginx_accepts(installed: Path, tmp_path: Path):
+    """The docs make nginx mandatory and need no checkout: its config comes from the wheel (issue 18 #5)."""
+    from app.deploy import nginx
+    from tests.e2e.proxy import need_nginx
+
+    executable = need_nginx()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "BIND")}
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    printed = _run(
+        [str(installed / "permctl"), "deploy", "nginx-config", "--listen", "127.0.0.1:8080", "--prefix", str(prefix)],
+        tmp_path,
+        env,
+    )
+    assert printed == nginx.render(listen="127.0.0.1:8080", prefix=str(prefix)), "the wheel ships the same template"
+    (prefix / "nginx.conf").write_text(printed)
+    checked = subprocess.run(
+        [executable, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", f"pid {prefix / 'nginx.pid'};"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr

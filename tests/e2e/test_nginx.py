@@ -1,4 +1,4 @@
-"""Slow clients cannot stop the service behind deploy/nginx.conf (issue 9, defect 9; SPEC §3.1, §3.3, §4).
+"""Slow clients cannot stop the service behind the shipped nginx config (issue 9, defect 9; SPEC §3.1, §3.3, §4).
 
 gunicorn's sync workers read each request themselves, so one slow connection per worker stalls the service
 (checked by hand: with 50 slowloris and 50 trickled bodies straight at `gunicorn -w 2`, `/healthz` had no
@@ -28,11 +28,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from app.deploy import nginx
 from app.persistence.db import is_sqlite
 from app.settings import Settings
-from tests.e2e.proxy import CHECKOUT, TEMPLATE, Nginx, need_nginx
+from tests.e2e.proxy import Nginx, need_nginx
 from tests.e2e.server import Answer, LiveServer, log_records, send
-from tests.support import READ_PATH, UPDATE_PATH, body_of, signed_headers
+from tests.support import PROJECT_ROOT, READ_PATH, UPDATE_PATH, body_of, signed_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +47,7 @@ ACCOUNT = "ACC-2"
 
 def directive(name: str) -> str:
     """The value of a directive that the shipped config sets exactly once."""
-    values = re.findall(rf"^\s*{name}\s+([^;]+);", TEMPLATE.read_text(), flags=re.MULTILINE)
-    assert len(values) == 1, f"{name} in {TEMPLATE}: {values}"
-    return values[0].strip()
+    return nginx.directive(name)
 
 
 def seconds(name: str) -> float:
@@ -66,7 +65,7 @@ def proxied_service(
     gunicorn_args: str = "",
     nginx_overrides: dict[str, str] | None = None,
 ) -> Iterator[tuple[LiveServer, Nginx]]:
-    """gunicorn -w 2 on settings' database with nginx (deploy/nginx.conf) in front; both stopped on exit."""
+    """gunicorn -w 2 on settings' database with nginx (the printed config) in front; both stopped on exit."""
     extra_env = {"GUNICORN_CMD_ARGS": gunicorn_args} if gunicorn_args else {}
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log", extra_env=extra_env).start()
     try:
@@ -309,32 +308,6 @@ def test_a_body_over_64_kib_is_413_in_the_envelope_and_changes_nothing(proxied: 
     assert [r["trace_id"] for r in decided if r["trace_id"].startswith("too-large")] == []
 
 
-def test_what_nginx_answers_itself_is_the_envelope(proxied: tuple[LiveServer, Nginx]):
-    server, proxy = proxied
-    malformed = raw_exchange(proxy.port, b"NOT A REQUEST\r\n\r\n")
-    assert_envelope(malformed, 400, 400001)
-    assert re.fullmatch(r"[0-9a-f]{32}", malformed.trace_id), malformed  # nginx's own $request_id
-
-    long_header = raw_exchange(
-        proxy.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trace-Id: big-header\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
-    )
-    assert_envelope(long_header, 400, 400001)
-    assert long_header.trace_id == "big-header"
-    long_line = raw_exchange(proxy.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert_envelope(long_line, 400, 400001)
-
-    # JSON whatever the path looks like; refused on Content-Length alone, before any body is sent.
-    html = raw_exchange(proxy.port, b"POST /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n")
-    assert_envelope(html, 413, 400001)
-
-    server.stop()  # gunicorn gone: nginx's 502, in the envelope as 503001
-    body = body_of(ACCOUNT, ("stock.US", "open"))
-    headers = signed_headers("POST", UPDATE_PATH, body) | {"X-Trace-Id": "upstream-down"}
-    down = send(proxy.url, "POST", UPDATE_PATH, body, headers)
-    assert_envelope(down, 503, 503001)
-    assert down.trace_id == "upstream-down"
-
-
 @contextlib.contextmanager
 def account_locked(database_url: str) -> Iterator[None]:
     """Hold the lock an update of ACCOUNT needs, from another connection, as a long transaction would."""
@@ -364,9 +337,10 @@ def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(
 
     Production: proxy_read_timeout 25 s, gunicorn's worker timeout 30 s. Here both are scaled down in the same
     order (2 s and 5 s) so the test need not wait 30 s. The request is slow for an honest reason: another
-    transaction holds the lock it needs. Had gunicorn's timeout come first (checked by swapping the two), the
-    client would get gunicorn's HTML 500 through nginx on PostgreSQL (the abort interrupts the lock wait in
-    Python and gunicorn answers) and nginx's 503001 only after the worker was killed on SQLite.
+    transaction holds the lock it needs. Had gunicorn's timeout come first (checked by swapping the two, before
+    the packaged worker answered its aborts in the envelope), the client got gunicorn's HTML 500 through nginx
+    on PostgreSQL (the abort interrupts the lock wait in Python and gunicorn answers) and nginx's 503001 only
+    after the worker was killed on SQLite.
     """
     proxy_timeout, worker_timeout = 2, 5
     assert seconds("proxy_read_timeout") < 30
@@ -393,7 +367,7 @@ def test_nginx_gives_up_before_gunicorn_and_takes_the_service_body_limit(tmp_pat
     """The limits that cannot be shown quickly end to end, checked against the service's own values."""
     printed = subprocess.run(
         [sys.executable, "-m", "gunicorn", "--print-config", "wsgi:app"],
-        cwd=CHECKOUT,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=60,

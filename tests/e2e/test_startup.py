@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import tempfile
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,8 @@ def _requests_by_code(text: str) -> dict[str, float]:
     return counts
 
 
-def test_bare_gunicorn_sums_metrics_over_workers_and_the_next_start_sweeps_them(seeded: Settings, tmp_path: Path):
+def test_bare_gunicorn_sums_metrics_over_workers_and_removes_them_on_exit(seeded: Settings, tmp_path: Path):
+    """No config, so none of our code runs in the master: the last worker out removes the directory."""
     first = LiveServer(settings=seeded, log_path=tmp_path / "first.log", packaged_config=False).start()
     try:
         sent = 0
@@ -108,13 +110,22 @@ def test_bare_gunicorn_sums_metrics_over_workers_and_the_next_start_sweeps_them(
         kept = directory_for(first.process.pid)
         assert kept.is_dir()
     finally:
-        first.stop()
-    second = LiveServer(settings=seeded, log_path=tmp_path / "second.log", packaged_config=False).start()
+        first.stop()  # the master exits after its workers
+    assert not kept.exists(), "the bare server's metrics directory outlived it"
+
+
+def test_a_start_sweeps_the_directory_of_a_server_killed_outright(seeded: Settings, tmp_path: Path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid runs nothing now: the directory of a made-up server that was killed
+    stale = directory_for(finished.pid)
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"")
+    server = LiveServer(settings=seeded, log_path=tmp_path / "gunicorn.log", packaged_config=False).start()
     try:
-        send(second.url, "GET", "/healthz", None, {})
-        assert not kept.exists(), "a stopped server's metrics directory is removed by the next start"
+        send(server.url, "GET", "/healthz", None, {})
+        assert not stale.exists(), "a dead server's metrics directory is removed by the next start"
     finally:
-        second.stop()
+        server.stop()
 
 
 def test_packaged_settings_remove_the_metrics_directory_on_exit(seeded: Settings, tmp_path: Path):

@@ -53,6 +53,16 @@ def test_known_methods_keep_their_name_and_routes_their_template(api: Api) -> No
     assert not any("/no/such/route" in label["route"] for label in labels)
 
 
+def test_answers_outside_the_envelope_are_labelled_none_not_empty(api: Api) -> None:
+    """/metrics and /openapi.json have no contract code: their series say code="none" (issue 18 #10)."""
+    for path in ("/metrics", "/openapi.json"):
+        assert api.client.get(path).status_code == 200
+    labels = [dict(labels) for name, labels in request_series() if name == "tps_requests_total"]
+    for route in ("/metrics", "/openapi.json"):
+        assert {"route": route, "method": "GET", "status": "200", "code": "none"} in labels, labels
+    assert all(label["code"] for label in labels), labels
+
+
 def test_label_folding() -> None:
     assert [metrics.method_label(m) for m in ("GET", "POST", "get", "BREW", "")] == [
         "GET",
@@ -68,6 +78,6 @@ def test_label_folding() -> None:
         "503001",
         "other",
         "other",
-        "",
+        "none",
     ]
     assert (metrics.route_label(None), metrics.route_label(UPDATE_PATH)) == ("unmatched", UPDATE_PATH)
