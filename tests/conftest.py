@@ -306,6 +306,7 @@ def servers_missed(reasons: list[str]) -> str | None:
     return f"not run here: {', '.join(missed)}" if missed else None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Name, in one line, the tests a missing server kept from running: a green run says what it did not try."""
     reasons = []
