@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.context import rule_set, session_factory, settings
+from app.cli.context import rule_set, session_factory, settings, unit_of_work
 
 if TYPE_CHECKING:
     from app.service.account_import import ImportReport, Line
@@ -21,8 +21,9 @@ def accounts() -> None:
     """Accounts as the broker keeps them.
 
     \b
-    Example:
+    Examples:
       permctl accounts import accounts.jsonl
+      permctl accounts check
     """
 
 
@@ -123,3 +124,29 @@ def _run(
         )
 
     return import_accounts(lines, service, batch_size=batch_size, refused=refused, progress=plain)
+
+
+@accounts.command("check")
+def check() -> None:
+    """List the stored accounts whose number breaks the account number rule; exit 1 when there is any.
+
+    An account number is 1 to 64 printable ASCII characters with no leading or trailing space. The API, imports
+    and fixture files refuse any other for a new account or a change; accounts stored before the rule stay
+    readable (GET, permctl audit) and are listed here, one a line: tenant, the number as a JSON string (so a
+    space or a non-ASCII character shows), status and what is wrong with it.
+
+    \b
+    Example:
+      permctl accounts check
+    """
+    import json
+
+    from app.service.account_numbers import irregular_accounts
+
+    found = 0
+    for account in irregular_accounts(unit_of_work=unit_of_work(settings())):
+        found += 1
+        click.echo(f"{account.tenant_id} {json.dumps(account.account_no)} {account.status}: {account.problem}")
+    if found:
+        raise click.ClickException(f"{found} stored account(s) break the account number rule")
+    click.echo("every stored account number follows the rule")

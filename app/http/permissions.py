@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from app.errors import AccountNotFound
 from app.http.auth import authenticate, reauthenticating
 from app.http.envelope import replayed, success
 from app.http.signed_post import signed_post
 from app.http.trace import trace_id
-from app.schemas.permissions import load_get_query, load_update_request
+from app.schemas.permissions import load_get_query, load_update_request, refuse_new_account_no
 from app.service.model import iso_utc
 
 bp = Blueprint("permissions", __name__, url_prefix="/v1/whaleapi/account")
@@ -50,8 +51,12 @@ def read() -> Response:
     """Read an account's permissions: every value its tenant's config enables, in catalog order."""
     container = _container()
     caller = authenticate(request, container.authenticator)
-    query = load_get_query(request.args.to_dict())
-    account = container.permissions.read(caller=caller, account_no=query["account_no"])
+    query = load_get_query(request.args.to_dict())  # any stored number: one stored before SPEC §8's rule is read
+    try:
+        account = container.permissions.read(caller=caller, account_no=query["account_no"])
+    except AccountNotFound:
+        refuse_new_account_no(query["account_no"])  # no account has it: say what an account number is
+        raise
     return success(
         {
             "account_no": account.account_no,

@@ -8,7 +8,7 @@ The statements are built once, here, as Core statements (see repositories.py for
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -174,6 +174,16 @@ class Accounts:
         if tenant_id is not None:
             query = query.where(_accounts.c.tenant_id == tenant_id)
         return list(self.session.connection().scalars(query.order_by(_accounts.c.tenant_id)))
+
+    def numbers(self) -> Iterator[tuple[str, str, str]]:
+        """Every account as (tenant_id, account_no, status), by tenant and number: streamed, for any number of them."""
+        query = (
+            select(_accounts.c.tenant_id, _accounts.c.origin_id, _accounts.c.status)
+            .order_by(_accounts.c.tenant_id, _accounts.c.origin_id)
+            .execution_options(yield_per=5_000)  # a server-side cursor on PostgreSQL, not every row in memory
+        )
+        for row in self.session.connection().execute(query):
+            yield row.tenant_id, row.origin_id, row.status
 
     def create_many(self, accounts: Sequence[tuple[AccountKey, str]], at: datetime) -> dict[AccountKey, int]:
         """Create each ((tenant_id, account_no), status) in one statement; the ids of those this call created.

@@ -9,7 +9,8 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from app.errors import InvalidRequest
-from app.schemas.permissions import ACCOUNT_NO, describe, printable_text
+from app.schemas.account_no import ACCOUNT_NO, printable_text
+from app.schemas.permissions import describe
 from app.service.model import ACCOUNT_STATUSES
 
 MAX_ATTRIBUTES = 32

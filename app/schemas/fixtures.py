@@ -16,6 +16,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from app.errors import DomainError
 from app.rules.model import is_config_pattern
+from app.schemas.account_no import ACCOUNT_NO
 from app.schemas.accounts import Attributes
 from app.service.model import ACCOUNT_STATUSES
 
@@ -169,7 +170,7 @@ class TenantSchema(_Mapping):
 class AccountSchema(_Mapping):
     """{account_no, tenant, status?, attributes?, permissions?}."""
 
-    account_no = _text(64, required=True)
+    account_no = fields.String(**ACCOUNT_NO)
     tenant = _text(64, required=True)
     status = fields.String(load_default="active", validate=validate.OneOf(ACCOUNT_STATUSES))
     attributes = Attributes(load_default=None)  # names and values: the account service checks them

@@ -8,21 +8,9 @@ from typing import Any
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from app.errors import InvalidRequest
+from app.schemas.account_no import ACCOUNT_NO, STORED_ACCOUNT_NO, account_no_problem
 
 MAX_CHANGES = 100
-MAX_ACCOUNT_NO = 64
-
-
-def printable_text(value: str) -> None:
-    """Refuse NUL, control characters and lone surrogates (they name nothing; some databases cannot compare them)."""
-    if not value.isprintable():
-        raise ValidationError("must be printable text")
-
-
-ACCOUNT_NO: dict[str, Any] = {
-    "required": True,
-    "validate": [validate.Length(min=1, max=MAX_ACCOUNT_NO), printable_text],
-}
 
 
 class RuleJudged(fields.Raw):
@@ -82,12 +70,12 @@ class UpdatePermissionsRequest(Schema):
 
 
 class GetPermissionsQuery(Schema):
-    """GET query: account_no."""
+    """GET query: account_no (as any account may have been stored, so that one stored before the rule is read)."""
 
     class Meta:
         unknown = EXCLUDE
 
-    account_no = fields.String(**ACCOUNT_NO)
+    account_no = fields.String(**STORED_ACCOUNT_NO)
 
 
 _UPDATE = UpdatePermissionsRequest()
@@ -180,3 +168,10 @@ def load_get_query(args: dict[str, Any]) -> dict[str, Any]:
         return _QUERY.load(args)
     except ValidationError as exc:
         raise InvalidRequest(describe(exc, what="query")) from exc
+
+
+def refuse_new_account_no(account_no: str) -> None:
+    """InvalidRequest when account_no breaks the rule of SPEC §8 (the read route, once no account has it)."""
+    problem = account_no_problem(account_no)
+    if problem is not None:
+        raise InvalidRequest(f"account_no: {problem}")

@@ -227,3 +227,20 @@ def test_every_change_is_audited_with_the_line_it_came_from(seeded: Settings, tm
     assert [(r.app_key, r.status_before) for r in rows] == [("permctl", None), ("permctl", "active")]
     assert [r.trace_id.rsplit(":", 1)[1] for r in rows] == ["1", "2"]
     assert rows[0].trace_id.startswith("accounts-import-")
+
+
+def test_an_account_number_that_breaks_the_rule_is_refused_in_either_format(seeded: Settings, tmp_path: Path) -> None:
+    """Issue 18 #6: ' NUM-1' beside 'NUM-1' was a second account; spaces only were an account."""
+    rule = "account_no: must be 1 to 64 printable ASCII characters with no leading or trailing space"
+    jsonl = write(tmp_path / "accounts.jsonl", [line("NUM-1"), line(" NUM-1"), line("NUM-1 "), line("   ")])
+    result = run(seeded, jsonl)
+    assert result.returncode == 1 and tally(result) == (4, 1, 0, 0, 3)
+    for number in (2, 3, 4):
+        assert f"{jsonl}:{number}: {rule} (it has a space at the start or end)" in result.stderr
+    csv_file = tmp_path / "accounts.csv"
+    csv_file.write_text("tenant,account_no,status\nsg_mexc, NUM-2,active\nsg_mexc,NUM-2,active\n", encoding="utf-8")
+    result = run(seeded, csv_file)
+    assert result.returncode == 1 and tally(result) == (2, 1, 0, 0, 1)
+    assert f"{csv_file}:2: {rule} (it has a space at the start or end)" in result.stderr
+    assert set(accounts(seeded, "NUM-")) == {"NUM-1", "NUM-2"}
+    assert accounts(seeded, " ") == {}

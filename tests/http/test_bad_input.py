@@ -84,7 +84,7 @@ BODIES: dict[str, tuple[bytes, int, int]] = {
     "account-empty": (change_body(OK_CHANGE, account_no=""), 400, 400001),
     "account-65-chars": (change_body(OK_CHANGE, account_no="A" * 65), 400, 400001),
     "account-64-chars": (change_body(OK_CHANGE, account_no="A" * 64), 404, 404001),
-    "account-64-wide-chars": (change_body(OK_CHANGE, account_no="账" * 64), 404, 404001),
+    "account-64-wide-chars": (change_body(OK_CHANGE, account_no="账" * 64), 400, 400001),  # ASCII only (SPEC §8)
     "changes-null": (json.dumps({"account_no": "ACC-1", "changes": None}).encode(), 400, 400001),
     "changes-string": (json.dumps({"account_no": "ACC-1", "changes": "stock.US"}).encode(), 400, 400001),
     "changes-number": (json.dumps({"account_no": "ACC-1", "changes": 3}).encode(), 400, 400001),

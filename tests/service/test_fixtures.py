@@ -116,6 +116,16 @@ def test_a_pattern_that_matches_nothing_is_loaded_with_a_warning(factory, rule_s
             "(did you mean 'tenants'?)",
         ),
         ({"tenants": [], "acounts": []}, ("acounts",), "unknown key (did you mean 'accounts'?)"),
+        (  # issue 18 #6: the account number rule of SPEC §8 holds in fixture files too
+            {"accounts": [{"account_no": "A", "tenant": "t"}, {"account_no": "A ", "tenant": "t"}]},
+            ("accounts", 1, "account_no"),
+            "must be 1 to 64 printable ASCII characters with no leading or trailing space",
+        ),
+        (
+            {"accounts": [{"account_no": "   ", "tenant": "t"}]},
+            ("accounts", 0, "account_no"),
+            "must be 1 to 64 printable ASCII characters with no leading or trailing space",
+        ),
         (
             {"accounts": [{"account_no": "A", "tenant": "t", "colour": {}}]},
             ("accounts", 0, "colour"),
