@@ -33,6 +33,7 @@ STATISTICS_FROM = 1000  # accounts created: then again each time they double (se
 MAX_LINE = 64 * 1024  # bytes, as a request body
 FORMATS = (".jsonl", ".csv")
 CSV_KEYS = ("tenant", "account_no", "status")
+BOM = "\ufeff".encode()
 
 
 class UnreadableFile(DomainError):
@@ -94,6 +95,8 @@ def jsonl_lines(stream: IO[bytes], run: str) -> Iterator[Line]:
     offset = 0
     for number, raw in enumerate(stream, start=1):
         offset += len(raw)
+        if number == 1 and raw.startswith(BOM):  # as a spreadsheet or Windows tool writes UTF-8: as in CSV
+            raw = raw[len(BOM) :]
         if not raw.strip():
             continue
         if len(raw) > MAX_LINE:
@@ -119,14 +122,14 @@ def csv_lines(stream: IO[bytes], run: str) -> Iterator[Line]:
         raise UnreadableFile(f"line 1: the CSV header must name tenant, account_no, status and attributes: {problem}")
     attributes = [c for c in header if c not in CSV_KEYS]
     while True:
+        number = reader.line_num + 1  # a record is named by its first line: a quoted cell may span several
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Line(reader.line_num, counted.offset, refusal=f"not valid CSV ({exc})")
+            yield Line(number, counted.offset, refusal=f"not valid CSV ({exc})")
             continue
-        number = reader.line_num
         if not any(row):
             continue
         if len(row) != len(header):

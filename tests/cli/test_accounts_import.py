@@ -244,3 +244,30 @@ def test_an_account_number_that_breaks_the_rule_is_refused_in_either_format(seed
     assert f"{csv_file}:2: {rule} (it has a space at the start or end)" in result.stderr
     assert set(accounts(seeded, "NUM-")) == {"NUM-1", "NUM-2"}
     assert accounts(seeded, " ") == {}
+
+
+def test_a_jsonl_file_may_begin_with_a_byte_order_mark(seeded: Settings, tmp_path: Path) -> None:
+    """Issue 18 #10: as a CSV file may; line 1 was refused as not valid JSON."""
+    path = tmp_path / "accounts.jsonl"
+    path.write_text("\ufeff" + line("BOM-1") + "\n" + line("BOM-2") + "\n", encoding="utf-8")
+    assert tally(ok(run(seeded, path))) == (2, 2, 0, 0, 0)
+    assert set(accounts(seeded, "BOM-")) == {"BOM-1", "BOM-2"}
+
+
+def test_a_csv_record_over_several_lines_is_named_by_its_first(seeded: Settings, tmp_path: Path) -> None:
+    """Issue 18 #10: csv.reader's line number after a record is its last line."""
+    path = tmp_path / "accounts.csv"
+    path.write_text(
+        "tenant,account_no,status,residency\n"
+        'sg_mexc,ML-1,active,"S\nG"\n'  # lines 2-3: a newline inside a value
+        "sg_mexc,ML-2,active,SG\n"  # line 4
+        'sg_mexc,ML-3,"act\n\nive",SG\n'  # lines 5-7
+        "sg_mexc,ML-4,active,HK\n",  # line 8
+        encoding="utf-8",
+    )
+    result = run(seeded, path)
+    assert result.returncode == 1 and tally(result) == (4, 2, 0, 0, 2)
+    printed = re.findall(rf"^{re.escape(str(path))}:(\d+): (.*)$", result.stderr, re.MULTILINE)
+    assert [n for n, _ in printed] == ["2", "5"], printed
+    assert printed[1][1].startswith("status: 'act")
+    assert set(accounts(seeded, "ML-")) == {"ML-2", "ML-4"}
