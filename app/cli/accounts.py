@@ -27,11 +27,21 @@ def accounts() -> None:
     """
 
 
-def _summary(file: Path, report: ImportReport) -> str:
+def _counts(report: ImportReport) -> str:
+    busy = f" ({report.busy} busy)" if report.busy else ""
     return (
-        f"imported {file}: {report.lines} lines: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.refused} refused"
+        f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.refused} refused{busy}"
     )
+
+
+def _summary(file: Path, report: ImportReport) -> str:
+    met = [
+        f"{report.replanned} line(s) planned again (their account was created meanwhile)" if report.replanned else "",
+        f"{report.retried} batch attempt(s) rolled back and retried" if report.retried else "",
+    ]
+    concurrent = "; beside concurrent writers: " + ", ".join(m for m in met if m) if any(met) else ""
+    return f"imported {file}: {report.lines} lines: {_counts(report)}{concurrent}"
 
 
 @accounts.command("import")
@@ -55,8 +65,11 @@ def import_(file: Path, batch_size: int) -> None:
       (an empty cell: the account does not have that attribute)
 
     Each line goes through the same checks as the upsert API (attributes declared in rules/attributes.yaml,
-    deregistered is final) and every change is in the account audit trail. Refused lines are listed with
-    their line number and reason and the rest is imported; the exit status is 1 when any line was refused.
+    deregistered is final) and every change is in the account audit trail. Refused lines are listed in line
+    order with their line number and reason (a CSV record over several lines: its first) and the rest is
+    imported; the exit status is 1 when any line was refused. Beside live traffic a batch that meets the API
+    creating or locking its accounts is planned again and retried with back-off; a line still contended then
+    is refused as "busy, retry" (import the file again for it) and the batch goes on.
     Prints a progress bar on a terminal, progress lines otherwise, and a summary.
 
     \b
@@ -92,8 +105,9 @@ def import_(file: Path, batch_size: int) -> None:
             raise click.ClickException(f"{file}: {exc.message}") from exc
     click.echo(_summary(file, report))
     if report.refused:
-        shown = ", ".join(str(n) for n, _ in sorted(report.refusals)[:20]) + (", ..." if report.refused > 20 else "")
-        raise click.ClickException(f"{report.refused} line(s) refused: {shown}")
+        shown = ", ".join(str(n) for n, _ in report.refusals[:20]) + (", ..." if report.refused > 20 else "")
+        busy = f" ({report.busy} busy: import the file again for them)" if report.busy else ""
+        raise click.ClickException(f"{report.refused} line(s) refused{busy}: {shown}")
 
 
 def _run(
@@ -117,11 +131,7 @@ def _run(
             return import_accounts(lines, service, batch_size=batch_size, refused=refused, progress=advance)
 
     def plain(report: ImportReport, offset: int) -> None:
-        click.echo(
-            f"progress: {report.lines} lines done ({100 * offset // size}% read): {report.created} created, "
-            f"{report.updated} updated, {report.unchanged} unchanged, {report.refused} refused",
-            err=True,
-        )
+        click.echo(f"progress: {report.lines} lines done ({100 * offset // size}% read): {_counts(report)}", err=True)
 
     return import_accounts(lines, service, batch_size=batch_size, refused=refused, progress=plain)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from app.errors import DomainError, InvalidRequest
+from app.errors import AccountBusy, DomainError, InvalidRequest
 from app.schemas.accounts import load_account_line
 from app.schemas.permissions import parse_json_body
 from app.service.accounts import AccountService, AccountUpsert, UpsertResult
@@ -52,12 +52,15 @@ class Line:
 
 @dataclass
 class ImportReport:
-    """What an import did, line by line."""
+    """What an import did, line by line: every line is counted once, as created, updated, unchanged or refused."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    refusals: list[tuple[int, str]] = field(default_factory=list)
+    refusals: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), in line order
+    busy: int = 0  # refusals that met concurrent writers past the retries: the same line may go in on a rerun
+    replanned: int = 0  # applied lines planned again: another writer created their account meanwhile
+    retried: int = 0  # batch attempts rolled back after meeting concurrent writers, and run again
 
     @property
     def refused(self) -> int:
@@ -190,41 +193,47 @@ def import_accounts(
     refused: Callable[[int, str], None] = lambda number, reason: None,
     progress: Callable[[ImportReport, int], None] = lambda report, offset: None,
 ) -> ImportReport:
-    """Apply the lines in batches of batch_size, one transaction each; report every refusal as it is found.
+    """Apply the lines in batches of batch_size lines, one transaction each; report every refusal in line order.
 
+    A line that cannot be read waits in its batch to be reported with the batch's other refusals, so that the
+    refusals come out in the order of the file. A line whose account other writers kept creating or locking
+    is refused as busy (see AccountService.upsert_batch) and the batch goes on.
     BatchFailed when a batch cannot be written (nothing of it is; the import stops there).
     """
     report = ImportReport()
     batch: list[Line] = []
     analyzed = [0]  # accounts created when the planner's statistics were last refreshed
 
-    def refuse(number: int, reason: str) -> None:
-        report.refusals.append((number, reason))
-        refused(number, reason)
+    def rolled_back(contended: int) -> None:
+        report.retried += 1
 
     def flush(offset: int) -> None:
-        if batch:
-            try:
-                results = service.upsert_batch([line.upsert for line in batch if line.upsert is not None])
-            except DomainError as exc:
-                raise BatchFailed(batch[0].number, batch[-1].number, exc, report) from exc
-            for line, result in zip(batch, results, strict=True):
-                if isinstance(result, UpsertResult):
-                    setattr(report, result.outcome.value, getattr(report, result.outcome.value) + 1)
-                else:
-                    refuse(line.number, result.message)
-            batch.clear()
-            if report.created >= max(STATISTICS_FROM, 2 * analyzed[0]):  # after 1,000, 2,000, 4,000, ... new
-                service.refresh_statistics()
-                analyzed[0] = report.created
+        upserts = [line.upsert for line in batch if line.upsert is not None]
+        try:
+            results = iter(service.upsert_batch(upserts, rolled_back=rolled_back) if upserts else [])
+        except DomainError as exc:
+            raise BatchFailed(batch[0].number, batch[-1].number, exc, report) from exc
+        for line in batch:
+            result: UpsertResult | DomainError | str = line.refusal or "refused"
+            if line.upsert is not None:
+                result = next(results)
+            if isinstance(result, UpsertResult):
+                setattr(report, result.outcome.value, getattr(report, result.outcome.value) + 1)
+                report.replanned += result.replanned
+                continue
+            reason = result if isinstance(result, str) else result.message
+            report.busy += isinstance(result, AccountBusy)
+            report.refusals.append((line.number, reason))
+            refused(line.number, reason)
+        batch.clear()
+        if report.created >= max(STATISTICS_FROM, 2 * analyzed[0]):  # after 1,000, 2,000, 4,000, ... new
+            service.refresh_statistics()
+            analyzed[0] = report.created
         progress(report, offset)
 
     offset = 0
     for line in lines:
         offset = line.offset
-        if line.upsert is None:
-            refuse(line.number, line.refusal or "refused")
-            continue
         batch.append(line)
         if len(batch) >= batch_size:
             flush(offset)

@@ -13,8 +13,9 @@ update locks it, so the two routes see each other's writes in some sequential or
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +24,7 @@ from typing import Any
 import structlog
 
 from app.errors import (
+    AccountBusy,
     AccountDeregistered,
     DomainError,
     InvalidRequest,
@@ -43,7 +45,17 @@ from app.service.model import ACCOUNT_STATUSES, Caller, IdempotencyRequest, Stor
 
 log = structlog.get_logger("app.accounts")
 
-_RETRIES = 3  # a batch that met an account created concurrently is run again (it then finds the account)
+_RETRIES = 3  # a request that met its account created concurrently is run again (it then finds the account)
+# An account created by another writer after a batch looked it up is planned again inside the batch's
+# transaction (apply_upserts). What that cannot settle (a lock past a bound; an account met but not readable)
+# rolls the attempt back: the batch (permctl accounts import) is planned again from what is stored then and run
+# after a back-off, up to _BATCH_ATTEMPTS attempts in all; then the upserts of the accounts still contended are
+# refused (AccountBusy) and the rest is written. Each attempt after the last back-off refuses at least one more
+# upsert, so the loop ends.
+_BATCH_ATTEMPTS = 5
+_BACKOFF_FIRST = 0.025  # seconds; doubled each attempt up to _BACKOFF_MOST, half of it random (jitter)
+_BACKOFF_MOST = 0.8
+BUSY = "busy, retry"
 
 
 class Outcome(StrEnum):
@@ -75,6 +87,7 @@ class UpsertResult:
     attributes: Mapping[str, str]
     account_id: int = 0
     replayed: StoredAnswer | None = None
+    replanned: bool = False  # planned again: another writer created the account after this upsert looked for it
 
     def data(self) -> dict[str, Any]:
         """The answer's `data`, as the API returns it (and an Idempotency-Key stores it)."""
@@ -97,7 +110,11 @@ class InvalidAccount(InvalidRequest):
 
 
 class AccountsCreatedConcurrently(WriteFailed):
-    """Another writer created an account of this transaction after it was looked up; running it again finds it."""
+    """Another writer created accounts of this transaction after they were looked up; running it again finds them."""
+
+    def __init__(self, keys: Collection[AccountKey]) -> None:
+        super().__init__("an account was created concurrently; nothing was written; retry")
+        self.keys = frozenset(keys)  # the accounts it met
 
 
 def refusal(upsert: AccountUpsert, attributes: AttributeSet) -> InvalidAccount | None:
@@ -148,26 +165,70 @@ def apply_upserts(
     Per upsert, in order: its result, or the refusal that left it out. An account named twice sees the first
     upsert's effect. The accounts' rows are locked in id order (two batches cannot deadlock) before they are
     read, and the time of their audit rows is read once they are locked (so it follows the order of the writes).
-    AccountsCreatedConcurrently: another writer created one of the accounts after it was looked up (roll back
-    and run again); WriteFailed: a write failed (roll back).
+
+    An account another writer created after the lookup is met by the insert, which waits for that writer to
+    commit and leaves it out: its row is then locked and read, and the upserts of it are planned again, as the
+    updates they now are (`replanned`), in this transaction; what the batch created stands.
+    AccountsCreatedConcurrently: such an account could not be read (roll back and run again); StorageBusy: a
+    lock was not granted within the caller's bound; WriteFailed: a write failed (roll back).
     """
     checked = [refusal(u, attributes) for u in upserts]
     valid = [u for u, refused in zip(upserts, checked, strict=True) if refused is None]
-    stored = uow.accounts.get_many(((u.caller.tenant_id, u.account_no) for u in valid), lock=True)
+    stored = uow.accounts.get_many((_key(u) for u in valid), lock=True)
     states = {key: PlannedAccount(record, record.status, dict(record.attributes)) for key, record in stored.items()}
     now = clock()
-    results: list[UpsertResult | DomainError] = []
+    results: list[UpsertResult | DomainError | None] = [None] * len(upserts)
     audit: list[AccountAuditRecord] = []
-    for upsert, refused in zip(upserts, checked, strict=True):
-        if refused is not None:
-            results.append(refused)
+    _plan_into(results, audit, upserts, checked, states, None, rule_set_version, now)
+    try:
+        with uow.writing():
+            new = [(key, s.status) for key, s in states.items() if s.stored is None]
+            created = uow.accounts.create_many(new, now)
+            met = {key for key, _ in new} - created.keys()
+            if met:
+                found = uow.accounts.get_many(met, lock=True)
+                if found.keys() != met:
+                    raise AccountsCreatedConcurrently(met - found.keys())
+                audit = [row for row in audit if (row.tenant_id, row.account_no) not in met]
+                states.update({k: PlannedAccount(r, r.status, dict(r.attributes)) for k, r in found.items()})
+                _plan_into(results, audit, upserts, checked, states, met, rule_set_version, clock())  # after the locks
+            ids = _write(uow, states, created)
+            uow.account_audit.append(audit)
+    except (StorageBusy, StorageTimeout):  # a wait past a bound (e.g. for an account being created), not a refusal
+        raise
+    except StorageError as exc:
+        raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
+    return [
+        r if isinstance(r, DomainError) else _with_id(r, ids[_key(u)], replanned=_key(u) in met)
+        for u, r in zip(upserts, results, strict=True)
+        if r is not None
+    ]
+
+
+def _plan_into(
+    results: list[UpsertResult | DomainError | None],
+    audit: list[AccountAuditRecord],
+    upserts: Sequence[AccountUpsert],
+    checked: Sequence[InvalidAccount | None],
+    states: dict[AccountKey, PlannedAccount],
+    keys: Collection[AccountKey] | None,
+    rule_set_version: str,
+    now: datetime,
+) -> None:
+    """Plan the upserts of `keys` (None: all), in order, from states: each one's result, and an audit row per
+    effective change."""
+    for i, (upsert, refused) in enumerate(zip(upserts, checked, strict=True)):
+        key = _key(upsert)
+        if keys is not None and key not in keys:
             continue
-        key = (upsert.caller.tenant_id, upsert.account_no)
+        if refused is not None:
+            results[i] = refused
+            continue
         state = states.get(key)
         try:
             outcome, status, after = plan(state, upsert)
         except AccountDeregistered as exc:
-            results.append(exc)
+            results[i] = exc
             continue
         if outcome is not Outcome.UNCHANGED:
             audit.append(_audit_row(upsert, state, status, after, rule_set_version, now))
@@ -175,28 +236,14 @@ def apply_upserts(
                 states[key] = PlannedAccount(None, status, after)
             else:
                 state.status, state.attributes = status, after
-        results.append(UpsertResult(outcome, upsert.account_no, status, after))
-    try:
-        with uow.writing():
-            ids = _write(uow, states, now)
-            uow.account_audit.append(audit)
-    except (StorageBusy, StorageTimeout):  # a wait past a bound (e.g. for an account being created), not a refusal
-        raise
-    except StorageError as exc:
-        raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
-    return [
-        r if isinstance(r, DomainError) else _with_id(r, ids[(u.caller.tenant_id, u.account_no)])
-        for u, r in zip(upserts, results, strict=True)
-    ]
+        results[i] = UpsertResult(outcome, upsert.account_no, status, after)
 
 
-def _write(uow: UnitOfWork, states: Mapping[AccountKey, PlannedAccount], now: datetime) -> dict[AccountKey, int]:
-    """Write each account's planned state (new accounts, statuses, attributes); every account's id."""
-    new = [(key, s.status) for key, s in states.items() if s.stored is None]
-    created = uow.accounts.create_many(new, now)
-    if len(created) != len(new):
-        raise AccountsCreatedConcurrently("an account was created concurrently; nothing was written; retry")
-    ids = {key: s.stored.id for key, s in states.items() if s.stored is not None} | created
+def _write(
+    uow: UnitOfWork, states: Mapping[AccountKey, PlannedAccount], created: Mapping[AccountKey, int]
+) -> dict[AccountKey, int]:
+    """Write each account's planned statuses and attributes (new accounts are created); every account's id."""
+    ids = {key: s.stored.id for key, s in states.items() if s.stored is not None} | dict(created)
     uow.accounts.set_statuses(
         [(s.stored.id, s.status) for s in states.values() if s.stored is not None and s.status != s.stored.status]
     )
@@ -220,11 +267,13 @@ class AccountService:
         rule_set: Callable[[], RuleSet],
         keys: IdempotencyKeys | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._unit_of_work = unit_of_work  # a writer's unit of work: one transaction, committed explicitly
         self._rule_set = rule_set
         self._keys = keys or IdempotencyKeys()
         self._clock = clock
+        self._sleep = sleep  # a batch's back-off between attempts
 
     def upsert(
         self,
@@ -253,30 +302,55 @@ class AccountService:
         self._log(upsert, "replayed" if result.replayed else result.outcome.value, 0, started)
         return result
 
-    def upsert_batch(self, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
+    def upsert_batch(
+        self, upserts: Sequence[AccountUpsert], *, rolled_back: Callable[[int], None] = lambda contended: None
+    ) -> list[UpsertResult | DomainError]:
         """Apply every upsert in one transaction: per upsert its result, or the refusal that left it out.
 
-        A database failure raises (WriteFailed / ServiceUnavailable) and nothing of the batch is written.
-        A tenant that does not exist refuses the upserts that name it.
+        Beside other writers of the same accounts (the API beside an import), an account created after this
+        transaction looked it up is planned again within it (see apply_upserts). What that cannot settle rolls
+        the attempt back: an account that could not be read then, or a lock held past the bound (StorageBusy,
+        when a bound is set). The batch is then planned again from what is stored and run after a back-off
+        (`rolled_back` is told how many accounts were contended; 0: not known). After _BATCH_ATTEMPTS attempts
+        the upserts of the accounts still contended are refused with AccountBusy ("busy, retry": running them
+        again later will do) and the rest is written. A tenant that does not exist refuses the upserts that
+        name it. A database failure raises (WriteFailed / ServiceUnavailable) and nothing of the batch is written.
         """
-        for attempt in range(_RETRIES):
+        results: list[UpsertResult | DomainError | None] = [None] * len(upserts)
+        pending = list(range(len(upserts)))
+        attempts = 0
+        while pending:
             try:
-                with self._unit_of_work() as uow:
-                    tenants = uow.tenants.existing({u.caller.tenant_id for u in upserts})
-                    known = [u for u in upserts if u.caller.tenant_id in tenants]
-                    applied = iter(self._apply(uow, known))
-                    results = [
-                        next(applied) if u.caller.tenant_id in tenants else InvalidRequest(_no_tenant(u))
-                        for u in upserts
-                    ]
-                    self._commit(uow)
-                    return results
-            except AccountsCreatedConcurrently:
-                if attempt == _RETRIES - 1:
-                    raise
+                applied = self._batch_attempt([upserts[i] for i in pending])
+            except (AccountsCreatedConcurrently, StorageBusy) as exc:
+                contended = exc.keys if isinstance(exc, AccountsCreatedConcurrently) else None  # None: not known
+                rolled_back(0 if contended is None else len(contended))
+                attempts += 1
+                if attempts < _BATCH_ATTEMPTS:
+                    self._sleep(_backoff(attempts - 1))
+                    continue
+                for i in pending:  # still contended after the last back-off: leave them out, write the rest
+                    if contended is None or _key(upserts[i]) in contended:
+                        results[i] = AccountBusy(BUSY)
+                pending = [i for i in pending if results[i] is None]
+                continue
             except StorageError as exc:
                 raise ServiceUnavailable.database(exc) from exc
-        raise AssertionError("unreachable")
+            for i, result in zip(pending, applied, strict=True):
+                results[i] = result
+            pending = []
+        return [r for r in results if r is not None]
+
+    def _batch_attempt(self, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
+        with self._unit_of_work() as uow:
+            tenants = uow.tenants.existing({u.caller.tenant_id for u in upserts})
+            known = [u for u in upserts if u.caller.tenant_id in tenants]
+            applied = iter(self._apply(uow, known))
+            results = [
+                next(applied) if u.caller.tenant_id in tenants else InvalidRequest(_no_tenant(u)) for u in upserts
+            ]
+            self._commit(uow)
+            return results
 
     def refresh_statistics(self) -> None:
         """Let the database planner see how many accounts there are now (after many were created)."""
@@ -406,8 +480,21 @@ def _audit_row(
     )
 
 
-def _with_id(result: UpsertResult, account_id: int) -> UpsertResult:
-    return UpsertResult(result.outcome, result.account_no, result.status, result.attributes, account_id)
+def _with_id(result: UpsertResult, account_id: int, *, replanned: bool) -> UpsertResult:
+    return UpsertResult(
+        result.outcome, result.account_no, result.status, result.attributes, account_id, replanned=replanned
+    )
+
+
+def _key(upsert: AccountUpsert) -> AccountKey:
+    return upsert.caller.tenant_id, upsert.account_no
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before attempt + 2: doubling, capped; half of it random, so that writers who met apart
+    from each other (an import and the API's workers) do not all come back at once."""
+    ceiling = min(_BACKOFF_MOST, _BACKOFF_FIRST * 2**attempt)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not a secret
 
 
 def _no_tenant(upsert: AccountUpsert) -> str:

@@ -246,6 +246,27 @@ def test_an_account_number_that_breaks_the_rule_is_refused_in_either_format(seed
     assert accounts(seeded, " ") == {}
 
 
+def test_refusals_print_in_line_order(seeded: Settings, tmp_path: Path) -> None:
+    """Issue 18 #10: a line that cannot be read was printed at once, the service's refusals of the lines before it
+    only once their batch was written."""
+    path = write(
+        tmp_path / "accounts.jsonl",
+        [
+            line("ORD-1", attributes={"colour": "red"}),
+            "{not json",
+            line("ORD-3"),
+            line("ORD-4", "closed"),
+            "[]",
+            line("ORD-6", tenant="nobody"),
+        ],
+    )
+    result = run(seeded, path, "--batch-size", "4")
+    assert result.returncode == 1 and tally(result) == (6, 1, 0, 0, 5)
+    printed = [int(n) for n in re.findall(rf"^{re.escape(str(path))}:(\d+): ", result.stderr, re.MULTILINE)]
+    assert printed == [1, 2, 4, 5, 6]
+    assert result.stderr.strip().splitlines()[-1] == "Error: 5 line(s) refused: 1, 2, 4, 5, 6"
+
+
 def test_a_jsonl_file_may_begin_with_a_byte_order_mark(seeded: Settings, tmp_path: Path) -> None:
     """Issue 18 #10: as a CSV file may; line 1 was refused as not valid JSON."""
     path = tmp_path / "accounts.jsonl"
