@@ -38,21 +38,28 @@ def signed_call(case: Any, base_url: str) -> tuple[requests.Response, dict[str, 
     headers = {k: str(v) for k, v in (case.headers or {}).items()}
     if case.operation.definition.raw.get("security"):
         headers.update(signed_headers(case.method, case.formatted_path, body, query=query))
-    dropped = _header_left_out(case)
-    if dropped:  # schemathesis checks that a request without this header is refused: do not sign it back in
-        headers = {k: v for k, v in headers.items() if k.lower() != dropped.lower()}
+    dropped = {name.lower() for name in _headers_left_out(case)}
+    if dropped:  # schemathesis checks that a request without these headers is refused: do not sign them back in
+        headers = {k: v for k, v in headers.items() if k.lower() not in dropped}
     url = f"{base_url}{case.formatted_path}" + (f"?{query}" if query else "")
     return requests.request(case.method, url, data=body or None, headers=headers, timeout=10), headers
 
 
-def _header_left_out(case: Any) -> str | None:
+SIGNATURE_HEADERS = ("X-Api-Key", "Authorization", "X-Timestamp", "X-Api-Signature")
+
+
+def _headers_left_out(case: Any) -> set[str]:
+    """The headers a negative case leaves out on purpose: one named by the coverage phase, or, when a fuzzed case
+    breaks the header object's `required`, each signature header it does not carry."""
     data = getattr(getattr(case.meta, "phase", None), "data", None)
-    if (
-        getattr(data, "scenario", None) == CoverageScenario.MISSING_PARAMETER
-        and getattr(data, "parameter_location", None) == ParameterLocation.HEADER
-    ):
-        return data.parameter
-    return None
+    if getattr(data, "parameter_location", None) != ParameterLocation.HEADER:
+        return set()
+    if getattr(data, "scenario", None) == CoverageScenario.MISSING_PARAMETER:
+        return {data.parameter}
+    if not case.meta.generation.mode.is_negative:
+        return set()
+    carried = {name.lower() for name in (case.headers or {})}
+    return {name for name in SIGNATURE_HEADERS if name.lower() not in carried}
 
 
 @schema.parametrize()
