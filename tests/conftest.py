@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -198,6 +198,14 @@ def seed(settings: Settings, document: dict[str, Any]) -> None:
         )
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def db(seeded: Settings) -> Iterator[Engine]:
+    """An engine on this test's database, for looking at rows directly."""
+    engine = create_engine(seeded.database_url)
+    yield engine
+    engine.dispose()
 
 
 class Api:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 from flask import Flask
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
 
 from app import create_app
@@ -37,14 +37,6 @@ def bounded(seeded: Settings) -> Iterator[Flask]:
     application = create_app(seeded.with_overrides(database_lock_timeout_seconds=BOUND))
     yield application
     application.extensions["permission_service"].engine.dispose()
-
-
-@pytest.fixture
-def db(seeded: Settings) -> Iterator[Engine]:
-    """An engine on this test's database, for looking at rows directly."""
-    engine = create_engine(seeded.database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(autouse=True)

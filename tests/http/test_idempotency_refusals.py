@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import structlog
 from flask import Flask, request
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 from structlog.testing import capture_logs
 
 from app import create_app
@@ -66,14 +66,6 @@ ROUTES = [
     Route("malformed upsert", UPSERT_PATH, VALID_UPSERT, b'{"account_no":"ACC-2","status":"bogus"}'),
 ]
 BY_NAME = pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
-
-
-@pytest.fixture
-def db(seeded: Settings) -> Iterator[Engine]:
-    """An engine on this test's database, for looking at rows directly."""
-    engine = create_engine(seeded.database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from app.settings import Settings
 from tests.e2e.server import log_records
 from tests.support import READ_PATH, UPDATE_PATH, body_of, signed_headers
 
@@ -98,14 +97,6 @@ class Injector:
             conn.execute(text(f"DROP TRIGGER IF EXISTS {TRIGGER}" + (" ON permission_audit" if self.postgres else "")))
             if self.postgres:
                 conn.execute(text(f"DROP FUNCTION IF EXISTS {TRIGGER}()"))
-
-
-@pytest.fixture
-def db(seeded: Settings) -> Iterator[Engine]:
-    """An engine on this test's database, for looking at rows directly."""
-    engine = create_engine(seeded.database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
