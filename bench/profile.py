@@ -29,6 +29,7 @@ from sqlalchemy import event
 from werkzeug.test import EnvironBuilder
 
 from app import create_app
+from app.http.wiring import container_of
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
 from app.settings import Settings
@@ -175,7 +176,7 @@ def _serve(app: Any, environs: Sequence[dict[str, Any]], expect: int) -> None:
 
 def count_statements(app: Any, environs: Sequence[dict[str, Any]], expect: int) -> list[str]:
     """The SQL statements the service sends for each of environs (the last request's list is returned)."""
-    engine = app.extensions["permission_service"].engine
+    engine = container_of(app).engine
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -305,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         engine.evaluate(r, use_memo=use_memo)
                 session = profiler.stop()
                 print(summarise(session, title, per=5 * len(requests) * 10, unit="change") + "\n", file=out)
-        app.extensions["permission_service"].engine.dispose()
+        container_of(app).engine.dispose()
         seed.close()
     finally:
         database.drop()

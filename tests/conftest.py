@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from app.http.wiring import container_of
 from app.persistence.config_cache import make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
@@ -255,7 +256,7 @@ def app(seeded: Settings) -> Iterator[Any]:
     """The application on this test's seeded database."""
     application = create_app(seeded)
     yield application
-    application.extensions["permission_service"].engine.dispose()
+    container_of(application).engine.dispose()
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from app.http.auth import reauthenticating
 from app.http.envelope import replayed, success
 from app.http.signed_post import signed_post
 from app.http.trace import trace_id
+from app.http.wiring import current_container
 from app.schemas.accounts import load_upsert_request
 
 bp = Blueprint("accounts", __name__, url_prefix="/v1/whaleapi/account")
@@ -19,7 +18,7 @@ bp = Blueprint("accounts", __name__, url_prefix="/v1/whaleapi/account")
 @reauthenticating
 def upsert() -> Response:
     """Create or update one account of the caller's tenant: its status and (replacing them) its attributes."""
-    container: Any = current_app.extensions["permission_service"]
+    container = current_container()
     post = signed_post(container.authenticator, load_upsert_request, container.accounts.remember_rejection)
     if post.answer is not None:
         return post.answer

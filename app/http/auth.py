@@ -6,10 +6,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from flask import Request, current_app
+from flask import Request
 
 from app.errors import CredentialChanged, ServiceUnavailable
 from app.http.body import request_body
+from app.http.wiring import current_container
 from app.service.authentication import Authenticator, SignedRequest
 from app.service.model import Caller
 
@@ -48,7 +49,7 @@ def reauthenticating(view: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(view)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        authenticator: Authenticator = current_app.extensions["permission_service"].authenticator
+        authenticator: Authenticator = current_container().authenticator
         for _ in range(_ATTEMPTS):
             try:
                 return view(*args, **kwargs)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import IO, Any
 
 import structlog
-from flask import current_app, g, request
+from flask import g, request
 
 from app.errors import BodyTooLarge, InvalidRequest
+from app.http.wiring import current_container
 from app.schemas.permissions import parse_json_body
 
 _STEP = 16 * 1024
@@ -17,7 +18,7 @@ log = structlog.get_logger("app.http")
 def request_body() -> bytes:
     """This request's body, read on first use (the signature, the fingerprint and the parser share it)."""
     if "body" not in g:
-        limit = current_app.extensions["permission_service"].settings.max_body_bytes
+        limit = current_container().settings.max_body_bytes
         g.body = read_body(request.environ, limit=limit)
     body: bytes = g.body
     return body

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from app.http.envelope import envelope
+from app.http.wiring import current_container
 from app.persistence.migrate import head_revision
 from app.service.health import readiness
 
@@ -24,7 +24,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Ready when the database answers and a rule set is loaded; Redis is shown, never fatal."""
-    container: Any = current_app.extensions["permission_service"]
+    container = current_container()
     state = readiness(
         unit_of_work=container.unit_of_work,
         rules=container.rules,

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
+from app.container import Container
 from app.errors import AccountNotFound
 from app.http.auth import authenticate, reauthenticating
 from app.http.envelope import replayed, success
 from app.http.signed_post import signed_post
 from app.http.trace import trace_id
+from app.http.wiring import current_container
 from app.schemas.permissions import load_get_query, load_update_request, refuse_new_account_no
 from app.service.model import iso_utc
 
 bp = Blueprint("permissions", __name__, url_prefix="/v1/whaleapi/account")
 
 
-def _container() -> Any:
-    return current_app.extensions["permission_service"]
+def _container() -> Container:
+    return current_container()
 
 
 @bp.post("/update_account_trade_permission")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from app.http.wiring import container_of
 from app.persistence.migrate import head_revision
 from app.rules.loader import load_rule_set
 from tests.cli.runner import db_env, invoke, ok, one_line_error, scalar, snapshot
@@ -171,7 +172,7 @@ def test_audit_lists_rows(seeded, app, api):
     latest = rows[-1]
     assert latest["tenant"] == "sg_mexc"
     assert latest["app_key"] == DEMO.app_key
-    assert latest["rule_set_version"] == app.extensions["permission_service"].rules.engine.version
+    assert latest["rule_set_version"] == container_of(app).rules.engine.version
     assert latest["at"].endswith("Z")
     assert rows[-1]["trace_id"] == rows[-2]["trace_id"] != rows[0]["trace_id"]
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
 
 from app import create_app
+from app.http.wiring import container_of
 from app.persistence.models import PermissionAudit
 from app.service import permissions
 from app.settings import Settings
@@ -36,7 +37,7 @@ def bounded(seeded: Settings) -> Iterator[Flask]:
     """The app with a short lock bound, so a test waits half a second where production waits three."""
     application = create_app(seeded.with_overrides(database_lock_timeout_seconds=BOUND))
     yield application
-    application.extensions["permission_service"].engine.dispose()
+    container_of(application).engine.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from app.http.wiring import container_of
 from app.settings import Settings
 from tests.conftest import Api
 from tests.support import OTHER, UPSERT_PATH, Credentials, body_of, signed_headers
@@ -82,7 +83,7 @@ def test_create_read_back_replace_and_repeat(api: Api, seeded: Settings) -> None
     assert (rows[0]["status_after"], rows[0]["attributes_after"]) == ("active", MARGIN_SG)
     assert (rows[1]["attributes_before"], rows[1]["attributes_after"]) == (MARGIN_SG, {"account_type": "cash"})
     assert {(r["tenant_id"], r["app_key"]) for r in rows} == {("sg_mexc", "demo-key")}
-    version = api.client.application.extensions["permission_service"].rules.engine.version
+    version = container_of(api.client.application).rules.engine.version
     assert {r["rule_set_version"] for r in rows} == {version}
 
     cleared = ok(api.upsert({"account_no": "NEW-1", "status": "active", "attributes": {}}))

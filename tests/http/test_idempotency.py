@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from app.http.wiring import container_of
 from app.persistence.models import IdempotencyKey, PermissionAudit
 from tests.conftest import Api
 from tests.support import OTHER, body_of
 
 
 def audit_rows(app) -> int:
-    with app.extensions["permission_service"].session_factory() as session:
+    with container_of(app).session_factory() as session:
         return session.scalar(select(func.count()).select_from(PermissionAudit))
 
 
@@ -112,7 +113,7 @@ def test_a_malformed_key_is_a_request_error(api: Api, key: str):
 
 def test_a_key_older_than_a_day_is_new_again(api: Api, app):
     assert api.update(body_of("ACC-2", ("stock.US", "open")), headers=keyed("old")).status_code == 200
-    with app.extensions["permission_service"].session_factory() as session:
+    with container_of(app).session_factory() as session:
         session.execute(update(IdempotencyKey).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
         session.commit()
     fresh = api.update(body_of("ACC-2", ("stock.US", "close")), headers=keyed("old"))

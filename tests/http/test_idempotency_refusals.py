@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from app import create_app
 from app.http.idempotency import idempotency_request
+from app.http.wiring import container_of
 from app.persistence.models import (
     AcceptedSignature,
     Account,
@@ -178,7 +179,7 @@ def test_a_request_refused_while_a_concurrent_one_holds_its_key_spends_its_signa
             held.rollback()
         assert "still being processed" in message
     finally:
-        app.extensions["permission_service"].engine.dispose()
+        container_of(app).engine.dispose()
 
 
 SPEND_FAILS = "tps_test_spend_fails"

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from app import create_app
 from app.http.openapi import OPERATIONS, build_document
+from app.http.wiring import container_of
 from app.settings import Settings
 from tests.conftest import Api
 from tests.e2e.server import free_port
@@ -103,7 +104,7 @@ def busy_bound(seeded: Settings) -> Iterator[Any]:
     """The app with a short lock bound, for answers to a request that meets an account another one holds."""
     application = create_app(seeded.with_overrides(database_lock_timeout_seconds=0.2))
     yield application.test_client()
-    application.extensions["permission_service"].engine.dispose()
+    container_of(application).engine.dispose()
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ def down(seeded: Settings) -> Iterator[Any]:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
     application = create_app(seeded.with_overrides(database_url=url))
     yield application.test_client()
-    application.extensions["permission_service"].engine.dispose()
+    container_of(application).engine.dispose()
 
 
 def send(

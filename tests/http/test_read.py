@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.http.wiring import container_of
 from tests.conftest import Api
 from tests.support import BARE, DEMO, OTHER, READ_PATH, UPDATE_PATH, Credentials, body_of, signed_headers
 
@@ -15,7 +16,7 @@ SG_MEXC = ("account.*", "stock.*", "options.US", "trade.*")
 
 
 def catalog(app: Any) -> Any:
-    return app.extensions["permission_service"].rules.engine.rule_set.catalog
+    return container_of(app).rules.engine.rule_set.catalog
 
 
 def read_ok(api: Api, account_no: str, creds: Credentials = DEMO) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import Engine, create_engine, text
 
 from app import create_app
+from app.http.wiring import container_of
 from app.settings import Settings
 from tests.conftest import postgres_only
 from tests.http.test_idempotency_refusals import written
@@ -48,7 +49,7 @@ def slow_audit(seeded: Settings) -> Iterator[Engine]:
 def bounded(seeded: Settings) -> Iterator[Flask]:
     application = create_app(seeded.with_overrides(database_statement_timeout_seconds=BOUND))
     yield application
-    application.extensions["permission_service"].engine.dispose()
+    container_of(application).engine.dispose()
 
 
 @pytest.mark.postgres

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from app.http.wiring import container_of
 from app.persistence.models import PermissionAudit
 from tests.conftest import Api
 from tests.support import BARE, DEMO, OTHER, Credentials, body_of
@@ -33,12 +34,12 @@ def send(
 
 def audit_rows(app: Any) -> list[PermissionAudit]:
     """Every audit row, oldest first."""
-    with app.extensions["permission_service"].session_factory() as session:
+    with container_of(app).session_factory() as session:
         return list(session.scalars(select(PermissionAudit).order_by(PermissionAudit.id)))
 
 
 def audit_count(app: Any) -> int:
-    with app.extensions["permission_service"].session_factory() as session:
+    with container_of(app).session_factory() as session:
         return session.scalar(select(func.count()).select_from(PermissionAudit))
 
 
@@ -228,7 +229,7 @@ def test_rejections(api: Api, app: Any, case: Rejection) -> None:
 
 def test_tenant_without_config_may_use_nothing(api: Api, app: Any) -> None:
     audited = audit_count(app)
-    catalog = app.extensions["permission_service"].rules.engine.rule_set.catalog
+    catalog = container_of(app).rules.engine.rule_set.catalog
     for index, permission_type in enumerate(catalog.values):
         status, body = send(api, "BARE-1", (permission_type, "open"), creds=BARE)
         assert (status, body["code"], body["data"]) == (
@@ -242,7 +243,7 @@ def test_tenant_without_config_may_use_nothing(api: Api, app: Any) -> None:
 
 
 def test_every_catalog_value_outside_the_config_is_rejected(api: Api, app: Any) -> None:
-    catalog = app.extensions["permission_service"].rules.engine.rule_set.catalog
+    catalog = container_of(app).rules.engine.rule_set.catalog
     enabled = set(catalog.expand(("account.*", "stock.*", "options.US", "trade.*")))
     outside = [v for v in catalog.values if v not in enabled]
     assert len(outside) == len(catalog) - len(enabled) > 0
@@ -313,7 +314,7 @@ def test_open_then_close_round_trip(api: Api) -> None:
 
 
 def test_accepted_batch_writes_one_audit_row_per_change(api: Api, app: Any) -> None:
-    version = app.extensions["permission_service"].rules.engine.version
+    version = container_of(app).rules.engine.version
     assert version
     changes = (("stock.US", "open"), ("account.trade", "close"), ("trade.fix", "open"))
     seeded = audit_rows(app)  # the fixture loader's rows

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import event
 
 from app import create_app
+from app.http.wiring import container_of
 from tests.conftest import Api
 from tests.support import UPDATE_PATH, body_of, signed_headers
 
@@ -78,7 +79,7 @@ def _note(seen: Counted, query: Any) -> None:
 @pytest.fixture
 def counted(seeded) -> Iterator[tuple[Api, Counted, str]]:
     app = create_app(seeded.with_overrides(rules_reload_check_seconds=3600.0))
-    engine = app.extensions["permission_service"].engine
+    engine = container_of(app).engine
     seen = Counted()
 
     def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
