@@ -64,9 +64,10 @@ def proxied_service(
     *,
     gunicorn_args: str = "",
     nginx_overrides: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[LiveServer, Nginx]]:
     """gunicorn -w 2 on settings' database with nginx (the printed config) in front; both stopped on exit."""
-    extra_env = {"GUNICORN_CMD_ARGS": gunicorn_args} if gunicorn_args else {}
+    extra_env = ({"GUNICORN_CMD_ARGS": gunicorn_args} if gunicorn_args else {}) | (env or {})
     server = LiveServer(settings=settings, log_path=tmp_path / "gunicorn.log", extra_env=extra_env).start()
     try:
         proxy = Nginx(
@@ -337,10 +338,12 @@ def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(
 
     Production: proxy_read_timeout 25 s, gunicorn's worker timeout 30 s. Here both are scaled down in the same
     order (2 s and 5 s) so the test need not wait 30 s. The request is slow for an honest reason: another
-    transaction holds the lock it needs. Had gunicorn's timeout come first (checked by swapping the two, before
-    the packaged worker answered its aborts in the envelope), the client got gunicorn's HTML 500 through nginx
-    on PostgreSQL (the abort interrupts the lock wait in Python and gunicorn answers) and nginx's 503001 only
-    after the worker was killed on SQLite.
+    transaction holds the lock it needs, past the request path's own bounds: those are raised above both
+    timeouts here (by default a request waits 3 s for a lock and answers 409003, before either), so the request
+    is still waiting when the proxy and the worker give up. Had gunicorn's timeout come first (checked by
+    swapping the two, before the packaged worker answered its aborts in the envelope), the client got
+    gunicorn's HTML 500 through nginx on PostgreSQL (the abort interrupts the lock wait in Python and gunicorn
+    answers) and nginx's 503001 only after the worker was killed on SQLite.
     """
     proxy_timeout, worker_timeout = 2, 5
     assert seconds("proxy_read_timeout") < 30
@@ -350,6 +353,7 @@ def test_a_request_stuck_in_a_worker_gets_the_envelope_not_gunicorns_html(
         nginx_executable,
         gunicorn_args=f"--timeout {worker_timeout}",
         nginx_overrides={"proxy_read_timeout": f"{proxy_timeout}s"},
+        env={"DATABASE_LOCK_TIMEOUT_SECONDS": "20", "DATABASE_STATEMENT_TIMEOUT_SECONDS": "20"},
     ) as (server, proxy):
         with account_locked(seeded.database_url):
             answer, took = update(proxy.url, "open", trace_id="stuck-1")
