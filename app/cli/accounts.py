@@ -76,8 +76,9 @@ def import_(file: Path, batch_size: int) -> None:
     Example:
       permctl accounts import accounts.jsonl
     """
+    from app.cli.account_file import FORMATS, UnreadableFile, read_lines
     from app.persistence.unit_of_work import UnitOfWork
-    from app.service.account_import import FORMATS, BatchFailed, UnreadableFile, read_lines
+    from app.service.account_import import BatchFailed
     from app.service.accounts import AccountService
 
     if file.suffix.lower() not in FORMATS:
