@@ -67,8 +67,8 @@ def _url(bind: str) -> str:
 def _prepare_demo(environ: dict[str, str]) -> None:
     """Migrate the demo's own SQLite database and load the demo fixtures; point the server at it."""
     from app.cli.context import config_cache, read_yaml, rule_set, unit_of_work
+    from app.container import upgrade_schema as upgrade
     from app.defaults import demo_fixtures
-    from app.persistence.migrate import upgrade
     from app.schemas.fixtures import parse_fixtures
     from app.service.fixtures import load_fixtures
     from app.settings import sqlite_url
