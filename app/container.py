@@ -1,27 +1,85 @@
-"""Builds the service's parts from Settings once per process; no Flask here."""
+"""Builds the service's parts from Settings: the server's once per process (Container), permctl's per command.
+
+No Flask here. permctl starts fast (app/cli/__init__.py), so this module imports only what it names: each
+function imports the parts it builds, and a command that never decides never loads the rules engine.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import sessionmaker
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import sessionmaker
 
-from app.persistence.config_cache import ConfigCache, make_config_cache
-from app.persistence.db import make_engine, make_session_factory
-from app.persistence.unit_of_work import UnitOfWork
-from app.rules.live import LiveRules
-from app.service.accounts import AccountService
-from app.service.authentication import Authenticator
-from app.service.idempotency import IdempotencyKeys
-from app.service.permissions import PermissionService
-from app.service.tenant_config import EnabledPermissions
-from app.settings import Settings
+    from app.persistence.config_cache import ConfigCache
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.live import LiveRules
+    from app.service.accounts import AccountService
+    from app.service.authentication import Authenticator
+    from app.service.permissions import PermissionService
+    from app.settings import Settings
+
+UnitsOfWork = Callable[..., "UnitOfWork"]  # what the services take: units_of_work(...)(write=..., autocommit=...)
+
+
+def config_cache(settings: Settings) -> ConfigCache:
+    """The tenant-config cache settings name: Redis, else in-process (the server's and permctl's)."""
+    from app.persistence.config_cache import make_config_cache
+
+    return make_config_cache(
+        settings.redis_url,
+        settings.tenant_config_ttl_seconds,
+        settings.redis_breaker_seconds,
+        settings.redis_key_prefix,
+    )
+
+
+def maintenance_sessions(settings: Settings) -> tuple[Engine, sessionmaker[Any]]:
+    """permctl's engine on the configured database, with its own bounds (SPEC §8), and its session factory."""
+    from app.persistence.db import make_engine, make_session_factory
+
+    engine = make_engine(settings, request_path=False)
+    return engine, make_session_factory(engine)
+
+
+def units_of_work(session_factory: sessionmaker[Any]) -> UnitsOfWork:
+    """Units of work on session_factory's database, as the services take them (write=, autocommit= of UnitOfWork)."""
+    from app.persistence.unit_of_work import UnitOfWork
+
+    def unit_of_work(*, write: bool = False, autocommit: bool = False) -> UnitOfWork:
+        return UnitOfWork(session_factory, write=write, autocommit=autocommit)
+
+    return unit_of_work
+
+
+class MigrationRefused(Exception):
+    """A schema migration that would not do what was asked (see upgrade_schema)."""
+
+
+def upgrade_schema(database_url: str, revision: str = "head") -> str | None:
+    """Migrate the database at database_url forward to revision with the package's migrations; the revision it is
+    at afterwards. Only forward: MigrationRefused otherwise (app/persistence/migrate.py says when)."""
+    from app.persistence import migrate
+
+    try:
+        return migrate.upgrade(database_url, revision)
+    except migrate.MigrationRefused as exc:
+        raise MigrationRefused(str(exc)) from exc
+
+
+def schema_head() -> str:
+    """The migration this code needs the database at."""
+    from app.persistence.migrate import head_revision
+
+    return head_revision()
 
 
 def _reload_generation(session_factory: sessionmaker[Any]) -> int:
+    from app.persistence.unit_of_work import UnitOfWork
+
     with UnitOfWork(session_factory) as uow:
         return uow.rules_reloads.generation()
 
@@ -37,12 +95,22 @@ class Container:
     config_cache: ConfigCache
     authenticator: Authenticator
     permissions: PermissionService
-    unit_of_work: Callable[..., UnitOfWork]
+    unit_of_work: UnitsOfWork
     accounts: AccountService
+    schema_head: Callable[[], str]  # the migration the code needs (/readyz compares the database's with it)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
         """Wire the parts; the database is not contacted here."""
+        from app.persistence.db import make_engine, make_session_factory
+        from app.persistence.unit_of_work import UnitOfWork
+        from app.rules.live import LiveRules
+        from app.service.accounts import AccountService
+        from app.service.authentication import Authenticator
+        from app.service.idempotency import IdempotencyKeys
+        from app.service.permissions import PermissionService
+        from app.service.tenant_config import EnabledPermissions
+
         engine = make_engine(settings, request_path=True)
         session_factory = make_session_factory(engine)
         rules = LiveRules(
@@ -52,15 +120,8 @@ class Container:
             check_seconds=settings.rules_reload_check_seconds,
         )
         keys = IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds)
-        cache = make_config_cache(
-            settings.redis_url,
-            settings.tenant_config_ttl_seconds,
-            settings.redis_breaker_seconds,
-            settings.redis_key_prefix,
-        )
-
-        def unit_of_work(*, write: bool = False, autocommit: bool = False) -> UnitOfWork:
-            return UnitOfWork(session_factory, write=write, autocommit=autocommit)
+        cache = config_cache(settings)
+        unit_of_work = units_of_work(session_factory)
 
         return cls(
             settings=settings,
@@ -81,4 +142,5 @@ class Container:
                 rule_set=lambda: rules.engine.rule_set,
                 keys=keys,
             ),
+            schema_head=schema_head,
         )

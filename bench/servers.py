@@ -25,6 +25,7 @@ from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
 from app.persistence.models import Account
 from app.rules.model import RuleSet
+from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.settings import Settings
 from bench.paths import PROJECT_ROOT
@@ -90,16 +91,13 @@ class Seed:
     def __init__(self, settings: Settings, rule_set: RuleSet) -> None:
         self.tenant = f"bench_{secrets.token_hex(4)}"  # unique: the Redis cache may be shared with others
         self._engine = make_engine(settings, request_path=False)
+        tenant = {
+            "id": self.tenant,
+            "credentials": [{"app_key": APP_KEY, "app_secret": APP_SECRET, "access_token": ACCESS_TOKEN}],
+            "saas_config": {"enabled": ["*"]},
+        }
         load_fixtures(
-            {
-                "tenants": [
-                    {
-                        "id": self.tenant,
-                        "credentials": [{"app_key": APP_KEY, "app_secret": APP_SECRET, "access_token": ACCESS_TOKEN}],
-                        "saas_config": {"enabled": ["*"]},
-                    }
-                ]
-            },
+            parse_fixtures({"tenants": [tenant]}),
             unit_of_work=_units(make_session_factory(self._engine)),
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
             catalog=rule_set.catalog,

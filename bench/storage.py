@@ -22,6 +22,7 @@ from app.persistence.migrate import upgrade
 from app.persistence.unit_of_work import UnitOfWork
 from app.rules.engine import DurableRulesEngine
 from app.rules.loader import load_rule_set
+from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.service.model import Caller
 from app.service.permissions import PermissionService
@@ -77,7 +78,7 @@ def measure(database_url: str, requests: int, rules_dir: str) -> dict[str, float
         for n in range(500)
     ]
     load_fixtures(
-        {"tenants": [{"id": "bench", "saas_config": {"enabled": ["*"]}}], "accounts": accounts},
+        parse_fixtures({"tenants": [{"id": "bench", "saas_config": {"enabled": ["*"]}}], "accounts": accounts}),
         unit_of_work=_units(sessions),
         cache=cache,
         catalog=rule_set.catalog,

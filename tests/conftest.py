@@ -26,6 +26,7 @@ from app.persistence.migrate import upgrade
 from app.rules.loader import load_rule_set
 from app.rules.model import RuleSet
 from app.rules.snapshot import digest
+from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.settings import Settings
 from tests.support import (
@@ -190,7 +191,7 @@ def seed(settings: Settings, document: dict[str, Any]) -> None:
     engine = make_engine(settings, request_path=False)
     try:
         load_fixtures(
-            document,
+            parse_fixtures(document),
             unit_of_work=_units(make_session_factory(engine)),
             cache=make_config_cache(settings.redis_url, settings.tenant_config_ttl_seconds),
             catalog=rule_set.catalog,

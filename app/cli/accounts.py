@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.context import rule_set, session_factory, settings, unit_of_work
+from app.cli.context import rule_set, settings, unit_of_work
 
 if TYPE_CHECKING:
     from app.service.account_import import ImportReport, Line
@@ -76,16 +76,16 @@ def import_(file: Path, batch_size: int) -> None:
     Example:
       permctl accounts import accounts.jsonl
     """
-    from app.persistence.unit_of_work import UnitOfWork
-    from app.service.account_import import FORMATS, BatchFailed, UnreadableFile, read_lines
+    from app.cli.account_file import FORMATS, UnreadableFile, read_lines
+    from app.service.account_import import BatchFailed
     from app.service.accounts import AccountService
 
     if file.suffix.lower() not in FORMATS:
         raise click.ClickException(f"{file}: the file must end in {' or '.join(FORMATS)}")
     s = settings()
     rules = rule_set(s)
-    factory = session_factory(s)
-    service = AccountService(unit_of_work=lambda: UnitOfWork(factory, write=True), rule_set=lambda: rules)
+    units = unit_of_work(s)
+    service = AccountService(unit_of_work=lambda: units(write=True), rule_set=lambda: rules)
     try:
         stream = file.open("rb")
     except FileNotFoundError:

@@ -1,4 +1,4 @@
-"""What CLI commands share: settings from the environment and one-line errors.
+"""What CLI commands share: settings from the environment, their parts from app/container.py, one-line errors.
 
 Nothing heavy is imported at module level (see app/cli/__init__.py): each helper imports what it needs.
 """
@@ -14,9 +14,7 @@ from app.cli.errors import database_error
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from app.persistence.unit_of_work import UnitOfWork
+    from app.container import UnitsOfWork
     from app.rules.model import RuleSet
 
 __all__ = ["config_cache", "database_error", "no_driver", "read_yaml", "rule_set", "session_factory", "settings"]
@@ -37,36 +35,31 @@ def no_driver(exc: ImportError) -> str:
 
 def session_factory(s: Settings):  # type: ignore[no-untyped-def]
     """A session factory for the configured database; its engine is disposed when the command ends."""
-    from app.persistence.db import make_engine, make_session_factory
+    from app.container import maintenance_sessions
 
     try:
-        engine = make_engine(s, request_path=False)  # maintenance: its own bounds (SPEC §8)
+        engine, factory = maintenance_sessions(s)  # maintenance: its own bounds (SPEC §8)
     except ImportError as exc:  # e.g. mysql://: a database this service has no driver for
         raise click.ClickException(no_driver(exc)) from exc
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(engine.dispose)
-    return make_session_factory(engine)
+    return factory
 
 
-def unit_of_work(s: Settings, factory: Any = None) -> Callable[..., UnitOfWork]:
+def unit_of_work(s: Settings, factory: Any = None) -> UnitsOfWork:
     """What the services take: a unit of work on the configured database (or on `factory`'s sessions)."""
-    from app.persistence.unit_of_work import UnitOfWork
+    from app.container import units_of_work
 
-    sessions = factory if factory is not None else session_factory(s)
-
-    def make(*, write: bool = False, autocommit: bool = False) -> UnitOfWork:
-        return UnitOfWork(sessions, write=write, autocommit=autocommit)
-
-    return make
+    return units_of_work(factory if factory is not None else session_factory(s))
 
 
 def config_cache(s: Settings):  # type: ignore[no-untyped-def]
     """The tenant-config cache the service uses, so changes can invalidate it."""
-    from app.persistence.config_cache import make_config_cache
+    from app.container import config_cache as make_config_cache
 
     try:
-        return make_config_cache(s.redis_url, s.tenant_config_ttl_seconds, s.redis_breaker_seconds, s.redis_key_prefix)
+        return make_config_cache(s)
     except ValueError as exc:  # redis-py refuses a URL that is not redis://, rediss:// or unix://
         raise click.ClickException(f"REDIS_URL: {exc}") from exc
 

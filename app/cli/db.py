@@ -29,8 +29,8 @@ def upgrade(revision: str) -> None:
     Example:
       DATABASE_URL=postgresql://postgres@127.0.0.1/test permctl db upgrade
     """
-    from app.persistence.migrate import MigrationRefused
-    from app.persistence.migrate import upgrade as alembic_upgrade
+    from app.container import MigrationRefused
+    from app.container import upgrade_schema as alembic_upgrade
 
     try:
         now = alembic_upgrade(settings().database_url, revision)
@@ -60,12 +60,11 @@ def prune(days: float | None) -> None:
     Example:
       permctl db prune --decisions-older-than 90
     """
-    from app.cli.context import session_factory
-    from app.persistence.unit_of_work import UnitOfWork
+    from app.cli.context import unit_of_work
     from app.service.retention import prune as prune_rows
 
-    factory = session_factory(settings())
-    pruned = prune_rows(lambda: UnitOfWork(factory, write=True), decisions_older_than_days=days)
+    units = unit_of_work(settings())
+    pruned = prune_rows(lambda: units(write=True), decisions_older_than_days=days)
     kept = "" if days is not None else " (decisions kept: give --decisions-older-than DAYS to prune them)"
     click.echo(
         f"pruned {pruned.decisions} decisions, {pruned.signatures} expired replay records and "

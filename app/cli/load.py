@@ -87,7 +87,8 @@ def load(file: Path) -> None:
     Example:
       permctl load demo/fixtures.yaml
     """
-    from app.service.fixtures import InvalidFixtures, load_fixtures
+    from app.schemas.fixtures import InvalidFixtures, parse_fixtures
+    from app.service.fixtures import load_fixtures
 
     document = _read(file)
     s = settings()
@@ -98,10 +99,11 @@ def load(file: Path) -> None:
         with click.progressbar(
             length=total, label="loading accounts", file=sys.stderr, hidden=total < PROGRESS_FROM
         ) as bar:
+            uow, cache = unit_of_work(s), config_cache(s)  # as before: a database error before a file's mistake
             report = load_fixtures(
-                document,
-                unit_of_work=unit_of_work(s),
-                cache=config_cache(s),
+                parse_fixtures(document),
+                unit_of_work=uow,
+                cache=cache,
                 catalog=rules.catalog,
                 rule_set_version=rules.version,
                 attributes=rules.attributes,

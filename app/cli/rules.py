@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.context import session_factory, settings
+from app.cli.context import settings, unit_of_work
 from app.cli.params import UTC_TIME
 
 if TYPE_CHECKING:
@@ -255,10 +255,9 @@ def _printable(text: str) -> str:
 
 def _traced(trace_id: str) -> list[RecordedTrace]:
     """The decisions recorded under a trace id; a one-line error when there is none."""
-    from app.persistence.unit_of_work import UnitOfWork
     from app.rules.trace import recorded_trace
 
-    with UnitOfWork(session_factory(settings())) as uow:
+    with unit_of_work(settings())() as uow:
         found = [recorded_trace(row) for row in uow.decisions.with_trace(trace_id)]
     if not found:
         raise click.ClickException(
@@ -461,7 +460,6 @@ def reload(rules_dir: Path | None) -> None:
     Example:
       permctl rules lint && permctl rules test && permctl rules reload
     """
-    from app.persistence.unit_of_work import UnitOfWork
     from app.rules.acceptance import case_problem, failing_cases
 
     s = settings()
@@ -485,7 +483,7 @@ def reload(rules_dir: Path | None) -> None:
             f"{directory}: {len(failures)} regression case(s) fail: reload not requested; running workers "
             "keep their rule set"
         )
-    with UnitOfWork(session_factory(s), write=True) as uow:
+    with unit_of_work(s)(write=True) as uow:
         generation = uow.rules_reloads.request(datetime.now(UTC))
         uow.commit()
     click.echo(
@@ -580,7 +578,6 @@ def impact(
     """
     from dataclasses import replace
 
-    from app.persistence.unit_of_work import UnitOfWork
     from app.rules.catalog_impact import catalog_impact
     from app.rules.impact import Recorded
     from app.rules.impact import impact as impact_of
@@ -597,7 +594,7 @@ def impact(
     compared = replace(
         compared, proposed_dir=str(directory), since=since, limit=sample or limit, seed=seed if sample else None
     )
-    with UnitOfWork(session_factory(settings())) as uow:
+    with unit_of_work(settings())() as uow:
         history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
         report = impact_of(proposed, history, old=old, limit=compared.limit, seed=compared.seed)
         if old is not None:

@@ -67,8 +67,9 @@ def _url(bind: str) -> str:
 def _prepare_demo(environ: dict[str, str]) -> None:
     """Migrate the demo's own SQLite database and load the demo fixtures; point the server at it."""
     from app.cli.context import config_cache, read_yaml, rule_set, unit_of_work
+    from app.container import upgrade_schema as upgrade
     from app.defaults import demo_fixtures
-    from app.persistence.migrate import upgrade
+    from app.schemas.fixtures import parse_fixtures
     from app.service.fixtures import load_fixtures
     from app.settings import sqlite_url
 
@@ -82,10 +83,12 @@ def _prepare_demo(environ: dict[str, str]) -> None:
     s = s.with_overrides(database_url=sqlite_url(s.instance_dir / DEMO_DATABASE), redis_url=None)
     rules = rule_set(s)
     upgrade(s.database_url)
+    document = read_yaml(demo_fixtures())
+    uow, cache = unit_of_work(s), config_cache(s)
     load_fixtures(
-        read_yaml(demo_fixtures()),
-        unit_of_work=unit_of_work(s),
-        cache=config_cache(s),
+        parse_fixtures(document),
+        unit_of_work=uow,
+        cache=cache,
         catalog=rules.catalog,
         rule_set_version=rules.version,
         attributes=rules.attributes,

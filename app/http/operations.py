@@ -9,7 +9,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from app.http.envelope import envelope
 from app.http.wiring import current_container
-from app.persistence.migrate import head_revision
 from app.service.health import readiness
 
 bp = Blueprint("operations", __name__)
@@ -29,7 +28,7 @@ def readyz() -> Response:
         unit_of_work=container.unit_of_work,
         rules=container.rules,
         cache=container.config_cache,
-        head=head_revision(),
+        head=container.schema_head(),
     )
     data = {
         "database": state.database,

@@ -1,34 +1,19 @@
-"""What an account number may be (SPEC §8): the one definition every route, import and fixture file uses.
+"""What an account number may be (SPEC §8), as marshmallow fields: every route, import and fixture file uses these.
 
-1 to 64 printable ASCII characters with no leading or trailing space. ' ACC-1' next to 'ACC-1' would be a
-second account that no operator can tell apart on a screen; a number of spaces only names nothing; a
-look-alike in another script (a Cyrillic A in ACC-1) is the same trap. Accounts stored before the rule stay
-readable (STORED_ACCOUNT_NO, for the read route) and `permctl accounts check` lists them.
+The rule itself (1 to 64 printable ASCII characters with no leading or trailing space, and why) is told once,
+in app/service/account_numbers.py. Accounts stored before the rule stay readable (STORED_ACCOUNT_NO, for the
+read route) and `permctl accounts check` lists them.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from marshmallow import ValidationError, validate
 
-MAX_ACCOUNT_NO = 64
-# No space at either end, printable ASCII between (the pattern is also the OpenAPI document's).
-ACCOUNT_NO_PATTERN = rf"^[!-~](?:[ -~]{{0,{MAX_ACCOUNT_NO - 2}}}[!-~])?$"
-RULE = f"1 to {MAX_ACCOUNT_NO} printable ASCII characters with no leading or trailing space"
-_PATTERN = re.compile(ACCOUNT_NO_PATTERN)
+from app.service.account_numbers import ACCOUNT_NO_PATTERN, MAX_ACCOUNT_NO, RULE, account_no_problem
 
-
-def account_no_problem(value: str) -> str | None:
-    """Why value cannot be a new account's number, or None when it can."""
-    if _PATTERN.fullmatch(value) is not None:  # fullmatch: `$` alone would let a final newline through
-        return None
-    if not 1 <= len(value) <= MAX_ACCOUNT_NO:
-        return f"must be {RULE} (got {len(value)} characters)"
-    if not all(" " <= c <= "~" for c in value):
-        return f"must be {RULE} (it has a character outside printable ASCII)"
-    return f"must be {RULE} (it has a space at the start or end)"
+__all__ = ["ACCOUNT_NO", "ACCOUNT_NO_PATTERN", "MAX_ACCOUNT_NO", "STORED_ACCOUNT_NO", "account_no_problem"]
 
 
 class AccountNumber(validate.Regexp):

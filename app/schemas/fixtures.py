@@ -1,26 +1,43 @@
 """The fixtures file format (SPEC §9): one marshmallow schema per mapping, every key known.
 
+It reads a document into the typed Fixtures of app/service/fixture_model.py, which the service loads.
 A mistake is a Problem with the path of the offending value (("accounts", 2, "status")); whoever read the
-file turns that path into a line number. To add a field, declare it on its schema and its dataclass, and
-apply it in app/service/fixtures.py.
+file turns that path into a line number. To add a field, declare it on its schema and its dataclass (in
+app/service/fixture_model.py), and apply it in app/service/fixtures.py.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from app.errors import DomainError
 from app.rules.model import is_config_pattern
 from app.schemas.account_no import ACCOUNT_NO
 from app.schemas.accounts import Attributes
+from app.service.fixture_model import (
+    AccountFixture,
+    CredentialFixture,
+    Fixtures,
+    InvalidFixtures,
+    KeyPath,
+    Problem,
+    TenantFixture,
+)
 from app.service.model import ACCOUNT_STATUSES
 
-KeyPath = tuple[str | int, ...]
+__all__ = [
+    "AccountFixture",
+    "CredentialFixture",
+    "Fixtures",
+    "InvalidFixtures",
+    "Problem",
+    "TenantFixture",
+    "parse_fixtures",
+]
+
 PERMISSION_STATUSES = ("open", "close")
 TOP_LEVEL = ("tenants", "accounts")
 # marshmallow's wording, in the words the rest of permctl uses
@@ -32,70 +49,6 @@ PLAIN_WORDS = {
     "Not a valid mapping type.": "must be a mapping",
     "Invalid input type.": "must be a mapping",
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One mistake in a fixtures document, at the path of the value it is about."""
-
-    path: KeyPath
-    message: str
-
-    @property
-    def where(self) -> str:
-        """The path as a reader writes it: accounts[2].permissions.stock.HK."""
-        shown = ""
-        for part in self.path:
-            shown += f"[{part}]" if isinstance(part, int) else (f".{part}" if shown else str(part))
-        return shown
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.path else self.message
-
-
-class InvalidFixtures(DomainError):
-    """The fixtures document does not have the §9 shape; carries every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-        self.problems = problems
-
-
-@dataclass(frozen=True)
-class CredentialFixture:
-    """An app key with its secret and access token."""
-
-    app_key: str
-    app_secret: str
-    access_token: str
-
-
-@dataclass(frozen=True)
-class TenantFixture:
-    """A tenant, its credentials and (when given) its SaaS config patterns."""
-
-    id: str
-    credentials: tuple[CredentialFixture, ...]
-    saas_config: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class AccountFixture:
-    """An account of a tenant, its status and the permissions it should have."""
-
-    account_no: str
-    tenant: str
-    status: str
-    permissions: dict[str, str]
-    attributes: dict[str, str] | None = None  # None: keep what is stored; {}: clear
-
-
-@dataclass(frozen=True)
-class Fixtures:
-    """A whole fixtures document."""
-
-    tenants: tuple[TenantFixture, ...]
-    accounts: tuple[AccountFixture, ...]
 
 
 def _unknown_key(key: object, known: list[str]) -> str:

@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.errors import DomainError
 from app.persistence.repositories import CredentialRecord
 from app.rules.attributes import NO_ATTRIBUTES, AttributeSet
 from app.rules.model import Catalog
-from app.schemas.fixtures import AccountFixture, Fixtures, InvalidFixtures, Problem, TenantFixture, parse_fixtures
 from app.service.accounts import AccountUpsert, InvalidAccount, UpsertResult, apply_upserts
+from app.service.fixture_model import AccountFixture, Fixtures, InvalidFixtures, Problem, TenantFixture
 from app.service.model import Caller
 from app.signature import token_digest
 
@@ -188,7 +188,7 @@ def _load_permissions(
 
 
 def load_fixtures(
-    document: Fixtures | Any,
+    fixtures: Fixtures,
     *,
     unit_of_work: Callable[..., UnitOfWork],
     cache: ConfigCache,
@@ -199,12 +199,12 @@ def load_fixtures(
 ) -> LoadReport:
     """Upsert tenants, credentials, configs, accounts and permissions (all or nothing); report what changed.
 
-    document is Fixtures or plain data (checked with app/schemas/fixtures.py); a mistake raises InvalidFixtures
-    with every problem found, and nothing is written. Accounts go through the account service (app/service/
-    accounts.py): attributes must be declared (`attributes`, from rules/attributes.yaml), a deregistered account
+    fixtures is a document as app/schemas/fixtures.py reads it (parse_fixtures, which raises InvalidFixtures for
+    a mistake of shape); a reference the database or the catalog does not know raises InvalidFixtures with every
+    problem found, and nothing is written. Accounts go through the account service (app/service/accounts.py):
+    attributes must be declared (`attributes`, from rules/attributes.yaml), a deregistered account
     stays deregistered, and every change of status or attributes is in the account audit trail.
     """
-    fixtures = document if isinstance(document, Fixtures) else parse_fixtures(document)
     now = datetime.now(UTC)
     report = LoadReport()
     changed_configs = []

@@ -20,6 +20,7 @@ from app.rules.cases import Case, judge
 from app.rules.engine import DurableRulesEngine
 from app.rules.impact import Recorded, impact
 from app.rules.lint import lint
+from app.schemas.fixtures import parse_fixtures
 from app.schemas.permissions import load_update_request
 from app.service.fixtures import load_fixtures
 from app.service.model import Caller
@@ -73,7 +74,7 @@ def _served(settings: Settings, rules_dir: Path, engine: DurableRulesEngine, cas
                 ],
             }
             load_fixtures(
-                document,
+                parse_fixtures(document),
                 unit_of_work=_units(sessions),
                 cache=cache,
                 catalog=engine.rule_set.catalog,

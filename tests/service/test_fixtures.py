@@ -34,7 +34,7 @@ def rule_set(settings: Settings) -> Any:
 
 def _load(document: Any, factory: sessionmaker[Any], rule_set: Any) -> LoadReport:
     return load_fixtures(
-        document,
+        parse_fixtures(document),
         unit_of_work=_units(factory),
         cache=InProcessConfigCache(30.0),
         catalog=rule_set.catalog,
