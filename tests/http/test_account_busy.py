@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from app import create_app
 from app.http.wiring import container_of
 from app.persistence.models import PermissionAudit
-from app.service import permissions
+from app.service import accounts, permissions
 from app.settings import Settings
 from tests.conftest import postgres_only
 from tests.http.test_idempotency_refusals import spent, written
@@ -41,9 +41,11 @@ def bounded(seeded: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture(autouse=True)
-def _uncached_decision_logger(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh decision logger: the app makes structlog cache each logger on first use, past capture_logs()."""
+def _uncached_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh decision and account loggers: the app makes structlog cache each logger on first use, and a cached
+    one writes past capture_logs() (an earlier test in the same worker may have used it)."""
     monkeypatch.setattr(permissions, "log", structlog.get_logger("app.decision"))
+    monkeypatch.setattr(accounts, "log", structlog.get_logger("app.accounts"))
 
 
 def signed(path: str, body: bytes, key: str | None = None) -> dict[str, str]:
