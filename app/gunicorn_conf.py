@@ -2,9 +2,10 @@
 
 Sync workers (processes): durable_rules is not thread-safe. The master checks the settings, lints the rules and
 runs their regression cases before any worker starts, so a wrong setting, a broken rules/ or a failing case
-stops it with one line per problem. BIND and WEB_CONCURRENCY are read here (command-line --bind and --workers
-win; gunicorn itself reads WEB_CONCURRENCY, and fails with a traceback on one that is not a number, before it
-reads this file: `permctl serve` checks it first and passes gunicorn the value it checked).
+stops it with one line per problem. BIND and WEB_CONCURRENCY are read here, through Settings (command-line
+--bind and --workers win; gunicorn itself reads WEB_CONCURRENCY, and fails with a traceback on one that is
+not a number, before it reads this file: `permctl serve` checks it first and passes gunicorn the value it
+checked).
 
 Everything gunicorn answers or logs itself is in the service's formats: its refusals in the envelope (the
 worker class) and its log lines as JSON (the logger class).
@@ -13,7 +14,6 @@ worker class) and its log lines as JSON (the logger class).
 from __future__ import annotations
 
 import multiprocessing
-import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +22,7 @@ from typing import Any
 
 from app import metrics_dir
 from app.deploy import nginx
+from app.settings import Settings, SettingsError
 
 
 def _stop(lines: list[str]) -> None:
@@ -31,18 +32,17 @@ def _stop(lines: list[str]) -> None:
     raise SystemExit(1)
 
 
-def _workers(raw: str) -> int:
+def _settings() -> Settings:
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        _stop([f"refusing to start: WEB_CONCURRENCY: {raw!r} is not a whole number of at least 1"])
-    return value
+        return Settings.from_env()
+    except SettingsError as exc:
+        _stop([f"refusing to start: {exc}"])
+        raise  # unreachable: _stop exits
 
 
-bind = os.environ.get("BIND") or "127.0.0.1:8000"
-workers = _workers(os.environ.get("WEB_CONCURRENCY") or "2")
+_SETTINGS = _settings()
+bind = _SETTINGS.bind
+workers = _SETTINGS.web_concurrency
 worker_class = "app.gunicorn_worker.EnvelopeWorker"  # the sync worker, answering its refusals in the envelope
 logger_class = "app.gunicorn_log.JsonLogger"  # gunicorn's own lines as JSON lines, like the app's
 timeout = 30
@@ -80,12 +80,8 @@ def _failing_cases(rules_dir: Path) -> list[str]:
 def on_starting(server: Any) -> None:
     """Refuse to start on a wrong setting, or rules that do not lint clean or fail a case; metrics from zero."""
     from app.rules.lint import lint
-    from app.settings import Settings, SettingsError
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        _stop([f"refusing to start: {exc}"])
+    settings = _SETTINGS
     result = lint(settings.rules_dir)
     if not result.clean:
         _stop(["refusing to start: the rules do not lint clean", *(str(p) for p in result.problems)])

@@ -17,6 +17,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 REDIS_KEY_PREFIX = re.compile(r"^[!-~]{1,64}$")  # printable ASCII, no spaces
+DEFAULT_BIND = "127.0.0.1:8000"
 # A request-path bound must end a wait before nginx (proxy_read_timeout 25 s) and gunicorn (timeout 30 s) do,
 # or the caller gets their answer instead of the envelope; 0 would mean "no bound" to the database.
 REQUEST_BOUND_MAX = 20.0
@@ -71,6 +72,12 @@ class Settings:
     # before gunicorn kills the worker (30 s) or nginx gives up on it (25 s). Maintenance commands keep their own.
     database_lock_timeout_seconds: float = 3.0
     database_statement_timeout_seconds: float = 10.0
+    # gunicorn's (app/gunicorn_conf.py, permctl serve): where it listens and how many workers it runs.
+    bind: str = DEFAULT_BIND
+    web_concurrency: int = 2
+    # prometheus_client's multiprocess directory (app/metrics_dir.py sets it in gunicorn's master): metrics are
+    # summed over every worker when it is set.
+    metrics_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -97,6 +104,9 @@ class Settings:
             database_statement_timeout_seconds=env.get(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS", _bound(REQUEST_BOUND_MAX), 10.0
             ),
+            bind=env.get("BIND", bind_address, DEFAULT_BIND),
+            web_concurrency=env.get("WEB_CONCURRENCY", _whole_of_at_least_1, 2),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", _directory(may_be_missing=True), None),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -157,6 +167,22 @@ def _bound(maximum: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def bind_address(raw: str) -> str:
+    """HOST:PORT (a port 1-65535) or unix:PATH, as gunicorn's bind takes it."""
+    if raw.startswith("unix:"):
+        return raw
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("is not HOST:PORT (e.g. 127.0.0.1:8000) or unix:PATH")
+    return raw
+
+
+def _whole_of_at_least_1(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError("is not a whole number of at least 1")
+    return int(raw)
 
 
 def _log_level(raw: str) -> str:

@@ -96,3 +96,22 @@ def test_the_request_bounds_are_read_and_default_well_before_the_proxy_gives_up(
     assert defaults.database_lock_timeout_seconds <= 5 and defaults.database_statement_timeout_seconds < 25
     s = Settings.from_env({"DATABASE_LOCK_TIMEOUT_SECONDS": "0.5", "DATABASE_STATEMENT_TIMEOUT_SECONDS": "20"})
     assert (s.database_lock_timeout_seconds, s.database_statement_timeout_seconds) == (0.5, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("BIND", "localhost", "is not HOST:PORT"),
+        ("BIND", "127.0.0.1:99999", "is not HOST:PORT"),
+        ("WEB_CONCURRENCY", "two", "is not a whole number of at least 1"),
+        ("WEB_CONCURRENCY", "0", "is not a whole number of at least 1"),
+    ],
+)
+def test_gunicorn_s_variables_are_settings_too(variable: str, value: str, says: str):
+    """BIND and WEB_CONCURRENCY are read and checked where every other variable is (issue 19, point 6)."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value})
+    assert str(raised.value) == f"{variable}: {value!r} {says}" or says in str(raised.value)
+    read = Settings.from_env({"BIND": "unix:/run/tps.sock", "WEB_CONCURRENCY": "4"})
+    assert (read.bind, read.web_concurrency, read.metrics_dir) == ("unix:/run/tps.sock", 4, None)
+    assert (Settings.from_env({}).bind, Settings.from_env({}).web_concurrency) == ("127.0.0.1:8000", 2)

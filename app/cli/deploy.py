@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
+
+from app.cli.context import settings
 
 
 @click.group()
@@ -46,9 +46,7 @@ def nginx_config(listen: str, upstream: str | None, prefix: str) -> None:
     from app.deploy import nginx
 
     try:
-        config = nginx.render(
-            listen=listen, upstream=upstream or os.environ.get("BIND") or nginx.DEFAULT_UPSTREAM, prefix=prefix
-        )
+        config = nginx.render(listen=listen, upstream=upstream or settings().bind, prefix=prefix)
     except nginx.InvalidValue as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(config, nl=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from app.cli.context import settings
+from app.settings import Settings, SettingsError, bind_address
 
 DEMO_DATABASE = "demo.sqlite"
 DEMO_BODY = {"account_no": "L6VQEU00121996", "changes": [{"permission_type": "stock.US", "permission_status": "open"}]}
@@ -35,26 +35,23 @@ def _how_to_call(url: str) -> str:
     )
 
 
-def _bind(value: str | None) -> str:
-    """HOST:PORT or unix:PATH, from --bind or BIND."""
-    bind = value or os.environ.get("BIND") or "127.0.0.1:8000"
-    if bind.startswith("unix:"):
-        return bind
-    host, _, port = bind.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        source = "--bind" if value else "BIND"
-        raise click.BadParameter(f"{bind!r} is not HOST:PORT (e.g. 127.0.0.1:8000) or unix:PATH", param_hint=source)
-    return bind
-
-
-def _workers(value: int | None) -> int:
-    """From --workers, else WEB_CONCURRENCY, else 2."""
-    if value is not None:
-        return value
-    raw = os.environ.get("WEB_CONCURRENCY") or "2"
-    if not raw.isdigit() or int(raw) < 1:
-        raise click.ClickException(f"WEB_CONCURRENCY: {raw!r} is not a whole number of at least 1")
-    return int(raw)
+def _settings(bind: str | None, workers: int | None) -> Settings:
+    """Settings from the environment, --bind and --workers winning over BIND and WEB_CONCURRENCY (a wrong
+    variable that an option replaces is not read at all); a wrong one is one line naming it."""
+    environ = dict(os.environ)
+    if bind is not None:
+        try:
+            environ["BIND"] = bind_address(bind)
+        except ValueError as exc:
+            raise click.BadParameter(f"{bind!r} {exc}", param_hint="--bind") from None
+    if workers is not None:
+        environ["WEB_CONCURRENCY"] = str(workers)
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as exc:
+        if exc.variable == "BIND":  # named as an option is: the operator may have meant either
+            raise click.BadParameter(str(exc).removeprefix("BIND: "), param_hint="BIND") from None
+        raise click.ClickException(str(exc)) from None
 
 
 def _url(bind: str) -> str:
@@ -64,7 +61,7 @@ def _url(bind: str) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]') else host}:{port}"
 
 
-def _prepare_demo(environ: dict[str, str]) -> None:
+def _prepare_demo(environ: dict[str, str], s: Settings) -> None:
     """Migrate the demo's own SQLite database and load the demo fixtures; point the server at it."""
     from app.cli.context import config_cache, read_yaml, rule_set, unit_of_work
     from app.container import upgrade_schema as upgrade
@@ -79,7 +76,6 @@ def _prepare_demo(environ: dict[str, str]) -> None:
             "--demo uses its own SQLite database and never loads demo credentials elsewhere: "
             "unset DATABASE_URL (it names a non-SQLite database)"
         )
-    s = settings()
     s = s.with_overrides(database_url=sqlite_url(s.instance_dir / DEMO_DATABASE), redis_url=None)
     rules = rule_set(s)
     upgrade(s.database_url)
@@ -124,13 +120,14 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
       DATABASE_URL=postgresql://postgres@127.0.0.1/test REDIS_URL=redis://127.0.0.1:6379/0 \\
         permctl serve --bind 0.0.0.0:8000 --workers 4
     """
-    address, count = _bind(bind), _workers(workers)
-    settings()  # a wrong setting stops here with one line, before gunicorn starts
-    # gunicorn parses WEB_CONCURRENCY itself, before any config, and a non-number is a traceback there: it
-    # gets the count checked here (--workers, or the variable once checked), which --workers repeats anyway.
-    environ = dict(os.environ, WEB_CONCURRENCY=str(count))
+    s = _settings(bind, workers)  # a wrong setting stops here with one line, before gunicorn starts
+    address, count = s.bind, s.web_concurrency
+    # gunicorn parses WEB_CONCURRENCY itself, before any config, and a non-number is a traceback there; its
+    # config reads both variables through Settings: each gets the value checked here (an option, or the
+    # variable once checked), which --bind and --workers repeat anyway.
+    environ = dict(os.environ, BIND=address, WEB_CONCURRENCY=str(count))
     if demo:
-        _prepare_demo(environ)
+        _prepare_demo(environ, s)
         click.echo(_how_to_call(_url(address)))
     else:
         click.echo(

@@ -12,10 +12,12 @@ import re
 from importlib import resources
 from typing import NamedTuple
 
+from app.settings import DEFAULT_BIND
+
 TEMPLATE = "nginx.conf.template"
 PLACEHOLDER = re.compile(r"\$\{(TPS_[A-Z]+)\}")
 DEFAULT_LISTEN = "80"
-DEFAULT_UPSTREAM = "127.0.0.1:8000"
+DEFAULT_UPSTREAM = DEFAULT_BIND  # gunicorn's default bind
 DEFAULT_PREFIX = "/var/lib/nginx/tps"
 
 # A value is pasted into the config as is: it may not end a directive, open a block or start a variable.
