@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from app.persistence.config_cache import ConfigCache, make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.live import LiveRules
+from app.rules.lifecycle.live import LiveRules
 from app.service.accounts import AccountService
 from app.service.authentication import Authenticator
 from app.service.idempotency import IdempotencyKeys

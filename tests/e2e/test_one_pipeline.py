@@ -16,10 +16,10 @@ from app.errors import Code, DomainError
 from app.persistence.config_cache import make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.cases import Case, judge
-from app.rules.engine import DurableRulesEngine
-from app.rules.impact import Recorded, impact
-from app.rules.lint import lint
+from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.tools.cases import Case, judge
+from app.rules.tools.impact.replay import Recorded, impact
+from app.rules.tools.lint.directory import lint
 from app.schemas.permissions import load_update_request
 from app.service.fixtures import load_fixtures
 from app.service.model import Caller
