@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app.rules.language.model import RuleSet
-from app.rules.runtime.decision import DecisionInput, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from bench.corpus import Picker, corpus, moments, request
 from bench.reference import Oracle

@@ -33,7 +33,7 @@ from app.rules.language.model import (
     TenantTest,
     Window,
 )
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 
 Facts = dict[str, Any]
 Truth = bool | None  # None: unknown (a placeholder with nothing to bind)

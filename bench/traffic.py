@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.rules.language.model import RuleSet
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 from bench.reference import Oracle
 
 POLICY_FIRST = (

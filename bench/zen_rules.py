@@ -41,7 +41,7 @@ from app.rules.language.model import (
     Window,
 )
 from app.rules.runtime.compiler import context_key
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import after_request, change_records, context_record, permission_records
 

@@ -74,8 +74,7 @@ def config_cache(s: Settings):  # type: ignore[no-untyped-def]
 def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
     """The rule set if the service would run it (lints clean, every case passes), or a clean exit listing why."""
     from app.rules.language.loader import RuleSetInvalid
-    from app.rules.lifecycle.gate import CasesFailed
-    from app.rules.tools.lint.directory import load_clean
+    from app.rules.lifecycle.gate import CasesFailed, load_clean
 
     directory = rules_dir or s.rules_dir
     if not directory.is_dir():

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.rules.language.loader import load_rule_set
-from app.rules.runtime.decision import DecisionInput, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from tests.cli.runner import invoke as permctl
 from tests.cli.runner import ok, one_line_error

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from app.rules.language.loader import load_rule_set
-from app.rules.runtime.decision import Decision, DecisionInput, decide
+from app.rules.runtime.decision import Decision, decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 

@@ -23,6 +23,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.rules.language.attributes import AttributeDeclaration
+from app.rules.language.clauses import ConditionTooLarge, clauses
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
     CHANGE_FIELDS,
@@ -48,7 +49,6 @@ from app.rules.language.model import (
     Window,
 )
 from app.rules.language.source import Problem, YamlReader, position
-from app.rules.runtime.compiler import ConditionTooLarge, clauses
 
 VALIDATION_FILE = "validation.yaml"
 POLICY_FILE = "policies.yaml"

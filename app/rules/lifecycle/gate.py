@@ -1,4 +1,4 @@
-"""Whether a linted rule set may go live: every regression case under rules/cases/ passes.
+"""The go-live gate: a rule set may go live when it lints clean and every regression case under rules/cases/ passes.
 
 The service, `permctl rules reload` and the server's start-up refuse a set whose cases fail exactly as they
 refuse one that does not lint: a set that refuses a close its own cases say must succeed is not run. The cases
@@ -8,9 +8,12 @@ every reload rather than trusting that someone ran `permctl rules test`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.rules.language.model import RuleSet
 from app.rules.language.source import Problem, RuleSetInvalid
 from app.rules.tools.cases import Case, CaseResult, run_cases
+from app.rules.tools.lint.directory import lint
 
 
 class CasesFailed(RuleSetInvalid):
@@ -37,3 +40,13 @@ def require_passing(rule_set: RuleSet, cases: list[Case]) -> None:
     failures = failing_cases(rule_set, cases)
     if failures:
         raise CasesFailed(failures)
+
+
+def load_clean(rules_dir: Path) -> RuleSet:
+    """The rule set of rules_dir if it may go live: it lints clean (cases included) and every regression case
+    passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing case."""
+    result = lint(rules_dir)
+    if not result.clean or result.rule_set is None:
+        raise RuleSetInvalid(result.errors)
+    require_passing(result.rule_set, result.cases)
+    return result.rule_set

@@ -21,9 +21,8 @@ import structlog
 from app.rules.language.loader import RuleSetInvalid
 from app.rules.language.model import RuleSet
 from app.rules.lifecycle import last_good
-from app.rules.lifecycle.gate import CasesFailed
+from app.rules.lifecycle.gate import CasesFailed, load_clean
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.tools.lint.directory import load_clean
 
 log = structlog.get_logger("app.rules")
 

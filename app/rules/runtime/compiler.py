@@ -20,36 +20,24 @@ context fact misses the very fact a positive test of the same clause matched.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.rules.language.clauses import Atom, rule_clauses
 from app.rules.language.model import (
     AccountTest,
-    All,
-    AnyOf,
     ChangeTest,
-    Condition,
     Match,
-    Not,
     PermissionTest,
-    Rule,
     RuleSet,
     TenantTest,
     Window,
 )
 
 PASS_RULE_ID = "pass"
-MAX_CLAUSES = 64  # a condition whose all/any/not expand to more alternatives is refused by lint
 CONTEXT, PERMISSION, REFERENCE, CHANGE = "x", "p", "r", "c"
 NEVER = "~never"  # no fact has this type: a pattern on it makes a sink that never fires
-
-Atom = ChangeTest | AccountTest | TenantTest | PermissionTest | Window
-Literal = tuple[bool, Atom]  # (negated, atom)
-
-
-class ConditionTooLarge(ValueError):
-    """A condition expands to more alternatives than the engine should be given."""
 
 
 def glob_to_engine_regex(glob: str) -> str:
@@ -69,36 +57,6 @@ def glob_to_engine_regex(glob: str) -> str:
 
 def _is_glob(value: object) -> bool:
     return isinstance(value, str) and ("*" in value or "?" in value)
-
-
-def clauses(condition: Condition, window: Window | None = None) -> list[list[Literal]]:
-    """The condition as alternatives (any of them), each a list of literals (all of them)."""
-    found = _dnf(condition, negated=False)
-    if len(found) > MAX_CLAUSES:  # a long any: is as many durable rules as a product of small ones
-        raise ConditionTooLarge(f"the condition expands to more than {MAX_CLAUSES} alternatives")
-    if window is not None:
-        found = [[*clause, (False, window)] for clause in found]
-    return found
-
-
-def _dnf(condition: Condition, *, negated: bool) -> list[list[Literal]]:
-    if isinstance(condition, Not):
-        return _dnf(condition.part, negated=not negated)
-    if isinstance(condition, All | AnyOf):
-        conjunction = isinstance(condition, All) != negated  # De Morgan
-        alternatives = [_dnf(part, negated=negated) for part in condition.parts]
-        if not conjunction:
-            return [clause for alternative in alternatives for clause in alternative]
-        combined: list[list[Literal]] = [[]]
-        for alternative in alternatives:
-            combined = [left + right for left in combined for right in alternative]
-            if len(combined) > MAX_CLAUSES:
-                raise ConditionTooLarge(f"the condition expands to more than {MAX_CLAUSES} alternatives")
-        return combined
-    if isinstance(condition, PermissionTest) and condition.status == "close":
-        opened = PermissionTest(condition.template, condition.head, condition.tail, condition.state, "open")
-        return [[(not negated, opened)]]  # closed means: no fact says it is open
-    return [[(negated, condition)]]
 
 
 def _value(key: str, value: str | bool) -> dict[str, Any]:
@@ -235,11 +193,6 @@ class _Clause:
         return patterns + self.patterns
 
 
-def rule_clauses(rule: Rule) -> list[list[Literal]]:
-    """A rule's condition (and window) as alternatives of literals."""
-    return clauses(rule.condition, rule.window)
-
-
 def compile_rule_set(rule_set: RuleSet, action: Callable[[str], Callable[[Any], None]]) -> Compiled:
     """The ruleset definition: one durable rule per alternative of each rule, a pass rule that sees every
     change, and sinks so that context, permission and reference facts are always handled.
@@ -267,10 +220,3 @@ def compile_rule_set(rule_set: RuleSet, action: Callable[[str], Callable[[Any], 
             "run": action(f"~sink-{kind}"),
         }
     return compiled
-
-
-def literals(rule: Rule) -> Iterator[Atom]:
-    """Every atom a rule's condition tests (for analysis and the memo)."""
-    for clause in rule_clauses(rule):
-        for _, atom in clause:
-            yield atom

@@ -7,35 +7,17 @@ dryrun hits, in the order of SPEC §3.2: changes in array order, rules in file o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from app.rules.language.model import RAW_FIELDS, Rule
+from app.rules.language.model import Rule
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.messages import message_for
 
 if TYPE_CHECKING:
     from app.rules.runtime.engine import DurableRulesEngine, Evaluation
-
-
-def as_the_rules_see_it(change: Mapping[str, Any]) -> dict[str, Any]:
-    """A change without the fields no rule can read (unknown request fields are never stored)."""
-    return {name: change[name] for name in RAW_FIELDS if name in change}
-
-
-@dataclass(frozen=True)
-class DecisionInput:
-    """Everything the rules can see for one request; recorded with the decision so impact replays it exactly."""
-
-    tenant_id: str
-    tenant_patterns: tuple[str, ...]
-    changes: tuple[dict[str, Any], ...]
-    stored: Mapping[str, str] = field(default_factory=dict)  # permission_type -> stored status
-    account_status: str = "active"
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)

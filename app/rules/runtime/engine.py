@@ -32,7 +32,7 @@ from app.rules.runtime.compiler import (
     Compiled,
     compile_rule_set,
 )
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import (
     RequestFacts,
     after_request,

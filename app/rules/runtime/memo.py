@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.rules.language.clauses import rule_clauses
 from app.rules.language.model import PART_FIELDS, AccountTest, ChangeTest, PermissionTest, RuleSet, TenantTest, Window
-from app.rules.runtime.compiler import Compiled, context_key, glob_to_engine_regex, rule_clauses
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.compiler import Compiled, context_key, glob_to_engine_regex
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import after_request, engine_text
 
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory

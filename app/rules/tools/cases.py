@@ -14,7 +14,8 @@ from app.errors import Code, DomainError
 from app.rules.language.loader import Problem, RulesTree, read_tree, shown_path
 from app.rules.language.model import ACCOUNT_STATUSES, Catalog, RuleSet
 from app.rules.language.source import YamlReader as _Reader
-from app.rules.runtime.decision import DecisionInput, as_the_rules_see_it, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.coverage import NOTHING, Coverage, Exercised, coverage_of, exercised
 from app.schemas.permissions import load_update_request

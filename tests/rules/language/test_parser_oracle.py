@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from app.rules.language.clauses import ConditionTooLarge, clauses
 from app.rules.language.loader import load_rule_set
 from app.rules.language.model import Catalog
 from app.rules.language.parser import is_glob
-from app.rules.runtime.compiler import ConditionTooLarge, clauses
-from app.rules.runtime.decision import DecisionInput, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from tests.rules.support import ch, request, rules_dir
 

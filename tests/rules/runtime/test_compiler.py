@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.rules.language.clauses import MAX_CLAUSES, ConditionTooLarge, clauses
 from app.rules.language.loader import load_rule_set
 from app.rules.language.model import (
     AccountTest,
@@ -25,10 +26,7 @@ from app.rules.language.model import (
 )
 from app.rules.language.parser import GLOB
 from app.rules.runtime.compiler import (
-    MAX_CLAUSES,
     PASS_RULE_ID,
-    ConditionTooLarge,
-    clauses,
     compile_rule_set,
     glob_to_engine_regex,
 )

@@ -438,7 +438,8 @@ def test_rejections_and_passes_alternate_without_leaking_into_each_other(engine,
 
 EMPTY_BATCH = """
 from datetime import UTC, datetime
-from app.rules.runtime.decision import DecisionInput, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.language.loader import load_rule_set
 from tests.support import SHIPPED_RULES

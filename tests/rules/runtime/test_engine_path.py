@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.rules.language.loader import load_rule_set
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from tests.support import SHIPPED_RULES
 

@@ -12,7 +12,8 @@ import pytest
 
 from app.rules.language.loader import load_rule_set
 from app.rules.language.model import RuleSet
-from app.rules.runtime.decision import Decision, DecisionInput, decide
+from app.rules.runtime.decision import Decision, decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import MEMO_MAX_TEXT, MEMO_SIZE, DurableRulesEngine
 from tests.rules.language.test_parser_oracle import policies, random_input
 from tests.rules.runtime.test_engine_endurance import ENABLED_PATTERNS, ChangeMaker

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from app.rules.language.model import RuleSet
-from app.rules.runtime.decision import DecisionInput, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.cases import load_cases, run_cases
 from app.rules.tools.lint.directory import lint

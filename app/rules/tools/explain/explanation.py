@@ -28,7 +28,8 @@ from app.rules.language.model import (
     TenantTest,
     Window,
 )
-from app.rules.runtime.decision import Decision, DecisionInput, decide
+from app.rules.runtime.decision import Decision, decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import RequestFacts
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.tools.explain.explanation import Answer, code_name
 from app.rules.tools.impact.replay import Recorded
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from app.errors import Code
 from app.rules.language.model import RuleSet
-from app.rules.runtime.decision import DecisionInput, as_the_rules_see_it, decide
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.impact.catalog import CatalogImpact
 from app.rules.tools.impact.sample import Shown

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from app.rules.language.clauses import Literal, rule_clauses
 from app.rules.language.model import AccountTest, ChangeTest, PermissionTest, Rule, RuleSet, TenantTest, Window
-from app.rules.runtime.compiler import Literal, context_key, rule_clauses
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.compiler import context_key
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import RequestFacts, after_request, change_records, context_record
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.rules.language.clauses import Atom, Literal, rule_clauses
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
     AccountTest,
@@ -36,8 +37,7 @@ from app.rules.language.model import (
     TenantTest,
     Window,
 )
-from app.rules.runtime.compiler import Atom, Literal, rule_clauses
-from app.rules.runtime.decision import DecisionInput
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import change_records
 from app.rules.tools.input_space.evaluator import (
     Judge,

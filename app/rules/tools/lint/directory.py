@@ -11,7 +11,6 @@ from app.rules.language.loader import (
     CATALOG_FILE,
     RULES_FILE,
     Problem,
-    RuleSetInvalid,
     RulesTree,
     read_sources,
     read_tree,
@@ -19,7 +18,6 @@ from app.rules.language.loader import (
 )
 from app.rules.language.model import RuleSet
 from app.rules.language.parser import POLICY_FILE
-from app.rules.lifecycle.gate import require_passing
 from app.rules.tools.cases import CASES_DIR, Case, load_cases
 from app.rules.tools.lint.semantic import semantic_problems
 from app.rules.tools.lint.static_checks import rule_set_problems
@@ -96,13 +94,3 @@ def _file_by_file(problems: list[Problem]) -> list[Problem]:
     for problem in problems:
         order.setdefault(problem.path, len(order))
     return sorted(problems, key=lambda p: (order[p.path], p.line, p.column))
-
-
-def load_clean(rules_dir: Path) -> RuleSet:
-    """The rule set of rules_dir if it may go live: it lints clean (cases included) and every regression case
-    passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing case."""
-    result = lint(rules_dir)
-    if not result.clean or result.rule_set is None:
-        raise RuleSetInvalid(result.errors)
-    require_passing(result.rule_set, result.cases)
-    return result.rule_set

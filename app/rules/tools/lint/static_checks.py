@@ -4,7 +4,7 @@ the changes a rule can hold for, and windows that have expired.
 Which changes a rule can hold for is worked out over the finite catalog: for each catalog value (and for a
 change whose type is missing or not text), a rule is *reached* unless an earlier deny validation certainly
 holds for it (type-required stops a missing type, type-in-catalog every unknown one, before the policies),
-and *can hold* when some alternative of its condition (app/rules/runtime/compiler.py) has no test that is certainly
+and *can hold* when some alternative of its condition (app/rules/language/clauses.py) has no test that is certainly
 false. Facts the type does not decide (status, account, tenant, other permissions) may be anything: the
 reading errs towards "can hold". Rules one policy shadows for another are the whole-set analysis' concern.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 
+from app.rules.language.clauses import Atom, Literal, clauses
 from app.rules.language.model import (
     PART_FIELDS,
     AccountTest,
@@ -31,7 +32,6 @@ from app.rules.language.model import (
     RuleSet,
 )
 from app.rules.language.source import Problem
-from app.rules.runtime.compiler import Atom, Literal, clauses
 
 MISSING, NOT_TEXT = "(no permission_type)", "(a permission_type that is not text)"
 SHOWN = 4  # types named in a problem before "and N more"
