@@ -313,7 +313,7 @@ def case_input(case: Case, changes: list[Any]) -> DecisionInput:
     )
 
 
-def judge(engine: DurableRulesEngine, case: Case) -> Outcome:
+def run_case(engine: DurableRulesEngine, case: Case) -> Outcome:
     """Run one case's request through the request schema and decide(), as the service would."""
     try:
         request = load_update_request({"account_no": "CASE", "changes": case.changes})
@@ -334,7 +334,7 @@ def run_cases(rule_set: RuleSet, cases: list[Case]) -> CaseReport:
     engine = DurableRulesEngine(rule_set)
     report = CaseReport()
     for case in cases:
-        report.results.append(CaseResult(case, judge(engine, case)))
+        report.results.append(CaseResult(case, run_case(engine, case)))
     report.coverage = coverage_of(rule_set.rules, (r.outcome.exercised for r in report.results))
     report.unexercised = report.coverage.never_fired
     return report

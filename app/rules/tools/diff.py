@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from app.rules.language.model import Rule, RuleSet
-from app.rules.tools.input_space.evaluator import Verdict
+from app.rules.tools.input_space.evaluator import PointOutcome
 from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point
 
 PASS = "pass"
@@ -31,7 +31,7 @@ class Side:
         return PASS if self.rule_id == PASS else f"{self.rule_id} ({self.code})"
 
 
-def _side(verdict: Verdict) -> Side:
+def _side(verdict: PointOutcome) -> Side:
     denial = verdict.denial
     return Side(PASS, SUCCESS) if denial is None else Side(denial.id, denial.outcome)
 

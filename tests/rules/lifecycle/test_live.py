@@ -15,7 +15,7 @@ from app.rules.lifecycle import live as live_module
 from app.rules.lifecycle.gate import CasesFailed
 from app.rules.lifecycle.live import LiveRules
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.tools.cases import Case, Expected, judge
+from app.rules.tools.cases import Case, Expected, run_case
 from tests.support import FAILING_CASE, FREEZE, FREEZE_REFUSING_CLOSES, copy_rules
 
 CLOSE_OTC = Case(
@@ -38,7 +38,7 @@ def _uncached_rules_logger(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def closing_otc(engine: DurableRulesEngine) -> str:
     """What the engine answers to closing an open otc.DE."""
-    return judge(engine, CLOSE_OTC).code
+    return run_case(engine, CLOSE_OTC).code
 
 
 def test_a_set_whose_cases_fail_is_refused_and_the_last_good_one_keeps_deciding(tmp_path: Path):

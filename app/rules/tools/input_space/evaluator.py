@@ -19,7 +19,7 @@ from app.rules.runtime.facts import RequestFacts, after_request, change_records,
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PointOutcome:
     """What one rule set makes of one point: the rule that refuses it (or None), and what it warns/watches."""
 
     held: frozenset[str]
@@ -82,7 +82,7 @@ def literal_holds(literal: Literal, facts: RequestFacts, record: Mapping[str, An
 LiveClauses = tuple[tuple[Rule, tuple[tuple[Literal, ...], ...]], ...]  # rules and the clauses left to test
 
 
-class Judge:
+class ClauseEvaluator:
     """Evaluates one rule set's compiled clauses on a request's facts: which rules hold for a change."""
 
     def __init__(self, rule_set: RuleSet) -> None:
@@ -98,7 +98,7 @@ class Judge:
             if any(all(literal_holds(lit, facts, record) for lit in clause) for clause in alternatives)
         )
 
-    def verdict(self, facts: RequestFacts, index: int, live: LiveClauses | None = None) -> Verdict:
+    def verdict(self, facts: RequestFacts, index: int, live: LiveClauses | None = None) -> PointOutcome:
         """The first denying rule in file order, and the warn/dryrun rules that hold before it (as decide())."""
         held = self.held(facts, index, live)
         warnings: list[str] = []
@@ -111,8 +111,8 @@ class Judge:
             elif rule.enforcement == "dryrun":
                 dryruns.append(rule.id)
             else:
-                return Verdict(held, rule, tuple(warnings), tuple(dryruns))
-        return Verdict(held, None, tuple(warnings), tuple(dryruns))
+                return PointOutcome(held, rule, tuple(warnings), tuple(dryruns))
+        return PointOutcome(held, None, tuple(warnings), tuple(dryruns))
 
 
 def request_facts(rule_set: RuleSet, decision_input: DecisionInput) -> RequestFacts:

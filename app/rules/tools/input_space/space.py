@@ -40,9 +40,9 @@ from app.rules.language.model import (
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import change_records
 from app.rules.tools.input_space.evaluator import (
-    Judge,
+    ClauseEvaluator,
     LiveClauses,
-    Verdict,
+    PointOutcome,
     binds,
     fact_matches,
     names_permission,
@@ -192,7 +192,7 @@ class InputSpace:
         self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(atoms, "permission_status"))
         self.tenants = (*_mentioned(atoms, TenantTest), OTHER_TENANT)
         self.attributes = self._attribute_values(atoms)
-        self.judges = tuple(Judge(rule_set) for rule_set in rule_sets)
+        self.judges = tuple(ClauseEvaluator(rule_set) for rule_set in rule_sets)
         self._facts: dict[str, _TypeFacts] = {}
         # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
         # first of them stands for all (`members`). tests/rules/tools/test_input_space.py checks each member agrees.
@@ -432,7 +432,7 @@ class InputSpace:
         )
         return decision_input, index
 
-    def verdicts(self, point: Point) -> tuple[Verdict, ...]:
+    def verdicts(self, point: Point) -> tuple[PointOutcome, ...]:
         """What each rule set makes of the point."""
         decision_input, index = self.input_of(point)
         live = self._facts[point.permission_type].live
