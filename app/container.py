@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from app.persistence.config_cache import ConfigCache
     from app.persistence.unit_of_work import UnitOfWork
-    from app.rules.live import LiveRules
+    from app.rules.lifecycle.live import LiveRules
     from app.service.accounts import AccountService
     from app.service.authentication import Authenticator
     from app.service.permissions import PermissionService
@@ -104,7 +104,7 @@ class Container:
         """Wire the parts; the database is not contacted here."""
         from app.persistence.db import make_engine, make_session_factory
         from app.persistence.unit_of_work import UnitOfWork
-        from app.rules.live import LiveRules
+        from app.rules.lifecycle.live import LiveRules
         from app.service.accounts import AccountService
         from app.service.authentication import Authenticator
         from app.service.idempotency import IdempotencyKeys

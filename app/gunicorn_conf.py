@@ -69,8 +69,8 @@ _METRICS_DIR = metrics_dir.choose_in_master()
 
 def _failing_cases(rules_dir: Path) -> list[str]:
     """Each failing regression case of a clean rules_dir as a line (run by a forked child, see on_starting)."""
-    from app.rules.acceptance import case_problem, failing_cases
-    from app.rules.lint import lint
+    from app.rules.lifecycle.gate import case_problem, failing_cases
+    from app.rules.tools.lint.directory import lint
 
     result = lint(rules_dir)
     assert result.rule_set is not None  # the master linted it clean just before
@@ -79,7 +79,7 @@ def _failing_cases(rules_dir: Path) -> list[str]:
 
 def on_starting(server: Any) -> None:
     """Refuse to start on a wrong setting, or rules that do not lint clean or fail a case; metrics from zero."""
-    from app.rules.lint import lint
+    from app.rules.tools.lint.directory import lint
 
     settings = _SETTINGS
     result = lint(settings.rules_dir)

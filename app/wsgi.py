@@ -14,8 +14,8 @@ from app.metrics_dir import choose_in_worker
 choose_in_worker()  # before anything imports prometheus_client
 
 from app import create_app  # noqa: E402
-from app.rules.acceptance import CasesFailed  # noqa: E402
-from app.rules.loader import RuleSetInvalid  # noqa: E402
+from app.rules.language.loader import RuleSetInvalid  # noqa: E402
+from app.rules.lifecycle.gate import CasesFailed  # noqa: E402
 from app.settings import SettingsError  # noqa: E402
 
 

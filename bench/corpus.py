@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.rules.decision import DecisionInput
-from app.rules.model import All, AnyOf, ChangeTest, Condition, Not, PermissionTest, RuleSet
+from app.rules.language.model import All, AnyOf, ChangeTest, Condition, Not, PermissionTest, RuleSet
+from app.rules.runtime.decision_input import DecisionInput
 
 SIZES = (1, 10, 100)
 TENANTS = ("bench_a", "bench_b", "sg_mexc")

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.rules.decision import decide
-from app.rules.engine import DurableRulesEngine
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
+from app.rules.runtime.decision import decide
+from app.rules.runtime.engine import DurableRulesEngine
 from bench.corpus import Picker, moments, request
 from bench.reference import Oracle
 

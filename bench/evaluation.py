@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.rules.decision import DecisionInput, decide
-from app.rules.engine import DurableRulesEngine
-from app.rules.model import RuleSet
+from app.rules.language.model import RuleSet
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
+from app.rules.runtime.engine import DurableRulesEngine
 from bench.corpus import Picker, corpus, moments, request
 from bench.reference import Oracle
 from bench.scenarios import ONE, REJECTED, TEN

@@ -30,8 +30,8 @@ from werkzeug.test import EnvironBuilder
 
 from app import create_app
 from app.http.wiring import container_of
-from app.rules.engine import DurableRulesEngine
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
+from app.rules.runtime.engine import DurableRulesEngine
 from app.settings import Settings
 from app.signature import sign, signature_header
 from bench.corpus import corpus

@@ -3,7 +3,7 @@
 It reads a DecisionInput as the service builds it and works out everything itself: each change's facts (kinds,
 parts, catalog, tenant, duplicates, stored status), the statuses the account would have after the request, the
 account's attributes and the time. Each rule's condition (and window) is turned into a Python closure once, at
-construction. It shares no code with app/rules/facts.py, compiler.py or engine.py, so agreeing with the adapter
+construction. It shares no code with app/rules/runtime/facts.py, compiler.py or engine.py, so agreeing with the adapter
 on a corpus checks the facts the adapter builds, their compilation and durable_rules' joins together.
 
 Conditions are evaluated in three-valued logic: a relation whose placeholder the change cannot bind (e.g.
@@ -18,8 +18,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from app.rules.decision import DecisionInput
-from app.rules.model import (
+from app.rules.language.model import (
     AccountTest,
     All,
     AnyOf,
@@ -34,6 +33,7 @@ from app.rules.model import (
     TenantTest,
     Window,
 )
+from app.rules.runtime.decision_input import DecisionInput
 
 Facts = dict[str, Any]
 Truth = bool | None  # None: unknown (a placeholder with nothing to bind)

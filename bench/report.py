@@ -153,7 +153,7 @@ def _memo(results: Results) -> list[str]:
         "a rejected 10-change batch, no attributes). Distinct accounts and states: every request from an account "
         "never seen before, its own stored state (each permission open with probability 0.3) and attributes (any "
         "two-letter residency), random statuses. Never-seen corpus requests: bench/corpus.py requests of 1, 10 and "
-        "100 changes, none repeated. The memo holds at most 4,096 verdicts (app/rules/engine.py MEMO_SIZE)."
+        "100 changes, none repeated. The memo holds at most 4,096 verdicts (app/rules/runtime/engine.py MEMO_SIZE)."
     )
     return out
 

@@ -42,8 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.rules.loader import load_rule_set
-from app.rules.model import RuleSet
+from app.rules.language.loader import load_rule_set
+from app.rules.language.model import RuleSet
 from app.settings import Settings
 from bench import accounts_import
 from bench.evaluation import Measured as Evaluation

@@ -24,7 +24,7 @@ from app.persistence.config_cache import make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
 from app.persistence.models import Account
-from app.rules.model import RuleSet
+from app.rules.language.model import RuleSet
 from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.settings import Settings

@@ -20,8 +20,8 @@ from app.persistence.config_cache import InProcessConfigCache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.engine import DurableRulesEngine
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
+from app.rules.runtime.engine import DurableRulesEngine
 from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.service.model import Caller

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.rules.decision import DecisionInput
-from app.rules.model import RuleSet
+from app.rules.language.model import RuleSet
+from app.rules.runtime.decision_input import DecisionInput
 from bench.reference import Oracle
 
 POLICY_FIRST = (

@@ -1,6 +1,6 @@
 """A rule set as a GoRules zen-engine decision table (bench/zen_*.json), and an evaluator around it.
 
-zen-engine is given the facts the adapter gives durable_rules (``engine_facts``, built by app/rules/facts.py):
+zen-engine is given the facts the adapter gives durable_rules (``engine_facts``, built by app/rules/runtime/facts.py):
 the context (tenant, account status and attributes, the time), the account's permissions open before or after
 the request, and one record per change. The table is the one a zen-engine author would write:
 
@@ -26,11 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from app.rules.compiler import context_key
-from app.rules.decision import DecisionInput
-from app.rules.engine import DurableRulesEngine
-from app.rules.facts import after_request, change_records, context_record, permission_records
-from app.rules.model import (
+from app.rules.language.model import (
     AccountTest,
     All,
     AnyOf,
@@ -44,6 +40,10 @@ from app.rules.model import (
     TenantTest,
     Window,
 )
+from app.rules.runtime.compiler import context_key
+from app.rules.runtime.decision_input import DecisionInput
+from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.runtime.facts import after_request, change_records, context_record, permission_records
 
 HERE = Path(__file__).parent
 DECISION_KEY = "trade-permission-rules"
@@ -252,7 +252,7 @@ class ZenEvaluator:
 
 
 def main() -> None:
-    from app.rules.loader import load_rule_set
+    from app.rules.language.loader import load_rule_set
     from bench.paths import RULE_SETS
 
     for name, rules_dir in RULE_SETS.items():

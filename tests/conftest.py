@@ -23,9 +23,9 @@ from app.http.wiring import container_of
 from app.persistence.config_cache import make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.migrate import upgrade
-from app.rules.loader import load_rule_set
-from app.rules.model import RuleSet
-from app.rules.snapshot import digest
+from app.rules.language.loader import load_rule_set
+from app.rules.language.model import RuleSet
+from app.rules.lifecycle.last_good import digest
 from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.settings import Settings

@@ -15,7 +15,7 @@ from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from app.container import UnitsOfWork
-    from app.rules.model import RuleSet
+    from app.rules.language.model import RuleSet
 
 __all__ = ["config_cache", "database_error", "no_driver", "read_yaml", "rule_set", "session_factory", "settings"]
 
@@ -66,9 +66,8 @@ def config_cache(s: Settings):  # type: ignore[no-untyped-def]
 
 def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
     """The rule set if the service would run it (lints clean, every case passes), or a clean exit listing why."""
-    from app.rules.acceptance import CasesFailed
-    from app.rules.lint import load_clean
-    from app.rules.loader import RuleSetInvalid
+    from app.rules.language.loader import RuleSetInvalid
+    from app.rules.lifecycle.gate import CasesFailed, load_clean
 
     directory = rules_dir or s.rules_dir
     if not directory.is_dir():

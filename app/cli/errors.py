@@ -45,7 +45,7 @@ def one_line(exc: BaseException) -> click.ClickException | None:
         return database_error(exc)
     if _instance_of(exc, "alembic.util.exc", "CommandError"):
         return click.ClickException(f"migration: {_first_line(str(exc))}")
-    if _instance_of(exc, "app.rules.loader", "RuleSetInvalid"):
+    if _instance_of(exc, "app.rules.language.loader", "RuleSetInvalid"):
         return click.ClickException(f"the rules do not lint clean:\n{exc}")
     if isinstance(exc, OSError) and exc.filename is not None:
         return click.ClickException(f"{exc.filename}: {exc.strerror or _first_line(str(exc))}")

@@ -14,11 +14,11 @@ from app.cli.context import settings, unit_of_work
 from app.cli.params import UTC_TIME
 
 if TYPE_CHECKING:
-    from app.rules.cases import Case, CaseReport
-    from app.rules.impact_report import Compared
-    from app.rules.lint import LintResult
-    from app.rules.model import RuleSet
-    from app.rules.trace import RecordedTrace
+    from app.rules.language.model import RuleSet
+    from app.rules.tools.cases import Case, CaseReport
+    from app.rules.tools.explain.recorded import RecordedTrace
+    from app.rules.tools.impact.document import Compared
+    from app.rules.tools.lint.directory import LintResult
 
 RULES_OPTION = click.option(
     "--rules",
@@ -30,7 +30,7 @@ RULES_OPTION = click.option(
 
 
 def _linted(rules_dir: Path | None) -> tuple[Path, LintResult]:
-    from app.rules.lint import lint
+    from app.rules.tools.lint.directory import lint
 
     directory = rules_dir or settings().rules_dir
     if not directory.is_dir():
@@ -151,8 +151,8 @@ def test_command(rules_dir: Path | None, junit: Path | None, show_coverage: bool
     Example:
       permctl rules test --junit rules-report.xml --coverage --min-coverage 90
     """
-    from app.rules.cases import run_cases
-    from app.rules.coverage import shown_percent, table
+    from app.rules.tools.cases import run_cases
+    from app.rules.tools.coverage import shown_percent, table
 
     if junit:
         _check_writable(junit)
@@ -221,7 +221,7 @@ def _explained(
     at: datetime | None,
 ) -> Case:
     """The case to explain: a regression case by name, or one made of --data and the options."""
-    from app.rules.cases import Case, Expected
+    from app.rules.tools.cases import Case, Expected
 
     if case_name is not None:
         case = next((c for c in cases if c.name == case_name), None)
@@ -255,7 +255,7 @@ def _printable(text: str) -> str:
 
 def _traced(trace_id: str) -> list[RecordedTrace]:
     """The decisions recorded under a trace id; a one-line error when there is none."""
-    from app.rules.trace import recorded_trace
+    from app.rules.tools.explain.recorded import recorded_trace
 
     with unit_of_work(settings())() as uow:
         found = [recorded_trace(row) for row in uow.decisions.with_trace(trace_id)]
@@ -318,10 +318,10 @@ def explain(
       permctl rules explain --case 'the first failing change wins over a later one'
       permctl rules explain --trace 0f9c2e5a7b4d4c1e8a6f3b2d1c0e9f8a --json
     """
-    from app.rules.cases import case_input
-    from app.rules.engine import DurableRulesEngine
-    from app.rules.explain import explain as explain_request
-    from app.rules.explain_report import json_text, text, trace_json, trace_text
+    from app.rules.runtime.engine import DurableRulesEngine
+    from app.rules.tools.cases import case_input
+    from app.rules.tools.explain.explanation import explain as explain_request
+    from app.rules.tools.explain.render import json_text, text, trace_json, trace_text
     from app.schemas.permissions import load_update_request
 
     with_data = data is not None or patterns or state or attributes or at
@@ -357,7 +357,7 @@ def explain(
         raise click.ClickException(f"the request is refused before the rules: {exc}") from exc
     explanation = explain_request(engine, case_input(case, request["changes"]))
     if as_json:
-        from app.rules.explain_report import as_json as explanation_json
+        from app.rules.tools.explain.render import as_json as explanation_json
 
         click.echo(json_text(explanation_json(explanation)))
     else:
@@ -371,7 +371,7 @@ class DiffTrouble(click.ClickException):
 
 
 def _diffable(directory: Path) -> RuleSet:
-    from app.rules.lint import lint
+    from app.rules.tools.lint.directory import lint
 
     if not directory.is_dir():
         raise DiffTrouble(f"{directory}: no such directory")
@@ -399,9 +399,9 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
       cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/policies.yaml
       permctl rules diff rules /tmp/proposed
     """
-    from app.rules.diff import as_json as diff_json
-    from app.rules.diff import diff, report_lines
-    from app.rules.space import SpaceTooLarge
+    from app.rules.tools.diff import as_json as diff_json
+    from app.rules.tools.diff import diff, report_lines
+    from app.rules.tools.input_space.space import SpaceTooLarge
 
     old, new = _diffable(old_dir), _diffable(new_dir)
     try:
@@ -460,7 +460,7 @@ def reload(rules_dir: Path | None) -> None:
     Example:
       permctl rules lint && permctl rules test && permctl rules reload
     """
-    from app.rules.acceptance import case_problem, failing_cases
+    from app.rules.lifecycle.gate import case_problem, failing_cases
 
     s = settings()
     if rules_dir is not None and not _same_directory(rules_dir, s.rules_dir):
@@ -497,8 +497,8 @@ def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
     """The rule set to compare against: --old-rules, else this host's last good snapshot (the set its workers
     run), else RULES_DIR. Only an --old-rules that does not lint clean is an error; a default one that cannot
     be loaded leaves the old set out (the report says why)."""
-    from app.rules.impact_report import Compared
-    from app.rules.snapshot import snapshot_path
+    from app.rules.lifecycle.last_good import snapshot_path
+    from app.rules.tools.impact.document import Compared
 
     s = settings()
     if old_dir is not None:
@@ -578,11 +578,11 @@ def impact(
     """
     from dataclasses import replace
 
-    from app.rules.catalog_impact import catalog_impact
-    from app.rules.impact import Recorded
-    from app.rules.impact import impact as impact_of
-    from app.rules.impact_render import markdown, text
-    from app.rules.impact_report import document
+    from app.rules.tools.impact.catalog import catalog_impact
+    from app.rules.tools.impact.document import document
+    from app.rules.tools.impact.render import markdown, text
+    from app.rules.tools.impact.replay import Recorded
+    from app.rules.tools.impact.replay import impact as impact_of
 
     if limit is not None and sample is not None:
         raise click.UsageError("give --limit N (the first N) or --sample N (a random N), not both")

@@ -1,1 +1,19 @@
-"""Compliance-owned rules: the rule language of rules/, its compilation for durable_rules, and decide()."""
+"""Compliance-owned rules: the rule language of rules/, deciding a request with durable_rules, the tools
+compliance uses on a rule set, and the live set a running service uses.
+
+Four packages, each importing only the ones above it in this list (tests/rules/test_layout.py checks it):
+
+  language/   rules/ as data: reading each YAML file with line and column (source), the account attributes
+              declared (attributes), the catalog, validation and policy files (loader, parser), the model,
+              conditions as alternatives of literals (clauses) and the rule-set version. Imports nothing else.
+  runtime/    deciding a request: compile a RuleSet for durable_rules (compiler), the facts the engine is given
+              (facts), the engine adapter (engine) and its memo keys (memo), the request as the rules see it
+              (decision_input), decide() (decision) and the caller's message (messages). Imports language only.
+  tools/      what compliance runs on a set: lint (lint/: the directory, static checks, semantic checks over the
+              input space), the input space and its evaluator (input_space/), diff, impact (impact/), explain
+              (explain/), regression cases and their coverage. Imports language and runtime, never lifecycle.
+  lifecycle/  the set a running service uses: the live set (live), the go-live gate (gate: lints clean and every
+              case passes) and the last good copy on disk (last_good). May import everything above.
+
+No module of app.rules imports one that imports it back (no cycles).
+"""

@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from app.rules.model import is_config_pattern
+from app.rules.language.model import is_config_pattern
 from app.schemas.account_no import ACCOUNT_NO
 from app.schemas.accounts import Attributes
 from app.service.fixture_model import (

@@ -36,8 +36,8 @@ from app.errors import (
 )
 from app.persistence.accounts import AccountAuditRecord, AccountKey, AccountRecord, AttributeChange
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.attributes import AttributeSet
-from app.rules.model import RuleSet
+from app.rules.language.attributes import AttributeSet
+from app.rules.language.model import RuleSet
 from app.service.authentication import record_signature, spend_signature
 from app.service.busy import account_busy
 from app.service.idempotency import KEY_REFUSALS, IdempotencyKeys, answer_for

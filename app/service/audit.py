@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from app.errors import DomainError
 from app.persistence.accounts import AccountAuditRecord
-from app.rules.model import Catalog
+from app.rules.language.model import Catalog
 from app.service.model import PermissionView
 
 if TYPE_CHECKING:  # injected: the service never imports the database library

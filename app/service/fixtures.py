@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from app.errors import DomainError
 from app.persistence.repositories import CredentialRecord
-from app.rules.attributes import NO_ATTRIBUTES, AttributeSet
-from app.rules.model import Catalog
+from app.rules.language.attributes import NO_ATTRIBUTES, AttributeSet
+from app.rules.language.model import Catalog
 from app.service.accounts import AccountUpsert, InvalidAccount, UpsertResult, apply_upserts
 from app.service.fixture_model import AccountFixture, Fixtures, InvalidFixtures, Problem, TenantFixture
 from app.service.model import Caller

@@ -11,7 +11,7 @@ from app.errors import StorageError
 if TYPE_CHECKING:  # injected: the service never imports the database library
     from app.persistence.config_cache import ConfigCache
     from app.persistence.unit_of_work import UnitOfWork
-    from app.rules.live import LiveRules
+    from app.rules.lifecycle.live import LiveRules
 
 
 @dataclass(frozen=True)

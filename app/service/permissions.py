@@ -24,9 +24,10 @@ from app.errors import (
     Unauthenticated,
     WriteFailed,
 )
-from app.rules.decision import DecisionInput, Hit, as_the_rules_see_it, decide
-from app.rules.engine import DurableRulesEngine
-from app.rules.messages import rejection
+from app.rules.runtime.decision import Hit, decide
+from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
+from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.runtime.messages import rejection
 from app.service.authentication import (
     check_recorded,
     ensure_current,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app import metrics
 from app.persistence.config_cache import ConfigCache
 from app.persistence.repositories import TenantConfigs
-from app.rules.model import Catalog
+from app.rules.language.model import Catalog
 
 NO_CONFIG: tuple[str, ...] = ()
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from app.errors import DomainError
-from app.rules.model import Catalog, is_config_pattern
+from app.rules.language.model import Catalog, is_config_pattern
 
 if TYPE_CHECKING:  # injected: the service never imports the database library
     from app.persistence.config_cache import ConfigCache

@@ -161,12 +161,12 @@ def goldens(tmp_path: Path) -> Iterator[Goldens]:
 
 
 def policy(rule_id: str, when: str, message: str = "no", extra: str = "") -> str:
-    """policies.yaml with one policy (as tests/rules/test_lint_checks.py writes them)."""
+    """policies.yaml with one policy (as tests/rules/tools/lint/test_static_checks.py writes them)."""
     return f"policies:\n  - id: {rule_id}\n    description: x\n{extra}    when: {when}\n    message: {message!r}\n"
 
 
 def analysed(*policies: tuple[str, str] | tuple[str, str, str]) -> str:
-    """policies.yaml with these (id, when[, extra]) policies (as tests/rules/test_analysis.py writes them)."""
+    """policies.yaml with these (id, when[, extra]) policies (as tools/lint/test_semantic.py writes them)."""
     text = "policies:"
     for rule_id, when, *extra in policies:
         text += (
@@ -228,8 +228,8 @@ TENANTS = ", ".join(f"t{i}" for i in range(30))
 RESIDENCIES = ", ".join(f"A{chr(65 + i)}" for i in range(26))
 
 # One planted mistake (or one family planted together, where the point is that none hides another) per
-# golden file lint/planted-<kind>.txt: every kind tests/rules/test_lint_checks.py, test_analysis.py and
-# tests/cli/test_rules_lint_analysis.py plant; test_lint_one_pass.py's directory is lint/planted-all.txt.
+# golden file lint/planted-<kind>.txt: every kind tests/rules/tools/lint/test_static_checks.py, test_semantic.py and
+# tests/cli/test_rules_lint_analysis.py plant; tools/lint/test_directory.py's directory is lint/planted-all.txt.
 PLANTS: dict[str, Plant] = {
     # a file that does not parse hides nothing in the others, nor the other items of its own file
     "policies-syntax-error-hides-nothing-elsewhere": Plant(
@@ -394,7 +394,7 @@ PLANTS: dict[str, Plant] = {
         policy("margin", SHORTSELL_MARGIN, "not for {investor_class} investors"),
         edits=(("attributes.yaml", '    pattern: "[A-Z]{2}"', '    pattern: "[A-Z]{2}": x'),),
     ),
-    # what only the analysis of the whole input space finds (app/rules/analysis.py)
+    # what only the analysis of the whole input space finds (app/rules/tools/lint/semantic.py)
     "shadowed-rule": Plant(
         analysed(
             ("stock-open", "{change: {product: stock, permission_status: open}}"),

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from app.http.wiring import container_of
 from app.persistence.migrate import head_revision
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
 from tests.cli.runner import db_env, invoke, ok, one_line_error, scalar, snapshot
 from tests.support import DEMO, READ_PATH, SHIPPED_RULES, UPDATE_PATH, body_of, permctl
 

@@ -142,7 +142,7 @@ def test_explain_shows_every_rule_in_order_for_each_change():
     out = result.stdout
     blocks = out.split("\nchanges[")[1:]
     assert len(blocks) == 3
-    from app.rules.loader import load_rule_set
+    from app.rules.language.loader import load_rule_set
     from tests.support import SHIPPED_RULES
 
     rule_ids = [r.id for r in load_rule_set(SHIPPED_RULES).rules]
@@ -204,7 +204,7 @@ def _generation(database_url: str) -> int:
 
 
 def test_reload_prints_the_version_of_the_directory_workers_reload(database_url, tmp_path: Path):
-    from app.rules.loader import rule_set_version
+    from app.rules.language.loader import rule_set_version
 
     live = copy_rules(tmp_path / "live")
     result = permctl("rules", "reload", env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from app.rules.decision import DecisionInput, decide
-from app.rules.engine import DurableRulesEngine
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
+from app.rules.runtime.engine import DurableRulesEngine
 from tests.cli.runner import invoke as permctl
 from tests.cli.runner import ok, one_line_error
 from tests.rules.support import BROKER_POLICIES
@@ -189,7 +190,7 @@ def test_a_missing_or_broken_directory_is_one_line_and_exit_2(tmp_path: Path):
 
 def test_a_space_too_large_to_judge_is_one_line_and_exit_2(tmp_path: Path):
     from tests.rules.support import rules_dir
-    from tests.rules.test_analysis import TOO_MANY
+    from tests.rules.tools.lint.test_semantic import TOO_MANY
 
     directory = rules_dir(tmp_path, "policies:" + TOO_MANY)
     result = permctl("rules", "diff", str(SHIPPED_RULES), str(directory))

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from app.rules.loader import rule_set_version
-from app.rules.snapshot import snapshot_path
+from app.rules.language.loader import rule_set_version
+from app.rules.lifecycle.last_good import snapshot_path
 from app.settings import Settings
 from tests.cli.runner import db_env, invoke, ok
 from tests.support import SHIPPED_RULES, Credentials, body_of, copy_rules

@@ -1,4 +1,4 @@
-"""permctl rules lint prints the semantic problems (app/rules/analysis.py) as path:line:col: rule-id: text,
+"""permctl rules lint prints the semantic problems (app/rules/tools/lint/semantic.py) as path:line:col: rule-id: text,
 fails on the errors and passes on warnings alone (issue 12)."""
 
 from __future__ import annotations

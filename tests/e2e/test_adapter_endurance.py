@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
 from tests.e2e.server import LiveServer, log_records
-from tests.rules.test_engine_endurance import ChangeMaker, expected_outcome
+from tests.rules.runtime.test_engine_endurance import ChangeMaker, expected_outcome
 from tests.support import UPDATE_PATH, signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -206,6 +206,6 @@ def test_rules_impact_shows_what_a_dryrun_would_deny(served: LiveServer):
 
 
 def _version() -> str:
-    from app.rules.loader import rule_set_version
+    from app.rules.language.loader import rule_set_version
 
     return rule_set_version(POLICIES)

@@ -16,10 +16,10 @@ from app.errors import Code, DomainError
 from app.persistence.config_cache import make_config_cache
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.cases import Case, judge
-from app.rules.engine import DurableRulesEngine
-from app.rules.impact import Recorded, impact
-from app.rules.lint import lint
+from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.tools.cases import Case, run_case
+from app.rules.tools.impact.replay import Recorded, impact
+from app.rules.tools.lint.directory import lint
 from app.schemas.fixtures import parse_fixtures
 from app.schemas.permissions import load_update_request
 from app.service.fixtures import load_fixtures
@@ -111,13 +111,13 @@ def test_rules_test_explain_the_service_and_impact_agree_on_every_case(settings:
     assert len(cases) >= 40, "the comparison must cover the rule set's cases"
     served = _served(settings.with_overrides(rules_dir=rules_dir), rules_dir, engine, cases)
     for case in cases:
-        tested = judge(engine, case)
+        tested = run_case(engine, case)
         expected = (tested.code, tested.failure_index, tested.rule_id)
         assert _explained(rules_dir, case) == expected, case.name
         if tested.code != "INVALID_REQUEST":  # the service never sees a request of the wrong shape
             assert served[case.name] == expected, case.name
     report = impact(result.rule_set, served["__recorded__"])
-    assert report.replayed == sum(1 for c in cases if judge(engine, c).code != "INVALID_REQUEST")
+    assert report.replayed == sum(1 for c in cases if run_case(engine, c).code != "INVALID_REQUEST")
     assert report.flips == [], [(f.decision.trace_id, f.decision.outcome, f.new) for f in report.flips]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.rules.loader import rule_set_version
+from app.rules.language.loader import rule_set_version
 from app.settings import Settings
 from tests.e2e.server import LiveServer, a_worker_held, call, free_port, log_records, send
 from tests.support import SHIPPED_RULES, UPDATE_PATH, body_of, signed_headers

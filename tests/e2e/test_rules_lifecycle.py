@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.models import PermissionAudit
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.loader import rule_set_version
+from app.rules.language.loader import rule_set_version
 from app.settings import Settings
 from tests.e2e.server import LiveServer, call
 from tests.support import OTHER, UPDATE_PATH, body_of, copy_rules, permctl

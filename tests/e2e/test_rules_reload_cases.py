@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.rules.loader import rule_set_version
+from app.rules.language.loader import rule_set_version
 from app.settings import Settings
 from tests.e2e.server import LiveServer, call, send
 from tests.e2e.test_rules_lifecycle import ask_workers_to_reload, audit_versions, reload

@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.rules.loader import load_rule_set
-from app.rules.model import Catalog
+from app.rules.language.loader import load_rule_set
+from app.rules.language.model import Catalog
 from app.settings import Settings
 from tests.conftest import need_server, seed
 from tests.e2e.server import Answer, LiveServer, send

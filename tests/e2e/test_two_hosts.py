@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
 from app.settings import Settings
 from tests.conftest import need_server
 from tests.e2e.server import Answer, LiveServer, log_records, send

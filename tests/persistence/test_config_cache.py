@@ -20,8 +20,8 @@ from app.persistence.config_cache import (
 )
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.loader import load_rule_set
-from app.rules.model import Catalog
+from app.rules.language.loader import load_rule_set
+from app.rules.language.model import Catalog
 from app.service import tenants
 from app.service.tenant_config import NO_CONFIG, EnabledPermissions
 from tests.conftest import need_server

@@ -179,7 +179,7 @@ def key_of(path: Path, rule_id: str, key: str, *, nth: int = 0) -> tuple[int, in
 
 def planted_rules(target: Path) -> tuple[Path, list[Planted]]:
     """target/rules with every planted mistake, and what lint must report for each static one (the four only
-    whole-set analysis finds are described in tests/rules/test_lint_one_pass.py, SEMANTIC_EXPECTATIONS)."""
+    whole-set analysis finds are described in tests/rules/tools/lint/test_directory.py, SEMANTIC_EXPECTATIONS)."""
     rules = target / "rules"
     shutil.copytree(BROKER_POLICIES, rules)
     catalog, validation, policies = rules / "catalog.yaml", rules / "validation.yaml", rules / "policies.yaml"

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.rules.decision import Decision, DecisionInput, decide
-from app.rules.engine import DurableRulesEngine
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
+from app.rules.runtime.decision import Decision, decide
+from app.rules.runtime.decision_input import DecisionInput
+from app.rules.runtime.engine import DurableRulesEngine
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
 BROKER_POLICIES = PROJECT_ROOT / "examples" / "broker-policies"

@@ -18,7 +18,7 @@ from app.errors import AccountBusy
 from app.persistence.accounts import AccountKey
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
 from app.service import accounts as account_service
 from app.service.account_import import Line, import_accounts
 from app.service.accounts import AccountService, UpsertResult

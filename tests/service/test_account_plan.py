@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import AccountDeregistered
 from app.persistence.accounts import AccountRecord
-from app.rules.attributes import AttributeDeclaration, AttributeSet
+from app.rules.language.attributes import AttributeDeclaration, AttributeSet
 from app.service.accounts import AccountUpsert, Outcome, PlannedAccount, plan, refusal
 from app.service.model import Caller
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, text
 from app.errors import AccountDeregistered, InvalidRequest, WriteFailed
 from app.persistence.db import make_engine, make_session_factory
 from app.persistence.unit_of_work import UnitOfWork
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
 from app.service.accounts import AccountService, AccountUpsert, InvalidAccount, Outcome, UpsertResult
 from app.service.model import Caller
 from app.settings import Settings

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.persistence.config_cache import InProcessConfigCache
 from app.persistence.db import make_engine, make_session_factory
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
 from app.schemas.fixtures import InvalidFixtures, parse_fixtures
 from app.service import tenants
 from app.service.fixtures import LoadReport, load_fixtures

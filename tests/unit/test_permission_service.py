@@ -11,8 +11,8 @@ import pytest
 from app.errors import AccountDeregistered, AccountNotFound, ChangeRejected, Code
 from app.persistence.accounts import AccountRecord
 from app.persistence.config_cache import InProcessConfigCache
-from app.rules.engine import DurableRulesEngine
-from app.rules.loader import load_rule_set
+from app.rules.language.loader import load_rule_set
+from app.rules.runtime.engine import DurableRulesEngine
 from app.service.model import Caller
 from app.service.permissions import PermissionService
 from app.service.tenant_config import EnabledPermissions

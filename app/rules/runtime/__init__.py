@@ -1,0 +1,1 @@
+"""Deciding a request: compile a RuleSet for durable_rules, give the engine its facts, memoize verdicts, decide()."""

@@ -1,0 +1,222 @@
+"""Compile a RuleSet into one durable_rules ruleset whose rules correlate the facts of a request.
+
+A request is judged in one engine session holding, in this order:
+  x  the context: tenant, account status and attributes, the time ("now", Unix seconds)
+  p  one fact per permission of the account that is open before or after the request (type, head, tail,
+     before, after; a permission with no fact is closed both before and after)
+  r  a copy of each change, only for rule sets that negate a glob or a same_as test (see below)
+  c  one fact per change (the facts of rules/README.md), judged by every rule
+Each rule's condition is turned into a disjunction of conjunctions; each conjunction becomes one durable rule
+joining the change `c` with the context and permission facts it names: a relation such as
+`permission: stock.{market}, after: open` is a join `head == "stock" and tail == c.market` that the engine
+evaluates. Negated context and permission tests are the engine's `$not` patterns. A fact asserted after a
+change cannot retract a verdict already reached, so the context and permissions are asserted first; and a
+`$not` over the change itself is unreliable within the insertion of that very fact, so negations of a glob
+or same_as test look at the earlier copy `r` instead. Each durable rule turns off the engine's distinct
+correlation (`dist: 0`): with it on, one fact cannot serve two patterns of a match, so a `$not` over the
+context fact misses the very fact a positive test of the same clause matched.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.rules.language.clauses import Atom, rule_clauses
+from app.rules.language.model import (
+    AccountTest,
+    ChangeTest,
+    Match,
+    PermissionTest,
+    RuleSet,
+    TenantTest,
+    Window,
+)
+
+PASS_RULE_ID = "pass"
+CONTEXT, PERMISSION, REFERENCE, CHANGE = "x", "p", "r", "c"
+NEVER = "~never"  # no fact has this type: a pattern on it makes a sink that never fires
+
+
+def glob_to_engine_regex(glob: str) -> str:
+    """Translate a glob into durable_rules' regex dialect, which has no backslash escapes."""
+    out = []
+    for ch in glob:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch.isalnum() or ch == "_":
+            out.append(ch)
+        else:
+            out.append(f"[{ch}]")
+    return "".join(out)
+
+
+def _is_glob(value: object) -> bool:
+    return isinstance(value, str) and ("*" in value or "?" in value)
+
+
+def _value(key: str, value: str | bool) -> dict[str, Any]:
+    if _is_glob(value):
+        return {"$mt": {key: glob_to_engine_regex(str(value))}}
+    return {key: value}
+
+
+def _one_of(key: str, values: tuple[str | bool, ...]) -> dict[str, Any]:
+    terms = [_value(key, v) for v in values]
+    return terms[0] if len(terms) == 1 else {"$or": terms}
+
+
+def _match(key: str, match: Match) -> dict[str, Any]:
+    if match.kind is not None:
+        return {f"{key}__kind": match.kind}
+    if match.same_as is not None:
+        return {"$and": [{"$ex": {key: 1}}, {"$ex": {match.same_as: 1}}, {key: {"$m": match.same_as}}]}
+    return _one_of(key, match.values)
+
+
+def _negated_inline(key: str, match: Match) -> dict[str, Any] | None:
+    """not(match) within the change's own pattern, when the engine can say it there (else None)."""
+    if match.kind is not None:
+        return {"$neq": {f"{key}__kind": match.kind}}
+    if match.same_as is not None or any(_is_glob(v) for v in match.values):
+        return None
+    different = [{"$neq": {key: v}} for v in match.values]
+    return {"$or": [{"$nex": {key: 1}}, different[0] if len(different) == 1 else {"$and": different}]}
+
+
+def context_key(test: AccountTest | TenantTest) -> str:
+    """Where the context fact keeps what a test reads."""
+    if isinstance(test, TenantTest):
+        return "tenant"
+    return "account_status" if test.field == "status" else f"a_{test.field}"
+
+
+def _part(key: str, spec: str) -> tuple[dict[str, Any], str | None]:
+    """A term on a permission's head or tail, and the change field a placeholder binds (if any)."""
+    if spec.startswith("{"):
+        bound = spec[1:-1]
+        return {key: {CHANGE: bound}}, bound
+    return _value(key, spec), None
+
+
+def _and(terms: list[dict[str, Any]]) -> dict[str, Any]:
+    return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
+@dataclass
+class Compiled:
+    """The durable_rules definition of a rule set and what its sessions need."""
+
+    definition: dict[str, dict[str, Any]]
+    rule_of: dict[str, str]  # durable rule name -> rule id
+    context_keys: set[str] = field(default_factory=set)  # what the context fact must carry
+    reads_time: bool = False
+    reads_permissions: bool = False
+    needs_references: bool = False
+    bound_fields: set[str] = field(default_factory=set)  # change fields placeholders read
+    # What the rules read, for the adapter's memo key and the facts it builds (app/rules/runtime/engine.py):
+    change_fields: set[str] = field(default_factory=set)  # change facts a test or placeholder reads
+    relations: set[tuple[str, str, str]] = field(default_factory=set)  # (head, tail, before|after) tested open
+
+
+class _Clause:
+    """Builds one durable rule (one alternative of one rule's condition)."""
+
+    def __init__(self, compiled: Compiled) -> None:
+        self.compiled = compiled
+        self.change: list[dict[str, Any]] = [{"t": CHANGE}]
+        self.context: list[dict[str, Any]] = []
+        self.patterns: list[dict[str, Any]] = []
+        self.counter = itertools.count(1)
+
+    def add(self, negated: bool, atom: Atom) -> None:
+        if isinstance(atom, ChangeTest):
+            self._change(negated, atom)
+        elif isinstance(atom, AccountTest | TenantTest):
+            key = context_key(atom)
+            self.compiled.context_keys.add(key)
+            term = _match(key, atom.match)
+            if negated:
+                self._pattern(f"{CONTEXT}{next(self.counter)}$not", [{"t": CONTEXT}, term])
+            else:
+                self.context.append(term)
+        elif isinstance(atom, Window):
+            self.compiled.reads_time = True
+            if atom.start is not None:
+                self.context.append({"$gte": {"now": atom.start.timestamp()}})
+            if atom.end is not None:
+                self.context.append({"$lt": {"now": atom.end.timestamp()}})
+        else:
+            self._permission(negated, atom)
+
+    def _change(self, negated: bool, test: ChangeTest) -> None:
+        self.compiled.change_fields.add(test.field)
+        if test.match.same_as is not None:
+            self.compiled.change_fields.add(test.match.same_as)
+        if not negated:
+            self.change.append(_match(test.field, test.match))
+            return
+        inline = _negated_inline(test.field, test.match)
+        if inline is not None:
+            self.change.append(inline)
+            return
+        self.compiled.needs_references = True
+        same = {"index": {CHANGE: "index"}}
+        self._pattern(f"{REFERENCE}{next(self.counter)}$not", [{"t": REFERENCE}, same, _match(test.field, test.match)])
+
+    def _permission(self, negated: bool, test: PermissionTest) -> None:
+        self.compiled.reads_permissions = True
+        self.compiled.relations.add((test.head, test.tail, test.state))
+        terms: list[dict[str, Any]] = [{"t": PERMISSION}]
+        for key, spec in (("head", test.head), ("tail", test.tail)):
+            term, bound = _part(key, spec)
+            terms.append(term)
+            if bound is not None:
+                self.compiled.bound_fields.add(bound)
+                self.compiled.change_fields.add(bound)
+                self.change.append({"$ex": {bound: 1}})  # a placeholder only binds for a change that has it
+        terms.append({test.state: "open"})
+        name = f"{PERMISSION}{next(self.counter)}"
+        self._pattern(f"{name}$not" if negated else name, terms)
+
+    def _pattern(self, name: str, terms: list[dict[str, Any]]) -> None:
+        self.patterns.append({name: _and(terms)})
+
+    def definition(self) -> list[dict[str, Any]]:
+        patterns: list[dict[str, Any]] = [{CHANGE: _and(self.change)}]
+        if self.context:
+            patterns.append({CONTEXT: _and([{"t": CONTEXT}, *self.context])})
+        return patterns + self.patterns
+
+
+def compile_rule_set(rule_set: RuleSet, action: Callable[[str], Callable[[Any], None]]) -> Compiled:
+    """The ruleset definition: one durable rule per alternative of each rule, a pass rule that sees every
+    change, and sinks so that context, permission and reference facts are always handled.
+
+    `action(name)` returns the consequent that records which durable rule held for which change.
+    """
+    compiled = Compiled(definition={}, rule_of={})
+    for rule in rule_set.rules:
+        for k, clause in enumerate(rule_clauses(rule)):
+            builder = _Clause(compiled)
+            for negated, atom in clause:
+                builder.add(negated, atom)
+            name = f"{rule.id}#{k}"
+            # dist 0: by default the engine binds each fact to at most one pattern of a match, so a $not never
+            # sees the context or permission fact a positive pattern of the same clause already holds
+            # (tenant t2 and not professional, for one context fact), and two tests of one permission
+            # (before: open, after: open) would need two facts.
+            compiled.definition[name] = {"all": builder.definition(), "run": action(name), "dist": 0}
+            compiled.rule_of[name] = rule.id
+    # Every change fires this once: proof it was judged (the engine swallows errors in consequents).
+    compiled.definition[PASS_RULE_ID] = {"all": [{CHANGE: {"t": CHANGE}}], "run": action(PASS_RULE_ID)}
+    for kind in (CONTEXT, PERMISSION, REFERENCE):  # a fact no pattern matches makes the engine raise
+        compiled.definition[f"~sink-{kind}"] = {
+            "all": [{"m": {"t": kind}}, {"n": {"t": NEVER}}],
+            "run": action(f"~sink-{kind}"),
+        }
+    return compiled

@@ -1,0 +1,1 @@
+"""`permctl rules impact`: replay recorded decisions through a proposed set, the catalog's effect, the report."""

@@ -1,0 +1,282 @@
+"""The impact document (tools/impact/document.py) as Markdown for a pull request, or as text for a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLOSE_MARK = "⚠️ close newly refused"
+
+
+def _cell(value: object) -> str:
+    """Text safe inside a Markdown table cell: pipes escaped, one line, backticks neutralised."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\r", " ").replace("\n", " ")
+
+
+def _code(value: object) -> str:
+    return f"`{_cell(value)}`" if value not in (None, "") else ""
+
+
+ASKED_IN_A_CELL = 8  # changes listed per request in a Markdown cell (the JSON lists every one)
+
+
+def _asked_md(asked: list[dict[str, Any]], refused_at: int | None) -> str:
+    """The changes a request asked for, the refused one marked; a long request shows its first changes and the
+    refused one, and says how many more it had."""
+    kept = [c for c in asked if c["index"] < ASKED_IN_A_CELL or c["index"] == refused_at]
+    parts = []
+    for change in kept:
+        status = _cell(change["permission_status"])
+        shown = f"[{change['index']}] {_code(change['permission_type'])} {'**close**' if status == 'close' else status}"
+        parts.append(f"**→** {shown}" if change["index"] == refused_at else shown)
+    if len(kept) < len(asked):
+        parts.append(f"… {len(asked) - len(kept)} more")
+    return "<br>".join(parts)
+
+
+def _asked_text(asked: list[dict[str, Any]]) -> str:
+    return ", ".join(f"[{c['index']}] {c['permission_type']} {c['permission_status']}" for c in asked)
+
+
+def _outcome_label(outcome: dict[str, Any]) -> str:
+    if outcome["code"] == 0:
+        return f"{outcome['code']} {outcome['name']}"
+    return f"{outcome['code']} {outcome['name']} at changes[{outcome['failure_index']}] by {outcome['rule_id']}"
+
+
+def _outcome_md(outcome: dict[str, Any]) -> str:
+    label = _code(_outcome_label(outcome))
+    return f"{label}<br>“{_cell(outcome['message'])}”" if outcome["message"] else label
+
+
+def _shown_note(section: dict[str, Any]) -> str:
+    if section["selection"] == "sample":
+        return f"a random sample of {section['shown']} of {section['total']} (seed {section['seed']})"
+    if section["selection"] == "first":
+        return f"the first {section['shown']} of {section['total']}"
+    return f"all {section['total']}"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "---") -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([align] * len(header)) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _matrix(pairs: list[dict[str, Any]]) -> list[str]:
+    olds = sorted({(p["old_code"], p["old_name"]) for p in pairs})
+    news = sorted({(p["new_code"], p["new_name"]) for p in pairs})
+    count = {(p["old_code"], p["new_code"]): p["count"] for p in pairs}
+    header = ["old \\ new", *(f"{code} {name}" for code, name in news)]
+    rows = [[f"{o} {n}", *(str(count.get((o, c), "")) for c, _ in news)] for o, n in olds]
+    return _table(header, rows)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """A report a reviewer reads in a pull request."""
+    s, old, proposed = doc["summary"], doc["old"], doc["proposed"]
+    out = [f"# Rules impact: `{old['rule_set_version'] or 'recorded'}` → `{proposed['rule_set_version']}`", ""]
+    history = f"since {doc['since']}" if doc["since"] else "the whole recorded history"
+    versions = ", ".join(f"`{v}` ({n})" for v, n in doc["recorded_rule_set_versions"].items()) or "none"
+    out.append(
+        f"Proposed rules `{_cell(proposed['rules_dir'])}` replayed over {s['replayed']} recorded decisions "
+        f"({history}; recorded under rule-set versions {versions})."
+    )
+    if old["rules_dir"]:
+        out.append(f"Old rules: `{_cell(old['rules_dir'])}` ({old['source']}, version `{old['rule_set_version']}`).")
+    else:
+        out.append(f"Old rules: none ({_cell(old['note'])}); old messages and the catalog comparison are left out.")
+    out.append("")
+    if s["closes_newly_refused"]:
+        out += [
+            f"> **{CLOSE_MARK}: {s['closes_newly_refused']} decision(s).** The proposed rules refuse a customer's "
+            "close that the recorded decision let through; refusing a reduction of risk is rarely intended.",
+            "",
+        ]
+    out += ["## Summary", ""]
+    rows = [
+        ["decisions replayed", s["replayed"]],
+        ["flipped (outcome changes)", s["flipped"]],
+        ["newly refused (accepted before)", s["newly_refused"]],
+        ["newly accepted (refused before)", s["newly_accepted"]],
+        ["**closes newly refused**", s["closes_newly_refused"]],
+        ["message changes (same code, other text)", s["message_changes"]],
+    ]
+    if s["not_reproduced_by_old_rules"] is not None:
+        rows.append(["recorded decisions the old rules decide otherwise", s["not_reproduced_by_old_rules"]])
+    out += [*_table(["", "decisions"], [[label, str(n)] for label, n in rows]), ""]
+    if doc["by_rule"]:
+        out += ["## Flipped decisions by rule (old → new)", ""]
+        by_rule = [
+            [_code(r["old_rule_id"]) or "accepted", _code(r["new_rule_id"]) or "accepted", str(r["count"])]
+            for r in doc["by_rule"]
+        ]
+        out += [*_table(["old rule", "new rule", "decisions"], by_rule), ""]
+        out += ["## Flipped decisions by code (rows old, columns new)", "", *_matrix(doc["by_code"]), ""]
+    out += ["## Per tenant", ""]
+    tenant_rows = [
+        [
+            _cell(t["tenant"]),
+            *(
+                str(t[k])
+                for k in (
+                    "replayed",
+                    "flipped",
+                    "newly_refused",
+                    "newly_accepted",
+                    "closes_newly_refused",
+                    "message_changes",
+                )
+            ),
+        ]
+        for t in doc["by_tenant"]
+    ]
+    header = [
+        "tenant",
+        "replayed",
+        "flipped",
+        "newly refused",
+        "newly accepted",
+        "closes newly refused",
+        "message changes",
+    ]
+    out += (_table(header, tenant_rows) if tenant_rows else ["No recorded decisions."]) + [""]
+    out += _flips_md(doc["flips"]) + _messages_md(doc["message_changes"]) + _dryrun_md(doc["dryrun"])
+    out += _catalog_md(doc["catalog"])
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _flips_md(flips: dict[str, Any]) -> list[str]:
+    if not flips["total"]:
+        return ["## Flipped requests", "", "None: every replayed decision keeps its outcome.", ""]
+    out = ["## Flipped requests", "", f"Showing {_shown_note(flips)}.", ""]
+    rows = []
+    for f in flips["items"]:
+        refused_at = f["new"]["failure_index"] if f["new"]["code"] else None
+        rows.append(
+            [
+                f"**{CLOSE_MARK}**" if f["close_newly_refused"] else "",
+                str(f["decision_id"]),
+                _code(f["trace_id"]),
+                _cell(f["tenant"]),
+                _cell(f["account_no"]),
+                f["at"][:19] + "Z",
+                _asked_md(f["asked"], refused_at),
+                _outcome_md(f["old"]),
+                _outcome_md(f["new"]),
+            ]
+        )
+    header = ["", "decision", "trace", "tenant", "account", "at", "asked", "old", "new"]
+    return out + _table(header, rows) + [""]
+
+
+def _messages_md(changes: dict[str, Any]) -> list[str]:
+    if not changes["total"]:
+        return []
+    out = ["## Message changes (same code, other text)", "", f"Showing {_shown_note(changes)}.", ""]
+    rows = [
+        [
+            str(c["decision_id"]),
+            _code(c["trace_id"]),
+            _cell(c["tenant"]),
+            _cell(c["account_no"]),
+            _asked_md(c["asked"], c["new"]["failure_index"] if c["new"]["code"] else None),
+            _code(_outcome_label(c["new"])),
+            f"“{_cell(c['old']['message'])}”",
+            f"“{_cell(c['new']['message'])}”",
+        ]
+        for c in changes["items"]
+    ]
+    header = ["decision", "trace", "tenant", "account", "asked", "outcome", "old message", "new message"]
+    return out + _table(header, rows) + [""]
+
+
+def _dryrun_md(dryrun: list[dict[str, Any]]) -> list[str]:
+    if not dryrun:
+        return []
+    rows = [[_code(d["rule_id"]), str(d["count"]), ", ".join(map(str, d["decision_ids"]))] for d in dryrun]
+    return ["## Dryrun rules (would deny if enforced)", "", *_table(["rule", "decisions", "e.g."], rows), ""]
+
+
+def _values(values: list[str]) -> str:
+    return ", ".join(_code(v) for v in values) or "—"
+
+
+def _catalog_md(catalog: dict[str, Any] | None) -> list[str]:
+    out = ["## Catalog: values newly enabled or disabled per tenant", ""]
+    if catalog is None:
+        return [*out, "Not compared: no old rule set.", ""]
+    out.append(f"Added to the catalog: {_values(catalog['added'])}. Removed: {_values(catalog['removed'])}.")
+    out.append("")
+    if not catalog["tenants"]:
+        return [*out, f"No tenant's enabled values change ({catalog['tenants_compared']} tenant configs compared).", ""]
+    rows = [
+        [_cell(t["tenant"]), _values(t["patterns"]), _values(t["newly_enabled"]), _values(t["newly_disabled"])]
+        for t in catalog["tenants"]
+    ]
+    out += _table(["tenant", "config patterns", "newly enabled", "newly disabled"], rows)
+    return [*out, "", f"{len(catalog['tenants'])} of {catalog['tenants_compared']} tenant configs change.", ""]
+
+
+def text(doc: dict[str, Any]) -> str:
+    """The report for a terminal: a line per shown flip, then the counts; the last line is the summary."""
+    out = []
+    for f in doc["flips"]["items"]:
+        mark = "  !! CLOSE NEWLY REFUSED" if f["close_newly_refused"] else ""
+        out.append(
+            f"decision {f['decision_id']} trace={f['trace_id']} tenant={f['tenant']} account={f['account_no']} "
+            f"({f['at']}): {_outcome_label(f['old'])} -> {_outcome_label(f['new'])}{mark}"
+        )
+        out.append(f"    asked: {_asked_text(f['asked'])}")
+        if f["old"]["message"] or f["new"]["message"]:
+            out.append(f"    message: {f['old']['message'] or '-'} -> {f['new']['message'] or '-'}")
+    flips = doc["flips"]
+    if flips["shown"] < flips["total"]:
+        out.append(f"(showing {_shown_note(flips)} flipped decisions)")
+    for c in doc["message_changes"]["items"]:
+        out.append(
+            f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
+            f"{_outcome_label(c['new'])}: {c['old']['message']!r} -> {c['new']['message']!r}"
+        )
+    for rule_id, count in doc["newly_decided_by"].items():
+        out.append(f"rule {rule_id}: would newly decide {count} decision(s)")
+    for rule_id, count in doc["no_longer_decided_by"].items():
+        out.append(f"rule {rule_id}: would no longer decide {count} decision(s)")
+    for pair in doc["by_code"]:
+        out.append(
+            f"code {pair['old_code']} {pair['old_name']} -> {pair['new_code']} {pair['new_name']}: {pair['count']}"
+        )
+    for t in doc["by_tenant"]:
+        if t["flipped"] or t["message_changes"]:
+            out.append(
+                f"tenant {t['tenant']}: {t['flipped']} of {t['replayed']} would change ({t['newly_refused']} newly "
+                f"refused, {t['newly_accepted']} newly accepted, {t['closes_newly_refused']} closes newly refused, "
+                f"{t['message_changes']} message changes)"
+            )
+    for d in doc["dryrun"]:
+        ids = ", ".join(map(str, d["decision_ids"]))
+        more = ", ..." if d["count"] > len(d["decision_ids"]) else ""
+        out.append(
+            f"dryrun rule {d['rule_id']}: would deny {d['count']} decision(s) if enforced (decisions {ids}{more})"
+        )
+    catalog = doc["catalog"]
+    if catalog is not None:
+        for t in catalog["tenants"]:
+            out.append(
+                f"tenant {t['tenant']} {list(t['patterns'])}: newly enabled {t['newly_enabled'] or '-'}, "
+                f"newly disabled {t['newly_disabled'] or '-'}"
+            )
+    old = doc["old"]
+    if old["rules_dir"]:
+        out.append(f"old rules: {old['rules_dir']} ({old['source']}, rule-set version {old['rule_set_version']})")
+    else:
+        out.append(f"old rules: none ({old['note']}); no message or catalog comparison")
+    s = doc["summary"]
+    if s["closes_newly_refused"]:
+        out.append(f"!! {s['closes_newly_refused']} close(s) newly refused")
+    if s["message_changes"]:
+        out.append(f"{s['message_changes']} message change(s) (same code, other text)")
+    out.append(
+        f"{s['replayed']} decisions replayed through rule-set version {doc['proposed']['rule_set_version']}; "
+        f"{s['flipped']} would change"
+    )
+    return "\n".join(out) + "\n"

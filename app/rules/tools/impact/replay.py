@@ -1,0 +1,277 @@
+"""Replay recorded decisions through a proposed rule set: exact counts of what would change over the whole
+history (per rule, tenant and old → new code), and the flipped decisions themselves, at most a chosen few.
+
+Decisions arrive as an iterable (the repository streams the table in batches) and are replayed one at a time;
+only the counters and the shown flips are kept. When the old rule set is given, each decision is also replayed
+through it: that gives the message the caller got (the decisions table keeps codes, not texts), message changes,
+and how many recorded decisions the old set would not reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.errors import Code
+from app.rules.language.model import RuleSet
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
+from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.tools.impact.catalog import CatalogImpact
+from app.rules.tools.impact.sample import Shown
+
+
+@dataclass(frozen=True)
+class Decided:
+    """An outcome: code, failure_index and the deciding rule (None on success)."""
+
+    code: int
+    failure_index: int
+    rule_id: str | None
+
+    @property
+    def name(self) -> str:
+        """The code's name (SUCCESS, NO_STATE_CHANGE, ...), or the number when it is not one of the contract's."""
+        return Code(self.code).name if self.code in Code._value2member_map_ else str(self.code)
+
+    def __str__(self) -> str:
+        name = self.name
+        if self.rule_id is None:
+            return f"{self.code} {name}"
+        return f"{self.code} {name} at changes[{self.failure_index}] by {self.rule_id}"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A decision as the service recorded it: what the rules saw, and the outcome."""
+
+    id: int
+    trace_id: str
+    tenant_id: str
+    account_no: str
+    created_at: datetime
+    rule_set_version: str
+    decision_input: DecisionInput
+    outcome: Decided
+
+    @classmethod
+    def of_row(cls, row: Any) -> Recorded:
+        """A row of the decisions table (app.persistence.models.RecordedDecision) as impact replays it."""
+        decision_input = recorded_input(
+            tenant_id=row.tenant_id,
+            created_at=row.created_at,
+            changes=row.changes,
+            tenant_patterns=row.tenant_patterns,
+            account_state=row.account_state,
+            account_status=row.account_status,
+            attributes=row.attributes,
+        )
+        return cls(
+            row.id,
+            row.trace_id,
+            row.tenant_id,
+            row.account_no,
+            row.created_at,
+            row.rule_set_version,
+            decision_input,
+            Decided(row.code, row.failure_index, row.rule_id),
+        )
+
+
+def recorded_input(
+    *,
+    tenant_id: str,
+    created_at: datetime,
+    changes: str,
+    tenant_patterns: str,
+    account_state: str,
+    account_status: str | None,
+    attributes: str | None,
+) -> DecisionInput:
+    """The DecisionInput a decision row kept. Rows recorded before the account's status and attributes were kept
+    (account_status NULL) saw an active account without attributes, and only the stored statuses of the types
+    they named: which is all a rule of that time could read."""
+    moment = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    return DecisionInput(
+        tenant_id=tenant_id,
+        tenant_patterns=tuple(json.loads(tenant_patterns)),
+        changes=tuple(as_the_rules_see_it(c) if isinstance(c, dict) else c for c in json.loads(changes)),
+        stored=json.loads(account_state),
+        account_status=account_status or "active",
+        attributes=json.loads(attributes) if attributes else {},
+        at=moment,
+    )
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a rule set decides for a recorded request: the outcome, the caller's message (None on success), and
+    the dryrun rules that would have denied it."""
+
+    outcome: Decided
+    message: str | None
+    dryruns: tuple[str, ...] = ()
+
+
+def replay(engine: DurableRulesEngine, decision: Recorded) -> Replayed:
+    """What the rules of engine decide for a recorded request and the state it met."""
+    outcome = decide(engine, decision.decision_input)
+    dryruns = tuple(hit.rule.id for hit in outcome.dryruns)
+    if outcome.denial is None:
+        return Replayed(Decided(0, 0, None), None, dryruns)
+    hit = outcome.denial
+    return Replayed(Decided(int(Code[hit.rule.outcome]), hit.index, hit.rule.id), hit.message, dryruns)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A recorded decision the proposed rules would decide differently. old_message is what the old rule set
+    says for it, when the old set is given and reproduces the recorded outcome (None otherwise, or on success)."""
+
+    decision: Recorded
+    new: Decided
+    new_message: str | None = None
+    old_message: str | None = None
+
+    @property
+    def close_newly_refused(self) -> bool:
+        """The new rules refuse a close the old ones let through (they accepted the request, or stopped at a
+        later change): refusing a customer's reduction of risk is rarely intended."""
+        new, old = self.new, self.decision.outcome
+        if new.code == 0 or not (old.code == 0 or old.failure_index > new.failure_index):
+            return False
+        changes = self.decision.decision_input.changes
+        return new.failure_index < len(changes) and changes[new.failure_index].get("permission_status") == "close"
+
+
+@dataclass(frozen=True)
+class MessageChange:
+    """A decision whose code stays but whose message changes (the rule or index may change with it)."""
+
+    decision: Recorded
+    new: Decided
+    old_message: str | None
+    new_message: str | None
+
+
+@dataclass
+class TenantCounts:
+    """Exact counts for one tenant's recorded decisions."""
+
+    replayed: int = 0
+    flipped: int = 0
+    newly_refused: int = 0
+    newly_accepted: int = 0
+    closes_newly_refused: int = 0
+    message_changes: int = 0
+
+
+DRYRUN_EXAMPLES = 10  # decision ids kept per dryrun rule, to show
+
+
+@dataclass
+class ImpactReport:
+    """Exact counts over every replayed decision, and the flips and message changes chosen to be shown."""
+
+    proposed_version: str = ""
+    old_version: str | None = None
+    replayed: int = 0
+    flipped: int = 0
+    newly_refused: int = 0  # accepted before, refused now
+    newly_accepted: int = 0
+    closes_newly_refused: int = 0
+    message_changes: int = 0
+    not_reproduced: int = 0  # decisions the old rule set decides differently from the record
+    recorded_versions: Counter[str] = field(default_factory=Counter)
+    newly_decided_by: Counter[str] = field(default_factory=Counter)
+    no_longer_decided_by: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)  # (old, new) rule id
+    by_code: Counter[tuple[int, int]] = field(default_factory=Counter)  # (old, new) code, flipped decisions
+    by_tenant: dict[str, TenantCounts] = field(default_factory=dict)
+    dryrun_hits: Counter[str] = field(default_factory=Counter)
+    dryrun_examples: dict[str, list[int]] = field(default_factory=dict)
+    shown_flips: Shown[Flip] = field(default_factory=lambda: Shown(None))
+    shown_message_changes: Shown[MessageChange] = field(default_factory=lambda: Shown(None))
+    catalog: CatalogImpact | None = None
+
+    @property
+    def flips(self) -> list[Flip]:
+        """The flips chosen to be shown (every flip unless a limit or sample was asked for)."""
+        return self.shown_flips.items
+
+    @property
+    def message_change_list(self) -> list[MessageChange]:
+        """The message changes chosen to be shown."""
+        return self.shown_message_changes.items
+
+
+def impact(
+    proposed: RuleSet,
+    decisions: Iterable[Recorded],
+    *,
+    old: RuleSet | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+) -> ImpactReport:
+    """Replay every decision through the proposed rules (and the old ones, when given); count everything, keep at
+    most `limit` flips and message changes (the first ones, or a sample drawn with `seed`)."""
+    engine = DurableRulesEngine(proposed)
+    # The same version decides the same: replay once (the default old set is often the proposed one).
+    old_engine = DurableRulesEngine(old) if old is not None and old.version != proposed.version else None
+    report = ImpactReport(
+        proposed_version=proposed.version,
+        old_version=old.version if old is not None else None,
+        shown_flips=Shown(limit, seed=seed),
+        shown_message_changes=Shown(limit, seed=seed),
+    )
+    for decision in decisions:
+        new = replay(engine, decision)
+        before = replay(old_engine, decision) if old_engine is not None else (new if old is not None else None)
+        _count(report, decision, new, before)
+    return report
+
+
+def _count(report: ImpactReport, decision: Recorded, new: Replayed, before: Replayed | None) -> None:
+    recorded = decision.outcome
+    tenant = report.by_tenant.setdefault(decision.tenant_id, TenantCounts())
+    report.replayed += 1
+    tenant.replayed += 1
+    report.recorded_versions[decision.rule_set_version] += 1
+    for rule_id in new.dryruns:
+        report.dryrun_hits[rule_id] += 1
+        examples = report.dryrun_examples.setdefault(rule_id, [])
+        if len(examples) < DRYRUN_EXAMPLES:
+            examples.append(decision.id)
+    reproduced = before is not None and before.outcome == recorded
+    if before is not None and not reproduced:
+        report.not_reproduced += 1
+    old_message = before.message if before is not None and reproduced else None
+    if reproduced and recorded.code == new.outcome.code and old_message != new.message:
+        report.message_changes += 1
+        tenant.message_changes += 1
+        report.shown_message_changes.offer(MessageChange(decision, new.outcome, old_message, new.message))
+    if new.outcome == recorded:
+        return
+    flip = Flip(decision, new.outcome, new.message, old_message)
+    report.shown_flips.offer(flip)
+    report.flipped += 1
+    tenant.flipped += 1
+    report.by_rule[(recorded.rule_id, new.outcome.rule_id)] += 1
+    report.by_code[(recorded.code, new.outcome.code)] += 1
+    if new.outcome.rule_id:
+        report.newly_decided_by[new.outcome.rule_id] += 1
+    if recorded.rule_id:
+        report.no_longer_decided_by[recorded.rule_id] += 1
+    if recorded.code == 0:
+        report.newly_refused += 1
+        tenant.newly_refused += 1
+    elif new.outcome.code == 0:
+        report.newly_accepted += 1
+        tenant.newly_accepted += 1
+    if flip.close_newly_refused:
+        report.closes_newly_refused += 1
+        tenant.closes_newly_refused += 1

@@ -1,0 +1,442 @@
+"""The finite input space of one or more rule sets, and an exact judge of every point of it.
+
+A point is one change being judged with everything a rule can read about it: the permission type (every
+catalog value, representatives of values outside the catalog and of banned groups, missing, not text), the
+requested status (open, close, other text, missing, not text), the current status, whether the type was named
+earlier in the request, whether the tenant enables it, the account's status and declared attributes (each
+value, a representative of "any other", or absent), the tenant, the time (each interval between window
+bounds), and the before/after states of the permissions the rules relate to it (`permission: stock.{market}`).
+
+Only what some rule could read for a given type is enumerated: a clause whose type tests fail for that type
+cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest of a point takes a default
+that no live clause reads, so every verdict of the space is the verdict of every input it stands for.
+
+Types no rule can tell apart (the same verdict of every type test, the same shape of relations: stock.HK and
+stock.US under most rule sets) form a class judged once by its first member (`members`). Each point is
+realised as a real request (`input_of`) and judged by evaluator.py beside this module;
+tests/rules/tools/test_input_space.py proves the judge agrees with the durable_rules engine on every point of
+the shipped sets' spaces and that a class is judged as each of its members.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.rules.language.clauses import Atom, Literal, rule_clauses
+from app.rules.language.model import (
+    ACCOUNT_STATUSES,
+    AccountTest,
+    ChangeTest,
+    PermissionTest,
+    RuleSet,
+    TenantTest,
+    Window,
+)
+from app.rules.runtime.decision_input import DecisionInput
+from app.rules.runtime.facts import change_records
+from app.rules.tools.input_space.evaluator import (
+    ClauseEvaluator,
+    LiveClauses,
+    PointOutcome,
+    binds,
+    fact_matches,
+    names_permission,
+    request_facts,
+)
+
+MISSING = "<missing>"  # the field is left out of the change
+NOT_TEXT = "<not text>"  # the field is a number (any non-text value reads the same to the rules)
+NOT_TEXT_VALUE = 1
+OTHER_TENANT = "other-tenant"
+OTHER_STATUS = "other"
+OTHER_TYPE = "unknown"
+DEFAULT_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+# Fields the permission type alone decides: a clause testing one of them is dead or alive per type.
+TYPE_FIELDS = frozenset({"permission_type", "product", "market", "group", "name", "in_catalog"})
+STATE_FIELDS = {
+    "permission_status": "status",
+    "current_status": "current",
+    "named_earlier": "named",
+    "enabled_for_tenant": "enabled",
+}
+AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and "a:NAME" per attribute
+MAX_POINTS = 200_000  # beyond this, judging every point takes more than seconds: refuse rather than hang
+
+
+class SpaceTooLarge(ValueError):
+    """The rule sets read so many facts together that the space is too large to judge point by point."""
+
+
+# The (before, after) states a related permission can be in besides closed-closed (which no rule can see).
+OPEN_STATES = (("close", "open"), ("open", "close"), ("open", "open"))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One judged change and what the rules can read about it (fields no live clause reads keep defaults)."""
+
+    permission_type: str  # a value, or MISSING / NOT_TEXT
+    permission_status: str
+    current_status: str = "close"
+    named_earlier: bool = False
+    enabled: bool = False
+    earlier_status: str = "open"  # when named earlier: the status of its first mention
+    account_status: str = "active"
+    attributes: tuple[tuple[str, str], ...] = ()  # absent attributes are left out
+    tenant: str = OTHER_TENANT
+    interval: int = 0  # index into InputSpace.moments
+    related: tuple[tuple[str, str, str], ...] = ()  # (permission, before, after) of other related permissions
+    free: frozenset[str] = frozenset()  # the AXES no live clause reads for this type: any value, same verdict
+
+    @property
+    def is_text(self) -> bool:
+        return self.permission_type not in (MISSING, NOT_TEXT)
+
+    def change(self) -> dict[str, Any]:
+        """The judged change as a request carries it."""
+        change: dict[str, Any] = {}
+        for name, value in (("permission_type", self.permission_type), ("permission_status", self.permission_status)):
+            if value == NOT_TEXT:
+                change[name] = NOT_TEXT_VALUE
+            elif value != MISSING:
+                change[name] = value
+        return change
+
+
+def _crosses_type(atom: Atom) -> bool:
+    """A same_as test comparing a part of the type with a state (e.g. permission_status same_as market)."""
+    if not isinstance(atom, ChangeTest) or atom.match.same_as is None:
+        return False
+    return (atom.field in TYPE_FIELDS) != (atom.match.same_as in TYPE_FIELDS)
+
+
+def _instance(value: str, allowed: Callable[[str], bool] | None = None) -> str | None:
+    """The value itself, or for a glob a value it matches; one the declaration allows (None if none is)."""
+    fills = ("x", "X", "A", "0") if "*" in value or "?" in value else ("",)
+    for fill in fills:
+        instance = value.replace("*", fill).replace("?", fill or "x")
+        if allowed is None or allowed(instance):
+            return instance
+    return None
+
+
+def _atoms(rule_sets: tuple[RuleSet, ...]) -> Iterator[Atom]:
+    for rule_set in rule_sets:
+        for rule in rule_set.rules:
+            for clause in rule_clauses(rule):
+                for _, atom in clause:
+                    yield atom
+
+
+def _mentioned(
+    atoms: list[Atom],
+    want: type[ChangeTest | AccountTest | TenantTest],
+    field: str | None = None,
+    allowed: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """Text values tests of this kind name (a glob as a value it matches), in first-seen order; with
+    `allowed`, only values a declaration allows (a test of any other value can never hold)."""
+    found: dict[str, None] = {}
+    for atom in atoms:
+        if not isinstance(atom, ChangeTest | AccountTest | TenantTest) or not isinstance(atom, want):
+            continue
+        if field is None or (not isinstance(atom, TenantTest) and atom.field == field):
+            for value in atom.match.values:
+                instance = _instance(value, allowed) if isinstance(value, str) else None
+                if instance is not None:
+                    found[instance] = None
+    return list(found)
+
+
+def _other(taken: list[str], allowed: Any = None, candidates: tuple[str, ...] = ("ZZ", "XX", "other", "zz")) -> str:
+    """A value none of the tests name (and the declaration allows, when one can be found)."""
+    for candidate in (*candidates, "Z", "0", "x-other"):
+        if candidate not in taken and (allowed is None or allowed(candidate)):
+            return candidate
+    return "~other"
+
+
+@dataclass(frozen=True)
+class _TypeFacts:
+    """What the permission type alone tells each rule set: its change record and the clauses still alive."""
+
+    records: tuple[dict[str, Any], ...]
+    live: tuple[LiveClauses, ...]  # per rule set, the rules (and clauses) the type does not refute
+
+
+class InputSpace:
+    """Every point that matters for the given rule sets (one set for lint, old and new for diff)."""
+
+    def __init__(self, rule_sets: tuple[RuleSet, ...], *, collapse: bool = True) -> None:
+        self.rule_sets = rule_sets
+        atoms = list(_atoms(rule_sets))
+        bounds = sorted(
+            {
+                moment
+                for rule_set in rule_sets
+                for rule in rule_set.rules
+                if rule.window is not None
+                for moment in (rule.window.start, rule.window.end)
+                if moment is not None
+            }
+        )
+        # One moment per interval between window bounds: before the first, then each bound (windows are
+        # from-inclusive, until-exclusive, so a bound is the first moment of the interval it opens).
+        self.moments: tuple[datetime, ...] = (bounds[0] - timedelta(days=1), *bounds) if bounds else (DEFAULT_TIME,)
+        self.values = self._types(atoms)
+        self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(atoms, "permission_status"))
+        self.tenants = (*_mentioned(atoms, TenantTest), OTHER_TENANT)
+        self.attributes = self._attribute_values(atoms)
+        self.judges = tuple(ClauseEvaluator(rule_set) for rule_set in rule_sets)
+        self._facts: dict[str, _TypeFacts] = {}
+        # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
+        # first of them stands for all (`members`). tests/rules/tools/test_input_space.py checks each member agrees.
+        self.members: dict[str, tuple[str, ...]] = {}
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for value in self.values:
+            facts = self._facts[value] = self._type_facts(value)
+            key = (*self._class_key(value, facts), value) if not collapse else self._class_key(value, facts)
+            classes.setdefault(key, []).append(value)
+        for members in classes.values():
+            self.members[members[0]] = tuple(members)
+        axes = {value: self._axes(value) for value in self.members}
+        self.size = sum(math.prod(len(axis) for axis in found[0]) for found in axes.values())
+        if self.size > MAX_POINTS:
+            raise SpaceTooLarge(
+                f"the rules read too many facts together to analyse exactly ({self.size:,} inputs, "
+                f"at most {MAX_POINTS:,}): fewer attribute values, tenants or windows per rule"
+            )
+        self.points = tuple(p for value, (found, free) in axes.items() for p in self._points(value, found, free))
+
+    def _types(self, atoms: list[Atom]) -> tuple[str, ...]:
+        found: dict[str, None] = {MISSING: None, NOT_TEXT: None}
+        for rule_set in self.rule_sets:
+            found.update(dict.fromkeys(rule_set.catalog.values))
+        found.update({f"{group}.x": None for group in _mentioned(atoms, ChangeTest, "group")})
+        # Types outside the catalog that rules can still tell apart by a part they name: a validation testing
+        # `market: us` (a type sent in lower case) holds for stock.us.
+        for rule_set in self.rule_sets:
+            catalog = rule_set.catalog
+            product = catalog.products[0] if catalog.products else "x"
+            market = catalog.markets[0] if catalog.markets else "X"
+            found.update({f"{product}.{m}": None for m in _mentioned(atoms, ChangeTest, "market")})
+            found.update({f"{p}.{market}": None for p in _mentioned(atoms, ChangeTest, "product")})
+            groups = [v.partition(".")[0] for v in catalog.values if "group" in catalog.parts(v)]
+            found.update({f"{groups[0]}.{n}": None for n in _mentioned(atoms, ChangeTest, "name") if groups})
+        found.update(dict.fromkeys(_mentioned(atoms, ChangeTest, "permission_type")))
+        found[OTHER_TYPE] = None
+        return tuple(found)
+
+    @staticmethod
+    def _others(atoms: list[Atom], field: str) -> list[str]:
+        named = [v for v in _mentioned(atoms, ChangeTest, field) if v not in ("open", "close")]
+        return [*named, _other(["open", "close", *named], candidates=(OTHER_STATUS, "OPEN", "x"))]
+
+    def _attribute_values(self, atoms: list[Atom]) -> dict[str, tuple[str | None, ...]]:
+        values: dict[str, tuple[str | None, ...]] = {}
+        for rule_set in self.rule_sets:
+            for declaration in rule_set.attributes:
+                named = _mentioned(atoms, AccountTest, declaration.name, declaration.allows)
+                listed = list(declaration.values or ())
+                shown = [*listed, *(v for v in named if v not in listed)]
+                if declaration.values is None:
+                    shown.append(_other(shown, declaration.allows))
+                previous = [v for v in values.get(declaration.name, ()) if v is not None]
+                merged = list(dict.fromkeys([*previous, *shown]))
+                values[declaration.name] = (*merged, None)
+        return values
+
+    def _type_facts(self, value: str) -> _TypeFacts:
+        change = Point(value, "open").change()
+        records = []
+        live = []
+        for rule_set, judge in zip(self.rule_sets, self.judges, strict=True):
+            record = change_records((change,), catalog=rule_set.catalog, enabled=frozenset(), stored={})[0]
+            records.append(record)
+            alive = []
+            for rule, alternatives in judge.clauses:
+                kept = tuple(c for c in alternatives if all(self._may_hold(lit, record) for lit in c))
+                if kept:
+                    alive.append((rule, kept))
+            live.append(tuple(alive))
+        return _TypeFacts(tuple(records), tuple(live))
+
+    @staticmethod
+    def _may_hold(literal: Literal, record: Mapping[str, Any]) -> bool:
+        negated, atom = literal
+        if isinstance(atom, PermissionTest):
+            return binds(record, atom)
+        if isinstance(atom, ChangeTest) and atom.field in TYPE_FIELDS:
+            other = atom.match.same_as
+            if other is None or other in TYPE_FIELDS:
+                return fact_matches(record, atom.field, atom) != negated
+        return True
+
+    def _related(self, value: str, facts: _TypeFacts) -> tuple[bool, list[list[str]]]:
+        """Whether a live relation names the judged type itself, and the other permissions live relations
+        name, grouped by which relations name them (members of a group are interchangeable)."""
+        signatures: dict[str, set[tuple[int, str, str]]] = {}
+        for index, (rule_set, record, live) in enumerate(zip(self.rule_sets, facts.records, facts.live, strict=True)):
+            tests = {a for _, kept in live for clause in kept for _, a in clause if isinstance(a, PermissionTest)}
+            for test in tests:
+                for other in rule_set.catalog.values:
+                    head, tail = list(rule_set.catalog.parts(other).values())
+                    if names_permission({"head": head, "tail": tail}, record, test):
+                        signatures.setdefault(other, set()).add((index, test.head, test.tail))
+        names_itself = value in signatures
+        groups: dict[frozenset[tuple[int, str, str]], list[str]] = {}
+        for other, signature in signatures.items():
+            if other != value:
+                groups.setdefault(frozenset(signature), []).append(other)
+        return names_itself, [sorted(members) for _, members in sorted(groups.items(), key=lambda g: sorted(g[0]))]
+
+    @staticmethod
+    def _group_states(members: list[str]) -> list[tuple[tuple[str, str, str], ...]]:
+        """Which open states a group's members show (which member shows it makes no difference)."""
+        options: list[tuple[tuple[str, str, str], ...]] = []
+        for size in range(min(len(members), len(OPEN_STATES)) + 1):
+            for states in itertools.combinations(OPEN_STATES, size):
+                options.append(tuple((m, b, a) for m, (b, a) in zip(members, states, strict=False)))
+        return options
+
+    def _reads(self, facts: _TypeFacts) -> set[str]:
+        reads: set[str] = set()
+        for live in facts.live:
+            for _, kept in live:
+                for _, atom in (literal for clause in kept for literal in clause):
+                    if isinstance(atom, ChangeTest):
+                        for field in (atom.field, atom.match.same_as):
+                            if field in STATE_FIELDS:
+                                reads.add(STATE_FIELDS[field])
+                    elif isinstance(atom, AccountTest):
+                        reads.add("account_status" if atom.field == "status" else f"a:{atom.field}")
+                    elif isinstance(atom, TenantTest):
+                        reads.add("tenant")
+                    elif isinstance(atom, Window):
+                        reads.add("time")
+        return reads
+
+    def _class_key(self, value: str, facts: _TypeFacts) -> tuple[Any, ...]:
+        """What the rules can tell of a type: each literal's verdict on it (where the type decides), its
+        catalog membership, and the shape of the relations it has."""
+        verdicts: list[Any] = [value if value in (MISSING, NOT_TEXT) else "text"]
+        for rule_set, judge, record in zip(self.rule_sets, self.judges, facts.records, strict=True):
+            verdicts.append(value in rule_set.catalog)
+            for _, alternatives in judge.clauses:
+                for clause in alternatives:
+                    for literal in clause:
+                        atom = literal[1]
+                        if _crosses_type(atom):
+                            return (value,)  # a part of the type compared with a state: a class of its own
+                        verdicts.append(self._may_hold(literal, record))
+        names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
+        shape = [(self._signature(value, facts, group[0]), len(group)) for group in groups]
+        return (*verdicts, names_itself, tuple(shape))
+
+    def _signature(self, value: str, facts: _TypeFacts, other: str) -> frozenset[tuple[int, str, str]]:
+        found = set()
+        for index, (rule_set, record, live) in enumerate(zip(self.rule_sets, facts.records, facts.live, strict=True)):
+            for _, kept in live:
+                for _, atom in (literal for clause in kept for literal in clause):
+                    if isinstance(atom, PermissionTest) and other in rule_set.catalog:
+                        head, tail = list(rule_set.catalog.parts(other).values())
+                        if names_permission({"head": head, "tail": tail}, record, atom):
+                            found.add((index, atom.head, atom.tail))
+        return frozenset(found)
+
+    def _axes(self, value: str) -> tuple[list[list[dict[str, Any]]], frozenset[str]]:
+        """What is enumerated for a type (each axis a list of its values' fields), and what is left free."""
+        facts = self._facts[value]
+        reads = self._reads(facts)
+        names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
+        in_catalog = any(value in rule_set.catalog for rule_set in self.rule_sets)
+        axes: list[list[dict[str, Any]]] = [[{"permission_status": s} for s in self.statuses]]
+        free = {*AXES, *(f"a:{name}" for name in self.attributes)}
+        if value not in (MISSING, NOT_TEXT):
+            if "current" in reads or names_itself:
+                axes.append([{"current_status": s} for s in ("close", "open")])
+                free.discard("current")
+            if "named" in reads or names_itself:
+                first = ("open", "close") if names_itself and in_catalog else ("open",)
+                axes.append([{"named_earlier": False}, *({"named_earlier": True, "earlier_status": s} for s in first)])
+                free.discard("named")
+            if in_catalog and ("enabled" in reads or names_itself):
+                axes.append([{"enabled": True}, {"enabled": False}])
+                free.discard("enabled")
+            axes.extend([{"related": states} for states in self._group_states(group)] for group in groups)
+            if groups or names_itself:
+                free.discard("related")
+        optional: list[tuple[str, list[dict[str, Any]]]] = [
+            ("account_status", [{"account_status": s} for s in ACCOUNT_STATUSES]),
+            ("tenant", [{"tenant": t} for t in self.tenants]),
+            ("time", [{"interval": i} for i in range(len(self.moments))]),
+        ]
+        for name, values in self.attributes.items():
+            optional.append((f"a:{name}", [{"attributes": ((name, v),) if v is not None else ()} for v in values]))
+        for axis, options in optional:
+            if axis in reads:
+                axes.append(options)
+                free.discard(axis)
+        return axes, frozenset(free)
+
+    def _points(self, value: str, axes: list[list[dict[str, Any]]], free: frozenset[str]) -> Iterator[Point]:
+        for combination in itertools.product(*axes):
+            fields: dict[str, Any] = {"permission_type": value}
+            related: list[tuple[str, str, str]] = []
+            attributes: list[tuple[str, str]] = []
+            for part in combination:
+                for key, item in part.items():
+                    if key == "related":
+                        related.extend(item)
+                    elif key == "attributes":
+                        attributes.extend(item)
+                    else:
+                        fields[key] = item
+            yield Point(**fields, related=tuple(related), attributes=tuple(attributes), free=free)
+
+    def weight(self, point: Point) -> int:
+        """How many inputs the point stands for: one per type of its class."""
+        return len(self.members[point.permission_type])
+
+    def input_of(self, point: Point) -> tuple[DecisionInput, int]:
+        """A request that realises the point, and the index of the judged change in it."""
+        changes: list[dict[str, Any]] = []
+        stored: dict[str, str] = {}
+        patterns: list[str] = []
+        if point.is_text:
+            stored[point.permission_type] = point.current_status
+            if point.enabled:
+                patterns.append(point.permission_type)
+            if point.named_earlier:
+                changes.append({"permission_type": point.permission_type, "permission_status": point.earlier_status})
+        index = len(changes)
+        changes.append(point.change())
+        for other, before, after in point.related:
+            stored[other] = before
+            if after != before:
+                patterns.append(other)
+                changes.append({"permission_type": other, "permission_status": after})
+        decision_input = DecisionInput(
+            tenant_id=point.tenant,
+            tenant_patterns=tuple(patterns),
+            changes=tuple(changes),
+            stored=stored,
+            account_status=point.account_status,
+            attributes=dict(point.attributes),
+            at=self.moments[point.interval],
+        )
+        return decision_input, index
+
+    def verdicts(self, point: Point) -> tuple[PointOutcome, ...]:
+        """What each rule set makes of the point."""
+        decision_input, index = self.input_of(point)
+        live = self._facts[point.permission_type].live
+        return tuple(
+            judge.verdict(request_facts(judge.rule_set, decision_input), index, alive)
+            for judge, alive in zip(self.judges, live, strict=True)
+        )

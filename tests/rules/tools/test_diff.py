@@ -1,0 +1,35 @@
+"""app/rules/tools/diff.py: the joint input space of two sets covers both catalogs, so a catalog edit shows as the
+values it adds (refused as unknown before, judged by the rules now), counted per type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.rules.language.loader import load_rule_set
+from app.rules.tools.diff import describe, diff
+from tests.rules.support import rules_dir
+
+
+def test_a_market_added_to_the_catalog_shows_as_its_new_values(tmp_path: Path):
+    old = load_rule_set(rules_dir(tmp_path / "old"))
+    new_dir = rules_dir(tmp_path / "new")
+    catalog = new_dir / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("markets: [HK,", "markets: [NZ, HK,"))
+    new = load_rule_set(new_dir)
+    result = diff(old, new)
+    assert result.differs
+    assert {g.old for g in result.groups} == {"type-in-catalog (INVALID_PERMISSION_TYPE)"}
+    types = {t for g in result.groups for t in describe(g, result.space)["permission_types"]}
+    assert types == {f"{product}.NZ" for product in new.catalog.products}
+    news = {g.new for g in result.groups}
+    assert news == {
+        "pass",
+        "type-enabled-for-tenant (INVALID_PERMISSION_TYPE)",
+        "no-duplicate-type (DUPLICATE_PERMISSION_TYPE)",
+        "must-change-state (NO_STATE_CHANGE)",
+        "status-required (INVALID_PERMISSION_STATUS)",
+        "status-must-be-text (INVALID_PERMISSION_STATUS)",
+        "status-open-or-close (INVALID_PERMISSION_STATUS)",
+    }
+    assert result.count("verdict") == sum(describe(g, result.space)["inputs"] for g in result.groups)
+    assert diff(new, new).groups == []

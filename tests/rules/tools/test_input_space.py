@@ -1,0 +1,132 @@
+"""tools/input_space/space.py: the input space is exact — on every point of the shipped sets' spaces (and of a set
+using every kind of test) the Python judge agrees with the durable_rules engine through decide(), its facts
+are the engine's facts, and judging a class of types by its first member agrees with judging each member."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.rules.language.loader import load_rule_set
+from app.rules.language.model import RuleSet
+from app.rules.runtime.decision import decide
+from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.tools.input_space.evaluator import request_facts
+from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace
+from tests.rules.support import BROKER_POLICIES, rules_dir
+from tests.support import SHIPPED_RULES
+
+# Every kind of test the language has: tenants, account status, a pattern attribute, windows, a glob relation
+# that names the judged type itself, a negated glob, same_as, named_earlier, enabled_for_tenant, an any/not.
+EVERY_KIND = """
+policies:
+  - id: tenant-and-status
+    description: x
+    when:
+      change: {product: options, permission_status: open}
+      tenant: [t1, "t2*"]
+      not: {account: {status: deregistered}}
+    message: no
+  - id: any-options-open
+    description: x
+    from: 2026-03-01
+    until: 2026-04-01
+    when:
+      change: {product: stock, permission_status: close}
+      permission: "options.*"
+      after: open
+    message: no
+  - id: warrant-anywhere-before
+    description: x
+    enforcement: warn
+    when:
+      change: {product: warrant}
+      permission: "warrant.*"
+      before: open
+    message: no
+  - id: residency-not-glob
+    description: x
+    when:
+      change: {group: va, permission_status: open}
+      not: {account: {residency: "S?"}}
+    message: no
+  - id: not-a-stock-glob
+    description: x
+    enforcement: dryrun
+    until: 2026-03-15
+    when:
+      all:
+        - change: {product: [ipo, otc], market: [US, HK]}
+        - not: {change: {permission_type: "ipo.*"}}
+        - any:
+            - account: {investor_class: retail}
+            - change: {named_earlier: true}
+    message: no
+"""
+
+
+def _agrees_everywhere(rule_set: RuleSet, *, collapse: bool = False) -> int:
+    engine = DurableRulesEngine(rule_set)
+    space = InputSpace((rule_set,), collapse=collapse)
+    judge = space.judges[0]
+    for point in space.points:
+        decision_input, index = space.input_of(point)
+        engine_facts, facts = engine.facts_of(decision_input), request_facts(rule_set, decision_input)
+        assert (facts.context, facts.changes) == (engine_facts.context, engine_facts.changes), point
+        assert sorted(facts.permissions, key=str) == sorted(engine_facts.permissions, key=str), point
+        held = decide(engine, decision_input, use_memo=False).held[index]
+        assert judge.held(facts, index) == held, point
+        (verdict,) = space.verdicts(point)  # judged on the live clauses only
+        assert verdict.held == held, point
+    return len(space.points)
+
+
+@pytest.fixture(scope="module")
+def every_kind(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    return load_rule_set(rules_dir(tmp_path_factory.mktemp("every-kind"), EVERY_KIND))
+
+
+@pytest.mark.parametrize("directory", [SHIPPED_RULES, BROKER_POLICIES], ids=["shipped", "broker-policies"])
+def test_the_judge_agrees_with_the_engine_on_every_point_of_the_shipped_sets(directory: Path):
+    assert _agrees_everywhere(load_rule_set(directory)) > 1000
+
+
+def test_the_judge_agrees_with_the_engine_on_every_kind_of_test(every_kind: RuleSet):
+    # one type of each class (the next test shows each class is judged as each of its members)
+    assert _agrees_everywhere(every_kind, collapse=True) > 1000
+
+
+@pytest.mark.parametrize("which", ["shipped", "broker-policies", "every-kind"])
+def test_a_class_of_types_is_judged_as_each_of_its_members(which: str, every_kind: RuleSet):
+    rule_set = {"shipped": None, "broker-policies": None, "every-kind": every_kind}[which] or load_rule_set(
+        SHIPPED_RULES if which == "shipped" else BROKER_POLICIES
+    )
+    collapsed, full = InputSpace((rule_set,)), InputSpace((rule_set,), collapse=False)
+    assert len(collapsed.points) < len(full.points)
+    by_type: dict[str, dict[tuple[object, ...], frozenset[str]]] = {}
+    for point in full.points:
+        held = full.verdicts(point)[0].held
+        key = (point.permission_status, point.current_status, point.named_earlier, point.earlier_status)
+        key += (point.enabled, point.account_status, point.attributes, point.tenant, point.interval)
+        key += (tuple((before, after) for _, before, after in point.related),)
+        by_type.setdefault(point.permission_type, {})[key] = held
+    for point in collapsed.points:
+        held = collapsed.verdicts(point)[0].held
+        key = (point.permission_status, point.current_status, point.named_earlier, point.earlier_status)
+        key += (point.enabled, point.account_status, point.attributes, point.tenant, point.interval)
+        key += (tuple((before, after) for _, before, after in point.related),)
+        for member in collapsed.members[point.permission_type]:
+            assert by_type[member][key] == held, (member, point)
+
+
+def test_the_space_covers_every_catalog_value_status_and_malformed_type(every_kind: RuleSet):
+    space = InputSpace((every_kind,))
+    covered = {m for p in space.points for m in space.members[p.permission_type]}
+    assert set(every_kind.catalog.values) <= covered
+    assert {MISSING, NOT_TEXT, "flag.x", "unknown"} <= covered
+    statuses = {p.permission_status for p in space.points}
+    assert statuses == {MISSING, NOT_TEXT, "open", "close", "other"}
+    assert {p.tenant for p in space.points} >= {"t1", "t2x", "other-tenant"}
+    assert {dict(p.attributes).get("residency") for p in space.points} >= {"SX", "ZZ", None}
+    assert len({p.interval for p in space.points}) == 4  # before, in both windows, in one, after both
