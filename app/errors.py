@@ -195,6 +195,11 @@ class StorageTimeout(StorageError):
     """A statement ran past the request path's statement bound (PostgreSQL statement_timeout) and was cancelled."""
 
 
+class MigrationRefused(Exception):
+    """A schema migration that would not do what was asked (Alembic would do nothing and say nothing):
+    app/persistence/migrate.py raises it, `permctl db upgrade` reports it in one line."""
+
+
 class CredentialChanged(Exception):
     """The caller's credential changed after this worker cached it (a revocation, a rotation, `permctl load`).
 

@@ -29,8 +29,8 @@ def upgrade(revision: str) -> None:
     Example:
       DATABASE_URL=postgresql://postgres@127.0.0.1/test permctl db upgrade
     """
-    from app.container import MigrationRefused
     from app.container import upgrade_schema as alembic_upgrade
+    from app.errors import MigrationRefused
 
     try:
         now = alembic_upgrade(settings().database_url, revision)

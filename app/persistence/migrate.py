@@ -15,11 +15,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from app.errors import MigrationRefused
+
 SCRIPT_LOCATION = "app:migrations"
-
-
-class MigrationRefused(Exception):
-    """The requested migration would not do what was asked (Alembic would do nothing and say nothing)."""
 
 
 def alembic_config(database_url: str | None = None) -> Config:
