@@ -8,10 +8,12 @@ Four packages, each importing only the ones above it in this list (tests/rules/t
               conditions as alternatives of literals (clauses) and the rule-set version. Imports nothing else.
   runtime/    deciding a request: compile a RuleSet for durable_rules (compiler), the facts the engine is given
               (facts), the engine adapter (engine) and its memo keys (memo), the request as the rules see it
-              (decision_input), decide() (decision) and the caller's message (messages). Imports language only.
+              (decision_input), decide() and its tracer (decision) and the caller's message (messages). Imports
+              language only.
   tools/      what compliance runs on a set: lint (lint/: the directory, static checks, semantic checks over the
-              input space), the input space and its evaluator (input_space/), diff, impact (impact/), explain
-              (explain/), regression cases and their coverage. Imports language and runtime, never lifecycle.
+              input space), the input space (input_space/: the requests that stand for every input), diff,
+              impact (impact/), explain (explain/), regression cases and their coverage. Each judges through
+              runtime's decide(): there is no other evaluator. Imports language and runtime, never lifecycle.
   lifecycle/  the set a running service uses: the live set (live), the go-live gate (gate: lints clean and every
               case passes) and the last good copy on disk (last_good). May import everything above.
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
+from typing import Any
 
 from app.rules.language.attributes import NO_ATTRIBUTES, AttributeSet
 
@@ -71,6 +73,13 @@ class Catalog:
         return {"group": head, "name": tail}
 
 
+def value_matches(value: object, spec: str | bool) -> bool:
+    """Whether a fact's value is the spec: text or true/false as written, or text a glob matches."""
+    if isinstance(spec, str) and ("*" in spec or "?" in spec):
+        return isinstance(value, str) and fnmatchcase(value, spec)
+    return type(value) is type(spec) and value == spec
+
+
 @dataclass(frozen=True)
 class Match:
     """How one fact is compared: equals one of `values` (each text, a glob, or true/false), has a `kind`
@@ -79,6 +88,16 @@ class Match:
     values: tuple[str | bool, ...] = ()
     kind: str | None = None
     same_as: str | None = None
+
+    def holds_in(self, facts: Mapping[str, Any], key: str) -> bool:
+        """Whether facts[key] (a record as app/rules/runtime/facts.py builds it) matches; a missing fact never
+        does. The compiler writes the same meaning for the engine; the input space uses this only to see which
+        clauses a permission type leaves alive, never to decide a verdict."""
+        if self.kind is not None:
+            return facts.get(f"{key}__kind") == self.kind
+        if self.same_as is not None:
+            return key in facts and self.same_as in facts and facts[key] == facts[self.same_as]
+        return key in facts and any(value_matches(facts[key], v) for v in self.values)
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,25 @@ class PermissionTest:
     state: str  # "before" | "after"
     status: str  # "open" | "close"
     at: tuple[int, int] = field(default=(1, 1), compare=False)  # line and column in its file, for lint
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The change fields the relation binds ({market} -> market)."""
+        return tuple(spec[1:-1] for spec in (self.head, self.tail) if spec.startswith("{"))
+
+    def binds(self, change: Mapping[str, Any]) -> bool:
+        """Whether the change has every field the placeholders bind (else the relation names nothing)."""
+        return all(name in change for name in self.placeholders)
+
+    def names(self, head: str, tail: str, change: Mapping[str, Any]) -> bool:
+        """Whether the relation names the permission head.tail for this change (placeholders bound from it)."""
+        for part, spec in ((head, self.head), (tail, self.tail)):
+            if spec.startswith("{"):
+                if change.get(spec[1:-1]) != part:
+                    return False
+            elif not value_matches(part, spec):
+                return False
+        return True
 
 
 @dataclass(frozen=True)

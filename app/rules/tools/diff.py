@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from app.rules.language.model import Rule, RuleSet
-from app.rules.tools.input_space.evaluator import PointOutcome
+from app.rules.runtime.decision import ChangeVerdict
 from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point
 
 PASS = "pass"
@@ -31,7 +31,7 @@ class Side:
         return PASS if self.rule_id == PASS else f"{self.rule_id} ({self.code})"
 
 
-def _side(verdict: PointOutcome) -> Side:
+def _side(verdict: ChangeVerdict) -> Side:
     denial = verdict.denial
     return Side(PASS, SUCCESS) if denial is None else Side(denial.id, denial.outcome)
 
@@ -65,6 +65,10 @@ class RuleSetDiff:
         return sum(self.space.weight(p) for g in self.groups if g.kind == kind for p in g.points)
 
 
+def _ids(rules: tuple[Rule, ...]) -> tuple[str, ...]:
+    return tuple(rule.id for rule in rules)
+
+
 def _template(rule: Rule) -> tuple[str, str]:
     return rule.field, rule.message
 
@@ -89,7 +93,10 @@ def diff(old: RuleSet, new: RuleSet) -> RuleSetDiff:
             add("verdict", str(old_side), str(new_side), point)
         elif was.denial is not None and now.denial is not None and _template(was.denial) != _template(now.denial):
             add("message", str(old_side), str(new_side), point)
-        for kind, before, after in (("warning", was.warnings, now.warnings), ("dryrun", was.dryruns, now.dryruns)):
+        for kind, before, after in (
+            ("warning", _ids(was.warnings), _ids(now.warnings)),
+            ("dryrun", _ids(was.dryruns), _ids(now.dryruns)),
+        ):
             for rule_id in dict.fromkeys((*before, *after)):
                 if rule_id not in after:
                     add(kind, rule_id, "-", point)

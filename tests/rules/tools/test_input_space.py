@@ -1,6 +1,6 @@
-"""tools/input_space/space.py: the input space is exact — on every point of the shipped sets' spaces (and of a set
-using every kind of test) the Python judge agrees with the durable_rules engine through decide(), its facts
-are the engine's facts, and judging a class of types by its first member agrees with judging each member."""
+"""tools/input_space/space.py: every point is judged by decide() on the durable_rules engine — the verdict the space
+reports is the traced verdict of the point's change, memo on or off — and judging a class of types by its first
+member agrees with judging each member. (test_input_space_soundness.py: a point stands for every input it covers.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from app.rules.language.loader import load_rule_set
 from app.rules.language.model import RuleSet
 from app.rules.runtime.decision import decide
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.tools.input_space.evaluator import request_facts
 from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace
 from tests.rules.support import BROKER_POLICIES, rules_dir
 from tests.support import SHIPPED_RULES
@@ -67,18 +66,20 @@ policies:
 
 
 def _agrees_everywhere(rule_set: RuleSet, *, collapse: bool = False) -> int:
+    """Each point's verdict is decide()'s on the request that realises it: the rules that held for the point's
+    change, and (when no earlier change of the request is refused first) the request's own answer."""
     engine = DurableRulesEngine(rule_set)
     space = InputSpace((rule_set,), collapse=collapse)
-    judge = space.judges[0]
     for point in space.points:
         decision_input, index = space.input_of(point)
-        engine_facts, facts = engine.facts_of(decision_input), request_facts(rule_set, decision_input)
-        assert (facts.context, facts.changes) == (engine_facts.context, engine_facts.changes), point
-        assert sorted(facts.permissions, key=str) == sorted(engine_facts.permissions, key=str), point
-        held = decide(engine, decision_input, use_memo=False).held[index]
-        assert judge.held(facts, index) == held, point
-        (verdict,) = space.verdicts(point)  # judged on the live clauses only
-        assert verdict.held == held, point
+        decision = decide(engine, decision_input, use_memo=False)
+        (verdict,) = space.verdicts(point)
+        assert verdict.held == decision.held[index], point
+        assert space.verdicts(point, use_memo=False) == (verdict,), point
+        if decision.denial is None or decision.denial.index == index:
+            assert verdict.denial == (decision.denial.rule if decision.denial else None), point
+            assert verdict.warnings == tuple(h.rule for h in decision.warnings if h.index == index), point
+            assert verdict.dryruns == tuple(h.rule for h in decision.dryruns if h.index == index), point
     return len(space.points)
 
 
@@ -88,11 +89,11 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
 
 
 @pytest.mark.parametrize("directory", [SHIPPED_RULES, BROKER_POLICIES], ids=["shipped", "broker-policies"])
-def test_the_judge_agrees_with_the_engine_on_every_point_of_the_shipped_sets(directory: Path):
+def test_every_point_of_the_shipped_sets_is_judged_by_decide(directory: Path):
     assert _agrees_everywhere(load_rule_set(directory)) > 1000
 
 
-def test_the_judge_agrees_with_the_engine_on_every_kind_of_test(every_kind: RuleSet):
+def test_every_point_of_a_set_using_every_kind_of_test_is_judged_by_decide(every_kind: RuleSet):
     # one type of each class (the next test shows each class is judged as each of its members)
     assert _agrees_everywhere(every_kind, collapse=True) > 1000
 

@@ -1,1 +1,1 @@
-"""The finite input space of a rule set and the plain-Python evaluator of its compiled clauses (for lint and diff)."""
+"""The finite input space of one or more rule sets: the requests lint and diff have decide() judge."""

@@ -13,9 +13,10 @@ that no live clause reads, so every verdict of the space is the verdict of every
 
 Types no rule can tell apart (the same verdict of every type test, the same shape of relations: stock.HK and
 stock.US under most rule sets) form a class judged once by its first member (`members`). Each point is
-realised as a real request (`input_of`) and judged by evaluator.py beside this module;
-tests/rules/tools/test_input_space.py proves the judge agrees with the durable_rules engine on every point of
-the shipped sets' spaces and that a class is judged as each of its members.
+realised as a real request (`input_of`) and judged by the service's own decide() on the durable_rules engine,
+whose tracer reports the judged change's verdict (`verdicts`). The space only chooses which requests to judge;
+tests/rules/tools/test_input_space_soundness.py shows, over random rule sets and random members, that a point's
+verdict is the verdict of every input it stands for.
 """
 
 from __future__ import annotations
@@ -33,21 +34,15 @@ from app.rules.language.model import (
     AccountTest,
     ChangeTest,
     PermissionTest,
+    Rule,
     RuleSet,
     TenantTest,
     Window,
 )
+from app.rules.runtime.decision import ChangeVerdict, Trace, decide
 from app.rules.runtime.decision_input import DecisionInput
+from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import change_records
-from app.rules.tools.input_space.evaluator import (
-    ClauseEvaluator,
-    LiveClauses,
-    PointOutcome,
-    binds,
-    fact_matches,
-    names_permission,
-    request_facts,
-)
 
 MISSING = "<missing>"  # the field is left out of the change
 NOT_TEXT = "<not text>"  # the field is a number (any non-text value reads the same to the rules)
@@ -71,6 +66,9 @@ MAX_POINTS = 200_000  # beyond this, judging every point takes more than seconds
 class SpaceTooLarge(ValueError):
     """The rule sets read so many facts together that the space is too large to judge point by point."""
 
+
+# Per rule, the alternatives of its condition (of one rule set), or those a permission type leaves alive.
+_LiveClauses = tuple[tuple[Rule, tuple[tuple[Literal, ...], ...]], ...]
 
 # The (before, after) states a related permission can be in besides closed-closed (which no rule can see).
 OPEN_STATES = (("close", "open"), ("open", "close"), ("open", "open"))
@@ -166,7 +164,7 @@ class _TypeFacts:
     """What the permission type alone tells each rule set: its change record and the clauses still alive."""
 
     records: tuple[dict[str, Any], ...]
-    live: tuple[LiveClauses, ...]  # per rule set, the rules (and clauses) the type does not refute
+    live: tuple[_LiveClauses, ...]  # per rule set, the rules (and clauses) the type does not refute
 
 
 class InputSpace:
@@ -192,7 +190,11 @@ class InputSpace:
         self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(atoms, "permission_status"))
         self.tenants = (*_mentioned(atoms, TenantTest), OTHER_TENANT)
         self.attributes = self._attribute_values(atoms)
-        self.judges = tuple(ClauseEvaluator(rule_set) for rule_set in rule_sets)
+        self.engines = tuple(DurableRulesEngine(rule_set) for rule_set in rule_sets)
+        self.clauses = tuple(
+            tuple((rule, tuple(tuple(c) for c in rule_clauses(rule))) for rule in rule_set.rules)
+            for rule_set in rule_sets
+        )
         self._facts: dict[str, _TypeFacts] = {}
         # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
         # first of them stands for all (`members`). tests/rules/tools/test_input_space.py checks each member agrees.
@@ -255,11 +257,11 @@ class InputSpace:
         change = Point(value, "open").change()
         records = []
         live = []
-        for rule_set, judge in zip(self.rule_sets, self.judges, strict=True):
+        for rule_set, clauses in zip(self.rule_sets, self.clauses, strict=True):
             record = change_records((change,), catalog=rule_set.catalog, enabled=frozenset(), stored={})[0]
             records.append(record)
             alive = []
-            for rule, alternatives in judge.clauses:
+            for rule, alternatives in clauses:
                 kept = tuple(c for c in alternatives if all(self._may_hold(lit, record) for lit in c))
                 if kept:
                     alive.append((rule, kept))
@@ -270,11 +272,11 @@ class InputSpace:
     def _may_hold(literal: Literal, record: Mapping[str, Any]) -> bool:
         negated, atom = literal
         if isinstance(atom, PermissionTest):
-            return binds(record, atom)
+            return atom.binds(record)
         if isinstance(atom, ChangeTest) and atom.field in TYPE_FIELDS:
             other = atom.match.same_as
             if other is None or other in TYPE_FIELDS:
-                return fact_matches(record, atom.field, atom) != negated
+                return atom.match.holds_in(record, atom.field) != negated
         return True
 
     def _related(self, value: str, facts: _TypeFacts) -> tuple[bool, list[list[str]]]:
@@ -286,7 +288,7 @@ class InputSpace:
             for test in tests:
                 for other in rule_set.catalog.values:
                     head, tail = list(rule_set.catalog.parts(other).values())
-                    if names_permission({"head": head, "tail": tail}, record, test):
+                    if test.names(head, tail, record):
                         signatures.setdefault(other, set()).add((index, test.head, test.tail))
         names_itself = value in signatures
         groups: dict[frozenset[tuple[int, str, str]], list[str]] = {}
@@ -325,9 +327,9 @@ class InputSpace:
         """What the rules can tell of a type: each literal's verdict on it (where the type decides), its
         catalog membership, and the shape of the relations it has."""
         verdicts: list[Any] = [value if value in (MISSING, NOT_TEXT) else "text"]
-        for rule_set, judge, record in zip(self.rule_sets, self.judges, facts.records, strict=True):
+        for rule_set, clauses, record in zip(self.rule_sets, self.clauses, facts.records, strict=True):
             verdicts.append(value in rule_set.catalog)
-            for _, alternatives in judge.clauses:
+            for _, alternatives in clauses:
                 for clause in alternatives:
                     for literal in clause:
                         atom = literal[1]
@@ -345,7 +347,7 @@ class InputSpace:
                 for _, atom in (literal for clause in kept for literal in clause):
                     if isinstance(atom, PermissionTest) and other in rule_set.catalog:
                         head, tail = list(rule_set.catalog.parts(other).values())
-                        if names_permission({"head": head, "tail": tail}, record, atom):
+                        if atom.names(head, tail, record):
                             found.add((index, atom.head, atom.tail))
         return frozenset(found)
 
@@ -432,11 +434,13 @@ class InputSpace:
         )
         return decision_input, index
 
-    def verdicts(self, point: Point) -> tuple[PointOutcome, ...]:
-        """What each rule set makes of the point."""
+    def verdicts(self, point: Point, *, use_memo: bool = True) -> tuple[ChangeVerdict, ...]:
+        """What each rule set makes of the point's change: decide() on the request that realises it, its tracer
+        telling the judged change's verdict (an earlier change of the request may be refused first)."""
         decision_input, index = self.input_of(point)
-        live = self._facts[point.permission_type].live
-        return tuple(
-            judge.verdict(request_facts(judge.rule_set, decision_input), index, alive)
-            for judge, alive in zip(self.judges, live, strict=True)
-        )
+        found = []
+        for engine in self.engines:
+            trace = Trace()
+            decide(engine, decision_input, use_memo=use_memo, tracer=trace)
+            found.append(trace.verdicts[index])
+        return tuple(found)

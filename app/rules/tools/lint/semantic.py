@@ -45,17 +45,18 @@ def _observe(space: InputSpace, rule_set: RuleSet) -> dict[str, _Seen]:
     stops = [0] * (len(order) + 1)
     for point in space.points:
         (verdict,) = space.verdicts(point)
-        stop = order[verdict.denial.id] if verdict.denial is not None else len(order)
+        denial = verdict.denial.id if verdict.denial is not None else None
+        stop = order[denial] if denial is not None else len(order)
         stops[stop] += 1
         for rule_id in verdict.held:
             found = seen[rule_id]
             found.holds += 1
             if order[rule_id] <= stop:
                 found.fires += 1
-                if rule_id == (verdict.denial.id if verdict.denial else None) and _is_close(point, rule_set):
+                if rule_id == denial and _is_close(point, rule_set):
                     found.closes_refused.update(dict.fromkeys(space.members[point.permission_type]))
-            elif verdict.denial is not None:
-                found.decided_by[verdict.denial.id] = None
+            elif denial is not None:
+                found.decided_by[denial] = None
     reaching = len(space.points)
     for rule in rule_set.rules:  # the points no earlier rule refuses
         seen[rule.id].reaches = reaching
@@ -99,7 +100,9 @@ def _analyse(rule_set: RuleSet) -> list[Problem]:
         aside: set[str] = set()
         while catch_all:
             aside |= set(catch_all)
-            rest = replace(rule_set, rules=tuple(r for r in rule_set.rules if r.id not in aside))
+            rules = tuple(r for r in rule_set.rules if r.id not in aside)
+            # A set of its own for the engine, which compiles one ruleset per version.
+            rest = replace(rule_set, rules=rules, version=f"{rule_set.version}-without-{len(aside)}")
             later, catch_all = _findings(rest)
             problems += [p for p in later if p not in problems]
     except SpaceTooLarge as exc:
