@@ -336,7 +336,7 @@ class InputSpace:
                         if _crosses_type(atom):
                             return (value,)  # a part of the type compared with a state: a class of its own
                         verdicts.append(self._may_hold(literal, record))
-        names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
+        names_itself, groups = self._related(value, facts)
         shape = [(self._signature(value, facts, group[0]), len(group)) for group in groups]
         return (*verdicts, names_itself, tuple(shape))
 
@@ -352,39 +352,49 @@ class InputSpace:
         return frozenset(found)
 
     def _axes(self, value: str) -> tuple[list[list[dict[str, Any]]], frozenset[str]]:
-        """What is enumerated for a type (each axis a list of its values' fields), and what is left free."""
+        """What is enumerated for a type (each axis a list of its values' fields), and what is left free.
+
+        Relations are enumerated for every type, a missing or non-text one included: `permission: stock.*`
+        binds nothing from the change, so it holds or not whatever the change's type."""
         facts = self._facts[value]
         reads = self._reads(facts)
-        names_itself, groups = self._related(value, facts) if value not in (MISSING, NOT_TEXT) else (False, [])
-        in_catalog = any(value in rule_set.catalog for rule_set in self.rule_sets)
+        names_itself, groups = self._related(value, facts)
         axes: list[list[dict[str, Any]]] = [[{"permission_status": s} for s in self.statuses]]
         free = {*AXES, *(f"a:{name}" for name in self.attributes)}
         if value not in (MISSING, NOT_TEXT):
-            if "current" in reads or names_itself:
-                axes.append([{"current_status": s} for s in ("close", "open")])
-                free.discard("current")
-            if "named" in reads or names_itself:
-                first = ("open", "close") if names_itself and in_catalog else ("open",)
-                axes.append([{"named_earlier": False}, *({"named_earlier": True, "earlier_status": s} for s in first)])
-                free.discard("named")
-            if in_catalog and ("enabled" in reads or names_itself):
-                axes.append([{"enabled": True}, {"enabled": False}])
-                free.discard("enabled")
-            axes.extend([{"related": states} for states in self._group_states(group)] for group in groups)
-            if groups or names_itself:
-                free.discard("related")
-        optional: list[tuple[str, list[dict[str, Any]]]] = [
+            for axis, options in self._own_axes(value, reads, names_itself):
+                axes.append(options)
+                free.discard(axis)
+        axes.extend([{"related": states} for states in self._group_states(group)] for group in groups)
+        if groups or names_itself:
+            free.discard("related")
+        for axis, options in self._context_axes():
+            if axis in reads:
+                axes.append(options)
+                free.discard(axis)
+        return axes, frozenset(free)
+
+    def _own_axes(self, value: str, reads: set[str], names_itself: bool) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """The axes of the type's own state a live clause reads (all of them when a relation names the type)."""
+        in_catalog = any(value in rule_set.catalog for rule_set in self.rule_sets)
+        if "current" in reads or names_itself:
+            yield "current", [{"current_status": s} for s in ("close", "open")]
+        if "named" in reads or names_itself:
+            first = ("open", "close") if names_itself and in_catalog else ("open",)
+            yield "named", [{"named_earlier": False}, *({"named_earlier": True, "earlier_status": s} for s in first)]
+        if in_catalog and ("enabled" in reads or names_itself):
+            yield "enabled", [{"enabled": True}, {"enabled": False}]
+
+    def _context_axes(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The axes of the account, the tenant and the time, each with the values that stand for all others."""
+        axes: list[tuple[str, list[dict[str, Any]]]] = [
             ("account_status", [{"account_status": s} for s in ACCOUNT_STATUSES]),
             ("tenant", [{"tenant": t} for t in self.tenants]),
             ("time", [{"interval": i} for i in range(len(self.moments))]),
         ]
         for name, values in self.attributes.items():
-            optional.append((f"a:{name}", [{"attributes": ((name, v),) if v is not None else ()} for v in values]))
-        for axis, options in optional:
-            if axis in reads:
-                axes.append(options)
-                free.discard(axis)
-        return axes, frozenset(free)
+            axes.append((f"a:{name}", [{"attributes": ((name, v),) if v is not None else ()} for v in values]))
+        return axes
 
     def _points(self, value: str, axes: list[list[dict[str, Any]]], free: frozenset[str]) -> Iterator[Point]:
         for combination in itertools.product(*axes):
