@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from app.rules.language.clauses import context_key
 from app.rules.language.model import (
     AccountTest,
     All,
@@ -40,7 +41,6 @@ from app.rules.language.model import (
     TenantTest,
     Window,
 )
-from app.rules.runtime.compiler import context_key
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import after_request, change_records, context_record, permission_records

@@ -21,19 +21,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from app.rules.language.clauses import Atom, rule_clauses
-from app.rules.language.model import (
-    AccountTest,
-    ChangeTest,
-    Match,
-    PermissionTest,
-    RuleSet,
-    TenantTest,
-    Window,
-)
+from app.rules.language.clauses import Clause, Test, context_key, rule_set_clauses
+from app.rules.language.model import ChangeTest, Match, PermissionTest, RuleSet, Window
 
 PASS_RULE_ID = "pass"
 CONTEXT, PERMISSION, REFERENCE, CHANGE = "x", "p", "r", "c"
@@ -88,13 +81,6 @@ def _negated_inline(key: str, match: Match) -> dict[str, Any] | None:
     return {"$or": [{"$nex": {key: 1}}, different[0] if len(different) == 1 else {"$and": different}]}
 
 
-def context_key(test: AccountTest | TenantTest) -> str:
-    """Where the context fact keeps what a test reads."""
-    if isinstance(test, TenantTest):
-        return "tenant"
-    return "account_status" if test.field == "status" else f"a_{test.field}"
-
-
 def _part(key: str, spec: str) -> tuple[dict[str, Any], str | None]:
     """A term on a permission's head or tail, and the change field a placeholder binds (if any)."""
     if spec.startswith("{"):
@@ -109,18 +95,43 @@ def _and(terms: list[dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass
 class Compiled:
-    """The durable_rules definition of a rule set and what its sessions need."""
+    """The durable_rules definition of a rule set, its clauses (each judged by one durable rule, each saying
+    what it reads: app/rules/language/clauses.py), and what a session must be given for them."""
 
     definition: dict[str, dict[str, Any]]
     rule_of: dict[str, str]  # durable rule name -> rule id
-    context_keys: set[str] = field(default_factory=set)  # what the context fact must carry
-    reads_time: bool = False
-    reads_permissions: bool = False
-    needs_references: bool = False
-    bound_fields: set[str] = field(default_factory=set)  # change fields placeholders read
-    # What the rules read, for the adapter's memo key and the facts it builds (app/rules/runtime/engine.py):
-    change_fields: set[str] = field(default_factory=set)  # change facts a test or placeholder reads
-    relations: set[tuple[str, str, str]] = field(default_factory=set)  # (head, tail, before|after) tested open
+    clauses: tuple[Clause, ...] = ()
+    needs_references: bool = False  # some clause negates a glob or same_as test of the change
+
+    @cached_property
+    def context_keys(self) -> frozenset[str]:
+        """What the context fact must carry."""
+        return frozenset().union(*(c.context_keys for c in self.clauses))
+
+    @cached_property
+    def reads_time(self) -> bool:
+        return any(c.reads_time for c in self.clauses)
+
+    @cached_property
+    def relations(self) -> frozenset[tuple[str, str, str]]:
+        """(head, tail, before|after) tested open, placeholders as written."""
+        return frozenset().union(*(c.relations for c in self.clauses))
+
+    @cached_property
+    def reads_permissions(self) -> bool:
+        return bool(self.relations)
+
+    @cached_property
+    def change_fields(self) -> frozenset[str]:
+        """The change facts a test or placeholder reads."""
+        return frozenset().union(*(c.change_fields for c in self.clauses))
+
+    @cached_property
+    def bound_fields(self) -> frozenset[str]:
+        """The change fields a relation's placeholders bind."""
+        return frozenset(
+            name for c in self.clauses for t in c if isinstance(t.atom, PermissionTest) for name in t.atom.placeholders
+        )
 
 
 class _Clause:
@@ -133,30 +144,25 @@ class _Clause:
         self.patterns: list[dict[str, Any]] = []
         self.counter = itertools.count(1)
 
-    def add(self, negated: bool, atom: Atom) -> None:
+    def add(self, test: Test) -> None:
+        negated, atom = test
         if isinstance(atom, ChangeTest):
             self._change(negated, atom)
-        elif isinstance(atom, AccountTest | TenantTest):
-            key = context_key(atom)
-            self.compiled.context_keys.add(key)
-            term = _match(key, atom.match)
-            if negated:
-                self._pattern(f"{CONTEXT}{next(self.counter)}$not", [{"t": CONTEXT}, term])
-            else:
-                self.context.append(term)
         elif isinstance(atom, Window):
-            self.compiled.reads_time = True
             if atom.start is not None:
                 self.context.append({"$gte": {"now": atom.start.timestamp()}})
             if atom.end is not None:
                 self.context.append({"$lt": {"now": atom.end.timestamp()}})
-        else:
+        elif isinstance(atom, PermissionTest):
             self._permission(negated, atom)
+        else:  # the tenant, the account's status or an attribute: a value of the context
+            term = _match(context_key(atom), atom.match)
+            if negated:
+                self._pattern(f"{CONTEXT}{next(self.counter)}$not", [{"t": CONTEXT}, term])
+            else:
+                self.context.append(term)
 
     def _change(self, negated: bool, test: ChangeTest) -> None:
-        self.compiled.change_fields.add(test.field)
-        if test.match.same_as is not None:
-            self.compiled.change_fields.add(test.match.same_as)
         if not negated:
             self.change.append(_match(test.field, test.match))
             return
@@ -169,15 +175,11 @@ class _Clause:
         self._pattern(f"{REFERENCE}{next(self.counter)}$not", [{"t": REFERENCE}, same, _match(test.field, test.match)])
 
     def _permission(self, negated: bool, test: PermissionTest) -> None:
-        self.compiled.reads_permissions = True
-        self.compiled.relations.add((test.head, test.tail, test.state))
         terms: list[dict[str, Any]] = [{"t": PERMISSION}]
         for key, spec in (("head", test.head), ("tail", test.tail)):
             term, bound = _part(key, spec)
             terms.append(term)
             if bound is not None:
-                self.compiled.bound_fields.add(bound)
-                self.compiled.change_fields.add(bound)
                 self.change.append({"$ex": {bound: 1}})  # a placeholder only binds for a change that has it
         terms.append({test.state: "open"})
         name = f"{PERMISSION}{next(self.counter)}"
@@ -199,19 +201,18 @@ def compile_rule_set(rule_set: RuleSet, action: Callable[[str], Callable[[Any], 
 
     `action(name)` returns the consequent that records which durable rule held for which change.
     """
-    compiled = Compiled(definition={}, rule_of={})
-    for rule in rule_set.rules:
-        for k, clause in enumerate(rule_clauses(rule)):
-            builder = _Clause(compiled)
-            for negated, atom in clause:
-                builder.add(negated, atom)
-            name = f"{rule.id}#{k}"
-            # dist 0: by default the engine binds each fact to at most one pattern of a match, so a $not never
-            # sees the context or permission fact a positive pattern of the same clause already holds
-            # (tenant t2 and not professional, for one context fact), and two tests of one permission
-            # (before: open, after: open) would need two facts.
-            compiled.definition[name] = {"all": builder.definition(), "run": action(name), "dist": 0}
-            compiled.rule_of[name] = rule.id
+    compiled = Compiled(definition={}, rule_of={}, clauses=rule_set_clauses(rule_set.rules))
+    for clause in compiled.clauses:
+        builder = _Clause(compiled)
+        for test in clause:
+            builder.add(test)
+        name = clause.name
+        # dist 0: by default the engine binds each fact to at most one pattern of a match, so a $not never
+        # sees the context or permission fact a positive pattern of the same clause already holds
+        # (tenant t2 and not professional, for one context fact), and two tests of one permission
+        # (before: open, after: open) would need two facts.
+        compiled.definition[name] = {"all": builder.definition(), "run": action(name), "dist": 0}
+        compiled.rule_of[name] = clause.rule.id
     # Every change fires this once: proof it was judged (the engine swallows errors in consequents).
     compiled.definition[PASS_RULE_ID] = {"all": [{CHANGE: {"t": CHANGE}}], "run": action(PASS_RULE_ID)}
     for kind in (CONTEXT, PERMISSION, REFERENCE):  # a fact no pattern matches makes the engine raise

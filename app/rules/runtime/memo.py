@@ -1,7 +1,7 @@
 """The adapter's memo keys: per change, exactly what the compiled rule set reads, built from the request itself.
 
-A verdict of durable_rules for one change is a function of the facts its rules can read (app/rules/runtime/compiler.py
-records them while compiling): the change fields some test or placeholder reads, the context values some
+A verdict of durable_rules for one change is a function of the facts its rules can read (each compiled clause
+says which: app/rules/language/clauses.py): the change fields some test or placeholder reads, the context values some
 account or tenant test reads, the interval between two window edges the time falls in, and, per relation a
 rule tests (`permission: stock.{market}, after: open`), whether some permission it names is open in that state.
 The key carries each of these and nothing else, so two changes with equal keys get the same verdict from the
@@ -30,17 +30,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.rules.language.clauses import rule_clauses
-from app.rules.language.model import PART_FIELDS, AccountTest, ChangeTest, PermissionTest, RuleSet, TenantTest, Window
-from app.rules.runtime.compiler import Compiled, context_key, glob_to_engine_regex
+from app.rules.language.clauses import Clause
+from app.rules.language.model import PART_FIELDS, RuleSet
+from app.rules.runtime.compiler import Compiled, glob_to_engine_regex
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import after_request, engine_text
 
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
 # What a change record derives from its permission type alone (and its kind).
 TYPE_FIELDS = frozenset({"permission_type", *PART_FIELDS, "in_catalog"})
-# Text fields a clause's plain positive test can require a value of, known before the engine sees the change.
-GUARD_FIELDS = frozenset({"permission_type", "permission_status", *PART_FIELDS})
 READS_CACHE_SIZE = 4096
 # Stand-ins for a field that is not text: never equal to a text value.
 MISSING, NOT_TEXT, TEXT = ("missing",), ("not_text",), ("text",)
@@ -98,17 +96,6 @@ class _Relation:
 
 
 @dataclass(frozen=True)
-class _Clause:
-    """What one alternative of one rule reads besides the change, and the change values it needs to hold at all:
-    for each of its plain positive tests of a text field (`product: options`), the values that field must have."""
-
-    guards: tuple[tuple[str, frozenset[str]], ...]
-    context: frozenset[str]
-    relations: frozenset[tuple[str, str, str]]
-    reads_time: bool
-
-
-@dataclass(frozen=True)
 class _Reads:
     """What the clauses that can hold for a change read: the context keys, relations and whether the time."""
 
@@ -116,28 +103,6 @@ class _Reads:
     fixed: tuple[int, ...]  # relations without a placeholder (indexes into MemoKeys._fixed)
     bound: tuple[int, ...]  # relations with one (indexes into MemoKeys._bound)
     time: bool
-
-
-def _clause(literals: Sequence[tuple[bool, Any]]) -> _Clause:
-    guards, context, relations, reads_time = [], set(), set(), False
-    for negated, atom in literals:
-        if isinstance(atom, ChangeTest):
-            match = atom.match
-            plain = match.kind is None and match.same_as is None and match.values
-            if not negated and atom.field in GUARD_FIELDS and plain and all(_is_text(v) for v in match.values):
-                guards.append((atom.field, frozenset(str(v) for v in match.values)))
-        elif isinstance(atom, AccountTest | TenantTest):
-            context.add(context_key(atom))
-        elif isinstance(atom, PermissionTest):
-            relations.add((atom.head, atom.tail, atom.state))
-        elif isinstance(atom, Window):
-            reads_time = True
-    return _Clause(tuple(guards), frozenset(context), frozenset(relations), reads_time)
-
-
-def _is_text(value: object) -> bool:
-    """A value a field equals as written: text, not a glob nor true/false."""
-    return isinstance(value, str) and "*" not in value and "?" not in value
 
 
 class MemoKeys:
@@ -152,7 +117,7 @@ class MemoKeys:
         self._enabled = "enabled_for_tenant" in fields
         self._current = "current_status" in fields
         self._earlier = "named_earlier" in fields
-        self._clauses = [_clause(c) for rule in rule_set.rules for c in rule_clauses(rule)]
+        self._clauses: tuple[Clause, ...] = compiled.clauses
         self._bounds = _window_bounds(rule_set)
         parts = []
         for value in catalog.values:
@@ -245,7 +210,7 @@ class MemoKeys:
         reads_time = False
         for clause in self._clauses:
             if all(seen.get(name) in values for name, values in clause.guards):
-                context |= clause.context
+                context |= clause.context_keys
                 relations |= clause.relations
                 reads_time = reads_time or clause.reads_time
         found = _Reads(

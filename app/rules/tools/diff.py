@@ -199,7 +199,7 @@ def describe(group: Group, space: InputSpace) -> dict[str, Any]:
         "time": _values(points, "time", lambda p: _interval(space, p.interval)),
     }
     for name in space.attributes:
-        facts[f"attributes.{name}"] = _values(points, f"a:{name}", _attribute_reader(name))
+        facts[f"attributes.{name}"] = _values(points, f"a_{name}", _attribute_reader(name))
     if any("related" not in p.free for p in points if p.is_text):
         related = list(dict.fromkeys(s for p in points if "related" not in p.free for s in _shown_related(p)))
         facts["related"] = related

@@ -127,7 +127,7 @@ def _attributes(rng: random.Random, judged: _Judged, point: Point) -> dict[str, 
         name = declaration.name
         pool: tuple[Any, ...] = (None, *(declaration.values or RESIDENCY_POOL))
         pool = tuple(v for v in pool if v is None or declaration.allows(v))
-        if f"a:{name}" in point.free:
+        if f"a_{name}" in point.free:
             value = rng.choice(pool)
         else:
             value = _same_class(rng, shown.get(name), pool, judged.attribute_values.get(name, []))

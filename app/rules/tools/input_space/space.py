@@ -28,16 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.rules.language.clauses import Atom, Literal, rule_clauses
+from app.rules.language.clauses import Clause, Test, rule_set_clauses
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
-    AccountTest,
     ChangeTest,
     PermissionTest,
-    Rule,
     RuleSet,
-    TenantTest,
-    Window,
 )
 from app.rules.runtime.decision import ChangeVerdict, Trace, decide
 from app.rules.runtime.decision_input import DecisionInput
@@ -59,7 +55,7 @@ STATE_FIELDS = {
     "named_earlier": "named",
     "enabled_for_tenant": "enabled",
 }
-AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and "a:NAME" per attribute
+AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and a_NAME per attribute
 MAX_POINTS = 200_000  # beyond this, judging every point takes more than seconds: refuse rather than hang
 
 
@@ -68,7 +64,7 @@ class SpaceTooLarge(ValueError):
 
 
 # Per rule, the alternatives of its condition (of one rule set), or those a permission type leaves alive.
-_LiveClauses = tuple[tuple[Rule, tuple[tuple[Literal, ...], ...]], ...]
+_LiveClauses = tuple[Clause, ...]
 
 # The (before, after) states a related permission can be in besides closed-closed (which no rule can see).
 OPEN_STATES = (("close", "open"), ("open", "close"), ("open", "open"))
@@ -106,11 +102,10 @@ class Point:
         return change
 
 
-def _crosses_type(atom: Atom) -> bool:
+def _crosses_type(test: Test) -> bool:
     """A same_as test comparing a part of the type with a state (e.g. permission_status same_as market)."""
-    if not isinstance(atom, ChangeTest) or atom.match.same_as is None:
-        return False
-    return (atom.field in TYPE_FIELDS) != (atom.match.same_as in TYPE_FIELDS)
+    fields = test.change_fields
+    return isinstance(test.atom, ChangeTest) and len(fields) == 2 and len(fields & TYPE_FIELDS) == 1
 
 
 def _instance(value: str, allowed: Callable[[str], bool] | None = None) -> str | None:
@@ -123,28 +118,14 @@ def _instance(value: str, allowed: Callable[[str], bool] | None = None) -> str |
     return None
 
 
-def _atoms(rule_sets: tuple[RuleSet, ...]) -> Iterator[Atom]:
-    for rule_set in rule_sets:
-        for rule in rule_set.rules:
-            for clause in rule_clauses(rule):
-                for _, atom in clause:
-                    yield atom
-
-
-def _mentioned(
-    atoms: list[Atom],
-    want: type[ChangeTest | AccountTest | TenantTest],
-    field: str | None = None,
-    allowed: Callable[[str], bool] | None = None,
-) -> list[str]:
-    """Text values tests of this kind name (a glob as a value it matches), in first-seen order; with
-    `allowed`, only values a declaration allows (a test of any other value can never hold)."""
+def _mentioned(tests: list[Test], fact: str, allowed: Callable[[str], bool] | None = None) -> list[str]:
+    """The text values tests compare a fact with (a change field or a context key; a glob as a value it
+    matches), in first-seen order; with `allowed`, only values a declaration allows (a test of any other value
+    can never hold)."""
     found: dict[str, None] = {}
-    for atom in atoms:
-        if not isinstance(atom, ChangeTest | AccountTest | TenantTest) or not isinstance(atom, want):
-            continue
-        if field is None or (not isinstance(atom, TenantTest) and atom.field == field):
-            for value in atom.match.values:
+    for test in tests:
+        if test.compared == fact:
+            for value in test.values:
                 instance = _instance(value, allowed) if isinstance(value, str) else None
                 if instance is not None:
                     found[instance] = None
@@ -172,7 +153,8 @@ class InputSpace:
 
     def __init__(self, rule_sets: tuple[RuleSet, ...], *, collapse: bool = True) -> None:
         self.rule_sets = rule_sets
-        atoms = list(_atoms(rule_sets))
+        self.clauses = tuple(rule_set_clauses(rule_set.rules) for rule_set in rule_sets)
+        tests = [test for clauses in self.clauses for clause in clauses for test in clause]
         bounds = sorted(
             {
                 moment
@@ -186,15 +168,11 @@ class InputSpace:
         # One moment per interval between window bounds: before the first, then each bound (windows are
         # from-inclusive, until-exclusive, so a bound is the first moment of the interval it opens).
         self.moments: tuple[datetime, ...] = (bounds[0] - timedelta(days=1), *bounds) if bounds else (DEFAULT_TIME,)
-        self.values = self._types(atoms)
-        self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(atoms, "permission_status"))
-        self.tenants = (*_mentioned(atoms, TenantTest), OTHER_TENANT)
-        self.attributes = self._attribute_values(atoms)
+        self.values = self._types(tests)
+        self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(tests, "permission_status"))
+        self.tenants = (*_mentioned(tests, "tenant"), OTHER_TENANT)
+        self.attributes = self._attribute_values(tests)
         self.engines = tuple(DurableRulesEngine(rule_set) for rule_set in rule_sets)
-        self.clauses = tuple(
-            tuple((rule, tuple(tuple(c) for c in rule_clauses(rule))) for rule in rule_set.rules)
-            for rule_set in rule_sets
-        )
         self._facts: dict[str, _TypeFacts] = {}
         # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
         # first of them stands for all (`members`). tests/rules/tools/test_input_space.py checks each member agrees.
@@ -215,35 +193,35 @@ class InputSpace:
             )
         self.points = tuple(p for value, (found, free) in axes.items() for p in self._points(value, found, free))
 
-    def _types(self, atoms: list[Atom]) -> tuple[str, ...]:
+    def _types(self, tests: list[Test]) -> tuple[str, ...]:
         found: dict[str, None] = {MISSING: None, NOT_TEXT: None}
         for rule_set in self.rule_sets:
             found.update(dict.fromkeys(rule_set.catalog.values))
-        found.update({f"{group}.x": None for group in _mentioned(atoms, ChangeTest, "group")})
+        found.update({f"{group}.x": None for group in _mentioned(tests, "group")})
         # Types outside the catalog that rules can still tell apart by a part they name: a validation testing
         # `market: us` (a type sent in lower case) holds for stock.us.
         for rule_set in self.rule_sets:
             catalog = rule_set.catalog
             product = catalog.products[0] if catalog.products else "x"
             market = catalog.markets[0] if catalog.markets else "X"
-            found.update({f"{product}.{m}": None for m in _mentioned(atoms, ChangeTest, "market")})
-            found.update({f"{p}.{market}": None for p in _mentioned(atoms, ChangeTest, "product")})
+            found.update({f"{product}.{m}": None for m in _mentioned(tests, "market")})
+            found.update({f"{p}.{market}": None for p in _mentioned(tests, "product")})
             groups = [v.partition(".")[0] for v in catalog.values if "group" in catalog.parts(v)]
-            found.update({f"{groups[0]}.{n}": None for n in _mentioned(atoms, ChangeTest, "name") if groups})
-        found.update(dict.fromkeys(_mentioned(atoms, ChangeTest, "permission_type")))
+            found.update({f"{groups[0]}.{n}": None for n in _mentioned(tests, "name") if groups})
+        found.update(dict.fromkeys(_mentioned(tests, "permission_type")))
         found[OTHER_TYPE] = None
         return tuple(found)
 
     @staticmethod
-    def _others(atoms: list[Atom], field: str) -> list[str]:
-        named = [v for v in _mentioned(atoms, ChangeTest, field) if v not in ("open", "close")]
+    def _others(tests: list[Test], field: str) -> list[str]:
+        named = [v for v in _mentioned(tests, field) if v not in ("open", "close")]
         return [*named, _other(["open", "close", *named], candidates=(OTHER_STATUS, "OPEN", "x"))]
 
-    def _attribute_values(self, atoms: list[Atom]) -> dict[str, tuple[str | None, ...]]:
+    def _attribute_values(self, tests: list[Test]) -> dict[str, tuple[str | None, ...]]:
         values: dict[str, tuple[str | None, ...]] = {}
         for rule_set in self.rule_sets:
             for declaration in rule_set.attributes:
-                named = _mentioned(atoms, AccountTest, declaration.name, declaration.allows)
+                named = _mentioned(tests, f"a_{declaration.name}", declaration.allows)
                 listed = list(declaration.values or ())
                 shown = [*listed, *(v for v in named if v not in listed)]
                 if declaration.values is None:
@@ -260,17 +238,12 @@ class InputSpace:
         for rule_set, clauses in zip(self.rule_sets, self.clauses, strict=True):
             record = change_records((change,), catalog=rule_set.catalog, enabled=frozenset(), stored={})[0]
             records.append(record)
-            alive = []
-            for rule, alternatives in clauses:
-                kept = tuple(c for c in alternatives if all(self._may_hold(lit, record) for lit in c))
-                if kept:
-                    alive.append((rule, kept))
-            live.append(tuple(alive))
+            live.append(tuple(c for c in clauses if all(self._may_hold(test, record) for test in c)))
         return _TypeFacts(tuple(records), tuple(live))
 
     @staticmethod
-    def _may_hold(literal: Literal, record: Mapping[str, Any]) -> bool:
-        negated, atom = literal
+    def _may_hold(test: Test, record: Mapping[str, Any]) -> bool:
+        negated, atom = test
         if isinstance(atom, PermissionTest):
             return atom.binds(record)
         if isinstance(atom, ChangeTest) and atom.field in TYPE_FIELDS:
@@ -284,7 +257,7 @@ class InputSpace:
         name, grouped by which relations name them (members of a group are interchangeable)."""
         signatures: dict[str, set[tuple[int, str, str]]] = {}
         for index, (rule_set, record, live) in enumerate(zip(self.rule_sets, facts.records, facts.live, strict=True)):
-            tests = {a for _, kept in live for clause in kept for _, a in clause if isinstance(a, PermissionTest)}
+            tests = {t.atom for clause in live for t in clause if isinstance(t.atom, PermissionTest)}
             for test in tests:
                 for other in rule_set.catalog.values:
                     head, tail = list(rule_set.catalog.parts(other).values())
@@ -307,20 +280,13 @@ class InputSpace:
         return options
 
     def _reads(self, facts: _TypeFacts) -> set[str]:
+        """The axes the clauses a type leaves alive read (the context by its keys: tenant, a_residency, ...)."""
         reads: set[str] = set()
-        for live in facts.live:
-            for _, kept in live:
-                for _, atom in (literal for clause in kept for literal in clause):
-                    if isinstance(atom, ChangeTest):
-                        for field in (atom.field, atom.match.same_as):
-                            if field in STATE_FIELDS:
-                                reads.add(STATE_FIELDS[field])
-                    elif isinstance(atom, AccountTest):
-                        reads.add("account_status" if atom.field == "status" else f"a:{atom.field}")
-                    elif isinstance(atom, TenantTest):
-                        reads.add("tenant")
-                    elif isinstance(atom, Window):
-                        reads.add("time")
+        for clause in (clause for live in facts.live for clause in live):
+            reads.update(STATE_FIELDS[field] for field in clause.change_fields if field in STATE_FIELDS)
+            reads.update(clause.context_keys)
+            if clause.reads_time:
+                reads.add("time")
         return reads
 
     def _class_key(self, value: str, facts: _TypeFacts) -> tuple[Any, ...]:
@@ -329,13 +295,11 @@ class InputSpace:
         verdicts: list[Any] = [value if value in (MISSING, NOT_TEXT) else "text"]
         for rule_set, clauses, record in zip(self.rule_sets, self.clauses, facts.records, strict=True):
             verdicts.append(value in rule_set.catalog)
-            for _, alternatives in clauses:
-                for clause in alternatives:
-                    for literal in clause:
-                        atom = literal[1]
-                        if _crosses_type(atom):
-                            return (value,)  # a part of the type compared with a state: a class of its own
-                        verdicts.append(self._may_hold(literal, record))
+            for clause in clauses:
+                for test in clause:
+                    if _crosses_type(test):
+                        return (value,)  # a part of the type compared with a state: a class of its own
+                    verdicts.append(self._may_hold(test, record))
         names_itself, groups = self._related(value, facts)
         shape = [(self._signature(value, facts, group[0]), len(group)) for group in groups]
         return (*verdicts, names_itself, tuple(shape))
@@ -343,12 +307,12 @@ class InputSpace:
     def _signature(self, value: str, facts: _TypeFacts, other: str) -> frozenset[tuple[int, str, str]]:
         found = set()
         for index, (rule_set, record, live) in enumerate(zip(self.rule_sets, facts.records, facts.live, strict=True)):
-            for _, kept in live:
-                for _, atom in (literal for clause in kept for literal in clause):
-                    if isinstance(atom, PermissionTest) and other in rule_set.catalog:
-                        head, tail = list(rule_set.catalog.parts(other).values())
-                        if atom.names(head, tail, record):
-                            found.add((index, atom.head, atom.tail))
+            if other not in rule_set.catalog:
+                continue
+            head, tail = list(rule_set.catalog.parts(other).values())
+            for atom in (test.atom for clause in live for test in clause):
+                if isinstance(atom, PermissionTest) and atom.names(head, tail, record):
+                    found.add((index, atom.head, atom.tail))
         return frozenset(found)
 
     def _axes(self, value: str) -> tuple[list[list[dict[str, Any]]], frozenset[str]]:
@@ -360,7 +324,7 @@ class InputSpace:
         reads = self._reads(facts)
         names_itself, groups = self._related(value, facts)
         axes: list[list[dict[str, Any]]] = [[{"permission_status": s} for s in self.statuses]]
-        free = {*AXES, *(f"a:{name}" for name in self.attributes)}
+        free = {*AXES, *(f"a_{name}" for name in self.attributes)}
         if value not in (MISSING, NOT_TEXT):
             for axis, options in self._own_axes(value, reads, names_itself):
                 axes.append(options)
@@ -393,7 +357,7 @@ class InputSpace:
             ("time", [{"interval": i} for i in range(len(self.moments))]),
         ]
         for name, values in self.attributes.items():
-            axes.append((f"a:{name}", [{"attributes": ((name, v),) if v is not None else ()} for v in values]))
+            axes.append((f"a_{name}", [{"attributes": ((name, v),) if v is not None else ()} for v in values]))
         return axes
 
     def _points(self, value: str, axes: list[list[dict[str, Any]]], free: frozenset[str]) -> Iterator[Point]:
