@@ -132,12 +132,14 @@ def decide(
     dryruns: list[Hit] = []
     denial: Hit | None = None
     for index, rules_held in enumerate(held):
-        if denial is not None and tracer is None:
-            break
+        if tracer is None and (denial is not None or not rules_held):
+            if denial is not None:
+                break
+            continue  # nothing held: nothing to collect, nobody to tell
         verdict = judge_change(rules, index, rules_held)
         if tracer is not None:
             tracer.change(verdict)
-        if denial is not None:
+        if denial is not None or not rules_held:
             continue
         message = partial(_message, index=index, decision_input=decision_input, evaluation=evaluation)
         warnings.extend(Hit(index, rule, partial(message, rule)) for rule in verdict.warnings)

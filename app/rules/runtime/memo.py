@@ -27,7 +27,7 @@ import bisect
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.rules.language.clauses import Clause
@@ -95,6 +95,22 @@ class _Relation:
         return found
 
 
+@dataclass
+class _Request:
+    """What every change of one request shares for its key."""
+
+    context: Mapping[str, Any]
+    stored: Mapping[str, str]
+    applied: Mapping[str, str]
+    enabled: frozenset[str]
+    interval: int  # between which two window edges the request's time falls
+    fixed: dict[int, bool] = field(default_factory=dict)  # relations without placeholder, decided once
+
+
+def _too_long(value: Any) -> bool:
+    return isinstance(value, str) and len(value) > MEMO_MAX_TEXT
+
+
 @dataclass(frozen=True)
 class _Reads:
     """What the clauses that can hold for a change read: the context keys, relations and whether the time."""
@@ -135,57 +151,56 @@ class MemoKeys:
 
     def keys(self, decision_input: DecisionInput, enabled: frozenset[str]) -> list[Key | None]:
         """Per change, its key (or None: judge it afresh and remember nothing)."""
-        context = self._context(decision_input)
-        stored = decision_input.stored
         changes = decision_input.changes
         applied = after_request(changes, catalog=self._catalog, enabled=enabled, stored={}) if self._after else {}
-        fixed: dict[int, bool] = {}  # the relations without a placeholder, decided once per request
-        interval = bisect.bisect_right(self._bounds, decision_input.at.timestamp())
+        request = _Request(
+            context=self._context(decision_input),
+            stored=decision_input.stored,
+            applied=applied,
+            enabled=enabled,
+            interval=bisect.bisect_right(self._bounds, decision_input.at.timestamp()),
+        )
         named: set[str] = set()
         keys: list[Key | None] = []
         for change in changes:
             permission_type = _raw(change, "permission_type")
-            status = _raw(change, "permission_status")
-            text = isinstance(permission_type, str)
             earlier = False
-            if text:
+            if isinstance(permission_type, str):
                 earlier = permission_type in named
                 named.add(permission_type)
-            if (text and len(permission_type) > MEMO_MAX_TEXT) or (
-                isinstance(status, str) and len(status) > MEMO_MAX_TEXT
-            ):
-                keys.append(None)
-                continue
-            parts = self._parts_of(permission_type)
-            reads = self._reads_of(permission_type, status, parts)
-            values = tuple(context[k] for k in reads.context)
-            if any(isinstance(v, str) and len(v) > MEMO_MAX_TEXT for v in values):
-                keys.append(None)
-                continue
-            current = None
-            if text and self._current:
-                current = stored.get(permission_type, "close")
-                if len(current) > MEMO_MAX_TEXT:
-                    keys.append(None)
-                    continue
-            for i in reads.fixed:
-                if i not in fixed:
-                    relation = self._fixed[i]
-                    fixed[i] = self._is_open(relation, relation.named(), stored, applied)
-            keys.append(
-                (
-                    permission_type if self._type or not text else TEXT,
-                    status if self._status else None,
-                    (permission_type in enabled) if text and self._enabled else None,
-                    current,
-                    earlier if self._earlier else None,
-                    values,
-                    interval if reads.time else None,
-                    tuple(fixed[i] for i in reads.fixed),
-                    tuple(self._related(self._bound[i], parts, stored, applied) for i in reads.bound),
-                )
-            )
+            keys.append(self._key(permission_type, _raw(change, "permission_status"), earlier, request))
         return keys
+
+    def _key(self, permission_type: Any, status: Any, earlier: bool, request: _Request) -> Key | None:
+        """One change's key: what the clauses that can hold for it read (None when a value is too long)."""
+        if _too_long(permission_type) or _too_long(status):
+            return None
+        text = isinstance(permission_type, str)
+        parts = self._parts_of(permission_type)
+        reads = self._reads_of(permission_type, status, parts)
+        values = tuple(request.context[k] for k in reads.context)
+        current = request.stored.get(permission_type, "close") if text and self._current else None
+        if _too_long(current) or any(_too_long(v) for v in values):
+            return None
+        return (
+            permission_type if self._type or not text else TEXT,
+            status if self._status else None,
+            (permission_type in request.enabled) if text and self._enabled else None,
+            current,
+            earlier if self._earlier else None,
+            values,
+            request.interval if reads.time else None,
+            tuple(self._fixed_open(i, request) for i in reads.fixed),
+            tuple(self._related(self._bound[i], parts, request.stored, request.applied) for i in reads.bound),
+        )
+
+    def _fixed_open(self, index: int, request: _Request) -> bool:
+        """Whether a permission a relation without placeholder names is open (decided once per request)."""
+        found = request.fixed.get(index)
+        if found is None:
+            relation = self._fixed[index]
+            found = request.fixed[index] = self._is_open(relation, relation.named(), request.stored, request.applied)
+        return found
 
     def _parts_of(self, permission_type: Any) -> dict[str, str] | None:
         """The type's parts as the change record has them (None when the type is not text)."""
