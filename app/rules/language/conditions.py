@@ -225,12 +225,18 @@ def _account_test(ctx: RuleContext, node: CommentedMap, field: Any, value: Any) 
     parsed = _values_only(ctx, node, field, value, str(field), f"'{field}' takes values, not operators")
     if parsed is None:
         return None
-    allowed = ACCOUNT_STATUSES if field == "status" else (ctx.attributes[str(field)].values or ())
-    unknown = [v for v in parsed.values if isinstance(v, str) and not is_glob(v) and allowed and v not in allowed]
-    if unknown:
-        ctx.problem(node, f"'{field}' is never '{unknown[0]}' (allowed: {', '.join(allowed)})", field)
+    never = _never_held(ctx, str(field), parsed)
+    if never is not None:
+        ctx.problem(node, never, field)
         return None
     return AccountTest(str(field), parsed)
+
+
+def _never_held(ctx: RuleContext, field: str, match: Match) -> str | None:
+    """Why an account field never has a value the match names (a status, or a declared value), or None."""
+    allowed = ACCOUNT_STATUSES if field == "status" else (ctx.attributes[field].values or ())
+    unknown = [v for v in match.values if isinstance(v, str) and not is_glob(v) and allowed and v not in allowed]
+    return f"'{field}' is never '{unknown[0]}' (allowed: {', '.join(allowed)})" if unknown else None
 
 
 FieldTest = Callable[[RuleContext, CommentedMap, Any, Any], Condition | None]

@@ -58,27 +58,42 @@ def _matches(value: str, match: Match) -> Truth:
     return any(value == v or (isinstance(v, str) and fnmatchcase(value, v)) for v in match.values)
 
 
-def _change(scene: Scene, test: ChangeTest) -> Truth:
+def _type(scene: Scene, match: Match) -> Truth:
+    """A test of permission_type: its kind, or its value (a type not sent as text matches no value)."""
     typed = scene.type not in (MISSING, NOT_TEXT)
-    if test.field == "named_earlier" and (scene.not_named_earlier or not typed):
-        return test.match.values == (False,)
-    if test.field == "permission_type":
-        if test.match.kind is not None:
-            kind = "text" if typed else ("missing" if scene.type == MISSING else "not_text")
-            return test.match.kind == kind
-        return _matches(scene.type, test.match) if typed else False
-    if test.field == "permission_status":
-        if scene.status_missing:
-            return test.match.kind == "missing" if test.match.kind is not None else False
+    if match.kind is not None:
+        kind = "text" if typed else ("missing" if scene.type == MISSING else "not_text")
+        return match.kind == kind
+    return _matches(scene.type, match) if typed else False
+
+
+def _status(scene: Scene, match: Match) -> Truth:
+    """A test of permission_status: decided only when the scene has none."""
+    if not scene.status_missing:
         return None
-    if not typed:  # the parts, current_status and the catalog flags exist only for a type sent as text
-        return False
+    return match.kind == "missing" if match.kind is not None else False
+
+
+def _typed_fact(scene: Scene, test: ChangeTest) -> Truth:
+    """A part of the type, current_status or a catalog flag, for a type sent as text."""
     if test.field in PART_FIELDS:
         part = scene.parts.get(test.field)
         return False if part is None else _matches(part, test.match)
     if test.field == "in_catalog":
         return test.match.values == (True,)
     return None
+
+
+def _change(scene: Scene, test: ChangeTest) -> Truth:
+    typed = scene.type not in (MISSING, NOT_TEXT)
+    if test.field == "named_earlier" and (scene.not_named_earlier or not typed):
+        return test.match.values == (False,)
+    if test.field == "permission_type":
+        return _type(scene, test.match)
+    if test.field == "permission_status":
+        return _status(scene, test.match)
+    # the parts, current_status and the catalog flags exist only for a type sent as text
+    return _typed_fact(scene, test) if typed else False
 
 
 def _atom(scene: Scene, atom: Atom) -> Truth:
