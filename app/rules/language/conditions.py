@@ -162,7 +162,7 @@ def _change_test(ctx: RuleContext, node: CommentedMap, field: Any, value: Any) -
 
 
 def _codes(catalog: Catalog) -> dict[str, tuple[str, ...]]:
-    """The catalog's codes by the change field that holds them ."""
+    """The catalog's codes by the change field that holds them."""
     groups: list[str] = []
     names: list[str] = []
     for value in catalog.values:
