@@ -4,7 +4,8 @@ compliance uses on a rule set, and the live set a running service uses.
 Four packages, each importing only the ones above it in this list (tests/rules/test_layout.py checks it):
 
   language/   rules/ as data: reading each YAML file with line and column (source), the account attributes
-              declared (attributes), the catalog, validation and policy files (loader, parser), the model,
+              declared (attributes), the catalog, validation and policy files (loader, parser), the declared
+              shape of a rule entry (schema) and the reading of its condition (conditions), the model,
               conditions as alternatives of literals (clauses) and the rule-set version. Imports nothing else.
   runtime/    deciding a request: compile a RuleSet for durable_rules (compiler), the facts the engine is given
               (facts), the engine adapter (engine) and its memo keys (memo), the request as the rules see it

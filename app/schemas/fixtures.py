@@ -160,15 +160,20 @@ class FixturesSchema(_Mapping):
 _SCHEMA = FixturesSchema()
 
 
+def _nested_problems(messages: Mapping[Any, Any], path: KeyPath) -> list[Problem]:
+    """The messages of a mapping's keys, each at its key (a whole-schema message at the mapping itself)."""
+    if messages and set(messages) <= {"key", "value"}:  # a Dict field's entry: the entry is the place
+        return [p for value in messages.values() for p in _problems(value, path)]
+    found = []
+    for key, value in messages.items():
+        found += _problems(value, path if key == "_schema" else (*path, key))
+    return found
+
+
 def _problems(messages: Any, path: KeyPath = ()) -> list[Problem]:
     """marshmallow's nested error messages as flat Problems."""
     if isinstance(messages, Mapping):
-        if messages and set(messages) <= {"key", "value"}:  # a Dict field's entry: the entry is the place
-            return [p for value in messages.values() for p in _problems(value, path)]
-        found = []
-        for key, value in messages.items():
-            found += _problems(value, path if key == "_schema" else (*path, key))
-        return found
+        return _nested_problems(messages, path)
     if isinstance(messages, list):
         return [p for message in messages for p in _problems(message, path)]
     text = PLAIN_WORDS.get(str(messages), str(messages))

@@ -93,36 +93,6 @@ def _member_form(code: str) -> str | None:
     return f"name '{code}' is not in the expected form (letters, digits and _, e.g. trade or OSL)"
 
 
-def _names(
-    reader: YamlReader,
-    parent: Any,
-    key: str,
-    rule_id: str,
-    form: Form | None = None,
-    draft: _CatalogDraft | None = None,
-) -> tuple[str, ...]:
-    value = parent.get(key) if isinstance(parent, CommentedMap) else None
-    if not isinstance(value, CommentedSeq) or not value:
-        reader.problem(parent, rule_id, f"'{key}' must be a non-empty list of names", key)
-        if draft is not None:
-            draft.complete = False
-        return ()
-    names: list[str] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not NAME_PATTERN.match(item):
-            reader.problem(value, rule_id, f"{item!r} is not a valid name (letters, digits, _ and -)", i)
-            if draft is not None:
-                draft.complete = False
-        elif item in names:
-            reader.problem(value, rule_id, f"'{item}' is listed twice in '{key}'", i)
-        else:
-            wrong = form(item) if form is not None else None
-            if wrong is not None:
-                reader.problem(value, rule_id, wrong, i)
-            names.append(item)
-    return tuple(names)
-
-
 @dataclass
 class _CatalogDraft:
     """The catalog as read so far: each value with the node it came from, for duplicate reports."""
@@ -139,6 +109,28 @@ class _CatalogDraft:
         self.where.append((node, key))
 
 
+def _names(reader: YamlReader, parent: Any, key: str, form: Form, draft: _CatalogDraft) -> tuple[str, ...]:
+    """A non-empty list of names, each valid, once, and in its form (a name in another form is still kept)."""
+    value = parent.get(key) if isinstance(parent, CommentedMap) else None
+    if not isinstance(value, CommentedSeq) or not value:
+        reader.problem(parent, "catalog", f"'{key}' must be a non-empty list of names", key)
+        draft.complete = False
+        return ()
+    names: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not NAME_PATTERN.match(item):
+            reader.problem(value, "catalog", f"{item!r} is not a valid name (letters, digits, _ and -)", i)
+            draft.complete = False
+        elif item in names:
+            reader.problem(value, "catalog", f"'{item}' is listed twice in '{key}'", i)
+        else:
+            wrong = form(item)
+            if wrong is not None:
+                reader.problem(value, "catalog", wrong, i)
+            names.append(item)
+    return tuple(names)
+
+
 def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDraft) -> None:
     group = section["group"]
     if not isinstance(group, str) or not NAME_PATTERN.match(group):
@@ -149,7 +141,7 @@ def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDra
     if wrong is not None:
         reader.problem(section, "catalog", wrong, "group")
     draft.groups.append(group)
-    valid = set(_names(reader, section, "names", "catalog", _member_form, draft))
+    valid = set(_names(reader, section, "names", _member_form, draft))
     raw = section.get("names")
     taken: set[str] = set()
     for position, name in enumerate(raw if isinstance(raw, CommentedSeq) else []):
@@ -163,7 +155,7 @@ def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDra
 
 def _products_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDraft) -> None:
     raw = section.get("products")
-    for product in _names(reader, section, "products", "catalog", _lower_form("product"), draft):
+    for product in _names(reader, section, "products", _lower_form("product"), draft):
         if product in draft.products:
             position = [i for i, p in enumerate(raw) if p == product][-1]
             reader.problem(raw, "catalog", f"product '{product}' is listed twice (in two sections)", position)
@@ -173,43 +165,59 @@ def _products_section(reader: YamlReader, section: CommentedMap, draft: _Catalog
             draft.add(f"{product}.{market}", section, "products")
 
 
-def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[Problem]]:
-    """Read catalog.yaml into a Catalog, with every problem found. The catalog comes back whenever every value
-    could be read, mistakes of form and repeats included (each value once), so lint can check the rest of
-    rules/ against it; only a catalog without problems may serve."""
-    reader = YamlReader(data, shown)
-    doc = reader.load()
+Section = Callable[[YamlReader, CommentedMap, _CatalogDraft], None]
+SECTIONS: dict[frozenset[Any], Section] = {  # the keys of each kind of section, and its reader
+    frozenset({"group", "names"}): _group_section,
+    frozenset({"products"}): _products_section,
+}
+CATALOG_KEYS = ("markets", "sections")
+MOVED_KEYS = {"banned_groups": BANNED_GROUPS_MOVED}  # keys no longer read, and where their meaning went
+
+
+def _catalog_document(reader: YamlReader, doc: Any) -> bool:
+    """Whether the document is a mapping (else reported); its unknown and moved keys are reported."""
     if doc is None:
         if not reader.problems:
             reader.problem(None, "catalog", "file is empty")
-        return None, reader.problems
+        return False
     if not isinstance(doc, CommentedMap):
         reader.problem(doc, "catalog", "must be a mapping with markets and sections")
-        return None, reader.problems
+        return False
     for key in doc:
-        if key == "banned_groups":
-            reader.problem(doc, "catalog", BANNED_GROUPS_MOVED, key)
-        elif key not in {"markets", "sections"}:
+        if key in MOVED_KEYS:
+            reader.problem(doc, "catalog", MOVED_KEYS[key], key)
+        elif key not in CATALOG_KEYS:
             reader.problem(doc, "catalog", f"unknown key '{key}'", key)
-    draft = _CatalogDraft()
-    draft.markets = _names(reader, doc, "markets", "catalog", _market_form, draft)
+    return True
+
+
+def _section(reader: YamlReader, sections: CommentedSeq, index: int, draft: _CatalogDraft) -> None:
+    """One section, read by the reader its keys call for."""
+    section = sections[index]
+    if not isinstance(section, CommentedMap):
+        reader.problem(sections, "catalog", "a section is a mapping (group + names, or products)", index)
+        draft.complete = False
+        return
+    read = SECTIONS.get(frozenset(section))
+    if read is None:
+        keys = set(section)
+        reader.problem(section, "catalog", f"a section has either group and names, or products; got {sorted(keys)}")
+        draft.complete = False
+        return
+    read(reader, section, draft)
+
+
+def _sections(reader: YamlReader, doc: CommentedMap, draft: _CatalogDraft) -> None:
     sections = doc.get("sections")
     if not isinstance(sections, CommentedSeq) or not sections:
         reader.problem(doc, "catalog", "'sections' must be a non-empty list", "sections")
-        sections = []
-    for i, section in enumerate(sections):
-        if not isinstance(section, CommentedMap):
-            reader.problem(sections, "catalog", "a section is a mapping (group + names, or products)", i)
-            draft.complete = False
-            continue
-        keys = set(section)
-        if keys == {"group", "names"}:
-            _group_section(reader, section, draft)
-        elif keys == {"products"}:
-            _products_section(reader, section, draft)
-        else:
-            reader.problem(section, "catalog", f"a section has either group and names, or products; got {sorted(keys)}")
-            draft.complete = False
+        return
+    for index in range(len(sections)):
+        _section(reader, sections, index, draft)
+
+
+def _distinct_values(reader: YamlReader, doc: CommentedMap, draft: _CatalogDraft) -> list[str]:
+    """The catalog's values, each once; a group that is also a product, and a value listed twice, reported."""
     for group in draft.groups:
         if group in draft.products:
             text = f"group '{group}' is also a product: {group}.X cannot be read both ways"
@@ -222,6 +230,21 @@ def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[P
         else:
             values.append(value)
         seen.add(value)
+    return values
+
+
+def load_catalog(data: bytes | None, shown: str) -> tuple[Catalog | None, list[Problem]]:
+    """Read catalog.yaml into a Catalog, with every problem found. The catalog comes back whenever every value
+    could be read, mistakes of form and repeats included (each value once), so lint can check the rest of
+    rules/ against it; only a catalog without problems may serve."""
+    reader = YamlReader(data, shown)
+    doc = reader.load()
+    if not _catalog_document(reader, doc):
+        return None, reader.problems
+    draft = _CatalogDraft()
+    draft.markets = _names(reader, doc, "markets", _market_form, draft)
+    _sections(reader, doc, draft)
+    values = _distinct_values(reader, doc, draft)
     if not values or not draft.complete:
         return None, reader.problems
     return Catalog(values=tuple(values), markets=draft.markets, products=tuple(draft.products)), reader.problems

@@ -71,8 +71,7 @@ def _matrix(pairs: list[dict[str, Any]]) -> list[str]:
     return _table(header, rows)
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    """A report a reviewer reads in a pull request."""
+def _intro_md(doc: dict[str, Any]) -> list[str]:
     s, old, proposed = doc["summary"], doc["old"], doc["proposed"]
     out = [f"# Rules impact: `{old['rule_set_version'] or 'recorded'}` → `{proposed['rule_set_version']}`", ""]
     history = f"since {doc['since']}" if doc["since"] else "the whole recorded history"
@@ -92,7 +91,10 @@ def markdown(doc: dict[str, Any]) -> str:
             "close that the recorded decision let through; refusing a reduction of risk is rarely intended.",
             "",
         ]
-    out += ["## Summary", ""]
+    return out
+
+
+def _summary_md(s: dict[str, Any]) -> list[str]:
     rows = [
         ["decisions replayed", s["replayed"]],
         ["flipped (outcome changes)", s["flipped"]],
@@ -103,43 +105,40 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if s["not_reproduced_by_old_rules"] is not None:
         rows.append(["recorded decisions the old rules decide otherwise", s["not_reproduced_by_old_rules"]])
-    out += [*_table(["", "decisions"], [[label, str(n)] for label, n in rows]), ""]
-    if doc["by_rule"]:
-        out += ["## Flipped decisions by rule (old → new)", ""]
-        by_rule = [
-            [_code(r["old_rule_id"]) or "accepted", _code(r["new_rule_id"]) or "accepted", str(r["count"])]
-            for r in doc["by_rule"]
-        ]
-        out += [*_table(["old rule", "new rule", "decisions"], by_rule), ""]
-        out += ["## Flipped decisions by code (rows old, columns new)", "", *_matrix(doc["by_code"]), ""]
-    out += ["## Per tenant", ""]
-    tenant_rows = [
-        [
-            _cell(t["tenant"]),
-            *(
-                str(t[k])
-                for k in (
-                    "replayed",
-                    "flipped",
-                    "newly_refused",
-                    "newly_accepted",
-                    "closes_newly_refused",
-                    "message_changes",
-                )
-            ),
-        ]
-        for t in doc["by_tenant"]
+    return ["## Summary", "", *_table(["", "decisions"], [[label, str(n)] for label, n in rows]), ""]
+
+
+def _by_rule_md(doc: dict[str, Any]) -> list[str]:
+    if not doc["by_rule"]:
+        return []
+    by_rule = [
+        [_code(r["old_rule_id"]) or "accepted", _code(r["new_rule_id"]) or "accepted", str(r["count"])]
+        for r in doc["by_rule"]
     ]
-    header = [
-        "tenant",
-        "replayed",
-        "flipped",
-        "newly refused",
-        "newly accepted",
-        "closes newly refused",
-        "message changes",
+    return [
+        "## Flipped decisions by rule (old → new)",
+        "",
+        *_table(["old rule", "new rule", "decisions"], by_rule),
+        "",
+        "## Flipped decisions by code (rows old, columns new)",
+        "",
+        *_matrix(doc["by_code"]),
+        "",
     ]
-    out += (_table(header, tenant_rows) if tenant_rows else ["No recorded decisions."]) + [""]
+
+
+TENANT_COUNTS = ("replayed", "flipped", "newly_refused", "newly_accepted", "closes_newly_refused", "message_changes")
+
+
+def _tenants_md(tenants: list[dict[str, Any]]) -> list[str]:
+    rows = [[_cell(t["tenant"]), *(str(t[k]) for k in TENANT_COUNTS)] for t in tenants]
+    header = ["tenant", *(k.replace("_", " ") for k in TENANT_COUNTS)]
+    return ["## Per tenant", "", *(_table(header, rows) if rows else ["No recorded decisions."]), ""]
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """A report a reviewer reads in a pull request."""
+    out = _intro_md(doc) + _summary_md(doc["summary"]) + _by_rule_md(doc) + _tenants_md(doc["by_tenant"])
     out += _flips_md(doc["flips"]) + _messages_md(doc["message_changes"]) + _dryrun_md(doc["dryrun"])
     out += _catalog_md(doc["catalog"])
     return "\n".join(out).rstrip() + "\n"
@@ -217,10 +216,9 @@ def _catalog_md(catalog: dict[str, Any] | None) -> list[str]:
     return [*out, "", f"{len(catalog['tenants'])} of {catalog['tenants_compared']} tenant configs change.", ""]
 
 
-def text(doc: dict[str, Any]) -> str:
-    """The report for a terminal: a line per shown flip, then the counts; the last line is the summary."""
+def _flip_lines(flips: dict[str, Any]) -> list[str]:
     out = []
-    for f in doc["flips"]["items"]:
+    for f in flips["items"]:
         mark = "  !! CLOSE NEWLY REFUSED" if f["close_newly_refused"] else ""
         out.append(
             f"decision {f['decision_id']} trace={f['trace_id']} tenant={f['tenant']} account={f['account_no']} "
@@ -229,48 +227,71 @@ def text(doc: dict[str, Any]) -> str:
         out.append(f"    asked: {_asked_text(f['asked'])}")
         if f["old"]["message"] or f["new"]["message"]:
             out.append(f"    message: {f['old']['message'] or '-'} -> {f['new']['message'] or '-'}")
-    flips = doc["flips"]
     if flips["shown"] < flips["total"]:
         out.append(f"(showing {_shown_note(flips)} flipped decisions)")
-    for c in doc["message_changes"]["items"]:
-        out.append(
-            f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
-            f"{_outcome_label(c['new'])}: {c['old']['message']!r} -> {c['new']['message']!r}"
-        )
-    for rule_id, count in doc["newly_decided_by"].items():
-        out.append(f"rule {rule_id}: would newly decide {count} decision(s)")
-    for rule_id, count in doc["no_longer_decided_by"].items():
-        out.append(f"rule {rule_id}: would no longer decide {count} decision(s)")
-    for pair in doc["by_code"]:
-        out.append(
-            f"code {pair['old_code']} {pair['old_name']} -> {pair['new_code']} {pair['new_name']}: {pair['count']}"
-        )
-    for t in doc["by_tenant"]:
-        if t["flipped"] or t["message_changes"]:
-            out.append(
-                f"tenant {t['tenant']}: {t['flipped']} of {t['replayed']} would change ({t['newly_refused']} newly "
-                f"refused, {t['newly_accepted']} newly accepted, {t['closes_newly_refused']} closes newly refused, "
-                f"{t['message_changes']} message changes)"
-            )
-    for d in doc["dryrun"]:
+    return out
+
+
+def _message_change_lines(changes: dict[str, Any]) -> list[str]:
+    return [
+        f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
+        f"{_outcome_label(c['new'])}: {c['old']['message']!r} -> {c['new']['message']!r}"
+        for c in changes["items"]
+    ]
+
+
+def _by_rule_lines(doc: dict[str, Any]) -> list[str]:
+    newly = [f"rule {rule_id}: would newly decide {n} decision(s)" for rule_id, n in doc["newly_decided_by"].items()]
+    gone = [
+        f"rule {rule_id}: would no longer decide {n} decision(s)" for rule_id, n in doc["no_longer_decided_by"].items()
+    ]
+    return newly + gone
+
+
+def _by_code_lines(pairs: list[dict[str, Any]]) -> list[str]:
+    return [f"code {p['old_code']} {p['old_name']} -> {p['new_code']} {p['new_name']}: {p['count']}" for p in pairs]
+
+
+def _tenant_lines(tenants: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"tenant {t['tenant']}: {t['flipped']} of {t['replayed']} would change ({t['newly_refused']} newly "
+        f"refused, {t['newly_accepted']} newly accepted, {t['closes_newly_refused']} closes newly refused, "
+        f"{t['message_changes']} message changes)"
+        for t in tenants
+        if t["flipped"] or t["message_changes"]
+    ]
+
+
+def _dryrun_lines(dryrun: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for d in dryrun:
         ids = ", ".join(map(str, d["decision_ids"]))
         more = ", ..." if d["count"] > len(d["decision_ids"]) else ""
         out.append(
             f"dryrun rule {d['rule_id']}: would deny {d['count']} decision(s) if enforced (decisions {ids}{more})"
         )
-    catalog = doc["catalog"]
-    if catalog is not None:
-        for t in catalog["tenants"]:
-            out.append(
-                f"tenant {t['tenant']} {list(t['patterns'])}: newly enabled {t['newly_enabled'] or '-'}, "
-                f"newly disabled {t['newly_disabled'] or '-'}"
-            )
-    old = doc["old"]
+    return out
+
+
+def _catalog_lines(catalog: dict[str, Any] | None) -> list[str]:
+    if catalog is None:
+        return []
+    return [
+        f"tenant {t['tenant']} {list(t['patterns'])}: newly enabled {t['newly_enabled'] or '-'}, "
+        f"newly disabled {t['newly_disabled'] or '-'}"
+        for t in catalog["tenants"]
+    ]
+
+
+def _old_rules_line(old: dict[str, Any]) -> str:
     if old["rules_dir"]:
-        out.append(f"old rules: {old['rules_dir']} ({old['source']}, rule-set version {old['rule_set_version']})")
-    else:
-        out.append(f"old rules: none ({old['note']}); no message or catalog comparison")
+        return f"old rules: {old['rules_dir']} ({old['source']}, rule-set version {old['rule_set_version']})"
+    return f"old rules: none ({old['note']}); no message or catalog comparison"
+
+
+def _summary_lines(doc: dict[str, Any]) -> list[str]:
     s = doc["summary"]
+    out = []
     if s["closes_newly_refused"]:
         out.append(f"!! {s['closes_newly_refused']} close(s) newly refused")
     if s["message_changes"]:
@@ -279,4 +300,20 @@ def text(doc: dict[str, Any]) -> str:
         f"{s['replayed']} decisions replayed through rule-set version {doc['proposed']['rule_set_version']}; "
         f"{s['flipped']} would change"
     )
+    return out
+
+
+def text(doc: dict[str, Any]) -> str:
+    """The report for a terminal: a line per shown flip, then the counts; the last line is the summary."""
+    out = [
+        *_flip_lines(doc["flips"]),
+        *_message_change_lines(doc["message_changes"]),
+        *_by_rule_lines(doc),
+        *_by_code_lines(doc["by_code"]),
+        *_tenant_lines(doc["by_tenant"]),
+        *_dryrun_lines(doc["dryrun"]),
+        *_catalog_lines(doc["catalog"]),
+        _old_rules_line(doc["old"]),
+        *_summary_lines(doc),
+    ]
     return "\n".join(out) + "\n"

@@ -12,7 +12,7 @@ reading errs towards "can hold". Rules one policy shadows for another are the wh
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -58,27 +58,42 @@ def _matches(value: str, match: Match) -> Truth:
     return any(value == v or (isinstance(v, str) and fnmatchcase(value, v)) for v in match.values)
 
 
-def _change(scene: Scene, test: ChangeTest) -> Truth:
+def _type(scene: Scene, match: Match) -> Truth:
+    """A test of permission_type: its kind, or its value (a type not sent as text matches no value)."""
     typed = scene.type not in (MISSING, NOT_TEXT)
-    if test.field == "named_earlier" and (scene.not_named_earlier or not typed):
-        return test.match.values == (False,)
-    if test.field == "permission_type":
-        if test.match.kind is not None:
-            kind = "text" if typed else ("missing" if scene.type == MISSING else "not_text")
-            return test.match.kind == kind
-        return _matches(scene.type, test.match) if typed else False
-    if test.field == "permission_status":
-        if scene.status_missing:
-            return test.match.kind == "missing" if test.match.kind is not None else False
+    if match.kind is not None:
+        kind = "text" if typed else ("missing" if scene.type == MISSING else "not_text")
+        return match.kind == kind
+    return _matches(scene.type, match) if typed else False
+
+
+def _status(scene: Scene, match: Match) -> Truth:
+    """A test of permission_status: decided only when the scene has none."""
+    if not scene.status_missing:
         return None
-    if not typed:  # the parts, current_status and the catalog flags exist only for a type sent as text
-        return False
+    return match.kind == "missing" if match.kind is not None else False
+
+
+def _typed_fact(scene: Scene, test: ChangeTest) -> Truth:
+    """A part of the type, current_status or a catalog flag, for a type sent as text."""
     if test.field in PART_FIELDS:
         part = scene.parts.get(test.field)
         return False if part is None else _matches(part, test.match)
     if test.field == "in_catalog":
         return test.match.values == (True,)
     return None
+
+
+def _change(scene: Scene, test: ChangeTest) -> Truth:
+    typed = scene.type not in (MISSING, NOT_TEXT)
+    if test.field == "named_earlier" and (scene.not_named_earlier or not typed):
+        return test.match.values == (False,)
+    if test.field == "permission_type":
+        return _type(scene, test.match)
+    if test.field == "permission_status":
+        return _status(scene, test.match)
+    # the parts, current_status and the catalog flags exist only for a type sent as text
+    return _typed_fact(scene, test) if typed else False
 
 
 def _atom(scene: Scene, atom: Atom) -> Truth:
@@ -173,31 +188,56 @@ def _problem(rule: Rule, key: str, text: str, severity: str = "error") -> Proble
     return Problem(rule.source, line, col, rule.id, text, severity)
 
 
-def _message_problems(rule_set: RuleSet, index: int) -> Iterator[Problem]:
+def _holds_somewhere(rule_set: RuleSet, index: int, scenes: Iterable[Scene]) -> bool:
+    """Whether the rule is reached by, and can hold for, some of the scenes."""
     rule = rule_set.rules[index]
-    names = _placeholders(rule.message)
+    return any(_reached(rule_set, index, s) and can_hold(rule, s) for s in scenes)
+
+
+def _part_problems(rule_set: RuleSet, index: int, names: set[str]) -> Iterator[Problem]:
+    """Parts of the type, current_status and earlier_index, where the rule can hold without them."""
     for name in sorted(names & {*PART_FIELDS, "current_status", "earlier_index"}):
         lacking = _unbound(rule_set, index, name, binding=True)
         if lacking:
             text = f"{{{name}}} shows nothing for {_listed(lacking)}, which this rule can hold for"
-            yield _problem(rule, "message", text)
-    if "earlier_index" in names:
-        scenes = [Scene(s.type, s.parts, not_named_earlier=True) for s in _scenes(rule_set)]
-        if any(_reached(rule_set, index, s) and can_hold(rule, s) for s in scenes):
-            text = "{earlier_index} is the change's own index unless the rule tests named_earlier: true"
-            yield _problem(rule, "message", text)
+            yield _problem(rule_set.rules[index], "message", text)
+
+
+def _earlier_index_problems(rule_set: RuleSet, index: int, names: set[str]) -> Iterator[Problem]:
+    if "earlier_index" not in names:
+        return
+    scenes = (Scene(s.type, s.parts, not_named_earlier=True) for s in _scenes(rule_set))
+    if _holds_somewhere(rule_set, index, scenes):
+        text = "{earlier_index} is the change's own index unless the rule tests named_earlier: true"
+        yield _problem(rule_set.rules[index], "message", text)
+
+
+def _raw_field_problems(rule_set: RuleSet, index: int, names: set[str]) -> Iterator[Problem]:
+    """{permission_status} and {permission_type}, where the rule can hold for a change without them."""
     if "permission_status" in names:
-        scenes = [Scene(s.type, s.parts, status_missing=True) for s in _scenes(rule_set)]
-        if any(_reached(rule_set, index, s) and can_hold(rule, s) for s in scenes):
-            yield _problem(rule, "message", "{permission_status} shows nothing for a change without one")
-    missing = Scene(MISSING)
-    if "permission_type" in names and _reached(rule_set, index, missing) and can_hold(rule, missing):
-        yield _problem(rule, "message", "{permission_type} shows nothing for a change without one")
+        scenes = (Scene(s.type, s.parts, status_missing=True) for s in _scenes(rule_set))
+        if _holds_somewhere(rule_set, index, scenes):
+            yield _problem(
+                rule_set.rules[index], "message", "{permission_status} shows nothing for a change without one"
+            )
+    if "permission_type" in names and _holds_somewhere(rule_set, index, [Scene(MISSING)]):
+        yield _problem(rule_set.rules[index], "message", "{permission_type} shows nothing for a change without one")
+
+
+def _attribute_problems(rule_set: RuleSet, index: int, names: set[str]) -> Iterator[Problem]:
     for name in sorted(names & set(rule_set.attributes.names)):
-        scenes = [Scene(s.type, s.parts, absent_attribute=name) for s in _scenes(rule_set)]
-        if any(_reached(rule_set, index, s) and can_hold(rule, s) for s in scenes):
+        scenes = (Scene(s.type, s.parts, absent_attribute=name) for s in _scenes(rule_set))
+        if _holds_somewhere(rule_set, index, scenes):
             text = f"{{{name}}} shows nothing for an account without {name}: test it (e.g. account: {{{name}: '*'}})"
-            yield _problem(rule, "message", text, "warning")
+            yield _problem(rule_set.rules[index], "message", text, "warning")
+
+
+def _message_problems(rule_set: RuleSet, index: int) -> Iterator[Problem]:
+    names = _placeholders(rule_set.rules[index].message)
+    yield from _part_problems(rule_set, index, names)
+    yield from _earlier_index_problems(rule_set, index, names)
+    yield from _raw_field_problems(rule_set, index, names)
+    yield from _attribute_problems(rule_set, index, names)
 
 
 def _template_problems(rule_set: RuleSet, index: int) -> Iterator[Problem]:
