@@ -24,6 +24,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.rules.language.attributes import AttributeDeclaration
+from app.rules.language.clauses import Test, atoms
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
     CHANGE_FIELDS,
@@ -393,11 +394,5 @@ def parse_condition(ctx: RuleContext, node: Any, parent: Any = None, key: Any = 
 
 
 def reads(condition: Condition) -> set[str]:
-    """Every change field a condition reads (same_as included)."""
-    if isinstance(condition, All | AnyOf):
-        return set().union(*(reads(part) for part in condition.parts))
-    if isinstance(condition, Not):
-        return reads(condition.part)
-    if isinstance(condition, ChangeTest):
-        return {condition.field} | ({condition.match.same_as} if condition.match.same_as else set())
-    return set()
+    """Every change field a condition's tests of the change read (same_as included)."""
+    return {f for atom in atoms(condition) if isinstance(atom, ChangeTest) for f in Test(False, atom).change_fields}

@@ -16,13 +16,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from app.errors import Code
+from app.rules.language.clauses import atoms
 from app.rules.language.model import (
     AccountTest,
-    All,
-    AnyOf,
     ChangeTest,
-    Condition,
-    Not,
     PermissionTest,
     Rule,
     TenantTest,
@@ -188,16 +185,6 @@ def _in_force(window: Window, at: datetime) -> bool:
     return (window.start is None or window.start <= at) and (window.end is None or at < window.end)
 
 
-def _atoms(condition: Condition) -> Iterator[ChangeTest | AccountTest | TenantTest | PermissionTest]:
-    if isinstance(condition, All | AnyOf):
-        for part in condition.parts:
-            yield from _atoms(part)
-    elif isinstance(condition, Not):
-        yield from _atoms(condition.part)
-    else:
-        yield condition
-
-
 _READING_ORDER = {ChangeTest: 0, PermissionTest: 1, AccountTest: 2, TenantTest: 3}
 
 
@@ -205,7 +192,7 @@ def _facts_read(rule: Rule, decision_input: DecisionInput, facts: RequestFacts, 
     record = facts.changes[index]
     seen: set[str] = set()
     found: list[Fact] = []
-    for atom in sorted(_atoms(rule.condition), key=lambda a: _READING_ORDER[type(a)]):
+    for atom in sorted(atoms(rule.condition), key=lambda a: _READING_ORDER[type(a)]):
         found.extend(_read(atom, decision_input, facts, record))
     if rule.window is not None:
         start = rule.window.start.isoformat() if rule.window.start else "-"

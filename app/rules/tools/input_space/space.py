@@ -140,6 +140,22 @@ def _other(taken: list[str], allowed: Any = None, candidates: tuple[str, ...] = 
     return "~other"
 
 
+def _moments(rule_sets: tuple[RuleSet, ...]) -> tuple[datetime, ...]:
+    """One moment per interval between window bounds: before the first, then each bound (windows are
+    from-inclusive, until-exclusive, so a bound is the first moment of the interval it opens)."""
+    bounds = sorted(
+        {
+            moment
+            for rule_set in rule_sets
+            for rule in rule_set.rules
+            if rule.window is not None
+            for moment in (rule.window.start, rule.window.end)
+            if moment is not None
+        }
+    )
+    return (bounds[0] - timedelta(days=1), *bounds) if bounds else (DEFAULT_TIME,)
+
+
 @dataclass(frozen=True)
 class _TypeFacts:
     """What the permission type alone tells each rule set: its change record and the clauses still alive."""
@@ -155,19 +171,7 @@ class InputSpace:
         self.rule_sets = rule_sets
         self.clauses = tuple(rule_set_clauses(rule_set.rules) for rule_set in rule_sets)
         tests = [test for clauses in self.clauses for clause in clauses for test in clause]
-        bounds = sorted(
-            {
-                moment
-                for rule_set in rule_sets
-                for rule in rule_set.rules
-                if rule.window is not None
-                for moment in (rule.window.start, rule.window.end)
-                if moment is not None
-            }
-        )
-        # One moment per interval between window bounds: before the first, then each bound (windows are
-        # from-inclusive, until-exclusive, so a bound is the first moment of the interval it opens).
-        self.moments: tuple[datetime, ...] = (bounds[0] - timedelta(days=1), *bounds) if bounds else (DEFAULT_TIME,)
+        self.moments = _moments(rule_sets)
         self.values = self._types(tests)
         self.statuses = (MISSING, NOT_TEXT, "open", "close", *self._others(tests, "permission_status"))
         self.tenants = (*_mentioned(tests, "tenant"), OTHER_TENANT)
@@ -175,15 +179,8 @@ class InputSpace:
         self.engines = tuple(DurableRulesEngine(rule_set) for rule_set in rule_sets)
         self._facts: dict[str, _TypeFacts] = {}
         # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
-        # first of them stands for all (`members`). tests/rules/tools/test_input_space.py checks each member agrees.
-        self.members: dict[str, tuple[str, ...]] = {}
-        classes: dict[tuple[Any, ...], list[str]] = {}
-        for value in self.values:
-            facts = self._facts[value] = self._type_facts(value)
-            key = (*self._class_key(value, facts), value) if not collapse else self._class_key(value, facts)
-            classes.setdefault(key, []).append(value)
-        for members in classes.values():
-            self.members[members[0]] = tuple(members)
+        # first of them stands for all (`members`). tests/rules/tools/test_input_space*.py check each member agrees.
+        self.members = self._classes(collapse=collapse)
         axes = {value: self._axes(value) for value in self.members}
         self.size = sum(math.prod(len(axis) for axis in found[0]) for found in axes.values())
         if self.size > MAX_POINTS:
@@ -192,6 +189,15 @@ class InputSpace:
                 f"at most {MAX_POINTS:,}): fewer attribute values, tenants or windows per rule"
             )
         self.points = tuple(p for value, (found, free) in axes.items() for p in self._points(value, found, free))
+
+    def _classes(self, *, collapse: bool) -> dict[str, tuple[str, ...]]:
+        """The types by class, each class under its first member (every type a class of its own unless collapse)."""
+        classes: dict[tuple[Any, ...], list[str]] = {}
+        for value in self.values:
+            facts = self._facts[value] = self._type_facts(value)
+            key = (*self._class_key(value, facts), value) if not collapse else self._class_key(value, facts)
+            classes.setdefault(key, []).append(value)
+        return {members[0]: tuple(members) for members in classes.values()}
 
     def _types(self, tests: list[Test]) -> tuple[str, ...]:
         found: dict[str, None] = {MISSING: None, NOT_TEXT: None}

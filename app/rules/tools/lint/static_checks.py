@@ -17,16 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from app.rules.language.clauses import Atom, Literal, clauses
+from app.rules.language.clauses import Atom, Literal, atoms, clauses
 from app.rules.language.model import (
     PART_FIELDS,
     AccountTest,
-    All,
-    AnyOf,
     ChangeTest,
     Condition,
     Match,
-    Not,
     PermissionTest,
     Rule,
     RuleSet,
@@ -160,13 +157,7 @@ def _placeholders(message: str) -> set[str]:
 
 
 def _templates(condition: Condition) -> Iterator[PermissionTest]:
-    if isinstance(condition, All | AnyOf):
-        for part in condition.parts:
-            yield from _templates(part)
-    elif isinstance(condition, Not):
-        yield from _templates(condition.part)
-    elif isinstance(condition, PermissionTest):
-        yield condition
+    return (atom for atom in atoms(condition) if isinstance(atom, PermissionTest))
 
 
 def _unbound(rule_set: RuleSet, index: int, name: str, *, binding: bool) -> list[str]:
