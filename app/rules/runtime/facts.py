@@ -11,12 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.rules.language.model import Catalog
+from app.rules.language.model import MISSING, NOT_TEXT, TEXT, Catalog
 from app.rules.runtime.compiler import CHANGE, CONTEXT, PERMISSION
 
-MISSING = "missing"
-TEXT = "text"
-OTHER = "not_text"
 MAX_SHOWN_VALUE = 80
 
 
@@ -28,7 +25,7 @@ def engine_text(value: str) -> str:
 def _kind(change: Mapping[str, Any], name: str) -> str:
     if name not in change:
         return MISSING
-    return TEXT if isinstance(change[name], str) else OTHER
+    return TEXT if isinstance(change[name], str) else NOT_TEXT
 
 
 @dataclass(frozen=True)

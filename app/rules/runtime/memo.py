@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.rules.language.clauses import Clause
-from app.rules.language.model import PART_FIELDS, RuleSet
+from app.rules.language.model import KINDS, PART_FIELDS, RuleSet
 from app.rules.runtime.compiler import Compiled, glob_to_engine_regex
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import after_request, engine_text
@@ -40,8 +40,8 @@ MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather 
 # What a change record derives from its permission type alone (and its kind).
 TYPE_FIELDS = frozenset({"permission_type", *PART_FIELDS, "in_catalog"})
 READS_CACHE_SIZE = 4096
-# Stand-ins for a field that is not text: never equal to a text value.
-MISSING, NOT_TEXT, TEXT = ("missing",), ("not_text",), ("text",)
+# Stand-ins for a field by its kind (app/rules/language/model.py KINDS): never equal to a text value.
+MISSING, NOT_TEXT, TEXT = ((kind,) for kind in KINDS)
 UNBOUND = ("unbound",)  # a placeholder the change cannot bind: the clause naming it cannot hold
 
 Key = tuple[Any, ...]

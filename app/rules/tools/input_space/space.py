@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.rules.language import model
 from app.rules.language.clauses import Clause, Test, rule_set_clauses
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
@@ -40,8 +41,9 @@ from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import change_records
 
-MISSING = "<missing>"  # the field is left out of the change
-NOT_TEXT = "<not text>"  # the field is a number (any non-text value reads the same to the rules)
+# The representatives of a field of each kind other than text (app/rules/language/model.py KINDS).
+MISSING = f"<{model.MISSING}>"  # the field is left out of the change
+NOT_TEXT = f"<{model.NOT_TEXT.replace('_', ' ')}>"  # a number stands for any non-text value: the rules read its kind
 NOT_TEXT_VALUE = 1
 OTHER_TENANT = "other-tenant"
 OTHER_STATUS = "other"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 
+from app.rules.language import model
 from app.rules.language.clauses import Atom, Literal, atoms, clauses
 from app.rules.language.model import (
     PART_FIELDS,
@@ -30,7 +31,8 @@ from app.rules.language.model import (
 )
 from app.rules.language.source import Problem
 
-MISSING, NOT_TEXT = "(no permission_type)", "(a permission_type that is not text)"
+# The two types of a change that are not text (app/rules/language/model.py KINDS), as lint names them.
+MISSING, NOT_TEXT = "(no permission_type)", f"(a permission_type that is {model.NOT_TEXT.replace('_', ' ')})"
 SHOWN = 4  # types named in a problem before "and N more"
 Truth = bool | None  # None: the type does not decide it
 
@@ -59,7 +61,7 @@ def _type(scene: Scene, match: Match) -> Truth:
     """A test of permission_type: its kind, or its value (a type not sent as text matches no value)."""
     typed = scene.type not in (MISSING, NOT_TEXT)
     if match.kind is not None:
-        kind = "text" if typed else ("missing" if scene.type == MISSING else "not_text")
+        kind = model.TEXT if typed else (model.MISSING if scene.type == MISSING else model.NOT_TEXT)
         return match.kind == kind
     return _matches(scene.type, match) if typed else False
 
