@@ -3,8 +3,8 @@
 They are still written once, as Core statements, beside the repositories that run them; their PostgreSQL SQL is
 compiled once, at import, by SQLAlchemy's own psycopg dialect. On PostgreSQL the repositories give that SQL and
 plain parameters to the psycopg connection under the session's, in the session's transaction: SQLAlchemy's
-per-statement work (execution context, parameter and result processing) was a fifth of an update's time in the
-profile of issue 13, and a pipeline of statements whose results are read (app/persistence/decision_state.py)
+per-statement work (execution context, parameter and result processing) is a fifth of an update's time in a
+profile, and a pipeline of statements whose results are read (app/persistence/decision_state.py)
 cannot go through it at all. Elsewhere (SQLite) the same Core statements run through SQLAlchemy as usual.
 
 Only values psycopg adapts as SQLAlchemy's types would may cross here: text, integers and timezone-aware
