@@ -14,8 +14,9 @@ from app.errors import Code, DomainError
 from app.rules.language.loader import Problem, RulesTree, read_tree, shown_path
 from app.rules.language.model import ACCOUNT_STATUSES, Catalog, RuleSet
 from app.rules.language.source import YamlReader as _Reader
+from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import decide
-from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.coverage import NOTHING, Coverage, Exercised, coverage_of, exercised
 from app.schemas.permissions import load_update_request
@@ -302,14 +303,14 @@ def _moment(value: Any) -> datetime | None:
 
 def case_input(case: Case, changes: list[Any]) -> DecisionInput:
     """The DecisionInput of a case, as the service would build it for the same request and state."""
-    return DecisionInput(
+    return DecisionInput.of(
         tenant_id=case.tenant,
-        tenant_patterns=case.tenant_config,
-        changes=tuple(as_the_rules_see_it(c) for c in changes),
-        stored=dict(case.account),
+        patterns=case.tenant_config,
+        changes=changes,
+        stored=case.account,
         account_status=case.account_status,
-        attributes=dict(case.attributes),
-        at=case.at or datetime.now(UTC),
+        attributes=case.attributes,
+        at=case.at,
     )
 
 
@@ -320,13 +321,17 @@ def run_case(engine: DurableRulesEngine, case: Case) -> Outcome:
     except DomainError as exc:
         return Outcome(Code(exc.code).name, 0, None, exc.message)
     decision = decide(engine, case_input(case, request["changes"]))
+    answer = answer_of(decision)
     held = frozenset().union(*decision.held) if decision.held else frozenset()
-    warnings = tuple(w.rule.id for w in decision.warnings)
-    seen = exercised(decision)
-    if decision.denial is None:
-        return Outcome("SUCCESS", warnings=warnings, held=held, exercised=seen)
-    hit = decision.denial
-    return Outcome(hit.rule.outcome, hit.index, hit.rule.id, hit.message, warnings, held, seen)
+    return Outcome(
+        answer.code_name,
+        answer.failure_index,
+        answer.rule_id,
+        answer.message,
+        answer.warned_by,
+        held,
+        exercised(decision),
+    )
 
 
 def run_cases(rule_set: RuleSet, cases: list[Case]) -> CaseReport:
