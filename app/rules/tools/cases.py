@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +19,6 @@ from app.rules.runtime.decision import decide
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.coverage import NOTHING, Coverage, Exercised, coverage_of, exercised
-from app.schemas.permissions import load_update_request
 
 CASES_DIR = "cases"
 CASE_KEYS = {"name", "tenant", "tenant_config", "account", "account_status", "attributes", "at", "changes", "expect"}
@@ -34,6 +33,12 @@ CASE_CODES = {
     "PERMISSION_POLICY_DENIED",
 }
 CASE_TENANT = "case-tenant"
+
+RequestLoader = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+"""The API's loader of an update request's body (the HTTP and CLI edges pass the request schema's
+load_update_request): the request with its changes, or a DomainError with the message a caller gets. A case is
+judged through it so that one expecting INVALID_REQUEST reads the caller's exact message; the rules do not import
+the API's schemas."""
 
 
 @dataclass(frozen=True)
@@ -314,10 +319,10 @@ def case_input(case: Case, changes: list[Any]) -> DecisionInput:
     )
 
 
-def run_case(engine: DurableRulesEngine, case: Case) -> Outcome:
-    """Run one case's request through the request schema and decide(), as the service would."""
+def run_case(engine: DurableRulesEngine, case: Case, load_request: RequestLoader) -> Outcome:
+    """Run one case's request through the request loader and decide(), as the service would."""
     try:
-        request = load_update_request({"account_no": "CASE", "changes": case.changes})
+        request = load_request({"account_no": "CASE", "changes": case.changes})
     except DomainError as exc:
         return Outcome(Code(exc.code).name, 0, None, exc.message)
     decision = decide(engine, case_input(case, request["changes"]))
@@ -334,12 +339,13 @@ def run_case(engine: DurableRulesEngine, case: Case) -> Outcome:
     )
 
 
-def run_cases(rule_set: RuleSet, cases: list[Case]) -> CaseReport:
-    """Run every case; report results, the coverage, and the rules that no case made fire."""
+def run_cases(rule_set: RuleSet, cases: list[Case], load_request: RequestLoader) -> CaseReport:
+    """Run every case (each request through load_request, see RequestLoader); report results, the coverage, and
+    the rules that no case made fire."""
     engine = DurableRulesEngine(rule_set)
     report = CaseReport()
     for case in cases:
-        report.results.append(CaseResult(case, run_case(engine, case)))
+        report.results.append(CaseResult(case, run_case(engine, case, load_request)))
     report.coverage = coverage_of(rule_set.rules, (r.outcome.exercised for r in report.results))
     report.unexercised = report.coverage.never_fired
     return report
