@@ -6,8 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from app.rules.language.loader import load_rule_set
 from app.rules.tools.cases import load_cases
 from tests.support import SHIPPED_RULES
@@ -54,6 +52,8 @@ def test_every_mistake_of_a_case_file_is_reported_as_it_always_was(tmp_path: Pat
     assert read_every_way(tmp_path) == EXPECTED.read_text(encoding="utf-8")
 
 
-@pytest.mark.skip(reason="writes the expected file: run by hand after a deliberate change")
-def test_write_expected(tmp_path: Path):  # pragma: no cover
-    EXPECTED.write_text(read_every_way(tmp_path), encoding="utf-8")
+if __name__ == "__main__":  # after a deliberate change: python -m tests.rules.tools.test_case_files
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        EXPECTED.write_text(read_every_way(Path(directory)), encoding="utf-8")
