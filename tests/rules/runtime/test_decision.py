@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from app.errors import Code
+from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import Decision, decide
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.messages import rejection
 from app.rules.runtime.record import DecisionRecord
 from tests.rules.support import ch, engine_for, request
 
@@ -147,7 +147,8 @@ def test_a_denial_is_400106_with_the_rules_message(engine):
     assert hit.message == (
         "changes[1].permission_type 'ipo.DE': IPO subscriptions on DE are not offered to SG residents of t1"
     )
-    error = rejection(hit.rule, hit.index, hit.message)
+    error = answer_of(decision).refusal()  # what the service raises
+    assert error is not None
     assert (error.code, error.http_status, error.failure_index, error.rule_id) == (
         Code.PERMISSION_POLICY_DENIED,
         400,
