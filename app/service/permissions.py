@@ -225,7 +225,8 @@ class PermissionService:
             at=self._clock(),
         )
         with metrics.RULE_EVALUATION_SECONDS.time():
-            answer = answer_of(decide(engine, decision_input))
+            decision = decide(engine, decision_input)
+        answer = answer_of(decision)  # a refusal's message is rendered here, outside the evaluation's time
         record = DecisionRecord.of(
             decision_input, answer, trace_id=trace_id, account_no=account.account_no, rule_set_version=engine.version
         )
