@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from app.persistence.config_cache import ConfigCache
     from app.persistence.unit_of_work import UnitOfWork
     from app.rules.lifecycle.live import LiveRules
+    from app.rules.tools.cases import RequestLoader
     from app.service.accounts import AccountService
     from app.service.authentication import Authenticator
     from app.service.permissions import PermissionService
@@ -93,8 +94,9 @@ class Container:
     schema_head: Callable[[], str]  # the migration the code needs (/readyz compares the database's with it)
 
     @classmethod
-    def build(cls, settings: Settings) -> Container:
-        """Wire the parts; the database is not contacted here."""
+    def build(cls, settings: Settings, *, load_request: RequestLoader) -> Container:
+        """Wire the parts; the database is not contacted here. load_request is the API's request loader, which the
+        live rules' go-live gate runs each regression case through (the HTTP edge gives it)."""
         from app.persistence.db import make_engine, make_session_factory
         from app.persistence.unit_of_work import UnitOfWork
         from app.rules.lifecycle.live import LiveRules
@@ -108,6 +110,7 @@ class Container:
         session_factory = make_session_factory(engine)
         rules = LiveRules(
             settings.rules_dir,
+            load_request=load_request,
             instance_dir=settings.instance_dir,
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,

@@ -6,6 +6,7 @@ from flask import Flask
 
 from app.container import Container
 from app.http import init_http
+from app.http.permissions import load_update_request
 from app.http.wiring import attach
 from app.logging import configure_logging
 from app.settings import Settings
@@ -19,6 +20,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # OPTIONS is a wrong method here: 405 in the envelope
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    attach(app, Container.build(settings))
+    attach(app, Container.build(settings, load_request=load_update_request))  # the cases read requests as the API
     init_http(app)
     return app

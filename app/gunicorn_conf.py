@@ -69,12 +69,16 @@ _METRICS_DIR = metrics_dir.choose_in_master()
 
 def _failing_cases(rules_dir: Path) -> list[str]:
     """Each failing regression case of a clean rules_dir as a line (run by a forked child, see on_starting)."""
+    # The API's request loader, from permctl's helpers: importing the HTTP layer here would register Prometheus
+    # metrics before their directory exists (on_starting creates it once these checks pass).
+    from app.cli.context import request_loader
     from app.rules.lifecycle.gate import case_problem, failing_cases
     from app.rules.tools.lint.directory import lint
 
     result = lint(rules_dir)
     assert result.rule_set is not None  # the master linted it clean just before
-    return [str(case_problem(failure)) for failure in failing_cases(result.rule_set, result.cases)]
+    failures = failing_cases(result.rule_set, result.cases, request_loader())
+    return [str(case_problem(failure)) for failure in failures]
 
 
 def on_starting(server: Any) -> None:

@@ -16,8 +16,18 @@ from app.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from app.container import UnitsOfWork
     from app.rules.language.model import RuleSet
+    from app.rules.tools.cases import RequestLoader
 
-__all__ = ["config_cache", "database_error", "no_driver", "read_yaml", "rule_set", "session_factory", "settings"]
+__all__ = [
+    "config_cache",
+    "database_error",
+    "no_driver",
+    "read_yaml",
+    "request_loader",
+    "rule_set",
+    "session_factory",
+    "settings",
+]
 
 
 def settings() -> Settings:
@@ -73,11 +83,19 @@ def rule_set(s: Settings, rules_dir: Path | None = None) -> RuleSet:
     if not directory.is_dir():
         raise click.ClickException(f"RULES_DIR {directory}: no such directory")
     try:
-        return load_clean(directory)
+        return load_clean(directory, request_loader())
     except CasesFailed as exc:
         raise click.ClickException(f"the rules fail their regression cases:\n{exc}") from exc
     except RuleSetInvalid as exc:
         raise click.ClickException(f"the rules do not lint clean:\n{exc}") from exc
+
+
+def request_loader() -> RequestLoader:
+    """The API's loader of an update request, which the regression cases read their requests with: a case that
+    expects INVALID_REQUEST gets the message a caller gets (the rules import no API schema)."""
+    from app.schemas.permissions import load_update_request
+
+    return load_update_request
 
 
 def read_yaml(path: Path) -> Any:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.context import settings, unit_of_work
+from app.cli.context import request_loader, settings, unit_of_work
 from app.cli.params import UTC_TIME
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def test_command(rules_dir: Path | None, junit: Path | None, show_coverage: bool
         _check_writable(junit)
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
-    report = run_cases(rule_set, result.cases)
+    report = run_cases(rule_set, result.cases, request_loader())
     for item in report.results:
         mark = "PASS" if item.passed else "FAIL"
         line = f"{mark}  {item.case.path}:{item.case.line}  {item.case.name}"
@@ -475,7 +475,7 @@ def reload(rules_dir: Path | None) -> None:
         raise click.ClickException(
             f"{directory} does not lint clean: reload not requested; running workers keep their rule set"
         )
-    failures = failing_cases(result.rule_set, result.cases)
+    failures = failing_cases(result.rule_set, result.cases, request_loader())
     for failure in failures:
         click.echo(str(case_problem(failure)), err=True)
     if failures:

@@ -9,8 +9,9 @@ Four packages, each importing only the ones above it in this list (tests/rules/t
               conditions as alternatives of literals (clauses) and the rule-set version. Imports nothing else.
   runtime/    deciding a request: compile a RuleSet for durable_rules (compiler), the facts the engine is given
               (facts), the engine adapter (engine) and its memo keys (memo), the request as the rules see it
-              (decision_input), decide() and its tracer (decision) and the caller's message (messages). Imports
-              language only.
+              (decision_input, built by DecisionInput.of), decide() and its tracer (decision), the caller's
+              message (messages), the caller's answer (answer: answer_of) and the decision record (record:
+              DecisionRecord, to a row of the decisions table and back). Imports language only.
   tools/      what compliance runs on a set: lint (lint/: the directory, static checks, semantic checks over the
               input space), the input space (input_space/: the requests that stand for every input), diff,
               impact (impact/), explain (explain/), regression cases and their coverage. Each judges through

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.rules.runtime.answer import Answer
+
 ACCOUNT_STATUSES = ("active", "deregistered")
 
 
@@ -97,8 +99,24 @@ class UpdateResult:
 
     applied: tuple[AppliedChange, ...] = ()
     replayed: StoredAnswer | None = None
-    warnings: tuple[PolicyWarning, ...] = ()
-    dryrun_by: tuple[str, ...] = ()
+    answer: Answer | None = None  # the rules' answer (app/rules/runtime/answer.py); None for a replayed one
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The envelope's data of the answer: failure_index, and warnings when a warn policy held."""
+        return {"failure_index": 0} if self.answer is None else self.answer.data
+
+    @property
+    def warnings(self) -> tuple[PolicyWarning, ...]:
+        """The warn policies that held (data.warnings)."""
+        if self.answer is None:
+            return ()
+        return tuple(PolicyWarning(h.index, h.rule.id, h.message) for h in self.answer.warnings)
+
+    @property
+    def dryrun_by(self) -> tuple[str, ...]:
+        """The dryrun policies that held: recorded, never shown."""
+        return () if self.answer is None else self.answer.dryrun_by
 
 
 def iso_utc(value: datetime | None) -> str | None:

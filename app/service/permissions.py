@@ -24,10 +24,11 @@ from app.errors import (
     Unauthenticated,
     WriteFailed,
 )
-from app.rules.runtime.decision import Hit, decide
-from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
+from app.rules.runtime.answer import Answer, answer_of
+from app.rules.runtime.decision import decide
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.messages import rejection
+from app.rules.runtime.record import DecisionRecord
 from app.service.authentication import (
     check_recorded,
     ensure_current,
@@ -43,7 +44,6 @@ from app.service.model import (
     Caller,
     IdempotencyRequest,
     PermissionView,
-    PolicyWarning,
     StoredAnswer,
     UpdateResult,
 )
@@ -66,14 +66,12 @@ class LiveRules(Protocol):
 
 @dataclass(frozen=True)
 class _Decision:
-    """What the rules made of a request: the changes to write, or the rejection; and its record."""
+    """What the rules made of a request: the answer and its record; the changes to write when it is accepted."""
 
     account_id: int
-    record: dict[str, Any]
+    record: DecisionRecord
+    answer: Answer
     applied: tuple[AppliedChange, ...] = ()
-    rejection: DomainError | None = None
-    warnings: tuple[Hit, ...] = ()
-    dryruns: tuple[Hit, ...] = ()
 
 
 class PermissionService:
@@ -176,18 +174,17 @@ class PermissionService:
                 except DomainError as refused:  # the account is missing or deregistered
                     self._keep_rejection(uow, caller, idempotency, refused, None)
                     raise
-                if decision.rejection is not None:
-                    decision.rejection.policy_hits = tuple(
-                        (h.rule.id, h.rule.enforcement) for h in decision.warnings + decision.dryruns
+                answer = decision.answer
+                refusal = answer.refusal()
+                if refusal is not None:
+                    refusal.policy_hits = tuple(
+                        (h.rule.id, h.rule.enforcement) for h in answer.warnings + answer.dryruns
                     )
-                    self._keep_rejection(uow, caller, idempotency, decision.rejection, decision.record)
-                    raise decision.rejection
-                # The answer is built (warning messages rendered) before the write: nothing can fail after it.
-                result = UpdateResult(
-                    applied=decision.applied,
-                    warnings=tuple(PolicyWarning(h.index, h.rule.id, h.message) for h in decision.warnings),
-                    dryrun_by=tuple(h.rule.id for h in decision.dryruns),
-                )
+                    self._keep_rejection(uow, caller, idempotency, refusal, decision.record)
+                    raise refusal
+                # The answer's data is rendered (warning messages) before the write: nothing can fail after it.
+                _ = answer.data
+                result = UpdateResult(applied=decision.applied, answer=answer)
                 self._write(uow, caller, decision, trace_id, engine.version, idempotency)
                 return result
         except KEY_REFUSALS:  # rolled back with the signature, which authenticated: spend it
@@ -218,45 +215,28 @@ class PermissionService:
             uow.tenant_configs, tenant_id=caller.tenant_id, config_version=account.config_version
         )
         current = {t: p.status for t, p in state.permissions.items()}
-        decision_input = DecisionInput(
+        decision_input = DecisionInput.of(
             tenant_id=caller.tenant_id,
-            tenant_patterns=tuple(patterns),
-            changes=tuple(as_the_rules_see_it(c) for c in changes),
+            patterns=patterns,
+            changes=changes,
             stored=current,
             account_status=account.status,
-            attributes=dict(getattr(account, "attributes", None) or {}),
+            attributes=getattr(account, "attributes", None),
             at=self._clock(),
         )
         with metrics.RULE_EVALUATION_SECONDS.time():
             decision = decide(engine, decision_input)
-        record = {
-            "trace_id": trace_id,
-            "tenant_id": caller.tenant_id,
-            "account_no": account.account_no,
-            "rule_set_version": engine.version,
-            "changes": json.dumps(list(decision_input.changes)),
-            "tenant_patterns": json.dumps(list(patterns)),
-            "account_state": json.dumps(current),
-            "account_status": account.status,
-            "attributes": json.dumps(dict(decision_input.attributes)),
-            "created_at": decision_input.at,
-            "warned_by": json.dumps([h.rule.id for h in decision.warnings]),
-            "dryrun_by": json.dumps([h.rule.id for h in decision.dryruns]),
-        }
-        if decision.denial is not None:
-            hit = decision.denial
-            return _Decision(
-                account.id,
-                record,
-                rejection=rejection(hit.rule, hit.index, hit.message),
-                warnings=decision.warnings,
-                dryruns=decision.dryruns,
-            )
+        answer = answer_of(decision)  # a refusal's message is rendered here, outside the evaluation's time
+        record = DecisionRecord.of(
+            decision_input, answer, trace_id=trace_id, account_no=account.account_no, rule_set_version=engine.version
+        )
+        if not answer.accepted:
+            return _Decision(account.id, record, answer)
         applied = tuple(
             AppliedChange(c["permission_type"], current.get(c["permission_type"], "close"), c["permission_status"])
             for c in changes
         )
-        return _Decision(account.id, record, applied=applied, warnings=decision.warnings, dryruns=decision.dryruns)
+        return _Decision(account.id, record, answer, applied)
 
     def _write(
         self,
@@ -288,20 +268,20 @@ class PermissionService:
         now: datetime,
     ) -> None:
         applied = decision.applied
-        uow.decisions.record(**decision.record, code=0, failure_index=0, rule_id=None)
+        uow.decisions.record(**decision.record.row())
         uow.permissions.set_many(decision.account_id, [(a.permission_type, a.status_after) for a in applied], now)
         uow.audit.append(
             {
                 "trace_id": trace_id,
                 "tenant_id": caller.tenant_id,
                 "app_key": caller.app_key,
-                "account_no": decision.record["account_no"],
+                "account_no": decision.record.account_no,
                 "permission_type": a.permission_type,
                 "status_before": a.status_before,
                 "status_after": a.status_after,
                 "rule_set_version": rule_set_version,
                 "created_at": now,
-                "warned_by": json.dumps([h.rule.id for h in decision.warnings if h.index == index]),
+                "warned_by": json.dumps([h.rule.id for h in decision.answer.warnings if h.index == index]),
             }
             for index, a in enumerate(applied)
         )
@@ -314,7 +294,7 @@ class PermissionService:
         caller: Caller,
         idempotency: IdempotencyRequest | None,
         error: DomainError,
-        record: dict[str, Any] | None,
+        record: DecisionRecord | None,
     ) -> None:
         """Commit what a rejected request leaves behind, in one commit: its signature, its decision record and its
         idempotency answer."""
@@ -323,9 +303,7 @@ class PermissionService:
         try:
             with uow.committing(), uow.writing():
                 if record is not None:
-                    uow.decisions.record(
-                        **record, code=int(error.code), failure_index=error.failure_index, rule_id=error.rule_id
-                    )
+                    uow.decisions.record(**record.row())
                 if idempotency is not None:
                     self._keys.answer(uow, caller, idempotency, answer_for(error))
         except StorageError as exc:

@@ -111,13 +111,15 @@ def test_rules_test_explain_the_service_and_impact_agree_on_every_case(settings:
     assert len(cases) >= 40, "the comparison must cover the rule set's cases"
     served = _served(settings.with_overrides(rules_dir=rules_dir), rules_dir, engine, cases)
     for case in cases:
-        tested = run_case(engine, case)
+        tested = run_case(engine, case, load_update_request)
         expected = (tested.code, tested.failure_index, tested.rule_id)
         assert _explained(rules_dir, case) == expected, case.name
         if tested.code != "INVALID_REQUEST":  # the service never sees a request of the wrong shape
             assert served[case.name] == expected, case.name
     report = impact(result.rule_set, served["__recorded__"])
-    assert report.replayed == sum(1 for c in cases if run_case(engine, c).code != "INVALID_REQUEST")
+    assert report.replayed == sum(
+        1 for c in cases if run_case(engine, c, load_update_request).code != "INVALID_REQUEST"
+    )
     assert report.flips == [], [(f.decision.trace_id, f.decision.outcome, f.new) for f in report.flips]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.rules.language.model import RuleSet
 from app.rules.language.source import Problem, RuleSetInvalid
-from app.rules.tools.cases import Case, CaseResult, run_cases
+from app.rules.tools.cases import Case, CaseResult, RequestLoader, run_cases
 from app.rules.tools.lint.directory import lint
 
 
@@ -30,23 +30,24 @@ def case_problem(result: CaseResult) -> Problem:
     return Problem(case.path, case.line, 1, case.name, "case fails: " + "; ".join(result.mismatches))
 
 
-def failing_cases(rule_set: RuleSet, cases: list[Case]) -> list[CaseResult]:
-    """The cases the rule set does not answer as they expect, in file order."""
-    return [result for result in run_cases(rule_set, cases).results if not result.passed]
+def failing_cases(rule_set: RuleSet, cases: list[Case], load_request: RequestLoader) -> list[CaseResult]:
+    """The cases the rule set does not answer as they expect, in file order (requests read by load_request, the
+    API's own loader: see app/rules/tools/cases.py)."""
+    return [result for result in run_cases(rule_set, cases, load_request).results if not result.passed]
 
 
-def require_passing(rule_set: RuleSet, cases: list[Case]) -> None:
+def require_passing(rule_set: RuleSet, cases: list[Case], load_request: RequestLoader) -> None:
     """Raise CasesFailed unless every case passes."""
-    failures = failing_cases(rule_set, cases)
+    failures = failing_cases(rule_set, cases, load_request)
     if failures:
         raise CasesFailed(failures)
 
 
-def load_clean(rules_dir: Path) -> RuleSet:
+def load_clean(rules_dir: Path, load_request: RequestLoader) -> RuleSet:
     """The rule set of rules_dir if it may go live: it lints clean (cases included) and every regression case
     passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing case."""
     result = lint(rules_dir)
     if not result.clean or result.rule_set is None:
         raise RuleSetInvalid(result.errors)
-    require_passing(result.rule_set, result.cases)
+    require_passing(result.rule_set, result.cases, load_request)
     return result.rule_set

@@ -23,6 +23,7 @@ from app.rules.language.model import RuleSet
 from app.rules.lifecycle import last_good
 from app.rules.lifecycle.gate import CasesFailed, load_clean
 from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.tools.cases import RequestLoader
 
 log = structlog.get_logger("app.rules")
 
@@ -42,12 +43,12 @@ class _CleanSets:
         self._sets: dict[str, RuleSet] = {}
         self._lock = threading.Lock()
 
-    def load(self, rules_dir: Path, digest: str) -> RuleSet:
+    def load(self, rules_dir: Path, digest: str, load_request: RequestLoader) -> RuleSet:
         with self._lock:
             kept = self._sets.get(digest)
         if kept is not None:
             return kept
-        rule_set = load_clean(rules_dir)
+        rule_set = load_clean(rules_dir, load_request)
         if last_good.digest(rules_dir) == digest:
             with self._lock:
                 if len(self._sets) >= _CLEAN_SETS_KEPT:
@@ -66,12 +67,14 @@ class LiveRules:
         self,
         rules_dir: Path,
         *,
+        load_request: RequestLoader,  # the API's request loader, for the regression cases (gate.py)
         instance_dir: Path | None = None,
         reload_generation: Callable[[], int] | None = None,
         check_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rules_dir = Path(rules_dir)
+        self._load_request = load_request
         self._instance_dir = instance_dir
         self._lock = threading.Lock()
         self.last_reload_error: str | None = None
@@ -94,7 +97,7 @@ class LiveRules:
         """rules_dir as an engine if it may go live, and the digest of its files (read first: an edit landing
         while loading can only make the digest older than what runs, which costs one more reload, never less)."""
         digest = last_good.digest(self.rules_dir)
-        return DurableRulesEngine(_clean_sets.load(self.rules_dir, digest)), digest
+        return DurableRulesEngine(_clean_sets.load(self.rules_dir, digest, self._load_request)), digest
 
     def _refused(self, exc: RuleSetInvalid) -> None:
         self.last_reload_error = str(exc)
@@ -107,7 +110,7 @@ class LiveRules:
             kept = last_good.snapshot_path(self._instance_dir) if self._instance_dir else None
             if kept is None or not kept.is_dir():
                 raise
-            engine = DurableRulesEngine(load_clean(kept))
+            engine = DurableRulesEngine(load_clean(kept, self._load_request))
             self._refused(exc)
             log.error(
                 "rules_invalid_serving_last_good",

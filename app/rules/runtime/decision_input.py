@@ -1,4 +1,5 @@
-"""What the rules see of one request: a typed DecisionInput, built by the service, the cases, impact and explain.
+"""What the rules see of one request: a typed DecisionInput, built by DecisionInput.of for the service, the cases,
+recorded decisions (impact) and explain.
 
 It sits below the engine, the memo and decide() (app/rules/runtime/decision.py), which all read it, so none of
 them needs to import another to name it.
@@ -6,7 +7,7 @@ them needs to import another to name it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,3 +31,29 @@ class DecisionInput:
     account_status: str = "active"
     attributes: Mapping[str, str] = field(default_factory=dict)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        tenant_id: str,
+        patterns: Iterable[str],
+        changes: Iterable[Any],
+        stored: Mapping[str, str] | None = None,
+        account_status: str = "active",
+        attributes: Mapping[str, str] | None = None,
+        at: datetime | None = None,
+    ) -> DecisionInput:
+        """The one way to build what the rules see: each change as the rules see it (a change that is not an
+        object is kept as sent: the rules refuse it), copies of the stored statuses and attributes, and the time
+        in UTC (a time without a zone is UTC; None: now)."""
+        moment = datetime.now(UTC) if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
+        return cls(
+            tenant_id=tenant_id,
+            tenant_patterns=tuple(patterns),
+            changes=tuple(as_the_rules_see_it(c) if isinstance(c, Mapping) else c for c in changes),
+            stored=dict(stored or {}),
+            account_status=account_status,
+            attributes=dict(attributes or {}),
+            at=moment,
+        )

@@ -6,7 +6,6 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from app.errors import ChangeRejected, Code
 from app.rules.language.model import Rule
 from app.rules.runtime.facts import MAX_SHOWN_VALUE, shown_value
 
@@ -26,8 +25,3 @@ def message_for(rule: Rule, index: int, change: Mapping[str, Any], values: Mappi
     """`changes[N].field 'value': <the rule's message, its placeholders filled>`."""
     detail = string.Formatter().vformat(rule.message, (), _Values({k: _short(v) for k, v in values.items()}))
     return f"changes[{index}].{rule.field}{shown_value(change, rule.field)}: {detail}"
-
-
-def rejection(rule: Rule, index: int, message: str) -> ChangeRejected:
-    """The ChangeRejected a denying rule stands for."""
-    return ChangeRejected(Code[rule.outcome], message, failure_index=index, rule_id=rule.id)

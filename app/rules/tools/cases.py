@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,11 +14,11 @@ from app.errors import Code, DomainError
 from app.rules.language.loader import Problem, RulesTree, read_tree, shown_path
 from app.rules.language.model import ACCOUNT_STATUSES, Catalog, RuleSet
 from app.rules.language.source import YamlReader as _Reader
+from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import decide
-from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.coverage import NOTHING, Coverage, Exercised, coverage_of, exercised
-from app.schemas.permissions import load_update_request
 
 CASES_DIR = "cases"
 CASE_KEYS = {"name", "tenant", "tenant_config", "account", "account_status", "attributes", "at", "changes", "expect"}
@@ -33,6 +33,12 @@ CASE_CODES = {
     "PERMISSION_POLICY_DENIED",
 }
 CASE_TENANT = "case-tenant"
+
+RequestLoader = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+"""The API's loader of an update request's body (the HTTP and CLI edges pass the request schema's
+load_update_request): the request with its changes, or a DomainError with the message a caller gets. A case is
+judged through it so that one expecting INVALID_REQUEST reads the caller's exact message; the rules do not import
+the API's schemas."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,187 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Reading a case file. A case (and its expect) is checked by an ordered tuple of checks, each a declaration of
+# one key: what a valid value is and what lint says of one that is not. A problem is found at a node of the YAML
+# document (which keeps line and column) and, when the key is in that mapping, at the key.
+
+Found = tuple[Any, Any, str]  # (node, key, text): where a problem is and what lint says
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a case is checked against (None: not known, not checked): the rule ids, the catalog, and the
+    attributes the rule set declares."""
+
+    rule_ids: Collection[str] | None
+    catalog: Catalog | None
+    declared: Collection[str] | None
+
+
+Check = Callable[[CommentedMap, Known], Iterator[Found]]
+Entries = Callable[[CommentedMap, Any, Known], Iterator[Found]]  # (mapping, a valid value, known)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a mapping: checked when it is given (or always, its value None when it is not); a valid
+    value's entries are checked next, when they need to be."""
+
+    key: str
+    valid: Callable[[Any], bool]
+    problem: str | Callable[[Any], str]  # the text, or the text for the value
+    always: bool = False
+    entries: Entries | None = None
+
+    def __call__(self, node: CommentedMap, known: Known) -> Iterator[Found]:
+        if self.key not in node and not self.always:
+            return
+        value = node.get(self.key)
+        if not self.valid(value):
+            yield node, self.key, self.problem if isinstance(self.problem, str) else self.problem(value)
+        elif self.entries is not None:
+            yield from self.entries(node, value, known)
+
+
+@dataclass(frozen=True)
+class Only:
+    """The keys a mapping may have; any other is reported, in the order written."""
+
+    keys: frozenset[str]
+    text: str  # with {} for the key
+
+    def __call__(self, node: CommentedMap, known: Known) -> Iterator[Found]:
+        for key in node:
+            if key not in self.keys:
+                yield node, key, self.text.format(key)
+
+
+@dataclass(frozen=True)
+class Required:
+    """The keys a mapping must have, each reported when missing."""
+
+    keys: tuple[str, ...]
+
+    def __call__(self, node: CommentedMap, known: Known) -> Iterator[Found]:
+        for key in self.keys:
+            if key not in node:
+                yield node, None, f"missing key '{key}'"
+
+
+def checked(node: CommentedMap, checks: Sequence[Check], known: Known) -> Iterator[Found]:
+    """Every problem of node, check after check."""
+    for check in checks:
+        yield from check(node, known)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _patterns(value: Any) -> bool:
+    return isinstance(value, list) and all(_text(p) for p in value)
+
+
+def _text_values(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(w, str) for w in value)
+
+
+def _account_entries(node: CommentedMap, account: dict[Any, Any], known: Known) -> Iterator[Found]:
+    for permission_type, status in account.items():
+        if known.catalog is not None and permission_type not in known.catalog:
+            yield account, permission_type, f"account names '{permission_type}', which is not in the catalog"
+        if status not in ("open", "close"):
+            yield account, permission_type, f"account status of '{permission_type}' is open or close"
+
+
+def _declared(node: CommentedMap, attributes: dict[Any, Any], known: Known) -> Iterator[Found]:
+    for attribute in attributes:
+        if known.declared is not None and attribute not in known.declared:
+            yield attributes, attribute, f"attribute '{attribute}' is not declared in attributes.yaml"
+
+
+def _names_a_rule(expect: CommentedMap, known: Known) -> Iterator[Found]:
+    rule_id = expect.get("rule_id")
+    if rule_id is not None and known.rule_ids is not None and rule_id not in known.rule_ids:
+        yield expect, "rule_id", f"rule_id '{rule_id}' names no rule"
+
+
+def _rule_for_the_code(expect: CommentedMap, known: Known) -> Iterator[Found]:
+    """SUCCESS and INVALID_REQUEST name no rule; every other code names the rule that decides it."""
+    code, rule_id = expect.get("code"), expect.get("rule_id")
+    if code in NO_RULE_CODES and rule_id is not None:
+        yield expect, "rule_id", f"{code} has no rule_id"
+    if code not in NO_RULE_CODES and _a_case_code(code) and rule_id is None:
+        yield expect, "code", f"{code} needs the rule_id that decides it"
+
+
+def _warnings_name_rules(expect: CommentedMap, warnings: list[Any], known: Known) -> Iterator[Found]:
+    for warned in warnings:
+        if known.rule_ids is not None and warned not in known.rule_ids:
+            yield expect, "warnings", f"warning '{warned}' names no rule"
+
+
+def _a_case_code(code: Any) -> bool:
+    return isinstance(code, str) and code in CASE_CODES
+
+
+def _unknown_code(code: Any) -> str:
+    return f"unknown code {code!r} (use one of {', '.join(sorted(CASE_CODES))})"
+
+
+NO_RULE_CODES = ("SUCCESS", "INVALID_REQUEST")
+EXPECT_CHECKS: tuple[Check, ...] = (
+    Only(frozenset(EXPECT_KEYS), "unknown key '{}' in expect"),
+    Field("code", _a_case_code, _unknown_code, always=True),
+    Field("failure_index", _whole_number, "'failure_index' is a whole number from 0"),
+    _names_a_rule,
+    _rule_for_the_code,
+    Field("message", lambda m: isinstance(m, str), "'message' is the exact text the caller gets"),
+    Field("warnings", _texts, "'warnings' lists the rule ids of data.warnings, in order", entries=_warnings_name_rules),
+)
+
+
+def _expect_entries(item: CommentedMap, expect: CommentedMap, known: Known) -> Iterator[Found]:
+    return checked(expect, EXPECT_CHECKS, known)
+
+
+CASE_CHECKS: tuple[Check, ...] = (
+    Only(frozenset(CASE_KEYS), "unknown key '{}'"),
+    Required(("name", "changes", "expect")),
+    Field("name", lambda n: isinstance(n, str) and bool(n.strip()), "'name' must be non-empty text"),
+    Field("tenant_config", _patterns, "'tenant_config' is a list of glob patterns"),
+    Field(
+        "account",
+        lambda a: isinstance(a, dict),
+        "'account' maps permission types to open or close",
+        entries=_account_entries,
+    ),
+    Field("tenant", _text, "'tenant' is a tenant id"),
+    Field("account_status", lambda s: s in ACCOUNT_STATUSES, "'account_status' is active or deregistered"),
+    Field(
+        "attributes",
+        _text_values,
+        "'attributes' maps declared attribute names to text values",
+        entries=_declared,
+    ),
+    Field("at", lambda at: _moment(at) is not None, "'at' is a UTC time like 2026-01-01T00:00:00Z"),
+    Field(
+        "expect",
+        lambda e: isinstance(e, CommentedMap),
+        "'expect' is a mapping with code (and failure_index, rule_id)",
+        entries=_expect_entries,
+    ),
+)
+
+
 def load_cases(
     rules_dir: Path,
     rule_set: RuleSet | None,
@@ -135,154 +322,83 @@ def load_cases(
 ) -> tuple[list[Case], list[Problem]]:
     """Every case under rules_dir/cases, checked against the rule set (when it loaded), or else against the
     rule ids the rule files declare and the catalog as read (lint of a broken set still checks the cases)."""
-    cases: list[Case] = []
-    problems: list[Problem] = []
     tree = read_tree(rules_dir) if tree is None else tree
     if rule_set is not None:
-        rule_ids, catalog = {r.id for r in rule_set.rules}, rule_set.catalog
-    declared = {a.name for a in rule_set.attributes} if rule_set else None
+        known = Known({r.id for r in rule_set.rules}, rule_set.catalog, {a.name for a in rule_set.attributes})
+    else:
+        known = Known(rule_ids, catalog, None)
+    cases: list[Case] = []
+    problems: list[Problem] = []
     for name in sorted(n for n in tree if n.startswith(f"{CASES_DIR}/") and n.endswith(".yaml") and n.count("/") == 1):
-        shown = shown_path(rules_dir, name)
-        reader = _Reader(tree[name], shown)
-        doc = reader.load_items("cases")
-        if doc is None:
-            if not reader.problems:
-                reader.problem(None, "cases", "file is empty")
-            problems += reader.problems
-            continue
-        if not isinstance(doc, CommentedMap) or not isinstance(doc.get("cases"), CommentedSeq):
-            reader.problem(doc, "cases", "must be a mapping with a 'cases' list")
-            problems += reader.problems
-            continue
-        for key in doc:
-            if key != "cases":
-                reader.problem(doc, "cases", f"unknown key '{key}'", key)
-        for i, item in enumerate(doc["cases"]):
-            case = _case(reader, doc["cases"], i, item, rule_ids, catalog, declared)
-            if case is not None:
-                cases.append(case)
+        reader = _Reader(tree[name], shown_path(rules_dir, name))
+        cases += _cases_of(reader, known)
         problems += reader.problems
-    seen: dict[str, Case] = {}
+    return cases, problems + _duplicates(cases)
+
+
+def _cases_of(reader: _Reader, known: Known) -> list[Case]:
+    """The cases of one file that have no problem; every problem is left with the reader."""
+    doc = reader.load_items("cases")
+    if doc is None:
+        if not reader.problems:
+            reader.problem(None, "cases", "file is empty")
+        return []
+    if not isinstance(doc, CommentedMap) or not isinstance(doc.get("cases"), CommentedSeq):
+        reader.problem(doc, "cases", "must be a mapping with a 'cases' list")
+        return []
+    for node, key, text in Only(frozenset({"cases"}), "unknown key '{}'")(doc, known):
+        reader.problem(node, "cases", text, key)
+    found = (_case(reader, doc["cases"], i, item, known) for i, item in enumerate(doc["cases"]))
+    return [case for case in found if case is not None]
+
+
+def _duplicates(cases: list[Case]) -> list[Problem]:
+    problems = []
+    seen: set[str] = set()
     for case in cases:
         if case.name in seen:
             problems.append(Problem(case.path, case.line, 1, "cases", f"duplicate case name '{case.name}'"))
-        seen[case.name] = case
-    return cases, problems
+        seen.add(case.name)
+    return problems
 
 
-def _case(
-    reader: _Reader,
-    seq: CommentedSeq,
-    i: int,
-    item: Any,
-    rule_ids: Collection[str] | None,
-    catalog: Catalog | None,
-    declared: set[str] | None,
-) -> Case | None:
+def _case(reader: _Reader, seq: CommentedSeq, i: int, item: Any, known: Known) -> Case | None:
+    """The case, or None when it has a problem (each reported under the case's name, or its place)."""
     if not isinstance(item, CommentedMap):
         reader.problem(seq, "cases", "each case is a mapping", i)
         return None
     name = item.get("name")
     label = name if isinstance(name, str) else f"cases[{i}]"
-    before = len(reader.problems)
-    for key in item:
-        if key not in CASE_KEYS:
-            reader.problem(item, label, f"unknown key '{key}'", key)
-    for key in ("name", "changes", "expect"):
-        if key not in item:
-            reader.problem(item, label, f"missing key '{key}'")
-    if "name" in item and (not isinstance(name, str) or not name.strip()):
-        reader.problem(item, label, "'name' must be non-empty text", "name")
-    config = item.get("tenant_config", ["*"])
-    if not isinstance(config, list) or not all(isinstance(p, str) and p for p in config):
-        reader.problem(item, label, "'tenant_config' is a list of glob patterns", "tenant_config")
-    account = item.get("account", {})
-    if not isinstance(account, dict):
-        reader.problem(item, label, "'account' maps permission types to open or close", "account")
-        account = {}
-    for permission_type, status in account.items():
-        if catalog is not None and permission_type not in catalog:
-            reader.problem(
-                account, label, f"account names '{permission_type}', which is not in the catalog", permission_type
-            )
-        if status not in ("open", "close"):
-            reader.problem(account, label, f"account status of '{permission_type}' is open or close", permission_type)
-    tenant = item.get("tenant", CASE_TENANT)
-    if not isinstance(tenant, str) or not tenant:
-        reader.problem(item, label, "'tenant' is a tenant id", "tenant")
-    account_status = item.get("account_status", "active")
-    if account_status not in ACCOUNT_STATUSES:
-        reader.problem(item, label, "'account_status' is active or deregistered", "account_status")
-    attributes = item.get("attributes", {})
-    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
-        reader.problem(item, label, "'attributes' maps declared attribute names to text values", "attributes")
-        attributes = {}
-    for attribute in attributes:
-        if declared is not None and attribute not in declared:
-            reader.problem(attributes, label, f"attribute '{attribute}' is not declared in attributes.yaml", attribute)
-    at = _moment(item.get("at"))
-    if "at" in item and at is None:
-        reader.problem(item, label, "'at' is a UTC time like 2026-01-01T00:00:00Z", "at")
-    expect = item.get("expect")
-    expected = None
-    if "expect" in item:
-        if not isinstance(expect, CommentedMap):
-            reader.problem(item, label, "'expect' is a mapping with code (and failure_index, rule_id)", "expect")
-        else:
-            for key in expect:
-                if key not in EXPECT_KEYS:
-                    reader.problem(expect, label, f"unknown key '{key}' in expect", key)
-            code = expect.get("code")
-            if code not in CASE_CODES:
-                reader.problem(
-                    expect,
-                    label,
-                    f"unknown code {code!r} (use one of {', '.join(sorted(CASE_CODES))})",
-                    "code" if "code" in expect else None,
-                )
-            index = expect.get("failure_index", 0)
-            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-                reader.problem(expect, label, "'failure_index' is a whole number from 0", "failure_index")
-            rule_id = expect.get("rule_id")
-            if rule_id is not None and rule_ids is not None and rule_id not in rule_ids:
-                reader.problem(expect, label, f"rule_id '{rule_id}' names no rule", "rule_id")
-            if code in ("SUCCESS", "INVALID_REQUEST") and rule_id is not None:
-                reader.problem(expect, label, f"{code} has no rule_id", "rule_id")
-            if code not in ("SUCCESS", "INVALID_REQUEST") and code in CASE_CODES and rule_id is None:
-                reader.problem(expect, label, f"{code} needs the rule_id that decides it", "code")
-            message = expect.get("message")
-            if "message" in expect and not isinstance(message, str):
-                reader.problem(expect, label, "'message' is the exact text the caller gets", "message")
-            warnings = expect.get("warnings")
-            if "warnings" in expect and (
-                not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings)
-            ):
-                reader.problem(expect, label, "'warnings' lists the rule ids of data.warnings, in order", "warnings")
-                warnings = None
-            for warned in warnings or ():
-                if rule_ids is not None and warned not in rule_ids:
-                    reader.problem(expect, label, f"warning '{warned}' names no rule", "warnings")
-            expected = Expected(
-                str(code),
-                index if isinstance(index, int) else 0,
-                rule_id if isinstance(rule_id, str) else None,
-                message if isinstance(message, str) else None,
-                tuple(warnings) if isinstance(warnings, list) else None,
-            )
-    if len(reader.problems) != before or expected is None:
-        return None
+    found = list(checked(item, CASE_CHECKS, known))
+    for node, key, text in found:
+        reader.problem(node, label, text, key)
+    return None if found else _built(reader.shown, item)
+
+
+def _built(path: str, item: CommentedMap) -> Case:
+    """A case that passed every check."""
+    expect = item["expect"]
+    warnings = expect.get("warnings")
+    rule_id = expect.get("rule_id")
+    expected = Expected(
+        str(expect["code"]),
+        expect.get("failure_index", 0),
+        rule_id if isinstance(rule_id, str) else None,
+        expect.get("message"),
+        None if warnings is None else tuple(warnings),
+    )
     return Case(
-        name=name,
-        path=reader.shown,
+        name=item["name"],
+        path=path,
         line=item.lc.line + 1,
-        tenant_config=tuple(config),
-        account=dict(account),
+        tenant_config=tuple(item.get("tenant_config", ["*"])),
+        account=dict(item.get("account", {})),
         changes=_plain(item["changes"]),
         expect=expected,
-        tenant=str(tenant),
-        account_status=str(account_status),
-        attributes={str(k): str(v) for k, v in attributes.items()},
-        at=at,
+        tenant=str(item.get("tenant", CASE_TENANT)),
+        account_status=str(item.get("account_status", "active")),
+        attributes={str(k): str(v) for k, v in item.get("attributes", {}).items()},
+        at=_moment(item.get("at")),
     )
 
 
@@ -302,39 +418,44 @@ def _moment(value: Any) -> datetime | None:
 
 def case_input(case: Case, changes: list[Any]) -> DecisionInput:
     """The DecisionInput of a case, as the service would build it for the same request and state."""
-    return DecisionInput(
+    return DecisionInput.of(
         tenant_id=case.tenant,
-        tenant_patterns=case.tenant_config,
-        changes=tuple(as_the_rules_see_it(c) for c in changes),
-        stored=dict(case.account),
+        patterns=case.tenant_config,
+        changes=changes,
+        stored=case.account,
         account_status=case.account_status,
-        attributes=dict(case.attributes),
-        at=case.at or datetime.now(UTC),
+        attributes=case.attributes,
+        at=case.at,
     )
 
 
-def run_case(engine: DurableRulesEngine, case: Case) -> Outcome:
-    """Run one case's request through the request schema and decide(), as the service would."""
+def run_case(engine: DurableRulesEngine, case: Case, load_request: RequestLoader) -> Outcome:
+    """Run one case's request through the request loader and decide(), as the service would."""
     try:
-        request = load_update_request({"account_no": "CASE", "changes": case.changes})
+        request = load_request({"account_no": "CASE", "changes": case.changes})
     except DomainError as exc:
         return Outcome(Code(exc.code).name, 0, None, exc.message)
     decision = decide(engine, case_input(case, request["changes"]))
+    answer = answer_of(decision)
     held = frozenset().union(*decision.held) if decision.held else frozenset()
-    warnings = tuple(w.rule.id for w in decision.warnings)
-    seen = exercised(decision)
-    if decision.denial is None:
-        return Outcome("SUCCESS", warnings=warnings, held=held, exercised=seen)
-    hit = decision.denial
-    return Outcome(hit.rule.outcome, hit.index, hit.rule.id, hit.message, warnings, held, seen)
+    return Outcome(
+        answer.code_name,
+        answer.failure_index,
+        answer.rule_id,
+        answer.message,
+        answer.warned_by,
+        held,
+        exercised(decision),
+    )
 
 
-def run_cases(rule_set: RuleSet, cases: list[Case]) -> CaseReport:
-    """Run every case; report results, the coverage, and the rules that no case made fire."""
+def run_cases(rule_set: RuleSet, cases: list[Case], load_request: RequestLoader) -> CaseReport:
+    """Run every case (each request through load_request, see RequestLoader); report results, the coverage, and
+    the rules that no case made fire."""
     engine = DurableRulesEngine(rule_set)
     report = CaseReport()
     for case in cases:
-        report.results.append(CaseResult(case, run_case(engine, case)))
+        report.results.append(CaseResult(case, run_case(engine, case, load_request)))
     report.coverage = coverage_of(rule_set.rules, (r.outcome.exercised for r in report.results))
     report.unexercised = report.coverage.never_fired
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -16,7 +17,14 @@ from app.rules.lifecycle.gate import CasesFailed
 from app.rules.lifecycle.live import LiveRules
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.cases import Case, Expected, run_case
+from app.schemas.permissions import load_update_request
 from tests.support import FAILING_CASE, FREEZE, FREEZE_REFUSING_CLOSES, copy_rules
+
+
+def live_rules(rules: Path, **options: Any) -> LiveRules:
+    """The live set as the service builds it: its cases read requests with the API's loader."""
+    return LiveRules(rules, load_request=load_update_request, **options)
+
 
 CLOSE_OTC = Case(
     name="a close",
@@ -38,12 +46,12 @@ def _uncached_rules_logger(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def closing_otc(engine: DurableRulesEngine) -> str:
     """What the engine answers to closing an open otc.DE."""
-    return run_case(engine, CLOSE_OTC).code
+    return run_case(engine, CLOSE_OTC, load_update_request).code
 
 
 def test_a_set_whose_cases_fail_is_refused_and_the_last_good_one_keeps_deciding(tmp_path: Path):
     rules = copy_rules(tmp_path)
-    live = LiveRules(rules, instance_dir=tmp_path / "instance")
+    live = live_rules(rules, instance_dir=tmp_path / "instance")
     good = live.engine.version
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
 
@@ -67,7 +75,7 @@ def test_a_set_whose_cases_fail_is_refused_and_the_last_good_one_keeps_deciding(
 
 def test_a_set_that_does_not_lint_reports_no_failing_cases(tmp_path: Path):
     rules = copy_rules(tmp_path)
-    live = LiveRules(rules)
+    live = live_rules(rules)
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
     assert live.reload() is False and live.failing_cases == (FAILING_CASE,)
     (rules / "policies.yaml").write_text(FREEZE.replace("message:", "mesage:"), encoding="utf-8")
@@ -78,11 +86,11 @@ def test_a_set_that_does_not_lint_reports_no_failing_cases(tmp_path: Path):
 
 def test_a_worker_starting_while_cases_fail_runs_the_last_good_snapshot(tmp_path: Path):
     rules, instance = copy_rules(tmp_path), tmp_path / "instance"
-    good = LiveRules(rules, instance_dir=instance).engine.version  # a worker ran it: it is this host's snapshot
+    good = live_rules(rules, instance_dir=instance).engine.version  # a worker ran it: it is this host's snapshot
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
 
     with capture_logs() as logs:
-        restarted = LiveRules(rules, instance_dir=instance)
+        restarted = live_rules(rules, instance_dir=instance)
     assert restarted.engine.version == good
     assert closing_otc(restarted.engine) == "SUCCESS"
     assert restarted.failing_cases == (FAILING_CASE,)
@@ -95,13 +103,13 @@ def test_without_a_snapshot_a_worker_refuses_to_start_on_failing_cases(tmp_path:
     rules = copy_rules(tmp_path)
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
     with pytest.raises(CasesFailed) as refused:
-        LiveRules(rules, instance_dir=tmp_path / "instance")
+        live_rules(rules, instance_dir=tmp_path / "instance")
     assert refused.value.failing_cases == (FAILING_CASE,)
 
 
 def test_the_snapshot_follows_every_file_taken_even_when_the_version_stays(tmp_path: Path):
     rules, instance = copy_rules(tmp_path), tmp_path / "instance"
-    live = LiveRules(rules, instance_dir=instance)
+    live = live_rules(rules, instance_dir=instance)
     version = live.engine.version
     (rules / "README.md").write_text("a docs-only edit\n", encoding="utf-8")
     assert live.reload() is True
@@ -122,7 +130,7 @@ def test_a_snapshot_is_not_saved_when_the_files_changed_after_they_were_checked(
 def test_a_requested_reload_of_a_set_whose_cases_fail_is_refused_on_the_first_look(tmp_path: Path):
     rules = copy_rules(tmp_path)
     generation = itertools.count(1)
-    live = LiveRules(rules, reload_generation=lambda: next(generation), check_seconds=0)
+    live = live_rules(rules, reload_generation=lambda: next(generation), check_seconds=0)
     good = live._engine.version
     # Only a case changes: the rules are the same version, but the set now fails one of its own cases.
     catalog_cases = rules / "cases" / "catalog.yaml"
@@ -143,7 +151,7 @@ def test_a_requested_reload_of_a_set_whose_cases_fail_is_refused_on_the_first_lo
 
 def test_a_first_look_at_unchanged_files_does_not_reload(tmp_path: Path):
     rules = copy_rules(tmp_path)
-    live = LiveRules(rules, reload_generation=lambda: 7, check_seconds=0)
+    live = live_rules(rules, reload_generation=lambda: 7, check_seconds=0)
     with capture_logs() as logs:
         live.engine  # noqa: B018 - the property honours pending reloads
         live.engine  # noqa: B018
@@ -153,11 +161,11 @@ def test_a_first_look_at_unchanged_files_does_not_reload(tmp_path: Path):
 def test_a_set_already_found_clean_is_taken_again_only_while_its_files_are_the_same(tmp_path: Path):
     """Building the service twice in one process checks a directory once per content, never per path."""
     rules = copy_rules(tmp_path)
-    first = LiveRules(rules).engine.rule_set
-    assert LiveRules(rules).engine.rule_set is first  # same files: the verdict already reached
+    first = live_rules(rules).engine.rule_set
+    assert live_rules(rules).engine.rule_set is first  # same files: the verdict already reached
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
     with pytest.raises(CasesFailed):  # the edited files are judged afresh, and refused
-        LiveRules(rules)
+        live_rules(rules)
     (rules / "policies.yaml").write_text(FREEZE, encoding="utf-8")
-    changed = LiveRules(rules).engine.rule_set
+    changed = live_rules(rules).engine.rule_set
     assert changed is not first and changed.version != first.version

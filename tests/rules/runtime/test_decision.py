@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
 from app.errors import Code
+from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import Decision, decide
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.messages import rejection
-from app.rules.tools.impact.replay import recorded_input
+from app.rules.runtime.record import DecisionRecord
 from tests.rules.support import ch, engine_for, request
 
 SHOWN = ("permission_type", "permission_status", "current_status", "product", "market", "group", "name", "tenant")
@@ -146,7 +147,8 @@ def test_a_denial_is_400106_with_the_rules_message(engine):
     assert hit.message == (
         "changes[1].permission_type 'ipo.DE': IPO subscriptions on DE are not offered to SG residents of t1"
     )
-    error = rejection(hit.rule, hit.index, hit.message)
+    error = answer_of(decision).refusal()  # what the service raises
+    assert error is not None
     assert (error.code, error.http_status, error.failure_index, error.rule_id) == (
         Code.PERMISSION_POLICY_DENIED,
         400,
@@ -217,15 +219,25 @@ def test_a_recorded_input_replays_to_the_same_decision(engine):
         account_status="active",
         at=datetime(2026, 1, 15, 8, 30, tzinfo=UTC),
     )
-    replayed = recorded_input(  # as the decisions table keeps it (app/service/permissions.py) and impact reads it
+    row = SimpleNamespace(  # as the decisions table keeps it (app/service/permissions.py) and impact reads it
+        id=1,
+        trace_id="t",
         tenant_id="sg_mexc",
+        account_no="A",
+        rule_set_version="v",
         created_at=original.at,
         changes=json.dumps(list(original.changes)),
         tenant_patterns=json.dumps(list(original.tenant_patterns)),
         account_state=json.dumps(dict(original.stored)),
+        code=0,
+        failure_index=0,
+        rule_id=None,
         account_status="active",
         attributes=json.dumps(dict(original.attributes)),
+        warned_by=None,
+        dryrun_by=None,
     )
+    replayed = DecisionRecord.of_row(row).decision_input()
     assert replayed == original
     first, again = decide(engine, original), decide(engine, replayed, use_memo=False)
     assert (denial(first), hits(first.warnings), first.denial.message) == (

@@ -14,9 +14,9 @@ from ruamel.yaml import YAML
 
 from app.errors import ChangeRejected, Code
 from app.rules.language.loader import load_rule_set
+from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import Decision, Hit, decide
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.messages import rejection
 from tests.rules.support import ch, request
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
@@ -274,9 +274,9 @@ def test_no_op_compares_with_stored_state(engine, enabled, current, status, rule
 
 
 def _rejected(engine, changes, enabled, current=None) -> ChangeRejected:
-    hit = first_failure(engine, changes, enabled, current)
-    assert hit is not None
-    return rejection(hit.rule, hit.index, hit.message)
+    error = answer_of(judged(engine, changes, enabled, current)).refusal()  # what the service raises
+    assert error is not None
+    return error
 
 
 @pytest.mark.parametrize(

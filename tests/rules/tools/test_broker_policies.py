@@ -22,6 +22,7 @@ from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.cases import load_cases, run_cases
 from app.rules.tools.lint.directory import lint
+from app.schemas.permissions import load_update_request
 from tests.cli.runner import invoke as permctl
 from tests.rules.support import BROKER_POLICIES, ch, request
 from tests.support import PROJECT_ROOT
@@ -77,7 +78,7 @@ def test_the_policies_are_the_ten_of_issue_11_in_order(broker):
 def test_every_policy_has_cases_that_refuse_or_warn_and_cases_that_allow(broker):
     cases, problems = load_cases(BROKER_POLICIES, broker)
     assert not problems
-    report = run_cases(broker, cases)
+    report = run_cases(broker, cases, load_update_request)
     assert report.failed == 0 and report.unexercised == []
     for policy in POLICY_IDS:
         rule = broker.rule(policy)

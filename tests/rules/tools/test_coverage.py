@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from app.errors import InvalidRequest
 from app.rules.runtime.decision import decide
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.cases import Case, Expected, run_cases
 from app.rules.tools.coverage import Coverage, RuleCoverage, exercised, shown_percent
+from app.schemas.permissions import load_update_request
 from tests.rules.support import VALIDATION_IDS, ch, engine_for, request
+from tests.support import PROJECT_ROOT
 
 POLICIES = """
 policies:
@@ -94,6 +100,7 @@ def test_coverage_counts_fired_and_passed_per_rule(engine):
             _case("options refused", [ch("options.US", "open")], "PERMISSION_POLICY_DENIED", "no-options"),
             _case("otc warned", [ch("otc.US", "open")]),
         ],
+        load_update_request,
     )
     assert report.failed == 0
     by_rule = {r.rule_id: r for r in report.coverage.rules}
@@ -117,7 +124,35 @@ def test_the_percentage_is_never_rounded_up_to_a_threshold():
 
 
 def test_a_request_refused_by_its_shape_covers_nothing(engine):
-    report = run_cases(engine.rule_set, [_case("not a list", "nope", "INVALID_REQUEST")])  # type: ignore[arg-type]
+    cases = [_case("not a list", "nope", "INVALID_REQUEST")]  # type: ignore[arg-type]
+    report = run_cases(engine.rule_set, cases, load_update_request)
     assert report.failed == 0
     assert not any(r.fired or r.passed for r in report.coverage.rules)
     assert report.coverage.percent == 0.0
+
+
+def test_a_case_reads_its_request_with_the_loader_its_caller_gives(engine):
+    """The rules import no API schema: the caller's loader decides the shape, and its message is the case's."""
+    refusing = _case("any request", [ch("stock.US", "open")], "INVALID_REQUEST")
+
+    def loader(body: Mapping[str, Any]) -> Mapping[str, Any]:
+        raise InvalidRequest(f"refused by the caller's loader: {len(body['changes'])} change(s)")
+
+    (result,) = run_cases(engine.rule_set, [refusing], loader).results
+    assert result.passed
+    assert (result.outcome.code, result.outcome.message) == (
+        "INVALID_REQUEST",
+        "refused by the caller's loader: 1 change(s)",
+    )
+    (accepted,) = run_cases(engine.rule_set, [refusing], load_update_request).results
+    assert accepted.outcome.code == "SUCCESS" and not accepted.passed
+
+
+def test_no_module_of_the_rules_imports_the_api_schemas():
+    rules = PROJECT_ROOT / "app" / "rules"
+    importing = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in rules.rglob("*.py")
+        if re.search(r"^\s*(from|import) app\.schemas", path.read_text(encoding="utf-8"), re.MULTILINE)
+    ]
+    assert importing == []

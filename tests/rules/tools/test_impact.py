@@ -10,8 +10,9 @@ import pytest
 
 from app.rules.language.loader import load_rule_set
 from app.rules.language.model import Catalog
+from app.rules.runtime.record import DecisionRecord
 from app.rules.tools.impact.catalog import catalog_impact
-from app.rules.tools.impact.replay import Decided, Flip, Recorded, impact, recorded_input
+from app.rules.tools.impact.replay import Decided, Flip, Recorded, impact
 from app.rules.tools.impact.sample import Shown
 from tests.support import PROJECT_ROOT, SHIPPED_RULES
 
@@ -26,15 +27,19 @@ def _row(n: int, changes: list[dict[str, str]], state: dict[str, str], outcome: 
         "ACC-1",
         AT,
         "old-version",
-        recorded_input(
+        DecisionRecord(  # a row as the decisions table keeps it, read back
+            trace_id=f"t{n}",
             tenant_id="sg_mexc",
+            account_no="ACC-1",
+            rule_set_version="old-version",
+            changes=tuple(changes),
+            tenant_patterns=("*",),
+            account_state=state,
             created_at=AT,
-            changes=json.dumps(changes),
-            tenant_patterns=json.dumps(["*"]),
-            account_state=json.dumps(state),
+            code=outcome.code,
             account_status=new.get("account_status"),
-            attributes=new.get("attributes"),
-        ),
+            attributes=json.loads(new["attributes"]) if "attributes" in new else None,
+        ).decision_input(),
         outcome,
     )
 

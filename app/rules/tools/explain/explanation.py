@@ -15,7 +15,6 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from app.errors import Code
 from app.rules.language.clauses import atoms
 from app.rules.language.model import (
     AccountTest,
@@ -25,6 +24,7 @@ from app.rules.language.model import (
     TenantTest,
     Window,
 )
+from app.rules.runtime.answer import Answer, answer_of
 from app.rules.runtime.decision import Decision, decide
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
@@ -43,11 +43,6 @@ class Verdict(StrEnum):
     OUTSIDE_WINDOW = "outside_window"  # judged while its policy is not in force
     NOT_REACHED_RULE = "not_reached_rule"  # an earlier rule decided this change
     NOT_REACHED_CHANGE = "not_reached_change"  # an earlier change decided the request
-
-
-def code_name(code: int) -> str:
-    """The name of an envelope code (the number itself for a code this version does not know)."""
-    return Code(code).name if code in Code._value2member_map_ else str(code)
 
 
 @dataclass(frozen=True)
@@ -80,28 +75,6 @@ class ChangeExplanation:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The envelope a caller gets: code, message and data (failure_index, rule_id or warnings); dryrun hits."""
-
-    code: int
-    message: str
-    data: Mapping[str, Any]
-    dryrun_by: tuple[str, ...] = ()
-
-    @property
-    def code_name(self) -> str:
-        return code_name(self.code)
-
-    @property
-    def rule_id(self) -> str | None:
-        return self.data.get("rule_id")
-
-    @property
-    def warned_by(self) -> tuple[str, ...]:
-        return tuple(w["rule_id"] for w in self.data.get("warnings", ()))
-
-
-@dataclass(frozen=True)
 class Explanation:
     """A request judged by one rule set: what the rules saw, every verdict, and the answer."""
 
@@ -114,20 +87,6 @@ class Explanation:
     permissions: tuple[Mapping[str, str], ...]  # every permission open before or after: type, before, after
     changes: tuple[ChangeExplanation, ...]
     answer: Answer
-
-
-def answer_of(decision: Decision) -> Answer:
-    """The envelope the service sends for a decision (app/http/permissions.py and app/http/envelope.py)."""
-    dryruns = tuple(h.rule.id for h in decision.dryruns)
-    if decision.denial is None:
-        data: dict[str, Any] = {"failure_index": 0}
-        if decision.warnings:
-            data["warnings"] = [w.as_warning() for w in decision.warnings]
-        return Answer(int(Code.SUCCESS), "success", data, dryruns)
-    hit = decision.denial
-    return Answer(
-        int(Code[hit.rule.outcome]), hit.message, {"failure_index": hit.index, "rule_id": hit.rule.id}, dryruns
-    )
 
 
 def explain(engine: DurableRulesEngine, decision_input: DecisionInput) -> Explanation:

@@ -3,14 +3,13 @@ of the current rules differs from it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.rules.runtime.answer import Answer, code_name
 from app.rules.runtime.decision_input import DecisionInput
-from app.rules.tools.explain.explanation import Answer, code_name
-from app.rules.tools.impact.replay import Recorded
+from app.rules.runtime.record import DecisionRecord
 
 
 @dataclass(frozen=True)
@@ -44,41 +43,38 @@ class RecordedTrace:
     answer: RecordedAnswer
 
 
-def _ids(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(json.loads(text))
-
-
 def recorded_trace(row: Any) -> RecordedTrace:
     """A row of the decisions table (app.persistence.models.RecordedDecision), ready to be judged again."""
-    recorded = Recorded.of_row(row)
-    outcome = recorded.outcome
+    record = DecisionRecord.of_row(row)
+    decision_input = record.decision_input()
     answer = RecordedAnswer(
-        decision_id=recorded.id,
-        trace_id=recorded.trace_id,
-        tenant_id=recorded.tenant_id,
-        account_no=recorded.account_no,
-        created_at=recorded.decision_input.at,
-        rule_set_version=recorded.rule_set_version,
-        code=outcome.code,
-        failure_index=outcome.failure_index,
-        rule_id=outcome.rule_id,
-        warned_by=_ids(row.warned_by),
-        dryrun_by=_ids(row.dryrun_by),
+        decision_id=record.id or 0,
+        trace_id=record.trace_id,
+        tenant_id=record.tenant_id,
+        account_no=record.account_no,
+        created_at=decision_input.at,
+        rule_set_version=record.rule_set_version,
+        code=record.code,
+        failure_index=record.failure_index,
+        rule_id=record.rule_id,
+        warned_by=record.warned_by,
+        dryrun_by=record.dryrun_by,
     )
-    return RecordedTrace(recorded.decision_input, answer)
+    return RecordedTrace(decision_input, answer)
 
 
 def differences(recorded: RecordedAnswer, current: Answer) -> list[str]:
     """How the current rules' answer differs from the recorded one, each naming both (empty: the same)."""
     found = []
-    current_index = int(current.data.get("failure_index", 0))
-    if (recorded.code, recorded.failure_index, recorded.rule_id) != (current.code, current_index, current.rule_id):
+    now = (current.code, current.failure_index, current.rule_id)
+    if (recorded.code, recorded.failure_index, recorded.rule_id) != now:
         found.append(
             f"outcome: recorded {_outcome(recorded.code, recorded.failure_index, recorded.rule_id)}, "
-            f"now {_outcome(current.code, current_index, current.rule_id)}"
+            f"now {_outcome(*now)}"
         )
-    if recorded.warned_by is not None and recorded.warned_by != current.warned_by:
-        found.append(f"warnings: recorded {list(recorded.warned_by)}, now {list(current.warned_by)}")
+    shown = tuple(w["rule_id"] for w in current.data.get("warnings", ()))  # the warnings the caller read
+    if recorded.warned_by is not None and recorded.warned_by != shown:
+        found.append(f"warnings: recorded {list(recorded.warned_by)}, now {list(shown)}")
     if recorded.dryrun_by is not None and recorded.dryrun_by != current.dryrun_by:
         found.append(f"dryrun hits: recorded {list(recorded.dryrun_by)}, now {list(current.dryrun_by)}")
     return found

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.rules.tools.explain.explanation import Answer, ChangeExplanation, Explanation, RuleVerdict, Verdict
+from app.rules.runtime.answer import Answer
+from app.rules.tools.explain.explanation import ChangeExplanation, Explanation, RuleVerdict, Verdict
 from app.rules.tools.explain.recorded import RecordedAnswer, differences
 
 VERDICT_TEXT = {

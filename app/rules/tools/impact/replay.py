@@ -9,18 +9,19 @@ and how many recorded decisions the old set would not reproduce.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from app.errors import Code
 from app.rules.language.model import RuleSet
+from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import decide
-from app.rules.runtime.decision_input import DecisionInput, as_the_rules_see_it
+from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
+from app.rules.runtime.record import DecisionRecord
 from app.rules.tools.impact.catalog import CatalogImpact
 from app.rules.tools.impact.sample import Shown
 
@@ -59,52 +60,23 @@ class Recorded:
     outcome: Decided
 
     @classmethod
+    def of(cls, record: DecisionRecord) -> Recorded:
+        """A recorded decision as impact replays it."""
+        return cls(
+            record.id or 0,
+            record.trace_id,
+            record.tenant_id,
+            record.account_no,
+            record.created_at,
+            record.rule_set_version,
+            record.decision_input(),
+            Decided(record.code, record.failure_index, record.rule_id),
+        )
+
+    @classmethod
     def of_row(cls, row: Any) -> Recorded:
         """A row of the decisions table (app.persistence.models.RecordedDecision) as impact replays it."""
-        decision_input = recorded_input(
-            tenant_id=row.tenant_id,
-            created_at=row.created_at,
-            changes=row.changes,
-            tenant_patterns=row.tenant_patterns,
-            account_state=row.account_state,
-            account_status=row.account_status,
-            attributes=row.attributes,
-        )
-        return cls(
-            row.id,
-            row.trace_id,
-            row.tenant_id,
-            row.account_no,
-            row.created_at,
-            row.rule_set_version,
-            decision_input,
-            Decided(row.code, row.failure_index, row.rule_id),
-        )
-
-
-def recorded_input(
-    *,
-    tenant_id: str,
-    created_at: datetime,
-    changes: str,
-    tenant_patterns: str,
-    account_state: str,
-    account_status: str | None,
-    attributes: str | None,
-) -> DecisionInput:
-    """The DecisionInput a decision row kept. Rows recorded before the account's status and attributes were kept
-    (account_status NULL) saw an active account without attributes, and only the stored statuses of the types
-    they named: which is all a rule of that time could read."""
-    moment = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
-    return DecisionInput(
-        tenant_id=tenant_id,
-        tenant_patterns=tuple(json.loads(tenant_patterns)),
-        changes=tuple(as_the_rules_see_it(c) if isinstance(c, dict) else c for c in json.loads(changes)),
-        stored=json.loads(account_state),
-        account_status=account_status or "active",
-        attributes=json.loads(attributes) if attributes else {},
-        at=moment,
-    )
+        return cls.of(DecisionRecord.of_row(row))
 
 
 @dataclass(frozen=True)
@@ -119,12 +91,9 @@ class Replayed:
 
 def replay(engine: DurableRulesEngine, decision: Recorded) -> Replayed:
     """What the rules of engine decide for a recorded request and the state it met."""
-    outcome = decide(engine, decision.decision_input)
-    dryruns = tuple(hit.rule.id for hit in outcome.dryruns)
-    if outcome.denial is None:
-        return Replayed(Decided(0, 0, None), None, dryruns)
-    hit = outcome.denial
-    return Replayed(Decided(int(Code[hit.rule.outcome]), hit.index, hit.rule.id), hit.message, dryruns)
+    answer = answer_of(decide(engine, decision.decision_input))
+    message = None if answer.accepted else answer.message
+    return Replayed(Decided(answer.code, answer.failure_index, answer.rule_id), message, answer.dryrun_by)
 
 
 @dataclass(frozen=True)
