@@ -1,5 +1,5 @@
-"""DecisionInput.of: the one builder of what the rules see, for the service, the cases, recorded decisions and
-explain (the input space builds its representatives itself)."""
+"""DecisionInput.of: the one builder of what the rules see, for the service, the cases, recorded decisions,
+explain and the input space's representatives."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from tests.support import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "app"
 BUILDER = APP / "rules" / "runtime" / "decision_input.py"
-INPUT_SPACE = APP / "rules" / "tools" / "input_space" / "space.py"  # its representatives: built there
 
 
 def test_the_builder_is_the_only_place_in_app_that_constructs_a_decision_input():
@@ -19,7 +18,7 @@ def test_the_builder_is_the_only_place_in_app_that_constructs_a_decision_input()
     found = sorted(
         str(path.relative_to(PROJECT_ROOT))
         for path in APP.rglob("*.py")
-        if path not in (BUILDER, INPUT_SPACE) and constructing.search(path.read_text(encoding="utf-8"))
+        if path != BUILDER and constructing.search(path.read_text(encoding="utf-8"))
     )
     assert found == []
 

@@ -405,10 +405,10 @@ class InputSpace:
             if after != before:
                 patterns.append(other)
                 changes.append({"permission_type": other, "permission_status": after})
-        decision_input = DecisionInput(
+        decision_input = DecisionInput.of(
             tenant_id=point.tenant,
-            tenant_patterns=tuple(patterns),
-            changes=tuple(changes),
+            patterns=patterns,
+            changes=changes,
             stored=stored,
             account_status=point.account_status,
             attributes=dict(point.attributes),
