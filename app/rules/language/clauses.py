@@ -13,12 +13,13 @@ engine sees it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from app.rules.language.model import (
+    PART_FIELDS,
     AccountTest,
     All,
     AnyOf,
@@ -33,7 +34,9 @@ from app.rules.language.model import (
 
 MAX_CLAUSES = 64  # a condition whose all/any/not expand to more alternatives is refused by lint
 # Change fields a clause's plain positive test can require a value of, known before the engine sees the change.
-GUARD_FIELDS = frozenset({"permission_type", "permission_status", "product", "market", "group", "name"})
+GUARD_FIELDS = frozenset({"permission_type", "permission_status", *PART_FIELDS})
+# What the change's record derives from its permission type alone (its text and kind, its parts, the catalog).
+TYPE_FIELDS = frozenset({"permission_type", *PART_FIELDS, "in_catalog"})
 
 Atom = ChangeTest | AccountTest | TenantTest | PermissionTest | Window
 Relation = tuple[str, str, str]  # (head, tail, state): a relation tested open, placeholders as written
@@ -119,6 +122,18 @@ class Test(NamedTuple):
         if not all(isinstance(v, str) and "*" not in v and "?" not in v for v in match.values):
             return None
         return atom.field, frozenset(str(v) for v in match.values)
+
+    def decided_by(self, change: Mapping[str, Any], known: frozenset[str]) -> bool | None:
+        """Its truth for a change record (app/rules/runtime/facts.py) of which only the `known` fields are fixed:
+        True or False when it reads only those, else None. A relation whose placeholder the change cannot bind
+        is False, negated or not (the compiler requires the bound field). Used to see which clauses a type
+        leaves alive; a verdict is always the engine's."""
+        atom = self.atom
+        if isinstance(atom, PermissionTest):
+            return None if atom.binds(change) else False
+        if not isinstance(atom, ChangeTest) or not self.change_fields <= known:
+            return None
+        return atom.match.holds_in(change, atom.field) != self.negated
 
 
 Literal = Test  # the name the DNF literature gives it

@@ -30,15 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.rules.language.clauses import Clause
-from app.rules.language.model import KINDS, PART_FIELDS, RuleSet
+from app.rules.language.clauses import TYPE_FIELDS, Clause
+from app.rules.language.model import KINDS, RuleSet
 from app.rules.runtime.compiler import Compiled, glob_to_engine_regex
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import after_request, engine_text
 
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
-# What a change record derives from its permission type alone (and its kind).
-TYPE_FIELDS = frozenset({"permission_type", *PART_FIELDS, "in_catalog"})
 READS_CACHE_SIZE = 4096
 # Stand-ins for a field by its kind (app/rules/language/model.py KINDS): never equal to a text value.
 MISSING, NOT_TEXT, TEXT = ((kind,) for kind in KINDS)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.rules.language import model
-from app.rules.language.clauses import Clause, Test, rule_set_clauses
+from app.rules.language.clauses import TYPE_FIELDS, Clause, Test, rule_set_clauses
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
     ChangeTest,
@@ -49,8 +49,6 @@ OTHER_TENANT = "other-tenant"
 OTHER_STATUS = "other"
 OTHER_TYPE = "unknown"
 DEFAULT_TIME = datetime(2026, 1, 1, tzinfo=UTC)
-# Fields the permission type alone decides: a clause testing one of them is dead or alive per type.
-TYPE_FIELDS = frozenset({"permission_type", "product", "market", "group", "name", "in_catalog"})
 STATE_FIELDS = {
     "permission_status": "status",
     "current_status": "current",
@@ -251,14 +249,8 @@ class InputSpace:
 
     @staticmethod
     def _may_hold(test: Test, record: Mapping[str, Any]) -> bool:
-        negated, atom = test
-        if isinstance(atom, PermissionTest):
-            return atom.binds(record)
-        if isinstance(atom, ChangeTest) and atom.field in TYPE_FIELDS:
-            other = atom.match.same_as
-            if other is None or other in TYPE_FIELDS:
-                return atom.match.holds_in(record, atom.field) != negated
-        return True
+        """Whether a test can hold for a change of this type: not when the type alone makes it false."""
+        return test.decided_by(record, TYPE_FIELDS) is not False
 
     def _related(self, value: str, facts: _TypeFacts) -> tuple[bool, list[list[str]]]:
         """Whether a live relation names the judged type itself, and the other permissions live relations
