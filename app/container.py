@@ -132,7 +132,7 @@ class Container:
             unit_of_work=unit_of_work,
             accounts=AccountService(
                 unit_of_work=lambda: UnitOfWork(session_factory, write=True),
-                rule_set=lambda: rules.engine.rule_set,
+                rule_set=lambda: rules.refresh().rule_set,
                 keys=keys,
             ),
             schema_head=schema_head,
