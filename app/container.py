@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
     from app.persistence.config_cache import ConfigCache
     from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.language.model import RuleSet
     from app.rules.lifecycle.live import LiveRules
+    from app.rules.runtime.engine import DurableRulesEngine
     from app.service.accounts import AccountService
     from app.service.authentication import Authenticator
     from app.service.permissions import PermissionService
@@ -43,6 +45,14 @@ def maintenance_sessions(settings: Settings) -> tuple[Engine, sessionmaker[Any]]
 
     engine = make_engine(settings, request_path=False)
     return engine, make_session_factory(engine)
+
+
+def rules_engine(rule_set: RuleSet) -> DurableRulesEngine:
+    """An engine judging with rule_set, as the service's live set builds one (engines of one version share its
+    compiled ruleset)."""
+    from app.rules.runtime.engine import DurableRulesEngine
+
+    return DurableRulesEngine(rule_set)
 
 
 def units_of_work(session_factory: sessionmaker[Any]) -> UnitsOfWork:
