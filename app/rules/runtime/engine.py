@@ -15,7 +15,7 @@ A ruleset is counted in use by every engine built for it; an engine stops using 
 request holding it ended). A ruleset no engine uses stays registered while it is one of the RULESETS_KEPT_UNUSED
 most recently dropped (a reload back to it, a rollback, takes it as it is); older ones are deleted from
 durable_rules and the Host. Keeping a few matters because durable_rules 2.0.28 never frees the automaton it
-builds for each `matches` pattern when it compiles a ruleset (~20 kB a pattern): compiling the same sets again
+builds for each `matches` pattern when it compiles a ruleset (~29 kB a pattern): compiling the same sets again
 and again would grow the process without bound however carefully the rulesets are deleted.
 
 A bounded memo remembers the engine's verdict per change under a key of exactly what the compiled rules can
@@ -161,7 +161,7 @@ class _Process:
     def _settle(self) -> None:
         """Count the drops noted; delete the rulesets no engine uses beyond the RULESETS_KEPT_UNUSED newest."""
         while self.dropped:
-            name = self.dropped.pop()
+            name = self.dropped.pop(0)  # in the order they were dropped
             self.users[name] -= 1
             if not self.users[name]:
                 del self.users[name]
