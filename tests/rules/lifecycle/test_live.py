@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import subprocess
 import sys
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,15 @@ def test_the_watch_thread_does_not_keep_a_process_from_exiting(tmp_path: Path):
     )
     finished = subprocess.run([sys.executable, "-c", script, str(rules)], timeout=120, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
+
+
+def test_a_reload_lets_the_engine_it_replaces_go(tmp_path: Path):
+    """Nothing keeps the engine swapped out: its use of the compiled ruleset ends with it
+    (tests/rules/runtime/test_engine_release.py shows what that frees)."""
+    rules = copy_rules(tmp_path)
+    live = LiveRules(rules)
+    replaced = weakref.ref(live.engine)
+    freeze(rules, True)
+    assert live.reload() is True
+    gc.collect()
+    assert replaced() is None
