@@ -105,6 +105,8 @@ class Container:
     @classmethod
     def build(cls, settings: Settings) -> Container:
         """Wire the parts; the database is not contacted here."""
+        from sqlalchemy import event
+
         from app.persistence.db import make_engine, make_session_factory
         from app.persistence.unit_of_work import UnitOfWork
         from app.rules.lifecycle.live import LiveRules
@@ -122,6 +124,9 @@ class Container:
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,
         )
+        # The reload watch reads through this engine: disposing of the engine ends the app's use of the database,
+        # and the watch's with it (it would otherwise open a connection in the new pool).
+        event.listen(engine, "engine_disposed", lambda _engine: rules.close())
         keys = IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds)
         cache = config_cache(settings)
         unit_of_work = units_of_work(session_factory)

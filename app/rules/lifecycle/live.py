@@ -31,6 +31,7 @@ from app.rules.runtime.engine import DurableRulesEngine
 log = structlog.get_logger("app.rules")
 
 _CLEAN_SETS_KEPT = 8
+STOP_WAIT_SECONDS = 5.0  # how long stopping the reload watch waits for a read in flight
 
 
 class _CleanSets:
@@ -75,6 +76,7 @@ class GenerationWatch:
         self.latest: int | None = None  # None: not read yet, or never successfully
         self._pid: int | None = None  # the process whose thread runs
         self._stopped: threading.Event | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def poll(self) -> int | None:
@@ -100,7 +102,7 @@ class GenerationWatch:
                 daemon=True,
             )
             thread.start()
-            self._pid = os.getpid()
+            self._thread, self._pid = thread, os.getpid()
 
     @property
     def running(self) -> bool:
@@ -108,9 +110,12 @@ class GenerationWatch:
         return self._pid == os.getpid() and self._stopped is not None and not self._stopped.is_set()
 
     def stop(self) -> None:
-        """End this process's reading thread (it returns within one interval at most; at once when waiting)."""
+        """End this process's reading thread, after the read it may be doing (it waits between reads)."""
         if self._stopped is not None:
             self._stopped.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=STOP_WAIT_SECONDS)
         self._pid = None
 
 

@@ -11,11 +11,14 @@ import threading
 import warnings
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from app import create_app
+from app.http.wiring import container_of
 from app.rules.language.loader import rule_set_version
 from app.rules.lifecycle import last_good
 from app.rules.lifecycle import live as live_module
@@ -287,3 +290,14 @@ def test_a_reload_lets_the_engine_it_replaces_go(tmp_path: Path):
     assert live.reload() is True
     gc.collect()
     assert replaced() is None
+
+
+def test_disposing_of_the_apps_database_engine_stops_its_reload_watch(seeded: Any):
+    app = create_app(seeded.with_overrides(rules_reload_check_seconds=3600.0))
+    container = container_of(app)
+    assert app.test_client().get("/readyz").status_code == 200  # a request: the watch starts
+    watch = container.rules._watch
+    assert watch is not None and watch.running
+    container.engine.dispose()
+    assert not watch.running
+    assert not [t for t in threading.enumerate() if t is watch._thread]
