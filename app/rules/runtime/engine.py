@@ -11,12 +11,13 @@ permissions and references before the changes (see app/rules/runtime/compiler.py
 condition itself.
 
 A ruleset is counted in use by every engine built for it; an engine stops using it when it is released
-(DurableRulesEngine.release(), or when the engine is garbage, e.g. the live set swapped it out and the last
-request holding it ended). A ruleset no engine uses stays registered while it is one of the RULESETS_KEPT_UNUSED
-most recently dropped (a reload back to it, a rollback, takes it as it is); older ones are deleted from
-durable_rules and the Host. Keeping a few matters because durable_rules 2.0.28 never frees the automaton it
-builds for each `matches` pattern when it compiles a ruleset (~29 kB a pattern): compiling the same sets again
-and again would grow the process without bound however carefully the rulesets are deleted.
+(DurableRulesEngine.release()), or when it is garbage (e.g. the live set swapped it out and the last request
+holding it ended; counted when the next engine is built). A ruleset no engine uses stays registered while it is
+one of the RULESETS_KEPT_UNUSED most recently dropped (a reload back to it, a rollback, takes it as it is);
+older ones are deleted from durable_rules and the Host. Keeping a few matters because durable_rules 2.0.28
+never frees the automaton it builds for each `matches` pattern when it compiles a ruleset (~29 kB a pattern):
+compiling the same sets again and again would grow the process without bound however carefully the rulesets
+are deleted.
 
 A bounded memo remembers the engine's verdict per change under a key of exactly what the compiled rules can
 read for it (app/rules/runtime/memo.py): a change whose key is known is answered without the engine and without
@@ -123,7 +124,11 @@ class _Process:
         self.compiled: dict[str, Compiled] = {}
         self.users: dict[str, int] = {}  # engines using each registered ruleset
         self.unused: OrderedDict[str, None] = OrderedDict()  # registered, used by no engine; oldest first
-        self.dropped: list[str] = []  # engines that stopped using a ruleset, not yet counted (see drop)
+        self.engines: dict[weakref.ref[DurableRulesEngine], str] = {}  # each engine counted in users: its ruleset
+        # Engines that became garbage, appended by the weakref machinery itself (a C call: it runs inside the
+        # garbage collector, on any thread and at any depth, so no Python code of ours may run there); counted
+        # by the next acquire or release.
+        self.dropped: list[weakref.ref[DurableRulesEngine]] = []
         self.fired: list[tuple[str, int]] = []
 
     def action(self, name: str) -> Any:
@@ -134,8 +139,9 @@ class _Process:
 
         return consequent
 
-    def acquire(self, name: str, rule_set: RuleSet) -> Compiled:
-        """The compiled ruleset of that name (compiled and registered if it is not), counted in use once more."""
+    def acquire(self, engine: DurableRulesEngine, name: str, rule_set: RuleSet) -> Compiled:
+        """The compiled ruleset of that name (compiled and registered if it is not), counted in use by engine
+        until engine is released or garbage."""
         with self.lock:
             self._settle()
             compiled = self.compiled.get(name)
@@ -143,25 +149,24 @@ class _Process:
                 compiled = compile_rule_set(rule_set, self.action)
                 self.host.register_rulesets({name: compiled.definition})
                 self.compiled[name] = compiled
+            self.engines[weakref.ref(engine, self.dropped.append)] = name
             self.users[name] = self.users.get(name, 0) + 1
             self.unused.pop(name, None)
             return compiled
 
-    def drop(self, name: str) -> None:
-        """One engine stopped using the ruleset. This may run inside the garbage collector, on any thread, also
-        one that holds the lock: it only notes the drop, and counts it now if the lock is free (else the next
-        acquire does, before it registers anything)."""
-        self.dropped.append(name)
-        if self.lock.acquire(blocking=False):
-            try:
-                self._settle()
-            finally:
-                self.lock.release()
+    def release(self, engine: DurableRulesEngine) -> None:
+        """engine stops using its ruleset (once: a second release, or the engine becoming garbage, counts
+        nothing more)."""
+        with self.lock:
+            self.dropped.append(weakref.ref(engine))  # equal to the one acquire made: the same engine
+            self._settle()
 
     def _settle(self) -> None:
-        """Count the drops noted; delete the rulesets no engine uses beyond the RULESETS_KEPT_UNUSED newest."""
+        """Count the engines dropped; delete the rulesets no engine uses beyond the RULESETS_KEPT_UNUSED newest."""
         while self.dropped:
-            name = self.dropped.pop(0)  # in the order they were dropped
+            name = self.engines.pop(self.dropped.pop(0), None)  # in the order they were dropped
+            if name is None:
+                continue  # released before it became garbage
             self.users[name] -= 1
             if not self.users[name]:
                 del self.users[name]
@@ -197,11 +202,8 @@ class DurableRulesEngine:
         self.rule_set = rule_set
         self._name = f"permissions_{rule_set.version}"
         self._process = process = _process()
-        self._compiled = process.acquire(self._name, rule_set)
+        self._compiled = process.acquire(self, self._name, rule_set)
         self._released = False
-        # Drops this engine's use of the ruleset once: on release(), or when the engine is garbage.
-        self._release = weakref.finalize(self, process.drop, self._name)
-        self._release.atexit = False  # nothing to free in a process that is ending
         self._lock = threading.Lock()  # the memo and the pattern cache
         self._memo: OrderedDict[Key, frozenset[str]] = OrderedDict()
         self._keys = MemoKeys(rule_set, self._compiled)
@@ -214,9 +216,11 @@ class DurableRulesEngine:
         afterwards raises EngineReleased; facts and messages of evaluations already made stay readable.
         Releasing twice does nothing."""
         with self._lock:
+            if self._released:
+                return
             self._released = True
             self._memo.clear()
-        self._release()
+        self._process.release(self)
 
     @property
     def released(self) -> bool:
