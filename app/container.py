@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
     from app.persistence.config_cache import ConfigCache
     from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.language.model import RuleSet
     from app.rules.lifecycle.live import LiveRules
+    from app.rules.runtime.engine import DurableRulesEngine
     from app.rules.tools.cases import RequestLoader
     from app.service.accounts import AccountService
     from app.service.authentication import Authenticator
@@ -44,6 +46,14 @@ def maintenance_sessions(settings: Settings) -> tuple[Engine, sessionmaker[Any]]
 
     engine = make_engine(settings, request_path=False)
     return engine, make_session_factory(engine)
+
+
+def rules_engine(rule_set: RuleSet) -> DurableRulesEngine:
+    """An engine judging with rule_set, as the service's live set builds one (engines of one version share its
+    compiled ruleset)."""
+    from app.rules.runtime.engine import DurableRulesEngine
+
+    return DurableRulesEngine(rule_set)
 
 
 def units_of_work(session_factory: sessionmaker[Any]) -> UnitsOfWork:
@@ -97,6 +107,8 @@ class Container:
     def build(cls, settings: Settings, *, load_request: RequestLoader) -> Container:
         """Wire the parts; the database is not contacted here. load_request is the API's request loader, which the
         live rules' go-live gate runs each regression case through (the HTTP edge gives it)."""
+        from sqlalchemy import event
+
         from app.persistence.db import make_engine, make_session_factory
         from app.persistence.unit_of_work import UnitOfWork
         from app.rules.lifecycle.live import LiveRules
@@ -115,6 +127,9 @@ class Container:
             reload_generation=lambda: _reload_generation(session_factory),
             check_seconds=settings.rules_reload_check_seconds,
         )
+        # The reload watch reads through this engine: disposing of the engine ends the app's use of the database,
+        # and the watch's with it (it would otherwise open a connection in the new pool).
+        event.listen(engine, "engine_disposed", lambda _engine: rules.close())
         keys = IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds)
         cache = config_cache(settings)
         unit_of_work = units_of_work(session_factory)
@@ -135,7 +150,7 @@ class Container:
             unit_of_work=unit_of_work,
             accounts=AccountService(
                 unit_of_work=lambda: UnitOfWork(session_factory, write=True),
-                rule_set=lambda: rules.engine.rule_set,
+                rule_set=lambda: rules.refresh().rule_set,
                 keys=keys,
             ),
             schema_head=schema_head,

@@ -64,7 +64,7 @@ limit_request_fields = _PROXY.most_header_lines
 
 # Prometheus multiprocess mode: chosen here in the master (inherited by every worker), created once the
 # start-up checks pass, removed on exit.
-_METRICS_DIR = metrics_dir.choose_in_master()
+_METRICS_DIR = metrics_dir.choose_in_master(_SETTINGS.metrics_dir)
 
 
 def _failing_cases(rules_dir: Path) -> list[str]:

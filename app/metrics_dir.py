@@ -50,13 +50,12 @@ def remove_stale() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def choose_in_master() -> Path:
-    """Called by the gunicorn master at start: this server's directory, in the environment workers inherit."""
-    chosen = os.environ.get(VARIABLE)
-    if not chosen:
-        chosen = str(directory_for(os.getpid()))
-        os.environ[VARIABLE] = chosen
-    return Path(chosen)
+def choose_in_master(configured: Path | None) -> Path:
+    """Called by the gunicorn master at start with Settings.metrics_dir: the directory configured, else this
+    server's own, put in the environment workers inherit (prometheus_client reads it there)."""
+    chosen = configured if configured is not None else directory_for(os.getpid())
+    os.environ[VARIABLE] = str(chosen)
+    return chosen
 
 
 def create_fresh(path: Path) -> None:
@@ -66,13 +65,16 @@ def create_fresh(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def choose_in_worker() -> None:
-    """Under gunicorn without the packaged settings: the directory named after the master, shared by workers."""
-    if os.environ.get(VARIABLE) or "gunicorn" not in sys.modules or "prometheus_client" in sys.modules:
-        return
+def choose_in_worker(configured: Path | None) -> Path | None:
+    """Called by a worker with Settings.metrics_dir before anything imports prometheus_client; the directory the
+    worker uses (None: none, outside gunicorn). Under gunicorn without the packaged settings (none configured):
+    the directory named after the master, shared by workers."""
+    if configured is not None or "gunicorn" not in sys.modules or "prometheus_client" in sys.modules:
+        return configured
     path = directory_for(os.getppid())
     atexit.register(_leave, path, _join(path))
     os.environ[VARIABLE] = str(path)
+    return path
 
 
 def _join(path: Path) -> int:

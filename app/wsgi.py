@@ -10,13 +10,7 @@ from __future__ import annotations
 import sys
 
 from app.metrics_dir import choose_in_worker
-
-choose_in_worker()  # before anything imports prometheus_client
-
-from app import create_app  # noqa: E402
-from app.rules.language.loader import RuleSetInvalid  # noqa: E402
-from app.rules.lifecycle.gate import CasesFailed  # noqa: E402
-from app.settings import SettingsError  # noqa: E402
+from app.settings import Settings, SettingsError
 
 
 def _refuse(lines: list[str]) -> None:
@@ -27,9 +21,18 @@ def _refuse(lines: list[str]) -> None:
 
 
 try:
-    app = create_app()
+    _settings = Settings.from_env()
 except SettingsError as exc:
     _refuse([f"refusing to start: {exc}"])
+# Before anything imports prometheus_client; the settings name the directory chosen.
+_settings = _settings.with_overrides(metrics_dir=choose_in_worker(_settings.metrics_dir))
+
+from app import create_app  # noqa: E402
+from app.rules.language.loader import RuleSetInvalid  # noqa: E402
+from app.rules.lifecycle.gate import CasesFailed  # noqa: E402
+
+try:
+    app = create_app(_settings)
 except CasesFailed as exc:
     _refuse(["refusing to start: the rules fail their regression cases", *(str(p) for p in exc.problems)])
 except RuleSetInvalid as exc:

@@ -34,8 +34,13 @@ TABLES = ("decisions", "permission_audit", "account_permissions", "accepted_sign
 
 
 class _Live:
+    """One rule set, never reloaded: refresh() is the service's per-request step."""
+
     def __init__(self, engine: DurableRulesEngine) -> None:
         self.engine = engine
+
+    def refresh(self) -> DurableRulesEngine:
+        return self.engine
 
 
 def _sizes(url: str) -> dict[str, int]:

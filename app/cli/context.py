@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from app.rules.language.model import RuleSet
     from app.rules.tools.cases import RequestLoader
 
+_SETTINGS = "app.settings"  # where a command keeps the settings it read
+
 __all__ = [
     "config_cache",
     "database_error",
@@ -31,11 +33,18 @@ __all__ = [
 
 
 def settings() -> Settings:
-    """Settings from the environment; a wrong one is a one-line error naming the variable."""
+    """Settings from the environment, read once per command; a wrong one is a one-line error naming the
+    variable."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.meta.get(_SETTINGS), Settings):
+        return ctx.meta[_SETTINGS]
     try:
-        return Settings.from_env()
+        built = Settings.from_env()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    if ctx is not None:
+        ctx.meta[_SETTINGS] = built  # shared by every context of the command
+    return built
 
 
 def no_driver(exc: ImportError) -> str:

@@ -318,7 +318,7 @@ def explain(
       permctl rules explain --case 'the first failing change wins over a later one'
       permctl rules explain --trace 0f9c2e5a7b4d4c1e8a6f3b2d1c0e9f8a --json
     """
-    from app.rules.runtime.engine import DurableRulesEngine
+    from app.container import rules_engine
     from app.rules.tools.cases import case_input
     from app.rules.tools.explain.explanation import explain as explain_request
     from app.rules.tools.explain.render import json_text, text, trace_json, trace_text
@@ -339,7 +339,7 @@ def explain(
         raise click.UsageError("give --data, --case or --trace")
     directory, result = _linted(rules_dir)
     rule_set = _require_clean(directory, result)
-    engine = DurableRulesEngine(rule_set)
+    engine = rules_engine(rule_set)
     if trace_id is not None:
         for position, traced in enumerate(_traced(trace_id)):  # a caller may send its own trace id twice
             explanation = explain_request(engine, traced.decision_input)

@@ -70,8 +70,7 @@ def _prepare_demo(environ: dict[str, str], s: Settings) -> None:
     from app.service.fixtures import load_fixtures
     from app.settings import sqlite_url
 
-    configured = environ.get("DATABASE_URL", "")
-    if configured and not configured.startswith("sqlite"):
+    if not s.database_url.startswith("sqlite"):
         raise click.ClickException(
             "--demo uses its own SQLite database and never loads demo credentials elsewhere: "
             "unset DATABASE_URL (it names a non-SQLite database)"

@@ -24,8 +24,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = context.config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
-    engine = make_engine(Settings.from_env().with_overrides(database_url=url), request_path=False)
+    settings = Settings.from_env()
+    url = context.config.get_main_option("sqlalchemy.url") or settings.database_url
+    engine = make_engine(settings.with_overrides(database_url=url), request_path=False)
     try:
         with engine.connect() as conn:
             _run(conn)

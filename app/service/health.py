@@ -47,7 +47,7 @@ def readiness(*, unit_of_work: Callable[[], UnitOfWork], rules: LiveRules, cache
     """Check each dependency once; only the database (reachable, at `head`) and the rule set decide readiness."""
     database, revision = _database_state(unit_of_work, head)
     try:
-        version: str | None = rules.engine.version
+        version: str | None = rules.refresh().version
     except Exception:  # a rule set that cannot be read counts as not loaded
         version = None
     health = getattr(cache, "health", None)

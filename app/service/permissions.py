@@ -60,8 +60,9 @@ log = structlog.get_logger("app.decision")
 class LiveRules(Protocol):
     """Gives the rule set that is live now."""
 
-    @property
-    def engine(self) -> DurableRulesEngine: ...
+    def refresh(self) -> DurableRulesEngine:
+        """The engine to judge this request with, after taking a rule set reloaded since the last request."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class PermissionService:
         With an idempotency key, a repeat of an answered request gets its stored answer instead.
         """
         started = time.perf_counter()
-        engine = self._rules.engine
+        engine = self._rules.refresh()  # the request's one look for a new rule set
 
         def decided(
             outcome: str, code: int, failure_index: int, rule_id: str | None, hits: tuple[tuple[str, str], ...] = ()
@@ -320,7 +321,7 @@ class PermissionService:
 
     def read(self, *, caller: Caller, account_no: str) -> AccountPermissions:
         """The account's status, attributes and every permission its tenant's config enables, in catalog order."""
-        engine = self._rules.engine
+        engine = self._rules.refresh()  # the request's one look for a new rule set
         try:
             with self._unit_of_work() as uow:
                 account = self._account(uow, caller, account_no)

@@ -35,8 +35,13 @@ RULE_SETS = {"shipped": SHIPPED_RULES, "broker-policies": PROJECT_ROOT / "exampl
 
 
 class _Live:
+    """One rule set, never reloaded: refresh() is the service's per-request step."""
+
     def __init__(self, engine: DurableRulesEngine) -> None:
         self.engine = engine
+
+    def refresh(self) -> DurableRulesEngine:
+        return self.engine
 
 
 def _explained(rules_dir: Path, case: Case) -> tuple[str, int, str | None]:

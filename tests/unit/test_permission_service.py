@@ -29,6 +29,9 @@ class Live:
     def __init__(self, rules_dir: object) -> None:
         self.engine = DurableRulesEngine(load_rule_set(rules_dir))  # type: ignore[arg-type]
 
+    def refresh(self) -> DurableRulesEngine:
+        return self.engine
+
 
 SHIPPED = Live(SHIPPED_RULES)
 BROKER = Live(PROJECT_ROOT / "examples" / "broker-policies")

@@ -19,6 +19,10 @@ condition, as compiled) that can hold for it: a clause with a plain positive tes
 value or none, so what the rest of that clause reads cannot change this change's verdict. This only ever
 leaves a clause out on a test the engine would also fail; it decides no verdict. Without it, an attribute only
 the short-selling policy reads would split the memo for every change of every account.
+
+MemoKeys may be shared by threads: its caches are plain dicts read and filled one atomic operation at a time,
+and no lookup relies on an entry outliving it. The memo of verdicts itself, an LRU whose reads move entries, is
+guarded by the engine's lock (app/rules/runtime/engine.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import os
+import subprocess
+import sys
+import threading
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +17,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from app import create_app
+from app.http.wiring import container_of
 from app.rules.language.loader import rule_set_version
 from app.rules.lifecycle import last_good
 from app.rules.lifecycle import live as live_module
@@ -144,7 +153,7 @@ def test_a_requested_reload_of_a_set_whose_cases_fail_is_refused_on_the_first_lo
     )
     assert rule_set_version(rules) == good
     with capture_logs() as logs:
-        assert live.engine.version == good  # the first look: the files are not those loaded, so it reloads
+        assert live.refresh().version == good  # the first look: the files are not those loaded, so it reloads
     assert [e["event"] for e in logs] == ["rules_reload_requested", "rules_reload_failed"]
     assert live.failing_cases == (FAILING_CASE,)
 
@@ -153,8 +162,8 @@ def test_a_first_look_at_unchanged_files_does_not_reload(tmp_path: Path):
     rules = copy_rules(tmp_path)
     live = live_rules(rules, reload_generation=lambda: 7, check_seconds=0)
     with capture_logs() as logs:
-        live.engine  # noqa: B018 - the property honours pending reloads
-        live.engine  # noqa: B018
+        live.refresh()
+        live.refresh()
     assert logs == []
 
 
@@ -169,3 +178,133 @@ def test_a_set_already_found_clean_is_taken_again_only_while_its_files_are_the_s
     (rules / "policies.yaml").write_text(FREEZE, encoding="utf-8")
     changed = live_rules(rules).engine.rule_set
     assert changed is not first and changed.version != first.version
+
+
+class Counter:
+    """The reload counter as a database would hold it, counting how often it is read."""
+
+    def __init__(self) -> None:
+        self.generation = 1
+        self.reads = 0
+        self.read_twice = threading.Event()
+
+    def __call__(self) -> int:
+        self.reads += 1
+        if self.reads >= 2:
+            self.read_twice.set()
+        return self.generation
+
+
+def freeze(rules: Path, frozen: bool) -> None:
+    """An edit of RULES_DIR that makes a new version which may go live (or takes it back)."""
+    policies = rules / "policies.yaml"
+    if frozen:
+        policies.write_text(FREEZE, encoding="utf-8")
+    else:
+        policies.unlink()
+
+
+def test_engine_is_a_plain_accessor_and_refresh_reads_only_what_the_watch_read(tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    counter = Counter()
+    live = LiveRules(rules, reload_generation=counter, check_seconds=60, background=False)
+    first = live.engine.version
+    freeze(rules, True)
+    counter.generation = 2  # permctl rules reload
+    for _ in range(3):
+        assert live.engine.version == first
+    assert counter.reads == 0  # the accessor never reads the counter
+    second = live.refresh().version  # the first look reads generation 2 and, the files changed, reloads
+    assert second != first and live.engine.version == second
+    assert counter.reads == 1
+    freeze(rules, False)
+    counter.generation = 3
+    for _ in range(3):
+        assert live.refresh().version == second  # no read on the request path: the watch has not read 3 yet
+    assert counter.reads == 1
+    live.poll()  # what the watch thread does every check_seconds
+    assert live.refresh().version == first
+    assert live.refresh().version == first
+    assert counter.reads == 2
+
+
+def test_the_first_refresh_of_unchanged_files_reads_the_counter_and_keeps_the_engine(tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    counter = Counter()
+    live = LiveRules(rules, reload_generation=counter, check_seconds=60, background=False)
+    engine = live.engine
+    assert live.refresh() is engine and counter.reads == 1
+
+
+def test_the_watch_thread_reads_the_counter_until_stopped(tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    counter = Counter()
+    live = LiveRules(rules, reload_generation=counter, check_seconds=0.01)
+    try:
+        live.refresh()  # the first look, and the thread starts
+        watch = live._watch
+        assert watch is not None and watch.running
+        assert [t for t in threading.enumerate() if t.name == "rules-reload-watch" and t.daemon]
+        assert counter.read_twice.wait(timeout=30)  # a read of the thread's own, not a request's
+    finally:
+        live.close()
+    assert not watch.running
+
+
+def test_a_forked_worker_runs_a_watch_thread_of_its_own(tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    counter = Counter()
+    live = LiveRules(rules, reload_generation=counter, check_seconds=3600)
+    live.refresh()
+    watch = live._watch
+    assert watch is not None and watch.running
+    with warnings.catch_warnings():  # Python 3.12 warns of fork() in a process with threads: that is the case
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: threads do not survive fork; refresh() starts one for this process
+        code = 1
+        try:
+            code = 2 if watch.running else 3
+            live.refresh()
+            code = 0 if watch.running else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    live.close()
+    assert os.waitstatus_to_exitcode(status) == 0  # not running after the fork, running after refresh()
+
+
+def test_the_watch_thread_does_not_keep_a_process_from_exiting(tmp_path: Path):
+    rules = copy_rules(tmp_path)
+    script = (
+        "import sys\n"
+        "from app.rules.lifecycle.live import LiveRules\n"
+        "live = LiveRules(sys.argv[1], reload_generation=lambda: 1, check_seconds=3600)\n"
+        "live.refresh()\n"
+        "assert live._watch.running\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", script, str(rules)], timeout=120, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+
+
+def test_a_reload_lets_the_engine_it_replaces_go(tmp_path: Path):
+    """Nothing keeps the engine swapped out: its use of the compiled ruleset ends with it
+    (tests/rules/runtime/test_engine_release.py shows what that frees)."""
+    rules = copy_rules(tmp_path)
+    live = LiveRules(rules)
+    replaced = weakref.ref(live.engine)
+    freeze(rules, True)
+    assert live.reload() is True
+    gc.collect()
+    assert replaced() is None
+
+
+def test_disposing_of_the_apps_database_engine_stops_its_reload_watch(seeded: Any):
+    app = create_app(seeded.with_overrides(rules_reload_check_seconds=3600.0))
+    container = container_of(app)
+    assert app.test_client().get("/readyz").status_code == 200  # a request: the watch starts
+    watch = container.rules._watch
+    assert watch is not None and watch.running
+    container.engine.dispose()
+    assert not watch.running
+    assert not [t for t in threading.enumerate() if t is watch._thread]
