@@ -207,7 +207,9 @@ def freeze(rules: Path, frozen: bool) -> None:
 def test_engine_is_a_plain_accessor_and_refresh_reads_only_what_the_watch_read(tmp_path: Path):
     rules = copy_rules(tmp_path)
     counter = Counter()
-    live = LiveRules(rules, reload_generation=counter, check_seconds=60, background=False)
+    live = LiveRules(
+        rules, load_request=load_update_request, reload_generation=counter, check_seconds=60, background=False
+    )
     first = live.engine.version
     freeze(rules, True)
     counter.generation = 2  # permctl rules reload
@@ -231,7 +233,9 @@ def test_engine_is_a_plain_accessor_and_refresh_reads_only_what_the_watch_read(t
 def test_the_first_refresh_of_unchanged_files_reads_the_counter_and_keeps_the_engine(tmp_path: Path):
     rules = copy_rules(tmp_path)
     counter = Counter()
-    live = LiveRules(rules, reload_generation=counter, check_seconds=60, background=False)
+    live = LiveRules(
+        rules, load_request=load_update_request, reload_generation=counter, check_seconds=60, background=False
+    )
     engine = live.engine
     assert live.refresh() is engine and counter.reads == 1
 
@@ -239,7 +243,7 @@ def test_the_first_refresh_of_unchanged_files_reads_the_counter_and_keeps_the_en
 def test_the_watch_thread_reads_the_counter_until_stopped(tmp_path: Path):
     rules = copy_rules(tmp_path)
     counter = Counter()
-    live = LiveRules(rules, reload_generation=counter, check_seconds=0.01)
+    live = LiveRules(rules, load_request=load_update_request, reload_generation=counter, check_seconds=0.01)
     try:
         live.refresh()  # the first look, and the thread starts
         watch = live._watch
@@ -254,7 +258,7 @@ def test_the_watch_thread_reads_the_counter_until_stopped(tmp_path: Path):
 def test_a_forked_worker_runs_a_watch_thread_of_its_own(tmp_path: Path):
     rules = copy_rules(tmp_path)
     counter = Counter()
-    live = LiveRules(rules, reload_generation=counter, check_seconds=3600)
+    live = LiveRules(rules, load_request=load_update_request, reload_generation=counter, check_seconds=3600)
     live.refresh()
     watch = live._watch
     assert watch is not None and watch.running
@@ -279,7 +283,9 @@ def test_the_watch_thread_does_not_keep_a_process_from_exiting(tmp_path: Path):
     script = (
         "import sys\n"
         "from app.rules.lifecycle.live import LiveRules\n"
-        "live = LiveRules(sys.argv[1], reload_generation=lambda: 1, check_seconds=3600)\n"
+        "from app.schemas.permissions import load_update_request\n"
+        "live = LiveRules(sys.argv[1], load_request=load_update_request, reload_generation=lambda: 1, "
+        "check_seconds=3600)\n"
         "live.refresh()\n"
         "assert live._watch.running\n"
     )
@@ -291,7 +297,7 @@ def test_a_reload_lets_the_engine_it_replaces_go(tmp_path: Path):
     """Nothing keeps the engine swapped out: its use of the compiled ruleset ends with it
     (tests/rules/runtime/test_engine_release.py shows what that frees)."""
     rules = copy_rules(tmp_path)
-    live = LiveRules(rules)
+    live = LiveRules(rules, load_request=load_update_request)
     replaced = weakref.ref(live.engine)
     freeze(rules, True)
     assert live.reload() is True
