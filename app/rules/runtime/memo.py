@@ -109,8 +109,11 @@ class _Request:
     fixed: dict[int, bool] = field(default_factory=dict)  # relations without placeholder, decided once
 
 
-def _too_long(value: Any) -> bool:
-    return isinstance(value, str) and len(value) > MEMO_MAX_TEXT
+def _short(values: tuple[Any, ...], current: str | None) -> bool:
+    """Whether every context value and the current status fit in the memo (MEMO_MAX_TEXT)."""
+    if current is not None and len(current) > MEMO_MAX_TEXT:
+        return False
+    return not any(isinstance(value, str) and len(value) > MEMO_MAX_TEXT for value in values)
 
 
 @dataclass(frozen=True)
@@ -175,15 +178,16 @@ class MemoKeys:
 
     def _key(self, permission_type: Any, status: Any, earlier: bool, request: _Request) -> Key | None:
         """One change's key: what the clauses that can hold for it read (None when a value is too long)."""
-        if _too_long(permission_type) or _too_long(status):
-            return None
         text = isinstance(permission_type, str)
+        if (text and len(permission_type) > MEMO_MAX_TEXT) or (isinstance(status, str) and len(status) > MEMO_MAX_TEXT):
+            return None
         parts = self._parts_of(permission_type)
         reads = self._reads_of(permission_type, status, parts)
-        values = tuple(request.context[k] for k in reads.context)
+        values = tuple([request.context[k] for k in reads.context])
         current = request.stored.get(permission_type, "close") if text and self._current else None
-        if _too_long(current) or any(_too_long(v) for v in values):
+        if not _short(values, current):
             return None
+        fixed, bound = self._relation_states(reads, parts, request)
         return (
             permission_type if self._type or not text else TEXT,
             status if self._status else None,
@@ -192,9 +196,19 @@ class MemoKeys:
             earlier if self._earlier else None,
             values,
             request.interval if reads.time else None,
-            tuple(self._fixed_open(i, request) for i in reads.fixed),
-            tuple(self._related(self._bound[i], parts, request.stored, request.applied) for i in reads.bound),
+            fixed,
+            bound,
         )
+
+    def _relation_states(
+        self, reads: _Reads, parts: Mapping[str, str] | None, request: _Request
+    ) -> tuple[tuple[bool, ...], tuple[Any, ...]]:
+        """Per relation the change's clauses read, whether a permission it names is open."""
+        if not reads.fixed and not reads.bound:
+            return (), ()
+        fixed = tuple([self._fixed_open(i, request) for i in reads.fixed])
+        bound = tuple([self._related(self._bound[i], parts, request.stored, request.applied) for i in reads.bound])
+        return fixed, bound
 
     def _fixed_open(self, index: int, request: _Request) -> bool:
         """Whether a permission a relation without placeholder names is open (decided once per request)."""
