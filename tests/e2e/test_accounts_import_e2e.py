@@ -117,6 +117,7 @@ def tally(stdout: str) -> tuple[int, ...]:
     return tuple(int(n) for n in found.groups())
 
 
+@pytest.mark.slow
 def test_killed_mid_import_and_run_again_ends_as_one_clean_run(seeded: Settings, tmp_path: Path) -> None:
     count = 20_000
     path = write_accounts(tmp_path / "accounts.jsonl", count)

@@ -282,6 +282,7 @@ def random_policies(tmp_path_factory: pytest.TempPathFactory) -> tuple[DurableRu
     return DurableRulesEngine(rule_set), conditions
 
 
+@pytest.mark.slow
 def test_the_engine_reads_random_conditions_as_the_language_says(random_policies):
     engine, conditions = random_policies
     rng = random.Random(7)

@@ -95,6 +95,7 @@ def reloads(sets: list[RuleSet]) -> tuple[int, int, int]:
     return before, after, fresh
 
 
+@pytest.mark.slow
 def test_two_thousand_reloads_among_three_versions_keep_memory_flat(tmp_path: Path):
     """A reload back to a recent version takes its kept ruleset: nothing is compiled again."""
     before, after, fresh = reloads([rule_set(tmp_path, n) for n in range(3)])
@@ -102,6 +103,7 @@ def test_two_thousand_reloads_among_three_versions_keep_memory_flat(tmp_path: Pa
     assert after <= before * 1.10, f"RSS grew from {before} to {after} bytes over {RELOADS} reloads"
 
 
+@pytest.mark.slow
 def test_two_thousand_reloads_that_each_compile_and_delete_a_ruleset_keep_memory_flat(tmp_path: Path):
     """More versions than are kept: every reload compiles one ruleset and deletes another."""
     before, after, fresh = reloads([rule_set(tmp_path, n, glob=False) for n in range(RULESETS_KEPT_UNUSED + 3)])

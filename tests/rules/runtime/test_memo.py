@@ -281,7 +281,11 @@ def random_policy_set(rng: random.Random, target: Path, *, guarded: bool) -> Rul
     return load_rule_set(rules_dir(target, text))
 
 
-@pytest.mark.parametrize("guarded", [False, True], ids=["any-policies", "guarded-policies"])
+@pytest.mark.parametrize(
+    "guarded",
+    [pytest.param(False, marks=pytest.mark.slow), True],  # any policies: the slower half, in the slow run
+    ids=["any-policies", "guarded-policies"],
+)
 def test_the_memo_never_answers_otherwise_than_the_engine(tmp_path, guarded):
     """Requests recombined from small pools of changes, stored states, attributes, tenants, tenant configs,
     account statuses and times around every window edge, so that most keys meet again under other facts: any

@@ -88,11 +88,16 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
     return load_rule_set(rules_dir(tmp_path_factory.mktemp("every-kind"), EVERY_KIND))
 
 
-@pytest.mark.parametrize("directory", [SHIPPED_RULES, BROKER_POLICIES], ids=["shipped", "broker-policies"])
+@pytest.mark.parametrize(
+    "directory",
+    [SHIPPED_RULES, pytest.param(BROKER_POLICIES, marks=pytest.mark.slow)],
+    ids=["shipped", "broker-policies"],
+)
 def test_every_point_of_the_shipped_sets_is_judged_by_decide(directory: Path):
     assert _agrees_everywhere(load_rule_set(directory)) > 1000
 
 
+@pytest.mark.slow
 def test_every_point_of_a_set_using_every_kind_of_test_is_judged_by_decide(every_kind: RuleSet):
     # one type of each class (the next test shows each class is judged as each of its members)
     assert _agrees_everywhere(every_kind, collapse=True) > 1000

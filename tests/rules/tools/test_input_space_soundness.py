@@ -48,7 +48,7 @@ from tests.rules.support import BROKER_POLICIES, rules_dir
 from tests.rules.tools.test_input_space import EVERY_KIND
 from tests.support import SHIPPED_RULES
 
-RANDOM_SETS = 10  # random policy sets, each with its own seed (RANDOM_SETS_SLOW more in the slow run)
+RANDOM_SETS = 4  # random policy sets, each with its own seed (RANDOM_SETS_SLOW more in the slow run)
 RANDOM_SETS_SLOW = 80
 POLICIES = (2, 6)  # policies per random set (more read so many facts together that the space is refused)
 POINTS_PER_SET = 60  # points drawn from each space ...
