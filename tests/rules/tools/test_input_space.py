@@ -103,7 +103,7 @@ def test_every_point_of_a_set_using_every_kind_of_test_is_judged_by_decide(every
     assert _agrees_everywhere(every_kind, collapse=True) > 1000
 
 
-@pytest.mark.parametrize("which", ["shipped", "broker-policies", "every-kind"])
+@pytest.mark.parametrize("which", ["shipped", "broker-policies", pytest.param("every-kind", marks=pytest.mark.slow)])
 def test_a_class_of_types_is_judged_as_each_of_its_members(which: str, every_kind: RuleSet):
     rule_set = {"shipped": None, "broker-policies": None, "every-kind": every_kind}[which] or load_rule_set(
         SHIPPED_RULES if which == "shipped" else BROKER_POLICIES
