@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import servers_missed
 from tests.support import PROJECT_ROOT
 
@@ -25,6 +27,7 @@ def test_skips_are_counted_by_the_server_they_needed():
     assert servers_missed(["something else"]) is None
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess
 def test_a_run_without_redis_says_so_in_its_summary():
     left_out = ("TEST_REDIS_URL", "CI", "REQUIRE_SERVERS", "PYTEST_ADDOPTS")  # CI's -m would deselect the test
     env = {k: v for k, v in os.environ.items() if k not in left_out}
