@@ -256,6 +256,15 @@ GUARDS: tuple[dict[str, Any], ...] = (
 )
 
 
+def window_yaml(start: datetime | None, end: datetime | None) -> str:
+    """A policy's from / until lines (each only when the edge is set)."""
+    return "".join(
+        f"    {key}: {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+        for key, moment in (("from", start), ("until", end))
+        if moment is not None
+    )
+
+
 def random_policy_set(rng: random.Random, target: Path, *, guarded: bool) -> RuleSet:
     """Random policies of every kind of test (tests/rules/language/test_parser_oracle.py), a third of them in a window,
     some warn or dryrun, each message showing every fact a message can show. Guarded: twelve policies, each
@@ -272,12 +281,7 @@ def random_policy_set(rng: random.Random, target: Path, *, guarded: bool) -> Rul
             f"    message: {json.dumps(MESSAGE)}\n    enforcement: {rng.choice(('deny', 'deny', 'warn', 'dryrun'))}\n"
         )
         if rng.random() < 0.33:
-            start, end = rng.choice(WINDOWS)
-            text += "".join(
-                f"    {key}: {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
-                for key, moment in (("from", start), ("until", end))
-                if moment is not None
-            )
+            text += window_yaml(*rng.choice(WINDOWS))
     return load_rule_set(rules_dir(target, text))
 
 

@@ -43,7 +43,7 @@ from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point, SpaceTooLarge
 from tests.rules.language.test_parser_oracle import random_condition
-from tests.rules.runtime.test_memo import MESSAGE, WINDOWS
+from tests.rules.runtime.test_memo import MESSAGE, WINDOWS, window_yaml
 from tests.rules.support import BROKER_POLICIES, rules_dir
 from tests.rules.tools.test_input_space import EVERY_KIND
 from tests.support import SHIPPED_RULES
@@ -232,12 +232,7 @@ def random_policies(rng: random.Random, target: Path) -> RuleSet:
         text += f"  - id: random-{n}\n    description: random\n    when: {json.dumps(random_condition(rng, 3))}\n"
         text += f"    message: {json.dumps(MESSAGE)}\n    enforcement: {rng.choice(('deny', 'warn', 'dryrun'))}\n"
         if rng.random() < 0.4:
-            start, end = rng.choice(WINDOWS)
-            text += "".join(
-                f"    {key}: {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
-                for key, moment in (("from", start), ("until", end))
-                if moment is not None
-            )
+            text += window_yaml(*rng.choice(WINDOWS))
     return load_rule_set(rules_dir(target, text))
 
 
