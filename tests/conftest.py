@@ -34,6 +34,7 @@ from tests.support import (
     FIXTURES,
     READ_PATH,
     SHIPPED_RULES,
+    SLOW_RUN,
     UPDATE_PATH,
     UPSERT_PATH,
     Credentials,
@@ -280,6 +281,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--slow", action="store_true", help="also run the slow endurance, soak, fault and packaging tests (CI does)"
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Say whether this is the slow run before test modules are imported: a property test may generate more
+    examples there (SLOW_RUN)."""
+    os.environ[SLOW_RUN] = "1" if config.getoption("--slow") else ""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

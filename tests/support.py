@@ -13,6 +13,7 @@ from app.defaults import shipped_rules_dir
 from app.signature import sign, signature_header
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: tests run from one
+SLOW_RUN = "TPS_TESTS_SLOW_RUN"  # set to "1" by tests/conftest.py when the run includes the slow tests (--slow)
 SHIPPED_RULES = shipped_rules_dir()  # the default rule set, as a wheel ships it
 
 UPDATE_PATH = "/v1/whaleapi/account/update_account_trade_permission"

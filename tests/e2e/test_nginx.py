@@ -210,6 +210,7 @@ def trickle(
         errors.append(exc)
 
 
+@pytest.mark.slow  # ten seconds of trickling clients
 def test_slow_clients_leave_signed_requests_fast(proxied: tuple[LiveServer, Nginx]):
     server, proxy = proxied
     header_timeout, body_timeout = seconds("client_header_timeout"), seconds("client_body_timeout")

@@ -4,6 +4,7 @@ operation included (issue 9 #13). tests/http/test_openapi.py holds every documen
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,12 +18,12 @@ from schemathesis.generation.meta import CoverageScenario
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.http.openapi import build_document
-from tests.support import signed_headers
+from tests.support import SLOW_RUN, signed_headers
 
 pytestmark = pytest.mark.e2e
 
 schema = schemathesis.openapi.from_dict(build_document())
-EXAMPLES = 60
+EXAMPLES = 60 if os.environ.get(SLOW_RUN) else 25  # per operation; the slow run (CI) generates more
 
 
 def signed_call(case: Any, base_url: str) -> tuple[requests.Response, dict[str, str]]:
