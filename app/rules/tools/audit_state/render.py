@@ -27,8 +27,11 @@ SECTIONS = (  # key of the document, title, whether a row names a rule
 def _header(doc: Mapping[str, Any]) -> str:
     return (
         f"State audit: {doc['accounts_checked']} active account(s) judged against the holding policies of rule set "
-        f"{doc['rule_set_version']} at {doc['judged_at']}; {doc['accounts_skipped']} deregistered account(s) skipped."
+        f"{doc['rule_set_version']} at {doc['judged_at']}."
     )
+
+
+SKIPPED = "Deregistered accounts skipped (not judged)"
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -52,7 +55,7 @@ def text(doc: Mapping[str, Any]) -> str:
             where = f"  {row['tenant']} {row['account_no']} '{row['permission_type']}'"
             lines.append(f"{where}: {row['rule_id']} ({row['enforcement']}): {row['message']}" if ruled else where)
         lines.append("")
-    lines.append(_verdict(doc))
+    lines += [f"{SKIPPED}: {doc['accounts_skipped']}", "", _verdict(doc)]
     return "\n".join(lines) + "\n"
 
 
@@ -73,6 +76,7 @@ def markdown(doc: Mapping[str, Any]) -> str:
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
         lines.append("")
+    lines += [f"## {SKIPPED}", "", f"{doc['accounts_skipped']} account(s).", ""]
     return "\n".join(lines)
 
 
