@@ -28,6 +28,18 @@ class AuditCannotRun(click.ClickException):
     exit_code = CANNOT_RUN
 
 
+class _OneLineUsage(click.Command):
+    """A usage error (an unknown option, a format not offered) is one line too, with exit status 2."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise AuditCannotRun(exc.format_message()) from exc
+
+
 class _Bar:
     """The progress bar on stderr (click.progressbar), shown when stderr is a terminal or when forced."""
 
@@ -83,7 +95,7 @@ def _shown(doc: dict[str, Any], output: str) -> str:
     return FORMATS[output](doc)
 
 
-@click.command("audit-state")
+@click.command("audit-state", cls=_OneLineUsage)
 @click.option(
     "--rules",
     "rules_dir",

@@ -205,16 +205,3 @@ def test_the_audit_runs_where_postgresql_refuses_every_write(states: Settings) -
             conn.execute(text(f'ALTER DATABASE "{database}" RESET default_transaction_read_only'))
     admin.dispose()
     assert audit.accounts_checked == 6 and snapshot(states.database_url) == before
-
-
-def test_a_distinct_state_is_judged_once(sessions: Any) -> None:
-    from app.rules.tools.audit_state.judge import Holding, StateJudge
-
-    judge = StateJudge(load_rule_set(BROKER_POLICIES), at=JUDGED_AT, patterns={"sg_mexc": tuple(ENABLED_SG)})
-    try:
-        first = judge.judge(Holding("sg_mexc", "A", ("shortsell.US", "stock.US"), {"account_type": "cash"}))
-        again = judge.judge(Holding("sg_mexc", "B", ("shortsell.US", "stock.US"), {"account_type": "cash"}))
-        other = judge.judge(Holding("sg_mexc", "C", ("shortsell.US", "stock.US"), {"account_type": "margin"}))
-    finally:
-        judge.release()
-    assert first is again and other.violations == () and judge.states_judged == 2

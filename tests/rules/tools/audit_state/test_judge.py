@@ -60,6 +60,17 @@ def test_each_permission_is_judged_opening_so_a_rule_about_closes_finds_nothing(
     assert _denied(judge, "stock.HK", "options.HK") == []
 
 
+def test_a_distinct_state_is_judged_once():
+    judge = StateJudge(load_rule_set(BROKER_POLICIES), at=IN_THE_FREEZE, patterns=ALL)
+    try:
+        first = judge.judge(Holding("t", "A", ("shortsell.US", "stock.US"), {"account_type": "cash"}))
+        again = judge.judge(Holding("t", "B", ("shortsell.US", "stock.US"), {"account_type": "cash"}))
+        other = judge.judge(Holding("t", "C", ("shortsell.US", "stock.US"), {"account_type": "margin"}))
+    finally:
+        judge.release()
+    assert first is again and first.violations and other.violations == () and judge.states_judged == 2
+
+
 def test_the_report_orders_by_tenant_account_permission_and_rule(judge: StateJudge):
     audit = StateAudit(judge.rule_set, IN_THE_FREEZE)
     for tenant, account in (("b", "2"), ("a", "9"), ("a", "10")):
