@@ -49,7 +49,7 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
 
 @click.group()
 def rules() -> None:
-    """Rules commands: lint, test, explain, diff, impact, reload.
+    """Rules commands: lint, test, explain, diff, impact, audit-state, reload.
 
     \b
     Example:
