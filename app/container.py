@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import sessionmaker
 
     from app.persistence.config_cache import ConfigCache
+    from app.persistence.snapshot import ReadOnlySnapshot
     from app.persistence.unit_of_work import UnitOfWork
     from app.rules.language.model import RuleSet
     from app.rules.lifecycle.live import LiveRules
@@ -64,6 +65,14 @@ def units_of_work(session_factory: sessionmaker[Any]) -> UnitsOfWork:
         return UnitOfWork(session_factory, write=write, autocommit=autocommit)
 
     return unit_of_work
+
+
+def snapshots(session_factory: sessionmaker[Any]) -> Callable[[], ReadOnlySnapshot]:
+    """Read-only units of work over one consistent snapshot each, on session_factory's database (the state
+    audit's)."""
+    from app.persistence.snapshot import ReadOnlySnapshot
+
+    return lambda: ReadOnlySnapshot(session_factory)
 
 
 def upgrade_schema(database_url: str, revision: str = "head") -> str | None:

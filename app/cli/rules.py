@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app.cli.audit_state import audit_state
 from app.cli.context import request_loader, settings, unit_of_work
 from app.cli.params import UTC_TIME
 
@@ -48,7 +49,7 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
 
 @click.group()
 def rules() -> None:
-    """Rules commands: lint, test, explain, diff, impact, reload.
+    """Rules commands: lint, test, explain, diff, impact, audit-state, reload.
 
     \b
     Example:
@@ -606,3 +607,6 @@ def impact(
         shown = markdown(doc) if output == "markdown" else text(doc)
     # A recorded value may hold what cannot be printed (a lone surrogate): escaped, it stays valid JSON too.
     click.echo(_printable(shown), nl=False)
+
+
+rules.add_command(audit_state)

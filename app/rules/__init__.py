@@ -14,8 +14,9 @@ Four packages, each importing only the ones above it in this list (tests/rules/t
               DecisionRecord, to a row of the decisions table and back). Imports language only.
   tools/      what compliance runs on a set: lint (lint/: the directory, static checks, semantic checks over the
               input space), the input space (input_space/: the requests that stand for every input), diff,
-              impact (impact/), explain (explain/), regression cases and their coverage. Each judges through
-              runtime's decide(): there is no other evaluator. Imports language and runtime, never lifecycle.
+              impact (impact/), explain (explain/), the state audit (audit_state/), regression cases and their
+              coverage. Each judges through runtime's decide(): there is no other evaluator. Imports language
+              and runtime, never lifecycle.
   lifecycle/  the set a running service uses: the live set (live), the go-live gate (gate: lints clean and every
               case passes) and the last good copy on disk (last_good). May import everything above.
 

@@ -23,6 +23,10 @@ MISSING, NOT_TEXT, TEXT = KINDS
 STATUSES = ("open", "close")
 ACCOUNT_STATUSES = ("active", "deregistered")
 ENFORCEMENTS = ("deny", "warn", "dryrun")
+# Whether a policy also binds accounts that already hold the permission (SPEC §7c): `holding` (eligibility,
+# prerequisites, counts: `permctl rules audit-state` judges stored permissions with it) or only the act of
+# opening (`opening`: a freeze). Validations are about the request and have neither.
+APPLIES_TO = ("holding", "opening")
 # Placeholders a message may use: facts of the change, the tenant, and the account's declared attributes.
 MESSAGE_FIELDS = (*RAW_FIELDS, "current_status", *PART_FIELDS, "earlier_index", "tenant")
 
@@ -213,6 +217,7 @@ class Rule:
         return next(((line, col) for name, line, col in self.places if name == key), (self.line, 1))
 
     column: int = 1
+    applies_to: str = "holding"  # APPLIES_TO: whether the state audit judges held permissions with it
 
     @property
     def is_policy(self) -> bool:

@@ -118,6 +118,7 @@ def _rule(
         line=item.lc.line + 1,
         places=tuple((str(key), *position(item, key)) for key in item),
         column=item.lc.col + 1,
+        applies_to=str(values.get("applies_to", "holding")),
     )
 
 

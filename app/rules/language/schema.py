@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from app.rules.language.model import ENFORCEMENTS, PART_FIELDS, RAW_FIELDS
+from app.rules.language.model import APPLIES_TO, ENFORCEMENTS, PART_FIELDS, RAW_FIELDS
 
 POLICY_OUTCOME = "PERMISSION_POLICY_DENIED"
 VALIDATION_OUTCOMES = (
@@ -166,6 +166,7 @@ class EntrySchema:
 
 FIELD = OneOf(RAW_FIELDS, "permission_type", "'field' is permission_type or permission_status")
 ENFORCEMENT = OneOf(ENFORCEMENTS, "deny", f"'enforcement' is one of {', '.join(ENFORCEMENTS)}")
+APPLIES = OneOf(APPLIES_TO, "holding", f"'applies_to' is one of {', '.join(APPLIES_TO)}")
 
 
 def _values(outcome: ValueType) -> tuple[tuple[str, ValueType], ...]:
@@ -185,11 +186,11 @@ def _values(outcome: ValueType) -> tuple[tuple[str, ValueType], ...]:
 VALIDATION_ENTRY = EntrySchema(
     required=("id", "description", "when", "message", "field", "outcome"),
     values=_values(ValidationOutcome()),
-    hinted=("enforcement", "from", "until"),
+    hinted=("enforcement", "from", "until", "applies_to"),
     hint=" (only policies have it)",
 )
 POLICY_ENTRY = EntrySchema(
     required=("id", "description", "when", "message"),
-    optional=("field", "enforcement", "from", "until", "outcome"),
-    values=_values(PolicyOutcome()),
+    optional=("field", "enforcement", "from", "until", "outcome", "applies_to"),
+    values=(*_values(PolicyOutcome()), ("applies_to", APPLIES)),
 )

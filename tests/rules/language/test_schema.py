@@ -152,6 +152,7 @@ def test_absent_values_take_their_defaults():
         "enforcement": "deny",
         "from": None,
         "until": None,
+        "applies_to": "holding",
     }
 
 
