@@ -104,6 +104,9 @@ def import_(file: Path, batch_size: int) -> None:
         except UnreadableFile as exc:
             raise click.ClickException(f"{file}: {exc.message}") from exc
     click.echo(_summary(file, report))
+    if report.dropped:
+        named = ", ".join(f"'{name}' on {count} line(s)" for name, count in sorted(report.dropped.items()))
+        click.echo(f"warning: deprecated attributes accepted but not stored: {named} (stop sending them)", err=True)
     if report.refused:
         shown = ", ".join(str(n) for n, _ in report.refusals[:20]) + (", ..." if report.refused > 20 else "")
         busy = f" ({report.busy} busy: import the file again for them)" if report.busy else ""
