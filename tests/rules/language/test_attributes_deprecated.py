@@ -62,7 +62,8 @@ def test_a_deprecated_attribute_is_accepted_with_any_value_and_never_stored(rule
 def test_deprecating_an_attribute_makes_a_new_rule_set_version(rules: Path) -> None:
     before = load_rule_set(rules).version
     path = rules / "attributes.yaml"
-    path.write_text(path.read_text().replace("    deprecated: true\n    note: brokers stop sending it by 2027-03-31\n", ""))
+    deprecation = "    deprecated: true\n    note: brokers stop sending it by 2027-03-31\n"
+    path.write_text(path.read_text().replace(deprecation, ""))
     assert load_rule_set(rules).version != before
 
 
