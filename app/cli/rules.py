@@ -488,6 +488,9 @@ def reload(rules_dir: Path | None) -> None:
     does not, this command prints each problem or failing case and exits 1 without asking the workers anything.
     A worker whose own copy does not (another host's, say) keeps its last good rule set, logs
     `rules_reload_failed`, and its /readyz says why (`last_reload_error`, and `failing_cases` by name).
+    A set whose attribute declarations refuse values accounts already hold (an attribute removed or deprecated,
+    a value no longer allowed) is reloaded all the same, with a warning per attribute and reason naming how
+    many stored accounts hold them (as `permctl rules lint --against-db`; the workers do not count).
 
     \b
     Example:
