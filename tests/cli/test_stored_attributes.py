@@ -42,7 +42,7 @@ def _audit_rows(settings: Settings, app_key: str) -> list[tuple[str, dict[str, s
             rows = conn.execute(
                 text(
                     "SELECT account_no, attributes_before, attributes_after FROM account_audit "
-                    "WHERE app_key = :key ORDER BY account_no"
+                    "WHERE app_key = :key ORDER BY account_no, id"
                 ),
                 {"key": app_key},
             ).all()
@@ -125,3 +125,22 @@ def test_strip_undeclared_dry_run_writes_nothing_then_strips_audited_and_a_resen
     line["attributes"] = {"account_type": "cash"}
     status, printed = _import(tmp_path, stored, kyc_rules(tmp_path, "removed"), line)
     assert status == 0 and "1 unchanged, 0 refused" in printed, printed
+
+
+def test_load_accepts_a_deprecated_attribute_without_storing_it_and_warns(stored: Settings, tmp_path: Path) -> None:
+    fixtures = tmp_path / "fixtures.json"
+    account = {"account_no": "KYC-1", "tenant": "sg_mexc", "status": "active", "attributes": {"kyc_level": "2"}}
+    fixtures.write_text(json.dumps({"accounts": [account]}, indent=1))
+    env = {**db_env(stored), "RULES_DIR": str(kyc_rules(tmp_path, "deprecated"))}
+    result = invoke("load", str(fixtures), env=env)
+    assert result.returncode == 0, result.stderr
+    line = next(n for n, text in enumerate(fixtures.read_text().splitlines(), 1) if '"kyc_level"' in text)
+    assert result.stderr.splitlines() == [
+        f"warning: {fixtures}:{line}: accounts[0].attributes.kyc_level: attribute 'kyc_level' is deprecated and "
+        "was not stored: brokers stop sending it by 2027-03-31"
+    ]
+    assert [row for row in _audit_rows(stored, "permctl") if row[0] == "KYC-1"][-1] == (
+        "KYC-1",
+        {"account_type": "cash", "kyc_level": "2"},
+        {},  # the attributes given replace the stored set: the deprecated value went, audited
+    )
