@@ -408,46 +408,39 @@ class AccountService:
         Each account is locked, read again and written in a transaction of `page` accounts, its change an
         account audit row (app key and trace id name the strip) like any attribute change; a deregistered
         account is stripped too (its values are refused all the same). dry_run: the same accounts and
-        removals, read without a lock, and nothing written.
+        removals, read without a lock, and nothing written. A database failure raises StorageError (the
+        command says why); what earlier transactions stripped stays stripped, and a new run finishes the rest.
         """
         rule_set = self._rule_set()
         attributes = rule_set.attributes
         trace_id = f"{STRIP_ACTOR}-{uuid.uuid4().hex[:12]}"
         report = StripReport()
-        try:
-            with self._reader() as uow:
-                names = {h.attribute for h in refused_holdings(uow.attributes.held_values(), attributes)}
-            after = 0
-            while names:
-                with self._reader() if dry_run else self._unit_of_work() as uow:
-                    holders = uow.attributes.holders(names, after=after, limit=page)
-                    if not holders:
-                        break
-                    after = holders[-1][0]
-                    records = uow.accounts.get_many([key for _, key in holders], lock=not dry_run)
-                    now = self._clock()
-                    changes: list[AttributeChange] = []
-                    audit: list[AccountAuditRecord] = []
-                    for record in sorted(records.values(), key=lambda r: r.id):
-                        refused = refused_of(record.attributes, attributes)
-                        if not refused:  # another writer changed it since the count
-                            continue
-                        kept = {n: v for n, v in record.attributes.items() if n not in refused}
-                        removed = {n: (record.attributes[n], why) for n, why in refused.items()}
-                        account = StrippedAccount(record.tenant_id, record.account_no, removed)
-                        report.add(account)
-                        stripped(account)
-                        changes.append(AttributeChange(record.id, record.attributes, kept))
-                        audit.append(_strip_row(record, kept, trace_id, rule_set.version, now))
-                    if not dry_run and changes:
-                        with uow.writing():
-                            uow.attributes.replace(changes)
-                            uow.account_audit.append(audit)
-                        self._commit(uow)
-        except (WriteFailed, ServiceUnavailable):
-            raise
-        except StorageError as exc:
-            raise ServiceUnavailable.database(exc) from exc
+        with self._reader() as uow:
+            names = {h.attribute for h in refused_holdings(uow.attributes.held_values(), attributes)}
+        after = 0
+        while names:
+            with self._reader() if dry_run else self._unit_of_work() as uow:
+                holders = uow.attributes.holders(names, after=after, limit=page)
+                if not holders:
+                    break
+                after = holders[-1][0]
+                records = uow.accounts.get_many([key for _, key in holders], lock=not dry_run)
+                now = self._clock()
+                planned: list[tuple[StrippedAccount, AttributeChange, AccountAuditRecord]] = []
+                for record in sorted(records.values(), key=lambda r: r.id):
+                    stripping = _stripping(record, attributes)
+                    if stripping is not None:
+                        account, kept = stripping
+                        change = AttributeChange(record.id, record.attributes, kept)
+                        planned.append((account, change, _strip_row(record, kept, trace_id, rule_set.version, now)))
+                if not dry_run and planned:
+                    with uow.writing():
+                        uow.attributes.replace([change for _, change, _ in planned])
+                        uow.account_audit.append([row for _, _, row in planned])
+                    self._commit(uow)
+            for account, _, _ in planned:  # once written
+                report.add(account)
+                stripped(account)
         return report
 
     def _upsert_one(self, upsert: AccountUpsert, idempotency: IdempotencyRequest | None) -> UpsertResult:
@@ -567,6 +560,17 @@ def _audit_row(
         rule_set_version=rule_set_version,
         created_at=now,
     )
+
+
+def _stripping(record: AccountRecord, attributes: AttributeSet) -> tuple[StrippedAccount, dict[str, str]] | None:
+    """The account's refused attributes and the set it keeps, or None when it holds none (another writer
+    changed it since they were counted)."""
+    refused = refused_of(record.attributes, attributes)
+    if not refused:
+        return None
+    kept = {name: value for name, value in record.attributes.items() if name not in refused}
+    removed = {name: (record.attributes[name], why) for name, why in refused.items()}
+    return StrippedAccount(record.tenant_id, record.account_no, removed), kept
 
 
 def _strip_row(
