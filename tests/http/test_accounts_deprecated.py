@@ -119,3 +119,13 @@ def test_the_openapi_document_describes_the_warnings() -> None:
     assert "warnings" in upsert_data["properties"] and "warnings" not in upsert_data.get("required", [])
     description = document["paths"]["/v1/whaleapi/account/upsert_account"]["post"]["description"]
     assert "deprecated" in description and "data.warnings" in description
+
+
+def test_a_repeat_under_the_same_idempotency_key_gets_the_warnings_too(deprecated_api: tuple[Api, Settings]) -> None:
+    api, _ = deprecated_api
+    body = {"account_no": "KYC-2", "status": "active", "attributes": {"kyc_level": "3"}}
+    first = api.upsert(body, headers={"Idempotency-Key": "kyc-2-resend"})
+    repeat = api.upsert(body, headers={"Idempotency-Key": "kyc-2-resend"})
+    assert repeat.headers.get("Idempotency-Replayed") == "true"
+    assert repeat.get_json() == first.get_json()
+    assert first.get_json()["data"]["warnings"] == [WARNING] and first.get_json()["data"]["attributes"] == {}
