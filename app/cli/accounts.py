@@ -24,6 +24,7 @@ def accounts() -> None:
     Examples:
       permctl accounts import accounts.jsonl
       permctl accounts check
+      permctl accounts strip-undeclared --dry-run
     """
 
 
@@ -65,11 +66,12 @@ def import_(file: Path, batch_size: int) -> None:
       (an empty cell: the account does not have that attribute)
 
     Each line goes through the same checks as the upsert API (attributes declared in rules/attributes.yaml,
-    deregistered is final) and every change is in the account audit trail. Refused lines are listed in line
-    order with their line number and reason (a CSV record over several lines: its first) and the rest is
-    imported; the exit status is 1 when any line was refused. Beside live traffic a batch that meets the API
-    creating or locking its accounts is planned again and retried with back-off; a line still contended then
-    is refused as "busy, retry" (import the file again for it) and the batch goes on.
+    deregistered is final) and every change is in the account audit trail. An attribute declared deprecated
+    is accepted but not stored: a closing warning names each and how many lines sent it. Refused lines are
+    listed in line order with their line number and reason (a CSV record over several lines: its first) and
+    the rest is imported; the exit status is 1 when any line was refused. Beside live traffic a batch that
+    meets the API creating or locking its accounts is planned again and retried with back-off; a line still
+    contended then is refused as "busy, retry" (import the file again for it) and the batch goes on.
     Prints a progress bar on a terminal, progress lines otherwise, and a summary.
 
     \b
@@ -104,6 +106,9 @@ def import_(file: Path, batch_size: int) -> None:
         except UnreadableFile as exc:
             raise click.ClickException(f"{file}: {exc.message}") from exc
     click.echo(_summary(file, report))
+    if report.dropped:
+        named = ", ".join(f"'{name}' on {count} line(s)" for name, count in sorted(report.dropped.items()))
+        click.echo(f"warning: deprecated attributes accepted but not stored: {named} (stop sending them)", err=True)
     if report.refused:
         shown = ", ".join(str(n) for n, _ in report.refusals[:20]) + (", ..." if report.refused > 20 else "")
         busy = f" ({report.busy} busy: import the file again for them)" if report.busy else ""
@@ -160,3 +165,38 @@ def check() -> None:
     if found:
         raise click.ClickException(f"{found} stored account(s) break the account number rule")
     click.echo("every stored account number follows the rule")
+
+
+@accounts.command("strip-undeclared")
+@click.option("--dry-run", is_flag=True, help="Print what would be removed and write nothing.")
+def strip_undeclared(dry_run: bool) -> None:
+    """Remove from stored accounts the attributes rules/attributes.yaml would not store now.
+
+    That is: a name it no longer declares, a value its declaration no longer allows, or an attribute it
+    declares deprecated. Run it after narrowing a declaration (`permctl rules lint --against-db` counts what
+    it would remove): a broker that resends such an account is then accepted again. Each account changed is
+    one account audit row (app key strip-undeclared), like any attribute change, under the rule-set version of
+    RULES_DIR; a deregistered account is stripped too. Prints a line per account (tenant, number, each
+    attribute removed with its value and why) and the counts. --dry-run prints the same and writes nothing.
+
+    \b
+    Examples:
+      permctl accounts strip-undeclared --dry-run
+      permctl accounts strip-undeclared
+    """
+    from app.service.accounts import AccountService
+    from app.service.stored_attributes import StrippedAccount
+
+    s = settings()
+    rules = rule_set(s)
+    units = unit_of_work(s)
+    service = AccountService(unit_of_work=lambda: units(write=True), reader=lambda: units(), rule_set=lambda: rules)
+
+    def show(account: StrippedAccount) -> None:
+        click.echo(("would remove " if dry_run else "removed ") + account.describe())
+
+    report = service.strip_refused_attributes(dry_run=dry_run, stripped=show)
+    per = "; ".join(f"{name} ({why}): {count}" for (name, why), count in sorted(report.removed.items()))
+    verb = "would strip" if dry_run else "stripped"
+    written = " (dry run: nothing written)" if dry_run else ""
+    click.echo(f"{verb} {report.accounts} account(s){': ' + per if per else ''}{written}")

@@ -57,22 +57,55 @@ def rules() -> None:
     """
 
 
+def _stored_refusals(directory: Path, rule_set: RuleSet) -> list[str]:
+    """A warning line per attribute and reason for the stored accounts (DATABASE_URL) holding what the set's
+    declarations refuse: read only, one grouped query."""
+    from app.rules.language.attributes import ATTRIBUTES_FILE
+    from app.rules.language.loader import shown_path
+    from app.service.stored_attributes import count_refused
+
+    shown = shown_path(directory, ATTRIBUTES_FILE)
+    return [
+        f"{shown}: {holding.attribute}: warning: {holding.describe()} "
+        "(a broker resending one is refused; `permctl accounts strip-undeclared` removes them)"
+        for holding in count_refused(unit_of_work(settings()), rule_set.attributes)
+    ]
+
+
 @rules.command("lint")
 @RULES_OPTION
-def lint_command(rules_dir: Path | None) -> None:
+@click.option(
+    "--against-db",
+    is_flag=True,
+    help="Also count the stored accounts (DATABASE_URL) holding attributes or values the declarations refuse: "
+    "warnings. Without it lint opens no database.",
+)
+def lint_command(rules_dir: Path | None, against_db: bool) -> None:
     """Check every file under rules/ and print one line per mistake as path:line:col: rule-id: problem.
 
+    --against-db also reads the accounts stored in DATABASE_URL (never without the flag) and warns, per
+    attribute and reason (a name not declared, a value not allowed, a deprecated attribute), how many hold what
+    these declarations would refuse: a broker resending such an account would be refused. It reads only; the
+    exit status stays that of the files. `permctl accounts strip-undeclared` removes what it counts.
+
     \b
-    Example:
+    Examples:
       permctl rules lint --rules rules/
+      permctl rules lint --against-db
     """
     directory, result = _linted(rules_dir)
     for problem in result.problems:
         click.echo(str(problem))
     if not result.clean or result.rule_set is None:
+        if against_db:
+            click.echo(f"{directory}: stored accounts not checked: the declarations must lint clean first", err=True)
         raise SystemExit(1)
     rule_set = result.rule_set
-    warned = f" ({len(result.warnings)} warnings)" if result.warnings else ""
+    stored = _stored_refusals(directory, rule_set) if against_db else []
+    for line in stored:
+        click.echo(line)
+    warnings = len(result.warnings) + len(stored)
+    warned = f" ({warnings} warnings)" if warnings else ""
     click.echo(
         f"{directory}: clean{warned} — {len(rule_set.rules)} rules, {len(rule_set.catalog)} catalog values, "
         f"{len(result.cases)} cases; rule-set version {rule_set.version}"
@@ -456,6 +489,9 @@ def reload(rules_dir: Path | None) -> None:
     does not, this command prints each problem or failing case and exits 1 without asking the workers anything.
     A worker whose own copy does not (another host's, say) keeps its last good rule set, logs
     `rules_reload_failed`, and its /readyz says why (`last_reload_error`, and `failing_cases` by name).
+    A set whose attribute declarations refuse values accounts already hold (an attribute removed or deprecated,
+    a value no longer allowed) is reloaded all the same, with a warning per attribute and reason naming how
+    many stored accounts hold them (as `permctl rules lint --against-db`; the workers do not count).
 
     \b
     Example:
@@ -484,6 +520,8 @@ def reload(rules_dir: Path | None) -> None:
             f"{directory}: {len(failures)} regression case(s) fail: reload not requested; running workers "
             "keep their rule set"
         )
+    for line in _stored_refusals(directory, result.rule_set):  # accepted all the same, but compliance sees it
+        click.echo(line, err=True)
     with unit_of_work(s)(write=True) as uow:
         generation = uow.rules_reloads.request(datetime.now(UTC))
         uow.commit()

@@ -149,8 +149,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "upsertAccount",
         "Create or update one account of the caller's tenant: its status and attributes",
         description="Attributes replace the stored set as a whole: {} clears it, omitting `attributes` keeps it. "
-        "Names and values must be declared in rules/attributes.yaml. A deregistered account cannot be changed or "
-        "reactivated; a request that changes nothing succeeds (data.result unchanged) and writes no audit row.",
+        "Names and values must be declared in rules/attributes.yaml; an attribute declared deprecated there is "
+        "accepted with any value but not stored, and data.warnings names it. A deregistered account cannot be "
+        "changed or reactivated; a request that changes nothing succeeds (data.result unchanged) and writes no "
+        "audit row.",
         body=UpsertAccountRequest,
         idempotency_key=True,
         answers=signed_answers(

@@ -8,12 +8,12 @@ The statements are built once, here, as Core statements (see repositories.py for
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, and_, bindparam, or_, select
+from sqlalchemy import Executable, Table, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,15 @@ class AccountAuditRecord:
     rule_set_version: str
     created_at: datetime
     id: int | None = None  # set once stored
+
+
+@dataclass(frozen=True)
+class HeldValue:
+    """A stored attribute value, and how many accounts hold it."""
+
+    name: str
+    value: str
+    accounts: int
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,23 @@ _ATTRIBUTES_OF_MANY = (
 _SET_STATUS = _accounts.update().where(_accounts.c.id == bindparam("account_id")).values(status=bindparam("new_status"))
 _DELETE_ATTRIBUTE = _attributes.delete().where(
     _attributes.c.account_id == bindparam("account_id"), _attributes.c.name == bindparam("attribute")
+)
+# One row per stored (name, value) and the accounts holding it: an account holds at most one value per name.
+_HELD_VALUES = (
+    select(_attributes.c.name, _attributes.c.value, func.count())
+    .group_by(_attributes.c.name, _attributes.c.value)
+    .order_by(_attributes.c.name, _attributes.c.value)
+)
+_HOLDERS = (
+    select(_accounts.c.id, _accounts.c.tenant_id, _accounts.c.origin_id)
+    .where(
+        _accounts.c.id.in_(
+            select(_attributes.c.account_id).where(_attributes.c.name.in_(bindparam("names", expanding=True)))
+        ),
+        _accounts.c.id > bindparam("after"),
+    )
+    .order_by(_accounts.c.id)
+    .limit(bindparam("limit"))
 )
 # Plain executemany, which psycopg sends as one pipeline: multi-row INSERTs ("insertmanyvalues") measured
 # slower here, psycopg parsing each long statement's placeholders anew.
@@ -222,6 +248,20 @@ class AccountAttributes:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def held_values(self) -> list[HeldValue]:
+        """Every stored (name, value) with the number of accounts holding it, by name and value: one grouped
+        query (its rows are as many as the distinct values, not the accounts)."""
+        rows = self.session.connection().execute(_HELD_VALUES)
+        return [HeldValue(name, value, accounts) for name, value, accounts in rows]
+
+    def holders(self, names: Collection[str], *, after: int, limit: int) -> list[tuple[int, AccountKey]]:
+        """The accounts (id, (tenant_id, account_no)) that hold an attribute of one of names, with an id above
+        `after`, at most `limit` of them in id order: a page of them."""
+        if not names:
+            return []
+        rows = self.session.connection().execute(_HOLDERS, {"names": sorted(names), "after": after, "limit": limit})
+        return [(account_id, (tenant_id, account_no)) for account_id, tenant_id, account_no in rows]
 
     def replace(self, changes: Sequence[AttributeChange]) -> None:
         """Make each account's stored set its `after`: delete what went, upsert what is new or changed."""

@@ -22,6 +22,16 @@ class UpdateEnvelope(Schema):
     data = fields.Nested(UpdateData, required=True)
 
 
+class AttributeWarningView(Schema):
+    """An attribute the upsert named that was accepted but not stored: it is declared deprecated."""
+
+    attribute = fields.String(required=True, metadata={"description": "the attribute's name"})
+    message = fields.String(
+        required=True,
+        metadata={"description": "e.g. attribute 'kyc_level' is deprecated and was not stored (and the note, if any)"},
+    )
+
+
 class UpsertData(Schema):
     """data of a successful upsert: the account as stored now, and what the request did."""
 
@@ -32,6 +42,13 @@ class UpsertData(Schema):
         required=True,
         validate=validate.OneOf(["created", "updated", "unchanged"]),
         metadata={"description": "unchanged: the account already was as asked (nothing written, no audit row)"},
+    )
+    warnings = fields.List(
+        fields.Nested(AttributeWarningView),
+        metadata={
+            "description": "present only when the request named attributes rules/attributes.yaml declares deprecated: "
+            "each was accepted but not stored (stop sending it)"
+        },
     )
 
 

@@ -40,6 +40,7 @@ class ImportReport:
     busy: int = 0  # refusals that met concurrent writers past the retries: the same line may go in on a rerun
     replanned: int = 0  # applied lines planned again: another writer created their account meanwhile
     retried: int = 0  # batch attempts rolled back after meeting concurrent writers, and run again
+    dropped: dict[str, int] = field(default_factory=dict)  # deprecated attribute -> lines that named it (not stored)
 
     @property
     def refused(self) -> int:
@@ -96,6 +97,8 @@ def import_accounts(
             if isinstance(result, UpsertResult):
                 setattr(report, result.outcome.value, getattr(report, result.outcome.value) + 1)
                 report.replanned += result.replanned
+                for warning in result.warnings:
+                    report.dropped[warning.attribute] = report.dropped.get(warning.attribute, 0) + 1
                 continue
             reason = result if isinstance(result, str) else result.message
             report.busy += isinstance(result, AccountBusy)

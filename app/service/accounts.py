@@ -2,7 +2,9 @@
 
 An upsert creates the account or updates its status and attributes; attributes given replace the stored set
 as a whole, attributes omitted (None) keep it, `{}` clears it. Names and values must be declared in
-rules/attributes.yaml (400001 naming the field and value). `deregistered` is final: any change to a
+rules/attributes.yaml (400001 naming the field and value). An attribute declared `deprecated` is accepted with
+any value but dropped: the set written lacks it (so attributes given also remove a stored value of it), and the
+answer warns (`data.warnings`, one per dropped attribute). `deregistered` is final: any change to a
 deregistered account, reactivation included, is refused (409001), while a repeat that changes nothing is a
 success. Every effective change is one account audit row; a request that changes nothing writes none.
 
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -42,6 +45,7 @@ from app.service.authentication import record_signature, spend_signature
 from app.service.busy import account_busy
 from app.service.idempotency import KEY_REFUSALS, IdempotencyKeys, answer_for
 from app.service.model import ACCOUNT_STATUSES, Caller, IdempotencyRequest, StoredAnswer
+from app.service.stored_attributes import StrippedAccount, StripReport, refused_holdings, refused_of
 
 log = structlog.get_logger("app.accounts")
 
@@ -56,6 +60,8 @@ _BATCH_ATTEMPTS = 5
 _BACKOFF_FIRST = 0.025  # seconds; doubled each attempt up to _BACKOFF_MOST, half of it random (jitter)
 _BACKOFF_MOST = 0.8
 BUSY = "busy, retry"
+STRIP_ACTOR = "strip-undeclared"  # the app key of the audit rows of `permctl accounts strip-undeclared`
+STRIP_PAGE = 500  # accounts locked, checked and written per transaction by a strip
 
 
 class Outcome(StrEnum):
@@ -78,6 +84,14 @@ class AccountUpsert:
 
 
 @dataclass(frozen=True)
+class AttributeWarning:
+    """An attribute the upsert named that was accepted but not stored (it is deprecated): data.warnings."""
+
+    attribute: str
+    message: str
+
+
+@dataclass(frozen=True)
 class UpsertResult:
     """The account after an upsert and what the upsert did; or the stored answer of an identical request."""
 
@@ -88,15 +102,20 @@ class UpsertResult:
     account_id: int = 0
     replayed: StoredAnswer | None = None
     replanned: bool = False  # planned again: another writer created the account after this upsert looked for it
+    warnings: tuple[AttributeWarning, ...] = ()  # the deprecated attributes it named, dropped
 
     def data(self) -> dict[str, Any]:
-        """The answer's `data`, as the API returns it (and an Idempotency-Key stores it)."""
-        return {
+        """The answer's `data`, as the API returns it (and an Idempotency-Key stores it): `warnings` only when
+        the upsert named a deprecated attribute."""
+        data: dict[str, Any] = {
             "account_no": self.account_no,
             "status": self.status,
             "attributes": dict(self.attributes),
             "result": self.outcome.value,
         }
+        if self.warnings:
+            data["warnings"] = [{"attribute": w.attribute, "message": w.message} for w in self.warnings]
+        return data
 
 
 class InvalidAccount(InvalidRequest):
@@ -126,6 +145,15 @@ def refusal(upsert: AccountUpsert, attributes: AttributeSet) -> InvalidAccount |
         if why is not None:
             return InvalidAccount(("attributes", name), value, why)
     return None
+
+
+def without_deprecated(upsert: AccountUpsert, attributes: AttributeSet) -> tuple[AccountUpsert, tuple[str, ...]]:
+    """The upsert as it is written (its deprecated attributes left out), and the names it left out."""
+    dropped = tuple(name for name in upsert.attributes or {} if attributes.is_deprecated(name))
+    if not dropped:
+        return upsert, ()
+    kept = {name: value for name, value in (upsert.attributes or {}).items() if name not in dropped}
+    return replace(upsert, attributes=kept), dropped
 
 
 @dataclass
@@ -173,6 +201,8 @@ def apply_upserts(
     lock was not granted within the caller's bound; WriteFailed: a write failed (roll back).
     """
     checked = [refusal(u, attributes) for u in upserts]
+    written = [without_deprecated(u, attributes) for u in upserts]
+    upserts = [upsert for upsert, _ in written]
     valid = [u for u, refused in zip(upserts, checked, strict=True) if refused is None]
     stored = uow.accounts.get_many((_key(u) for u in valid), lock=True)
     states = {key: PlannedAccount(record, record.status, dict(record.attributes)) for key, record in stored.items()}
@@ -199,8 +229,10 @@ def apply_upserts(
     except StorageError as exc:
         raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
     return [
-        r if isinstance(r, DomainError) else _with_id(r, ids[_key(u)], replanned=_key(u) in met)
-        for u, r in zip(upserts, results, strict=True)
+        r
+        if isinstance(r, DomainError)
+        else _with_id(r, ids[_key(u)], replanned=_key(u) in met, dropped=dropped, attributes=attributes)
+        for u, r, (_, dropped) in zip(upserts, results, written, strict=True)
         if r is not None
     ]
 
@@ -268,8 +300,10 @@ class AccountService:
         keys: IdempotencyKeys | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
+        reader: Callable[[], UnitOfWork] | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work  # a writer's unit of work: one transaction, committed explicitly
+        self._reader = reader or unit_of_work  # a reader's: what never writes (a dry run) takes no write lock
         self._rule_set = rule_set
         self._keys = keys or IdempotencyKeys()
         self._clock = clock
@@ -360,6 +394,54 @@ class AccountService:
                 uow.commit()
         except StorageError as exc:
             raise ServiceUnavailable.database(exc) from exc
+
+    def strip_refused_attributes(
+        self,
+        *,
+        dry_run: bool,
+        stripped: Callable[[StrippedAccount], None] = lambda account: None,
+        page: int = STRIP_PAGE,
+    ) -> StripReport:
+        """Remove from every stored account the attributes the live declarations would not store (a name not
+        declared, a value not allowed, a deprecated attribute); `stripped` is told of each account, in id order.
+
+        Each account is locked, read again and written in a transaction of `page` accounts, its change an
+        account audit row (app key and trace id name the strip) like any attribute change; a deregistered
+        account is stripped too (its values are refused all the same). dry_run: the same accounts and
+        removals, read without a lock, and nothing written. A database failure raises StorageError (the
+        command says why); what earlier transactions stripped stays stripped, and a new run finishes the rest.
+        """
+        rule_set = self._rule_set()
+        attributes = rule_set.attributes
+        trace_id = f"{STRIP_ACTOR}-{uuid.uuid4().hex[:12]}"
+        report = StripReport()
+        with self._reader() as uow:
+            names = {h.attribute for h in refused_holdings(uow.attributes.held_values(), attributes)}
+        after = 0
+        while names:
+            with self._reader() if dry_run else self._unit_of_work() as uow:
+                holders = uow.attributes.holders(names, after=after, limit=page)
+                if not holders:
+                    break
+                after = holders[-1][0]
+                records = uow.accounts.get_many([key for _, key in holders], lock=not dry_run)
+                now = self._clock()
+                planned: list[tuple[StrippedAccount, AttributeChange, AccountAuditRecord]] = []
+                for record in sorted(records.values(), key=lambda r: r.id):
+                    stripping = _stripping(record, attributes)
+                    if stripping is not None:
+                        account, kept = stripping
+                        change = AttributeChange(record.id, record.attributes, kept)
+                        planned.append((account, change, _strip_row(record, kept, trace_id, rule_set.version, now)))
+                if not dry_run and planned:
+                    with uow.writing():
+                        uow.attributes.replace([change for _, change, _ in planned])
+                        uow.account_audit.append([row for _, _, row in planned])
+                    self._commit(uow)
+            for account, _, _ in planned:  # once written
+                report.add(account)
+                stripped(account)
+        return report
 
     def _upsert_one(self, upsert: AccountUpsert, idempotency: IdempotencyRequest | None) -> UpsertResult:
         for attempt in range(_RETRIES):
@@ -480,10 +562,39 @@ def _audit_row(
     )
 
 
-def _with_id(result: UpsertResult, account_id: int, *, replanned: bool) -> UpsertResult:
-    return UpsertResult(
-        result.outcome, result.account_no, result.status, result.attributes, account_id, replanned=replanned
+def _stripping(record: AccountRecord, attributes: AttributeSet) -> tuple[StrippedAccount, dict[str, str]] | None:
+    """The account's refused attributes and the set it keeps, or None when it holds none (another writer
+    changed it since they were counted)."""
+    refused = refused_of(record.attributes, attributes)
+    if not refused:
+        return None
+    kept = {name: value for name, value in record.attributes.items() if name not in refused}
+    removed = {name: (record.attributes[name], why) for name, why in refused.items()}
+    return StrippedAccount(record.tenant_id, record.account_no, removed), kept
+
+
+def _strip_row(
+    record: AccountRecord, kept: Mapping[str, str], trace_id: str, rule_set_version: str, now: datetime
+) -> AccountAuditRecord:
+    return AccountAuditRecord(
+        trace_id=trace_id,
+        tenant_id=record.tenant_id,
+        app_key=STRIP_ACTOR,
+        account_no=record.account_no,
+        status_before=record.status,
+        status_after=record.status,
+        attributes_before=dict(record.attributes),
+        attributes_after=dict(kept),
+        rule_set_version=rule_set_version,
+        created_at=now,
     )
+
+
+def _with_id(
+    result: UpsertResult, account_id: int, *, replanned: bool, dropped: Sequence[str], attributes: AttributeSet
+) -> UpsertResult:
+    warnings = tuple(AttributeWarning(name, attributes.dropped_note(name)) for name in dropped)
+    return replace(result, account_id=account_id, replanned=replanned, warnings=warnings)
 
 
 def _key(upsert: AccountUpsert) -> AccountKey:

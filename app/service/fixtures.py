@@ -144,10 +144,12 @@ def _load_accounts(
     if problems:
         raise InvalidFixtures(problems)
     ids = []
-    for result in results:
+    for i, result in enumerate(results):
         assert isinstance(result, UpsertResult)
         report["accounts"].add(result.outcome.value)
         ids.append(result.account_id)
+        for warning in result.warnings:  # a deprecated attribute: accepted, not stored
+            report.warnings.append(Problem(("accounts", i, "attributes", warning.attribute), warning.message))
     return ids
 
 

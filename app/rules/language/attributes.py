@@ -5,6 +5,10 @@ The service refuses an attribute the file does not declare and a value its decla
 every way an account arrives (the upsert API, `permctl accounts import`, `permctl load`). A rules directory
 without attributes.yaml declares none.
 
+An attribute on its way out is declared `deprecated: true` (with an optional `note` for brokers) before its
+declaration is removed: the service still accepts it from brokers, with any value, but never stores it (the
+answer warns), and rules may not read it. See `AttributeSet.stored_problem` for what a stored value may hold.
+
 This module imports nothing from the rest of app.rules: the loader hands it a reader that knows where each
 YAML node is (file, line, column) and collects the problems.
 """
@@ -15,6 +19,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -22,7 +27,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 ATTRIBUTES_FILE = "attributes.yaml"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_VALUE = 64  # characters, as the API accepts them
-KEYS = ("name", "description", "values", "pattern")
+KEYS = ("name", "description", "values", "pattern", "deprecated", "note")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class AttributeDeclaration:
     description: str
     values: tuple[str, ...] | None = None
     pattern: str | None = None
+    deprecated: bool = False  # accepted from brokers, never stored, never read by rules: on its way out
+    note: str | None = None  # what brokers are told of a deprecated attribute (when it goes, what replaces it)
     _compiled: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
@@ -53,6 +60,14 @@ class AttributeDeclaration:
         if self.values is not None:
             return "one of " + ", ".join(self.values)
         return f"text matching {self.pattern}"
+
+
+class StoredRefusal(StrEnum):
+    """Why a stored attribute is one the declarations would not store, as reports name it."""
+
+    UNDECLARED = "name not declared"
+    VALUE_REFUSED = "value not allowed"
+    DEPRECATED = "deprecated"
 
 
 @dataclass(frozen=True)
@@ -79,14 +94,51 @@ class AttributeSet:
         """The declared names, in file order."""
         return tuple(d.name for d in self.declarations)
 
+    @property
+    def deprecated(self) -> tuple[AttributeDeclaration, ...]:
+        """The declarations on their way out, in file order."""
+        return tuple(d for d in self.declarations if d.deprecated)
+
+    def is_deprecated(self, name: str) -> bool:
+        """Whether name is declared deprecated (accepted from brokers, never stored)."""
+        declaration = self.get(name)
+        return declaration is not None and declaration.deprecated
+
     def problem(self, name: str, value: str) -> str | None:
-        """Why `name: value` is refused (an undeclared name, a value its declaration does not allow), or None."""
+        """Why a broker's `name: value` is refused (an undeclared name, a value its declaration does not allow),
+        or None. A deprecated attribute is accepted with any value: it is dropped, not stored."""
         declaration = self.get(name)
         if declaration is None:
             return f"not a declared attribute (declared: {', '.join(self.names) or 'none'})"
-        if not declaration.allows(value):
+        if not declaration.deprecated and not declaration.allows(value):
             return f"not allowed (allowed: {declaration.allowed})"
         return None
+
+    def stored_problem(self, name: str, value: str) -> StoredRefusal | None:
+        """Why a stored `name: value` is one these declarations would not store, or None: its name is not
+        declared, its value is not allowed, or the attribute is deprecated."""
+        declaration = self.get(name)
+        if declaration is None:
+            return StoredRefusal.UNDECLARED
+        if declaration.deprecated:
+            return StoredRefusal.DEPRECATED
+        if not declaration.allows(value):
+            return StoredRefusal.VALUE_REFUSED
+        return None
+
+    def dropped_note(self, name: str) -> str:
+        """What a broker is told of a deprecated attribute it sent: it was not stored, and the note if any."""
+        declaration = self.get(name)
+        note = f": {declaration.note}" if declaration is not None and declaration.note else ""
+        return f"attribute '{name}' is deprecated and was not stored{note}"
+
+
+def deprecated_read(name: str) -> str:
+    """The lint error of a rule that reads a deprecated attribute (a test, or a message placeholder)."""
+    return (
+        f"attribute '{name}' is deprecated in attributes.yaml: rules may not read it "
+        "(accounts no longer store it; remove this use)"
+    )
 
 
 NO_ATTRIBUTES = AttributeSet()
@@ -124,7 +176,9 @@ def _unknown_keys(reader: Reader, item: CommentedMap, where: str) -> set[str]:
             meant.add(close[0])
             reader.problem(item, where, f"unknown key '{key}' (did you mean '{close[0]}'?)", key)
         else:
-            reader.problem(item, where, f"unknown key '{key}' (use name, description, and values or pattern)", key)
+            reader.problem(
+                item, where, f"unknown key '{key}' (use name, description, values or pattern, deprecated, note)", key
+            )
     return meant
 
 
@@ -159,6 +213,22 @@ def _pattern(reader: Reader, item: CommentedMap, where: str) -> str | None:
     return pattern
 
 
+def _deprecation(reader: Reader, item: CommentedMap, where: str, meant: set[str]) -> tuple[bool, str | None]:
+    """`deprecated: true` and its optional `note`; a note without `deprecated: true` is a mistake."""
+    deprecated = item.get("deprecated", False)
+    if not isinstance(deprecated, bool):
+        reader.problem(item, where, "'deprecated' is true or false", "deprecated")
+        return False, None  # one mistake, one line: its note is not also "without deprecated: true"
+    note = item.get("note")
+    if "note" in item and (not isinstance(note, str) or not note.strip()):
+        reader.problem(item, where, "'note' must be non-empty text", "note")
+        return deprecated, None
+    if note is not None and not deprecated and "deprecated" not in meant:
+        text = "'note' tells brokers why an attribute is deprecated: add 'deprecated: true'"
+        reader.problem(item, where, text, "note")
+    return deprecated, note.strip() if isinstance(note, str) else None
+
+
 def _name(reader: Reader, item: CommentedMap, where: str, meant: set[str], seen: set[str]) -> None:
     name = item.get("name")
     if "name" in meant:
@@ -185,9 +255,17 @@ def _declaration(reader: Reader, item: CommentedMap, i: int, seen: set[str]) -> 
         pattern = _pattern(reader, item, where)
     elif not meant & {"values", "pattern"}:
         reader.problem(item, where, "an attribute has exactly one of 'values' (a list) or 'pattern' (a regex)")
+    deprecated, note = _deprecation(reader, item, where, meant)
     if len(reader.problems) > before or description is None or (values is None and pattern is None):
         return None
-    return AttributeDeclaration(name=str(name), description=description, values=values, pattern=pattern)
+    return AttributeDeclaration(
+        name=str(name),
+        description=description,
+        values=values,
+        pattern=pattern,
+        deprecated=deprecated,
+        note=note,
+    )
 
 
 def read_attributes(reader: Reader) -> AttributeSet:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from app.rules.language.attributes import AttributeDeclaration
+from app.rules.language.attributes import AttributeDeclaration, deprecated_read
 from app.rules.language.clauses import Test, atoms
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
@@ -222,6 +222,9 @@ def _account_test(ctx: RuleContext, node: CommentedMap, field: Any, value: Any) 
     if field != "status" and field not in ctx.attributes:
         declared = ", ".join(["status", *sorted(ctx.attributes)])
         ctx.problem(node, f"unknown account field '{field}' (declared: {declared})", field)
+        return None
+    if field != "status" and ctx.attributes[field].deprecated:
+        ctx.problem(node, deprecated_read(str(field)), field)
         return None
     parsed = _values_only(ctx, node, field, value, str(field), f"'{field}' takes values, not operators")
     if parsed is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from app.rules.language.attributes import AttributeDeclaration
+from app.rules.language.attributes import AttributeDeclaration, deprecated_read
 from app.rules.language.clauses import ConditionTooLarge, clauses
 from app.rules.language.conditions import GLOB as GLOB
 from app.rules.language.conditions import RuleContext, parse_condition, reads
@@ -59,6 +59,9 @@ def _message_fields(ctx: RuleContext, item: CommentedMap) -> None:
         return
     for name in sorted(names - set(MESSAGE_FIELDS) - set(ctx.attributes)):
         ctx.problem(item, f"message names unknown placeholder {{{name}}}", "message")
+    for name in sorted(names - set(MESSAGE_FIELDS)):
+        if name in ctx.attributes and ctx.attributes[name].deprecated:
+            ctx.problem(item, deprecated_read(name), "message")
 
 
 def _condition(ctx: RuleContext, item: CommentedMap, outcome: object) -> Condition | None:
