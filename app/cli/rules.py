@@ -371,13 +371,18 @@ class DiffTrouble(click.ClickException):
 
 
 def _diffable(directory: Path) -> RuleSet:
+    from app.rules.tools.input_space.partitions import TOO_LARGE
     from app.rules.tools.lint.directory import lint
 
     if not directory.is_dir():
         raise DiffTrouble(f"{directory}: no such directory")
     result = lint(directory)
     if not result.clean or result.rule_set is None:
-        raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s); run `permctl rules lint --rules {directory}`")
+        run = f"run `permctl rules lint --rules {directory}`"
+        too_large = [p for p in result.errors if p.text.startswith(TOO_LARGE)]
+        if too_large:  # the rule that makes a permission type too large to compare, named
+            raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s), among them {too_large[0]}; {run}")
+        raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s); {run}")
     return result.rule_set
 
 
