@@ -397,7 +397,8 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
     earlier x enabled for the tenant x account status and attributes x tenant x time (each window) x the
     states of related permissions with both sets, and lists the inputs whose verdict, message, warnings or
     dryrun hits change, grouped by the old and new deciding rule. Exit 0: no difference; 1: differences;
-    2: a directory is missing or does not lint clean.
+    2: a directory is missing or does not lint clean, or the two sets together make one permission type's
+    inputs too many to compare (one line naming the rule and what it reads).
 
     \b
     Example:

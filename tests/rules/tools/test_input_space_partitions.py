@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from app.rules.language.loader import load_rule_set
+from app.rules.language.model import RuleSet
 from app.rules.tools.input_space.partitions import PARTITION_POINTS
 from app.rules.tools.input_space.space import InputSpace, SpaceTooLarge
 from tests.rules.support import BROKER_POLICIES
 
 # Sixteen permissions related to a warrant: 4**16 combinations of their states, far too many to build.
-RELATED = [f"{p}.{{market}}" for p in ("stock", "options", "shortsell", "ipo", "stockgrey", "otc")] + [
-    f"account.{n}" for n in ("trade", "exchange", "rollover", "withdraw", "deposit")
-] + [f"trade.{n}" for n in ("client", "bo", "fix", "openapi")] + ["va.OSL"]
+RELATED = (
+    [f"{p}.{{market}}" for p in ("stock", "options", "shortsell", "ipo", "stockgrey", "otc")]
+    + [f"account.{n}" for n in ("trade", "exchange", "rollover", "withdraw", "deposit")]
+    + [f"trade.{n}" for n in ("client", "bo", "fix", "openapi")]
+    + ["va.OSL"]
+)
 SIXTEEN = "".join(f'\n        - {{permission: "{p}", after: close}}' for p in RELATED)
 RULE = f"""
   - id: warrants-need-sixteen
@@ -32,7 +35,7 @@ RULE = f"""
 
 
 @pytest.fixture(scope="module")
-def sixteen(tmp_path_factory: pytest.TempPathFactory):
+def sixteen(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
     directory = tmp_path_factory.mktemp("sixteen") / "rules"
     shutil.copytree(BROKER_POLICIES, directory)
     path = directory / "policies.yaml"
