@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,39 @@ def test_a_whole_space_is_refused_naming_the_rule_where_it_is_written(sixteen):
         "warrants-need-sixteen relates 16 permissions (4 states each): relate fewer permissions to one type"
     )
     assert len(refused.value.partitions) == 2
+
+
+TENANTS = ", ".join(f"t{i}" for i in range(30))
+RESIDENCIES = ", ".join(f"A{chr(65 + i)}" for i in range(26))
+TWO_RULES = f"""
+  - id: warrants-need-six
+    description: Opening warrants needs six other permissions open.
+    when:
+      all:
+        - change: {{product: warrant, permission_status: open}}{"".join(SIXTEEN.splitlines(keepends=True)[:7])}
+    message: warrants need six permissions
+  - id: warrants-by-tenant-and-residency
+    description: Warrants are not offered to some residents of some tenants.
+    when:
+      change: {{product: warrant, permission_status: open}}
+      tenant: [{TENANTS}]
+      account: {{residency: [{RESIDENCIES}]}}
+      not: {{account: {{investor_class: retail}}}}
+    message: warrants are not offered here
+"""
+
+
+def test_every_rule_a_partition_must_lose_to_fit_is_named(tmp_path: Path):
+    """Six related permissions (one rule) and tenants, residencies and investor classes (another) each make the
+    warrant types too large: both rules are named, each with what it reads."""
+    directory = tmp_path / "rules"
+    shutil.copytree(BROKER_POLICIES, directory)
+    path = directory / "policies.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + TWO_RULES, encoding="utf-8")
+    space = InputSpace((load_rule_set(directory),), set_aside=True)
+    causes = {cause.rule.id: cause.what for partition in space.set_aside for cause in partition.causes}
+    assert causes == {
+        "warrants-need-six": "relates 6 permissions (4 states each)",
+        "warrants-by-tenant-and-residency": "reads 'residency' (29 values), 'investor_class' (3 values) and tells "
+        "31 tenants apart",
+    }
