@@ -405,13 +405,18 @@ class DiffTrouble(click.ClickException):
 
 
 def _diffable(directory: Path) -> RuleSet:
+    from app.rules.tools.input_space.partitions import TOO_LARGE
     from app.rules.tools.lint.directory import lint
 
     if not directory.is_dir():
         raise DiffTrouble(f"{directory}: no such directory")
     result = lint(directory)
     if not result.clean or result.rule_set is None:
-        raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s); run `permctl rules lint --rules {directory}`")
+        run = f"run `permctl rules lint --rules {directory}`"
+        too_large = [p for p in result.errors if p.text.startswith(TOO_LARGE)]
+        if too_large:  # the rule that makes a permission type too large to compare, named
+            raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s), among them {too_large[0]}; {run}")
+        raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s); {run}")
     return result.rule_set
 
 
@@ -426,7 +431,8 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
     earlier x enabled for the tenant x account status and attributes x tenant x time (each window) x the
     states of related permissions with both sets, and lists the inputs whose verdict, message, warnings or
     dryrun hits change, grouped by the old and new deciding rule. Exit 0: no difference; 1: differences;
-    2: a directory is missing or does not lint clean.
+    2: a directory is missing or does not lint clean, or the two sets together make one permission type's
+    inputs too many to compare (one line naming the rule and what it reads).
 
     \b
     Example:

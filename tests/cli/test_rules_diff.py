@@ -188,11 +188,51 @@ def test_a_missing_or_broken_directory_is_one_line_and_exit_2(tmp_path: Path):
     assert line.startswith(f"Error: {broken}: ") and "run `permctl rules lint" in line
 
 
-def test_a_space_too_large_to_judge_is_one_line_and_exit_2(tmp_path: Path):
+def test_a_rule_too_large_to_judge_is_named_in_one_line_and_exit_2(tmp_path: Path):
     from tests.rules.support import rules_dir
     from tests.rules.tools.lint.test_semantic import TOO_MANY
 
     directory = rules_dir(tmp_path, "policies:" + TOO_MANY)
     result = permctl("rules", "diff", str(SHIPPED_RULES), str(directory))
     assert result.returncode == 2
-    assert one_line_error(result).startswith("Error: the rules read too many facts together to analyse exactly")
+    line = one_line_error(result)
+    assert line.startswith(
+        f"Error: {directory}: 1 problem(s), among them {directory}/policies.yaml:2:5: reads-everything: "
+        "too large to analyse: it reads 'account_type' (3 values), "
+    )
+    assert line.endswith(f"; run `permctl rules lint --rules {directory}`")
+
+
+def _suite_rule(*permissions: str) -> str:
+    tests = "".join(f'\n        - {{permission: "{p}", after: close}}' for p in permissions)
+    return f"""
+  - id: warrants-need-a-suite
+    description: Opening warrants needs other permissions open.
+    when:
+      all:
+        - change: {{product: warrant, permission_status: open}}{tests}
+    message: warrants need the suite
+"""
+
+
+def test_two_sets_judged_together_too_large_name_the_rule_in_one_line_and_exit_2(tmp_path: Path):
+    """Each set relates three permissions to a warrant (lint judges them), the two together six: the joint
+    partition of the warrant types is too large, and diff names the rule and what it reads."""
+    from app.rules.tools.lint.directory import lint
+
+    old, new = _copy(tmp_path, BROKER_POLICIES, "old"), _copy(tmp_path, BROKER_POLICIES, "new")
+    for directory, permissions in (
+        (old, ("stock.{market}", "options.{market}", "shortsell.{market}")),
+        (new, ("account.trade", "account.exchange", "trade.client")),
+    ):
+        path = directory / "policies.yaml"
+        path.write_text(path.read_text(encoding="utf-8") + _suite_rule(*permissions), encoding="utf-8")
+        assert lint(directory).clean
+    result = permctl("rules", "diff", str(old), str(new))
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith(
+        "Error: too large to analyse: a change of 'warrant.HK' (or 6 other type(s)) has 163,840 inputs to judge "
+        f"(at most 50,000 per permission type); {old}/policies.yaml:"
+    )
+    assert ": warrants-need-a-suite relates 3 permissions (4 states each): relate fewer permissions" in line

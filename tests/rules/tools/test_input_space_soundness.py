@@ -41,7 +41,7 @@ from app.rules.language.model import (
 from app.rules.runtime.decision import ChangeVerdict, Trace, decide
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point, SpaceTooLarge
+from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point
 from tests.rules.language.test_parser_oracle import random_condition
 from tests.rules.runtime.test_memo import MESSAGE, WINDOWS, window_yaml
 from tests.rules.support import BROKER_POLICIES, rules_dir
@@ -50,7 +50,7 @@ from tests.support import SHIPPED_RULES
 
 RANDOM_SETS = 4  # random policy sets, each with its own seed (RANDOM_SETS_SLOW more in the slow run)
 RANDOM_SETS_SLOW = 80
-POLICIES = (2, 6)  # policies per random set (more read so many facts together that the space is refused)
+POLICIES = (2, 6)  # policies per random set (more read so many facts together that most partitions are set aside)
 POINTS_PER_SET = 60  # points drawn from each space ...
 MEMBERS_PER_POINT = 3  # ... and concrete members of each
 # Values a member may take instead of its representative, kept only when no test tells them apart from it.
@@ -65,7 +65,7 @@ class _Judged:
     def __init__(self, rule_set: RuleSet) -> None:
         self.rule_set = rule_set
         self.engine = DurableRulesEngine(rule_set)
-        self.space = InputSpace((rule_set,))
+        self.space = InputSpace((rule_set,), set_aside=True)  # as lint judges it: a partition too large left out
         atoms = [atom for rule in rule_set.rules for clause in rule_clauses(rule) for _, atom in clause]
         self.tenant_values = [v for a in atoms if isinstance(a, TenantTest) for v in a.match.values]
         self.attribute_values: dict[str, list[str | bool]] = {}
@@ -246,11 +246,8 @@ def _judged(key: Any, make: Any) -> _Judged:
 
 
 def _random_set_stands_for_its_members(tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
-    try:
-        judged = _Judged(random_policies(random.Random(seed), tmp_path_factory.mktemp("random-set")))
-    except SpaceTooLarge:
-        assume(False)  # lint refuses to analyse it; nothing to stand for
-        raise
+    judged = _Judged(random_policies(random.Random(seed), tmp_path_factory.mktemp("random-set")))
+    assume(judged.space.points)  # every partition too large to judge: nothing to stand for
     assert assert_points_stand_for_their_members(judged, seed) > 0
 
 

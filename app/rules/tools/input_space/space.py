@@ -12,7 +12,10 @@ cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest 
 that no live clause reads, so every verdict of the space is the verdict of every input it stands for.
 
 Types no rule can tell apart (the same verdict of every type test, the same shape of relations: stock.HK and
-stock.US under most rule sets) form a class judged once by its first member (`members`). Each point is
+stock.US under most rule sets) form a class judged once by its first member (`members`). The space is
+partitioned by these classes: each partition's size is the product of its axes, bounded on its own
+(partitions.py PARTITION_POINTS) before any of its points is built, so one rule relating many permissions to
+one type sets aside that type's partition only, named by the rules that make it large. Each point is
 realised as a real request (`input_of`) and judged by the service's own decide() on the durable_rules engine,
 whose tracer reports the judged change's verdict (`verdicts`). The space only chooses which requests to judge;
 tests/rules/tools/test_input_space_soundness.py shows, over random rule sets and random members, that a point's
@@ -40,6 +43,15 @@ from app.rules.runtime.decision import ChangeVerdict, Trace, decide
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import change_records
+from app.rules.tools.input_space.partitions import (
+    PARTITION_POINTS,
+    RELATED,
+    TOO_LARGE,
+    Axis,
+    LargePartition,
+    Reader,
+    large_partition,
+)
 
 # The representatives of a field of each kind other than text (app/rules/language/model.py KINDS).
 MISSING = f"<{model.MISSING}>"  # the field is left out of the change
@@ -56,11 +68,23 @@ STATE_FIELDS = {
     "enabled_for_tenant": "enabled",
 }
 AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and a_NAME per attribute
-MAX_POINTS = 200_000  # beyond this, judging every point takes more than seconds: refuse rather than hang
 
 
 class SpaceTooLarge(ValueError):
-    """The rule sets read so many facts together that the space is too large to judge point by point."""
+    """A permission type's partition of the space is too large to judge point by point (partitions.py names the
+    rules that make it so); the message, one line, names the first such rule, where it is written, and why."""
+
+    def __init__(self, partitions: tuple[LargePartition, ...]) -> None:
+        self.partitions = partitions
+        first = partitions[0]
+        text = (
+            f"{TOO_LARGE}: a change of {first.types} has {first.size:,} inputs to judge "
+            f"(at most {PARTITION_POINTS:,} per permission type)"
+        )
+        for cause in first.causes:
+            rule = cause.rule
+            text += f"; {rule.source}:{rule.line}:{rule.column}: {rule.id} {cause.what}: {cause.fix}"
+        super().__init__(text)
 
 
 # Per rule, the alternatives of its condition (of one rule set), or those a permission type leaves alive.
@@ -165,9 +189,12 @@ class _TypeFacts:
 
 
 class InputSpace:
-    """Every point that matters for the given rule sets (one set for lint, old and new for diff)."""
+    """Every point that matters for the given rule sets (one set for lint, old and new for diff), partitioned per
+    class of permission types: each partition is bounded on its own (PARTITION_POINTS), from its size, before any
+    of its points is built. A partition beyond the bound refuses the space (SpaceTooLarge), or with `set_aside`
+    is left out of `points` and listed in `set_aside`, naming the rules that make it large."""
 
-    def __init__(self, rule_sets: tuple[RuleSet, ...], *, collapse: bool = True) -> None:
+    def __init__(self, rule_sets: tuple[RuleSet, ...], *, collapse: bool = True, set_aside: bool = False) -> None:
         self.rule_sets = rule_sets
         self.clauses = tuple(rule_set_clauses(rule_set.rules) for rule_set in rule_sets)
         tests = [test for clauses in self.clauses for clause in clauses for test in clause]
@@ -182,13 +209,13 @@ class InputSpace:
         # first of them stands for all (`members`). tests/rules/tools/test_input_space*.py check each member agrees.
         self.members = self._classes(collapse=collapse)
         axes = {value: self._axes(value) for value in self.members}
-        self.size = sum(math.prod(len(axis) for axis in found[0]) for found in axes.values())
-        if self.size > MAX_POINTS:
-            raise SpaceTooLarge(
-                f"the rules read too many facts together to analyse exactly ({self.size:,} inputs, "
-                f"at most {MAX_POINTS:,}): fewer attribute values, tenants or windows per rule"
-            )
-        self.points = tuple(p for value, (found, free) in axes.items() for p in self._points(value, found, free))
+        sizes = {value: math.prod(len(axis) for axis in found) for value, (found, _) in axes.items()}
+        self.set_aside = tuple(self._large(value, size) for value, size in sizes.items() if size > PARTITION_POINTS)
+        if self.set_aside and not set_aside:
+            raise SpaceTooLarge(self.set_aside)
+        judged = [value for value, size in sizes.items() if size <= PARTITION_POINTS]
+        self.size = sum(sizes[value] for value in judged)
+        self.points = tuple(p for value in judged for p in self._points(value, *axes[value]))
 
     def _classes(self, *, collapse: bool) -> dict[str, tuple[str, ...]]:
         """The types by class, each class under its first member (every type a class of its own unless collapse)."""
@@ -337,6 +364,30 @@ class InputSpace:
                 axes.append(options)
                 free.discard(axis)
         return axes, frozenset(free)
+
+    def _large(self, value: str, size: int) -> LargePartition:
+        """A partition beyond the bound, with the axes each live rule reads in it (the type's own state and the
+        requested status, a few values each, are nobody's)."""
+        facts = self._facts[value]
+        reads = self._reads(facts)
+        _, groups = self._related(value, facts)
+        context = [(axis, len(options)) for axis, options in self._context_axes() if axis in reads]
+        axes = [Axis(RELATED, len(self._group_states(g)), len(g)) for g in groups]
+        axes += [Axis(axis, count) for axis, count in context]
+        by_rule: dict[tuple[int, str], list[Clause]] = {}
+        for index, live in enumerate(facts.live):
+            for clause in live:
+                by_rule.setdefault((index, clause.rule.id), []).append(clause)
+        readers = []
+        for (index, _), clauses in by_rule.items():
+            alone = _TypeFacts(
+                facts.records, tuple(tuple(clauses) if i == index else () for i in range(len(facts.live)))
+            )
+            rule_reads = self._reads(alone)
+            read = {k for k, group in enumerate(groups) if self._signature(value, alone, group[0])}
+            read |= {len(groups) + k for k, (axis, _) in enumerate(context) if axis in rule_reads}
+            readers.append(Reader(clauses[0].rule, index, frozenset(read)))
+        return large_partition(self.members[value], size, axes, readers)
 
     def _own_axes(self, value: str, reads: set[str], names_itself: bool) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """The axes of the type's own state a live clause reads (all of them when a relation names the type)."""

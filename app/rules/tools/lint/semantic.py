@@ -1,5 +1,7 @@
 """Semantic lint over the whole input space (tools/input_space/space.py): rules that never fire, conditions that never
-hold, a catch-all, and policies that refuse a close. Exact: every point of the space is judged."""
+hold, a catch-all, and policies that refuse a close. Exact: every point of the space is judged, partition by
+partition (per permission type); a partition too large to judge is an error at the rules that make it large
+(tools/input_space/partitions.py), and every other partition is still judged, so nothing else goes unreported."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from app.rules.language.model import Rule, RuleSet
 from app.rules.language.source import Problem
-from app.rules.tools.input_space.space import InputSpace, Point, SpaceTooLarge
+from app.rules.tools.input_space.partitions import LargePartition
+from app.rules.tools.input_space.space import InputSpace, Point
 
 REMEMBERED_SETS = 16
 MAX_NAMED = 3  # earlier rules named in a "never fires" problem before "and N more"
@@ -95,40 +98,55 @@ def _analyse(rule_set: RuleSet) -> list[Problem]:
     """The problems of every rule. A catch-all hides every later rule behind it; so that one lint run still
     shows what else is wrong, the rules are then judged again with the catch-all set aside, and what that
     shows is added (a rule after it may then be named twice: hidden by the catch-all, and by another rule)."""
-    try:
-        problems, catch_all = _findings(rule_set)
-        aside: set[str] = set()
-        while catch_all:
-            aside |= set(catch_all)
-            rules = tuple(r for r in rule_set.rules if r.id not in aside)
-            # A set of its own for the engine, which compiles one ruleset per version.
-            rest = replace(rule_set, rules=rules, version=f"{rule_set.version}-without-{len(aside)}")
-            later, catch_all = _findings(rest)
-            problems += [p for p in later if p not in problems]
-    except SpaceTooLarge as exc:
-        where = rule_set.rules[-1] if rule_set.rules else None
-        path = where.source if where else "-"
-        return [Problem(path, 1, 1, "-", f"semantic checks skipped: {exc}", "warning")]
+    problems, catch_all = _findings(rule_set)
+    aside: set[str] = set()
+    while catch_all:
+        aside |= set(catch_all)
+        rules = tuple(r for r in rule_set.rules if r.id not in aside)
+        # A set of its own for the engine, which compiles one ruleset per version.
+        rest = replace(rule_set, rules=rules, version=f"{rule_set.version}-without-{len(aside)}")
+        later, catch_all = _findings(rest)
+        problems += [p for p in later if p not in problems]
+    return problems
+
+
+def _too_large(partitions: tuple[LargePartition, ...]) -> list[Problem]:
+    """One error per rule that makes a partition too large to judge, at the rule, naming what it reads; a rule
+    blamed for several partitions (stock.HK's and stock.JP's, say) is named once, with all their types."""
+    blamed: dict[str, list[LargePartition]] = {}
+    for partition in partitions:
+        for cause in partition.causes:
+            blamed.setdefault(cause.rule.id, []).append(partition)
+    problems = []
+    for rule_id, found in blamed.items():
+        largest = max(found, key=lambda partition: partition.size)
+        cause = next(c for c in largest.causes if c.rule.id == rule_id)
+        merged = replace(largest, members=tuple(v for partition in found for v in partition.members))
+        problems.append(_problem(cause.rule, merged.reason(cause)))
     return problems
 
 
 def _findings(rule_set: RuleSet) -> tuple[list[Problem], list[str]]:
-    """The problems of each rule of rule_set, and its catch-alls."""
-    space = InputSpace((rule_set,))
+    """The problems of each rule of rule_set, and its catch-alls. A rule live in a partition set aside may hold
+    or fire there: it is not said never to, and no rule is called a catch-all while a partition is unjudged."""
+    space = InputSpace((rule_set,), set_aside=True)
     seen = _observe(space, rule_set)
-    problems: list[Problem] = []
+    unjudged = {rule_id for partition in space.set_aside for rule_id in partition.live}
+    problems = _too_large(space.set_aside)
     catch_all: list[str] = []
     policies = {rule.id for rule in rule_set.rules if rule.is_policy}
     order = [rule.id for rule in rule_set.rules]
     for position, rule in enumerate(rule_set.rules):
         found = seen[rule.id]
         later = len(order) - position - 1
-        if found.holds == 0:
+        if rule.id in unjudged and found.fires == 0:
+            pass  # it may hold and fire in the partition set aside
+        elif found.holds == 0:
             problems.append(_problem(rule, "condition can never hold: no change, account, tenant or time matches it"))
         elif found.fires == 0:
             earlier = _shadows(found, order, catch_all, rule.id in policies, policies)
             problems.append(_problem(rule, f"never fires: every change it matches is refused first by {earlier}"))
-        elif found.fires == found.reaches and rule.enforcement == "deny":
+        elif found.fires == found.reaches and rule.enforcement == "deny" and not space.set_aside:
             catch_all.append(rule.id)
             hint = f"; the {later} rule(s) after it can never fire" if later else ""
             problems.append(_problem(rule, f"matches every change that reaches it: it refuses every request{hint}"))

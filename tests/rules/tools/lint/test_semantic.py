@@ -185,8 +185,15 @@ TOO_MANY = _policy(
 )
 
 
-def test_a_space_too_large_to_judge_is_a_warning_not_a_hang(tmp_path: Path):
+def test_a_rule_reading_too_much_is_an_error_at_it_not_a_hang(tmp_path: Path):
     directory, problems = _lint(tmp_path, TOO_MANY)
-    assert [(p.severity, p.text.split(":")[0]) for p in problems] == [("warning", "semantic checks skipped")]
-    assert "inputs, at most 200,000" in problems[0].text
-    assert lint(directory).clean
+    problem = _only(problems, "reads-everything")
+    assert (problem.path, problem.line, problem.column) == _at(directory, "policies.yaml", "reads-everything")
+    assert problem.is_error
+    assert problem.text.startswith(
+        "too large to analyse: it reads 'account_type' (3 values), 'residency' (28 values), 'investor_class' "
+        "(3 values), tells 31 tenants apart and reads the account status (2 values), so a change of 'options.HK' "
+        "(or 8 other type(s)) has 624,960 inputs to judge (at most 50,000 per permission type); "
+        "name fewer attribute values"
+    )
+    assert not lint(directory).clean
