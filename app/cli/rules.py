@@ -287,7 +287,13 @@ def _traced(trace_id: str) -> list[RecordedTrace]:
 @click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
 @click.option("--attribute", "attributes", multiple=True, help="With --data: an account attribute, NAME=VALUE.")
 @click.option("--at", type=UTC_TIME, default=None, help="With --data: judge at this UTC time (default now).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per explained request.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per explained request (every verdict).")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="List every rule's verdict for every change and the change's facts (the default is the brief form).",
+)
 def explain(
     rules_dir: Path | None,
     data: str | None,
@@ -298,15 +304,17 @@ def explain(
     attributes: tuple[str, ...],
     at: datetime | None,
     as_json: bool,
+    verbose: bool,
 ) -> None:
-    """Show, for each change, every rule in order with its verdict and the facts it read, and the answer.
+    """Show, for each change, the rule that decided it (or that it passed), the warn and dryrun rules that held,
+    the facts each of them read, and the answer; --verbose lists every rule in order with its verdict.
 
-    A verdict is one of: HOLDS and decides (its outcome is the answer), HOLDS and warns, HOLDS as a dryrun,
-    does not hold, outside its window, or not reached (an earlier rule decided the change, or an earlier
-    change decided the request). The facts are the change's (type, status, parts, current status, in_catalog,
-    enabled_for_tenant, named_earlier), the permissions a rule relates to (before and after the request), the
-    account's status and attributes, the tenant and the time. The answer is the envelope's code, message and
-    data (failure_index, rule_id, warnings) the caller would get.
+    A verdict (--verbose and --json) is one of: HOLDS and decides (its outcome is the answer), HOLDS and
+    warns, HOLDS as a dryrun, does not hold, outside its window, or not reached (an earlier rule decided the
+    change, or an earlier change decided the request). The facts are the change's (type, status, parts,
+    current status, in_catalog, enabled_for_tenant, named_earlier), the permissions a rule relates to (before
+    and after the request), the account's status and attributes, the tenant and the time. The answer is the
+    envelope's code, message and data (failure_index, rule_id, warnings) the caller would get.
 
     Give --data (with --enable/--state/--attribute/--at), --case, or --trace: --trace judges the request of a
     recorded decision again, with the state it met, and says whether the current rules answer differently.
@@ -348,7 +356,7 @@ def explain(
                 continue
             if position:
                 click.echo("")
-            click.echo(_printable("\n".join(trace_text(traced.answer, explanation))))
+            click.echo(_printable("\n".join(trace_text(traced.answer, explanation, verbose=verbose))))
         return
     case = _explained(result.cases, case_name, data, patterns, state, attributes, at)
     try:
@@ -361,7 +369,7 @@ def explain(
 
         click.echo(json_text(explanation_json(explanation)))
     else:
-        click.echo(_printable("\n".join(text(explanation))))
+        click.echo(_printable("\n".join(text(explanation, verbose=verbose))))
 
 
 class DiffTrouble(click.ClickException):

@@ -581,6 +581,24 @@ EXPLAINED: list[tuple[str, str, tuple[str, ...]]] = [
         ),
     ),
     (
+        "broker-policies-data-verbose",
+        BROKER,
+        (
+            "--verbose",
+            "--state",
+            "options.SH=open",
+            "--attribute",
+            "residency=CN",
+            "--attribute",
+            "account_type=cash",
+            "--at",
+            "2025-01-15T08:00:00Z",
+            "--data",
+            '{"account_no":"A1","changes":[{"permission_type":"account.deposit","permission_status":"open"},'
+            '{"permission_type":"stock.SH","permission_status":"close"}]}',
+        ),
+    ),
+    (
         "broker-policies-data-json",
         BROKER,
         (
