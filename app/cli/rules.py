@@ -399,8 +399,9 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
     Judges every catalog value (and malformed or unknown ones) x requested and current status x named
     earlier x enabled for the tenant x account status and attributes x tenant x time (each window) x the
     states of related permissions with both sets, and lists the inputs whose verdict, message, warnings or
-    dryrun hits change, grouped by the old and new deciding rule. Exit 0: no difference; 1: differences;
-    2: a directory is missing or does not lint clean.
+    dryrun hits change, grouped by the old and new deciding rule: each group with the facts it restricts and up
+    to three example requests; then the catalog values and attribute declarations added, removed or changed.
+    Exit 0: no answer differs; 1: some do; 2: a directory is missing or does not lint clean.
 
     \b
     Example:
@@ -428,6 +429,8 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
             + (
                 f"{verdicts} change verdict, {len(result.groups)} group(s) differ"
                 if result.differs
+                else "no answer differs, but the declarations above do"
+                if result.declarations.any
                 else "no difference"
             )
         )

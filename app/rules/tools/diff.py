@@ -4,13 +4,18 @@ with a compact description of each group. The plan before an apply, independent 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from app.rules.language.model import Rule, RuleSet
+from app.rules.language.clauses import atoms
+from app.rules.language.model import ACCOUNT_STATUSES, PermissionTest, Rule, RuleSet
 from app.rules.runtime.decision import ChangeVerdict
+from app.rules.runtime.facts import change_records
+from app.rules.tools import declared
+from app.rules.tools.declared import DeclarationChanges, declaration_changes
 from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point
 
 PASS = "pass"
@@ -55,6 +60,7 @@ class RuleSetDiff:
     compared: int
     groups: list[Group]
     space: InputSpace
+    declarations: DeclarationChanges = field(default_factory=DeclarationChanges)
 
     @property
     def differs(self) -> bool:
@@ -113,7 +119,14 @@ def diff(old: RuleSet, new: RuleSet) -> RuleSetDiff:
         deciding = group.new.split(" ")[0]
         return kinds.index(group.kind), order.get(deciding, len(order)), group.old
 
-    return RuleSetDiff(old.version, new.version, len(space.points), sorted(groups.values(), key=rank), space)
+    return RuleSetDiff(
+        old.version,
+        new.version,
+        len(space.points),
+        sorted(groups.values(), key=rank),
+        space,
+        declaration_changes(old, new),
+    )
 
 
 def _types(points: list[Point], space: InputSpace) -> list[str]:
@@ -137,31 +150,119 @@ def _types(points: list[Point], space: InputSpace) -> list[str]:
     return shown
 
 
-def _shown_related(point: Point) -> list[str]:
-    """The related permissions' states, a part shared with the judged type written as its placeholder."""
-    head, _, tail = point.permission_type.partition(".")
+def _relation_name(point: Point, other: str, space: InputSpace) -> str:
+    """How the rules name a related permission for the judged type: through the relation that names it, a
+    part bound from the change shown as its placeholder (`stock.<same market>`), a literal or glob part as
+    written (`account.withdraw`, `options.*`); the permission itself when no relation of either set names it."""
+    for rule_set in space.rule_sets:
+        if other not in rule_set.catalog:
+            continue
+        head, tail = list(rule_set.catalog.parts(other).values())
+        change = {"permission_type": point.permission_type, "permission_status": "open"}
+        record = change_records((change,), catalog=rule_set.catalog, enabled=frozenset(), stored={})[0]
+        for rule in rule_set.rules:
+            for test in atoms(rule.condition):
+                if isinstance(test, PermissionTest) and test.names(head, tail, record):
+                    return ".".join(f"<same {s[1:-1]}>" if s.startswith("{") else s for s in (test.head, test.tail))
+    return other
+
+
+def _shown_related(point: Point, space: InputSpace, names: dict[tuple[str, str], str]) -> list[str]:
+    """The related permissions' states, each named as the relation that reads it names it."""
     found = []
     for permission, before, after in point.related:
-        other_head, _, other_tail = permission.partition(".")
-        if other_tail == tail:
-            permission = f"{other_head}.<same {'market' if other_head != head else 'name'}>"
-        elif other_head == head:
-            permission = f"<same product>.{other_tail}"
-        found.append(f"{permission} {before}->{after}")
+        key = (point.permission_type, permission)
+        if key not in names:
+            names[key] = _relation_name(point, permission, space)
+        found.append(f"{names[key]} {before}->{after}")
     return found or ["none open"]
 
 
-def _values(points: list[Point], axis: str, read: Callable[[Point], object], domain: list[str] | None = None) -> str:
-    """The values of one axis in a group: 'any' when some point leaves it free or all values appear."""
-    applicable = [p for p in points if p.is_text] if axis in ("current", "named", "enabled") else points
-    if not applicable:
-        return ""
-    if any(axis in p.free for p in applicable):
-        return "any"
-    seen = list(dict.fromkeys(str(read(p)) for p in applicable))
-    if domain is not None and set(domain) <= set(seen):
-        return "any"
-    return ", ".join(seen)
+@dataclass(frozen=True)
+class _Axis:
+    """One fact of a group's inputs: how to read it, how to leave it out of a point, the values it can take."""
+
+    name: str  # as in Point.free
+    read: Callable[[Point], str]
+    without: Callable[[Point], Hashable]
+    domain: tuple[str, ...]
+    text_only: bool = False  # a fact of a type sent as text only
+
+
+def _restricted(points: list[Point], axis: _Axis) -> list[str]:
+    """The values an axis takes in a group, or nothing when the group does not restrict it: every point that
+    reads it has, for each value of its domain, a twin in the group differing only there (or leaves it free)."""
+    applicable = [p for p in points if p.is_text] if axis.text_only else points
+    bound = [p for p in applicable if axis.name not in p.free]
+    if not bound:
+        return []
+    seen: dict[Hashable, set[str]] = {}
+    for point in bound:
+        seen.setdefault(axis.without(point), set()).add(axis.read(point))
+    domain = set(axis.domain)
+    if all(domain <= values for values in seen.values()):
+        return []
+    return list(dict.fromkeys(axis.read(p) for p in bound))
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _without_attribute(name: str) -> Callable[[Point], Hashable]:
+    return lambda p: replace(p, attributes=tuple(a for a in p.attributes if a[0] != name))
+
+
+def _axes(space: InputSpace) -> list[tuple[str, _Axis]]:
+    """The facts a group description may state, each under its key in the description."""
+    found = [
+        (
+            "permission_status",
+            _Axis("status", lambda p: p.permission_status, lambda p: replace(p, permission_status=""), space.statuses),
+        ),
+        (
+            "current_status",
+            _Axis(
+                "current", lambda p: p.current_status, lambda p: replace(p, current_status=""), ("close", "open"), True
+            ),
+        ),
+        (
+            "named_earlier",
+            _Axis(
+                "named",
+                lambda p: _yes(p.named_earlier),
+                lambda p: replace(p, named_earlier=False, earlier_status=""),
+                ("yes", "no"),
+                True,
+            ),
+        ),
+        (
+            "enabled_for_tenant",
+            _Axis("enabled", lambda p: _yes(p.enabled), lambda p: replace(p, enabled=False), ("yes", "no"), True),
+        ),
+        (
+            "account_status",
+            _Axis(
+                "account_status", lambda p: p.account_status, lambda p: replace(p, account_status=""), ACCOUNT_STATUSES
+            ),
+        ),
+        ("tenant", _Axis("tenant", lambda p: p.tenant, lambda p: replace(p, tenant=""), space.tenants)),
+        (
+            "time",
+            _Axis(
+                "time",
+                lambda p: _interval(space, p.interval),
+                lambda p: replace(p, interval=-1),
+                tuple(_interval(space, i) for i in range(len(space.moments))),
+            ),
+        ),
+    ]
+    for name, values in space.attributes.items():
+        domain = tuple(ABSENT if v is None else v for v in values)
+        found.append(
+            (f"attributes.{name}", _Axis(f"a_{name}", _attribute_reader(name), _without_attribute(name), domain))
+        )
+    return found
 
 
 def _interval(space: InputSpace, index: int) -> str:
@@ -179,30 +280,27 @@ def _interval(space: InputSpace, index: int) -> str:
     return f"{shown(moments[index])} to {shown(moments[index + 1])}"
 
 
-def _attribute_reader(name: str) -> Callable[[Point], object]:
-    return lambda point: dict(point.attributes).get(name, "(absent)")
+ABSENT = "(absent)"
+
+
+def _attribute_reader(name: str) -> Callable[[Point], str]:
+    return lambda point: dict(point.attributes).get(name, ABSENT)
 
 
 def describe(group: Group, space: InputSpace) -> dict[str, Any]:
-    """A compact description of a group's inputs: each fact and the values it takes there."""
+    """A compact description of a group's inputs: the condition that sets them apart, i.e. each fact whose
+    values the group restricts and those values (a fact the group covers whole is left out)."""
     points = group.points
-    types = _types(points, space)
     facts: dict[str, Any] = {
         "inputs": sum(space.weight(p) for p in points),
-        "permission_types": types,
-        "permission_status": _values(points, "status", lambda p: p.permission_status, list(space.statuses)),
-        "current_status": _values(points, "current", lambda p: p.current_status, ["close", "open"]),
-        "named_earlier": _values(points, "named", lambda p: "yes" if p.named_earlier else "no", ["yes", "no"]),
-        "enabled_for_tenant": _values(points, "enabled", lambda p: "yes" if p.enabled else "no", ["yes", "no"]),
-        "account_status": _values(points, "account_status", lambda p: p.account_status),
-        "tenant": _values(points, "tenant", lambda p: p.tenant),
-        "time": _values(points, "time", lambda p: _interval(space, p.interval)),
+        "permission_types": _types(points, space),
     }
-    for name in space.attributes:
-        facts[f"attributes.{name}"] = _values(points, f"a_{name}", _attribute_reader(name))
+    for key, axis in _axes(space):
+        facts[key] = ", ".join(_restricted(points, axis))
     if any("related" not in p.free for p in points if p.is_text):
-        related = list(dict.fromkeys(s for p in points if "related" not in p.free for s in _shown_related(p)))
-        facts["related"] = related
+        names: dict[tuple[str, str], str] = {}
+        shown = (s for p in points if "related" not in p.free for s in _shown_related(p, space, names))
+        facts["related"] = list(dict.fromkeys(shown))
     return {k: v for k, v in facts.items() if v not in ("", "any", [])}
 
 
@@ -221,6 +319,19 @@ def example(point: Point, space: InputSpace) -> dict[str, Any]:
     }
 
 
+def example_points(group: Group, space: InputSpace) -> list[Point]:
+    """Up to EXAMPLES points of a group that differ in what sets the group apart (the type, the related
+    permissions, the facts the group restricts), not in a fact the group covers whole."""
+    restricted = [axis for _, axis in _axes(space) if _restricted(group.points, axis)]
+    chosen: dict[tuple[Any, ...], Point] = {}
+    for point in group.points:
+        key = (point.permission_type, point.related, *(axis.read(point) for axis in restricted))
+        chosen.setdefault(key, point)
+        if len(chosen) == EXAMPLES:
+            break
+    return list(chosen.values())
+
+
 def as_json(result: RuleSetDiff) -> dict[str, Any]:
     """Everything the text report shows, as one JSON object."""
     return {
@@ -235,10 +346,11 @@ def as_json(result: RuleSetDiff) -> dict[str, Any]:
                 "old": g.old,
                 "new": g.new,
                 **describe(g, result.space),
-                "examples": [example(p, result.space) for p in g.points[:EXAMPLES]],
+                "examples": [example(p, result.space) for p in example_points(g, result.space)],
             }
             for g in result.groups
         ],
+        **declared.as_json(result.declarations),
     }
 
 
@@ -250,8 +362,36 @@ HEADINGS = {
 }
 
 
+def _field(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def example_line(example: dict[str, Any]) -> str:
+    """One example request on a line: its changes (the judged one marked), what was open before, the tenant's
+    config, the tenant, the account and the time."""
+    changes = []
+    for index, change in enumerate(example["changes"]):
+        shown = " ".join(
+            _field(change[k]) if k in change else f"(no {k})" for k in ("permission_type", "permission_status")
+        )
+        judged = " (judged)" if index == example["judged_change"] and len(example["changes"]) > 1 else ""
+        changes.append(f"[{index}] {shown}{judged}")
+    opened = [t for t, status in example["account"].items() if status == "open"]
+    config = ", ".join(f"'{p}'" for p in example["tenant_config"]) or "none"
+    attributes = "".join(f", {k}={v}" for k, v in example["attributes"].items())
+    at = example["at"].replace("+00:00", "Z")
+    return (
+        f"{', '.join(changes)}; open before: {', '.join(opened) or 'none'}; config {config}; "
+        f"tenant {example['tenant']}; account {example['account_status']}{attributes}; at {at}"
+    )
+
+
 def report_lines(result: RuleSetDiff) -> list[str]:
-    """The text report: a heading per kind of difference, a line per group and its description."""
+    """The text report: a heading per kind of difference, a line per group, the condition that sets it apart
+    and up to three example requests (the change judged marked when there are several); then the catalog values
+    and attribute declarations added, removed or changed."""
     lines: list[str] = []
     for kind, heading in HEADINGS.items():
         groups = [g for g in result.groups if g.kind == kind]
@@ -270,4 +410,6 @@ def report_lines(result: RuleSetDiff) -> list[str]:
             if related:
                 extra = f" and {len(related) - SHOWN_RELATED} more" if len(related) > SHOWN_RELATED else ""
                 lines.append(f"      related: {', '.join(related[:SHOWN_RELATED])}{extra}")
-    return lines
+            for point in example_points(group, result.space):
+                lines.append(f"      e.g. {example_line(example(point, result.space))}")
+    return lines + declared.report_lines(result.declarations)
