@@ -365,7 +365,7 @@ HEADINGS = {
 def _field(value: object) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(value)
+    return f"{json.dumps(value)} (not text)"
 
 
 def example_line(example: dict[str, Any]) -> str:

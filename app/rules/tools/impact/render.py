@@ -269,10 +269,6 @@ def _flip_lines(flips: dict[str, Any]) -> list[str]:
     return out
 
 
-def _quoted(text: str | None) -> str:
-    return "-" if text is None else f"'{text}'"
-
-
 def _quoted_list(values: list[str]) -> str:
     return ", ".join(f"'{v}'" for v in values) or "none"
 
@@ -293,11 +289,14 @@ def _otherwise_lines(found: dict[str, Any]) -> list[str]:
 
 
 def _message_change_lines(changes: dict[str, Any]) -> list[str]:
-    return [
-        f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
-        f"{_outcome_label(c['new'])}: {_quoted(c['old']['message'])} -> {_quoted(c['new']['message'])}"
-        for c in changes["items"]
-    ]
+    out = []
+    for c in changes["items"]:
+        out.append(
+            f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
+            f"{_outcome_label(c['new'])}"
+        )
+        out.append(f"    message: {c['old']['message'] or '-'} -> {c['new']['message'] or '-'}")
+    return out
 
 
 def _by_rule_lines(doc: dict[str, Any]) -> list[str]:
@@ -361,7 +360,8 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
     if otherwise:
         again = s["decided_otherwise_changed_by_this_edit"]
         out.append(
-            f"{otherwise} {OTHERWISE}: the {OTHERWISE_MEANS}"
+            f"{otherwise} {OTHERWISE}: the old rules already decide them otherwise than recorded (under an older "
+            "rule set); not counted as this edit's"
             + (f" ({again} of them the proposed rules change again)" if again else "")
         )
     out.append(
