@@ -175,3 +175,29 @@ def test_a_decision_the_old_rules_already_decide_otherwise_is_not_a_flip_of_the_
     assert "## Decided otherwise before this edit" in page
     assert "| flipped (outcome changes) | 0 |" in page
     assert "| decided otherwise before this edit (not counted above) | 1 |" in page
+
+
+def test_a_decision_decided_otherwise_that_the_edit_changes_again_is_shown_so_and_still_not_a_flip(tmp_path):
+    import shutil
+
+    from app.rules.tools.impact.document import Compared, document
+    from app.rules.tools.impact.render import markdown, text
+
+    broker = PROJECT_ROOT / "examples" / "broker-policies"
+    edited = tmp_path / "edited"
+    shutil.copytree(broker, edited)
+    policies = edited / "policies.yaml"
+    policies.write_text(policies.read_text().replace("short selling needs a margin account", "margin accounts only"))
+    decision = _row(1, [{"permission_type": "shortsell.US", "permission_status": "open"}], {}, Decided(0, 0, None))
+    report = impact(load_rule_set(edited), [decision], old=load_rule_set(broker))
+    assert (report.flipped, report.message_changes) == (0, 0)  # recorded as accepted: the old text never reached anyone
+    assert (report.decided_otherwise, report.decided_otherwise_changed) == (1, 0)  # same outcome, other text
+
+    refusing = impact(load_rule_set(SHIPPED_RULES), [decision], old=load_rule_set(broker))
+    assert (refusing.flipped, refusing.decided_otherwise, refusing.decided_otherwise_changed) == (0, 1, 1)
+    doc = document(refusing, Compared("shipped", "broker", "--old-rules"))
+    assert doc["decided_otherwise_before_this_edit"]["items"][0]["changed_by_this_edit"] is True
+    shown = text(doc)
+    assert "; proposed rules 0 SUCCESS" in shown
+    assert "(1 of them the proposed rules change again)" in shown
+    assert "| … of which this edit changes again | 1 |" in markdown(doc)
