@@ -321,7 +321,13 @@ def _traced(trace_id: str) -> list[RecordedTrace]:
 @click.option("--state", "state", multiple=True, help="With --data: current status, TYPE=open|close (repeatable).")
 @click.option("--attribute", "attributes", multiple=True, help="With --data: an account attribute, NAME=VALUE.")
 @click.option("--at", type=UTC_TIME, default=None, help="With --data: judge at this UTC time (default now).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per explained request.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per explained request (every verdict).")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="List every rule's verdict for every change and the change's facts (the default is the brief form).",
+)
 def explain(
     rules_dir: Path | None,
     data: str | None,
@@ -332,15 +338,17 @@ def explain(
     attributes: tuple[str, ...],
     at: datetime | None,
     as_json: bool,
+    verbose: bool,
 ) -> None:
-    """Show, for each change, every rule in order with its verdict and the facts it read, and the answer.
+    """Show, for each change, the rule that decided it (or that it passed), the warn and dryrun rules that held,
+    the facts each of them read, and the answer; --verbose lists every rule in order with its verdict.
 
-    A verdict is one of: HOLDS and decides (its outcome is the answer), HOLDS and warns, HOLDS as a dryrun,
-    does not hold, outside its window, or not reached (an earlier rule decided the change, or an earlier
-    change decided the request). The facts are the change's (type, status, parts, current status, in_catalog,
-    enabled_for_tenant, named_earlier), the permissions a rule relates to (before and after the request), the
-    account's status and attributes, the tenant and the time. The answer is the envelope's code, message and
-    data (failure_index, rule_id, warnings) the caller would get.
+    A verdict (--verbose and --json) is one of: HOLDS and decides (its outcome is the answer), HOLDS and
+    warns, HOLDS as a dryrun, does not hold, outside its window, or not reached (an earlier rule decided the
+    change, or an earlier change decided the request). The facts are the change's (type, status, parts,
+    current status, in_catalog, enabled_for_tenant, named_earlier), the permissions a rule relates to (before
+    and after the request), the account's status and attributes, the tenant and the time. The answer is the
+    envelope's code, message and data (failure_index, rule_id, warnings) the caller would get.
 
     Give --data (with --enable/--state/--attribute/--at), --case, or --trace: --trace judges the request of a
     recorded decision again, with the state it met, and says whether the current rules answer differently.
@@ -382,7 +390,7 @@ def explain(
                 continue
             if position:
                 click.echo("")
-            click.echo(_printable("\n".join(trace_text(traced.answer, explanation))))
+            click.echo(_printable("\n".join(trace_text(traced.answer, explanation, verbose=verbose))))
         return
     case = _explained(result.cases, case_name, data, patterns, state, attributes, at)
     try:
@@ -395,7 +403,7 @@ def explain(
 
         click.echo(json_text(explanation_json(explanation)))
     else:
-        click.echo(_printable("\n".join(text(explanation))))
+        click.echo(_printable("\n".join(text(explanation, verbose=verbose))))
 
 
 class DiffTrouble(click.ClickException):
@@ -430,9 +438,10 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
     Judges every catalog value (and malformed or unknown ones) x requested and current status x named
     earlier x enabled for the tenant x account status and attributes x tenant x time (each window) x the
     states of related permissions with both sets, and lists the inputs whose verdict, message, warnings or
-    dryrun hits change, grouped by the old and new deciding rule. Exit 0: no difference; 1: differences;
-    2: a directory is missing or does not lint clean, or the two sets together make one permission type's
-    inputs too many to compare (one line naming the rule and what it reads).
+    dryrun hits change, grouped by the old and new deciding rule: each group with the facts it restricts and up
+    to three example requests; then the catalog values and attribute declarations added, removed or changed.
+    Exit 0: no answer differs; 1: some do; 2: a directory is missing or does not lint clean, or the two sets
+    together make one permission type's inputs too many to compare (one line naming the rule and what it reads).
 
     \b
     Example:
@@ -460,6 +469,8 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
             + (
                 f"{verdicts} change verdict, {len(result.groups)} group(s) differ"
                 if result.differs
+                else "no answer differs, but the declarations above do"
+                if result.declarations.any
                 else "no difference"
             )
         )

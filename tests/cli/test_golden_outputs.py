@@ -581,6 +581,24 @@ EXPLAINED: list[tuple[str, str, tuple[str, ...]]] = [
         ),
     ),
     (
+        "broker-policies-data-verbose",
+        BROKER,
+        (
+            "--verbose",
+            "--state",
+            "options.SH=open",
+            "--attribute",
+            "residency=CN",
+            "--attribute",
+            "account_type=cash",
+            "--at",
+            "2025-01-15T08:00:00Z",
+            "--data",
+            '{"account_no":"A1","changes":[{"permission_type":"account.deposit","permission_status":"open"},'
+            '{"permission_type":"stock.SH","permission_status":"close"}]}',
+        ),
+    ),
+    (
         "broker-policies-data-json",
         BROKER,
         (
@@ -716,6 +734,15 @@ def test_impact_and_explain_trace_over_recorded_decisions(goldens: Goldens, api:
     goldens.check("impact/close-freeze-old-rules-from-the-snapshot.txt", "rules", "impact", cwd=tmp_path, env=served)
     alone = {**env, "RULES_DIR": "proposed/rules", "INSTANCE_DIR": str(tmp_path / "no-snapshot-here")}
     goldens.check("impact/close-freeze-old-rules-from-rules-dir.txt", "rules", "impact", cwd=tmp_path, env=alone)
+    goldens.check(  # the decisions the old rules already decide otherwise: their own section, not flips
+        "impact/close-freeze-old-rules-from-rules-dir-markdown.txt",
+        "rules",
+        "impact",
+        "--format",
+        "markdown",
+        cwd=tmp_path,
+        env=alone,
+    )
     for trace in ("close-us", "options-alone", "flag"):
         goldens.check(f"explain/trace-{trace}.txt", "rules", "explain", "--rules", SHIPPED, "--trace", trace, env=env)
     goldens.check(

@@ -125,10 +125,11 @@ def test_each_kind_of_mistake_is_named_with_file_and_line(
     assert abs(int(line_part) - changed_line) <= 2, (matching[0], changed_line)
 
 
-def test_explain_shows_every_rule_in_order_for_each_change():
+def test_explain_verbose_shows_every_rule_in_order_for_each_change():
     result = permctl(
         "rules",
         "explain",
+        "--verbose",
         "--enable",
         "stock.*",
         "--state",

@@ -236,3 +236,85 @@ def test_two_sets_judged_together_too_large_name_the_rule_in_one_line_and_exit_2
         f"(at most 50,000 per permission type); {old}/policies.yaml:"
     )
     assert ": warrants-need-a-suite relates 3 permissions (4 states each): relate fewer permissions" in line
+
+
+EU_OTC_AND_WITHDRAW = """
+  - id: deposit-needs-withdraw-closed
+    description: Deposits close only once withdrawals are closed.
+    when:
+      change: {permission_type: account.deposit, permission_status: close}
+      permission: account.withdraw
+      after: open
+    message: close withdrawals first
+
+  - id: otc-professional-terms
+    description: Professional investors opening OTC are sent the professional terms.
+    enforcement: warn
+    when:
+      change: {product: otc, permission_status: open}
+      account: {investor_class: professional}
+    message: send the professional OTC terms
+
+"""
+
+
+def _signed_off_edit(tmp_path: Path) -> Path:
+    """An edit of examples/broker-policies a reviewer signs: EU residents on otc.US are no longer warned (while
+    a new warning reads the investor class of OTC openings), a new policy relates the fixed account.withdraw,
+    a group name joins the catalog, an attribute is declared and another gains a value."""
+    edited = _copy(tmp_path, BROKER_POLICIES, "edited")
+    shutil.rmtree(edited / "cases")
+    policies = edited / "policies.yaml"
+    text = policies.read_text(encoding="utf-8")
+    text = text.replace(
+        "      change: {product: otc, permission_status: open}\n",
+        "      change: {product: otc, permission_status: open}\n"
+        "      not:\n        all:\n          - change: {market: US}\n          - account: {residency: [DE, FR]}\n",
+    )
+    text = text.replace("  - id: withdraw-freeze\n", EU_OTC_AND_WITHDRAW.lstrip("\n") + "  - id: withdraw-freeze\n")
+    policies.write_text(text, encoding="utf-8")
+    catalog = edited / "catalog.yaml"
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace("names: [OSL, HAS]", "names: [OSL, HAS, HDR]"))
+    attributes = edited / "attributes.yaml"
+    attributes.write_text(
+        attributes.read_text(encoding="utf-8").replace(
+            "values: [retail, professional]", "values: [retail, professional, institutional]"
+        )
+        + "\n  - name: kyc_level\n    description: How far the holder was verified.\n    values: [basic, full]\n",
+        encoding="utf-8",
+    )
+    return edited
+
+
+def test_the_text_report_a_reviewer_signs(tmp_path: Path):
+    """Issue 20, finding 5: example requests in the text, sections for catalog values and attribute declarations
+    added or changed, a group stated by its changed condition only, a fixed related type named as written."""
+    edited = _signed_off_edit(tmp_path)
+    result = permctl("rules", "diff", str(BROKER_POLICIES), str(edited))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    warned = lines.index("  otc-open-warning -> -: 8 input(s)")
+    assert lines[warned + 1] == "      types: otc.US"
+    assert lines[warned + 2].endswith("; attributes.residency: DE, FR")  # investor_class is not what changed
+    assert "investor_class" not in lines[warned + 2]
+    examples = lines[warned + 3 : warned + 5]  # one per value the group restricts
+    assert examples[0].startswith("      e.g. [0] otc.US open; open before: none; ")
+    assert "residency=DE" in examples[0] and "residency=FR" in examples[1]
+    assert not lines[warned + 5].startswith("      e.g. ")
+    groups = [i for i, line in enumerate(lines) if line.startswith("  ") and line.endswith(" input(s)")]
+    for start, end in zip(groups, [*groups[1:], len(lines)], strict=True):
+        shown = [line for line in lines[start:end] if line.startswith("      e.g. ")]
+        assert 1 <= len(shown) <= 3, lines[start]
+    assert "      related: account.withdraw close->open, account.withdraw open->open" in lines
+    assert "<same product>" not in result.stdout
+    assert lines[lines.index("catalog values added: 1") + 1] == "  va.HDR"
+    assert lines[lines.index("attributes added: 1") + 1] == "  kyc_level: values 'basic', 'full'"
+    changed = lines.index("attribute declarations changed: 1")
+    assert lines[changed + 1] == "  investor_class: values added 'institutional'"
+
+    code, report = _json(str(BROKER_POLICIES), str(edited))
+    assert code == 1
+    assert report["catalog"] == {"added": ["va.HDR"], "removed": []}
+    assert report["attributes"]["added"] == [{"name": "kyc_level", "values": ["basic", "full"], "pattern": None}]
+    (group,) = [g for g in report["groups"] if g["old"] == "otc-open-warning"]
+    assert "attributes.investor_class" not in group and group["attributes.residency"] == "DE, FR"

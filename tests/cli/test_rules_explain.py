@@ -68,7 +68,7 @@ def test_explain_trace_judges_the_recorded_request_again(api, seeded, tmp_path: 
 
     text = ok(permctl("rules", "explain", "--trace", "trace-refused", env=env))
     assert "decision 1 trace trace-refused: tenant sg_mexc, account ACC-1, recorded " in text
-    assert "recorded answer: code 400103 NO_STATE_CHANGE at changes[1] by must-change-state; warnings []" in text
+    assert "recorded answer: code 400103 NO_STATE_CHANGE at changes[1] by must-change-state; warnings: none" in text
     assert f"\nmessage: {envelope['message']}\n" in text  # the exact message the caller got
     assert "permissions open before or after the request (before->after): " in text
     assert "account.trade open->open" in text and "stock.HK open->open" in text and "stock.US close->open" in text
@@ -89,7 +89,7 @@ def test_explain_trace_judges_the_recorded_request_again(api, seeded, tmp_path: 
     # not the account as it stands now (stock.US open since), which would be a NO_STATE_CHANGE.
     proposed = rules_dir(tmp_path, NO_US_STOCK)
     changed = ok(permctl("rules", "explain", "--rules", str(proposed), "--trace", "trace-accepted", env=env))
-    assert "recorded answer: code 0 SUCCESS; warnings []; dryrun hits []" in changed
+    assert "recorded answer: code 0 SUCCESS; warnings: none; dryrun hits: none" in changed
     assert "message: changes[0].permission_type 'stock.US': US stock is not offered" in changed
     assert changed.rstrip().endswith(
         "answer differently:\n"
@@ -124,3 +124,42 @@ def test_trace_refuses_a_request_of_its_own():
     result = permctl("rules", "explain", "--trace", "t1", "--state", "stock.HK=open")
     assert one_line_error(result).startswith("Error: --trace explains a recorded request with the state it met")
     assert result.returncode == 1
+
+
+TWO_CHANGES = (
+    "--rules",
+    "examples/broker-policies",
+    "--state",
+    "stock.SH=open",
+    "--attribute",
+    "residency=CN",
+    "--at",
+    "2025-01-15T08:00:00Z",
+    "--data",
+    '{"account_no":"A1","changes":[{"permission_type":"stock.SH","permission_status":"close"},'
+    '{"permission_type":"account.deposit","permission_status":"open"}]}',
+)
+
+
+def test_explain_is_short_by_default_and_whole_with_verbose():
+    """Issue 20, finding 6: a 2-change request is explained in at most 25 lines naming the deciding rule, the
+    facts it read, its message and the answer; --verbose lists every rule's verdict for every change."""
+    from tests.support import PROJECT_ROOT
+
+    cwd = {"cwd": PROJECT_ROOT}
+    short = ok(permctl("rules", "explain", *TWO_CHANGES, **cwd)).splitlines()
+    assert len(short) <= 25, "\n".join(short)
+    assert "  passes: no deny rule holds (20 rules judged)" in short  # closing stock.SH
+    assert "  decided by deposit-freeze-2025 (rule 18 of 20)" in short
+    assert any(line.startswith("    read: change.permission_type = account.deposit;") for line in short)
+    assert "answer: code 400106 PERMISSION_POLICY_DENIED" in short
+    assert "message: changes[1].permission_type 'account.deposit': deposits cannot be opened in January 2025" in short
+    assert 'data: {"failure_index": 1, "rule_id": "deposit-freeze-2025"}' in short
+    assert not any("does not hold" in line for line in short)
+
+    whole = ok(permctl("rules", "explain", *TWO_CHANGES, "--verbose", **cwd)).splitlines()
+    assert len(whole) > 80
+    assert sum(line.startswith("  facts: ") for line in whole) == 2
+    assert sum(line.startswith("   1. type-required ") for line in whole) == 2  # every rule, for each change
+    assert any(line.startswith("  18. deposit-freeze-2025") and "HOLDS  <- decides" in line for line in whole)
+    assert whole[-3:] == short[-4:-1]  # the same answer

@@ -91,6 +91,8 @@ def test_the_json_report_carries_what_each_flip_asked_the_counts_and_the_newly_e
         "closes_newly_refused": 1,
         "message_changes": 1,
         "not_reproduced_by_old_rules": 0,
+        "decided_otherwise_before_this_edit": 0,
+        "decided_otherwise_changed_by_this_edit": 0,
     }
     flips = {f["trace_id"]: f for f in doc["flips"]["items"]}
     assert set(flips) == {"close-us", "other-sg", "open-sg"}
@@ -126,6 +128,7 @@ def test_the_json_report_carries_what_each_flip_asked_the_counts_and_the_newly_e
         "newly_accepted": 0,
         "closes_newly_refused": 1,
         "message_changes": 1,
+        "decided_otherwise": 0,
     }
     assert (tenants["hk_other"]["replayed"], tenants["hk_other"]["flipped"]) == (1, 1)
     (reworded,) = doc["message_changes"]["items"]
@@ -157,8 +160,8 @@ def test_the_markdown_report_shows_the_same(recorded, proposed):
     assert "| accepted | `us-close-freeze` | 1 |" in markdown
     assert "| old \\ new | 400101 INVALID_PERMISSION_TYPE | 400106 PERMISSION_POLICY_DENIED |" in markdown
     assert "| 0 SUCCESS | 2 | 1 |" in markdown
-    assert "| sg_mexc | 6 | 2 | 2 | 0 | 1 | 1 |" in markdown
-    assert "| hk_other | 1 | 1 | 1 | 0 | 0 | 0 |" in markdown
+    assert "| sg_mexc | 6 | 2 | 2 | 0 | 1 | 1 | 0 |" in markdown
+    assert "| hk_other | 1 | 1 | 1 | 0 | 0 | 0 | 0 |" in markdown
     (close_row,) = [line for line in markdown.splitlines() if "`close-us`" in line]
     assert close_row.startswith("| **⚠️ close newly refused** |")
     assert "[0] `account.exchange` open<br>**→** [1] `stock.US` **close**" in close_row
@@ -196,7 +199,7 @@ def test_text_marks_a_close_newly_refused_and_ends_with_the_summary(recorded, pr
     (close_line,) = [line for line in out.splitlines() if "trace=close-us" in line]
     assert close_line.endswith("!! CLOSE NEWLY REFUSED")
     assert "asked: [0] account.exchange open, [1] stock.US close" in out
-    assert "tenant hk_other ['stock.*']: newly enabled ['stock.KR'], newly disabled ['stock.SG']" in out
+    assert "tenant hk_other (config 'stock.*'): newly enabled 'stock.KR', newly disabled 'stock.SG'" in out
     assert "!! 1 close(s) newly refused" in out
     assert f"old rules: {SHIPPED_RULES} (--old-rules, rule-set version {rule_set_version(SHIPPED_RULES)})" in out
     assert out.strip().endswith(
@@ -217,6 +220,9 @@ def test_the_old_rules_default_to_the_last_good_snapshot_then_to_rules_dir(recor
     assert alone["old"]["source"] == "RULES_DIR" and alone["old"]["rules_dir"] == str(proposed)
     assert alone["catalog"]["tenants"] == [] and alone["summary"]["message_changes"] == 0  # a set against itself
     assert alone["summary"]["not_reproduced_by_old_rules"] == 3  # RULES_DIR is not what recorded the history
+    # ... and those are not flips: the set compared with itself changes nothing.
+    assert alone["summary"]["decided_otherwise_before_this_edit"] == 3 and alone["summary"]["flipped"] == 0
+    assert alone["by_rule"] == [] and alone["decided_otherwise_before_this_edit"]["total"] == 3
     # The service that recorded the history kept its last good snapshot under its INSTANCE_DIR: what it runs.
     served = {**recorded, "RULES_DIR": str(proposed), "INSTANCE_DIR": str(seeded.instance_dir)}
     live = json.loads(ok(invoke("rules", "impact", "--json", env=served)))

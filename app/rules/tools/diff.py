@@ -4,14 +4,15 @@ with a compact description of each group. The plan before an apply, independent 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from app.rules.language.model import Rule, RuleSet
 from app.rules.runtime.decision import ChangeVerdict
-from app.rules.tools.input_space.space import MISSING, NOT_TEXT, InputSpace, Point
+from app.rules.tools import declared, group_facts
+from app.rules.tools.declared import DeclarationChanges, declaration_changes
+from app.rules.tools.input_space.space import InputSpace, Point
 
 PASS = "pass"
 SUCCESS = "SUCCESS"
@@ -55,6 +56,7 @@ class RuleSetDiff:
     compared: int
     groups: list[Group]
     space: InputSpace
+    declarations: DeclarationChanges = field(default_factory=DeclarationChanges)
 
     @property
     def differs(self) -> bool:
@@ -113,97 +115,20 @@ def diff(old: RuleSet, new: RuleSet) -> RuleSetDiff:
         deciding = group.new.split(" ")[0]
         return kinds.index(group.kind), order.get(deciding, len(order)), group.old
 
-    return RuleSetDiff(old.version, new.version, len(space.points), sorted(groups.values(), key=rank), space)
-
-
-def _types(points: list[Point], space: InputSpace) -> list[str]:
-    """The permission types of a group, a whole product or group of the catalog written as a glob."""
-    values = list(dict.fromkeys(v for p in points for v in space.members[p.permission_type]))
-    taken = set(values)
-    shown: list[str] = []
-    done: set[str] = set()
-    catalog = [v for v in space.values if v not in (MISSING, NOT_TEXT) and "." in v]
-    for value in values:
-        if value in done:
-            continue
-        head = value.partition(".")[0] if "." in value else None
-        family = [v for v in catalog if head is not None and v.partition(".")[0] == head]
-        if head is not None and len(family) > 1 and all(v in taken for v in family):
-            shown.append(f"{head}.* ({len(family)})")
-            done.update(family)
-        else:
-            shown.append(value)
-            done.add(value)
-    return shown
-
-
-def _shown_related(point: Point) -> list[str]:
-    """The related permissions' states, a part shared with the judged type written as its placeholder."""
-    head, _, tail = point.permission_type.partition(".")
-    found = []
-    for permission, before, after in point.related:
-        other_head, _, other_tail = permission.partition(".")
-        if other_tail == tail:
-            permission = f"{other_head}.<same {'market' if other_head != head else 'name'}>"
-        elif other_head == head:
-            permission = f"<same product>.{other_tail}"
-        found.append(f"{permission} {before}->{after}")
-    return found or ["none open"]
-
-
-def _values(points: list[Point], axis: str, read: Callable[[Point], object], domain: list[str] | None = None) -> str:
-    """The values of one axis in a group: 'any' when some point leaves it free or all values appear."""
-    applicable = [p for p in points if p.is_text] if axis in ("current", "named", "enabled") else points
-    if not applicable:
-        return ""
-    if any(axis in p.free for p in applicable):
-        return "any"
-    seen = list(dict.fromkeys(str(read(p)) for p in applicable))
-    if domain is not None and set(domain) <= set(seen):
-        return "any"
-    return ", ".join(seen)
-
-
-def _interval(space: InputSpace, index: int) -> str:
-    moments = space.moments
-
-    def shown(moment: datetime) -> str:
-        return moment.strftime("%Y-%m-%dT%H:%MZ")
-
-    if len(moments) == 1:
-        return "any time"
-    if index == 0:
-        return f"before {shown(moments[1])}"
-    if index == len(moments) - 1:
-        return f"from {shown(moments[index])}"
-    return f"{shown(moments[index])} to {shown(moments[index + 1])}"
-
-
-def _attribute_reader(name: str) -> Callable[[Point], object]:
-    return lambda point: dict(point.attributes).get(name, "(absent)")
+    return RuleSetDiff(
+        old.version,
+        new.version,
+        len(space.points),
+        sorted(groups.values(), key=rank),
+        space,
+        declaration_changes(old, new),
+    )
 
 
 def describe(group: Group, space: InputSpace) -> dict[str, Any]:
-    """A compact description of a group's inputs: each fact and the values it takes there."""
-    points = group.points
-    types = _types(points, space)
-    facts: dict[str, Any] = {
-        "inputs": sum(space.weight(p) for p in points),
-        "permission_types": types,
-        "permission_status": _values(points, "status", lambda p: p.permission_status, list(space.statuses)),
-        "current_status": _values(points, "current", lambda p: p.current_status, ["close", "open"]),
-        "named_earlier": _values(points, "named", lambda p: "yes" if p.named_earlier else "no", ["yes", "no"]),
-        "enabled_for_tenant": _values(points, "enabled", lambda p: "yes" if p.enabled else "no", ["yes", "no"]),
-        "account_status": _values(points, "account_status", lambda p: p.account_status),
-        "tenant": _values(points, "tenant", lambda p: p.tenant),
-        "time": _values(points, "time", lambda p: _interval(space, p.interval)),
-    }
-    for name in space.attributes:
-        facts[f"attributes.{name}"] = _values(points, f"a_{name}", _attribute_reader(name))
-    if any("related" not in p.free for p in points if p.is_text):
-        related = list(dict.fromkeys(s for p in points if "related" not in p.free for s in _shown_related(p)))
-        facts["related"] = related
-    return {k: v for k, v in facts.items() if v not in ("", "any", [])}
+    """A compact description of a group's inputs: the condition that sets them apart, i.e. each fact whose
+    values the group restricts and those values (a fact the group covers whole is left out)."""
+    return group_facts.describe(group.points, space)
 
 
 def example(point: Point, space: InputSpace) -> dict[str, Any]:
@@ -221,6 +146,11 @@ def example(point: Point, space: InputSpace) -> dict[str, Any]:
     }
 
 
+def example_points(group: Group, space: InputSpace) -> list[Point]:
+    """Up to EXAMPLES points of a group that differ in what sets the group apart."""
+    return group_facts.distinct(group.points, space, EXAMPLES)
+
+
 def as_json(result: RuleSetDiff) -> dict[str, Any]:
     """Everything the text report shows, as one JSON object."""
     return {
@@ -235,10 +165,11 @@ def as_json(result: RuleSetDiff) -> dict[str, Any]:
                 "old": g.old,
                 "new": g.new,
                 **describe(g, result.space),
-                "examples": [example(p, result.space) for p in g.points[:EXAMPLES]],
+                "examples": [example(p, result.space) for p in example_points(g, result.space)],
             }
             for g in result.groups
         ],
+        **declared.as_json(result.declarations),
     }
 
 
@@ -250,8 +181,36 @@ HEADINGS = {
 }
 
 
+def _field(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{json.dumps(value)} (not text)"
+
+
+def example_line(example: dict[str, Any]) -> str:
+    """One example request on a line: its changes (the judged one marked), what was open before, the tenant's
+    config, the tenant, the account and the time."""
+    changes = []
+    for index, change in enumerate(example["changes"]):
+        shown = " ".join(
+            _field(change[k]) if k in change else f"(no {k})" for k in ("permission_type", "permission_status")
+        )
+        judged = " (judged)" if index == example["judged_change"] and len(example["changes"]) > 1 else ""
+        changes.append(f"[{index}] {shown}{judged}")
+    opened = [t for t, status in example["account"].items() if status == "open"]
+    config = ", ".join(f"'{p}'" for p in example["tenant_config"]) or "none"
+    attributes = "".join(f", {k}={v}" for k, v in example["attributes"].items())
+    at = example["at"].replace("+00:00", "Z")
+    return (
+        f"{', '.join(changes)}; open before: {', '.join(opened) or 'none'}; config {config}; "
+        f"tenant {example['tenant']}; account {example['account_status']}{attributes}; at {at}"
+    )
+
+
 def report_lines(result: RuleSetDiff) -> list[str]:
-    """The text report: a heading per kind of difference, a line per group and its description."""
+    """The text report: a heading per kind of difference, a line per group, the condition that sets it apart
+    and up to three example requests (the change judged marked when there are several); then the catalog values
+    and attribute declarations added, removed or changed."""
     lines: list[str] = []
     for kind, heading in HEADINGS.items():
         groups = [g for g in result.groups if g.kind == kind]
@@ -270,4 +229,6 @@ def report_lines(result: RuleSetDiff) -> list[str]:
             if related:
                 extra = f" and {len(related) - SHOWN_RELATED} more" if len(related) > SHOWN_RELATED else ""
                 lines.append(f"      related: {', '.join(related[:SHOWN_RELATED])}{extra}")
-    return lines
+            for point in example_points(group, result.space):
+                lines.append(f"      e.g. {example_line(example(point, result.space))}")
+    return lines + declared.report_lines(result.declarations)

@@ -33,3 +33,29 @@ def test_a_market_added_to_the_catalog_shows_as_its_new_values(tmp_path: Path):
     }
     assert result.count("verdict") == sum(describe(g, result.space)["inputs"] for g in result.groups)
     assert diff(new, new).groups == []
+
+
+def test_declarations_added_removed_and_changed_are_named_with_their_values(tmp_path: Path):
+    from app.rules.tools.declared import report_lines
+    from tests.rules.support import BROKER_POLICIES
+
+    old = load_rule_set(rules_dir(tmp_path / "old"))
+    attributes = (BROKER_POLICIES / "attributes.yaml").read_text(encoding="utf-8")
+    edited = attributes.replace('pattern: "[A-Z]{2}"', 'pattern: "[A-Z]{2,3}"').replace(
+        "  - name: account_type\n    description: Whether the account trades on cash only or on margin.\n"
+        "    values: [cash, margin]\n",
+        "",
+    )
+    new_dir = rules_dir(tmp_path / "new", attributes=edited)
+    catalog = new_dir / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("markets: [HK,", "markets: [NZ, HK,"))
+    result = diff(old, load_rule_set(new_dir))
+    lines = report_lines(result.declarations)
+    assert lines[0].startswith("catalog values added: ") and "stock.NZ" in lines[1]
+    assert lines[2:] == [
+        "attributes removed: 1",
+        "  account_type: values 'cash', 'margin'",
+        "attribute declarations changed: 1",
+        "  residency: values match [A-Z]{2} -> values match [A-Z]{2,3}",
+    ]
+    assert diff(old, old).declarations.any is False

@@ -145,6 +145,6 @@ def test_text_and_json_carry_the_same_verdicts(engine):
     assert second["no-duplicate-type"]["verdict"] == "decides"
     assert second["no-duplicate-type"]["read"] == {"change.named_earlier": "true"}
     assert second["must-change-state"]["verdict"] == "not_reached_rule"
-    lines = text(explanation)
+    lines = text(explanation, verbose=True)
     assert "  facts: " in "\n".join(lines) and "earlier_index=0" in "\n".join(lines)
     assert lines[-2] == "message: changes[1].permission_type 'stock.US': is already named by changes[0]"

@@ -133,3 +133,71 @@ def test_a_long_request_shows_its_first_changes_and_the_refused_one_in_markdown_
     asked = row.split(" | ")[6].split("<br>")
     assert asked[:1] == ["[0] `stock.HK` open"] and len(asked) == 8 + 1 + 1
     assert asked[-2:] == ["**→** [10] `flag.options` **close**", "… 3 more"]
+
+
+def test_a_decision_the_old_rules_already_decide_otherwise_is_not_a_flip_of_the_edit(tmp_path):
+    """Recorded under the shipped set (accepted); the broker set B refuses it (shortsell-margin-only); C edits only
+    ipo-closed-markets. Impact B -> C blames C for nothing: the decision is 'decided otherwise before this edit'
+    in every format, never among the flips nor in the per-rule counts."""
+    import shutil
+
+    from app.rules.tools.impact.document import Compared, document
+    from app.rules.tools.impact.render import markdown, text
+
+    broker = PROJECT_ROOT / "examples" / "broker-policies"
+    edited = tmp_path / "edited"
+    shutil.copytree(broker, edited)
+    policies = edited / "policies.yaml"
+    policies.write_text(policies.read_text().replace("market: [JP, DE], permission_status: open", "market: [JP]"))
+    old, proposed = load_rule_set(broker), load_rule_set(edited)
+    assert old.version != proposed.version
+    decision = _row(1, [{"permission_type": "shortsell.US", "permission_status": "open"}], {}, Decided(0, 0, None))
+
+    report = impact(proposed, [decision], old=old)
+    assert (report.flipped, report.flips, dict(report.by_rule), dict(report.newly_decided_by)) == (0, [], {}, {})
+    assert (report.newly_refused, report.by_tenant["sg_mexc"].flipped) == (0, 0)
+    assert (report.decided_otherwise, report.decided_otherwise_changed) == (1, 0)
+    (found,) = report.decided_otherwise_list
+    assert (found.old.rule_id, found.new.rule_id, found.changed_by_edit) == ("shortsell-margin-only",) * 2 + (False,)
+
+    doc = document(report, Compared("edited", "broker", "--old-rules"))
+    assert doc["summary"]["flipped"] == 0 and doc["by_rule"] == [] and doc["flips"]["items"] == []
+    assert doc["summary"]["decided_otherwise_before_this_edit"] == 1
+    (item,) = doc["decided_otherwise_before_this_edit"]["items"]
+    assert (item["decision_id"], item["recorded"]["code"], item["old"]["rule_id"]) == (1, 0, "shortsell-margin-only")
+    assert item["changed_by_this_edit"] is False
+    shown = text(doc)
+    assert "decided otherwise before this edit: decision 1 trace=t1" in shown
+    assert "old rules 400106 PERMISSION_POLICY_DENIED at changes[0] by shortsell-margin-only" in shown
+    assert "shortsell-margin-only: would newly decide" not in shown
+    assert shown.strip().endswith(f"1 decisions replayed through rule-set version {proposed.version}; 0 would change")
+    page = markdown(doc)
+    assert "## Decided otherwise before this edit" in page
+    assert "| flipped (outcome changes) | 0 |" in page
+    assert "| decided otherwise before this edit (not counted above) | 1 |" in page
+
+
+def test_a_decision_decided_otherwise_that_the_edit_changes_again_is_shown_so_and_still_not_a_flip(tmp_path):
+    import shutil
+
+    from app.rules.tools.impact.document import Compared, document
+    from app.rules.tools.impact.render import markdown, text
+
+    broker = PROJECT_ROOT / "examples" / "broker-policies"
+    edited = tmp_path / "edited"
+    shutil.copytree(broker, edited)
+    policies = edited / "policies.yaml"
+    policies.write_text(policies.read_text().replace("short selling needs a margin account", "margin accounts only"))
+    decision = _row(1, [{"permission_type": "shortsell.US", "permission_status": "open"}], {}, Decided(0, 0, None))
+    report = impact(load_rule_set(edited), [decision], old=load_rule_set(broker))
+    assert (report.flipped, report.message_changes) == (0, 0)  # recorded as accepted: the old text never reached anyone
+    assert (report.decided_otherwise, report.decided_otherwise_changed) == (1, 0)  # same outcome, other text
+
+    refusing = impact(load_rule_set(SHIPPED_RULES), [decision], old=load_rule_set(broker))
+    assert (refusing.flipped, refusing.decided_otherwise, refusing.decided_otherwise_changed) == (0, 1, 1)
+    doc = document(refusing, Compared("shipped", "broker", "--old-rules"))
+    assert doc["decided_otherwise_before_this_edit"]["items"][0]["changed_by_this_edit"] is True
+    shown = text(doc)
+    assert "; proposed rules 0 SUCCESS" in shown
+    assert "(1 of them the proposed rules change again)" in shown
+    assert "| … of which this edit changes again | 1 |" in markdown(doc)

@@ -74,9 +74,9 @@ def differences(recorded: RecordedAnswer, current: Answer) -> list[str]:
         )
     shown = tuple(w["rule_id"] for w in current.data.get("warnings", ()))  # the warnings the caller read
     if recorded.warned_by is not None and recorded.warned_by != shown:
-        found.append(f"warnings: recorded {list(recorded.warned_by)}, now {list(shown)}")
+        found.append(f"warnings: recorded {_rule_ids(recorded.warned_by)}, now {_rule_ids(shown)}")
     if recorded.dryrun_by is not None and recorded.dryrun_by != current.dryrun_by:
-        found.append(f"dryrun hits: recorded {list(recorded.dryrun_by)}, now {list(current.dryrun_by)}")
+        found.append(f"dryrun hits: recorded {_rule_ids(recorded.dryrun_by)}, now {_rule_ids(current.dryrun_by)}")
     return found
 
 
@@ -84,3 +84,7 @@ def _outcome(code: int, failure_index: int, rule_id: str | None) -> str:
     if rule_id is None:
         return f"{code} {code_name(code)}"
     return f"{code} {code_name(code)} at changes[{failure_index}] by {rule_id}"
+
+
+def _rule_ids(rule_ids: tuple[str, ...]) -> str:
+    return ", ".join(f"'{rule_id}'" for rule_id in rule_ids) or "none"

@@ -59,17 +59,63 @@ def _answer_lines(answer: Answer) -> list[str]:
     return lines
 
 
-def text(explanation: Explanation) -> list[str]:
-    """The explanation as lines: the context, each change with every rule's verdict and reads, the answer."""
-    e = explanation
+def _context_lines(e: Explanation) -> list[str]:
     attributes = ", ".join(f"{k}={v}" for k, v in e.attributes.items()) or "none"
     opened = ", ".join(f"{p['type']} {p['before']}->{p['after']}" for p in e.permissions) or "none"
-    lines = [
+    return [
         f"rule-set version {e.rule_set_version}; at {e.at.isoformat()}",
         f"tenant {e.tenant_id}, config {json_text(list(e.tenant_patterns))}",
         f"account {e.account_status}, attributes: {attributes}",
         f"permissions open before or after the request (before->after): {opened}",
     ]
+
+
+def _read_line(rule: RuleVerdict, indent: str) -> list[str]:
+    """The facts a rule's condition read, each test with its value, on one line."""
+    if not rule.facts:
+        return []
+    return [f"{indent}read: " + "; ".join(f"{f.name} = {f.value}" for f in rule.facts)]
+
+
+SHORT_VERDICT = {
+    Verdict.DECIDES: "decided by",
+    Verdict.WARNS: "warned by",
+    Verdict.DRYRUN: "dryrun hit by",
+}
+SHORT_NOTE = {
+    Verdict.DECIDES: "",
+    Verdict.WARNS: "; a warning in data.warnings, the change goes on",
+    Verdict.DRYRUN: "; recorded, the caller sees nothing",
+}
+
+
+def _short_change(change: ChangeExplanation, explanation: Explanation) -> list[str]:
+    """One change in brief: the rules that held and counted (decides, warns, dryrun) and what they read."""
+    lines = [f"changes[{change.index}] {json_text(change.change)}"]
+    if change.rules and all(r.verdict is Verdict.NOT_REACHED_CHANGE for r in change.rules):
+        index = explanation.answer.data.get("failure_index")
+        return [*lines, f"  not judged: changes[{index}] decided the request"]
+    for position, rule in enumerate(change.rules, start=1):
+        if rule.verdict in SHORT_VERDICT:
+            lines.append(
+                f"  {SHORT_VERDICT[rule.verdict]} {rule.rule_id} (rule {position} of {len(change.rules)}"
+                f"{SHORT_NOTE[rule.verdict]})"
+            )
+            lines.extend(_read_line(rule, "    "))
+    if not any(r.verdict is Verdict.DECIDES for r in change.rules):
+        lines.append(f"  passes: no deny rule holds ({len(change.rules)} rules judged)")
+    return lines
+
+
+def text(explanation: Explanation, *, verbose: bool = False) -> list[str]:
+    """The explanation as lines: the context, each change, the answer. In brief, per change the deciding rule
+    (or that it passed) and the warn and dryrun hits with the facts they read; verbose, every rule's verdict."""
+    e = explanation
+    lines = _context_lines(e)
+    if not verbose:
+        for change in e.changes:
+            lines += ["", *_short_change(change, e)]
+        return [*lines, "", *_answer_lines(e.answer), "(every rule's verdict for every change: --verbose)"]
     width = max((len(r.rule_id) for c in e.changes for r in c.rules), default=0)
     for change in e.changes:
         lines.append("")
@@ -78,8 +124,7 @@ def text(explanation: Explanation) -> list[str]:
         for position, rule in enumerate(change.rules, start=1):
             kind = "" if rule.enforcement == "deny" else f" [{rule.enforcement}]"
             lines.append(f"  {position:>2}. {rule.rule_id:<{width}}  {_verdict_text(rule, e)}{kind}")
-            if rule.facts:
-                lines.append("        read: " + "; ".join(f"{f.name} = {f.value}" for f in rule.facts))
+            lines.extend(_read_line(rule, "        "))
     lines.append("")
     return lines + _answer_lines(e.answer)
 
@@ -134,19 +179,23 @@ def _recorded_json(recorded: RecordedAnswer) -> dict[str, Any]:
     }
 
 
-def trace_text(recorded: RecordedAnswer, explanation: Explanation) -> list[str]:
+def _rule_ids(rule_ids: tuple[str, ...]) -> str:
+    return ", ".join(f"'{rule_id}'" for rule_id in rule_ids) or "none"
+
+
+def trace_text(recorded: RecordedAnswer, explanation: Explanation, *, verbose: bool = False) -> list[str]:
     """A recorded decision: what it was, the explanation by the current rules, and whether they differ."""
     r = recorded
     rule = f" at changes[{r.failure_index}] by {r.rule_id}" if r.rule_id else ""
-    warned = "" if r.warned_by is None else f"; warnings {list(r.warned_by)}"
-    dryrun = "" if r.dryrun_by is None else f"; dryrun hits {list(r.dryrun_by)}"
+    warned = "" if r.warned_by is None else f"; warnings: {_rule_ids(r.warned_by)}"
+    dryrun = "" if r.dryrun_by is None else f"; dryrun hits: {_rule_ids(r.dryrun_by)}"
     lines = [
         f"decision {r.decision_id} trace {r.trace_id}: tenant {r.tenant_id}, account {r.account_no}, "
         f"recorded {r.created_at.isoformat()} by rule-set version {r.rule_set_version}",
         f"recorded answer: code {r.code} {r.code_name}{rule}{warned}{dryrun}",
         "",
         "judged again by the current rules:",
-        *text(explanation),
+        *text(explanation, verbose=verbose),
         "",
     ]
     found = differences(recorded, explanation.answer)

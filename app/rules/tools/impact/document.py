@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.rules.tools.impact.replay import Decided, Flip, ImpactReport, MessageChange, Recorded
+from app.rules.tools.impact.replay import Decided, DecidedOtherwise, Flip, ImpactReport, MessageChange, Recorded
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,16 @@ def _message_change(change: MessageChange) -> dict[str, Any]:
     }
 
 
+def _decided_otherwise(found: DecidedOtherwise) -> dict[str, Any]:
+    return {
+        **_request(found.decision),
+        "changed_by_this_edit": found.changed_by_edit,
+        "recorded": _outcome(found.decision.outcome, None),
+        "old": _outcome(found.old, found.old_message),
+        "new": _outcome(found.new, found.new_message),
+    }
+
+
 def _selection(compared: Compared, total: int, shown: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "total": total,
@@ -108,7 +118,9 @@ def document(report: ImpactReport, compared: Compared) -> dict[str, Any]:
             "newly_accepted": report.newly_accepted,
             "closes_newly_refused": report.closes_newly_refused,
             "message_changes": report.message_changes,
-            "not_reproduced_by_old_rules": report.not_reproduced if report.old_version else None,
+            "not_reproduced_by_old_rules": report.decided_otherwise if report.old_version else None,
+            "decided_otherwise_before_this_edit": report.decided_otherwise if report.old_version else None,
+            "decided_otherwise_changed_by_this_edit": report.decided_otherwise_changed if report.old_version else None,
         },
         "by_rule": [
             {"old_rule_id": old, "new_rule_id": new, "count": count}
@@ -134,6 +146,9 @@ def document(report: ImpactReport, compared: Compared) -> dict[str, Any]:
         "flips": _selection(compared, report.flipped, [_flip(f) for f in report.flips]),
         "message_changes": _selection(
             compared, report.message_changes, [_message_change(c) for c in report.message_change_list]
+        ),
+        "decided_otherwise_before_this_edit": _selection(
+            compared, report.decided_otherwise, [_decided_otherwise(d) for d in report.decided_otherwise_list]
         ),
         "catalog": None
         if catalog is None

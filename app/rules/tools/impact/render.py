@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 CLOSE_MARK = "⚠️ close newly refused"
+OTHERWISE = "decided otherwise before this edit"
+OTHERWISE_MEANS = (
+    "recorded decisions the old rules already decide otherwise than recorded (they were recorded under an "
+    "older rule set): not flips of this edit, and not counted among them"
+)
 
 
 def _cell(value: object) -> str:
@@ -103,8 +108,9 @@ def _summary_md(s: dict[str, Any]) -> list[str]:
         ["**closes newly refused**", s["closes_newly_refused"]],
         ["message changes (same code, other text)", s["message_changes"]],
     ]
-    if s["not_reproduced_by_old_rules"] is not None:
-        rows.append(["recorded decisions the old rules decide otherwise", s["not_reproduced_by_old_rules"]])
+    if s["decided_otherwise_before_this_edit"] is not None:
+        rows.append([f"{OTHERWISE} (not counted above)", s["decided_otherwise_before_this_edit"]])
+        rows.append(["… of which this edit changes again", s["decided_otherwise_changed_by_this_edit"]])
     return ["## Summary", "", *_table(["", "decisions"], [[label, str(n)] for label, n in rows]), ""]
 
 
@@ -127,7 +133,15 @@ def _by_rule_md(doc: dict[str, Any]) -> list[str]:
     ]
 
 
-TENANT_COUNTS = ("replayed", "flipped", "newly_refused", "newly_accepted", "closes_newly_refused", "message_changes")
+TENANT_COUNTS = (
+    "replayed",
+    "flipped",
+    "newly_refused",
+    "newly_accepted",
+    "closes_newly_refused",
+    "message_changes",
+    "decided_otherwise",
+)
 
 
 def _tenants_md(tenants: list[dict[str, Any]]) -> list[str]:
@@ -139,7 +153,8 @@ def _tenants_md(tenants: list[dict[str, Any]]) -> list[str]:
 def markdown(doc: dict[str, Any]) -> str:
     """A report a reviewer reads in a pull request."""
     out = _intro_md(doc) + _summary_md(doc["summary"]) + _by_rule_md(doc) + _tenants_md(doc["by_tenant"])
-    out += _flips_md(doc["flips"]) + _messages_md(doc["message_changes"]) + _dryrun_md(doc["dryrun"])
+    out += _flips_md(doc["flips"]) + _messages_md(doc["message_changes"])
+    out += _otherwise_md(doc["decided_otherwise_before_this_edit"]) + _dryrun_md(doc["dryrun"])
     out += _catalog_md(doc["catalog"])
     return "\n".join(out).rstrip() + "\n"
 
@@ -189,6 +204,28 @@ def _messages_md(changes: dict[str, Any]) -> list[str]:
     return out + _table(header, rows) + [""]
 
 
+def _otherwise_md(found: dict[str, Any]) -> list[str]:
+    if not found["total"]:
+        return []
+    heading = OTHERWISE[0].upper() + OTHERWISE[1:]
+    out = [f"## {heading}", "", f"The {OTHERWISE_MEANS}. Showing {_shown_note(found)}.", ""]
+    rows = [
+        [
+            str(d["decision_id"]),
+            _code(d["trace_id"]),
+            _cell(d["tenant"]),
+            _cell(d["account_no"]),
+            _asked_md(d["asked"], None),
+            f"{_code(_outcome_label(d['recorded']))}<br>under `{_cell(d['recorded_rule_set_version'])}`",
+            _outcome_md(d["old"]),
+            _outcome_md(d["new"]) if d["changed_by_this_edit"] else "the same",
+        ]
+        for d in found["items"]
+    ]
+    header = ["decision", "trace", "tenant", "account", "asked", "recorded", "old rules", "proposed rules"]
+    return out + _table(header, rows) + [""]
+
+
 def _dryrun_md(dryrun: list[dict[str, Any]]) -> list[str]:
     if not dryrun:
         return []
@@ -232,12 +269,34 @@ def _flip_lines(flips: dict[str, Any]) -> list[str]:
     return out
 
 
+def _quoted_list(values: list[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values) or "none"
+
+
+def _otherwise_lines(found: dict[str, Any]) -> list[str]:
+    out = []
+    for d in found["items"]:
+        now = f"proposed rules {_outcome_label(d['new'])}" if d["changed_by_this_edit"] else "proposed rules the same"
+        out.append(
+            f"{OTHERWISE}: decision {d['decision_id']} trace={d['trace_id']} tenant={d['tenant']} "
+            f"account={d['account_no']} ({d['at']}): recorded {_outcome_label(d['recorded'])} under version "
+            f"{d['recorded_rule_set_version']}; old rules {_outcome_label(d['old'])}; {now}"
+        )
+        out.append(f"    asked: {_asked_text(d['asked'])}")
+    if found["shown"] < found["total"]:
+        out.append(f"(showing {_shown_note(found)} decisions {OTHERWISE})")
+    return out
+
+
 def _message_change_lines(changes: dict[str, Any]) -> list[str]:
-    return [
-        f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
-        f"{_outcome_label(c['new'])}: {c['old']['message']!r} -> {c['new']['message']!r}"
-        for c in changes["items"]
-    ]
+    out = []
+    for c in changes["items"]:
+        out.append(
+            f"message change: decision {c['decision_id']} trace={c['trace_id']} tenant={c['tenant']} "
+            f"{_outcome_label(c['new'])}"
+        )
+        out.append(f"    message: {c['old']['message'] or '-'} -> {c['new']['message'] or '-'}")
+    return out
 
 
 def _by_rule_lines(doc: dict[str, Any]) -> list[str]:
@@ -257,8 +316,9 @@ def _tenant_lines(tenants: list[dict[str, Any]]) -> list[str]:
         f"tenant {t['tenant']}: {t['flipped']} of {t['replayed']} would change ({t['newly_refused']} newly "
         f"refused, {t['newly_accepted']} newly accepted, {t['closes_newly_refused']} closes newly refused, "
         f"{t['message_changes']} message changes)"
+        + (f"; {t['decided_otherwise']} {OTHERWISE}" if t["decided_otherwise"] else "")
         for t in tenants
-        if t["flipped"] or t["message_changes"]
+        if t["flipped"] or t["message_changes"] or t["decided_otherwise"]
     ]
 
 
@@ -277,8 +337,8 @@ def _catalog_lines(catalog: dict[str, Any] | None) -> list[str]:
     if catalog is None:
         return []
     return [
-        f"tenant {t['tenant']} {list(t['patterns'])}: newly enabled {t['newly_enabled'] or '-'}, "
-        f"newly disabled {t['newly_disabled'] or '-'}"
+        f"tenant {t['tenant']} (config {_quoted_list(t['patterns'])}): newly enabled "
+        f"{_quoted_list(t['newly_enabled'])}, newly disabled {_quoted_list(t['newly_disabled'])}"
         for t in catalog["tenants"]
     ]
 
@@ -296,6 +356,14 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
         out.append(f"!! {s['closes_newly_refused']} close(s) newly refused")
     if s["message_changes"]:
         out.append(f"{s['message_changes']} message change(s) (same code, other text)")
+    otherwise = s["decided_otherwise_before_this_edit"]
+    if otherwise:
+        again = s["decided_otherwise_changed_by_this_edit"]
+        out.append(
+            f"{otherwise} {OTHERWISE}: the old rules already decide them otherwise than recorded (under an older "
+            "rule set); not counted as this edit's"
+            + (f" ({again} of them the proposed rules change again)" if again else "")
+        )
     out.append(
         f"{s['replayed']} decisions replayed through rule-set version {doc['proposed']['rule_set_version']}; "
         f"{s['flipped']} would change"
@@ -308,6 +376,7 @@ def text(doc: dict[str, Any]) -> str:
     out = [
         *_flip_lines(doc["flips"]),
         *_message_change_lines(doc["message_changes"]),
+        *_otherwise_lines(doc["decided_otherwise_before_this_edit"]),
         *_by_rule_lines(doc),
         *_by_code_lines(doc["by_code"]),
         *_tenant_lines(doc["by_tenant"]),

@@ -4,7 +4,8 @@ history (per rule, tenant and old → new code), and the flipped decisions thems
 Decisions arrive as an iterable (the repository streams the table in batches) and are replayed one at a time;
 only the counters and the shown flips are kept. When the old rule set is given, each decision is also replayed
 through it: that gives the message the caller got (the decisions table keeps codes, not texts), message changes,
-and how many recorded decisions the old set would not reproduce.
+and the decisions the old set already decides otherwise than recorded (recorded under an older set). Those are
+not the edit's doing: they are kept apart ("decided otherwise before this edit"), never counted as flips.
 """
 
 from __future__ import annotations
@@ -127,6 +128,23 @@ class MessageChange:
     new_message: str | None
 
 
+@dataclass(frozen=True)
+class DecidedOtherwise:
+    """A recorded decision the old rule set of the comparison already decides otherwise than recorded (it was
+    recorded under an older set): not a flip of the edit. The edit may change it further (old != new)."""
+
+    decision: Recorded
+    old: Decided
+    old_message: str | None
+    new: Decided
+    new_message: str | None
+
+    @property
+    def changed_by_edit(self) -> bool:
+        """The proposed rules decide it otherwise than the old ones as well."""
+        return self.new != self.old
+
+
 @dataclass
 class TenantCounts:
     """Exact counts for one tenant's recorded decisions."""
@@ -137,6 +155,7 @@ class TenantCounts:
     newly_accepted: int = 0
     closes_newly_refused: int = 0
     message_changes: int = 0
+    decided_otherwise: int = 0
 
 
 DRYRUN_EXAMPLES = 10  # decision ids kept per dryrun rule, to show
@@ -154,7 +173,8 @@ class ImpactReport:
     newly_accepted: int = 0
     closes_newly_refused: int = 0
     message_changes: int = 0
-    not_reproduced: int = 0  # decisions the old rule set decides differently from the record
+    decided_otherwise: int = 0  # decisions the old rule set already decides otherwise than recorded
+    decided_otherwise_changed: int = 0  # of those, the ones the proposed rules decide otherwise again
     recorded_versions: Counter[str] = field(default_factory=Counter)
     newly_decided_by: Counter[str] = field(default_factory=Counter)
     no_longer_decided_by: Counter[str] = field(default_factory=Counter)
@@ -165,6 +185,7 @@ class ImpactReport:
     dryrun_examples: dict[str, list[int]] = field(default_factory=dict)
     shown_flips: Shown[Flip] = field(default_factory=lambda: Shown(None))
     shown_message_changes: Shown[MessageChange] = field(default_factory=lambda: Shown(None))
+    shown_decided_otherwise: Shown[DecidedOtherwise] = field(default_factory=lambda: Shown(None))
     catalog: CatalogImpact | None = None
 
     @property
@@ -176,6 +197,11 @@ class ImpactReport:
     def message_change_list(self) -> list[MessageChange]:
         """The message changes chosen to be shown."""
         return self.shown_message_changes.items
+
+    @property
+    def decided_otherwise_list(self) -> list[DecidedOtherwise]:
+        """The decisions decided otherwise before this edit, chosen to be shown."""
+        return self.shown_decided_otherwise.items
 
 
 def impact(
@@ -196,6 +222,7 @@ def impact(
         old_version=old.version if old is not None else None,
         shown_flips=Shown(limit, seed=seed),
         shown_message_changes=Shown(limit, seed=seed),
+        shown_decided_otherwise=Shown(limit, seed=seed),
     )
     for decision in decisions:
         new = replay(engine, decision)
@@ -215,11 +242,11 @@ def _count(report: ImpactReport, decision: Recorded, new: Replayed, before: Repl
         examples = report.dryrun_examples.setdefault(rule_id, [])
         if len(examples) < DRYRUN_EXAMPLES:
             examples.append(decision.id)
-    reproduced = before is not None and before.outcome == recorded
-    if before is not None and not reproduced:
-        report.not_reproduced += 1
-    old_message = before.message if before is not None and reproduced else None
-    if reproduced and recorded.code == new.outcome.code and old_message != new.message:
+    if before is not None and before.outcome != recorded:
+        _decided_otherwise(report, tenant, decision, new, before)
+        return
+    old_message = before.message if before is not None else None
+    if before is not None and recorded.code == new.outcome.code and old_message != new.message:
         report.message_changes += 1
         tenant.message_changes += 1
         report.shown_message_changes.offer(MessageChange(decision, new.outcome, old_message, new.message))
@@ -244,3 +271,15 @@ def _count(report: ImpactReport, decision: Recorded, new: Replayed, before: Repl
     if flip.close_newly_refused:
         report.closes_newly_refused += 1
         tenant.closes_newly_refused += 1
+
+
+def _decided_otherwise(
+    report: ImpactReport, tenant: TenantCounts, decision: Recorded, new: Replayed, before: Replayed
+) -> None:
+    """A decision the old rules already decide otherwise than recorded: its own group, never a flip."""
+    found = DecidedOtherwise(decision, before.outcome, before.message, new.outcome, new.message)
+    report.decided_otherwise += 1
+    tenant.decided_otherwise += 1
+    if found.changed_by_edit:
+        report.decided_otherwise_changed += 1
+    report.shown_decided_otherwise.offer(found)
