@@ -98,19 +98,39 @@ class CaseResult:
 
     @property
     def mismatches(self) -> list[str]:
-        """What differs from the expectation, each naming the expected and the actual value."""
+        """What differs from the expectation, each naming the expected and the actual value, as a person reads
+        them: `expected success, got PERMISSION_POLICY_DENIED (400106) at change 0 by 'otc-freeze'`."""
         e, o = self.case.expect, self.outcome
         found = []
         if (e.code, e.failure_index, e.rule_id) != (o.code, o.failure_index, o.rule_id):
             found.append(
-                f"expected {e.code} at {e.failure_index} by {e.rule_id}, "
-                f"got {o.code} at {o.failure_index} by {o.rule_id}"
+                f"expected {_answer_shown(e.code, e.failure_index, e.rule_id)}, "
+                f"got {_answer_shown(o.code, o.failure_index, o.rule_id)}"
             )
         if e.message is not None and e.message != o.message:
-            found.append(f"expected message {e.message!r}, got {o.message!r}")
+            found.append(f"expected message {_quoted(e.message)}, got {_quoted(o.message)}")
         if e.warnings is not None and tuple(e.warnings) != o.warnings:
-            found.append(f"expected warnings {list(e.warnings)}, got {list(o.warnings)}")
+            found.append(f"expected {_warnings_shown(e.warnings)}, got {_warnings_shown(o.warnings)}")
         return found
+
+
+def _quoted(text: str) -> str:
+    """Text in single quotes, whatever quotes it holds; line breaks and tabs shown as \\n and \\t."""
+    return "'" + text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + "'"
+
+
+def _answer_shown(code: str, failure_index: int, rule_id: str | None) -> str:
+    """An answer as a case line names it: success, or the code (its number too), the change and the rule."""
+    if code == "SUCCESS" and failure_index == 0 and rule_id is None:
+        return "success"
+    number = f" ({int(Code[code])})" if code in Code.__members__ else ""
+    at = f" at change {failure_index}" if rule_id is not None or failure_index != 0 else ""
+    by = f" by {_quoted(rule_id)}" if rule_id is not None else ""
+    return f"{code}{number}{at}{by}"
+
+
+def _warnings_shown(warnings: Sequence[str]) -> str:
+    return "warnings " + ", ".join(_quoted(w) for w in warnings) if warnings else "no warnings"
 
 
 @dataclass
@@ -279,7 +299,12 @@ def _a_case_code(code: Any) -> bool:
 
 
 def _unknown_code(code: Any) -> str:
-    return f"unknown code {code!r} (use one of {', '.join(sorted(CASE_CODES))})"
+    codes = ", ".join(sorted(CASE_CODES))
+    if code is None:
+        return f"'code' is missing or empty (use one of {codes})"
+    if not isinstance(code, str):
+        return f"'code' is one name, not a list or a number (use one of {codes})"
+    return f"unknown code '{code}' (use one of {codes})"
 
 
 NO_RULE_CODES = ("SUCCESS", "INVALID_REQUEST")
