@@ -71,6 +71,10 @@ class RuleContext:
         """Report a mistake of this rule at a key of node (at node itself when the key is not there)."""
         self.reader.problem(node, self.rule_id, text, key)
 
+    def problem_at(self, place: tuple[int, int], text: str) -> None:
+        """Report a mistake of this rule at a line and column (a value, rather than its key)."""
+        self.reader.problems.append(Problem(self.reader.shown, *place, self.rule_id, text))
+
 
 def _text_problem(item: Any, what: str) -> str | None:
     """Why one value of a text MATCH cannot be matched, or None."""
@@ -224,7 +228,7 @@ def _account_test(ctx: RuleContext, node: CommentedMap, field: Any, value: Any) 
         return None
     never = _never_held(ctx, node, str(field), value)
     for place, text in never:
-        ctx.reader.problems.append(Problem(ctx.reader.shown, *place, ctx.rule_id, text))
+        ctx.problem_at(place, text)
     return None if never else AccountTest(str(field), parsed)
 
 
