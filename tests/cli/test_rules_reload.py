@@ -28,7 +28,7 @@ def test_a_set_whose_cases_fail_is_refused_with_the_cases_and_nothing_is_asked(d
     # lint's warnings (this set's freeze refuses closes) are shown too; the refusal is for the failing case
     assert [line for line in stderr.strip().splitlines() if ": warning: " not in line] == [
         f"{live}/cases/catalog.yaml:38:1: {FAILING_CASE}: case fails: "
-        "expected SUCCESS at 0 by None, got PERMISSION_POLICY_DENIED at 0 by otc-freeze",
+        "expected success, got PERMISSION_POLICY_DENIED (400106) at change 0 by 'otc-freeze'",
         f"Error: {live}: 1 regression case(s) fail: reload not requested; running workers keep their rule set",
     ]
     assert _generation(database_url) == 0  # no worker was asked to reload

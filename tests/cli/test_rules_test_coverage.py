@@ -48,7 +48,7 @@ def test_a_wrong_expected_message_fails_naming_both_texts(tmp_path: Path):
     result = permctl("rules", "test", "--rules", str(rules), "--junit", str(report))
     assert result.returncode == 1
     assert result.stdout.strip().splitlines()[-1].endswith(" passed, 1 failed")
-    expected_line = f"""expected message "changes[0].permission_status 'open': already open", got "{RIGHT}\""""
+    expected_line = f"expected message 'changes[0].permission_status 'open': already open', got '{RIGHT}'"
     assert re.search(r"PASS  .*messages.yaml:\d+  the caller reads the exact message", result.stdout)
     assert re.search(
         r"FAIL  .*messages.yaml:\d+  a wrong message fails\n      " + re.escape(expected_line), result.stdout
@@ -80,7 +80,7 @@ def test_expected_warnings_are_compared_in_order(tmp_path: Path):
     )
     result = permctl("rules", "test", "--rules", str(rules))
     assert result.returncode == 1
-    assert "      expected warnings [], got ['us-reminder']" in result.stdout
+    assert "      expected no warnings, got warnings 'us-reminder'" in result.stdout
     assert result.stdout.count("FAIL  ") == 1
 
 

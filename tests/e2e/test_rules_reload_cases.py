@@ -90,7 +90,7 @@ def test_a_set_failing_a_case_is_refused_everywhere_and_the_fix_is_taken(editabl
         data = readyz(editable)
         assert data["rule_set_version"] == good
         assert data["failing_cases"] == [FAILING_CASE]
-        assert f"{FAILING_CASE}: case fails: expected SUCCESS" in data["last_reload_error"]
+        assert f"{FAILING_CASE}: case fails: expected success" in data["last_reload_error"]
     assert otc(editable, "close") == (200, 0, None)  # the close the refused set would deny
     assert "rules_reload_failed" in editable.logs()
 

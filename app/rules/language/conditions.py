@@ -23,6 +23,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from app.rules.language.allowed_values import is_glob, never_is
 from app.rules.language.attributes import AttributeDeclaration, deprecated_read
 from app.rules.language.clauses import Test, atoms
 from app.rules.language.model import (
@@ -44,7 +45,7 @@ from app.rules.language.model import (
     PermissionTest,
     TenantTest,
 )
-from app.rules.language.source import YamlReader, position
+from app.rules.language.source import Problem, YamlReader, position
 
 MARKET_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")  # as catalog.yaml writes markets (app/rules/language/loader.py)
 GLOB = re.compile(r"^[A-Za-z0-9_.*?-]+$")  # the glob alphabet the engine's regex dialect can take safely
@@ -54,11 +55,6 @@ TAIL_PLACEHOLDERS = ("market", "name")
 PART = re.compile(r"^(?:\{(?P<placeholder>[a-z]+)\}|(?P<text>[A-Za-z0-9_*?-]+))$")
 SUBJECTS = ("change", "account", "tenant", "permission", "all", "any", "not")
 RELATION_KEYS = ("permission", "before", "after")  # one item: the permission and its states
-
-
-def is_glob(value: str) -> bool:
-    """Whether a text value is a glob pattern rather than an exact value."""
-    return "*" in value or "?" in value
 
 
 @dataclass
@@ -74,6 +70,10 @@ class RuleContext:
     def problem(self, node: Any, text: str, key: Any = None) -> None:
         """Report a mistake of this rule at a key of node (at node itself when the key is not there)."""
         self.reader.problem(node, self.rule_id, text, key)
+
+    def problem_at(self, place: tuple[int, int], text: str) -> None:
+        """Report a mistake of this rule at a line and column (a value, rather than its key)."""
+        self.reader.problems.append(Problem(self.reader.shown, *place, self.rule_id, text))
 
 
 def _text_problem(item: Any, what: str) -> str | None:
@@ -229,18 +229,33 @@ def _account_test(ctx: RuleContext, node: CommentedMap, field: Any, value: Any) 
     parsed = _values_only(ctx, node, field, value, str(field), f"'{field}' takes values, not operators")
     if parsed is None:
         return None
-    never = _never_held(ctx, str(field), parsed)
-    if never is not None:
-        ctx.problem(node, never, field)
-        return None
-    return AccountTest(str(field), parsed)
+    never = _never_held(ctx, node, str(field), value)
+    for place, text in never:
+        ctx.problem_at(place, text)
+    return None if never else AccountTest(str(field), parsed)
 
 
-def _never_held(ctx: RuleContext, field: str, match: Match) -> str | None:
-    """Why an account field never has a value the match names (a status, or a declared value), or None."""
-    allowed = ACCOUNT_STATUSES if field == "status" else (ctx.attributes[field].values or ())
-    unknown = [v for v in match.values if isinstance(v, str) and not is_glob(v) and allowed and v not in allowed]
-    return f"'{field}' is never '{unknown[0]}' (allowed: {', '.join(allowed)})" if unknown else None
+def _never_held(ctx: RuleContext, node: CommentedMap, field: str, value: Any) -> list[tuple[tuple[int, int], str]]:
+    """Each value the test names that the account field never has (by its status or its declaration: a list,
+    or a pattern; a glob no allowed value matches), with where it is written. Negated or not, such a value is
+    a mistake: under `not:` it would widen the rule to every account."""
+    declaration = ACCOUNT_STATUSES if field == "status" else ctx.attributes[field]
+    written = list(enumerate(value)) if isinstance(value, CommentedSeq) else [(None, value)]
+    found = []
+    for index, item in written:
+        text = never_is(field, declaration, str(item))
+        if text is not None:
+            found.append((_value_place(node, field, value, index), text))
+    return found
+
+
+def _value_place(node: CommentedMap, field: str, value: Any, index: int | None) -> tuple[int, int]:
+    """Where a value of `field: value` (its index-th item, for a list) is written."""
+    try:
+        line, col = value.lc.item(index) if index is not None else node.lc.value(field)
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return position(node, field)
+    return line + 1, col + 1
 
 
 FieldTest = Callable[[RuleContext, CommentedMap, Any, Any], Condition | None]
@@ -251,18 +266,15 @@ FIELD_MAPS: dict[str, tuple[str, FieldTest]] = {  # subject: (what its mapping h
 
 
 def _field_map(ctx: RuleContext, node: CommentedMap, subject: str, value: Any) -> list[Condition] | None:
-    """`change:` or `account:`: a non-empty mapping of fields, each a test of its own."""
+    """`change:` or `account:`: a non-empty mapping of fields, each a test of its own (each read, so a mistake
+    in one field hides none in the others)."""
     shape, read = FIELD_MAPS[subject]
     if not isinstance(value, CommentedMap) or not value:
         ctx.problem(node, shape, subject)
         return None
-    tests: list[Condition] = []
-    for field, match in value.items():
-        test = read(ctx, value, field, match)
-        if test is None:
-            return None
-        tests.append(test)
-    return tests
+    tests = [read(ctx, value, field, match) for field, match in value.items()]
+    kept = [test for test in tests if test is not None]
+    return kept if len(kept) == len(tests) else None
 
 
 def _tenant(ctx: RuleContext, node: CommentedMap, subject: str, value: Any) -> list[Condition] | None:

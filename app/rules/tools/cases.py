@@ -11,9 +11,12 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.errors import Code, DomainError
+from app.rules.language.allowed_values import declared_as
+from app.rules.language.attributes import NO_ATTRIBUTES, AttributeSet
 from app.rules.language.loader import Problem, RulesTree, read_tree, shown_path
 from app.rules.language.model import ACCOUNT_STATUSES, Catalog, RuleSet
 from app.rules.language.source import YamlReader as _Reader
+from app.rules.language.source import position
 from app.rules.runtime.answer import answer_of
 from app.rules.runtime.decision import decide
 from app.rules.runtime.decision_input import DecisionInput
@@ -95,19 +98,39 @@ class CaseResult:
 
     @property
     def mismatches(self) -> list[str]:
-        """What differs from the expectation, each naming the expected and the actual value."""
+        """What differs from the expectation, each naming the expected and the actual value, as a person reads
+        them: `expected success, got PERMISSION_POLICY_DENIED (400106) at change 0 by 'otc-freeze'`."""
         e, o = self.case.expect, self.outcome
         found = []
         if (e.code, e.failure_index, e.rule_id) != (o.code, o.failure_index, o.rule_id):
             found.append(
-                f"expected {e.code} at {e.failure_index} by {e.rule_id}, "
-                f"got {o.code} at {o.failure_index} by {o.rule_id}"
+                f"expected {_answer_shown(e.code, e.failure_index, e.rule_id)}, "
+                f"got {_answer_shown(o.code, o.failure_index, o.rule_id)}"
             )
         if e.message is not None and e.message != o.message:
-            found.append(f"expected message {e.message!r}, got {o.message!r}")
+            found.append(f"expected message {_quoted(e.message)}, got {_quoted(o.message)}")
         if e.warnings is not None and tuple(e.warnings) != o.warnings:
-            found.append(f"expected warnings {list(e.warnings)}, got {list(o.warnings)}")
+            found.append(f"expected {_warnings_shown(e.warnings)}, got {_warnings_shown(o.warnings)}")
         return found
+
+
+def _quoted(text: str) -> str:
+    """Text in single quotes, whatever quotes it holds; line breaks and tabs shown as \\n and \\t."""
+    return "'" + text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + "'"
+
+
+def _answer_shown(code: str, failure_index: int, rule_id: str | None) -> str:
+    """An answer as a case line names it: success, or the code (its number too), the change and the rule."""
+    if code == "SUCCESS" and failure_index == 0 and rule_id is None:
+        return "success"
+    number = f" ({int(Code[code])})" if code in Code.__members__ else ""
+    at = f" at change {failure_index}" if rule_id is not None or failure_index != 0 else ""
+    by = f" by {_quoted(rule_id)}" if rule_id is not None else ""
+    return f"{code}{number}{at}{by}"
+
+
+def _warnings_shown(warnings: Sequence[str]) -> str:
+    return "warnings " + ", ".join(_quoted(w) for w in warnings) if warnings else "no warnings"
 
 
 @dataclass
@@ -140,12 +163,21 @@ Found = tuple[Any, Any, str]  # (node, key, text): where a problem is and what l
 
 @dataclass(frozen=True)
 class Known:
-    """What a case is checked against (None: not known, not checked): the rule ids, the catalog, and the
-    attributes the rule set declares."""
+    """What a case is checked against (None: not known, not checked): the rule ids, the catalog, the names of
+    the attributes the rule set declares, and the declarations its values are checked against (those that
+    could be read, even when the names are not known)."""
 
     rule_ids: Collection[str] | None
     catalog: Catalog | None
     declared: Collection[str] | None
+    attributes: AttributeSet = NO_ATTRIBUTES
+
+
+@dataclass(frozen=True)
+class ValueOf:
+    """Where a problem is when it is a value's: the value of `key` in this mapping (not the key)."""
+
+    mapping: Any  # a CommentedMap, which knows where its values are
 
 
 Check = Callable[[CommentedMap, Known], Iterator[Found]]
@@ -233,9 +265,12 @@ def _account_entries(node: CommentedMap, account: dict[Any, Any], known: Known) 
 
 
 def _declared(node: CommentedMap, attributes: dict[Any, Any], known: Known) -> Iterator[Found]:
-    for attribute in attributes:
+    for attribute, value in attributes.items():
+        declaration = known.attributes.get(str(attribute))
         if known.declared is not None and attribute not in known.declared:
             yield attributes, attribute, f"attribute '{attribute}' is not declared in attributes.yaml"
+        elif declaration is not None and not declaration.allows(value):
+            yield ValueOf(attributes), attribute, f"'{attribute}' is never '{value}': {declared_as(declaration)}"
 
 
 def _names_a_rule(expect: CommentedMap, known: Known) -> Iterator[Found]:
@@ -264,7 +299,12 @@ def _a_case_code(code: Any) -> bool:
 
 
 def _unknown_code(code: Any) -> str:
-    return f"unknown code {code!r} (use one of {', '.join(sorted(CASE_CODES))})"
+    codes = ", ".join(sorted(CASE_CODES))
+    if code is None:
+        return f"'code' is missing or empty (use one of {codes})"
+    if not isinstance(code, str):
+        return f"'code' is one name, not a list or a number (use one of {codes})"
+    return f"unknown code '{code}' (use one of {codes})"
 
 
 NO_RULE_CODES = ("SUCCESS", "INVALID_REQUEST")
@@ -319,14 +359,17 @@ def load_cases(
     *,
     rule_ids: Collection[str] | None = None,
     catalog: Catalog | None = None,
+    attributes: AttributeSet = NO_ATTRIBUTES,
 ) -> tuple[list[Case], list[Problem]]:
     """Every case under rules_dir/cases, checked against the rule set (when it loaded), or else against the
-    rule ids the rule files declare and the catalog as read (lint of a broken set still checks the cases)."""
+    rule ids the rule files declare, the catalog and the attribute declarations as read (lint of a broken set
+    still checks the cases)."""
     tree = read_tree(rules_dir) if tree is None else tree
     if rule_set is not None:
-        known = Known({r.id for r in rule_set.rules}, rule_set.catalog, {a.name for a in rule_set.attributes})
+        declarations = rule_set.attributes
+        known = Known({r.id for r in rule_set.rules}, rule_set.catalog, declarations.names, declarations)
     else:
-        known = Known(rule_ids, catalog, None)
+        known = Known(rule_ids, catalog, None, attributes)
     cases: list[Case] = []
     problems: list[Problem] = []
     for name in sorted(n for n in tree if n.startswith(f"{CASES_DIR}/") and n.endswith(".yaml") and n.count("/") == 1):
@@ -371,8 +414,21 @@ def _case(reader: _Reader, seq: CommentedSeq, i: int, item: Any, known: Known) -
     label = name if isinstance(name, str) else f"cases[{i}]"
     found = list(checked(item, CASE_CHECKS, known))
     for node, key, text in found:
-        reader.problem(node, label, text, key)
+        if isinstance(node, ValueOf):
+            line, column = _value_place(node.mapping, key)
+            reader.problems.append(Problem(reader.shown, line, column, label, text))
+        else:
+            reader.problem(node, label, text, key)
     return None if found else _built(reader.shown, item)
+
+
+def _value_place(mapping: CommentedMap, key: Any) -> tuple[int, int]:
+    """Where the value of key is written in the mapping (at the key, when ruamel does not know)."""
+    try:
+        line, column = mapping.lc.value(key)
+    except (KeyError, TypeError):
+        return position(mapping, key)
+    return line + 1, column + 1
 
 
 def _built(path: str, item: CommentedMap) -> Case:

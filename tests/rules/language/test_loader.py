@@ -560,8 +560,8 @@ def test_policies_load_after_the_validations_in_file_order(tmp_path):
     [
         ("{product: options, ", "{prodcut: options, ", "options-need-stock", "prodcut", "unknown change field"),
         ("{account_type: margin}", "{account_kind: margin}", "margin-only", "account_kind", "unknown account field"),
-        ("{account_type: margin}", "{account_type: margn}", "margin-only", "account_type", "never 'margn'"),
-        ("{status: active, ", "{status: open, ", "margin-only", "status", "never 'open'"),
+        ("{account_type: margin}", "{account_type: margn}", "margin-only", "margn", "never 'margn'"),
+        ("{status: active, ", "{status: open, ", "margin-only", "open", "never 'open'"),
         ("{status: active, ", "{status: {is: text}, ", "margin-only", "status", "unknown operator"),
         ('tenant: [t1, "t-*"]', "tenant: {is: text}", "margin-only", "tenant", "unknown operator"),
         ('tenant: [t1, "t-*"]', "tenant: []", "margin-only", "tenant", "empty list"),

@@ -70,8 +70,8 @@ def test_a_set_whose_cases_fail_is_refused_and_the_last_good_one_keeps_deciding(
     assert closing_otc(live.engine) == "SUCCESS"
     assert live.failing_cases == (FAILING_CASE,)
     assert live.last_reload_error is not None
-    assert f"rules/cases/catalog.yaml:38:1: {FAILING_CASE}: case fails: expected SUCCESS" in live.last_reload_error
-    assert "got PERMISSION_POLICY_DENIED at 0 by otc-freeze" in live.last_reload_error
+    assert f"rules/cases/catalog.yaml:38:1: {FAILING_CASE}: case fails: expected success" in live.last_reload_error
+    assert "got PERMISSION_POLICY_DENIED (400106) at change 0 by 'otc-freeze'" in live.last_reload_error
     [failed] = [e for e in logs if e["event"] == "rules_reload_failed"]
     assert failed["failing_cases"] == [FAILING_CASE] and failed["rule_set_version"] == good
 

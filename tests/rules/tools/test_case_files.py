@@ -27,15 +27,16 @@ def _rules_with_case_files(target: Path) -> Path:
 
 def read_every_way(target: Path) -> str:
     """The problems and the cases load_cases gives for the case files: against the loaded rule set, against
-    the declared ids and catalog of a set that did not load, and against nothing."""
+    the declared ids, catalog and attribute declarations of a set that did not load, and against nothing."""
     rules = _rules_with_case_files(target)
     rule_set = load_rule_set(rules)
     ways = {
         "against the rule set": {"rule_set": rule_set},
-        "against the declared ids and catalog": {
+        "against the declared ids, catalog and attributes": {
             "rule_set": None,
             "rule_ids": {r.id for r in rule_set.rules},
             "catalog": rule_set.catalog,
+            "attributes": rule_set.attributes,
         },
         "against nothing": {"rule_set": None},
     }

@@ -84,7 +84,9 @@ def lint(rules_dir: Path, *, now: datetime | None = None) -> LintResult:
         problems += rule_set_problems(as_read, now=now or datetime.now(UTC))
         problems += semantic_problems(as_read)  # app/rules/tools/lint/semantic.py: over the finite input space
     rule_set = as_read if as_read is not None and not sources.problems else None
-    cases, case_problems = load_cases(rules_dir, rule_set, tree, rule_ids=sources.declared_ids, catalog=sources.catalog)
+    cases, case_problems = load_cases(
+        rules_dir, rule_set, tree, rule_ids=sources.declared_ids, catalog=sources.catalog, attributes=sources.attributes
+    )
     return LintResult(rule_set, cases, _file_by_file(problems + case_problems))
 
 

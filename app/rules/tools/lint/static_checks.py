@@ -1,5 +1,7 @@
 """Lint checks of a whole rule set, beyond what reading one rule can tell: placeholders that mean nothing for
-the changes a rule can hold for, and windows that have expired.
+the changes a rule can hold for, windows that have expired, and globs whose attribute's pattern the glob
+check cannot read (values a rule names are checked against their declarations as the rule is read:
+app/rules/language/conditions.py and allowed_values.py).
 
 Which changes a rule can hold for is worked out over the finite catalog: for each catalog value (and for a
 change whose type is missing or not text), a rule is *reached* unless an earlier deny validation certainly
@@ -18,6 +20,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 
 from app.rules.language import model
+from app.rules.language.allowed_values import is_glob, readable
 from app.rules.language.clauses import Atom, Literal, atoms, clauses
 from app.rules.language.model import (
     PART_FIELDS,
@@ -269,6 +272,24 @@ def expired_windows(rule_set: RuleSet, now: datetime) -> list[Problem]:
     return problems
 
 
+def unchecked_globs(rule_set: RuleSet) -> list[Problem]:
+    """A note for each glob tested on an attribute whose pattern the glob check cannot read (see
+    app/rules/language/allowed_values.py): whether the glob can match a value is not known."""
+    problems = []
+    for rule in rule_set.rules:
+        for atom in (a for a in atoms(rule.condition) if isinstance(a, AccountTest)):
+            declaration = rule_set.attributes.get(atom.field)
+            if declaration is None or declaration.pattern is None or readable(declaration.pattern):
+                continue
+            for glob in (v for v in atom.match.values if isinstance(v, str) and is_glob(v)):
+                text = (
+                    f"'{atom.field}' glob '{glob}' is not checked against {declaration.pattern}: the glob check "
+                    "cannot read that pattern (its literal values are checked)"
+                )
+                problems.append(_problem(rule, "when", text, "warning"))
+    return problems
+
+
 def rule_set_problems(rule_set: RuleSet, *, now: datetime) -> list[Problem]:
     """Every problem of a whole rule set (as read, even from broken files) that no single rule shows."""
-    return placeholder_problems(rule_set) + expired_windows(rule_set, now)
+    return placeholder_problems(rule_set) + expired_windows(rule_set, now) + unchecked_globs(rule_set)
