@@ -375,7 +375,7 @@ def _diffable(directory: Path) -> RuleSet:
 
     if not directory.is_dir():
         raise DiffTrouble(f"{directory}: no such directory")
-    result = lint(directory)
+    result = lint(directory, contract=False)  # any two sets compare; the contract binds what goes live
     if not result.clean or result.rule_set is None:
         raise DiffTrouble(f"{directory}: {len(result.errors)} problem(s); run `permctl rules lint --rules {directory}`")
     return result.rule_set
