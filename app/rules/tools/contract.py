@@ -28,6 +28,8 @@ from app.rules.tools.input_space.space import OTHER_TENANT, Point, SpaceTooLarge
 CLAUSE_ID = "contract"  # the rule id of a problem that names no clause (the check could not run)
 SHIPPED_VERSION = "shipped validations"
 _CHECKS_KEPT = 16
+# Where an edit of each kind is written in the clause's rule (else where the rule starts).
+KEY_EDITED = {"narrowed": "when", "widened": "when", "reworded": "message", "recoded": "outcome"}
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,11 @@ def _classify(group: Group, shipped: list[str], given: list[str]) -> tuple[str, 
 
 
 def _plainness(group: Group, point: Point, catalog: Catalog) -> tuple[int, ...]:
-    """How plain an input is to show (smaller is plainer): a pass where the contract refuses first, then a
-    catalog value requested open or closed, sent alone by an active account of any tenant."""
+    """How plain an input is to show (smaller is plainer): one side passing first (the given set passing where
+    the contract refuses before all), then a catalog value requested open or closed, sent alone by an active
+    account of any tenant."""
     return (
-        0 if _rule_id(group.new) == PASS else 1,
+        0 if _rule_id(group.new) == PASS else 1 if _rule_id(group.old) == PASS else 2,
         0 if point.permission_type in catalog else 1 if point.is_text else 2,
         0 if point.permission_status in ("open", "close") else 1,
         int(point.named_earlier),
@@ -232,15 +235,15 @@ def _catalog_place(catalog_text: str, permission_type: str) -> tuple[int, int] |
 def located(
     found: tuple[Breach, ...], rule_set: RuleSet, *, validation_path: str, catalog_path: str, catalog_text: str
 ) -> list[Problem]:
-    """Each breach as an error at the clause's rule in validation.yaml (the file's top when the set has no rule
-    of that id), and, when the input's type is a catalog value the shipped catalog does not have (a catalog edit
+    """Each breach as an error at the clause's rule in validation.yaml (at the key edited: `when` narrowed or
+    widened, `message` reworded, `outcome` recoded; the file's top when the set has no rule of that id), and, when the input's type is a catalog value the shipped catalog does not have (a catalog edit
     opened the hole), at that value's group or product in catalog.yaml too."""
     given = {rule.id: rule for rule in validations(rule_set)}
     shipped_catalog = shipped_validations().catalog
     problems = []
     for breach in found:
         rule = given.get(breach.clause)
-        line, column = (rule.line, rule.column) if rule is not None else (1, 1)
+        line, column = rule.place(KEY_EDITED.get(breach.how, "id")) if rule is not None else (1, 1)
         path = rule.source if rule is not None else validation_path
         problems.append(Problem(path, line, column, breach.clause, breach.describe()))
         value = breach.permission_type
@@ -252,8 +255,8 @@ def located(
                         catalog_path,
                         *place,
                         breach.clause,
-                        f"'{value}' is a catalog value the contract's validation '{breach.clause}' refuses; "
-                        f"with it the validations no longer decide as the shipped ones ({breach.how})",
+                        f"catalog value '{value}' (not in the shipped catalog) shows the contract's validation "
+                        f"'{breach.clause}' {breach.how}: shipped: {breach.shipped}; this set: {breach.given}",
                     )
                 )
     return problems
