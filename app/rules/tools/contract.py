@@ -26,7 +26,6 @@ from app.rules.tools.diff import PASS, Group, RuleSetDiff, diff, example
 from app.rules.tools.input_space.space import OTHER_TENANT, Point, SpaceTooLarge
 
 CLAUSE_ID = "contract"  # the rule id of a problem that names no clause (the check could not run)
-SHIPPED_VERSION = "shipped validations"
 _CHECKS_KEPT = 16
 # Where an edit of each kind is written in the clause's rule (else where the rule starts).
 KEY_EDITED = {"narrowed": "when", "widened": "when", "reworded": "message", "recoded": "outcome"}
@@ -58,7 +57,7 @@ class Breach:
 def shipped_validations() -> RuleSet:
     """The validations the package ships (and their catalog), loaded once per process."""
     shipped = load_rule_set(shipped_rules_dir())
-    return RuleSet(shipped.version, shipped.catalog, validations(shipped), shipped.attributes)
+    return RuleSet(f"{shipped.version}_validations", shipped.catalog, validations(shipped), shipped.attributes)
 
 
 def validations(rule_set: RuleSet) -> tuple[Rule, ...]:
@@ -67,14 +66,16 @@ def validations(rule_set: RuleSet) -> tuple[Rule, ...]:
 
 
 def _stage(rule_set: RuleSet, rules: tuple[Rule, ...], version: str) -> RuleSet:
-    """Rules judged over the given set's catalog and attribute declarations, without policies."""
+    """Rules judged over the given set's catalog and attribute declarations, without policies. Its version must
+    name exactly these rules, catalog and declarations: the engine compiles one ruleset per version."""
     return RuleSet(version, rule_set.catalog, rules, rule_set.attributes)
 
 
 def compare(rule_set: RuleSet) -> RuleSetDiff:
     """rules diff from the shipped validations to the given set's validations, both over the given catalog."""
-    reference = _stage(rule_set, validations(shipped_validations()), SHIPPED_VERSION)
-    return diff(reference, _stage(rule_set, validations(rule_set), rule_set.version))
+    shipped = shipped_validations()
+    reference = _stage(rule_set, validations(shipped), f"{rule_set.version}_under_{shipped.version}")
+    return diff(reference, _stage(rule_set, validations(rule_set), f"{rule_set.version}_validations"))
 
 
 def breaches(rule_set: RuleSet) -> tuple[Breach, ...]:
