@@ -24,7 +24,7 @@ def without_the_ban(tmp_path: Path) -> Path:
 
 
 def test_lint_reports_the_dropped_ban_with_flag_options_at_validation_and_catalog(tmp_path: Path):
-    rules = without_the_ban(tmp_path)
+    without_the_ban(tmp_path)
     result = permctl("rules", "lint", "--rules", "rules", cwd=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if ": warning: " not in line]

@@ -237,8 +237,9 @@ def located(
     found: tuple[Breach, ...], rule_set: RuleSet, *, validation_path: str, catalog_path: str, catalog_text: str
 ) -> list[Problem]:
     """Each breach as an error at the clause's rule in validation.yaml (at the key edited: `when` narrowed or
-    widened, `message` reworded, `outcome` recoded; the file's top when the set has no rule of that id), and, when the input's type is a catalog value the shipped catalog does not have (a catalog edit
-    opened the hole), at that value's group or product in catalog.yaml too."""
+    widened, `message` reworded, `outcome` recoded; the file's top when the set has no rule of that id), and,
+    when the input's type is a catalog value the shipped catalog does not have (a catalog edit opened the
+    hole), at that value's group or product in catalog.yaml too."""
     given = {rule.id: rule for rule in validations(rule_set)}
     shipped_catalog = shipped_validations().catalog
     problems = []
