@@ -30,13 +30,15 @@ RULES_OPTION = click.option(
 )
 
 
-def _linted(rules_dir: Path | None) -> tuple[Path, LintResult]:
+def _linted(rules_dir: Path | None, *, contract: bool = True) -> tuple[Path, LintResult]:
+    """The directory (default RULES_DIR) and its lint; contract False for the tools that only analyse a set
+    (explain, impact, diff): the contract binds what lint, test and reload let go live."""
     from app.rules.tools.lint.directory import lint
 
     directory = rules_dir or settings().rules_dir
     if not directory.is_dir():
         raise click.ClickException(f"{directory}: no such directory")
-    return directory, lint(directory)
+    return directory, lint(directory, contract=contract)
 
 
 def _require_clean(directory: Path, result: LintResult) -> RuleSet:
@@ -379,7 +381,7 @@ def explain(
         )
     if case_name is None and data is None and trace_id is None:
         raise click.UsageError("give --data, --case or --trace")
-    directory, result = _linted(rules_dir)
+    directory, result = _linted(rules_dir, contract=False)
     rule_set = _require_clean(directory, result)
     engine = rules_engine(rule_set)
     if trace_id is not None:
@@ -418,7 +420,7 @@ def _diffable(directory: Path) -> RuleSet:
 
     if not directory.is_dir():
         raise DiffTrouble(f"{directory}: no such directory")
-    result = lint(directory)
+    result = lint(directory, contract=False)  # any two sets compare; the contract binds what goes live
     if not result.clean or result.rule_set is None:
         run = f"run `permctl rules lint --rules {directory}`"
         too_large = [p for p in result.errors if p.text.startswith(TOO_LARGE)]
@@ -558,13 +560,13 @@ def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
 
     s = settings()
     if old_dir is not None:
-        directory, result = _linted(old_dir)
+        directory, result = _linted(old_dir, contract=False)
         return _require_clean(directory, result), Compared("", str(directory), "--old-rules")
     snapshot = snapshot_path(s.instance_dir)
     directory, source = (snapshot, "the last good snapshot") if snapshot.is_dir() else (s.rules_dir, "RULES_DIR")
     if not directory.is_dir():
         return None, Compared("", None, source, f"{directory}: no such directory")
-    _, result = _linted(directory)
+    _, result = _linted(directory, contract=False)
     if not result.clean or result.rule_set is None:
         note = f"{source} {directory} does not lint clean; give --old-rules"
         return None, Compared("", None, source, note)
@@ -644,7 +646,7 @@ def impact(
         raise click.UsageError("give --limit N (the first N) or --sample N (a random N), not both")
     if as_json and output not in ("text", "json"):
         raise click.UsageError(f"--json is --format json: it cannot be combined with --format {output}")
-    directory, result = _linted(rules_dir)
+    directory, result = _linted(rules_dir, contract=False)
     proposed = _require_clean(directory, result)
     old, compared = _old_rules(old_dir)
     compared = replace(

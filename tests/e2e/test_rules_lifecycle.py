@@ -22,6 +22,15 @@ from tests.support import OTHER, UPDATE_PATH, body_of, copy_rules, permctl
 pytestmark = pytest.mark.e2e
 
 
+OPENING_PAUSED = """\
+policies:
+  - id: opening-paused
+    description: Opening this permission waits for the exchange's go-live.
+    when: {{change: {{permission_type: {permission_type}, permission_status: open}}}}
+    message: "{message}"
+"""
+
+
 @pytest.fixture
 def editable(seeded: Settings, tmp_path: Path) -> Any:
     """gunicorn -w 2 on a copy of rules/ that the test edits; workers look for reloads on every request."""
@@ -97,17 +106,17 @@ def test_a_new_market_and_a_reworded_message_are_data_edits(editable: LiveServer
         )
         assert (status, body["code"]) == (200, 0), body
 
-    validation = rules / "validation.yaml"
-    validation.write_text(
-        validation.read_text().replace(
-            "message: the flag.* group is not supported", "message: flag permissions are not offered yet"
-        )
-    )
+    policies = rules / "policies.yaml"  # a validation's message is the contract's (tools/test_contract.py)
+    policies.write_text(OPENING_PAUSED.format(permission_type="stock.KR", message="stock.KR opens next month"))
     assert reload(editable).returncode == 0
-    for n in range(4):
-        status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("flag.options", "open"), nonce=n))
+    status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("stock.KR", "open"), nonce=4))
+    assert (status, body["message"]) == (400, "changes[0].permission_type 'stock.KR': stock.KR opens next month")
+    policies.write_text(OPENING_PAUSED.format(permission_type="stock.KR", message="stock.KR opens on 1 March"))
+    assert reload(editable).returncode == 0
+    for n in range(5, 9):
+        status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("stock.KR", "open"), nonce=n))
         assert status == 400
-        assert body["message"] == "changes[0].permission_type 'flag.options': flag permissions are not offered yet"
+        assert body["message"] == "changes[0].permission_type 'stock.KR': stock.KR opens on 1 March"
 
 
 def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
@@ -140,7 +149,8 @@ def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
     assert audit_versions(editable, "ACC-2") == [first_version] * 8
     assert "rules_reload_failed" in editable.logs()
 
-    validation.write_text(good.replace("message: is required", "message: must be given"))
+    validation.write_text(good)
+    (rules / "policies.yaml").write_text(OPENING_PAUSED.format(permission_type="ipo.JP", message="not yet"))
     second_version = rule_set_version(rules)
     assert second_version != first_version
     assert reload(editable).returncode == 0

@@ -1,4 +1,10 @@
-"""The go-live gate: a rule set may go live when it lints clean and every regression case under rules/cases/ passes.
+"""The go-live gate: a rule set may go live when it lints clean, keeps the contract, and every regression case under
+rules/cases/ passes.
+
+Keeping the contract (SPEC §7b, app/rules/tools/contract.py) is part of linting clean: a set whose validations
+decide any input of its input space otherwise than the shipped validations (dropped, reordered, narrowed,
+widened or reworded) is refused with the clause and an input that shows it, so it never goes live; a running
+service keeps its last good set and reports why (last_reload_error in /readyz).
 
 The service, `permctl rules reload` and the server's start-up refuse a set whose cases fail exactly as they
 refuse one that does not lint: a set that refuses a close its own cases say must succeed is not run. The cases
@@ -44,9 +50,10 @@ def require_passing(rule_set: RuleSet, cases: list[Case], load_request: RequestL
 
 
 def load_clean(rules_dir: Path, load_request: RequestLoader) -> RuleSet:
-    """The rule set of rules_dir if it may go live: it lints clean (cases included) and every regression case
-    passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing case."""
-    result = lint(rules_dir)
+    """The rule set of rules_dir if it may go live: it lints clean (cases and the contract included) and every
+    regression case passes. Otherwise RuleSetInvalid with every lint error, or CasesFailed with every failing
+    case."""
+    result = lint(rules_dir, contract=True)
     if not result.clean or result.rule_set is None:
         raise RuleSetInvalid(result.errors)
     require_passing(result.rule_set, result.cases, load_request)

@@ -1,4 +1,5 @@
-"""Lint a rules/ directory: catalog, validation rules and regression cases, every mistake located."""
+"""Lint a rules/ directory: catalog, validation rules and regression cases, every mistake located; and the
+contract (app/rules/tools/contract.py): validations that decide otherwise than the shipped ones are errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from app.rules.language.attributes import ATTRIBUTES_FILE
 from app.rules.language.loader import (
     CATALOG_FILE,
     RULES_FILE,
+    VALIDATION_FILE,
     Problem,
     RulesTree,
     read_sources,
@@ -19,6 +21,7 @@ from app.rules.language.loader import (
 from app.rules.language.model import RuleSet
 from app.rules.language.parser import POLICY_FILE
 from app.rules.tools.cases import CASES_DIR, Case, load_cases
+from app.rules.tools.contract import contract_problems
 from app.rules.tools.lint.semantic import semantic_problems
 from app.rules.tools.lint.static_checks import rule_set_problems
 
@@ -68,10 +71,11 @@ def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
     return problems
 
 
-def lint(rules_dir: Path, *, now: datetime | None = None) -> LintResult:
+def lint(rules_dir: Path, *, now: datetime | None = None, contract: bool = True) -> LintResult:
     """Load everything under rules_dir and collect every problem, in one pass: each file is read on its own,
     so one that does not parse hides nothing in the others, and the checks of the whole set run on what
-    could be read. `now` (default: the current time) decides which windows have expired."""
+    could be read. `now` (default: the current time) decides which windows have expired. `contract` False
+    leaves the contract unchecked (`rules diff` compares any two sets; nothing it reads goes live)."""
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         return LintResult(None, [], [Problem(str(rules_dir), 1, 1, "-", "no such directory")])
@@ -83,6 +87,9 @@ def lint(rules_dir: Path, *, now: datetime | None = None) -> LintResult:
     if as_read is not None:
         problems += rule_set_problems(as_read, now=now or datetime.now(UTC))
         problems += semantic_problems(as_read)  # app/rules/tools/lint/semantic.py: over the finite input space
+        validation_read = not any(p.path == shown_path(rules_dir, VALIDATION_FILE) for p in sources.problems)
+        if contract and validation_read:  # a validation that does not parse is reported, not called dropped
+            problems += contract_problems(as_read, rules_dir, tree)
     rule_set = as_read if as_read is not None and not sources.problems else None
     cases, case_problems = load_cases(
         rules_dir, rule_set, tree, rule_ids=sources.declared_ids, catalog=sources.catalog, attributes=sources.attributes

@@ -101,7 +101,7 @@ def test_a_catch_all_at_the_top_of_the_validations_shadows_them_all(tmp_path: Pa
         "  ",
     )
     validation.write_text(validation.read_text().replace("rules:\n", "rules:\n" + planted, 1))
-    problems = lint(directory).problems
+    problems = lint(directory, contract=False).problems  # shadowing is the point (the contract: test_contract.py)
     rules = load_rule_set(directory).rules
     top = _only(problems, "refuse-everything")
     assert (top.path, top.line, top.column) == _at(directory, "validation.yaml", "refuse-everything")

@@ -1,0 +1,63 @@
+"""permctl rules lint, test and reload refuse a set that edits the contract away; diff still compares it
+(issue 20, finding 1; SPEC §7b)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.cli.runner import invoke as permctl
+from tests.cli.runner import scalar
+from tests.rules.support import BROKER_POLICIES
+from tests.rules.tools.test_contract import add_the_flag_group, drop_the_flag_ban
+
+DROPPED = "type-banned-group: the contract's validation 'type-banned-group' is dropped"
+
+
+def without_the_ban(tmp_path: Path) -> Path:
+    """examples/broker-policies without type-banned-group and its case, with the flag group in the catalog."""
+    rules = tmp_path / "rules"
+    shutil.copytree(BROKER_POLICIES, rules)
+    drop_the_flag_ban(rules)
+    add_the_flag_group(rules)
+    return rules
+
+
+def test_lint_reports_the_dropped_ban_with_flag_options_at_validation_and_catalog(tmp_path: Path):
+    without_the_ban(tmp_path)
+    result = permctl("rules", "lint", "--rules", "rules", cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stdout.splitlines() if ": warning: " not in line]
+    assert errors[0] == (
+        f"rules/validation.yaml:1:1: {DROPPED}: shipped: type-banned-group (INVALID_PERMISSION_TYPE); "
+        "this set: pass (no validation refuses); shown by permission_type 'flag.options', permission_status 'open' "
+        "(current status 'close', tenant config 'flag.options')"
+    )
+    assert errors[1].startswith("rules/catalog.yaml:")
+    assert "type-banned-group: catalog value 'flag.options' (not in the shipped catalog)" in errors[1]
+    assert len(errors) == 2
+
+
+def test_rules_test_refuses_and_says_why(tmp_path: Path):
+    rules = without_the_ban(tmp_path)
+    result = permctl("rules", "test", "--rules", str(rules))
+    assert result.returncode == 1
+    assert "passed" not in result.stdout  # no case is run for a set that cannot go live
+    assert DROPPED in result.stderr
+    assert f"Error: {rules}: 2 problem(s); run `permctl rules lint`" in result.stderr
+
+
+def test_reload_refuses_and_asks_no_worker(database_url: str, tmp_path: Path):
+    rules = without_the_ban(tmp_path)
+    result = permctl("rules", "reload", env={"DATABASE_URL": database_url, "RULES_DIR": str(rules)})
+    assert result.returncode == 1 and result.stdout == ""
+    assert DROPPED in result.stderr
+    assert "does not lint clean: reload not requested; running workers keep their rule set" in result.stderr
+    assert scalar(database_url, "SELECT coalesce(max(generation), 0) FROM rules_reloads") == 0
+
+
+def test_diff_still_compares_it_with_the_example(tmp_path: Path):
+    rules = without_the_ban(tmp_path)
+    result = permctl("rules", "diff", str(BROKER_POLICIES), str(rules))
+    assert result.returncode == 1, result.stderr  # differences, not "does not lint clean" (exit 2)
+    assert "type-banned-group (INVALID_PERMISSION_TYPE) -> pass" in result.stdout
