@@ -99,7 +99,7 @@ def explain(engine: DurableRulesEngine, decision_input: DecisionInput) -> Explan
         ChangeExplanation(
             index,
             decision_input.changes[index],
-            {k: v for k, v in facts.changes[index].items() if k not in ("t", "index")},
+            {k: v for k, v in facts.changes[index].items() if k not in ("t", "index") and not k.startswith("count_")},
             tuple(_verdicts(decision, decision_input, facts, index, counts)),
         )
         for index in range(len(decision_input.changes))
@@ -206,7 +206,7 @@ def _read(
 def _count(test: CountTest, counted: int) -> Fact:
     """The count the change was given for the pattern, against its bound: "4 of options.* open after this
     change, at most 3 allowed"; a change that opens nothing the pattern names is never counted."""
-    label = f"count {test.template}"
+    label = "count"
     if not counted:
         return Fact(label, f"this change opens no {test.template}: not counted")
     return Fact(label, f"{counted} of {test.template} open after this change, at most {test.more_than} allowed")
