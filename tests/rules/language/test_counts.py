@@ -109,3 +109,15 @@ def test_a_mistake_in_a_count_is_reported_where_it_is(tmp_path: Path, count: str
     when = "{count: " + count + "}"
     column = len("    when: ") + when.index(at.lstrip("{")) + 1  # the key the mistake is at ({count: the count)
     assert _problems(tmp_path, when) == [(4, column, text)]
+
+
+def test_a_placeholder_in_the_message_is_judged_by_the_types_the_count_can_charge(tmp_path: Path):
+    """A count holds only for a change opening a type its pattern names: {market} is fine for options.*,
+    and means nothing for the account.* types a count over *.* can charge."""
+    when = '{count: {permission: "options.*", after: open, more_than: 3}}'
+    text = _policy(when).replace("message: too many", 'message: "too many: not on {market}"')
+    directory = rules_dir(tmp_path / "options", text)
+    assert [p.text for p in lint(directory).problems if p.rule_id == "counted"] == []
+    directory = rules_dir(tmp_path / "any", text.replace('"options.*"', '"*.*"'))
+    (problem,) = [p for p in lint(directory).problems if p.rule_id == "counted"]
+    assert problem.text.startswith("{market} shows nothing for account.trade")
