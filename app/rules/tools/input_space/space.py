@@ -49,6 +49,7 @@ from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import change_records
 from app.rules.tools.input_space.partitions import (
+    COUNT,
     PARTITION_POINTS,
     RELATED,
     TOO_LARGE,
@@ -371,6 +372,20 @@ class InputSpace:
         }
         return sorted(found)
 
+    def _count_top(self, value: str, pattern: CountPattern) -> int:
+        """The largest number of other permissions a count of this type's change can see open: its cap (bound + 1,
+        standing for more), or fewer when the catalog has fewer permissions the pattern names."""
+        facts = self._facts[value]
+        named = {
+            other
+            for rule_set, record in zip(self.rule_sets, facts.records, strict=True)
+            for other in rule_set.catalog.values
+            if other != value
+            and len(rule_set.catalog.parts(other)) == 2
+            and _pattern_names(pattern, *self._parts(rule_set, other), record)
+        }
+        return min(self.count_caps[pattern], len(named))
+
     def _fillers(self, value: str, pattern: CountPattern) -> list[str]:
         """The permissions that may show a count of this type's change: named by the pattern (bound from the
         type), not the type itself, named by no live relation; those no other count names first."""
@@ -424,7 +439,7 @@ class InputSpace:
         if groups or names_itself:
             free.discard("related")
         for head, tail in self._counts(value, facts) if value not in (MISSING, NOT_TEXT) else ():
-            axes.append([{"counted": ((head, tail, n),)} for n in range(self.count_caps[(head, tail)] + 1)])
+            axes.append([{"counted": ((head, tail, n),)} for n in range(self._count_top(value, (head, tail)) + 1)])
             free.discard("count")
         for axis, options in self._context_axes():
             if axis in reads:
@@ -439,8 +454,10 @@ class InputSpace:
         reads = self._reads(facts)
         _, groups = self._related(value, facts)
         context = [(axis, len(options)) for axis, options in self._context_axes() if axis in reads]
+        counts = self._counts(value, facts)
         axes = [Axis(RELATED, len(self._group_states(g)), len(g)) for g in groups]
         axes += [Axis(axis, count) for axis, count in context]
+        axes += [Axis(COUNT, self._count_top(value, pattern) + 1) for pattern in counts]
         by_rule: dict[tuple[int, str], list[Clause]] = {}
         for index, live in enumerate(facts.live):
             for clause in live:
@@ -453,6 +470,8 @@ class InputSpace:
             rule_reads = self._reads(alone)
             read = {k for k, group in enumerate(groups) if self._signature(value, alone, group[0])}
             read |= {len(groups) + k for k, (axis, _) in enumerate(context) if axis in rule_reads}
+            counted = {c.pattern for clause in clauses for c in clause.counts}
+            read |= {len(groups) + len(context) + k for k, pattern in enumerate(counts) if pattern in counted}
             readers.append(Reader(clauses[0].rule, index, frozenset(read)))
         return large_partition(self.members[value], size, axes, readers)
 
