@@ -2,7 +2,8 @@
 
 A condition is judged as alternatives (clauses, any of them) of tests (all of them), each test a check of the
 language or its negation. Per test this module says which facts it reads (fields of the change, values of
-the context, the time, the permissions a relation names) and which values it compares them with; per clause,
+the context, the time, the permissions a relation names, the count of a pattern: `count_k` of the change record,
+COUNT_FIELDS) and which values it compares them with; per clause,
 the union of that. The compiler writes one durable rule per clause from it, the memo keys what a clause reads,
 the input space enumerates it, lint checks it and explain shows it. A new fact or operator is taught here (and
 to the compiler, which tells the engine): nothing else walks a condition.
