@@ -652,7 +652,7 @@ def test_diff_of_edits(goldens: Goldens, tmp_path: Path):
     goldens.check("diff/shipped-vs-validations-reordered.txt", "rules", "diff", shipped, "reordered/rules", **at)
     harmless = tmp_path / "harmless"
     shutil.copytree(BROKER_POLICIES, harmless)
-    _swap(harmless / "policies.yaml", "options-need-stock", "ipo-closed-markets")
+    _swap(harmless / "policies.yaml", "options-need-stock", "stock-close-needs-options-closed")
     goldens.check(
         "diff/broker-policies-vs-harmless-reorder.txt", "rules", "diff", str(BROKER_POLICIES), "harmless", **at
     )

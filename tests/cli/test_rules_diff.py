@@ -23,6 +23,7 @@ from tests.support import SHIPPED_RULES
 DENY_POLICIES = {
     "options-need-stock",
     "stock-close-needs-options-closed",
+    "options-at-most-3-markets",
     "shortsell-margin-only",
     "va-professional-only",
     "ipo-closed-markets",
@@ -77,6 +78,7 @@ def test_shipped_to_broker_lists_every_policy_with_what_it_newly_denies_and_noth
     assert by_rule["no-northbound-for-cn-residents"]["attributes.residency"] == "CN"
     assert by_rule["stock-close-needs-options-closed"]["permission_status"] == "close"
     assert by_rule["withdraw-freeze"]["time"] == "2026-01-01T00:00Z to 2030-01-01T00:00Z"
+    assert by_rule["options-at-most-3-markets"]["count"] == "3 other options.* open, 4 or more other options.* open"
     assert report["counts"]["verdict"] == sum(g["inputs"] for g in verdicts)
 
 
@@ -111,7 +113,7 @@ def test_the_text_report_names_every_policy():
         assert rule in result.stdout
     assert "  pass -> shortsell-margin-only (PERMISSION_POLICY_DENIED): 18 input(s)" in result.stdout
     assert "      types: shortsell.* (9)" in result.stdout
-    assert result.stdout.strip().splitlines()[-1].endswith("78 change verdict, 10 group(s) differ")
+    assert result.stdout.strip().splitlines()[-1].endswith("186 change verdict, 11 group(s) differ")
 
 
 @pytest.mark.parametrize("directory", [SHIPPED_RULES, BROKER_POLICIES], ids=["shipped", "broker-policies"])
@@ -124,10 +126,12 @@ def test_a_set_against_itself_shows_nothing(directory: Path):
 
 def test_a_reorder_that_changes_no_verdict_shows_nothing(tmp_path: Path):
     reordered = _copy(tmp_path, BROKER_POLICIES, "reordered")
-    _swap(reordered / "policies.yaml", "options-need-stock", "ipo-closed-markets")
+    # options-need-stock stays before options-at-most-3-markets: past it, a 4th market without stock would be
+    # refused by the count instead
+    _swap(reordered / "policies.yaml", "options-need-stock", "stock-close-needs-options-closed")
     _swap(reordered / "policies.yaml", "va-professional-only", "withdraw-freeze")
     rules = [r.id for r in load_rule_set(reordered).rules]
-    assert rules.index("ipo-closed-markets") < rules.index("options-need-stock")  # the swap happened
+    assert rules.index("stock-close-needs-options-closed") < rules.index("options-need-stock")  # the swap happened
     code, report = _json(str(BROKER_POLICIES), str(reordered))
     assert (code, report["groups"]) == (0, [])
 

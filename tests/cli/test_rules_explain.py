@@ -149,8 +149,8 @@ def test_explain_is_short_by_default_and_whole_with_verbose():
     cwd = {"cwd": PROJECT_ROOT}
     short = ok(permctl("rules", "explain", *TWO_CHANGES, **cwd)).splitlines()
     assert len(short) <= 25, "\n".join(short)
-    assert "  passes: no deny rule holds (20 rules judged)" in short  # closing stock.SH
-    assert "  decided by deposit-freeze-2025 (rule 18 of 20)" in short
+    assert "  passes: no deny rule holds (21 rules judged)" in short  # closing stock.SH
+    assert "  decided by deposit-freeze-2025 (rule 19 of 21)" in short
     assert any(line.startswith("    read: change.permission_type = account.deposit;") for line in short)
     assert "answer: code 400106 PERMISSION_POLICY_DENIED" in short
     assert "message: changes[1].permission_type 'account.deposit': deposits cannot be opened in January 2025" in short
@@ -161,5 +161,5 @@ def test_explain_is_short_by_default_and_whole_with_verbose():
     assert len(whole) > 80
     assert sum(line.startswith("  facts: ") for line in whole) == 2
     assert sum(line.startswith("   1. type-required ") for line in whole) == 2  # every rule, for each change
-    assert any(line.startswith("  18. deposit-freeze-2025") and "HOLDS  <- decides" in line for line in whole)
+    assert any(line.startswith("  19. deposit-freeze-2025") and "HOLDS  <- decides" in line for line in whole)
     assert whole[-3:] == short[-4:-1]  # the same answer

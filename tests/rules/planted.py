@@ -1,6 +1,6 @@
 """One rules directory holding every planted mistake of issue 12's acceptance 1, and where each must be reported.
 
-planted_rules() copies examples/broker-policies (the shipped catalog, attributes and validations, ten policies
+planted_rules() copies examples/broker-policies (the shipped catalog, attributes and validations, eleven policies
 and their cases) and plants, all at once: a YAML syntax error, a duplicate id, an unknown fact, an unknown
 outcome, a bad glob, a missing message, a case naming a missing rule, a placeholder typo, a lower-case market
 (in a condition and in the catalog), a duplicated catalog value, an empty file, a shadowed rule, a catch-all at

@@ -2,7 +2,8 @@
 
 A condition is judged as alternatives (clauses, any of them) of tests (all of them), each test a check of the
 language or its negation. Per test this module says which facts it reads (fields of the change, values of
-the context, the time, the permissions a relation names) and which values it compares them with; per clause,
+the context, the time, the permissions a relation names, the count of a pattern: `count_k` of the change record,
+COUNT_FIELDS) and which values it compares them with; per clause,
 the union of that. The compiler writes one durable rule per clause from it, the memo keys what a clause reads,
 the input space enumerates it, lint checks it and explain shows it. A new fact or operator is taught here (and
 to the compiler, which tells the engine): nothing else walks a condition.
@@ -13,7 +14,7 @@ engine sees it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -25,6 +26,7 @@ from app.rules.language.model import (
     AnyOf,
     ChangeTest,
     Condition,
+    CountTest,
     Not,
     PermissionTest,
     Rule,
@@ -38,8 +40,12 @@ GUARD_FIELDS = frozenset({"permission_type", "permission_status", *PART_FIELDS})
 # What the change's record derives from its permission type alone (its text and kind, its parts, the catalog).
 TYPE_FIELDS = frozenset({"permission_type", *PART_FIELDS, "in_catalog"})
 
-Atom = ChangeTest | AccountTest | TenantTest | PermissionTest | Window
+Atom = ChangeTest | AccountTest | TenantTest | PermissionTest | CountTest | Window
 Relation = tuple[str, str, str]  # (head, tail, state): a relation tested open, placeholders as written
+CountPattern = tuple[str, str]  # (head, tail) of a count, placeholders as written
+# What a count reads of the change besides its placeholders: whether the change itself opens a permission the
+# pattern names (its type, status, first mention, enablement; app/rules/runtime/facts.py count_facts).
+COUNT_FIELDS = frozenset({"permission_type", "permission_status", "named_earlier", "enabled_for_tenant"})
 
 
 class ConditionTooLarge(ValueError):
@@ -53,7 +59,7 @@ def context_key(test: AccountTest | TenantTest) -> str:
     return "account_status" if test.field == "status" else f"a_{test.field}"
 
 
-def atoms(condition: Condition) -> Iterator[ChangeTest | AccountTest | TenantTest | PermissionTest]:
+def atoms(condition: Condition) -> Iterator[ChangeTest | AccountTest | TenantTest | PermissionTest | CountTest]:
     """Every test of a condition, in the order it is written."""
     if isinstance(condition, All | AnyOf):
         for part in condition.parts:
@@ -78,6 +84,8 @@ class Test(NamedTuple):
             return frozenset(f for f in (atom.field, atom.match.same_as) if f is not None)
         if isinstance(atom, PermissionTest):
             return frozenset(atom.placeholders)
+        if isinstance(atom, CountTest):
+            return COUNT_FIELDS | frozenset(atom.placeholders)
         return frozenset()
 
     @property
@@ -90,6 +98,11 @@ class Test(NamedTuple):
         """The relation it tests open, if any (a closed one is the negation of the open one)."""
         atom = self.atom
         return (atom.head, atom.tail, atom.state) if isinstance(atom, PermissionTest) else None
+
+    @property
+    def counted(self) -> CountTest | None:
+        """The count it bounds, if any."""
+        return self.atom if isinstance(self.atom, CountTest) else None
 
     @property
     def reads_time(self) -> bool:
@@ -131,9 +144,31 @@ class Test(NamedTuple):
         atom = self.atom
         if isinstance(atom, PermissionTest):
             return None if atom.binds(change) else False
+        if isinstance(atom, CountTest):
+            return None if count_may_apply(atom, change) else self.negated
         if not isinstance(atom, ChangeTest) or not self.change_fields <= known:
             return None
         return atom.match.holds_in(change, atom.field) != self.negated
+
+
+def count_may_apply(count: CountTest, change: Mapping[str, Any]) -> bool:
+    """Whether a change of this record's type can be charged by the count: its type is text and the pattern,
+    placeholders bound from it, names the type itself (else the count fact is 0 and the count never holds)."""
+    if change.get("permission_type__kind") != "text":
+        return False
+    parts = [change[name] for name in ("product", "market", "group", "name") if name in change]
+    return len(parts) == 2 and count.names(parts[0], parts[1], change)
+
+
+def count_patterns(clauses: Iterable[Clause]) -> tuple[CountPattern, ...]:
+    """The distinct patterns some clause counts, in a fixed order: the k-th is the change record's `count_k`
+    (app/rules/runtime/facts.py)."""
+    return tuple(sorted({c.pattern for clause in clauses for c in clause.counts}))
+
+
+def count_key(index: int) -> str:
+    """The change record's field holding the k-th count pattern's count."""
+    return f"count_{index}"
 
 
 Literal = Test  # the name the DNF literature gives it
@@ -173,6 +208,11 @@ class Clause:
     @cached_property
     def reads_time(self) -> bool:
         return any(t.reads_time for t in self.tests)
+
+    @cached_property
+    def counts(self) -> tuple[CountTest, ...]:
+        """The counts it bounds (negated or not)."""
+        return tuple(c for t in self.tests if (c := t.counted) is not None)
 
     @cached_property
     def guards(self) -> tuple[tuple[str, frozenset[str]], ...]:

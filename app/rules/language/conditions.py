@@ -5,6 +5,8 @@ A condition is a mapping whose keys are combined with "all of them":
   account: {status | ATTRIBUTE: MATCH}   the account's status and declared attributes
   tenant: MATCH                          the caller's tenant id
   permission: TEMPLATE, before|after: open|close   another permission of the account (its own item)
+  count: {permission: TEMPLATE, after: open, more_than: N}   more than N permissions TEMPLATE names are open
+                                         after this change, which itself opens one of them (CountTest)
   all: [CONDITION, ...] / any: [CONDITION, ...] / not: CONDITION
 A MATCH is text (exact, or a glob with * and ?), a list of them (any of them), true/false (flags),
 {is: missing | not_text | text} or {same_as: FIELD}.
@@ -40,6 +42,7 @@ from app.rules.language.model import (
     Catalog,
     ChangeTest,
     Condition,
+    CountTest,
     Match,
     Not,
     PermissionTest,
@@ -53,7 +56,8 @@ TEXT_VALUE_MAX = 64
 HEAD_PLACEHOLDERS = ("product", "group")
 TAIL_PLACEHOLDERS = ("market", "name")
 PART = re.compile(r"^(?:\{(?P<placeholder>[a-z]+)\}|(?P<text>[A-Za-z0-9_*?-]+))$")
-SUBJECTS = ("change", "account", "tenant", "permission", "all", "any", "not")
+SUBJECTS = ("change", "account", "tenant", "permission", "count", "all", "any", "not")
+COUNT_KEYS = ("permission", "after", "more_than")
 RELATION_KEYS = ("permission", "before", "after")  # one item: the permission and its states
 
 
@@ -301,7 +305,7 @@ def _negation(ctx: RuleContext, node: CommentedMap, subject: str, value: Any) ->
 
 def _template_parts(ctx: RuleContext, node: CommentedMap) -> tuple[str, str] | None:
     """The head and tail of `permission: HEAD.TAIL`, each a code, a glob or a placeholder that may stand there."""
-    template = node["permission"]
+    template = node.get("permission")
     head, dot, tail = str(template).partition(".") if isinstance(template, str) else ("", "", "")
     parts = (PART.match(head), PART.match(tail)) if dot else (None, None)
     if not all(parts):
@@ -372,6 +376,35 @@ def _relation(ctx: RuleContext, node: CommentedMap) -> list[Condition] | None:
     return []
 
 
+def _count(ctx: RuleContext, node: CommentedMap, subject: str, value: Any) -> list[Condition] | None:
+    """`count: {permission: TEMPLATE, after: open, more_than: N}`: TEMPLATE as a relation's (globs, placeholders
+    bound from the change, checked against the catalog), N a whole number of at least 0."""
+    example = "{permission: options.*, after: open, more_than: 3}"
+    shape = f"'count' is a mapping with {', '.join(COUNT_KEYS)}, e.g. {example}"
+    if not isinstance(value, CommentedMap) or not value:
+        ctx.problem(node, shape, subject)
+        return None
+    for key in value:
+        if key not in COUNT_KEYS:
+            ctx.problem(value, f"unknown key '{key}' in 'count' (use {', '.join(COUNT_KEYS)})", key)
+            return None
+    for key in COUNT_KEYS:
+        if key not in value:
+            ctx.problem(node, f"'count' needs '{key}', e.g. {example}", subject)
+            return None
+    if value["after"] != "open":
+        ctx.problem(value, "'after' is open: a count counts the permissions open after the change", "after")
+        return None
+    bound = value["more_than"]
+    if isinstance(bound, bool) or not isinstance(bound, int) or bound < 0:
+        ctx.problem(value, "'more_than' is a whole number of at least 0", "more_than")
+        return None
+    parts = _template_parts(ctx, value)
+    if parts is None:
+        return None
+    return [CountTest(str(value["permission"]), *parts, int(bound), at=position(value, "permission"))]
+
+
 SubjectReader = Callable[[RuleContext, CommentedMap, str, Any], list[Condition] | None]
 SUBJECT_READERS: dict[str, SubjectReader] = {
     "all": _group,
@@ -380,6 +413,7 @@ SUBJECT_READERS: dict[str, SubjectReader] = {
     "change": _field_map,
     "account": _field_map,
     "tenant": _tenant,
+    "count": _count,
 }
 
 

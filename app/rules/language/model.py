@@ -153,13 +153,53 @@ class PermissionTest:
 
     def names(self, head: str, tail: str, change: Mapping[str, Any]) -> bool:
         """Whether the relation names the permission head.tail for this change (placeholders bound from it)."""
-        for part, spec in ((head, self.head), (tail, self.tail)):
-            if spec.startswith("{"):
-                if change.get(spec[1:-1]) != part:
-                    return False
-            elif not value_matches(part, spec):
+        return pattern_names(self.head, self.tail, head, tail, change)
+
+
+@dataclass(frozen=True)
+class CountTest:
+    """How many permissions matching a pattern are open after this change: `count: {permission: options.*,
+    after: open, more_than: 3}`.
+
+    It holds for change i when change i itself opens a permission the pattern names and more than `more_than`
+    permissions the pattern names are open in the statuses after the changes 0..i of the request: the stored
+    statuses overridden, in order, by each change up to and including i whose type is named for the first time,
+    is in the catalog, is enabled for the tenant and whose status is open or close (SPEC §7a's "after", taken
+    over a prefix). So the change that would exceed the bound is the one refused, and a close (or a change that
+    opens nothing the pattern names) never makes it hold. `head` and `tail` are as a PermissionTest's: a
+    literal, a glob, or a placeholder bound from the change (an unbound placeholder names nothing: no hold)."""
+
+    template: str
+    head: str
+    tail: str
+    more_than: int
+    at: tuple[int, int] = field(default=(1, 1), compare=False)  # line and column in its file, for lint
+
+    @property
+    def pattern(self) -> tuple[str, str]:
+        """What is counted: the (head, tail) of the permissions, placeholders as written."""
+        return self.head, self.tail
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The change fields the pattern binds ({market} -> market)."""
+        return tuple(spec[1:-1] for spec in (self.head, self.tail) if spec.startswith("{"))
+
+    def names(self, head: str, tail: str, change: Mapping[str, Any]) -> bool:
+        """Whether the pattern names the permission head.tail for this change (placeholders bound from it)."""
+        return pattern_names(self.head, self.tail, head, tail, change)
+
+
+def pattern_names(head_spec: str, tail_spec: str, head: str, tail: str, change: Mapping[str, Any]) -> bool:
+    """Whether a pattern HEAD.TAIL (each a literal, a glob or a placeholder bound from the change) names the
+    permission head.tail."""
+    for part, spec in ((head, head_spec), (tail, tail_spec)):
+        if spec.startswith("{"):
+            if change.get(spec[1:-1]) != part:
                 return False
-        return True
+        elif not value_matches(part, spec):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -183,7 +223,7 @@ class Not:
     part: Condition
 
 
-Condition = All | AnyOf | Not | ChangeTest | AccountTest | TenantTest | PermissionTest
+Condition = All | AnyOf | Not | ChangeTest | AccountTest | TenantTest | PermissionTest | CountTest
 
 
 @dataclass(frozen=True)

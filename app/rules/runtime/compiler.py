@@ -9,7 +9,10 @@ A request is judged in one engine session holding, in this order:
 Each rule's condition is turned into a disjunction of conjunctions; each conjunction becomes one durable rule
 joining the change `c` with the context and permission facts it names: a relation such as
 `permission: stock.{market}, after: open` is a join `head == "stock" and tail == c.market` that the engine
-evaluates. Negated context and permission tests are the engine's `$not` patterns. A fact asserted after a
+evaluates. A count (`count: {permission: options.*, after: open, more_than: 3}`) is a number the adapter
+puts on the change (`count_k` per distinct pattern, app/rules/runtime/facts.py count_facts: 0 unless the change
+itself opens a permission the pattern names), compared inline: `count_k > 3`, negated `count_k <= 3`.
+Negated context and permission tests are the engine's `$not` patterns. A fact asserted after a
 change cannot retract a verdict already reached, so the context and permissions are asserted first; and a
 `$not` over the change itself is unreliable within the insertion of that very fact, so negations of a glob
 or same_as test look at the earlier copy `r` instead. Each durable rule turns off the engine's distinct
@@ -25,8 +28,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from app.rules.language.clauses import Clause, Test, context_key, rule_set_clauses
-from app.rules.language.model import ChangeTest, Match, PermissionTest, RuleSet, Window
+from app.rules.language.clauses import (
+    Clause,
+    CountPattern,
+    Test,
+    context_key,
+    count_key,
+    count_patterns,
+    rule_set_clauses,
+)
+from app.rules.language.model import ChangeTest, CountTest, Match, PermissionTest, RuleSet, Window
 
 PASS_RULE_ID = "pass"
 CONTEXT, PERMISSION, REFERENCE, CHANGE = "x", "p", "r", "c"
@@ -113,6 +124,11 @@ class Compiled:
         return any(c.reads_time for c in self.clauses)
 
     @cached_property
+    def counts(self) -> tuple[CountPattern, ...]:
+        """The distinct count patterns, the k-th carried by each change as `count_k`."""
+        return count_patterns(self.clauses)
+
+    @cached_property
     def relations(self) -> frozenset[tuple[str, str, str]]:
         """(head, tail, before|after) tested open, placeholders as written."""
         return frozenset().union(*(c.relations for c in self.clauses))
@@ -155,6 +171,9 @@ class _Clause:
                 self.context.append({"$lt": {"now": atom.end.timestamp()}})
         elif isinstance(atom, PermissionTest):
             self._permission(negated, atom)
+        elif isinstance(atom, CountTest):
+            key = count_key(self.compiled.counts.index(atom.pattern))
+            self.change.append({"$lte" if negated else "$gt": {key: atom.more_than}})
         else:  # the tenant, the account's status or an attribute: a value of the context
             term = _match(context_key(atom), atom.match)
             if negated:

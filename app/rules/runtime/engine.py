@@ -246,7 +246,9 @@ class DurableRulesEngine:
         catalog = self.rule_set.catalog
         enabled = self.enabled(decision_input.tenant_patterns)
         stored = decision_input.stored
-        changes = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        changes = change_records(
+            decision_input.changes, catalog=catalog, enabled=enabled, stored=stored, counts=self._compiled.counts
+        )
         after = after_request(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
         context = context_record(
             tenant_id=decision_input.tenant_id,
@@ -268,6 +270,7 @@ class DurableRulesEngine:
             catalog=self.rule_set.catalog,
             enabled=self.enabled(decision_input.tenant_patterns),
             stored=decision_input.stored,
+            counts=self._compiled.counts,
         )
         return message_values(
             record,
@@ -316,7 +319,9 @@ class DurableRulesEngine:
         catalog, compiled = self.rule_set.catalog, self._compiled
         enabled = self.enabled(decision_input.tenant_patterns)
         stored = decision_input.stored
-        records = change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored)
+        records = change_records(
+            decision_input.changes, catalog=catalog, enabled=enabled, stored=stored, counts=compiled.counts
+        )
         context: dict[str, Any] = {}
         if compiled.context_keys or compiled.reads_time:
             context = context_record(

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.rules.language.model import MISSING, NOT_TEXT, TEXT, Catalog
+from app.rules.language.clauses import CountPattern, count_key
+from app.rules.language.model import MISSING, NOT_TEXT, TEXT, Catalog, pattern_names
 from app.rules.runtime.compiler import CHANGE, CONTEXT, PERMISSION
 
 MAX_SHOWN_VALUE = 80
@@ -39,16 +40,87 @@ class RequestFacts:
 
 
 def change_records(
-    changes: tuple[dict[str, Any], ...], *, catalog: Catalog, enabled: frozenset[str], stored: Mapping[str, str]
+    changes: tuple[dict[str, Any], ...],
+    *,
+    catalog: Catalog,
+    enabled: frozenset[str],
+    stored: Mapping[str, str],
+    counts: tuple[CountPattern, ...] = (),
 ) -> list[dict[str, Any]]:
-    """One record per change, in order: raw fields, their kinds, the type's parts, and what is known of it."""
+    """One record per change, in order: raw fields, their kinds, the type's parts, what is known of it, and per
+    count pattern the change's count (`count_k`, see count_facts)."""
     first_named: dict[str, int] = {}
     records = []
     for index, change in enumerate(changes):
         permission_type = change.get("permission_type")
         earlier = first_named.setdefault(permission_type, index) if isinstance(permission_type, str) else index
         records.append(_record(index, change, earlier, catalog=catalog, enabled=enabled, stored=stored))
+    if counts:
+        for record, found in zip(
+            records, count_facts(changes, catalog=catalog, enabled=enabled, stored=stored, patterns=counts), strict=True
+        ):
+            record.update({count_key(k): n for k, n in enumerate(found)})
     return records
+
+
+def _applies(change: Any, named: set[str], *, catalog: Catalog, enabled: frozenset[str]) -> str | None:
+    """The type a change sets in the statuses after the request (SPEC §7a), or None: a type sent as text, named
+    for the first time, in the catalog, enabled for the tenant, with status open or close."""
+    if not isinstance(change, Mapping):
+        return None
+    permission_type, status = change.get("permission_type"), change.get("permission_status")
+    if not isinstance(permission_type, str) or permission_type in named:
+        return None
+    named.add(permission_type)
+    if permission_type in catalog and permission_type in enabled and status in ("open", "close"):
+        return permission_type
+    return None
+
+
+def count_facts(
+    changes: tuple[dict[str, Any], ...],
+    *,
+    catalog: Catalog,
+    enabled: frozenset[str],
+    stored: Mapping[str, str],
+    patterns: tuple[CountPattern, ...],
+) -> list[tuple[int, ...]]:
+    """Per change i, per count pattern (head, tail): the number of catalog permissions the pattern names
+    (placeholders bound from change i) that are open after the changes 0..i, when change i itself opens a
+    permission the pattern names; 0 otherwise (a close, a type named before, outside the catalog or not enabled,
+    a type the pattern does not name or whose placeholder it cannot bind).
+
+    "After the changes 0..i" is after_request over that prefix: the stored statuses overridden, in order, by each
+    change whose type and status are valid. So with 2 open and 2 more opened, the second one opened counts 4 and
+    the first 3, and a close earlier in the request lowers the count of the changes after it."""
+    parts = {value: list(catalog.parts(value).values()) for value in catalog.values}
+    parts = {value: found for value, found in parts.items() if len(found) == 2}
+    open_now = {value for value in catalog.values if stored.get(value) == "open"}
+    named: set[str] = set()
+    found: list[tuple[int, ...]] = []
+    for change in changes:
+        applied = _applies(change, named, catalog=catalog, enabled=enabled)
+        if applied is not None:
+            (open_now.add if change["permission_status"] == "open" else open_now.discard)(applied)
+        if applied is None or change["permission_status"] != "open" or applied not in parts:
+            found.append((0,) * len(patterns))
+            continue
+        record = catalog.parts(applied)
+        head, tail = parts[applied]
+        counts = []
+        for head_spec, tail_spec in patterns:
+            if not pattern_names(head_spec, tail_spec, head, tail, record):
+                counts.append(0)
+                continue
+            counts.append(
+                sum(
+                    1
+                    for value in open_now
+                    if value in parts and pattern_names(head_spec, tail_spec, parts[value][0], parts[value][1], record)
+                )
+            )
+        found.append(tuple(counts))
+    return found
 
 
 def change_record(
@@ -58,8 +130,10 @@ def change_record(
     catalog: Catalog,
     enabled: frozenset[str],
     stored: Mapping[str, str],
+    counts: tuple[CountPattern, ...] = (),
 ) -> dict[str, Any]:
-    """The record change_records builds for changes[index], without building the others."""
+    """The record change_records builds for changes[index], without building the others (the counts of a
+    change read the changes before it)."""
     change = changes[index]
     permission_type = change.get("permission_type")
     earlier = index
@@ -69,7 +143,11 @@ def change_record(
             for i, c in enumerate(changes)
             if isinstance(c.get("permission_type"), str) and c["permission_type"] == permission_type
         )
-    return _record(index, change, earlier, catalog=catalog, enabled=enabled, stored=stored)
+    record = _record(index, change, earlier, catalog=catalog, enabled=enabled, stored=stored)
+    if counts:
+        found = count_facts(changes[: index + 1], catalog=catalog, enabled=enabled, stored=stored, patterns=counts)
+        record.update({count_key(k): n for k, n in enumerate(found[index])})
+    return record
 
 
 def _record(
@@ -108,12 +186,9 @@ def after_request(
     after = dict(stored)
     named: set[str] = set()
     for change in changes:
-        permission_type, status = change.get("permission_type"), change.get("permission_status")
-        if not isinstance(permission_type, str) or permission_type in named:
-            continue
-        named.add(permission_type)
-        if permission_type in catalog and permission_type in enabled and status in ("open", "close"):
-            after[permission_type] = status
+        applied = _applies(change, named, catalog=catalog, enabled=enabled)
+        if applied is not None:
+            after[applied] = change["permission_status"]
     return after
 
 

@@ -3,7 +3,9 @@
 A verdict of durable_rules for one change is a function of the facts its rules can read (each compiled clause
 says which: app/rules/language/clauses.py): the change fields some test or placeholder reads, the context values some
 account or tenant test reads, the interval between two window edges the time falls in, and, per relation a
-rule tests (`permission: stock.{market}, after: open`), whether some permission it names is open in that state.
+rule tests (`permission: stock.{market}, after: open`), whether some permission it names is open in that state,
+and per count a rule bounds, the change's count (app/rules/runtime/facts.py count_facts) capped at one more
+than the largest bound on that pattern (a higher count makes no count test read differently).
 The key carries each of these and nothing else, so two changes with equal keys get the same verdict from the
 engine (tests/rules/runtime/test_memo.py compares the two paths on random rule sets and requests).
 
@@ -38,7 +40,7 @@ from app.rules.language.clauses import TYPE_FIELDS, Clause
 from app.rules.language.model import KINDS, RuleSet
 from app.rules.runtime.compiler import Compiled, glob_to_engine_regex
 from app.rules.runtime.decision_input import DecisionInput
-from app.rules.runtime.facts import after_request, engine_text
+from app.rules.runtime.facts import after_request, count_facts, engine_text
 
 MEMO_MAX_TEXT = 128  # longer values are judged by the engine every time rather than held in memory
 READS_CACHE_SIZE = 4096
@@ -124,6 +126,7 @@ class _Reads:
     fixed: tuple[int, ...]  # relations without a placeholder (indexes into MemoKeys._fixed)
     bound: tuple[int, ...]  # relations with one (indexes into MemoKeys._bound)
     time: bool
+    counts: tuple[int, ...] = ()  # count patterns (indexes into Compiled.counts)
 
 
 class MemoKeys:
@@ -153,6 +156,13 @@ class MemoKeys:
         self._after = any(r.state == "after" for r in self._fixed + self._bound)
         self._parts: dict[str, dict[str, str]] = {v: catalog.parts(v) for v in catalog.values}
         self._reads: dict[tuple[Any, Any], _Reads] = {}
+        self._counts = compiled.counts
+        self._count_index = {pattern: k for k, pattern in enumerate(self._counts)}
+        caps: dict[int, int] = {}
+        for count in (c for clause in self._clauses for c in clause.counts):
+            k = self._count_index[count.pattern]
+            caps[k] = max(caps.get(k, 0), count.more_than + 1)
+        self._count_caps = caps  # per pattern, the count above which no count test reads differently
 
     def keys(self, decision_input: DecisionInput, enabled: frozenset[str]) -> list[Key | None]:
         """Per change, its key (or None: judge it afresh and remember nothing)."""
@@ -165,18 +175,24 @@ class MemoKeys:
             enabled=enabled,
             interval=bisect.bisect_right(self._bounds, decision_input.at.timestamp()),
         )
+        counted: list[tuple[int, ...]] = [()] * len(changes)
+        if self._counts:
+            stored = decision_input.stored
+            counted = count_facts(changes, catalog=self._catalog, enabled=enabled, stored=stored, patterns=self._counts)
         named: set[str] = set()
         keys: list[Key | None] = []
-        for change in changes:
+        for change, counts in zip(changes, counted, strict=True):
             permission_type = _raw(change, "permission_type")
             earlier = False
             if isinstance(permission_type, str):
                 earlier = permission_type in named
                 named.add(permission_type)
-            keys.append(self._key(permission_type, _raw(change, "permission_status"), earlier, request))
+            keys.append(self._key(permission_type, _raw(change, "permission_status"), earlier, request, counts))
         return keys
 
-    def _key(self, permission_type: Any, status: Any, earlier: bool, request: _Request) -> Key | None:
+    def _key(
+        self, permission_type: Any, status: Any, earlier: bool, request: _Request, counts: tuple[int, ...] = ()
+    ) -> Key | None:
         """One change's key: what the clauses that can hold for it read (None when a value is too long)."""
         text = isinstance(permission_type, str)
         if (text and len(permission_type) > MEMO_MAX_TEXT) or (isinstance(status, str) and len(status) > MEMO_MAX_TEXT):
@@ -198,6 +214,7 @@ class MemoKeys:
             request.interval if reads.time else None,
             fixed,
             bound,
+            tuple([min(counts[k], self._count_caps[k]) for k in reads.counts]),
         )
 
     def _relation_states(
@@ -238,17 +255,20 @@ class MemoKeys:
             seen["permission_type"] = engine_text(permission_type)
         context: set[str] = set()
         relations: set[tuple[str, str, str]] = set()
+        counts: set[int] = set()
         reads_time = False
         for clause in self._clauses:
             if all(seen.get(name) in values for name, values in clause.guards):
                 context |= clause.context_keys
                 relations |= clause.relations
+                counts.update(self._count_index[c.pattern] for c in clause.counts)
                 reads_time = reads_time or clause.reads_time
         found = _Reads(
             tuple(sorted(context)),
             tuple(sorted(self._fixed_index[r] for r in relations if r in self._fixed_index)),
             tuple(sorted(self._bound_index[r] for r in relations if r in self._bound_index)),
             reads_time,
+            tuple(sorted(counts)),
         )
         if len(self._reads) >= READS_CACHE_SIZE:
             self._reads.clear()  # types outside the catalog: bounded, and rebuilt on demand

@@ -4,6 +4,7 @@ left out), the related permissions named as the rules name them, and a few point
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -145,12 +146,34 @@ def _axes(space: InputSpace) -> list[tuple[str, _Axis]]:
             ),
         ),
     ]
+    found.append(
+        (
+            "count",
+            _Axis("count", lambda p: _counted(space, p.counted), lambda p: replace(p, counted=()), _counts(space)),
+        )
+    )
     for name, values in space.attributes.items():
         domain = tuple(ABSENT if v is None else v for v in values)
         found.append(
             (f"attributes.{name}", _Axis(f"a_{name}", _attribute_reader(name), _without_attribute(name), domain))
         )
     return found
+
+
+def _counted(space: InputSpace, counted: tuple[tuple[str, str, int], ...]) -> str:
+    """How many other permissions each count names are open after the judged change (the cap: or more)."""
+    parts = []
+    for head, tail, n in counted:
+        more = " or more" if n >= space.count_caps[(head, tail)] else ""
+        parts.append(f"{n}{more} other {head}.{tail} open")
+    return " and ".join(parts) or "none counted"
+
+
+def _counts(space: InputSpace) -> tuple[str, ...]:
+    """Every value the count axis takes: each number of others open, per count pattern of the space."""
+    patterns = sorted(space.count_caps)
+    ranges = [[(head, tail, n) for n in range(space.count_caps[(head, tail)] + 1)] for head, tail in patterns]
+    return tuple(_counted(space, tuple(combination)) for combination in itertools.product(*ranges)) if ranges else ()
 
 
 def _interval(space: InputSpace, index: int) -> str:

@@ -58,6 +58,7 @@ def test_memoised_verdicts_equal_the_engines_on_random_traffic(rule_set):
     assert 0 < len(engine._memo) <= MEMO_SIZE
 
 
+OTHER_OPTIONS = ("options.SG", "options.UK", "options.DE", "options.AU")
 BROKER_TYPES = (
     "options.US",
     "options.HK",
@@ -90,6 +91,8 @@ MOMENTS = (
 def random_broker_input(rng: random.Random) -> DecisionInput:
     """A request over the types the broker policies relate, with random state, attributes and time."""
     stored = {t: rng.choice(("open", "close")) for t in rng.sample(BROKER_TYPES, rng.randint(0, 6))}
+    if rng.random() < 0.2:  # options on other markets open: options-at-most-3-markets counts them
+        stored.update(dict.fromkeys(rng.sample(OTHER_OPTIONS, rng.randint(1, 3)), "open"))
     changes = [
         ch(t, rng.choice(("open", "close", "open")))
         for t in rng.sample(BROKER_TYPES, rng.randint(1, 4)) + rng.choice(([], [], ["stock.US"]))

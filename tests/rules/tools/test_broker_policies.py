@@ -1,5 +1,5 @@
 """examples/broker-policies: lints clean, its regression cases pass and exercise every rule, and decide()
-agrees over 100,000 varied requests with a plain-Python reading of the ten policies and four validations."""
+agrees over 100,000 varied requests with a plain-Python reading of the eleven policies and four validations."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ EXAMPLE = "examples/broker-policies"
 POLICY_IDS = (
     "options-need-stock",
     "stock-close-needs-options-closed",
+    "options-at-most-3-markets",
     "shortsell-margin-only",
     "va-professional-only",
     "ipo-closed-markets",
@@ -52,7 +53,7 @@ def broker() -> RuleSet:
 def test_the_example_lints_clean_from_the_command_line():
     result = permctl("rules", "lint", "--rules", EXAMPLE, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(rf"{EXAMPLE}: clean( \(\d+ warnings\))? — 20 rules, 78 catalog values", result.stdout)
+    assert re.search(rf"{EXAMPLE}: clean( \(\d+ warnings\))? — 21 rules, 78 catalog values", result.stdout)
     # deposit-freeze-2025 is kept for the record: lint says it has expired, and that does not refuse the set.
     assert "deposit-freeze-2025: warning: expired on 2025-02-01 00:00 UTC" in result.stdout
     # a warning, not an error: this policy refuses a close on purpose (app/rules/tools/lint/semantic.py)
@@ -67,7 +68,7 @@ def test_the_example_cases_pass_and_exercise_every_rule():
     assert failed == 0 and passed >= 60
 
 
-def test_the_policies_are_the_ten_of_issue_11_in_order(broker):
+def test_the_policies_are_those_of_issues_11_and_20_in_order(broker):
     assert [r.id for r in broker.rules if r.is_policy] == list(POLICY_IDS)
     enforcement = {r.id: r.enforcement for r in broker.rules if r.is_policy}
     assert enforcement.pop("otc-open-warning") == "warn"
@@ -101,7 +102,7 @@ def _held(rule_set: RuleSet, case: Any) -> tuple[frozenset[str], ...]:
     return decide(DurableRulesEngine(rule_set), case_input(case, case.changes)).held
 
 
-# --- an independent reading of the ten policies and four validations ----------------------------------------
+# --- an independent reading of the eleven policies and four validations ----------------------------------------
 
 MISSING = object()
 WITHDRAW_FREEZE = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
@@ -141,11 +142,14 @@ def expected(decision_input: DecisionInput, catalog: Any) -> Expected:
     warnings: list[tuple[int, str]] = []
     dryruns: list[tuple[int, str]] = []
     seen: list[str] = []
+    prefix = {v: stored.get(v, "close") for v in catalog.values}  # after the changes 0..index
     for index, change in enumerate(decision_input.changes):
         kind, status = change.get("permission_type", MISSING), change.get("permission_status", MISSING)
         duplicate = isinstance(kind, str) and kind in seen
         if isinstance(kind, str):
             seen.append(kind)
+            if not duplicate and kind in catalog and kind in enabled and status in ("open", "close"):
+                prefix[kind] = status
         validation = None
         if kind is MISSING:
             validation = "type-required"
@@ -181,6 +185,10 @@ def expected(decision_input: DecisionInput, catalog: Any) -> Expected:
             and part == "product"
             and head == "stock"
             and after.get(f"options.{tail}") == "open",
+            "options-at-most-3-markets": opening
+            and part == "product"
+            and head == "options"
+            and sum(1 for v, s in prefix.items() if v.startswith("options.") and s == "open") > 3,
             "shortsell-margin-only": opening and head == "shortsell" and attributes.get("account_type") != "margin",
             "va-professional-only": opening
             and part == "group"

@@ -10,9 +10,10 @@ Here Hypothesis draws rule sets (random policies of every kind of test, enforcem
 tests/rules/runtime/test_memo.py makes them; the shipped sets; a set using every kind of test), points of their
 spaces, and concrete members of each point: each value replaced by a random value of its class — the class
 computed by this test from the values the rules test, not by the space — and every free fact randomised,
-unrelated permissions stored open or closed and changed after the judged one. decide() must give the
-member's change the point's verdict (the rules that held, the deciding rule, warnings, dryrun hits), with
-the memo on and off. Seeded (derandomised), so a failure reproduces.
+unrelated permissions stored open or closed and changed after the judged one, and for each count of the point
+as many random permissions it names stored open as the point says (at the cap: that many or more).
+decide() must give the member's change the point's verdict (the rules that held, the deciding rule, warnings,
+dryrun hits), with the memo on and off. Seeded (derandomised), so a failure reproduces.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from app.rules.language.model import (
     ChangeTest,
     RuleSet,
     TenantTest,
+    pattern_names,
     value_matches,
 )
 from app.rules.runtime.decision import ChangeVerdict, Trace, decide
@@ -56,6 +58,13 @@ MEMBERS_PER_POINT = 3  # ... and concrete members of each
 # Values a member may take instead of its representative, kept only when no test tells them apart from it.
 TEXT_POOL = ("x", "zz", "ZZ", "OPEN", "Open", "pending", "US", "HK", "stock", "trade", "t1", "t2", "t2x", "s9", "sx")
 TENANT_POOL = (*TEXT_POOL, "other-tenant", "tenant-42", "s", "t")
+COUNTED = 0.35  # of random policies, those that also bound a count
+COUNTS = (
+    {"count": {"permission": "options.*", "after": "open", "more_than": 1}},
+    {"count": {"permission": "{product}.*", "after": "open", "more_than": 0}},
+    {"count": {"permission": "*.{market}", "after": "open", "more_than": 2}},
+    {"count": {"permission": "stock.S?", "after": "open", "more_than": 1}},
+)
 RESIDENCY_POOL = ("CN", "CA", "SG", "HK", "US", "DE", "SX", "ZZ", "XX")
 
 
@@ -174,16 +183,19 @@ def member(rng: random.Random, judged: _Judged, point: Point) -> tuple[DecisionI
         if after != before:
             patterns.append(choice)
             changes.append({"permission_type": choice, "permission_status": after})
-    # Permissions no live relation names for this type: any state, before or after the request.
+    # Permissions no live relation names for this type: any state, before or after the request; stored open
+    # only where no count of the point names them (those show the point's counts below).
+    counted = _counted_by(judged, point, permission_type)
     for other in catalog.values:
         if other == permission_type or other in taken or (other in related and "related" not in free):
             continue
         roll = rng.random()
-        if roll < 0.15:
+        if roll < 0.15 and not counted(other):
             stored[other] = "open"
         if 0.1 < roll < 0.2:
             patterns.append(other)
             changes.append({"permission_type": other, "permission_status": rng.choice(("open", "close"))})
+    _show_counts(rng, judged, point, permission_type, stored, exclude={*taken, *related})
     tenant = representative.tenant_id
     tenant = (
         rng.choice(TENANT_POOL) if "tenant" in free else _same_class(rng, tenant, TENANT_POOL, judged.tenant_values)
@@ -199,6 +211,67 @@ def member(rng: random.Random, judged: _Judged, point: Point) -> tuple[DecisionI
         at=_moment(rng, judged, representative.at, "time" in free),
     )
     return decision_input, index
+
+
+def _counted_by(judged: _Judged, point: Point, permission_type: str) -> Any:
+    """Whether a catalog permission is named by one of the point's counts (bound from the member's type)."""
+    catalog = judged.rule_set.catalog
+    record = catalog.parts(permission_type) if permission_type not in (MISSING, NOT_TEXT) else {}
+
+    def counted(other: str) -> bool:
+        parts = list(catalog.parts(other).values())
+        return len(parts) == 2 and any(
+            pattern_names(head, tail, parts[0], parts[1], record) for head, tail, _ in point.counted
+        )
+
+    return counted
+
+
+def _others_open(judged: _Judged, permission_type: str, pattern: tuple[str, str], stored: dict[str, str]) -> list[str]:
+    catalog = judged.rule_set.catalog
+    record = catalog.parts(permission_type)
+    found = []
+    for other, status in stored.items():
+        parts = list(catalog.parts(other).values())
+        shown = other != permission_type and other in catalog and status == "open" and len(parts) == 2
+        if shown and pattern_names(*pattern, parts[0], parts[1], record):
+            found.append(other)
+    return found
+
+
+def _show_counts(
+    rng: random.Random, judged: _Judged, point: Point, permission_type: str, stored: dict[str, str], exclude: set[str]
+) -> None:
+    """Store open random permissions each count of the point names, as many as it says (at its cap: that many
+    or more), the other counts' permissions included: the member shows every count of the point."""
+    catalog = judged.rule_set.catalog
+    caps = judged.space.count_caps
+    for _ in range(50):  # a random choice that shows every count; overlapping counts may take a few tries
+        trial = dict(stored)
+        for head, tail, n in point.counted:
+            record = catalog.parts(permission_type)
+            free = [
+                other
+                for other in catalog.values
+                if other != permission_type
+                and other not in exclude
+                and other not in trial
+                and len(catalog.parts(other)) == 2
+                and pattern_names(head, tail, *list(catalog.parts(other).values()), record)
+            ]
+            need = n - len(_others_open(judged, permission_type, (head, tail), trial))
+            if n >= caps[(head, tail)] and free:
+                need = rng.randint(max(need, 0), max(need, len(free)))
+            for other in rng.sample(free, min(max(need, 0), len(free))):
+                trial[other] = "open"
+        shown = [
+            min(len(_others_open(judged, permission_type, (head, tail), trial)), caps[(head, tail)])
+            for head, tail, _ in point.counted
+        ]
+        if shown == [n for _, _, n in point.counted]:
+            stored.update(trial)
+            return
+    raise AssertionError(f"no request of {permission_type} shows the counts of {point}")
 
 
 def _comparable(verdict: ChangeVerdict) -> tuple[Any, ...]:
@@ -226,10 +299,15 @@ def assert_points_stand_for_their_members(judged: _Judged, seed: int) -> int:
 def random_policies(rng: random.Random, target: Path) -> RuleSet:
     """A few random policies over every kind of test (tests/rules/language/test_parser_oracle.py's atoms: type,
     parts, status, kinds, same_as, catalog and tenant flags, named earlier, current status, attributes,
-    tenants, relations before and after), with random enforcement and, for some, a window."""
+    tenants, relations before and after), a third of them with a count (COUNTS, negated or not), with random
+    enforcement and, for some, a window."""
     text = "policies:\n"
     for n in range(rng.randint(*POLICIES)):
-        text += f"  - id: random-{n}\n    description: random\n    when: {json.dumps(random_condition(rng, 3))}\n"
+        condition = random_condition(rng, 3)
+        if rng.random() < COUNTED:  # with a count, negated or not
+            count = rng.choice(COUNTS)
+            condition = {"all": [count if rng.random() < 0.7 else {"not": count}, condition]}
+        text += f"  - id: random-{n}\n    description: random\n    when: {json.dumps(condition)}\n"
         text += f"    message: {json.dumps(MESSAGE)}\n    enforcement: {rng.choice(('deny', 'warn', 'dryrun'))}\n"
         if rng.random() < 0.4:
             text += window_yaml(*rng.choice(WINDOWS))

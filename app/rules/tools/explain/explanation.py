@@ -15,10 +15,11 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from app.rules.language.clauses import atoms
+from app.rules.language.clauses import CountPattern, atoms, count_key, count_patterns, rule_set_clauses
 from app.rules.language.model import (
     AccountTest,
     ChangeTest,
+    CountTest,
     PermissionTest,
     Rule,
     TenantTest,
@@ -93,12 +94,13 @@ def explain(engine: DurableRulesEngine, decision_input: DecisionInput) -> Explan
     """Judge the request afresh (no memo) and explain every rule's verdict for every change."""
     decision = decide(engine, decision_input, use_memo=False)
     facts = engine.facts_of(decision_input)
+    counts = count_patterns(rule_set_clauses(engine.rule_set.rules))
     changes = tuple(
         ChangeExplanation(
             index,
             decision_input.changes[index],
-            {k: v for k, v in facts.changes[index].items() if k not in ("t", "index")},
-            tuple(_verdicts(decision, decision_input, facts, index)),
+            {k: v for k, v in facts.changes[index].items() if k not in ("t", "index") and not k.startswith("count_")},
+            tuple(_verdicts(decision, decision_input, facts, index, counts)),
         )
         for index in range(len(decision_input.changes))
     )
@@ -116,13 +118,17 @@ def explain(engine: DurableRulesEngine, decision_input: DecisionInput) -> Explan
 
 
 def _verdicts(
-    decision: Decision, decision_input: DecisionInput, facts: RequestFacts, index: int
+    decision: Decision,
+    decision_input: DecisionInput,
+    facts: RequestFacts,
+    index: int,
+    counts: tuple[CountPattern, ...],
 ) -> Iterator[RuleVerdict]:
     held = decision.held[index]
     reached = {rule.id for rule in decision.reached(index)}
     for rule in decision.rules:
         holds = rule.id in held
-        read = tuple(_facts_read(rule, decision_input, facts, index))
+        read = tuple(_facts_read(rule, decision_input, facts, index, counts))
         verdict = _verdict(rule, holds, rule.id in reached, decision, index, decision_input.at)
         yield RuleVerdict(rule.id, rule.enforcement, verdict, holds, read)
 
@@ -144,15 +150,17 @@ def _in_force(window: Window, at: datetime) -> bool:
     return (window.start is None or window.start <= at) and (window.end is None or at < window.end)
 
 
-_READING_ORDER = {ChangeTest: 0, PermissionTest: 1, AccountTest: 2, TenantTest: 3}
+_READING_ORDER = {ChangeTest: 0, PermissionTest: 1, CountTest: 1, AccountTest: 2, TenantTest: 3}
 
 
-def _facts_read(rule: Rule, decision_input: DecisionInput, facts: RequestFacts, index: int) -> Iterator[Fact]:
+def _facts_read(
+    rule: Rule, decision_input: DecisionInput, facts: RequestFacts, index: int, counts: tuple[CountPattern, ...]
+) -> Iterator[Fact]:
     record = facts.changes[index]
     seen: set[str] = set()
     found: list[Fact] = []
     for atom in sorted(atoms(rule.condition), key=lambda a: _READING_ORDER[type(a)]):
-        found.extend(_read(atom, decision_input, facts, record))
+        found.extend(_read(atom, decision_input, facts, record, counts))
     if rule.window is not None:
         start = rule.window.start.isoformat() if rule.window.start else "-"
         end = rule.window.end.isoformat() if rule.window.end else "-"
@@ -170,10 +178,11 @@ def _shown(value: Any) -> str:
 
 
 def _read(
-    atom: ChangeTest | AccountTest | TenantTest | PermissionTest,
+    atom: ChangeTest | AccountTest | TenantTest | PermissionTest | CountTest,
     decision_input: DecisionInput,
     facts: RequestFacts,
     record: Mapping[str, Any],
+    counts: tuple[CountPattern, ...],
 ) -> list[Fact]:
     if isinstance(atom, ChangeTest):
         name = atom.field
@@ -189,7 +198,18 @@ def _read(
         if atom.field == "status":
             return [Fact("account.status", decision_input.account_status)]
         return [Fact(f"account.{atom.field}", _shown(decision_input.attributes.get(atom.field)))]
+    if isinstance(atom, CountTest):
+        return [_count(atom, record.get(count_key(counts.index(atom.pattern)), 0))]
     return [_permission(atom, facts, record)]
+
+
+def _count(test: CountTest, counted: int) -> Fact:
+    """The count the change was given for the pattern, against its bound: "4 of options.* open after this
+    change, at most 3 allowed"; a change that opens nothing the pattern names is never counted."""
+    label = "count"
+    if not counted:
+        return Fact(label, f"this change opens no {test.template}: not counted")
+    return Fact(label, f"{counted} of {test.template} open after this change, at most {test.more_than} allowed")
 
 
 def _permission(test: PermissionTest, facts: RequestFacts, record: Mapping[str, Any]) -> Fact:

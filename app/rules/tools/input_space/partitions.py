@@ -21,6 +21,7 @@ from app.rules.language.model import Rule
 PARTITION_POINTS = 50_000
 TOO_LARGE = "too large to analyse"  # how the problem of a rule that makes a partition too large begins
 RELATED = "related"  # the axis of a group of related permissions (one per group)
+COUNT = "count"  # the axis of a count: how many other permissions it names are open (one per pattern)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Cause:
             parts.append(f"reads the account status ({counts['account_status']} values)")
         if "time" in counts:
             parts.append(f"reads its window ({counts['time']} periods between the set's window dates)")
+        if COUNT in counts:
+            parts.append(f"counts open permissions ({counts[COUNT]} numbers: 0 to its bound + 1)")
         if not parts:
             return "reads what the other rules of these types read"
         return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
@@ -91,6 +94,8 @@ class Cause:
             fixes.append("name fewer tenants (a glob stands for several)")
         if "time" in names:
             fixes.append("use fewer window dates")
+        if COUNT in names:
+            fixes.append("bound the count lower")
         return "; or ".join(fixes) if fixes else "split its types from those of the other rules"
 
 

@@ -5,7 +5,12 @@ catalog value, representatives of values outside the catalog and of banned group
 requested status (open, close, other text, missing, not text), the current status, whether the type was named
 earlier in the request, whether the tenant enables it, the account's status and declared attributes (each
 value, a representative of "any other", or absent), the tenant, the time (each interval between window
-bounds), and the before/after states of the permissions the rules relate to it (`permission: stock.{market}`).
+bounds), the before/after states of the permissions the rules relate to it (`permission: stock.{market}`), and
+per count a live clause bounds (`count: {permission: options.*, ...}`), how many OTHER permissions it names are
+open after the judged change: 0 … bound + 1 (the largest bound of that pattern; more reads as bound + 1), never
+the combinations of which ones. A count is realised by storing that many of the permissions it names open, chosen
+among those no live relation names (`input_of`); a count the related permissions already exceed, or that too few
+permissions can show, is no point.
 
 Only what some rule could read for a given type is enumerated: a clause whose type tests fail for that type
 cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest of a point takes a default
@@ -32,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.rules.language import model
-from app.rules.language.clauses import TYPE_FIELDS, Clause, Test, rule_set_clauses
+from app.rules.language.clauses import TYPE_FIELDS, Clause, CountPattern, Test, count_may_apply, rule_set_clauses
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
     ChangeTest,
@@ -44,6 +49,7 @@ from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.runtime.facts import change_records
 from app.rules.tools.input_space.partitions import (
+    COUNT,
     PARTITION_POINTS,
     RELATED,
     TOO_LARGE,
@@ -67,7 +73,7 @@ STATE_FIELDS = {
     "named_earlier": "named",
     "enabled_for_tenant": "enabled",
 }
-AXES = ("current", "named", "enabled", "related", "account_status", "tenant", "time")  # and a_NAME per attribute
+AXES = ("current", "named", "enabled", "related", "count", "account_status", "tenant", "time")  # and a_NAME
 
 
 class SpaceTooLarge(ValueError):
@@ -109,6 +115,8 @@ class Point:
     tenant: str = OTHER_TENANT
     interval: int = 0  # index into InputSpace.moments
     related: tuple[tuple[str, str, str], ...] = ()  # (permission, before, after) of other related permissions
+    # (head, tail, n) per count pattern: n other permissions it names open after the change (the cap: n or more)
+    counted: tuple[tuple[str, str, int], ...] = ()
     free: frozenset[str] = frozenset()  # the AXES no live clause reads for this type: any value, same verdict
 
     @property
@@ -188,6 +196,10 @@ class _TypeFacts:
     live: tuple[_LiveClauses, ...]  # per rule set, the rules (and clauses) the type does not refute
 
 
+def _pattern_names(pattern: CountPattern, head: str, tail: str, record: Mapping[str, Any]) -> bool:
+    return model.pattern_names(pattern[0], pattern[1], head, tail, record)
+
+
 class InputSpace:
     """Every point that matters for the given rule sets (one set for lint, old and new for diff), partitioned per
     class of permission types: each partition is bounded on its own (PARTITION_POINTS), from its size, before any
@@ -204,7 +216,11 @@ class InputSpace:
         self.tenants = (*_mentioned(tests, "tenant"), OTHER_TENANT)
         self.attributes = self._attribute_values(tests)
         self.engines = tuple(DurableRulesEngine(rule_set) for rule_set in rule_sets)
+        self.count_caps: dict[CountPattern, int] = {}  # per count pattern, its largest bound + 1
+        for count in (c for clauses in self.clauses for clause in clauses for c in clause.counts):
+            self.count_caps[count.pattern] = max(self.count_caps.get(count.pattern, 0), count.more_than + 1)
         self._facts: dict[str, _TypeFacts] = {}
+        self._filler_cache: dict[tuple[str, CountPattern], list[str]] = {}
         # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
         # first of them stands for all (`members`). tests/rules/tools/test_input_space*.py check each member agrees.
         self.members = self._classes(collapse=collapse)
@@ -290,6 +306,11 @@ class InputSpace:
                     head, tail = list(rule_set.catalog.parts(other).values())
                     if test.names(head, tail, record):
                         signatures.setdefault(other, set()).add((index, test.head, test.tail))
+            # a related permission a count names is counted when open: only members a count names alike agree
+            for count in {c for clause in live for c in clause.counts}:
+                for other, signature in signatures.items():
+                    if other in rule_set.catalog and count.names(*self._parts(rule_set, other), record):
+                        signature.add((index, "#count", f"{count.head}.{count.tail}"))
         names_itself = value in signatures
         groups: dict[frozenset[tuple[int, str, str]], list[str]] = {}
         for other, signature in signatures.items():
@@ -329,7 +350,62 @@ class InputSpace:
                     verdicts.append(self._may_hold(test, record))
         names_itself, groups = self._related(value, facts)
         shape = [(self._signature(value, facts, group[0]), len(group)) for group in groups]
-        return (*verdicts, names_itself, tuple(shape))
+        counts = tuple(
+            (pattern, min(len(self._fillers(value, pattern)), self.count_caps[pattern]))
+            for pattern in self._counts(value, facts)
+        )
+        return (*verdicts, names_itself, tuple(shape), counts)
+
+    @staticmethod
+    def _parts(rule_set: RuleSet, value: str) -> tuple[str, str]:
+        head, tail = list(rule_set.catalog.parts(value).values())
+        return head, tail
+
+    def _counts(self, value: str, facts: _TypeFacts) -> list[CountPattern]:
+        """The count patterns live clauses bound that can charge a change of this type, in a fixed order."""
+        found = {
+            c.pattern
+            for record, live in zip(facts.records, facts.live, strict=True)
+            for clause in live
+            for c in clause.counts
+            if count_may_apply(c, record)
+        }
+        return sorted(found)
+
+    def _count_top(self, value: str, pattern: CountPattern) -> int:
+        """The largest number of other permissions a count of this type's change can see open: its cap (bound + 1,
+        standing for more), or fewer when the catalog has fewer permissions the pattern names."""
+        facts = self._facts[value]
+        named = {
+            other
+            for rule_set, record in zip(self.rule_sets, facts.records, strict=True)
+            for other in rule_set.catalog.values
+            if other != value
+            and len(rule_set.catalog.parts(other)) == 2
+            and _pattern_names(pattern, *self._parts(rule_set, other), record)
+        }
+        return min(self.count_caps[pattern], len(named))
+
+    def _fillers(self, value: str, pattern: CountPattern) -> list[str]:
+        """The permissions that may show a count of this type's change: named by the pattern (bound from the
+        type), not the type itself, named by no live relation; those no other count names first."""
+        cached = self._filler_cache.get((value, pattern))
+        if cached is not None:
+            return cached
+        facts = self._facts[value]
+        _, groups = self._related(value, facts)
+        related = {other for group in groups for other in group}
+        counts = self._counts(value, facts)
+        found: dict[str, int] = {}
+        for rule_set, record in zip(self.rule_sets, facts.records, strict=True):
+            for other in rule_set.catalog.values:
+                if other == value or other in related or other in found or len(rule_set.catalog.parts(other)) != 2:
+                    continue
+                head, tail = self._parts(rule_set, other)
+                if _pattern_names(pattern, head, tail, record):
+                    found[other] = sum(_pattern_names(p, head, tail, record) for p in counts)
+        cached = self._filler_cache[(value, pattern)] = sorted(found, key=lambda other: found[other])
+        return cached
 
     def _signature(self, value: str, facts: _TypeFacts, other: str) -> frozenset[tuple[int, str, str]]:
         found = set()
@@ -340,6 +416,9 @@ class InputSpace:
             for atom in (test.atom for clause in live for test in clause):
                 if isinstance(atom, PermissionTest) and atom.names(head, tail, record):
                     found.add((index, atom.head, atom.tail))
+            for count in {c for clause in live for c in clause.counts}:
+                if found and count.names(head, tail, record):
+                    found.add((index, "#count", f"{count.head}.{count.tail}"))
         return frozenset(found)
 
     def _axes(self, value: str) -> tuple[list[list[dict[str, Any]]], frozenset[str]]:
@@ -359,6 +438,9 @@ class InputSpace:
         axes.extend([{"related": states} for states in self._group_states(group)] for group in groups)
         if groups or names_itself:
             free.discard("related")
+        for head, tail in self._counts(value, facts) if value not in (MISSING, NOT_TEXT) else ():
+            axes.append([{"counted": ((head, tail, n),)} for n in range(self._count_top(value, (head, tail)) + 1)])
+            free.discard("count")
         for axis, options in self._context_axes():
             if axis in reads:
                 axes.append(options)
@@ -372,8 +454,10 @@ class InputSpace:
         reads = self._reads(facts)
         _, groups = self._related(value, facts)
         context = [(axis, len(options)) for axis, options in self._context_axes() if axis in reads]
+        counts = self._counts(value, facts)
         axes = [Axis(RELATED, len(self._group_states(g)), len(g)) for g in groups]
         axes += [Axis(axis, count) for axis, count in context]
+        axes += [Axis(COUNT, self._count_top(value, pattern) + 1) for pattern in counts]
         by_rule: dict[tuple[int, str], list[Clause]] = {}
         for index, live in enumerate(facts.live):
             for clause in live:
@@ -386,6 +470,8 @@ class InputSpace:
             rule_reads = self._reads(alone)
             read = {k for k, group in enumerate(groups) if self._signature(value, alone, group[0])}
             read |= {len(groups) + k for k, (axis, _) in enumerate(context) if axis in rule_reads}
+            counted = {c.pattern for clause in clauses for c in clause.counts}
+            read |= {len(groups) + len(context) + k for k, pattern in enumerate(counts) if pattern in counted}
             readers.append(Reader(clauses[0].rule, index, frozenset(read)))
         return large_partition(self.members[value], size, axes, readers)
 
@@ -416,15 +502,45 @@ class InputSpace:
             fields: dict[str, Any] = {"permission_type": value}
             related: list[tuple[str, str, str]] = []
             attributes: list[tuple[str, str]] = []
+            counted: list[tuple[str, str, int]] = []
             for part in combination:
                 for key, item in part.items():
                     if key == "related":
                         related.extend(item)
                     elif key == "attributes":
                         attributes.extend(item)
+                    elif key == "counted":
+                        counted.extend(item)
                     else:
                         fields[key] = item
-            yield Point(**fields, related=tuple(related), attributes=tuple(attributes), free=free)
+            point = Point(
+                **fields, related=tuple(related), attributes=tuple(attributes), counted=tuple(counted), free=free
+            )
+            if not counted or self._shows_its_counts(point):
+                yield point
+
+    def _shows_its_counts(self, point: Point) -> bool:
+        """Whether the request realising the point shows each count the point says (n, or the cap and more)."""
+        decision_input, _ = self.input_of(point)
+        stored = decision_input.stored
+        return all(
+            min(self._named_open(point.permission_type, (head, tail), stored), self.count_caps[(head, tail)]) == n
+            for head, tail, n in point.counted
+        )
+
+    def _named_open(self, value: str, pattern: CountPattern, stored: Mapping[str, str]) -> int:
+        """How many catalog permissions other than the type the pattern names (bound from it) are stored open."""
+        records = self._facts[value].records
+        named = set()
+        for rule_set, record in zip(self.rule_sets, records, strict=True):
+            for other, status in stored.items():
+                if other == value or status != "open" or other not in rule_set.catalog:
+                    continue
+                if len(rule_set.catalog.parts(other)) == 2 and _pattern_names(
+                    pattern, *self._parts(rule_set, other), record
+                ):
+                    named.add(other)
+        return len(named)
 
     def weight(self, point: Point) -> int:
         """How many inputs the point stands for: one per type of its class."""
@@ -448,6 +564,11 @@ class InputSpace:
             if after != before:
                 patterns.append(other)
                 changes.append({"permission_type": other, "permission_status": after})
+        for head, tail, n in point.counted:  # n others open: the related ones open before, then fillers
+            need = n - self._named_open(point.permission_type, (head, tail), stored)
+            fillers = [p for p in self._fillers(point.permission_type, (head, tail)) if p not in stored]
+            for other in fillers[: max(need, 0)]:
+                stored[other] = "open"
         decision_input = DecisionInput.of(
             tenant_id=point.tenant,
             patterns=patterns,

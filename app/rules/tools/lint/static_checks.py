@@ -21,12 +21,13 @@ from fnmatch import fnmatchcase
 
 from app.rules.language import model
 from app.rules.language.allowed_values import is_glob, readable
-from app.rules.language.clauses import Atom, Literal, atoms, clauses
+from app.rules.language.clauses import Atom, Literal, atoms, clauses, count_may_apply
 from app.rules.language.model import (
     PART_FIELDS,
     AccountTest,
     ChangeTest,
     Condition,
+    CountTest,
     Match,
     PermissionTest,
     Rule,
@@ -101,6 +102,9 @@ def _change(scene: Scene, test: ChangeTest) -> Truth:
 def _atom(scene: Scene, atom: Atom) -> Truth:
     if isinstance(atom, ChangeTest):
         return _change(scene, atom)
+    if isinstance(atom, CountTest):  # it holds only for a change that opens a type its pattern names
+        kind = model.TEXT if scene.type not in (MISSING, NOT_TEXT) else model.MISSING
+        return None if count_may_apply(atom, {"permission_type__kind": kind, **scene.parts}) else False
     if isinstance(atom, AccountTest) and atom.field == scene.absent_attribute:
         return False  # an attribute the account lacks matches nothing
     return None
