@@ -14,9 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from app.rules.language.model import Rule, RuleSet
+from app.rules.language.clauses import rule_clauses
+from app.rules.language.model import Catalog, CountTest, Rule, RuleSet
 from app.rules.tools.audit_state.judge import Flag, Holding, StateVerdict
 
 FINDING_FIELDS = ("tenant", "account_no", "permission_type", "rule_id", "enforcement", "message")
@@ -50,32 +51,50 @@ class Placed:
         return {name: getattr(self, name) for name in PLACED_FIELDS}
 
 
-def count_bound(rule: Rule) -> int | None:
-    """COUNT RULES (SPEC §7b, the count condition): how many permissions the rule lets be open at once, or None
-    for a rule that is not a count. Until the count condition exists no rule is one; wire this to it."""
-    return None
+def count_bound(rule: Rule) -> CountTest | None:
+    """The count a rule bounds (SPEC §7b), when it bounds exactly one, not negated; None for any other rule.
+
+    A negated count ("at most N open" as a condition) never refuses an account for holding too many, so it is
+    not a breach to collapse."""
+    found = {
+        test.atom
+        for clause in rule_clauses(rule)
+        for test in clause.tests
+        if isinstance(test.atom, CountTest) and not test.negated
+    }
+    return found.pop() if len(found) == 1 else None
 
 
-def collapse_count_breaches(rule_set: RuleSet, violations: Sequence[Flag]) -> list[Flag]:
-    """THE ONE PLACE a count rule's violations of one account are collapsed, keyed by rule: a count breach is
-    reported once per account, saying how many to close.
+def _counted(count: CountTest, permission_type: str, catalog: Catalog) -> str:
+    """The permissions the count names for this permission, placeholders bound: `options.*`, `*.HK`."""
+    parts = catalog.parts(permission_type)
+    head, tail = (parts.get(spec[1:-1], spec) if spec.startswith("{") else spec for spec in count.pattern)
+    return f"{head}.{tail}"
 
-    Judged one at a time, each open permission a count rule matches is opened with all the others open, so when
-    more than the bound are open every one of them is refused by the rule: n refusals mean n open matches, of
-    which n - bound must be closed. Other rules' violations pass through unchanged, in order."""
-    by_rule: dict[str, list[Flag]] = {}
-    for flag in violations:
-        by_rule.setdefault(flag.rule_id, []).append(flag)
+
+def collapse_count_breaches(rule_set: RuleSet, flags: Sequence[Flag]) -> list[Flag]:
+    """THE ONE PLACE a count rule's findings for one account are collapsed: a count breach is reported once per
+    account (and per permissions counted: `*.{market}` counts each market apart), saying how many to close.
+
+    Judged one at a time, each open permission a count rule names is opened with all the others open, so when
+    more than the bound are open every one of them is refused by the rule: n refusals mean n open, of which
+    n - bound must be closed. Other rules' findings pass through unchanged, in order."""
     kept: list[Flag] = []
-    for rule_id, flags in by_rule.items():
-        bound = count_bound(rule_set.rule(rule_id))
-        if bound is None:
-            kept.extend(flags)
-            continue
-        held = ", ".join(sorted(f.permission_type for f in flags))
-        close = len(flags) - bound
-        message = f"{len(flags)} open where at most {bound} may be: close {close} of them ({flags[0].message})"
-        kept.append(Flag(held, rule_id, flags[0].enforcement, message))
+    groups: dict[tuple[str, str], list[Flag]] = {}
+    for flag in flags:
+        count = count_bound(rule_set.rule(flag.rule_id))
+        if count is None:
+            kept.append(flag)
+        else:
+            groups.setdefault((flag.rule_id, _counted(count, flag.permission_type, rule_set.catalog)), []).append(flag)
+    for (rule_id, counted), group in groups.items():
+        bound = cast(CountTest, count_bound(rule_set.rule(rule_id))).more_than
+        held = ", ".join(sorted(f.permission_type for f in group))
+        close = len(group) - bound
+        message = (
+            f"{len(group)} of {counted} open where at most {bound} may be: close {close} of them ({group[0].message})"
+        )
+        kept.append(Flag(held, rule_id, group[0].enforcement, message))
     return kept
 
 
@@ -107,7 +126,9 @@ class StateAudit:
         self.accounts_checked += 1
         for flag in collapse_count_breaches(self.rule_set, verdict.violations):
             self.violations.append(Finding(tenant, account, *_fields(flag)))
-        self.hits.extend(Finding(tenant, account, *_fields(flag)) for flag in verdict.hits)
+        self.hits.extend(
+            Finding(tenant, account, *_fields(flag)) for flag in collapse_count_breaches(self.rule_set, verdict.hits)
+        )
         self.outside_catalog.extend(Placed(tenant, account, p) for p in verdict.outside_catalog)
         self.not_enabled.extend(Placed(tenant, account, p) for p in verdict.not_enabled)
 

@@ -81,6 +81,20 @@ def test_the_report_orders_by_tenant_account_permission_and_rule(judge: StateJud
     assert doc["by_tenant"] == {"a": 2, "b": 1} and doc["judged_at"] == "2026-12-06T00:00:00Z"
 
 
+def test_a_count_breach_is_reported_once_per_account_saying_how_many_to_close(judge: StateJudge):
+    """options-at-most-3-markets: an account holding options on 5 markets (stock on each) breaches it once."""
+    markets = ("HK", "US", "SG", "JP", "UK")
+    held = tuple(sorted(f"{p}.{m}" for p in ("options", "stock") for m in markets))
+    audit = StateAudit(judge.rule_set, IN_THE_FREEZE)
+    audit.add(Holding("t", "A", held, {}), judge.judge(Holding("t", "A", held, {})))
+    [violation] = audit.document()["violations"]
+    assert violation["rule_id"] == "options-at-most-3-markets"
+    assert violation["permission_type"] == ", ".join(sorted(f"options.{m}" for m in markets))
+    assert violation["message"].startswith("5 of options.* open where at most 3 may be: close 2 of them (")
+    three = tuple(sorted(f"{p}.{m}" for p in ("options", "stock") for m in markets[:3]))
+    assert _denied(judge, *three) == []
+
+
 @pytest.mark.parametrize(
     ("cell", "shown"),
     [
