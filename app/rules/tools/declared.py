@@ -1,5 +1,5 @@
 """What two rule sets declare differently: catalog values and attribute declarations added or removed (names,
-listed values, patterns). `rules diff` states these beside the inputs whose answers change, so a reviewer sees
+listed values, patterns, deprecation). `rules diff` states these beside the inputs whose answers change, so a reviewer sees
 an edit of the vocabulary even where no answer changes (yet)."""
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ class DeclarationChanges:
 
 
 def allowed(declaration: AttributeDeclaration) -> str:
-    """What a declaration allows, in words: its listed values quoted, or its pattern."""
+    """What a declaration allows, in words: its listed values quoted, or its pattern; and whether it is deprecated."""
     if declaration.values is not None:
-        return "values " + ", ".join(f"'{v}'" for v in declaration.values)
-    return f"values match {declaration.pattern}"
+        shown = "values " + ", ".join(f"'{v}'" for v in declaration.values)
+    else:
+        shown = f"values match {declaration.pattern}"
+    return f"{shown} (deprecated)" if declaration.deprecated else shown
 
 
 def declaration_changes(old: RuleSet, new: RuleSet) -> DeclarationChanges:
@@ -53,7 +55,7 @@ def declaration_changes(old: RuleSet, new: RuleSet) -> DeclarationChanges:
     changed = []
     for name, now in new_attributes.items():
         was = old_attributes.get(name)
-        if was is None or (was.values, was.pattern) == (now.values, now.pattern):
+        if was is None or (was.values, was.pattern, was.deprecated) == (now.values, now.pattern, now.deprecated):
             continue
         before, after = was.values or (), now.values or ()
         changed.append(

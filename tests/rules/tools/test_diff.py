@@ -59,3 +59,20 @@ def test_declarations_added_removed_and_changed_are_named_with_their_values(tmp_
         "  residency: values match [A-Z]{2} -> values match [A-Z]{2,3}",
     ]
     assert diff(old, old).declarations.any is False
+
+
+def test_an_attribute_deprecated_by_the_edit_is_a_declaration_change(tmp_path: Path):
+    from app.rules.tools.declared import report_lines
+    from tests.rules.support import BROKER_POLICIES
+
+    attributes = (BROKER_POLICIES / "attributes.yaml").read_text(encoding="utf-8")
+    old = load_rule_set(rules_dir(tmp_path / "old", attributes=attributes))
+    edited = attributes.replace(
+        "    values: [retail, professional]\n", "    values: [retail, professional]\n    deprecated: true\n"
+    )
+    assert edited != attributes
+    result = diff(old, load_rule_set(rules_dir(tmp_path / "new", attributes=edited)))
+    assert report_lines(result.declarations) == [
+        "attribute declarations changed: 1",
+        "  investor_class: values 'retail', 'professional' -> values 'retail', 'professional' (deprecated)",
+    ]
