@@ -228,11 +228,24 @@ def apply_upserts(
         raise
     except StorageError as exc:
         raise WriteFailed("the accounts could not be written; nothing was persisted") from exc
+    return _answers(upserts, results, [dropped for _, dropped in written], ids, met, attributes)
+
+
+def _answers(
+    upserts: Sequence[AccountUpsert],
+    results: Sequence[UpsertResult | DomainError | None],
+    dropped: Sequence[Sequence[str]],
+    ids: Mapping[AccountKey, int],
+    met: Collection[AccountKey],
+    attributes: AttributeSet,
+) -> list[UpsertResult | DomainError]:
+    """Per upsert, its refusal, or its result with the account's id, whether it was planned again, and the
+    deprecated attributes it sent that were dropped."""
     return [
         r
         if isinstance(r, DomainError)
-        else _with_id(r, ids[_key(u)], replanned=_key(u) in met, dropped=dropped, attributes=attributes)
-        for u, r, (_, dropped) in zip(upserts, results, written, strict=True)
+        else _with_id(r, ids[_key(u)], replanned=_key(u) in met, dropped=d, attributes=attributes)
+        for u, r, d in zip(upserts, results, dropped, strict=True)
         if r is not None
     ]
 
