@@ -9,8 +9,8 @@ An attribute on its way out is declared `deprecated: true` (with an optional `no
 declaration is removed: the service still accepts it from brokers, with any value, but never stores it (the
 answer warns), and rules may not read it. See `AttributeSet.stored_problem` for what a stored value may hold.
 
-This module imports nothing from the rest of app.rules: the loader hands it a reader that knows where each
-YAML node is (file, line, column) and collects the problems.
+This module imports nothing from the rest of app.rules but `shown` (how a message writes a value): the loader
+hands it a reader that knows where each YAML node is (file, line, column) and collects the problems.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from app.rules.language.source import shown
 
 ATTRIBUTES_FILE = "attributes.yaml"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -190,7 +192,7 @@ def _values(reader: Reader, item: CommentedMap, where: str) -> tuple[str, ...] |
     values: list[str] = []
     for i, value in enumerate(listed):
         if not isinstance(value, str) or not value:
-            reader.problem(listed, where, f"value {value!r} must be non-empty text (quote it)", i)
+            reader.problem(listed, where, f"value {shown(value)} must be non-empty text (quote it)", i)
         elif len(value) > MAX_VALUE:
             reader.problem(listed, where, f"value '{value[:20]}...' is longer than {MAX_VALUE} characters", i)
         elif value in values:

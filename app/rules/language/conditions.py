@@ -48,7 +48,7 @@ from app.rules.language.model import (
     PermissionTest,
     TenantTest,
 )
-from app.rules.language.source import Problem, YamlReader, position
+from app.rules.language.source import Problem, YamlReader, position, shown
 
 MARKET_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")  # as catalog.yaml writes markets (app/rules/language/loader.py)
 GLOB = re.compile(r"^[A-Za-z0-9_.*?-]+$")  # the glob alphabet the engine's regex dialect can take safely
@@ -83,7 +83,7 @@ class RuleContext:
 def _text_problem(item: Any, what: str) -> str | None:
     """Why one value of a text MATCH cannot be matched, or None."""
     if isinstance(item, bool) or not isinstance(item, str | int) or str(item) == "":
-        return f"{what}: {item!r} is not text (quote it, or use a list of texts)"
+        return f"{what}: {shown(item)} is not text (quote it, or use a list of texts)"
     text = str(item)
     if len(text) > TEXT_VALUE_MAX:
         return f"{what}: a value is longer than {TEXT_VALUE_MAX} characters"
@@ -309,7 +309,9 @@ def _template_parts(ctx: RuleContext, node: CommentedMap) -> tuple[str, str] | N
     head, dot, tail = str(template).partition(".") if isinstance(template, str) else ("", "", "")
     parts = (PART.match(head), PART.match(tail)) if dot else (None, None)
     if not all(parts):
-        ctx.problem(node, f"'permission' is a type like stock.US or stock.{{market}}, not {template!r}", "permission")
+        ctx.problem(
+            node, f"'permission' is a type like stock.US or stock.{{market}}, not {shown(template)}", "permission"
+        )
         return None
     for found, allowed in zip(parts, (HEAD_PLACEHOLDERS, TAIL_PLACEHOLDERS), strict=True):
         placeholder = found.group("placeholder") if found else None
@@ -318,7 +320,7 @@ def _template_parts(ctx: RuleContext, node: CommentedMap) -> tuple[str, str] | N
             return None
     unknown = _unknown_permission(ctx.catalog, head, tail)
     if unknown is not None:
-        ctx.problem(node, f"'permission' {template!r} {unknown}", "permission")
+        ctx.problem(node, f"'permission' {shown(template)} {unknown}", "permission")
         return None
     return head, tail
 

@@ -19,7 +19,7 @@ from app.rules.language.attributes import (
 )
 from app.rules.language.model import Catalog, Rule, RuleSet
 from app.rules.language.parser import POLICY_FILE, VALIDATION_FILE, load_rules
-from app.rules.language.source import Problem, RuleSetInvalid, YamlReader
+from app.rules.language.source import Problem, RuleSetInvalid, YamlReader, shown
 from app.rules.language.version import version_of
 
 CATALOG_FILE = "catalog.yaml"
@@ -119,7 +119,7 @@ def _names(reader: YamlReader, parent: Any, key: str, form: Form, draft: _Catalo
     names: list[str] = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not NAME_PATTERN.match(item):
-            reader.problem(value, "catalog", f"{item!r} is not a valid name (letters, digits, _ and -)", i)
+            reader.problem(value, "catalog", f"{shown(item)} is not a valid name (letters, digits, _ and -)", i)
             draft.complete = False
         elif item in names:
             reader.problem(value, "catalog", f"'{item}' is listed twice in '{key}'", i)
@@ -134,7 +134,7 @@ def _names(reader: YamlReader, parent: Any, key: str, form: Form, draft: _Catalo
 def _group_section(reader: YamlReader, section: CommentedMap, draft: _CatalogDraft) -> None:
     group = section["group"]
     if not isinstance(group, str) or not NAME_PATTERN.match(group):
-        reader.problem(section, "catalog", f"group {group!r} is not a valid name", "group")
+        reader.problem(section, "catalog", f"group {shown(group)} is not a valid name", "group")
         draft.complete = False
         return
     wrong = _lower_form("group")(group)

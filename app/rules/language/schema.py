@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from app.rules.language.model import APPLIES_TO, ENFORCEMENTS, PART_FIELDS, RAW_FIELDS
+from app.rules.language.source import shown
 
 POLICY_OUTCOME = "PERMISSION_POLICY_DENIED"
 VALIDATION_OUTCOMES = (
@@ -112,7 +113,7 @@ class PolicyOutcome:
                 f"a policy's outcome is always {POLICY_OUTCOME}; {outcome} is a validation's (validation.yaml)"
             )
         if outcome != POLICY_OUTCOME:
-            return POLICY_OUTCOME, f"unknown outcome {outcome!r} (a policy's outcome is {POLICY_OUTCOME})"
+            return POLICY_OUTCOME, f"unknown outcome {shown(outcome)} (a policy's outcome is {POLICY_OUTCOME})"
         return POLICY_OUTCOME, None
 
 
@@ -127,7 +128,7 @@ class ValidationOutcome:
         if outcome == POLICY_OUTCOME:
             return outcome, f"{POLICY_OUTCOME} is a policy's outcome: write this rule in policies.yaml"
         if outcome not in VALIDATION_OUTCOMES:
-            return outcome, f"unknown outcome {outcome!r} (use one of {', '.join(VALIDATION_OUTCOMES)})"
+            return outcome, f"unknown outcome {shown(outcome)} (use one of {', '.join(VALIDATION_OUTCOMES)})"
         field = read["field"]
         if field in RAW_FIELDS and OUTCOME_FIELD[str(outcome)] != field:
             return outcome, f"{outcome} is a fault of {OUTCOME_FIELD[str(outcome)]}, but this rule's field is {field}"

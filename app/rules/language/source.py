@@ -12,6 +12,22 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 
+def shown(value: Any) -> str:
+    """A value from a rules file as a message shows it, written as YAML would (never a Python repr): text in single
+    quotes (line breaks and tabs as \\n and \\t), true/false, null, numbers, and lists and mappings of those."""
+    if isinstance(value, str):
+        return "'" + value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + "'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{shown(k)}: {shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One mistake in rules/, located for a person to fix."""

@@ -1,6 +1,6 @@
 """What two rule sets declare differently: catalog values and attribute declarations added or removed (names,
-listed values, patterns, deprecation). `rules diff` states these beside the inputs whose answers change, so a reviewer sees
-an edit of the vocabulary even where no answer changes (yet)."""
+listed values, patterns, deprecation). `rules diff` states these beside the inputs whose answers change, so a
+reviewer sees an edit of the vocabulary even where no answer changes (yet)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from app.rules.language.model import (
     Rule,
     RuleSet,
 )
-from app.rules.language.source import Problem
+from app.rules.language.source import Problem, shown
 
 # The two types of a change that are not text (app/rules/language/model.py KINDS), as lint names them.
 MISSING, NOT_TEXT = "(no permission_type)", f"(a permission_type that is {model.NOT_TEXT.replace('_', ' ')})"
@@ -249,7 +249,7 @@ def _template_problems(rule_set: RuleSet, index: int) -> Iterator[Problem]:
             lacking = _unbound(rule_set, index, spec[1:-1], binding=False)
             if lacking:
                 text = (
-                    f"'permission' {test.template!r}: {spec} cannot be bound for {_listed(lacking)}, so the rule "
+                    f"'permission' {shown(test.template)}: {spec} cannot be bound for {_listed(lacking)}, so the rule "
                     f"never holds for them; say which changes it is about (e.g. change: {{product: ...}})"
                 )
                 yield Problem(rule.source, *test.at, rule.id, text)
