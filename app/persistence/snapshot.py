@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.persistence.account_states import AccountStates
 from app.persistence.repositories import TenantConfigs, Tenants
-from app.persistence.unit_of_work import as_storage_error
+from app.persistence.unit_of_work import as_storage_error, end_session
 
 _POSTGRESQL_SNAPSHOT = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
 
@@ -48,11 +48,4 @@ class ReadOnlySnapshot:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        try:
-            self.session.rollback()
-        except SQLAlchemyError:
-            pass  # the connection is gone; closing returns it to the pool, which discards it
-        finally:
-            self.session.close()
-        if isinstance(exc, SQLAlchemyError):
-            raise as_storage_error(exc) from exc
+        end_session(self.session, exc)

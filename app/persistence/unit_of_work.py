@@ -79,14 +79,7 @@ class UnitOfWork:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        try:
-            self.session.rollback()
-        except SQLAlchemyError:
-            pass  # the connection is gone; closing below returns it to the pool, which discards it
-        finally:
-            self.session.close()
-        if isinstance(exc, SQLAlchemyError):
-            raise as_storage_error(exc) from exc
+        end_session(self.session, exc)
 
     def commit(self) -> None:
         """Commit the transaction (StorageError when the database refuses it)."""
@@ -130,3 +123,16 @@ def as_storage_error(exc: SQLAlchemyError) -> StorageError:
     """The database library's error as the service layer sees it."""
     original = getattr(exc, "orig", None)
     return classified(type(exc).__name__, original if original is not None else exc)
+
+
+def end_session(session: Session, exc: BaseException | None) -> None:
+    """Roll back what was not committed and give the connection back; a driver error that ended the block is
+    raised as the StorageError it is."""
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        pass  # the connection is gone; closing below returns it to the pool, which discards it
+    finally:
+        session.close()
+    if isinstance(exc, SQLAlchemyError):
+        raise as_storage_error(exc) from exc
