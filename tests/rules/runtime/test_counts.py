@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from app.rules.language.loader import load_rule_set
+from app.rules.language.model import pattern_names
 from app.rules.runtime.decision import decide
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.facts import count_facts
+from app.rules.runtime.facts import count_facts, open_for_count
 from tests.rules.support import ch, outcome, policies_held, request, rules_dir
 
 POLICIES = """\
@@ -88,6 +89,39 @@ def test_a_later_opening_is_not_counted_for_an_earlier_change(engine):
     ]
     # re-opening one already open opens nothing: it stays counted for the changes before it
     assert counts([ch("options.SG", "open"), ch("options.US", "open")], two) == [(3,), (3,)]
+
+
+def test_the_counts_of_every_change_are_those_each_change_sees_open(engine):
+    """count_facts (one pass for the whole request) agrees with open_for_count (what one change sees) on random
+    requests: invalid statuses, types named twice, disabled types, re-openings and closes anywhere."""
+    rng = random.Random(11)
+    catalog = engine.rule_set.catalog
+    pool = [*OPTIONS, "ipo.US", "ipo.HK", "warrant.HK", "stock.HK", "stock.US", "nope.XX"]
+    patterns = (("options", "*"), ("{product}", "*"), ("*", "{market}"))
+    for _ in range(300):
+        stored = {t: rng.choice(("open", "close")) for t in rng.sample(pool, rng.randint(0, 8))}
+        changes = tuple(
+            ch(rng.choice(pool), rng.choice(("open", "open", "close", "OPEN"))) for _ in range(rng.randint(1, 6))
+        )
+        enabled = frozenset(rng.sample(pool, rng.randint(6, len(pool))))
+        found = count_facts(changes, catalog=catalog, enabled=enabled, stored=stored, patterns=patterns)
+        for index, change in enumerate(changes):
+            kind = change["permission_type"]
+            opens = (
+                change["permission_status"] == "open"
+                and kind in catalog
+                and kind in enabled
+                and all(c["permission_type"] != kind for c in changes[:index])
+            )
+            seen = open_for_count(changes, index, catalog=catalog, enabled=enabled, stored=stored)
+            parts = catalog.parts(kind)
+            expected = tuple(
+                sum(1 for other in seen if pattern_names(*p, *catalog.parts(other).values(), parts))
+                if opens and pattern_names(*p, *parts.values(), parts)
+                else 0
+                for p in patterns
+            )
+            assert found[index] == expected, (stored, changes, index)
 
 
 def test_a_message_reads_the_count_of_the_whole_request(engine):

@@ -6,11 +6,15 @@ requested status (open, close, other text, missing, not text), the current statu
 earlier in the request, whether the tenant enables it, the account's status and declared attributes (each
 value, a representative of "any other", or absent), the tenant, the time (each interval between window
 bounds), the before/after states of the permissions the rules relate to it (`permission: stock.{market}`), and
-per count a live clause bounds (`count: {permission: options.*, ...}`), how many OTHER permissions it names are
-open after the judged change: 0 … bound + 1 (the largest bound of that pattern; more reads as bound + 1), never
-the combinations of which ones. A count is realised by storing that many of the permissions it names open, chosen
-among those no live relation names (`input_of`); a count the related permissions already exceed, or that too few
-permissions can show, is no point.
+per count a live clause bounds (`count: {permission: options.*, ...}`), how many OTHER permissions it names the
+judged change's count sees: open after the request, less those a later change opens (app/rules/runtime/facts.py
+count_facts), 0 … bound + 1 (the largest bound of that pattern; more reads as bound + 1), never the combinations
+of which ones. Where a change stands matters to a count only for an opening (one before the judged change is
+seen, one after it is not; a close is seen wherever it stands), and a relation not at all; so the count axis
+with the related states says all a count reads. A count is realised by storing that many of the permissions it
+names open, chosen among those no live relation names, and when those are too few by moving openings of related
+permissions it names before the judged change (`input_of`); a count the related permissions already exceed, or
+that too few permissions can show, is no point.
 
 Only what some rule could read for a given type is enumerated: a clause whose type tests fail for that type
 cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest of a point takes a default
