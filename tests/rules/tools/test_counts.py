@@ -1,6 +1,7 @@
 """Counts in the tools: the input space analyses a count by counting (an axis of 0 … bound + 1 other open
-matches, realised by storing that many open, never the combinations of which ones), explain shows what a count
-read, and diff describes a group by its counts."""
+matches the judged change sees, realised by storing that many open or, when those are too few, by opening a
+related one before the judged change; never the combinations of which ones), explain shows what a count read,
+and diff describes a group by its counts."""
 
 from __future__ import annotations
 
