@@ -6,7 +6,8 @@ A condition is a mapping whose keys are combined with "all of them":
   tenant: MATCH                          the caller's tenant id
   permission: TEMPLATE, before|after: open|close   another permission of the account (its own item)
   count: {permission: TEMPLATE, after: open, more_than: N}   more than N permissions TEMPLATE names are open
-                                         after this change, which itself opens one of them (CountTest)
+                                         after the request (later openings left out), and this change opens
+                                         one of them (CountTest)
   all: [CONDITION, ...] / any: [CONDITION, ...] / not: CONDITION
 A MATCH is text (exact, or a glob with * and ?), a list of them (any of them), true/false (flags),
 {is: missing | not_text | text} or {same_as: FIELD}.

@@ -158,16 +158,17 @@ class PermissionTest:
 
 @dataclass(frozen=True)
 class CountTest:
-    """How many permissions matching a pattern are open after this change: `count: {permission: options.*,
+    """How many permissions matching a pattern are open after the request: `count: {permission: options.*,
     after: open, more_than: 3}`.
 
     It holds for change i when change i itself opens a permission the pattern names and more than `more_than`
-    permissions the pattern names are open in the statuses after the changes 0..i of the request: the stored
-    statuses overridden, in order, by each change up to and including i whose type is named for the first time,
-    is in the catalog, is enabled for the tenant and whose status is open or close (SPEC §7a's "after", taken
-    over a prefix). So the change that would exceed the bound is the one refused, and a close (or a change that
-    opens nothing the pattern names) never makes it hold. `head` and `tail` are as a PermissionTest's: a
-    literal, a glob, or a placeholder bound from the change (an unbound placeholder names nothing: no hold)."""
+    permissions the pattern names are open after the request (SPEC §7a's "after": the stored statuses
+    overridden by each change whose type is named for the first time, is in the catalog, is enabled for the
+    tenant and whose status is open or close), leaving out those a later change (j > i) opens from closed. So
+    the change that would exceed the bound is the one refused, a close counts wherever it stands in the
+    request, and a close (or a change that opens nothing the pattern names) never makes it hold. `head` and
+    `tail` are as a PermissionTest's: a literal, a glob, or a placeholder bound from the change (an unbound
+    placeholder names nothing: no hold)."""
 
     template: str
     head: str

@@ -86,41 +86,75 @@ def count_facts(
     patterns: tuple[CountPattern, ...],
 ) -> list[tuple[int, ...]]:
     """Per change i, per count pattern (head, tail): the number of catalog permissions the pattern names
-    (placeholders bound from change i) that are open after the changes 0..i, when change i itself opens a
-    permission the pattern names; 0 otherwise (a close, a type named before, outside the catalog or not enabled,
-    a type the pattern does not name or whose placeholder it cannot bind).
+    (placeholders bound from change i) that are open after the request, not counting those a later change
+    opens, when change i itself opens a permission the pattern names; 0 otherwise (a close, a type named
+    before, outside the catalog or not enabled, a type the pattern does not name or whose placeholder it cannot
+    bind).
 
-    "After the changes 0..i" is after_request over that prefix: the stored statuses overridden, in order, by each
-    change whose type and status are valid. So with 2 open and 2 more opened, the second one opened counts 4 and
-    the first 3, and a close earlier in the request lowers the count of the changes after it."""
+    "After the request" is after_request: the stored statuses overridden by every change whose type and status
+    are valid, wherever it stands in the request. "A later change opens" is a valid change j > i that opens a
+    permission closed before the request (re-opening one already open opens nothing). So a close counts
+    wherever it stands; with 2 open and 2 more opened, the first opened counts 3 and the second 4; with 3 open,
+    opening one and closing another is accepted in either order."""
     parts = {value: list(catalog.parts(value).values()) for value in catalog.values}
     parts = {value: found for value, found in parts.items() if len(found) == 2}
-    open_now = {value for value in catalog.values if stored.get(value) == "open"}
     named: set[str] = set()
+    applied = [_applies(change, named, catalog=catalog, enabled=enabled) for change in changes]
+    after = dict(stored)
+    for change, value in zip(changes, applied, strict=True):
+        if value is not None:
+            after[value] = change["permission_status"]
+    open_after = [value for value in parts if after.get(value) == "open"]
+    opened_later: set[str] = set()  # permissions closed before the request that a change after i opens
     found: list[tuple[int, ...]] = []
-    for change in changes:
-        applied = _applies(change, named, catalog=catalog, enabled=enabled)
-        if applied is not None:
-            (open_now.add if change["permission_status"] == "open" else open_now.discard)(applied)
-        if applied is None or change["permission_status"] != "open" or applied not in parts:
+    for change, value in zip(reversed(changes), reversed(applied), strict=True):
+        opens = value is not None and change["permission_status"] == "open"
+        if not opens or value not in parts:
             found.append((0,) * len(patterns))
-            continue
-        record = catalog.parts(applied)
-        head, tail = parts[applied]
-        counts = []
-        for head_spec, tail_spec in patterns:
-            if not pattern_names(head_spec, tail_spec, head, tail, record):
-                counts.append(0)
-                continue
-            counts.append(
-                sum(
-                    1
-                    for value in open_now
-                    if value in parts and pattern_names(head_spec, tail_spec, parts[value][0], parts[value][1], record)
+        else:
+            record = catalog.parts(value)
+            head, tail = parts[value]
+            counts = []
+            for head_spec, tail_spec in patterns:
+                if not pattern_names(head_spec, tail_spec, head, tail, record):
+                    counts.append(0)
+                    continue
+                counts.append(
+                    sum(
+                        1
+                        for other in open_after
+                        if other not in opened_later
+                        and pattern_names(head_spec, tail_spec, parts[other][0], parts[other][1], record)
+                    )
                 )
-            )
-        found.append(tuple(counts))
+            found.append(tuple(counts))
+        if value is not None and opens and stored.get(value) != "open":
+            opened_later.add(value)
+    found.reverse()
     return found
+
+
+def open_for_count(
+    changes: tuple[dict[str, Any], ...],
+    index: int,
+    *,
+    catalog: Catalog,
+    enabled: frozenset[str],
+    stored: Mapping[str, str],
+) -> frozenset[str]:
+    """The catalog permissions the counts of changes[index] see open (count_facts, for one change and every
+    permission): open after the request, less those a change after it opens from closed."""
+    named: set[str] = set()
+    after = dict(stored)
+    later: set[str] = set()
+    for position, change in enumerate(changes):
+        applied = _applies(change, named, catalog=catalog, enabled=enabled)
+        if applied is None:
+            continue
+        after[applied] = change["permission_status"]
+        if position > index and after[applied] == "open" and stored.get(applied) != "open":
+            later.add(applied)
+    return frozenset(v for v, status in after.items() if status == "open" and v in catalog and v not in later)
 
 
 def change_record(
@@ -133,7 +167,7 @@ def change_record(
     counts: tuple[CountPattern, ...] = (),
 ) -> dict[str, Any]:
     """The record change_records builds for changes[index], without building the others (the counts of a
-    change read the changes before it)."""
+    change read the whole request: count_facts)."""
     change = changes[index]
     permission_type = change.get("permission_type")
     earlier = index
@@ -145,7 +179,7 @@ def change_record(
         )
     record = _record(index, change, earlier, catalog=catalog, enabled=enabled, stored=stored)
     if counts:
-        found = count_facts(changes[: index + 1], catalog=catalog, enabled=enabled, stored=stored, patterns=counts)
+        found = count_facts(changes, catalog=catalog, enabled=enabled, stored=stored, patterns=counts)
         record.update({count_key(k): n for k, n in enumerate(found[index])})
     return record
 

@@ -1,6 +1,7 @@
-"""Counts through decide(): the count of change i is taken over the stored statuses and the valid changes 0..i
-(so the change that would exceed the bound is the one refused), a close is never refused by a count, a
-placeholder binds the pattern to the judged change, and the memo keys on the count."""
+"""Counts through decide(): the count of change i is the number of permissions the pattern names that are open
+after the whole request, those a later change opens left out (so the change that would exceed the bound is the
+one refused, and a close counts wherever it stands), a close is never refused by a count, a placeholder binds
+the pattern to the judged change, and the memo keys on the count."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from app.rules.language.loader import load_rule_set
+from app.rules.language.model import pattern_names
 from app.rules.runtime.decision import decide
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.facts import count_facts
+from app.rules.runtime.facts import count_facts, open_for_count
 from tests.rules.support import ch, outcome, policies_held, request, rules_dir
 
 POLICIES = """\
@@ -61,13 +63,76 @@ def test_the_change_that_reaches_the_bound_is_allowed(engine):
     assert outcome(engine, [ch("options.JP", "open")], stored=opened(*OPTIONS[:3])) == (0, "options-at-most-3")
 
 
-def test_a_close_is_counted_at_its_index(engine):
+def test_a_close_counts_wherever_it_stands_in_the_request(engine):
     stored = opened(*OPTIONS[:3])
     assert outcome(engine, [ch("options.US", "close"), ch("options.JP", "open")], stored=stored) is None
-    assert outcome(engine, [ch("options.JP", "open"), ch("options.US", "close")], stored=stored) == (
-        0,
-        "options-at-most-3",
-    )
+    assert outcome(engine, [ch("options.JP", "open"), ch("options.US", "close")], stored=stored) is None
+    opening_two = [ch("options.JP", "open"), ch("options.UK", "open"), ch("options.US", "close")]
+    assert outcome(engine, opening_two, stored=opened(*OPTIONS[:2])) is None  # 3 open after the request
+    assert outcome(engine, opening_two, stored=stored) == (1, "options-at-most-3")  # 4 after: the second opening
+
+
+def test_a_later_opening_is_not_counted_for_an_earlier_change(engine):
+    catalog, enabled = engine.rule_set.catalog, frozenset(OPTIONS)
+
+    def counts(changes: list[dict[str, str]], stored: dict[str, str]) -> list[tuple[int, ...]]:
+        return count_facts(
+            tuple(changes), catalog=catalog, enabled=enabled, stored=stored, patterns=(("options", "*"),)
+        )
+
+    two = opened(*OPTIONS[:2])
+    assert counts([ch("options.SG", "open"), ch("options.JP", "open")], two) == [(3,), (4,)]
+    assert counts([ch("options.SG", "open"), ch("options.JP", "open"), ch("options.US", "close")], two) == [
+        (2,),
+        (3,),
+        (0,),
+    ]
+    # re-opening one already open opens nothing: it stays counted for the changes before it
+    assert counts([ch("options.SG", "open"), ch("options.US", "open")], two) == [(3,), (3,)]
+
+
+def test_the_counts_of_every_change_are_those_each_change_sees_open(engine):
+    """count_facts (one pass for the whole request) agrees with open_for_count (what one change sees) on random
+    requests: invalid statuses, types named twice, disabled types, re-openings and closes anywhere."""
+    rng = random.Random(11)
+    catalog = engine.rule_set.catalog
+    pool = [*OPTIONS, "ipo.US", "ipo.HK", "warrant.HK", "stock.HK", "stock.US", "nope.XX"]
+    patterns = (("options", "*"), ("{product}", "*"), ("*", "{market}"))
+    for _ in range(300):
+        stored = {t: rng.choice(("open", "close")) for t in rng.sample(pool, rng.randint(0, 8))}
+        changes = tuple(
+            ch(rng.choice(pool), rng.choice(("open", "open", "close", "OPEN"))) for _ in range(rng.randint(1, 6))
+        )
+        enabled = frozenset(rng.sample(pool, rng.randint(6, len(pool))))
+        found = count_facts(changes, catalog=catalog, enabled=enabled, stored=stored, patterns=patterns)
+        for index, change in enumerate(changes):
+            kind = change["permission_type"]
+            opens = (
+                change["permission_status"] == "open"
+                and kind in catalog
+                and kind in enabled
+                and all(c["permission_type"] != kind for c in changes[:index])
+            )
+            seen = open_for_count(changes, index, catalog=catalog, enabled=enabled, stored=stored)
+            parts = catalog.parts(kind)
+            expected = tuple(
+                sum(1 for other in seen if pattern_names(*p, *catalog.parts(other).values(), parts))
+                if opens and pattern_names(*p, *parts.values(), parts)
+                else 0
+                for p in patterns
+            )
+            assert found[index] == expected, (stored, changes, index)
+
+
+def test_a_message_reads_the_count_of_the_whole_request(engine):
+    changes = (ch("options.JP", "open"), ch("options.US", "close"))
+    decision_input = request(changes, stored=opened(*OPTIONS[:3]))
+    record = engine.facts_of(decision_input).changes[0]
+    values = engine.message_values(decision_input, 0)
+    assert {k: v for k, v in values.items() if k.startswith("count_")} == {
+        k: v for k, v in record.items() if k.startswith("count_")
+    }
+    assert 3 in values.values() and 4 not in values.values()  # options.* counts 3 after the request, not 4
 
 
 def test_a_close_is_never_refused_by_a_count(engine):

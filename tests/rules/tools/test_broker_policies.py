@@ -132,24 +132,24 @@ def expected(decision_input: DecisionInput, catalog: Any) -> Expected:
     stored = decision_input.stored
     after = {v: stored.get(v, "close") for v in catalog.values}
     named: list[str] = []
-    for change in decision_input.changes:
+    opened_at: dict[str, int] = {}  # the index of the change that opens a permission closed before the request
+    for position, change in enumerate(decision_input.changes):
         kind, status = change.get("permission_type"), change.get("permission_status")
         if isinstance(kind, str) and kind not in named:
             named.append(kind)
             if kind in catalog and kind in enabled and status in ("open", "close"):
                 after[kind] = status
+                if status == "open" and stored.get(kind) != "open":
+                    opened_at[kind] = position
     attributes, now = decision_input.attributes, decision_input.at
     warnings: list[tuple[int, str]] = []
     dryruns: list[tuple[int, str]] = []
     seen: list[str] = []
-    prefix = {v: stored.get(v, "close") for v in catalog.values}  # after the changes 0..index
     for index, change in enumerate(decision_input.changes):
         kind, status = change.get("permission_type", MISSING), change.get("permission_status", MISSING)
         duplicate = isinstance(kind, str) and kind in seen
         if isinstance(kind, str):
             seen.append(kind)
-            if not duplicate and kind in catalog and kind in enabled and status in ("open", "close"):
-                prefix[kind] = status
         validation = None
         if kind is MISSING:
             validation = "type-required"
@@ -188,7 +188,12 @@ def expected(decision_input: DecisionInput, catalog: Any) -> Expected:
             "options-at-most-3-markets": opening
             and part == "product"
             and head == "options"
-            and sum(1 for v, s in prefix.items() if v.startswith("options.") and s == "open") > 3,
+            and sum(
+                1
+                for v, s in after.items()
+                if v.startswith("options.") and s == "open" and opened_at.get(v, index) <= index  # not opened later
+            )
+            > 3,
             "shortsell-margin-only": opening and head == "shortsell" and attributes.get("account_type") != "margin",
             "va-professional-only": opening
             and part == "group"

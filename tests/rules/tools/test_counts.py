@@ -1,9 +1,11 @@
 """Counts in the tools: the input space analyses a count by counting (an axis of 0 … bound + 1 other open
-matches, realised by storing that many open, never the combinations of which ones), explain shows what a count
-read, and diff describes a group by its counts."""
+matches the judged change sees, realised by storing that many open or, when those are too few, by opening a
+related one before the judged change; never the combinations of which ones), explain shows what a count read,
+and diff describes a group by its counts."""
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,21 @@ def at_most_3(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
     return load_rule_set(rules_dir(tmp_path_factory.mktemp("at-most-3"), AT_MOST_3))
 
 
-def _others_open(point_input, judged: str) -> int:
-    return sum(1 for t, s in point_input.stored.items() if s == "open" and t.startswith("options.") and t != judged)
+def _others_open(point_input, judged: str, index: int, pattern: str = "options.*") -> int:
+    """Other permissions the pattern names that the count of changes[index] sees: open after the request, less
+    those a later change opens from closed (a change of another type than the judged one is here valid and
+    named once)."""
+    after, later = dict(point_input.stored), set()
+    for position, change in enumerate(point_input.changes):
+        other = change.get("permission_type")
+        if other == judged:
+            continue
+        after[other] = change["permission_status"]
+        if position > index and after[other] == "open" and point_input.stored.get(other) != "open":
+            later.add(other)
+    return sum(
+        1 for t, s in after.items() if s == "open" and fnmatchcase(t, pattern) and t != judged and t not in later
+    )
 
 
 def test_a_count_is_an_axis_of_0_to_bound_plus_1_other_open_matches(at_most_3: RuleSet):
@@ -43,9 +58,9 @@ def test_a_count_is_an_axis_of_0_to_bound_plus_1_other_open_matches(at_most_3: R
     options = [p for p in space.points if p.permission_type.startswith("options.") and p.permission_status == "open"]
     assert {p.counted for p in options} == {(("options", "*", n),) for n in range(5)}
     for point in options:
-        decision_input, _ = space.input_of(point)
+        decision_input, index = space.input_of(point)
         ((_, _, n),) = point.counted
-        assert _others_open(decision_input, point.permission_type) == n  # that many stored open, no more
+        assert _others_open(decision_input, point.permission_type, index) == n  # that many open, no more
         held = "options-at-most-3" in space.verdicts(point)[0].held
         opens = point.enabled and not point.named_earlier
         assert held == (opens and n >= 3), point
@@ -84,8 +99,50 @@ def test_a_related_permission_a_count_names_is_counted(tmp_path: Path):
     for point in (p for p in space.points if p.permission_type == "options.US" and p.counted):
         decision_input, index = space.input_of(point)
         ((_, _, n),) = point.counted
-        assert min(_others_open(decision_input, "options.US"), 4) == n, point
+        assert min(_others_open(decision_input, "options.US", index), 4) == n, point
         assert decide(engine, decision_input, use_memo=False).held[index] == space.verdicts(point)[0].held
+
+
+def test_a_related_opening_is_moved_before_the_judged_change_when_fillers_are_too_few(tmp_path: Path):
+    """options.?K names options.HK and options.UK only, and options.HK is related to options.UK: a count of 1
+    with options.HK opened in the request is shown by opening it before the judged change, and no later."""
+    rule_set = load_rule_set(
+        rules_dir(
+            tmp_path,
+            """
+policies:
+  - id: one-of-hk-uk
+    description: At most one of options.HK and options.UK.
+    when:
+      count: {permission: "options.?K", after: open, more_than: 1}
+    message: one at most
+  - id: uk-after-hk
+    description: Options on UK need options on HK.
+    enforcement: warn
+    when:
+      change: {permission_type: options.UK}
+      permission: options.HK
+      after: close
+    message: needs HK
+""",
+        )
+    )
+    space = InputSpace((rule_set,))
+    engine = DurableRulesEngine(rule_set)
+    opened_in_request = [
+        p for p in space.points if p.permission_type == "options.UK" and p.related == (("options.HK", "close", "open"),)
+    ]
+    assert {p.counted for p in opened_in_request} == {(("options", "?K", 0),), (("options", "?K", 1),)}
+    for point in opened_in_request:
+        decision_input, index = space.input_of(point)
+        ((_, _, n),) = point.counted
+        position = [c["permission_type"] for c in decision_input.changes].index("options.HK")
+        assert (position < index) == (n == 1), point
+        assert _others_open(decision_input, "options.UK", index, "options.?K") == n
+        held = decide(engine, decision_input, use_memo=False).held[index]
+        assert held == space.verdicts(point)[0].held
+        opens = point.permission_status == "open" and point.enabled and not point.named_earlier
+        assert ("one-of-hk-uk" in held) == (opens and n == 1), point
 
 
 def test_explain_shows_the_count_against_its_bound(at_most_3: RuleSet):
@@ -98,8 +155,8 @@ def test_explain_shows_the_count_against_its_bound(at_most_3: RuleSet):
         for change in explanation.changes
     ]
     assert read == [
-        {"count": "3 of options.* open after this change, at most 3 allowed"},
-        {"count": "4 of options.* open after this change, at most 3 allowed"},
+        {"count": "2 of options.* open after the request (later openings left out), at most 3 allowed"},
+        {"count": "3 of options.* open after the request (later openings left out), at most 3 allowed"},
         {"count": "this change opens no options.*: not counted"},
     ]
     assert all(not k.startswith("count_") for change in explanation.changes for k in change.values)

@@ -10,8 +10,11 @@ Here Hypothesis draws rule sets (random policies of every kind of test, enforcem
 tests/rules/runtime/test_memo.py makes them; the shipped sets; a set using every kind of test), points of their
 spaces, and concrete members of each point: each value replaced by a random value of its class — the class
 computed by this test from the values the rules test, not by the space — and every free fact randomised,
-unrelated permissions stored open or closed and changed after the judged one, and for each count of the point
-as many random permissions it names stored open as the point says (at the cap: that many or more).
+unrelated permissions stored open or closed and changed, the changes of related and unrelated permissions each
+placed before or after the judged one, and for each count of the point as many random permissions it names
+stored open as the point says (at the cap: that many or more), counted as SPEC §7b says: open after the
+request, less what a change after the judged one opens (so an opening placed before the judged change counts
+and one after it does not).
 decide() must give the member's change the point's verdict (the rules that held, the deciding rule, warnings,
 dryrun hits), with the memo on and off. Seeded (derandomised), so a failure reproduces.
 """
@@ -22,6 +25,7 @@ import bisect
 import json
 import random
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +69,7 @@ COUNTS = (
     {"count": {"permission": "*.{market}", "after": "open", "more_than": 2}},
     {"count": {"permission": "stock.S?", "after": "open", "more_than": 1}},
 )
+TRIES = 30  # placements of a member's other changes tried before the space's own
 RESIDENCY_POOL = ("CN", "CA", "SG", "HK", "US", "DE", "SX", "ZZ", "XX")
 
 
@@ -154,7 +159,7 @@ def member(rng: random.Random, judged: _Judged, point: Point) -> tuple[DecisionI
     status = point.permission_status
     if status not in (MISSING, NOT_TEXT, "open", "close"):
         status = _same_class(rng, status, TEXT_POOL, judged.status_values)
-    changes: list[dict[str, Any]] = []
+    first: list[dict[str, Any]] = []  # the judged type's earlier mention
     stored: dict[str, str] = {}
     patterns: list[str] = []
     text = permission_type not in (MISSING, NOT_TEXT)
@@ -169,9 +174,12 @@ def member(rng: random.Random, judged: _Judged, point: Point) -> tuple[DecisionI
         named = rng.random() < 0.3 if "named" in free else point.named_earlier
         if named:
             earlier = rng.choice(("open", "close")) if "named" in free else point.earlier_status
-            changes.append({"permission_type": permission_type, "permission_status": earlier})
-    index = len(changes)
-    changes.append(Point(permission_type, status).change())
+            first.append({"permission_type": permission_type, "permission_status": earlier})
+    judged_change = Point(permission_type, status).change()
+    # The changes of other permissions, each placed before or after the judged change (a count sees an opening
+    # before it, not one after it; a relation reads the statuses after the request wherever a change stands).
+    others: list[dict[str, Any]] = []
+    changing: list[dict[str, Any]] = []  # those of unrelated permissions a count of the point names
     # Related permissions in the point's states, each shown by a random member of the member's same group.
     taken: set[str] = set()
     shown = judged.groups[point.permission_type]
@@ -182,7 +190,7 @@ def member(rng: random.Random, judged: _Judged, point: Point) -> tuple[DecisionI
         stored[choice] = before
         if after != before:
             patterns.append(choice)
-            changes.append({"permission_type": choice, "permission_status": after})
+            others.append({"permission_type": choice, "permission_status": after})
     # Permissions no live relation names for this type: any state, before or after the request; stored open
     # only where no count of the point names them (those show the point's counts below).
     counted = _counted_by(judged, point, permission_type)
@@ -194,8 +202,24 @@ def member(rng: random.Random, judged: _Judged, point: Point) -> tuple[DecisionI
             stored[other] = "open"
         if 0.1 < roll < 0.2:
             patterns.append(other)
-            changes.append({"permission_type": other, "permission_status": rng.choice(("open", "close"))})
-    _show_counts(rng, judged, point, permission_type, stored, exclude={*taken, *related})
+            change = {"permission_type": other, "permission_status": rng.choice(("open", "close"))}
+            (changing if counted(other) else others).append(change)
+    # A random placement that can show the point's counts: the changes of permissions a count names may make
+    # them unreachable (a close of one the count needs), so later tries leave those out, and the last places
+    # every other change after the judged one, as the space does. Some try shows them for every point.
+    for attempt in range(TRIES):
+        placed = [*others, *(changing if attempt < TRIES // 2 else ())]
+        before = [c for c in placed if attempt < TRIES - 1 and rng.random() < 0.5]
+        changes = [*first, *before, judged_change, *(c for c in placed if c not in before)]
+        index = len(first) + len(before)
+        shows = _show_counts(
+            rng, judged, point, permission_type, dict(stored), changes, index, patterns, {*taken, *related}
+        )
+        if shows is not None:
+            stored = shows
+            break
+    else:
+        raise AssertionError(f"no request of {permission_type} shows the counts of {point}")
     tenant = representative.tenant_id
     tenant = (
         rng.choice(TENANT_POOL) if "tenant" in free else _same_class(rng, tenant, TENANT_POOL, judged.tenant_values)
@@ -227,25 +251,55 @@ def _counted_by(judged: _Judged, point: Point, permission_type: str) -> Any:
     return counted
 
 
-def _others_open(judged: _Judged, permission_type: str, pattern: tuple[str, str], stored: dict[str, str]) -> list[str]:
+def _seen_open(
+    judged: _Judged, changes: list[dict[str, Any]], index: int, stored: dict[str, str], patterns: list[str]
+) -> set[str]:
+    """What the counts of changes[index] see open, written out from SPEC §7b: the statuses after the request
+    (each valid change, a type's first mention), less what a change after index opens from closed."""
+    catalog = judged.rule_set.catalog
+    after, later, named = dict(stored), set(), set()
+    for position, change in enumerate(changes):
+        kind, status = change.get("permission_type"), change.get("permission_status")
+        if not isinstance(kind, str) or kind in named:
+            continue
+        named.add(kind)
+        if kind in catalog and any(fnmatchcase(kind, p) for p in patterns) and status in ("open", "close"):
+            after[kind] = status
+            if position > index and status == "open" and stored.get(kind) != "open":
+                later.add(kind)
+    return {t for t, s in after.items() if s == "open" and t not in later}
+
+
+def _others_open(judged: _Judged, permission_type: str, pattern: tuple[str, str], seen: set[str]) -> list[str]:
     catalog = judged.rule_set.catalog
     record = catalog.parts(permission_type)
     found = []
-    for other, status in stored.items():
+    for other in seen:
         parts = list(catalog.parts(other).values())
-        shown = other != permission_type and other in catalog and status == "open" and len(parts) == 2
+        shown = other != permission_type and other in catalog and len(parts) == 2
         if shown and pattern_names(*pattern, parts[0], parts[1], record):
             found.append(other)
     return found
 
 
 def _show_counts(
-    rng: random.Random, judged: _Judged, point: Point, permission_type: str, stored: dict[str, str], exclude: set[str]
-) -> None:
-    """Store open random permissions each count of the point names, as many as it says (at its cap: that many
-    or more), the other counts' permissions included: the member shows every count of the point."""
+    rng: random.Random,
+    judged: _Judged,
+    point: Point,
+    permission_type: str,
+    stored: dict[str, str],
+    changes: list[dict[str, Any]],
+    index: int,
+    patterns: list[str],
+    exclude: set[str],
+) -> dict[str, str] | None:
+    """The stored statuses with random permissions each count of the point names stored open, as many as it
+    says (at its cap: that many or more), the other counts' permissions and the changes of the request
+    included: the member shows every count of the point. None when no choice of them shows the counts."""
     catalog = judged.rule_set.catalog
     caps = judged.space.count_caps
+    if not point.counted:
+        return stored
     for _ in range(50):  # a random choice that shows every count; overlapping counts may take a few tries
         trial = dict(stored)
         for head, tail, n in point.counted:
@@ -259,19 +313,20 @@ def _show_counts(
                 and len(catalog.parts(other)) == 2
                 and pattern_names(head, tail, *list(catalog.parts(other).values()), record)
             ]
-            need = n - len(_others_open(judged, permission_type, (head, tail), trial))
+            seen = _seen_open(judged, changes, index, trial, patterns)
+            need = n - len(_others_open(judged, permission_type, (head, tail), seen))
             if n >= caps[(head, tail)] and free:
                 need = rng.randint(max(need, 0), max(need, len(free)))
             for other in rng.sample(free, min(max(need, 0), len(free))):
                 trial[other] = "open"
+        seen = _seen_open(judged, changes, index, trial, patterns)
         shown = [
-            min(len(_others_open(judged, permission_type, (head, tail), trial)), caps[(head, tail)])
+            min(len(_others_open(judged, permission_type, (head, tail), seen)), caps[(head, tail)])
             for head, tail, _ in point.counted
         ]
         if shown == [n for _, _, n in point.counted]:
-            stored.update(trial)
-            return
-    raise AssertionError(f"no request of {permission_type} shows the counts of {point}")
+            return trial
+    return None
 
 
 def _comparable(verdict: ChangeVerdict) -> tuple[Any, ...]:

@@ -204,12 +204,14 @@ def _read(
 
 
 def _count(test: CountTest, counted: int) -> Fact:
-    """The count the change was given for the pattern, against its bound: "4 of options.* open after this
-    change, at most 3 allowed"; a change that opens nothing the pattern names is never counted."""
+    """The count the change was given for the pattern, against its bound: "4 of options.* open after the request
+    (later openings left out), at most 3 allowed"; a change that opens nothing the pattern names is never
+    counted."""
     label = "count"
     if not counted:
         return Fact(label, f"this change opens no {test.template}: not counted")
-    return Fact(label, f"{counted} of {test.template} open after this change, at most {test.more_than} allowed")
+    shown = f"{counted} of {test.template} open after the request (later openings left out)"
+    return Fact(label, f"{shown}, at most {test.more_than} allowed")
 
 
 def _permission(test: PermissionTest, facts: RequestFacts, record: Mapping[str, Any]) -> Fact:

@@ -6,11 +6,15 @@ requested status (open, close, other text, missing, not text), the current statu
 earlier in the request, whether the tenant enables it, the account's status and declared attributes (each
 value, a representative of "any other", or absent), the tenant, the time (each interval between window
 bounds), the before/after states of the permissions the rules relate to it (`permission: stock.{market}`), and
-per count a live clause bounds (`count: {permission: options.*, ...}`), how many OTHER permissions it names are
-open after the judged change: 0 … bound + 1 (the largest bound of that pattern; more reads as bound + 1), never
-the combinations of which ones. A count is realised by storing that many of the permissions it names open, chosen
-among those no live relation names (`input_of`); a count the related permissions already exceed, or that too few
-permissions can show, is no point.
+per count a live clause bounds (`count: {permission: options.*, ...}`), how many OTHER permissions it names the
+judged change's count sees: open after the request, less those a later change opens (app/rules/runtime/facts.py
+count_facts), 0 … bound + 1 (the largest bound of that pattern; more reads as bound + 1), never the combinations
+of which ones. Where a change stands matters to a count only for an opening (one before the judged change is
+seen, one after it is not; a close is seen wherever it stands), and a relation not at all; so the count axis
+with the related states says all a count reads. A count is realised by storing that many of the permissions it
+names open, chosen among those no live relation names, and when those are too few by moving openings of related
+permissions it names before the judged change (`input_of`); a count the related permissions already exceed, or
+that too few permissions can show, is no point.
 
 Only what some rule could read for a given type is enumerated: a clause whose type tests fail for that type
 cannot hold, so what it reads is not enumerated for it (see `_reads`). The rest of a point takes a default
@@ -47,7 +51,7 @@ from app.rules.language.model import (
 from app.rules.runtime.decision import ChangeVerdict, Trace, decide
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.engine import DurableRulesEngine
-from app.rules.runtime.facts import change_records
+from app.rules.runtime.facts import change_records, open_for_count
 from app.rules.tools.input_space.partitions import (
     COUNT,
     PARTITION_POINTS,
@@ -521,34 +525,52 @@ class InputSpace:
 
     def _shows_its_counts(self, point: Point) -> bool:
         """Whether the request realising the point shows each count the point says (n, or the cap and more)."""
-        decision_input, _ = self.input_of(point)
-        stored = decision_input.stored
+        decision_input, index = self.input_of(point)
         return all(
-            min(self._named_open(point.permission_type, (head, tail), stored), self.count_caps[(head, tail)]) == n
+            min(
+                self._named_open(point.permission_type, (head, tail), decision_input, index),
+                self.count_caps[(head, tail)],
+            )
+            == n
             for head, tail, n in point.counted
         )
 
-    def _named_open(self, value: str, pattern: CountPattern, stored: Mapping[str, str]) -> int:
-        """How many catalog permissions other than the type the pattern names (bound from it) are stored open."""
+    def _named_open(self, value: str, pattern: CountPattern, decision_input: DecisionInput, index: int) -> int:
+        """How many catalog permissions other than the type the pattern names (bound from it) the count of the
+        change at index sees open: open after the request, less those a later change opens (facts.py)."""
         records = self._facts[value].records
         named = set()
-        for rule_set, record in zip(self.rule_sets, records, strict=True):
-            for other, status in stored.items():
-                if other == value or status != "open" or other not in rule_set.catalog:
-                    continue
-                if len(rule_set.catalog.parts(other)) == 2 and _pattern_names(
-                    pattern, *self._parts(rule_set, other), record
-                ):
+        for rule_set, engine, record in zip(self.rule_sets, self.engines, records, strict=True):
+            seen = open_for_count(
+                decision_input.changes,
+                index,
+                catalog=rule_set.catalog,
+                enabled=engine.enabled(decision_input.tenant_patterns),
+                stored=decision_input.stored,
+            )
+            for other in seen:
+                if other != value and self._names(rule_set, pattern, other, record):
                     named.add(other)
         return len(named)
+
+    def _names(self, rule_set: RuleSet, pattern: CountPattern, other: str, record: Mapping[str, Any]) -> bool:
+        """Whether the count pattern (bound from the judged type's record) names the catalog permission other."""
+        return len(rule_set.catalog.parts(other)) == 2 and _pattern_names(
+            pattern, *self._parts(rule_set, other), record
+        )
 
     def weight(self, point: Point) -> int:
         """How many inputs the point stands for: one per type of its class."""
         return len(self.members[point.permission_type])
 
     def input_of(self, point: Point) -> tuple[DecisionInput, int]:
-        """A request that realises the point, and the index of the judged change in it."""
-        changes: list[dict[str, Any]] = []
+        """A request that realises the point, and the index of the judged change in it.
+
+        The related permissions' changes come after the judged change, where a count does not see what they
+        open; a count the point says is shown by storing permissions it names open (fillers), and when those
+        are too few, by moving openings of related permissions it names before the judged change, where it sees
+        them (the related states stay: a relation reads the statuses after the request, wherever a change is)."""
+        earlier: list[dict[str, Any]] = []
         stored: dict[str, str] = {}
         patterns: list[str] = []
         if point.is_text:
@@ -556,20 +578,44 @@ class InputSpace:
             if point.enabled:
                 patterns.append(point.permission_type)
             if point.named_earlier:
-                changes.append({"permission_type": point.permission_type, "permission_status": point.earlier_status})
-        index = len(changes)
-        changes.append(point.change())
+                earlier.append({"permission_type": point.permission_type, "permission_status": point.earlier_status})
+        later: list[dict[str, Any]] = []
         for other, before, after in point.related:
             stored[other] = before
             if after != before:
                 patterns.append(other)
-                changes.append({"permission_type": other, "permission_status": after})
-        for head, tail, n in point.counted:  # n others open: the related ones open before, then fillers
-            need = n - self._named_open(point.permission_type, (head, tail), stored)
+                later.append({"permission_type": other, "permission_status": after})
+        for head, tail, n in point.counted:  # n others seen open: the related ones, then fillers, then openings
+            shown = self._request(point, [*earlier, point.change(), *later], stored, patterns)
+            seen = self._named_open(point.permission_type, (head, tail), shown, len(earlier))
+            need = n - seen
             fillers = [p for p in self._fillers(point.permission_type, (head, tail)) if p not in stored]
             for other in fillers[: max(need, 0)]:
                 stored[other] = "open"
-        decision_input = DecisionInput.of(
+                need -= 1
+            for change in [c for c in later if c["permission_status"] == "open"]:
+                if need <= 0:
+                    break
+                if self._counts_opening(point.permission_type, (head, tail), change["permission_type"]):
+                    later.remove(change)
+                    earlier.append(change)
+                    need -= 1
+        changes = [*earlier, point.change(), *later]
+        return self._request(point, changes, stored, patterns), len(earlier)
+
+    def _counts_opening(self, value: str, pattern: CountPattern, other: str) -> bool:
+        """Whether a count of this type's change sees the related permission other when a change before it opens
+        it (the pattern names it in some rule set)."""
+        records = self._facts[value].records
+        return any(
+            other in rule_set.catalog and self._names(rule_set, pattern, other, record)
+            for rule_set, record in zip(self.rule_sets, records, strict=True)
+        )
+
+    def _request(
+        self, point: Point, changes: list[dict[str, Any]], stored: Mapping[str, str], patterns: list[str]
+    ) -> DecisionInput:
+        return DecisionInput.of(
             tenant_id=point.tenant,
             patterns=patterns,
             changes=changes,
@@ -578,7 +624,6 @@ class InputSpace:
             attributes=dict(point.attributes),
             at=self.moments[point.interval],
         )
-        return decision_input, index
 
     def verdicts(self, point: Point, *, use_memo: bool = True) -> tuple[ChangeVerdict, ...]:
         """What each rule set makes of the point's change: decide() on the request that realises it, its tracer
