@@ -80,18 +80,46 @@ def test_the_sdk_creates_reads_replaces_and_repeats(live_server: Any) -> None:
     assert {r.app_key for r in rows} == {"demo-key"}
 
 
+# Each case starts its own gunicorn: the everyday run keeps one refusal of an attribute and one of the account
+# number, the slow run (CI) all; tests/http/test_accounts.py checks every refusal in-process either way.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"account_no": "SDK-2", "status": "active", "attributes": {"colour": "red"}}, "attributes.colour 'red'"),
-        ({"account_no": "SDK-2", "status": "active", "attributes": {"residency": "Singapore"}}, "'Singapore'"),
-        ({"status": "active"}, "account_no: is required"),
-        ({"account_no": "", "status": "active"}, "account_no:"),
-        ({"account_no": "SDK-2", "status": "suspended"}, "status: 'suspended' is not one of"),
-        ({"account_no": "SDK-2", "status": "active", "attributes": "margin"}, "attributes: must be a JSON object"),
-        ({"account_no": "SDK-2", "status": "active", "attributes": ["margin"]}, "attributes: must be a JSON object"),
+        pytest.param(
+            {"account_no": "SDK-2", "status": "active", "attributes": {"colour": "red"}},
+            "attributes.colour 'red'",
+            id="undeclared",
+        ),
+        pytest.param(
+            {"account_no": "SDK-2", "status": "active", "attributes": {"residency": "Singapore"}},
+            "'Singapore'",
+            id="disallowed",
+            marks=SLOW,
+        ),
+        pytest.param({"status": "active"}, "account_no: is required", id="missing-account"),
+        pytest.param({"account_no": "", "status": "active"}, "account_no:", id="empty-account", marks=SLOW),
+        pytest.param(
+            {"account_no": "SDK-2", "status": "suspended"},
+            "status: 'suspended' is not one of",
+            id="unknown-status",
+            marks=SLOW,
+        ),
+        pytest.param(
+            {"account_no": "SDK-2", "status": "active", "attributes": "margin"},
+            "attributes: must be a JSON object",
+            id="string",
+            marks=SLOW,
+        ),
+        pytest.param(
+            {"account_no": "SDK-2", "status": "active", "attributes": ["margin"]},
+            "attributes: must be a JSON object",
+            id="array",
+            marks=SLOW,
+        ),
     ],
-    ids=["undeclared", "disallowed", "missing-account", "empty-account", "unknown-status", "string", "array"],
 )
 def test_the_sdk_sees_refusals_naming_the_field(live_server: Any, body: dict[str, Any], message: str) -> None:
     sdk = client(live_server.url)

@@ -96,8 +96,14 @@ CASES: dict[str, tuple[str, str, bytes, Credentials | None, int, int, int]] = {
 }
 
 
+# Each case starts its own gunicorn (about 2 s): the everyday run keeps one success, one rule refusal and one
+# refusal before the app, and the slow run (CI) every code; tests/http/ covers every code in-process either way.
+EVERYDAY = ("success", "invalid-type", "route-not-found")
+
+
 @pytest.mark.parametrize(
-    ("method", "path", "body", "creds", "status", "code", "failure_index"), CASES.values(), ids=CASES.keys()
+    ("method", "path", "body", "creds", "status", "code", "failure_index"),
+    [pytest.param(*case, id=name, marks=() if name in EVERYDAY else pytest.mark.slow) for name, case in CASES.items()],
 )
 def test_code_over_http(
     live_server: Any,

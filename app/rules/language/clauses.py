@@ -160,6 +160,14 @@ def count_may_apply(count: CountTest, change: Mapping[str, Any]) -> bool:
     return len(parts) == 2 and count.names(parts[0], parts[1], change)
 
 
+def count_caps(clauses: Iterable[Clause]) -> dict[CountPattern, int]:
+    """Per count pattern, its largest bound + 1: every count test reads a count at or above it the same way."""
+    caps: dict[CountPattern, int] = {}
+    for count in (c for clause in clauses for c in clause.counts):
+        caps[count.pattern] = max(caps.get(count.pattern, 0), count.more_than + 1)
+    return caps
+
+
 def count_patterns(clauses: Iterable[Clause]) -> tuple[CountPattern, ...]:
     """The distinct patterns some clause counts, in a fixed order: the k-th is the change record's `count_k`
     (app/rules/runtime/facts.py)."""

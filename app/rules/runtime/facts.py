@@ -112,26 +112,23 @@ def count_facts(
         if not opens or value not in parts:
             found.append((0,) * len(patterns))
         else:
-            record = catalog.parts(value)
-            head, tail = parts[value]
-            counts = []
-            for head_spec, tail_spec in patterns:
-                if not pattern_names(head_spec, tail_spec, head, tail, record):
-                    counts.append(0)
-                    continue
-                counts.append(
-                    sum(
-                        1
-                        for other in open_after
-                        if other not in opened_later
-                        and pattern_names(head_spec, tail_spec, parts[other][0], parts[other][1], record)
-                    )
-                )
-            found.append(tuple(counts))
+            seen = [other for other in open_after if other not in opened_later]
+            found.append(tuple(_count(pattern, value, seen, parts, catalog) for pattern in patterns))
         if value is not None and opens and stored.get(value) != "open":
             opened_later.add(value)
     found.reverse()
     return found
+
+
+def _count(pattern: CountPattern, value: str, seen: list[str], parts: Mapping[str, list[str]], catalog: Catalog) -> int:
+    """How many of the permissions seen open the pattern names, bound from the opened value; 0 when the pattern
+    does not name the value itself."""
+    head_spec, tail_spec = pattern
+    record = catalog.parts(value)
+    head, tail = parts[value]
+    if not pattern_names(head_spec, tail_spec, head, tail, record):
+        return 0
+    return sum(1 for other in seen if pattern_names(head_spec, tail_spec, parts[other][0], parts[other][1], record))
 
 
 def open_for_count(

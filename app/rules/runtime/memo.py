@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.rules.language.clauses import TYPE_FIELDS, Clause
-from app.rules.language.model import KINDS, RuleSet
+from app.rules.language.clauses import TYPE_FIELDS, Clause, count_caps
+from app.rules.language.model import KINDS, Catalog, RuleSet
 from app.rules.runtime.compiler import Compiled, glob_to_engine_regex
 from app.rules.runtime.decision_input import DecisionInput
 from app.rules.runtime.facts import after_request, count_facts, engine_text
@@ -129,6 +129,12 @@ class _Reads:
     counts: tuple[int, ...] = ()  # count patterns (indexes into Compiled.counts)
 
 
+def _two_part_values(catalog: Catalog) -> list[tuple[str, str, str]]:
+    """Each catalog value with two parts, as (value, first part, second part)."""
+    found = ((value, list(catalog.parts(value).values())) for value in catalog.values)
+    return [(value, parts[0], parts[1]) for value, parts in found if len(parts) == 2]
+
+
 class MemoKeys:
     """Builds the memo key of every change of a request for one compiled rule set."""
 
@@ -143,11 +149,7 @@ class MemoKeys:
         self._earlier = "named_earlier" in fields
         self._clauses: tuple[Clause, ...] = compiled.clauses
         self._bounds = _window_bounds(rule_set)
-        parts = []
-        for value in catalog.values:
-            found = list(catalog.parts(value).values())
-            if len(found) == 2:
-                parts.append((value, found[0], found[1]))
+        parts = _two_part_values(catalog)
         relations = sorted({r for c in self._clauses for r in c.relations})
         self._fixed = [_Relation(*r, parts) for r in relations if not _has_placeholder(r)]
         self._bound = [_Relation(*r, parts) for r in relations if _has_placeholder(r)]
@@ -158,11 +160,8 @@ class MemoKeys:
         self._reads: dict[tuple[Any, Any], _Reads] = {}
         self._counts = compiled.counts
         self._count_index = {pattern: k for k, pattern in enumerate(self._counts)}
-        caps: dict[int, int] = {}
-        for count in (c for clause in self._clauses for c in clause.counts):
-            k = self._count_index[count.pattern]
-            caps[k] = max(caps.get(k, 0), count.more_than + 1)
-        self._count_caps = caps  # per pattern, the count above which no count test reads differently
+        # per pattern (its index), the count above which no count test reads differently
+        self._count_caps = {self._count_index[p]: cap for p, cap in count_caps(self._clauses).items()}
 
     def keys(self, decision_input: DecisionInput, enabled: frozenset[str]) -> list[Key | None]:
         """Per change, its key (or None: judge it afresh and remember nothing)."""

@@ -41,7 +41,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.rules.language import model
-from app.rules.language.clauses import TYPE_FIELDS, Clause, CountPattern, Test, count_may_apply, rule_set_clauses
+from app.rules.language.clauses import (
+    TYPE_FIELDS,
+    Clause,
+    CountPattern,
+    Test,
+    count_caps,
+    count_may_apply,
+    rule_set_clauses,
+)
 from app.rules.language.model import (
     ACCOUNT_STATUSES,
     ChangeTest,
@@ -220,9 +228,7 @@ class InputSpace:
         self.tenants = (*_mentioned(tests, "tenant"), OTHER_TENANT)
         self.attributes = self._attribute_values(tests)
         self.engines = tuple(DurableRulesEngine(rule_set) for rule_set in rule_sets)
-        self.count_caps: dict[CountPattern, int] = {}  # per count pattern, its largest bound + 1
-        for count in (c for clauses in self.clauses for clause in clauses for c in clause.counts):
-            self.count_caps[count.pattern] = max(self.count_caps.get(count.pattern, 0), count.more_than + 1)
+        self.count_caps = count_caps(clause for clauses in self.clauses for clause in clauses)
         self._facts: dict[str, _TypeFacts] = {}
         self._filler_cache: dict[tuple[str, CountPattern], list[str]] = {}
         # Types no rule can tell apart (same type tests, same shape of relations) are judged once: the
