@@ -45,7 +45,9 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
     if not result.clean or result.rule_set is None:
         for problem in result.errors:
             click.echo(str(problem), err=True)
-        raise click.ClickException(f"{directory}: {len(result.errors)} problem(s); run `permctl rules lint`")
+        raise click.ClickException(
+            f"{directory}: {len(result.errors)} problem(s); run `permctl rules lint --rules {directory}`"
+        )
     return result.rule_set
 
 

@@ -44,7 +44,7 @@ def test_rules_test_refuses_and_says_why(tmp_path: Path):
     assert result.returncode == 1
     assert "passed" not in result.stdout  # no case is run for a set that cannot go live
     assert DROPPED in result.stderr
-    assert f"Error: {rules}: 2 problem(s); run `permctl rules lint`" in result.stderr
+    assert f"Error: {rules}: 2 problem(s); run `permctl rules lint --rules {rules}`" in result.stderr
 
 
 def test_reload_refuses_and_asks_no_worker(database_url: str, tmp_path: Path):
