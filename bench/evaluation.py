@@ -64,7 +64,7 @@ def evaluators(rule_set: RuleSet, name: str) -> Evaluators:
 
 
 def _shown(decision_input: DecisionInput) -> str:
-    return str(decision_input.to_record())[:600]
+    return str(decision_input)[:600]
 
 
 def check_decision(ev: Evaluators, decision_input: DecisionInput, held: Held) -> None:

@@ -25,6 +25,7 @@ from app.rules.language.model import (
     Catalog,
     ChangeTest,
     Condition,
+    CountTest,
     Match,
     Not,
     PermissionTest,
@@ -79,7 +80,18 @@ def change_facts(decision_input: DecisionInput, catalog: Catalog, enabled: froze
             facts["current_status"] = decision_input.stored.get(permission_type, "close")
             facts["named_earlier"] = permission_type in seen
             seen.add(permission_type)
+            valid = permission_type in catalog and permission_type in enabled
+            if valid and not facts["named_earlier"] and change.get("permission_status") in ("open", "close"):
+                facts["applied__"] = permission_type  # this change moves the permission in the state after
         out.append(facts)
+    # What a count leaves out (SPEC §7b): the permissions, closed before the request, that a later change opens.
+    later: set[str] = set()
+    for facts in reversed(out):
+        facts["opened_later__"] = frozenset(later)
+        applied = facts.get("applied__")
+        opens = applied is not None and facts.get("permission_status") == "open"
+        if opens and decision_input.stored.get(applied) != "open":
+            later.add(applied)
     return out
 
 
@@ -195,7 +207,39 @@ class Oracle:
         if isinstance(condition, TenantTest):
             match = condition.match
             return lambda _facts, request: _matches(request.tenant, match, {})
+        if isinstance(condition, CountTest):
+            return self._count(condition)
         return self._relation(condition)
+
+    def _count(self, test: CountTest) -> Test:
+        """Whether this change opens a permission the pattern names and more than the bound of those it names are
+        open after the request, leaving out those a later change opens (SPEC §7b): the change that would exceed
+        the bound is refused, a close never is."""
+        head, tail = _part(test.head), _part(test.tail)
+        parts = {value: found for value, found in self._parts.items() if len(found) == 2}
+
+        def named(permission_type: str, facts: Facts) -> bool:
+            first, second = parts[permission_type]
+            return bool(head(first, facts)) and bool(tail(second, facts))
+
+        def count(facts: Facts, request: Request) -> Truth:
+            opened = facts.get("applied__")
+            if opened is None or facts.get("permission_status") != "open" or opened not in parts:
+                return False
+            if not named(opened, facts):
+                return False
+            later = facts["opened_later__"]
+            n = sum(
+                1
+                for permission_type, status in request.after.items()
+                if status == "open"
+                and permission_type in parts
+                and permission_type not in later
+                and named(permission_type, facts)
+            )
+            return n > test.more_than
+
+        return count
 
     def _relation(self, test: PermissionTest) -> Test:
         """Whether some permission of the account, named by the template, is open (or none is: close)."""

@@ -26,13 +26,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from app.rules.language.clauses import context_key
+from app.rules.language.clauses import CountPattern, context_key, count_key, count_patterns, rule_set_clauses
 from app.rules.language.model import (
     AccountTest,
     All,
     AnyOf,
     ChangeTest,
     Condition,
+    CountTest,
     Match,
     Not,
     PermissionTest,
@@ -117,15 +118,19 @@ def _relation(test: PermissionTest, negated: bool) -> str:
     return " and ".join([*guards, exists])
 
 
-def expression(condition: Atom, negated: bool = False) -> str:
-    """A condition as one ZEN standard expression, negations pushed down to the tests (as durable_rules has it)."""
+def expression(condition: Atom, negated: bool = False, counts: tuple[CountPattern, ...] = ()) -> str:
+    """A condition as one ZEN standard expression, negations pushed down to the tests (as durable_rules has it).
+    A count reads the change's own count fact (`c.count_k`, k its pattern's place in `counts`)."""
     if isinstance(condition, Not):
-        return expression(condition.part, not negated)
+        return expression(condition.part, not negated, counts)
     if isinstance(condition, All | AnyOf):
         joiner = " and " if isinstance(condition, All) != negated else " or "
-        return joiner.join(f"({expression(p, negated)})" for p in condition.parts)
+        return joiner.join(f"({expression(p, negated, counts)})" for p in condition.parts)
     if isinstance(condition, PermissionTest):
         return _relation(condition, negated)
+    if isinstance(condition, CountTest):
+        field = f"c.{count_key(counts.index(condition.pattern))}"
+        return f"{field} <= {condition.more_than}" if negated else f"{field} > {condition.more_than}"
     if isinstance(condition, Window):
         bounds = []
         if condition.start is not None:
@@ -156,7 +161,7 @@ def _cell(part: Atom) -> tuple[str, str] | None:
     return subject, ", ".join(_literal(v) for v in part.match.values)
 
 
-def _row(rule: Rule, columns: dict[str, str]) -> dict[str, str]:
+def _row(rule: Rule, columns: dict[str, str], counts: tuple[CountPattern, ...]) -> dict[str, str]:
     parts: list[Atom] = list(rule.condition.parts) if isinstance(rule.condition, All) else [rule.condition]
     if rule.window is not None:
         parts.append(rule.window)
@@ -166,7 +171,7 @@ def _row(rule: Rule, columns: dict[str, str]) -> dict[str, str]:
         cell = _cell(part)
         column = columns.setdefault(cell[0], f"in{len(columns)}") if cell is not None else None
         if cell is None or column in row:
-            rest.append(expression(part))
+            rest.append(expression(part, counts=counts))
         else:
             row[column] = cell[1]
     if rest:
@@ -178,7 +183,8 @@ def _row(rule: Rule, columns: dict[str, str]) -> dict[str, str]:
 def decision_table(rule_set: RuleSet) -> dict[str, Any]:
     """The JDM graph: input → decision table (collect, loop over the changes) → output."""
     columns: dict[str, str] = {}  # column field → column id
-    rows = [_row(rule, columns) for rule in rule_set.rules]
+    counts = count_patterns(rule_set_clauses(rule_set.rules))
+    rows = [_row(rule, columns, counts) for rule in rule_set.rules]
     inputs = [{"id": column, "name": field, "field": field} for field, column in columns.items()]
     inputs.append({"id": OTHER, "name": "negations, any-of and relations", "field": ""})
     for row in rows:
@@ -217,6 +223,7 @@ def engine_facts(engine: DurableRulesEngine) -> Callable[[DecisionInput], dict[s
     """The facts the adapter gives durable_rules (context, permissions, change records), built with its own
     functions; without the message values, which zen-engine's table does not read."""
     catalog = engine.rule_set.catalog
+    counts = count_patterns(rule_set_clauses(engine.rule_set.rules))
 
     def build(decision_input: DecisionInput) -> dict[str, Any]:
         enabled = engine.enabled(decision_input.tenant_patterns)
@@ -230,7 +237,9 @@ def engine_facts(engine: DurableRulesEngine) -> Callable[[DecisionInput], dict[s
                 now=decision_input.at.timestamp(),
             ),
             "permissions": permission_records(catalog, stored, after),
-            "changes": change_records(decision_input.changes, catalog=catalog, enabled=enabled, stored=stored),
+            "changes": change_records(
+                decision_input.changes, catalog=catalog, enabled=enabled, stored=stored, counts=counts
+            ),
         }
 
     return build
