@@ -190,26 +190,30 @@ def _reads(token: str, on: Charclass) -> bool:
     return not on.empty() if token in "*?" else on.accepts(token)
 
 
-def _glob_meets(glob: str, automaton: _Automaton) -> bool:
-    """Whether some text matches both the glob and the automaton: a search over (glob position, state)."""
-    seen = {(0, 0)}
+def _glob_example(glob: str, automaton: _Automaton) -> str | None:
+    """A shortest text that matches both the glob and the automaton, or None when none does: a search over
+    (glob position, state), each pair reached with the text read so far."""
+    seen = {(0, 0): ""}
     queue = deque(seen)
     while queue:
         at, state = queue.popleft()
+        text = seen[(at, state)]
         if at == len(glob) and state == automaton.final:
-            return True
+            return text
         token = glob[at] if at < len(glob) else None
-        following = [(at + 1, state)] if token == "*" else []  # * matching nothing more
+        following = [((at + 1, state), text)] if token == "*" else []  # * matching nothing more
         for on, target in automaton.steps[state]:
             if on is None:
-                following.append((at, target))
+                following.append(((at, target), text))
             elif token is not None and _reads(token, on):
-                following.append((at if token == "*" else at + 1, target))
-        for pair in following:
+                char = _example_char(on) if token in "*?" else token
+                if char is not None:
+                    following.append(((at if token == "*" else at + 1, target), text + char))
+        for pair, read in following:
             if pair not in seen:
-                seen.add(pair)
+                seen[pair] = read
                 queue.append(pair)
-    return False
+    return None
 
 
 def _quoted(values: Sequence[str]) -> str:
@@ -235,7 +239,18 @@ def can_be(declaration: AttributeDeclaration | Sequence[str], value: str) -> boo
     if declaration.values is not None:
         return any(fnmatchcase(v, value) for v in declaration.values)
     automaton = _automaton(declaration.pattern or "")
-    return None if automaton is None else _glob_meets(value, automaton)
+    return None if automaton is None else _glob_example(value, automaton) is not None
+
+
+def example_of(declaration: AttributeDeclaration, value: str) -> str | None:
+    """A value the declaration allows that the value (a literal or a glob) names, or None when there is none
+    (or, for a glob against a pattern greenery cannot read, none can be found)."""
+    if not is_glob(value):
+        return value if declaration.allows(value) else None
+    if declaration.values is not None:
+        return next((v for v in declaration.values if fnmatchcase(v, value)), None)
+    automaton = _automaton(declaration.pattern or "")
+    return None if automaton is None else _glob_example(value, automaton)
 
 
 def never_is(name: str, declaration: AttributeDeclaration | Sequence[str], value: str) -> str | None:

@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from app.rules.language.allowed_values import can_be, never_is, readable
+from app.rules.language.allowed_values import can_be, example_of, never_is, readable
 from app.rules.language.attributes import AttributeDeclaration
 
 ALPHABET = "aAb1-"
@@ -34,6 +34,18 @@ def test_a_glob_meets_a_pattern_exactly_when_some_text_matches_both(pattern: str
     assert readable(pattern)
     for glob in GLOBS:
         assert can_be(_declaration(pattern), glob) is _brute_force(pattern, glob), (pattern, glob)
+
+
+@pytest.mark.parametrize("pattern", [*PATTERNS, "[A-Z]{2}[0-9]{2}", "(ab)+"])
+def test_the_value_a_glob_stands_for_is_one_both_the_glob_and_the_pattern_take(pattern: str):
+    """The input space judges a glob of a pattern attribute by this value: it must match both (`HK*` against
+    `[A-Z]{2}[0-9]{2}` is HK00, not a plain fill such as HKx), and exist exactly when some text matches both."""
+    compiled = re.compile(pattern)
+    for glob in [*GLOBS, "HK*", "aba*", "HK??"]:
+        found = example_of(_declaration(pattern), glob)
+        assert (found is not None) is can_be(_declaration(pattern), glob), (pattern, glob)
+        if found is not None:
+            assert compiled.fullmatch(found) and fnmatchcase(found, glob), (pattern, glob, found)
 
 
 def test_literal_values_are_judged_by_a_full_match_as_the_service_judges_them():

@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.rules.language import model
+from app.rules.language.allowed_values import example_of
+from app.rules.language.attributes import AttributeDeclaration
 from app.rules.language.clauses import (
     TYPE_FIELDS,
     Clause,
@@ -152,25 +154,27 @@ def _crosses_type(test: Test) -> bool:
     return isinstance(test.atom, ChangeTest) and len(fields) == 2 and len(fields & TYPE_FIELDS) == 1
 
 
-def _instance(value: str, allowed: Callable[[str], bool] | None = None) -> str | None:
-    """The value itself, or for a glob a value it matches; one the declaration allows (None if none is)."""
+def _instance(value: str, declaration: AttributeDeclaration | None = None) -> str | None:
+    """The value itself, or for a glob a value it matches; one the declaration allows (None if none is): a
+    plain fill of the wildcards when it is allowed, else one the glob and the declaration's pattern both take
+    (`HK*` against `[A-Z]{2}[0-9]{2}` is HK00)."""
     fills = ("x", "X", "A", "0") if "*" in value or "?" in value else ("",)
     for fill in fills:
         instance = value.replace("*", fill).replace("?", fill or "x")
-        if allowed is None or allowed(instance):
+        if declaration is None or declaration.allows(instance):
             return instance
-    return None
+    return None if declaration is None else example_of(declaration, value)
 
 
-def _mentioned(tests: list[Test], fact: str, allowed: Callable[[str], bool] | None = None) -> list[str]:
+def _mentioned(tests: list[Test], fact: str, declaration: AttributeDeclaration | None = None) -> list[str]:
     """The text values tests compare a fact with (a change field or a context key; a glob as a value it
-    matches), in first-seen order; with `allowed`, only values a declaration allows (a test of any other value
-    can never hold)."""
+    matches), in first-seen order; with a declaration, only values it allows (a test of any other value can
+    never hold)."""
     found: dict[str, None] = {}
     for test in tests:
         if test.compared == fact:
             for value in test.values:
-                instance = _instance(value, allowed) if isinstance(value, str) else None
+                instance = _instance(value, declaration) if isinstance(value, str) else None
                 if instance is not None:
                     found[instance] = None
     return list(found)
@@ -280,7 +284,7 @@ class InputSpace:
         values: dict[str, tuple[str | None, ...]] = {}
         for rule_set in self.rule_sets:
             for declaration in rule_set.attributes:
-                named = _mentioned(tests, f"a_{declaration.name}", declaration.allows)
+                named = _mentioned(tests, f"a_{declaration.name}", declaration)
                 listed = list(declaration.values or ())
                 shown = [*listed, *(v for v in named if v not in listed)]
                 if declaration.values is None:

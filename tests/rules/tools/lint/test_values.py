@@ -195,3 +195,18 @@ def test_a_pattern_the_glob_check_cannot_read_leaves_globs_unchecked_and_says_so
     )
     edit(broker / "policies.yaml", 'residency: ["c*", C-]', 'residency: ["c*", cn]')
     assert [p.text for p in errors(broker)] == ["'residency' is never 'cn': values match [A-Z][\\w-]"]
+
+
+def test_a_glob_a_pattern_takes_only_with_other_fills_is_judged_and_holds(broker: Path):
+    """`HK*` against `[A-Z]{2}[0-9]{2}`: no plain fill of the wildcard (HKx, HKX, HKA, HK0) is a branch, but
+    HK00 is; the rule is analysed with it, so it neither goes unreported nor is called a condition that never
+    holds."""
+    attributes = broker / "attributes.yaml"
+    attributes.write_text(
+        attributes.read_text(encoding="utf-8")
+        + '\n  - name: branch\n    description: The branch that keeps the account.\n    pattern: "[A-Z]{2}[0-9]{2}"\n',
+        encoding="utf-8",
+    )
+    edit(broker / "policies.yaml", "account: {residency: CN}", 'account: {branch: "HK*"}')
+    assert errors(broker) == []
+    assert not [p for p in lint(broker, now=NOW).problems if p.rule_id == NORTHBOUND]
