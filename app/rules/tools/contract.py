@@ -196,8 +196,9 @@ def _shown_value(field: str, change: Mapping[str, Any]) -> str:
 
 
 def shown_request(request: Mapping[str, Any]) -> str:
-    """A request of diff.example() in a few words: the changes, then the judged one's current status, the
-    tenant's config patterns (and the tenant, account status and attributes when they are not the plainest)."""
+    """A request of diff.example() in a few words: the changes, then the judged one's current status, the other
+    permissions open before the request, the tenant's config patterns (and the tenant, account status and
+    attributes when they are not the plainest)."""
     changes = request["changes"]
     judged = request["judged_change"]
     shown = [
@@ -208,6 +209,9 @@ def shown_request(request: Mapping[str, Any]) -> str:
     judged_type = changes[judged].get("permission_type")
     if isinstance(judged_type, str):
         context.append(f"current status '{request['account'].get(judged_type, 'close')}'")
+    held = [t for t, status in request["account"].items() if status == "open" and t != judged_type]
+    if held:
+        context.append("also open before: " + ", ".join(f"'{t}'" for t in held))
     patterns = request["tenant_config"]
     context.append("tenant config " + (", ".join(f"'{p}'" for p in patterns) if patterns else "enabling nothing"))
     if request["tenant"] != OTHER_TENANT:

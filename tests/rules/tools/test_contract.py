@@ -213,3 +213,31 @@ def test_diff_compares_a_set_that_breaks_the_contract(tmp_path: Path):
     drop_the_flag_ban(rules)
     assert lint(rules, contract=False).clean
     assert not lint(rules).clean
+
+
+def _ban_unless(condition: str) -> str:
+    return f'    when:\n      change: {{permission_type: "flag.*"}}\n      not: {condition}'
+
+
+BRANCH = '  - name: branch\n    description: The branch that keeps the account.\n    pattern: "[A-Z]{2}[0-9]{2}"\n'
+
+
+def test_a_ban_narrowed_by_a_glob_on_a_pattern_attribute_is_refused(tmp_path: Path):
+    """A glob no plain fill of its wildcards satisfies (`HK*` against `[A-Z]{2}[0-9]{2}`) still stands for the
+    values both allow (HK00): the ban lifted for one branch is a narrowing, even with the flag group in the
+    catalog, where `flag.options` would otherwise be accepted for that branch."""
+    rules = broker_policies(tmp_path)
+    add_the_flag_group(rules)
+    attributes = rules / "attributes.yaml"
+    attributes.write_text(attributes.read_text(encoding="utf-8") + BRANCH, encoding="utf-8")
+    _edit(rules / "validation.yaml", FLAG_BAN, _ban_unless('{account: {branch: "HK*"}}'))
+    breach = only(breaches(load_rule_set(rules)))
+    assert (breach.clause, breach.how) == ("type-banned-group", "narrowed")
+    assert contract_errors(rules)
+
+
+def test_a_breach_shown_by_a_relation_names_what_was_open_before(tmp_path: Path):
+    rules = broker_policies(tmp_path)
+    _edit(rules / "validation.yaml", FLAG_BAN, _ban_unless('{permission: "stock.HK", before: open}'))
+    [error] = contract_errors(rules)
+    assert "also open before: 'stock.HK'" in error.text, error.text
