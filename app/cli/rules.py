@@ -70,8 +70,7 @@ def _stored_refusals(directory: Path, rule_set: RuleSet) -> list[str]:
 
     shown = shown_path(directory, ATTRIBUTES_FILE)
     return [
-        f"{shown}: {holding.attribute}: warning: {holding.describe()} "
-        "(a broker resending one is refused; `permctl accounts strip-undeclared` removes them)"
+        f"{shown}: {holding.attribute}: warning: {holding.describe()} ({holding.consequence()})"
         for holding in count_refused(unit_of_work(settings()), rule_set.attributes)
     ]
 

@@ -44,6 +44,15 @@ class RefusedHolding:
             why = f"a value of '{self.attribute}' its declaration does not allow ({shown}{more})"
         return f"{self.accounts} stored account(s) hold {why}"
 
+    def consequence(self) -> str:
+        """What it means for a broker resending such an account, and what removes it."""
+        if self.refusal is StoredRefusal.DEPRECATED:
+            return (
+                "a broker may still send it: it is dropped on write, with a warning; `permctl accounts "
+                "strip-undeclared` removes the stored values"
+            )
+        return "a broker resending one is refused; `permctl accounts strip-undeclared` removes them"
+
 
 def refused_holdings(held: Sequence[HeldValue], attributes: AttributeSet) -> list[RefusedHolding]:
     """The stored values the declarations refuse, grouped per attribute and reason, by attribute name."""

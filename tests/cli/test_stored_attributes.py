@@ -18,6 +18,10 @@ from tests.narrowing import kyc_rules, with_kyc_accounts
 
 RESEND = "rules-{}/attributes.yaml: kyc_level: warning: 3 stored account(s) hold 'kyc_level', which attributes.yaml {}"
 STRIP_HINT = " (a broker resending one is refused; `permctl accounts strip-undeclared` removes them)"
+DEPRECATED_HINT = (
+    " (a broker may still send it: it is dropped on write, with a warning; `permctl accounts strip-undeclared`"
+    " removes the stored values)"
+)
 
 
 @pytest.fixture
@@ -79,7 +83,7 @@ def test_strip_undeclared_dry_run_writes_nothing_then_strips_audited_and_a_resen
 ) -> None:
     deprecated = kyc_rules(tmp_path, "deprecated")
     env = {**db_env(stored), "RULES_DIR": str(deprecated)}
-    assert RESEND.format("deprecated", "declares deprecated") + STRIP_HINT in ok(
+    assert RESEND.format("deprecated", "declares deprecated") + DEPRECATED_HINT in ok(
         invoke("rules", "lint", "--rules", str(deprecated), "--against-db", env=env)
     )
 
