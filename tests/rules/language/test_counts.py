@@ -121,3 +121,13 @@ def test_a_placeholder_in_the_message_is_judged_by_the_types_the_count_can_charg
     directory = rules_dir(tmp_path / "any", text.replace('"options.*"', '"*.*"'))
     (problem,) = [p for p in lint(directory).problems if p.rule_id == "counted"]
     assert problem.text.startswith("{market} shows nothing for account.trade")
+
+
+def test_a_negated_count_in_a_deny_rule_must_only_hold_for_openings(tmp_path: Path):
+    """`not: {count: ...}` holds for a close (its count is 0): a deny rule with it alone would refuse closes by a
+    count (SPEC §7b forbids it), so lint refuses it at the count, unless the alternative tests an opening."""
+    negated = '{not: {count: {permission: "options.*", after: open, more_than: 3}}}'
+    [(line, column, text)] = [p for p in _problems(tmp_path / "bare", negated) if "'count'" in p[2]]
+    assert (line, column) == (4, 26) and text.startswith("'count' options.* under 'not' holds for a close too")
+    opening = '{change: {permission_status: open}, not: {count: {permission: "options.*", after: open, more_than: 3}}}'
+    assert [p for p in _problems(tmp_path / "opening", opening) if "'count'" in p[2]] == []

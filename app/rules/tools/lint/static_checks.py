@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 
 from app.rules.language import model
 from app.rules.language.allowed_values import is_glob, readable
-from app.rules.language.clauses import Atom, Literal, atoms, clauses, count_may_apply
+from app.rules.language.clauses import Atom, Literal, atoms, clauses, count_may_apply, rule_clauses
 from app.rules.language.model import (
     PART_FIELDS,
     AccountTest,
@@ -294,6 +294,29 @@ def unchecked_globs(rule_set: RuleSet) -> list[Problem]:
     return problems
 
 
+def negated_counts(rule_set: RuleSet) -> list[Problem]:
+    """A count under `not` holds for every change that opens nothing it names, a close included (its count is
+    0): a deny rule with one refuses closes by a count, which SPEC §7b forbids, unless the same alternative
+    only holds for opening changes (`change: {permission_status: open}`)."""
+    problems = []
+    for rule in (r for r in rule_set.rules if r.enforcement == "deny"):
+        for clause in rule_clauses(rule):
+            if ("permission_status", frozenset({"open"})) in clause.guards:
+                continue
+            for count in (t.atom for t in clause.tests if t.negated and isinstance(t.atom, CountTest)):
+                text = (
+                    f"'count' {count.template} under 'not' holds for a close too (its count is 0), so this rule "
+                    "would refuse closes by a count: test change: {permission_status: open} beside it"
+                )
+                problems.append(Problem(rule.source, *count.at, rule.id, text))
+    return problems
+
+
 def rule_set_problems(rule_set: RuleSet, *, now: datetime) -> list[Problem]:
     """Every problem of a whole rule set (as read, even from broken files) that no single rule shows."""
-    return placeholder_problems(rule_set) + expired_windows(rule_set, now) + unchecked_globs(rule_set)
+    return (
+        placeholder_problems(rule_set)
+        + expired_windows(rule_set, now)
+        + unchecked_globs(rule_set)
+        + negated_counts(rule_set)
+    )
