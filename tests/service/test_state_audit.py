@@ -181,6 +181,7 @@ def test_the_audit_writes_nothing(states: Settings, sessions: Any) -> None:
     assert statements and all(s == "BEGIN" or s.lstrip().upper().startswith("SELECT") for s in statements), statements
 
 
+@pytest.mark.postgres
 def test_the_audit_runs_where_postgresql_refuses_every_write(states: Settings) -> None:
     """With default_transaction_read_only on for the database, any write would fail: the audit still runs."""
     from sqlalchemy.engine import make_url
