@@ -127,6 +127,7 @@ def test_the_sdk_sees_refusals_naming_the_field(live_server: Any, body: dict[str
     assert account_rows(live_server.settings, "SDK-2") == []
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/http/test_accounts.py
 def test_deregistered_is_final_for_the_sdk(live_server: Any) -> None:
     sdk = client(live_server.url)
     sdk.request("post", UPSERT_PATH, body={"account_no": "ACC-1", "status": "deregistered"})
@@ -138,6 +139,7 @@ def test_deregistered_is_final_for_the_sdk(live_server: Any) -> None:
     assert sdk.request("get", f"{READ_PATH}?account_no=ACC-1")["account_status"] == "deregistered"
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/http/test_accounts.py
 def test_unsigned_is_401001_and_another_tenant_never_touches_this_account(live_server: Any) -> None:
     body = b'{"account_no":"ACC-2","status":"deregistered"}'
     unsigned = send(live_server.url, "POST", UPSERT_PATH, body, {"Content-Type": "application/json"})

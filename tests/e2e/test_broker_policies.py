@@ -148,6 +148,7 @@ def test_every_policy_denies_where_it_should_and_allows_where_it_should(served: 
         assert (answer["status"], answer["code"], answer["data"]) == (200, 0, {"failure_index": 0}), (what, answer)
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/rules/tools/test_broker_policies.py and test_impact.py
 def test_validations_come_first_within_a_change_and_the_first_failing_change_wins(served: LiveServer):
     answer = post(served, "CASH-CN", ("shortsell.US", "opne"))  # invalid status beats the policy
     assert (answer["code"], answer["data"]) == (400102, {"failure_index": 0, "rule_id": "status-open-or-close"})
@@ -194,6 +195,7 @@ def test_warn_reaches_the_caller_and_the_audit_dryrun_only_the_records(served: L
         assert re.search(pattern, metrics, re.MULTILINE), metrics[-3000:]
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/rules/tools/test_broker_policies.py and test_impact.py
 def test_rules_impact_shows_what_a_dryrun_would_deny(served: LiveServer):
     from tests.cli.runner import db_env, invoke, ok
 

@@ -23,7 +23,7 @@ from tests.support import SLOW_RUN, signed_headers
 pytestmark = pytest.mark.e2e
 
 schema = schemathesis.openapi.from_dict(build_document())
-EXAMPLES = 60 if os.environ.get(SLOW_RUN) else 25  # per operation; the slow run (CI) generates more
+EXAMPLES = 60 if os.environ.get(SLOW_RUN) else 12  # per operation; the slow run (CI) generates more
 
 
 def signed_call(case: Any, base_url: str) -> tuple[requests.Response, dict[str, str]]:

@@ -158,6 +158,7 @@ def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
     assert audit_versions(editable, "ACC-2") == [first_version] * 8 + [second_version] * 4
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/rules/tools/test_impact.py
 def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServer, tmp_path: Path):
     traffic = {
         "open-sg": (body_of("ACC-1", ("stock.SG", "open")), 0),

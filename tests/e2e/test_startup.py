@@ -142,7 +142,7 @@ def _readyz(server: LiveServer) -> tuple[int, dict]:
     return answer.status, answer.envelope
 
 
-@pytest.mark.parametrize("revision", [None, "0002"])
+@pytest.mark.parametrize("revision", [None, pytest.param("0002", marks=pytest.mark.slow)])  # 0002: slow run
 def test_readyz_is_not_ready_while_the_schema_is_behind(tmp_path: Path, revision: str | None):
     database = tmp_path / "behind.sqlite"
     if revision is None:
