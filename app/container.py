@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from app.service.accounts import AccountService
     from app.service.authentication import Authenticator
     from app.service.permissions import PermissionService
+    from app.service.published_rules import PublishedRuleSets
     from app.settings import Settings
 
 UnitsOfWork = Callable[..., "UnitOfWork"]  # what the services take: units_of_work(...)(write=..., autocommit=...)
@@ -90,11 +91,20 @@ def schema_head() -> str:
     return head_revision()
 
 
-def _reload_generation(session_factory: sessionmaker[Any]) -> int:
-    from app.persistence.unit_of_work import UnitOfWork
+def published_rules(
+    session_factory: sessionmaker[Any], settings: Settings, *, load_request: RequestLoader
+) -> PublishedRuleSets:
+    """The publications as a worker's live rules read them, on session_factory's database (SPEC §7d)."""
+    from app.rules.lifecycle.published import VERSIONS_DIR
+    from app.service.publication import RuleVersions
+    from app.service.published_rules import PublishedRuleSets
 
-    with UnitOfWork(session_factory) as uow:
-        return uow.rules_reloads.generation()
+    versions = RuleVersions(
+        units_of_work(session_factory),
+        load_request=load_request,
+        versions_dir=settings.instance_dir / VERSIONS_DIR,
+    )
+    return PublishedRuleSets(versions)
 
 
 @dataclass
@@ -133,11 +143,11 @@ class Container:
             settings.rules_dir,
             load_request=load_request,
             instance_dir=settings.instance_dir,
-            reload_generation=lambda: _reload_generation(session_factory),
+            published=published_rules(session_factory, settings, load_request=load_request),
             check_seconds=settings.rules_reload_check_seconds,
         )
-        # The reload watch reads through this engine: disposing of the engine ends the app's use of the database,
-        # and the watch's with it (it would otherwise open a connection in the new pool).
+        # The watch of the live pointer reads through this engine: disposing of the engine ends the app's use of the
+        # database, and the watch's with it (it would otherwise open a connection in the new pool).
         event.listen(engine, "engine_disposed", lambda _engine: rules.close())
         keys = IdempotencyKeys(wait_seconds=settings.idempotency_wait_seconds)
         cache = config_cache(settings)

@@ -33,6 +33,8 @@ def readyz() -> Response:
         "schema_revision": state.schema_revision,
         "code_revision": state.code_revision,
         "rule_set_version": state.rule_set_version,
+        "published_version": state.published_version,
+        "live_version": state.live_version,
         "last_reload_error": state.last_reload_error,
         "failing_cases": list(state.failing_cases),
         "redis": state.redis,

@@ -120,8 +120,29 @@ class ReadinessData(Schema):
     rule_set_version = fields.String(
         required=True, allow_none=True, metadata={"description": "the live rule set's content hash; null: none loaded"}
     )
+    published_version = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "the stored rule-set version this worker runs (its id: the hash of every file of the set); "
+            "null: none loaded"
+        },
+    )
+    live_version = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "the stored version the live pointer (the latest publication) names; when it is not "
+            "published_version, last_reload_error says why it is not run. null: not read yet"
+        },
+    )
     last_reload_error = fields.String(
-        required=True, allow_none=True, metadata={"description": "why the last reload was refused, if it was"}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "why the set the live pointer names is not the one that runs (not authorized, does not "
+            "lint, fails its cases, or the publications could not be read), if it is not"
+        },
     )
     failing_cases = fields.List(
         fields.String(),

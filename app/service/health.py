@@ -23,6 +23,8 @@ class Readiness:
     schema_revision: str | None
     code_revision: str
     rule_set_version: str | None
+    published_version: str | None  # the stored version the worker runs (SPEC §7d)
+    live_version: str | None  # the stored version the live pointer names; another than published_version: see why
     last_reload_error: str | None
     failing_cases: tuple[str, ...]  # the regression cases that refused the last reload, by name
     redis: str
@@ -44,7 +46,8 @@ def _database_state(unit_of_work: Callable[[], UnitOfWork], head: str) -> tuple[
 
 
 def readiness(*, unit_of_work: Callable[[], UnitOfWork], rules: LiveRules, cache: ConfigCache, head: str) -> Readiness:
-    """Check each dependency once; only the database (reachable, at `head`) and the rule set decide readiness."""
+    """Check each dependency once; only the database (reachable, at `head`) and the rule set decide readiness. A
+    worker that runs another version than the live pointer names (it may not run) is ready, and says why."""
     database, revision = _database_state(unit_of_work, head)
     try:
         version: str | None = rules.refresh().version
@@ -58,6 +61,8 @@ def readiness(*, unit_of_work: Callable[[], UnitOfWork], rules: LiveRules, cache
         schema_revision=revision,
         code_revision=head,
         rule_set_version=version,
+        published_version=rules.published_version if version is not None else None,
+        live_version=rules.live_version,
         last_reload_error=rules.last_reload_error,
         failing_cases=rules.failing_cases,
         redis=redis_state,

@@ -229,7 +229,12 @@ class PermissionService:
             decision = decide(engine, decision_input)
         answer = answer_of(decision)  # a refusal's message is rendered here, outside the evaluation's time
         record = DecisionRecord.of(
-            decision_input, answer, trace_id=trace_id, account_no=account.account_no, rule_set_version=engine.version
+            decision_input,
+            answer,
+            trace_id=trace_id,
+            account_no=account.account_no,
+            rule_set_version=engine.version,
+            published_version=engine.published_version,  # the version that judged: no second look at LiveRules
         )
         if not answer.accepted:
             return _Decision(account.id, record, answer)

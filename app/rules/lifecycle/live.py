@@ -1,15 +1,23 @@
 """The rule set a running service uses, and swapping in a new one only when it may go live.
 
-A reload is asked for with `permctl rules reload`, which moves a counter in the database. Each worker process
-reads that counter in a daemon thread every `check_seconds` (the first time on its first request, then away
-from requests), and each request starts with refresh(): it compares the generation read last with the one it
-took, and reloads the worker's own RULES_DIR when it has moved, so one command reaches every worker on every
-host within `check_seconds` and a request costs no database round trip for it. `check_seconds` 0 reads the
-counter on every request instead (tests that reload and judge at once). A set goes live only when it
-lints clean and every regression case under cases/ passes (app/rules/lifecycle/gate.py); otherwise the worker
-keeps the set it runs and says why (last_reload_error, and the failing cases by name, in /readyz). Every set
-that goes live is kept as this host's last good snapshot; a worker that starts while RULES_DIR is broken, or
-fails its cases, runs that snapshot.
+A worker runs the published version (SPEC §7d): the live pointer is the latest publication in the database, read
+through the PublishedRules port (app/rules/lifecycle/published.py). Each worker process reads it in a daemon
+thread every `check_seconds` (the first time on its first request, then away from requests); when the pointer
+moved, the thread also asks whether the publication may run and writes its files under
+INSTANCE_DIR/rule-versions/, and each request starts with refresh(): it compares the pointer read last with the one
+it took, and compiles the files on disk when it moved, so a publication reaches every worker on every host within
+`check_seconds` and a request costs no database round trip for it. `check_seconds` 0 reads the pointer on every
+request instead (tests that publish and judge at once).
+
+A set goes live only when its publication is authorized and it lints clean and every regression case under
+cases/ passes (app/rules/lifecycle/gate.py); otherwise the worker keeps the set it runs and says why
+(last_reload_error, and the failing cases by name, in /readyz). A worker that starts while the pointer names a
+set that may not run walks back to the latest earlier publication that may, then to this host's last good
+snapshot (every set that goes live is kept as that snapshot). While nothing is published, the first worker to
+look adopts the set it runs (RULES_DIR, else the snapshot) as the first publication.
+
+Without the port (tools and tests) the live set is RULES_DIR itself: reload() takes it again, and an optional
+generation counter (reload_generation) asks for that as the pointer does.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import structlog
 
-from app.rules.language.loader import RuleSetInvalid
+from app.rules.language.loader import RuleSetInvalid, read_tree
 from app.rules.language.model import RuleSet
 from app.rules.lifecycle import last_good
 from app.rules.lifecycle.gate import CasesFailed, load_clean
+from app.rules.lifecycle.published import VERSIONS_DIR, Publication, PublishedRules, Sighting, Sightings
+from app.rules.lifecycle.stored import materialize, shown, version_id
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.cases import RequestLoader
 
@@ -63,29 +74,39 @@ class _CleanSets:
 
 
 _clean_sets = _CleanSets()
+Read = TypeVar("Read")
 
 
-class GenerationWatch:
-    """The reload counter as last read, kept fresh by a daemon thread of this process that reads it every
-    interval. The thread only reads the counter (it never touches the rules engine), starts on first use in each
-    process (a worker forked from a process that ran one starts its own), ends with the process, and ends when
-    the watch is garbage. poll() reads the counter now: what the thread does, for tests and the first look."""
+class NothingToRun(Exception):
+    """No publication may run and this host keeps no good set: the worker judges nothing (/readyz: not ready)."""
 
-    def __init__(self, read: Callable[[], int], interval: float) -> None:
+
+class GenerationWatch(Generic[Read]):
+    """What the watch reads (the live pointer, or a reload counter) as last read, kept fresh by a daemon thread of
+    this process that reads it every interval. The thread only reads (and writes a publication's files to disk: it
+    never touches the rules engine), starts on first use in each process (a worker forked from a process that ran
+    one starts its own), ends with the process, and ends when the watch is garbage. poll() reads now: what the
+    thread does, for tests and the first look."""
+
+    def __init__(self, read: Callable[[], Read], interval: float) -> None:
         self._read = read
         self.interval = interval
-        self.latest: int | None = None  # None: not read yet, or never successfully
+        self.latest: Read | None = None  # None: not read yet, or never successfully
+        self.failure: str | None = None  # why the last read failed; None when it succeeded
         self._pid: int | None = None  # the process whose thread runs
         self._stopped: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def poll(self) -> int | None:
-        """Read the counter now; the generation, or the last one read when it cannot be read."""
+    def poll(self) -> Read | None:
+        """Read now; what was read, or what was read last when it cannot be read."""
         try:
             self.latest = self._read()
         except Exception as exc:  # the database may be down; the next poll will try again
+            self.failure = f"{type(exc).__name__}: {exc}"
             log.warning("rules_reload_check_failed", error=type(exc).__name__)
+        else:
+            self.failure = None
         return self.latest
 
     def start(self) -> None:
@@ -120,7 +141,7 @@ class GenerationWatch:
         self._pid = None
 
 
-def _keep_reading(watch: weakref.ref[GenerationWatch], stopped: threading.Event, interval: float) -> None:
+def _keep_reading(watch: weakref.ref[GenerationWatch[Any]], stopped: threading.Event, interval: float) -> None:
     while not stopped.wait(interval):
         current = watch()
         if current is None:
@@ -129,9 +150,18 @@ def _keep_reading(watch: weakref.ref[GenerationWatch], stopped: threading.Event,
         del current  # hold no reference while waiting: the watch may become garbage meanwhile
 
 
+class _Refused:
+    """Why a publication's set is not run."""
+
+    def __init__(self, reason: str, failing_cases: tuple[str, ...] = ()) -> None:
+        self.reason = reason
+        self.failing_cases = failing_cases
+
+
 class LiveRules:
-    """Holds the live engine; reload() takes rules_dir when it may go live and keeps the last good set if not;
-    refresh(), at the start of a request, reloads when a reload was asked for since the last look."""
+    """Holds the live engine. With `published` (the service), refresh() at the start of a request takes the
+    publication the watch read when it moved and may run; without, the live set is rules_dir, reload() takes it
+    again, and refresh() does when reload_generation moved."""
 
     def __init__(
         self,
@@ -139,12 +169,15 @@ class LiveRules:
         *,
         load_request: RequestLoader,  # the API's request loader, for the regression cases (gate.py)
         instance_dir: Path | None = None,
+        published: PublishedRules | None = None,
         reload_generation: Callable[[], int] | None = None,
         check_seconds: float = 2.0,
         background: bool = True,
     ) -> None:
-        """reload_generation reads the reload counter (None: reload only when asked to, by reload()). With
-        background False no thread is started: the counter is read by poll() and on the first refresh()."""
+        """published reads the publications (then instance_dir is required: the versions' files are written under
+        it, and nothing is read before the first refresh()). Without it, rules_dir is loaded now, and
+        reload_generation reads a reload counter (None: reload only when asked to, by reload()). With background
+        False no thread is started: the pointer or counter is read by poll() and on the first refresh()."""
         self.rules_dir = Path(rules_dir)
         self._load_request = load_request
         self._instance_dir = instance_dir
@@ -152,27 +185,51 @@ class LiveRules:
         self._refreshing = threading.Lock()
         self.last_reload_error: str | None = None
         self.failing_cases: tuple[str, ...] = ()  # the regression cases that refused the last set, by name
+        self.published_version: str | None = None  # the version id of the published set that runs
+        self.live_version: str | None = None  # the version id the live pointer names, as last read
         self._loaded_from: str | None = None  # digest of the rules_dir files the live set came from; None: snapshot
-        self._engine = self._start()
         self._check_seconds = check_seconds
         self._background = background and check_seconds > 0
-        self._watch = None if reload_generation is None else GenerationWatch(reload_generation, check_seconds)
         self._first_look_done = False
         self._seen_generation: int | None = None  # read on the first request: nothing connects at start
+        self._published = published
+        self._seen: Sighting | None = None  # the pointer as last taken
+        self._watch: GenerationWatch[Any] | None
+        self._engine: DurableRulesEngine | None
+        if published is not None:
+            if instance_dir is None:
+                raise ValueError("the published rule sets are written under an instance directory: give one")
+            self._sightings = Sightings(published, Path(instance_dir) / VERSIONS_DIR)
+            self._watch = GenerationWatch(self._sightings, check_seconds)
+            self._running_dir: Path | None = None  # the files the live set was compiled from
+            self._engine = None  # the first refresh() looks
+        else:
+            self._watch = None if reload_generation is None else GenerationWatch(reload_generation, check_seconds)
+            self._engine = self._start()
 
     @property
     def engine(self) -> DurableRulesEngine:
-        """The engine of the live rule set (refresh() is what takes a new one)."""
-        return self._engine
+        """The engine of the live rule set (refresh() is what takes a new one; in the database mode the first use
+        looks, as the first refresh() does)."""
+        engine = self._engine
+        return self.refresh() if engine is None else engine
+
+    def _running(self) -> DurableRulesEngine:
+        engine = self._engine
+        if engine is None:
+            raise NothingToRun(self.last_reload_error or "no rule set is loaded")
+        return engine
 
     def refresh(self) -> DurableRulesEngine:
-        """The step at the start of a request: reload when the reload counter moved since the last look, and
-        the engine to judge the request with. Reads nothing from the database after the first look (unless
-        check_seconds is 0): the counter was read by the watch thread. A request that finds another thread
-        reloading takes the engine that is live meanwhile."""
+        """The step at the start of a request: take the set the pointer (or the reload counter) names when it moved
+        since the last look, and the engine to judge the request with. Reads nothing from the database after the
+        first look (unless check_seconds is 0): the watch thread did. A request that finds another thread taking a
+        set takes the engine that is live meanwhile."""
+        if self._published is not None:
+            return self._refresh_published()
         watch = self._watch
         if watch is None:
-            return self._engine
+            return self._running()
         if self._check_seconds <= 0 or not self._first_look_done:
             self._first_look_done = True
             watch.poll()
@@ -180,23 +237,213 @@ class LiveRules:
             watch.start()
         generation = watch.latest
         if generation is None or generation == self._seen_generation:
-            return self._engine
+            return self._running()
         if self._refreshing.acquire(blocking=False):
             try:
                 self._take(generation)
             finally:
                 self._refreshing.release()
-        return self._engine
+        return self._running()
 
     def poll(self) -> None:
-        """Read the reload counter now, as the watch thread does every check_seconds."""
+        """Read the live pointer (or the reload counter) now, as the watch thread does every check_seconds."""
         if self._watch is not None:
             self._watch.poll()
 
     def close(self) -> None:
-        """Stop reading the reload counter in this process."""
+        """Stop reading the live pointer (or the reload counter) in this process."""
         if self._watch is not None:
             self._watch.stop()
+
+    # The database mode: the published versions.
+
+    def _refresh_published(self) -> DurableRulesEngine:
+        watch = self._watch
+        assert watch is not None  # the database mode always watches
+        if self._engine is None:
+            with self._refreshing:  # the first look: every request waits for it
+                if self._engine is None:
+                    self._first_look()
+        elif self._check_seconds <= 0:
+            watch.poll()
+        if self._background:
+            watch.start()
+        sighting = watch.latest
+        if sighting is not None and sighting is not self._seen and self._refreshing.acquire(blocking=False):
+            try:
+                self._take_published(sighting)
+            finally:
+                self._refreshing.release()
+        return self._running()
+
+    @property
+    def _versions_root(self) -> Path:
+        return self._sightings.root
+
+    def _first_look(self) -> None:
+        """Read the pointer now and run what it names, or the latest earlier publication that may run, or this
+        host's last good set; while nothing is published, adopt the set this host runs."""
+        watch = self._watch
+        assert watch is not None
+        sighting = watch.poll()
+        if sighting is None or watch.failure is not None:
+            self._run_local_instead(f"the published rule sets could not be read ({watch.failure})")
+            return
+        publication = sighting.publication
+        if publication is None:
+            self._adopt()
+            return
+        self._seen = sighting
+        self.live_version = publication.version
+        refused = self._run(sighting)
+        if refused is None:
+            return
+        log.error(
+            "rules_publication_refused",
+            publication=publication.id,
+            published_version=publication.version,
+            reason=refused.reason,
+            failing_cases=list(refused.failing_cases),
+        )
+        assert self._published is not None
+        try:
+            for earlier in self._published.before(publication):
+                if self._run(self._sightings.look(earlier)) is None:
+                    self._refused(publication, refused, f"publication {earlier.id} (version {shown(earlier.version)})")
+                    return
+        except Exception as exc:  # the database went away while walking back: this host's own set is next
+            log.warning("rules_walk_back_failed", error=type(exc).__name__)
+        snapshot = last_good.snapshot_path(self._instance_dir) if self._instance_dir else None
+        try:
+            engine, path, _files = self._local([] if snapshot is None else [snapshot])
+        except (RuleSetInvalid, NothingToRun):
+            instead = "nothing: no earlier publication may run and this host keeps no good set"
+            self._refused(publication, refused, instead)
+            raise NothingToRun(self.last_reload_error) from None
+        self._swap(engine, path)
+        self._refused(publication, refused, f"this host's last good rule set (version {shown(self.published_version)})")
+
+    def _refused(self, publication: Publication, refused: _Refused, instead: str) -> None:
+        """Say why the pointer's set is not run, and what runs instead."""
+        self.last_reload_error = (
+            f"publication {publication.id} (version {shown(publication.version)}) is not run: {refused.reason}; "
+            f"running {instead}"
+        )
+        self.failing_cases = refused.failing_cases
+
+    def _run(self, sighting: Sighting) -> _Refused | None:
+        """Swap in the sighted publication's set when it may run; why not otherwise."""
+        publication = sighting.publication
+        assert publication is not None
+        if sighting.refusal is not None or sighting.path is None:
+            return _Refused(sighting.refusal or "its files could not be read")
+        try:
+            engine = self._compile(sighting.path, publication.version)
+        except RuleSetInvalid as exc:
+            failing = exc.failing_cases if isinstance(exc, CasesFailed) else ()
+            return _Refused(f"it may not go live: {exc}", failing)
+        self._swap(engine, sighting.path)
+        return None
+
+    def _compile(self, path: Path, version: str) -> DurableRulesEngine:
+        engine = DurableRulesEngine(_clean_sets.load(path, version, self._load_request))
+        engine.published_version = version
+        return engine
+
+    def _swap(self, engine: DurableRulesEngine, source: Path) -> None:
+        old = self._engine
+        # The engine replaced frees its compiled ruleset once the last request using it has ended.
+        self._engine = engine
+        self.published_version = engine.published_version
+        self._running_dir = source
+        self.last_reload_error = None
+        self.failing_cases = ()
+        if engine.published_version is not None:
+            self._keep(source, engine.published_version)
+        log.info(
+            "rules_published_taken",
+            old_rule_set_version=None if old is None else old.version,
+            rule_set_version=engine.version,
+            published_version=engine.published_version,
+        )
+
+    def _local(self, sources: list[Path]) -> tuple[DurableRulesEngine, Path, dict[str, bytes]]:
+        """The first of sources whose set may go live, written under rule-versions/ and compiled from there (so
+        what runs is exactly the files read): its engine, where, and its files."""
+        first: RuleSetInvalid | None = None
+        for source in sources:
+            if not source.is_dir():
+                continue
+            files = read_tree(source)
+            path = materialize(files, self._versions_root)
+            try:
+                return self._compile(path, version_id(files)), path, files
+            except RuleSetInvalid as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+        raise NothingToRun("no rule set to run: " + ", ".join(str(s) for s in sources) + " holds none")
+
+    def _local_sources(self) -> list[Path]:
+        snapshot = [last_good.snapshot_path(self._instance_dir)] if self._instance_dir else []
+        return [self.rules_dir, *snapshot]
+
+    def _run_local_instead(self, why: str) -> None:
+        """Run this host's last good set, else rules_dir, until the watch reads the pointer."""
+        engine, path, _files = self._local(self._local_sources()[::-1])
+        self._swap(engine, path)
+        self.last_reload_error = f"{why}; running this host's rule set (version {shown(self.published_version)})"
+        log.error("rules_publications_unread", reason=why, published_version=self.published_version)
+
+    def _adopt(self) -> None:
+        """Nothing is published: run rules_dir (else this host's last good set) and publish it as adopted."""
+        engine, path, files = self._local(self._local_sources())
+        self._swap(engine, path)
+        self._adopt_running(files)
+
+    def _adopt_running(self, files: dict[str, bytes] | None = None) -> None:
+        """Publish the set that runs as the first publication, and read the pointer again (another worker may have
+        adopted or published first: the next step takes that)."""
+        assert self._published is not None and self._watch is not None
+        if files is None:
+            if self._running_dir is None:
+                return
+            files = read_tree(self._running_dir)
+        try:
+            publication = self._published.adopt(files)
+        except Exception as exc:  # the database went away: the set runs, and the watch tries again when it moves
+            self.last_reload_error = f"nothing is published and adopting the rule set that runs failed ({exc})"
+            log.error("rules_adoption_failed", error=type(exc).__name__)
+            return
+        log.info("rules_adopted", publication=publication.id, published_version=publication.version)
+        self._watch.poll()
+
+    def _take_published(self, sighting: Sighting) -> None:
+        if sighting is self._seen:
+            return  # another thread took it meanwhile
+        self._seen = sighting
+        publication = sighting.publication
+        if publication is None:
+            self._adopt_running()
+            return
+        self.live_version = publication.version
+        if publication.version == self.published_version:  # a rollback to the set that runs, or its adoption
+            self.last_reload_error, self.failing_cases = None, ()
+            return
+        log.info("rules_publication_seen", publication=publication.id, published_version=publication.version)
+        running = self.published_version
+        refused = self._run(sighting)
+        if refused is not None:
+            self._refused(publication, refused, f"the rule set that ran before (version {shown(running)})")
+            log.error(
+                "rules_publication_refused",
+                publication=publication.id,
+                published_version=publication.version,
+                reason=refused.reason,
+                failing_cases=list(refused.failing_cases),
+            )
+
+    # The directory mode: rules_dir.
 
     def _load(self) -> tuple[DurableRulesEngine, str]:
         """rules_dir as an engine if it may go live, and the digest of its files (read first: an edit landing
@@ -204,7 +451,7 @@ class LiveRules:
         digest = last_good.digest(self.rules_dir)
         return DurableRulesEngine(_clean_sets.load(self.rules_dir, digest, self._load_request)), digest
 
-    def _refused(self, exc: RuleSetInvalid) -> None:
+    def _refused_dir(self, exc: RuleSetInvalid) -> None:
         self.last_reload_error = str(exc)
         self.failing_cases = exc.failing_cases if isinstance(exc, CasesFailed) else ()
 
@@ -216,7 +463,7 @@ class LiveRules:
             if kept is None or not kept.is_dir():
                 raise
             engine = DurableRulesEngine(load_clean(kept, self._load_request))
-            self._refused(exc)
+            self._refused_dir(exc)
             log.error(
                 "rules_invalid_serving_last_good",
                 rule_set_version=engine.version,
@@ -225,43 +472,46 @@ class LiveRules:
             )
             return engine
         self._loaded_from = digest
-        self._keep(digest)
+        self._keep(self.rules_dir, digest)
         return engine
 
-    def _keep(self, digest: str) -> None:
-        """Make the snapshot the files just taken, unless it already is."""
+    def _keep(self, source: Path, digest: str) -> None:
+        """Make the snapshot the files just taken (source, with this digest), unless it already is."""
         if self._instance_dir is None:
             return
         kept = last_good.snapshot_path(self._instance_dir)
         try:
             if kept.is_dir() and last_good.digest(kept) == digest:
                 return
-            if not last_good.save(self.rules_dir, self._instance_dir, expected=digest):
+            if not last_good.save(source, self._instance_dir, expected=digest):
                 log.warning("rules_snapshot_not_saved", error="rules changed while they were loaded")
         except OSError as exc:  # another worker may be replacing it at the same moment; either copy is good
             log.warning("rules_snapshot_not_saved", error=str(exc))
 
     def reload(self) -> bool:
-        """Load rules_dir again; swap it in when it may go live, else keep serving the old set."""
+        """Load rules_dir again; swap it in when it may go live, else keep serving the old set (the directory
+        mode: in the database mode a set goes live by publication)."""
+        if self._published is not None:
+            raise RuntimeError("the live rules follow the publications: publish a version instead")
         with self._lock:
             try:
                 engine, digest = self._load()
             except RuleSetInvalid as exc:
-                self._refused(exc)
+                self._refused_dir(exc)
                 log.error(
                     "rules_reload_failed",
-                    rule_set_version=self._engine.version,
+                    rule_set_version=self._running().version,
                     problems=[str(p) for p in exc.problems],
                     failing_cases=list(self.failing_cases),
                 )
                 return False
-            old = self._engine.version
+            old = self._running().version
             # The engine replaced frees its compiled ruleset once the last request using it has ended.
             self._engine = engine
             self._loaded_from = digest
             self.last_reload_error = None
             self.failing_cases = ()
-            self._keep(digest)
+            self._keep(self.rules_dir, digest)
             log.info("rules_reloaded", old_rule_set_version=old, rule_set_version=engine.version)
             return True
 

@@ -200,6 +200,9 @@ class DurableRulesEngine:
 
     def __init__(self, rule_set: RuleSet) -> None:
         self.rule_set = rule_set
+        # The stored version (app/rules/lifecycle/stored.py) the live rules built this engine from: what a decision
+        # judged by it records (decisions.published_version). None: not built from a publication.
+        self.published_version: str | None = None
         self._name = f"permissions_{rule_set.version}"
         self._process = process = _process()
         self._compiled = process.acquire(self, self._name, rule_set)

@@ -23,7 +23,8 @@ class DecisionRecord:
     """One decision: the request as the rules saw it, the state it met, the rule set and the answer.
 
     Rows recorded before the account's status and attributes were kept have account_status and attributes None;
-    rows recorded before the warn and dryrun hits were kept have warned_by and dryrun_by None."""
+    rows recorded before the warn and dryrun hits were kept have warned_by and dryrun_by None; rows recorded before
+    rule sets were stored as versions have published_version None."""
 
     trace_id: str
     tenant_id: str
@@ -40,13 +41,22 @@ class DecisionRecord:
     attributes: Mapping[str, str] | None = None
     warned_by: tuple[str, ...] | None = None
     dryrun_by: tuple[str, ...] | None = None
+    published_version: str | None = None  # the stored version that judged (SPEC §7d); None: recorded before 0008
     id: int | None = None  # given by the database
 
     @classmethod
     def of(
-        cls, decision_input: DecisionInput, answer: Answer, *, trace_id: str, account_no: str, rule_set_version: str
+        cls,
+        decision_input: DecisionInput,
+        answer: Answer,
+        *,
+        trace_id: str,
+        account_no: str,
+        rule_set_version: str,
+        published_version: str | None = None,
     ) -> DecisionRecord:
-        """The record of a request the rules decided."""
+        """The record of a request the rules decided (published_version: the stored version of the engine that
+        judged it, when it was built from one)."""
         return cls(
             trace_id=trace_id,
             tenant_id=decision_input.tenant_id,
@@ -63,6 +73,7 @@ class DecisionRecord:
             attributes=dict(decision_input.attributes),
             warned_by=answer.warned_by,
             dryrun_by=answer.dryrun_by,
+            published_version=published_version,
         )
 
     def row(self) -> dict[str, Any]:
@@ -83,6 +94,7 @@ class DecisionRecord:
             "code": self.code,
             "failure_index": self.failure_index,
             "rule_id": self.rule_id,
+            "published_version": self.published_version,
         }
 
     @classmethod
@@ -106,6 +118,7 @@ class DecisionRecord:
             attributes=json.loads(row.attributes) if row.attributes else None,
             warned_by=_ids(row.warned_by),
             dryrun_by=_ids(row.dryrun_by),
+            published_version=row.published_version,
         )
 
     def decision_input(self) -> DecisionInput:
