@@ -6,13 +6,14 @@ someone with SQL access to the database, past the four eyes of `permctl rules pu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from app import create_app
 from app.container import published_rules, units_of_work
@@ -57,25 +58,38 @@ def opening_otc(engine: DurableRulesEngine) -> str:
 
 
 @pytest.fixture
-def units(settings: Settings) -> Iterator[Units]:
-    """Units of work on this test's database, as the services take them."""
+def sessions(settings: Settings) -> Iterator[sessionmaker[Any]]:
+    """Sessions on this test's database (the workers' and the test's own)."""
     engine = make_engine(settings, request_path=False)
-    yield units_of_work(make_session_factory(engine))
+    yield make_session_factory(engine)
     engine.dispose()
 
 
-def worker(settings: Settings, instance_dir: Path | None = None, rules_dir: Path | None = None) -> LiveRules:
-    """A worker's live rules as the container wires them; the pointer is read by poll() and the first refresh()."""
-    instance = instance_dir or settings.instance_dir
-    sessions = make_session_factory(make_engine(settings, request_path=False))
-    return LiveRules(
-        rules_dir or settings.rules_dir,
-        load_request=load_update_request,
-        instance_dir=instance,
-        published=published_rules(sessions, settings.with_overrides(instance_dir=instance), load_request=load_update_request),
-        check_seconds=60,
-        background=False,
-    )
+@pytest.fixture
+def units(sessions: sessionmaker[Any]) -> Units:
+    """Units of work on this test's database, as the services take them."""
+    return units_of_work(sessions)
+
+
+@pytest.fixture
+def worker(settings: Settings, sessions: sessionmaker[Any]) -> Callable[..., LiveRules]:
+    """A worker's live rules as the container wires them (on a host with instance_dir); the pointer is read by
+    poll() and the first refresh()."""
+
+    def make(instance_dir: Path | None = None) -> LiveRules:
+        instance = instance_dir or settings.instance_dir
+        return LiveRules(
+            settings.rules_dir,
+            load_request=load_update_request,
+            instance_dir=instance,
+            published=published_rules(
+                sessions, settings.with_overrides(instance_dir=instance), load_request=load_update_request
+            ),
+            check_seconds=60,
+            background=False,
+        )
+
+    return make
 
 
 def now() -> datetime:
@@ -91,7 +105,14 @@ def store(units: Units, files: dict[str, bytes], *, version: str | None = None) 
     return version
 
 
-def publish(units: Units, version: str, kind: str = "break_glass", *, reason: str | None = "an outage", approval_id: int | None = None) -> int:
+def publish(
+    units: Units,
+    version: str,
+    kind: str = "break_glass",
+    *,
+    reason: str | None = "an outage",
+    approval_id: int | None = None,
+) -> int:
     """Move the live pointer as an INSERT would: no check of who or whether."""
     with units(write=True) as uow:
         live = uow.publications.latest()
@@ -120,8 +141,10 @@ def approve(units: Units, version: str, *, author: str = "alice", reviewer: str 
     return review.id
 
 
-def test_a_worker_adopts_the_set_it_runs_while_nothing_is_published(settings: Settings, units: Units):
-    live = worker(settings)
+def test_a_worker_adopts_the_set_it_runs_while_nothing_is_published(
+    settings: Settings, units: Units, worker: Callable[..., LiveRules]
+):
+    live = worker()
     engine = live.refresh()
     adopted = version_id(read_tree(settings.rules_dir))
     assert (live.published_version, live.live_version, engine.published_version) == (adopted, adopted, adopted)
@@ -134,14 +157,16 @@ def test_a_worker_adopts_the_set_it_runs_while_nothing_is_published(settings: Se
         assert uow.rule_versions.files(adopted) == read_tree(settings.rules_dir)
     assert (settings.instance_dir / VERSIONS_DIR / adopted).is_dir()  # compiled from the files it adopted
 
-    other = worker(settings, instance_dir=settings.instance_dir.parent / "other-host")
+    other = worker(settings.instance_dir.parent / "other-host")
     assert other.refresh().published_version == adopted  # a second worker runs it, and adopts nothing
     with units() as uow:
         assert [p.id for p in uow.publications.before(None)] == [1]
 
 
-def test_a_moved_pointer_is_taken_once_the_watch_has_read_it_and_a_rollback_too(settings: Settings, units: Units):
-    live = worker(settings)
+def test_a_moved_pointer_is_taken_once_the_watch_has_read_it_and_a_rollback_too(
+    settings: Settings, units: Units, worker: Callable[..., LiveRules]
+):
+    live = worker()
     adopted = live.refresh().published_version
     assert opening_otc(live.refresh()) == "SUCCESS"
     frozen = store(units, FROZEN)
@@ -180,7 +205,11 @@ def test_an_unauthorized_publication_is_kept_out_and_readyz_says_why(
     try:
         first = client.get("/readyz").get_json()["data"]
         adopted = version_id(read_tree(seeded.rules_dir))
-        assert (first["published_version"], first["live_version"], first["last_reload_error"]) == (adopted, adopted, None)
+        assert (first["published_version"], first["live_version"], first["last_reload_error"]) == (
+            adopted,
+            adopted,
+            None,
+        )
         frozen = store(units, FROZEN)
         publication = publish(units, frozen, kind, reason=reason)
 
@@ -213,16 +242,16 @@ def test_a_decision_records_the_published_version_that_judged_it(seeded: Setting
 
 
 def test_a_worker_starting_while_the_pointer_names_a_broken_version_runs_the_last_good_one(
-    settings: Settings, units: Units
+    settings: Settings, units: Units, worker: Callable[..., LiveRules]
 ):
     """Acceptance 3, in process: the walk back happens in the database (a new host keeps no snapshot)."""
-    worker(settings).refresh()  # publication 1: adopted
+    worker().refresh()  # publication 1: adopted
     frozen = store(units, FROZEN)
     good = publish(units, frozen)
     broken = store(units, BROKEN)
     pointer = publish(units, broken)
 
-    starting = worker(settings, instance_dir=settings.instance_dir.parent / "new-host")
+    starting = worker(settings.instance_dir.parent / "new-host")
     engine = starting.refresh()
     assert (engine.published_version, starting.published_version, starting.live_version) == (frozen, frozen, broken)
     assert opening_otc(engine) == "PERMISSION_POLICY_DENIED"
@@ -230,13 +259,15 @@ def test_a_worker_starting_while_the_pointer_names_a_broken_version_runs_the_las
     error = starting.last_reload_error
     assert error is not None
     assert error.startswith(f"publication {pointer} (version {broken[:12]}) is not run: it may not go live: ")
-    assert f"{FAILING_CASE}: case fails" in error and error.endswith(f"running publication {good} (version {frozen[:12]})")
+    assert f"{FAILING_CASE}: case fails" in error and error.endswith(
+        f"running publication {good} (version {frozen[:12]})"
+    )
     # What runs is this host's snapshot now; the broken set never is.
     assert last_good.digest(last_good.snapshot_path(settings.instance_dir.parent / "new-host")) == frozen
 
 
 def test_with_no_publication_that_may_run_a_starting_worker_runs_the_hosts_last_good_set(
-    settings: Settings, units: Units, tmp_path: Path
+    settings: Settings, units: Units, worker: Callable[..., LiveRules], tmp_path: Path
 ):
     broken = store(units, BROKEN)
     publish(units, broken, "adopted", reason=None)  # publication 1 may run, but its files fail a case
@@ -246,7 +277,7 @@ def test_with_no_publication_that_may_run_a_starting_worker_runs_the_hosts_last_
     rules = copy_rules(tmp_path)
     assert last_good.save(rules, host, expected=last_good.digest(rules))  # the set this host ran before
 
-    starting = worker(settings, instance_dir=host)
+    starting = worker(host)
     engine = starting.refresh()
     shipped = version_id(SHIPPED)
     assert (engine.published_version, starting.live_version) == (shipped, frozen)
@@ -256,13 +287,15 @@ def test_with_no_publication_that_may_run_a_starting_worker_runs_the_hosts_last_
         f"running this host's last good rule set (version {shipped[:12]})"
     )
 
-    bare = worker(settings, instance_dir=tmp_path / "bare-host")  # no snapshot: nothing to run, and it says why
+    bare = worker(tmp_path / "bare-host")  # no snapshot: nothing to run, and it says why
     with pytest.raises(NothingToRun, match="no earlier publication may run and this host keeps no good set"):
         bare.refresh()
 
 
-def test_a_running_worker_keeps_its_set_when_the_pointer_moves_to_a_broken_one(settings: Settings, units: Units):
-    live = worker(settings)
+def test_a_running_worker_keeps_its_set_when_the_pointer_moves_to_a_broken_one(
+    settings: Settings, units: Units, worker: Callable[..., LiveRules]
+):
+    live = worker()
     adopted = live.refresh().published_version
     broken = store(units, BROKEN)
     publish(units, broken)
@@ -279,8 +312,8 @@ def test_a_running_worker_keeps_its_set_when_the_pointer_moves_to_a_broken_one(s
     assert (live.last_reload_error, live.failing_cases) == (None, ())
 
 
-def test_files_changed_in_the_database_are_not_run(settings: Settings, units: Units):
-    live = worker(settings)
+def test_files_changed_in_the_database_are_not_run(settings: Settings, units: Units, worker: Callable[..., LiveRules]):
+    live = worker()
     adopted = live.refresh().published_version
     forged = store(units, BROKEN, version=version_id(FROZEN))  # the id of the frozen set, the files of the broken
     publish(units, forged)
