@@ -236,6 +236,7 @@ def test_a_recorded_input_replays_to_the_same_decision(engine):
         attributes=json.dumps(dict(original.attributes)),
         warned_by=None,
         dryrun_by=None,
+        published_version=None,
     )
     replayed = DecisionRecord.of_row(row).decision_input()
     assert replayed == original
