@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 
 from app.rules.lifecycle.published import Publication
@@ -30,12 +31,14 @@ class PublishedRuleSets:
     def __init__(self, versions: RuleVersions) -> None:
         self._versions = versions
         self._seen: dict[int, publications.Publication] = {}
+        self._lock = threading.Lock()  # the watch thread and a request's first look both read
 
     def _keep(self, found: publications.Publication) -> Publication:
-        self._seen.pop(found.id, None)
-        self._seen[found.id] = found  # the newest read last: the oldest read goes first
-        while len(self._seen) > _KEPT:
-            self._seen.pop(next(iter(self._seen)))
+        with self._lock:
+            self._seen.pop(found.id, None)
+            self._seen[found.id] = found  # the newest read last: the oldest read goes first
+            while len(self._seen) > _KEPT:
+                self._seen.pop(next(iter(self._seen)))
         return Publication(found.id, found.version)
 
     def latest(self) -> Publication | None:
@@ -46,7 +49,8 @@ class PublishedRuleSets:
         return self._versions.files(version)
 
     def refusal(self, publication: Publication) -> str | None:
-        found = self._seen.get(publication.id)
+        with self._lock:
+            found = self._seen.get(publication.id)
         if found is None or found.version != publication.version:
             return f"publication {publication.id} was not read as the live pointer or before it"
         return self._versions.refusal(found)

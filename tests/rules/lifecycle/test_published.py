@@ -321,3 +321,29 @@ def test_files_changed_in_the_database_are_not_run(settings: Settings, units: Un
     assert live.refresh().published_version == adopted
     assert live.last_reload_error is not None
     assert "its stored files are not those of the version" in live.last_reload_error
+
+
+def test_a_worker_that_cannot_read_the_publications_at_start_runs_the_hosts_last_good_set(
+    settings: Settings, tmp_path: Path
+):
+    unreachable = settings.with_overrides(database_url=f"sqlite:///{tmp_path}/no/such/dir/permissions.sqlite")
+    rules = copy_rules(tmp_path)
+    host = tmp_path / "host"
+    assert last_good.save(rules, host, expected=last_good.digest(rules))
+    engine = make_engine(unreachable, request_path=False)
+    try:
+        live = LiveRules(
+            settings.rules_dir,
+            load_request=load_update_request,
+            instance_dir=host,
+            published=published_rules(make_session_factory(engine), unreachable, load_request=load_update_request),
+            check_seconds=60,
+            background=False,
+        )
+        assert live.refresh().published_version == version_id(SHIPPED)
+        assert live.live_version is None  # never read
+        assert live.last_reload_error is not None
+        assert live.last_reload_error.startswith("the published rule sets could not be read (")
+        assert "running this host's rule set" in live.last_reload_error
+    finally:
+        engine.dispose()
