@@ -203,6 +203,7 @@ class LiveRules:
             self._watch = GenerationWatch(self._sightings, check_seconds)
             self._running_dir: Path | None = None  # the files the live set was compiled from
             self._engine = None  # the first refresh() looks
+            self._warm = self._warm_up()  # dropped after the first look
         else:
             self._watch = None if reload_generation is None else GenerationWatch(reload_generation, check_seconds)
             self._engine = self._start()
@@ -263,7 +264,10 @@ class LiveRules:
         if self._engine is None:
             with self._refreshing:  # the first look: every request waits for it
                 if self._engine is None:
-                    self._first_look()
+                    try:
+                        self._first_look()
+                    finally:
+                        self._warm = None
         elif self._check_seconds <= 0:
             watch.poll()
         if self._background:
@@ -275,6 +279,19 @@ class LiveRules:
             finally:
                 self._refreshing.release()
         return self._running()
+
+    def _warm_up(self) -> DurableRulesEngine | None:
+        """Compile the set this host most likely runs (its last good snapshot, else rules_dir) while the worker
+        starts, without contacting the database: the first look then finds it linted, its cases run and its ruleset
+        compiled when the pointer names it, and the first request does not wait for that."""
+        for source in self._local_sources()[::-1]:
+            if not source.is_dir():
+                continue
+            try:
+                return DurableRulesEngine(_clean_sets.load(source, last_good.digest(source), self._load_request))
+            except (RuleSetInvalid, OSError):
+                continue
+        return None
 
     @property
     def _versions_root(self) -> Path:
