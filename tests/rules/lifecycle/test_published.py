@@ -6,6 +6,7 @@ someone with SQL access to the database, past the four eyes of `permctl rules pu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,7 +77,7 @@ def worker(settings: Settings, sessions: sessionmaker[Any]) -> Callable[..., Liv
     """A worker's live rules as the container wires them (on a host with instance_dir); the pointer is read by
     poll() and the first refresh()."""
 
-    def make(instance_dir: Path | None = None) -> LiveRules:
+    def make(instance_dir: Path | None = None, check_seconds: float = 60) -> LiveRules:
         instance = instance_dir or settings.instance_dir
         return LiveRules(
             settings.rules_dir,
@@ -85,8 +86,8 @@ def worker(settings: Settings, sessions: sessionmaker[Any]) -> Callable[..., Liv
             published=published_rules(
                 sessions, settings.with_overrides(instance_dir=instance), load_request=load_update_request
             ),
-            check_seconds=60,
-            background=False,
+            check_seconds=check_seconds,
+            background=check_seconds < 60,
         )
 
     return make
@@ -347,3 +348,21 @@ def test_a_worker_that_cannot_read_the_publications_at_start_runs_the_hosts_last
         assert "running this host's rule set" in live.last_reload_error
     finally:
         engine.dispose()
+
+
+def test_the_watch_thread_reads_a_moved_pointer_and_writes_its_files_out_for_requests_to_take(
+    settings: Settings, units: Units, worker: Callable[..., LiveRules]
+):
+    live = worker(check_seconds=0.05)
+    try:
+        adopted = live.refresh().published_version  # the first look; the thread starts
+        frozen = store(units, FROZEN)
+        publish(units, frozen)
+        deadline = time.monotonic() + 30
+        while live.refresh().published_version == adopted:  # each request takes what the thread read, if it moved
+            assert time.monotonic() < deadline, "the watch thread did not read the moved pointer"
+            time.sleep(0.01)
+        assert live.published_version == live.live_version == frozen
+        assert (settings.instance_dir / VERSIONS_DIR / frozen).is_dir()
+    finally:
+        live.close()
