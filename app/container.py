@@ -94,7 +94,8 @@ def _reload_generation(session_factory: sessionmaker[Any]) -> int:
     from app.persistence.unit_of_work import UnitOfWork
 
     with UnitOfWork(session_factory) as uow:
-        return uow.rules_reloads.generation()
+        latest = uow.publications.latest()
+        return 0 if latest is None else latest.id
 
 
 @dataclass

@@ -210,3 +210,26 @@ class CredentialChanged(Exception):
     def __init__(self, app_key: str) -> None:
         super().__init__(f"the credential of app key {app_key} changed")
         self.app_key = app_key
+
+
+class ConsoleError(Exception):
+    """An act of a console user (permctl --as, or the console) refused; the message is a sentence for them."""
+
+
+class NotPermitted(ConsoleError):
+    """The user's role, or four eyes, does not allow the act."""
+
+
+class WrongCredentials(ConsoleError):
+    """The name or the password is wrong, or the user is disabled; never says which, nor whether the user exists."""
+
+    def __init__(self) -> None:
+        super().__init__("the user name or the password is wrong")
+
+
+class UnknownVersion(ConsoleError):
+    """No stored version, or more than one, starts with the given prefix."""
+
+
+class PublicationRefused(ConsoleError):
+    """A version may not go live: an approval is missing or void, the set is broken, or the pointer moved meanwhile."""

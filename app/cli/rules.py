@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -488,67 +488,13 @@ def _same_directory(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-@rules.command()
-@click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Only a check: must be the service's RULES_DIR, which is what workers reload.",
-)
-def reload(rules_dir: Path | None) -> None:
-    """Ask every running worker on every host (sharing DATABASE_URL) to reload its own RULES_DIR.
-
-    Workers check within RULES_RELOAD_CHECK_SECONDS (2 s) and reload the directory they were started with,
-    never one named here: so this command lints RULES_DIR as set for it (run it with the service's
-    environment) and prints that directory's rule-set version, the one the workers will run if their copy
-    holds the same files; GET /readyz on each host names the version it runs. `--rules DIR` naming another
-    directory is refused: copy a proposed set into RULES_DIR first (after `permctl rules impact --rules DIR`).
-
-    A set goes live only when it lints clean and every regression case under cases/ passes. When RULES_DIR here
-    does not, this command prints each problem or failing case and exits 1 without asking the workers anything.
-    A worker whose own copy does not (another host's, say) keeps its last good rule set, logs
-    `rules_reload_failed`, and its /readyz says why (`last_reload_error`, and `failing_cases` by name).
-    A set whose attribute declarations refuse values accounts already hold (an attribute removed or deprecated,
-    a value no longer allowed) is reloaded all the same, with a warning per attribute and reason naming how
-    many stored accounts hold them (as `permctl rules lint --against-db`; the workers do not count).
-
-    \b
-    Example:
-      permctl rules lint && permctl rules test && permctl rules reload
-    """
-    from app.rules.lifecycle.gate import case_problem, failing_cases
-
-    s = settings()
-    if rules_dir is not None and not _same_directory(rules_dir, s.rules_dir):
-        raise click.ClickException(
-            f"--rules {rules_dir}: workers reload RULES_DIR ({s.rules_dir}), not another "
-            "directory; copy the rule set there, or run with the service's RULES_DIR"
-        )
-    directory, result = _linted(s.rules_dir)
-    for problem in result.problems:
-        click.echo(str(problem), err=True)
-    if not result.clean or result.rule_set is None:
-        raise click.ClickException(
-            f"{directory} does not lint clean: reload not requested; running workers keep their rule set"
-        )
-    failures = failing_cases(result.rule_set, result.cases, request_loader())
-    for failure in failures:
-        click.echo(str(case_problem(failure)), err=True)
-    if failures:
-        raise click.ClickException(
-            f"{directory}: {len(failures)} regression case(s) fail: reload not requested; running workers "
-            "keep their rule set"
-        )
-    for line in _stored_refusals(directory, result.rule_set):  # accepted all the same, but compliance sees it
-        click.echo(line, err=True)
-    with unit_of_work(s)(write=True) as uow:
-        generation = uow.rules_reloads.request(datetime.now(UTC))
-        uow.commit()
-    click.echo(
-        f"reload requested (generation {generation}): within {s.rules_reload_check_seconds:g} s workers "
-        f"reload RULES_DIR {directory}, here rule-set version {result.rule_set.version} "
-        "(each host reads its own copy; its /readyz names the version it runs)"
+@rules.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def reload() -> None:
+    """Retired: workers run the published version from the database (propose, approve, publish)."""
+    raise click.ClickException(
+        "rules reload is retired: workers run the version published in the database; store RULES_DIR with "
+        "`permctl rules propose --as NAME`, have another approver `permctl rules approve`, then "
+        "`permctl rules publish VERSION --as NAME` (docs/deploy.md)"
     )
 
 

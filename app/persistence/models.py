@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -164,16 +164,7 @@ class RecordedDecision(Base):
     attributes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON; NULL (before 0006): none
     warned_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of warn policies that held
     dryrun_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of dryrun policies that held
-
-
-class RulesReload(Base):
-    """A counter bumped by `permctl rules reload`; every worker on every host reloads when it moves."""
-
-    __tablename__ = "rules_reloads"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    generation: Mapped[int] = mapped_column(Integer)
-    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_version: Mapped[str | None] = mapped_column(String(64), nullable=True)  # NULL before 0008
 
 
 class IdempotencyKey(Base):
@@ -188,3 +179,107 @@ class IdempotencyKey(Base):
     response: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: code, message, data
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class RuleSetVersion(Base):
+    """A rule set as stored (SPEC §7d), named by the content hash of all its files; kept for ever. Append-only."""
+
+    __tablename__ = "rule_set_versions"
+
+    version: Mapped[str64] = mapped_column(primary_key=True)  # tree_digest of every file (64 hex)
+    rule_set_version: Mapped[str64] = mapped_column(index=True)  # what decides (16 hex), as decisions record it
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stored_by: Mapped[str128]
+
+
+class RuleSetFile(Base):
+    """One file of a stored version, by its path under the rules directory. Append-only."""
+
+    __tablename__ = "rule_set_files"
+
+    version: Mapped[str64] = mapped_column(ForeignKey("rule_set_versions.version"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RuleSetPublication(Base):
+    """A move of the live pointer: the publication with the highest id names the live version. Append-only.
+
+    ids are assigned as the highest so far + 1 in the publishing transaction: of two concurrent publications one
+    fails on the primary key instead of both winning."""
+
+    __tablename__ = "rule_set_publications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[str64] = mapped_column(ForeignKey("rule_set_versions.version"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # adopted | approved | unreviewed | break_glass
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_by: Mapped[str128]
+    approval_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RuleSetProposal(Base):
+    """A version proposed by an author, with the report computed when it was proposed. Append-only."""
+
+    __tablename__ = "rule_set_proposals"
+
+    version: Mapped[str64] = mapped_column(ForeignKey("rule_set_versions.version"), primary_key=True)
+    proposed_by: Mapped[str128]
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    against_version: Mapped[str | None] = mapped_column(String(64), nullable=True)  # live when proposed
+    clean: Mapped[bool]
+    report: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class RuleSetReview(Base):
+    """An approver's approval or rejection of a version, against the live publication of that moment. Append-only."""
+
+    __tablename__ = "rule_set_reviews"
+    __table_args__ = (Index("ix_rule_set_reviews_version", "version", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str64] = mapped_column(ForeignKey("rule_set_versions.version"))
+    reviewer: Mapped[str128]
+    verdict: Mapped[str] = mapped_column(String(16))  # approve | reject
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    against_publication: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApprovalPolicyChange(Base):
+    """The approval policy as an approver set it; the latest row rules, none means `required`. Append-only."""
+
+    __tablename__ = "approval_policy_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy: Mapped[str] = mapped_column(String(16))  # required | off
+    changed_by: Mapped[str128]
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleUser(Base):
+    """A person: a viewer, an author or an approver of rule sets (SPEC §7d, §10)."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str64] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleAuditEntry(Base):
+    """Who did what, when, from where: every user change and every act on rule sets. Append-only."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str128]
+    action: Mapped[str64]
+    target: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text)  # JSON
+    origin: Mapped[str] = mapped_column(String(255))

@@ -30,7 +30,6 @@ from app.persistence.models import (
     PermissionAudit,
     RecordedDecision,
     RevokedAppKey,
-    RulesReload,
     Tenant,
     TenantConfig,
 )
@@ -418,6 +417,7 @@ class StoredDecision:
     attributes: str | None
     warned_by: str | None
     dryrun_by: str | None
+    published_version: str | None = None  # the stored version (SPEC §7d) that judged it; None before 0008
 
 
 class Decisions:
@@ -456,29 +456,6 @@ class Decisions:
         """The decisions recorded under a trace id, oldest first (a caller may reuse its own X-Trace-Id)."""
         query = select(RecordedDecision).where(RecordedDecision.trace_id == trace_id)
         return list(self.session.scalars(query.order_by(RecordedDecision.id)))
-
-
-class RulesReloads:
-    """The reload counter that `permctl rules reload` moves."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def generation(self) -> int:
-        """The current reload generation (0 when never asked)."""
-        return self.session.scalar(select(RulesReload.generation).where(RulesReload.id == 1)) or 0
-
-    def request(self, at: datetime) -> int:
-        """Ask every worker to reload; returns the new generation."""
-        moved = self.session.execute(
-            update(RulesReload)
-            .where(RulesReload.id == 1)
-            .values(generation=RulesReload.generation + 1, requested_at=at)
-        )
-        if moved.rowcount == 0:  # type: ignore[attr-defined]
-            self.session.add(RulesReload(id=1, generation=1, requested_at=at))
-            self.session.flush()
-        return self.generation()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import StorageError
 from app.persistence.accounts import AccountAttributes, AccountAuditTrail, Accounts
+from app.persistence.console import ConsoleAudit, ConsoleUsers
 from app.persistence.decision_state import DecisionStates
 from app.persistence.driver import storage_error
 from app.persistence.failures import classified
@@ -22,12 +23,12 @@ from app.persistence.repositories import (
     Decisions,
     IdempotencyKeys,
     Permissions,
-    RulesReloads,
     Signatures,
     TenantConfigs,
     Tenants,
 )
 from app.persistence.retention import Retention
+from app.persistence.rule_versions import ApprovalPolicy, Proposals, Publications, Reviews, RuleSetVersions
 from app.persistence.schema import Schema
 
 
@@ -70,7 +71,13 @@ class UnitOfWork:
         self.signatures = Signatures(self.session)
         self.decisions = Decisions(self.session)
         self.decision_states = DecisionStates(self.session)
-        self.rules_reloads = RulesReloads(self.session)
+        self.rule_versions = RuleSetVersions(self.session)
+        self.publications = Publications(self.session)
+        self.proposals = Proposals(self.session)
+        self.reviews = Reviews(self.session)
+        self.approval_policy = ApprovalPolicy(self.session)
+        self.console_users = ConsoleUsers(self.session)
+        self.console_audit = ConsoleAudit(self.session)
         self.idempotency_keys = IdempotencyKeys(self.session)
         self.retention = Retention(self.session)
         self.schema = Schema(self.session)
