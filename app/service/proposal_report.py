@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.rules.language.loader import VALIDATION_FILE, read_sources, read_tree, shown_path, tree_version
 from app.rules.language.model import RuleSet
@@ -40,6 +40,26 @@ if TYPE_CHECKING:  # injected: the service never imports the database library
 IMPACT_SHOWN = 50  # flipped decisions (and message changes) kept in the report; its counts cover every decision
 SHOWN = 5  # items of a section named in the text summary
 LIVE_SOURCE = "the live version"
+
+
+class LiveVersion(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+class StoredVersions(Protocol):
+    """What the report needs of the stored versions (app/service/publication.py RuleVersions)."""
+
+    def live(self) -> LiveVersion | None: ...
+
+    def directory(self, version: str) -> Path: ...
+
+
+def live_directory(versions: StoredVersions) -> Path | None:
+    """The directory the live version's files are written out in (None: nothing is published yet): the live_dir
+    of build_report."""
+    live = versions.live()
+    return None if live is None else versions.directory(live.version)
 
 
 @dataclass(frozen=True)

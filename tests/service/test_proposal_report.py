@@ -18,7 +18,8 @@ from app.persistence.db import make_engine, make_session_factory
 from app.rules.language.loader import read_tree, rule_set_version
 from app.rules.language.version import tree_digest
 from app.schemas.permissions import load_update_request
-from app.service.proposal_report import ProposalReport, build_report
+from app.service.proposal_report import ProposalReport, build_report, live_directory
+from app.service.publication import RuleVersions
 from app.settings import Settings
 from tests.support import FAILING_CASE, FREEZE_REFUSING_CLOSES, SHIPPED_RULES, body_of, copy_rules
 
@@ -234,3 +235,14 @@ def test_a_live_set_that_does_not_load_leaves_the_diff_out_with_the_reason(sessi
     assert doc["diff"]["ran"] is False and doc["diff"]["why"].startswith("the live version does not lint clean")
     assert doc["diff"]["against"] == tree_digest(read_tree(live))
     assert doc["impact"]["document"]["old"]["note"].startswith("the live version does not lint clean")
+
+
+def test_the_live_version_is_read_from_the_database(sessions: Any, tmp_path: Path) -> None:
+    versions = RuleVersions(units_of_work(sessions), load_request=load_update_request, versions_dir=tmp_path / "v")
+    assert live_directory(versions) is None
+    versions.adopt(read_tree(SHIPPED_RULES), by="upgrade", origin="test")
+    live = live_directory(versions)
+    assert live is not None and live.name == tree_digest(read_tree(SHIPPED_RULES))
+    doc = _report(sessions, _proposed(tmp_path, US_CLOSED), live_dir=live).as_json()
+    assert doc["diff"]["against"] == live.name and doc["diff"]["differs"] is True
+    assert doc["impact"]["document"]["summary"]["flipped"] == 1
