@@ -79,7 +79,7 @@ class Recorded:
     @classmethod
     def of_row(cls, row: Any) -> Recorded:
         """A row of the decisions table (app.persistence.models.RecordedDecision) as impact replays it."""
-        return cls.of(DecisionRecord.of_row(row), getattr(row, "published_version", None))
+        return cls.of(DecisionRecord.of_row(row), row.published_version)
 
 
 @dataclass(frozen=True)
