@@ -81,7 +81,37 @@ class ProposalReport:
 
 
 def _not_run(why: str) -> dict[str, Any]:
+    """A part that did not run: why (its other keys are those of a part that ran, None or empty)."""
     return {"ran": False, "why": why}
+
+
+def _cases_not_run(why: str) -> dict[str, Any]:
+    return {
+        **_not_run(why),
+        "passed": None,
+        "failed": None,
+        "failing": [],
+        "coverage_percent": None,
+        "never_fired": [],
+    }
+
+
+def _diff_not_run(why: str, against: str | None, *, trouble: str | None = None) -> dict[str, Any]:
+    return {
+        **_not_run(why),
+        "against": against,
+        "against_rule_set_version": None,
+        "differs": None,
+        "inputs_compared": None,
+        "counts": None,
+        "groups": [],
+        "declarations": None,
+        "trouble": trouble,
+    }
+
+
+def _document_not_run(why: str) -> dict[str, Any]:
+    return {**_not_run(why), "document": None}
 
 
 def _problem(problem: Problem) -> str:
@@ -108,6 +138,7 @@ def _cases_section(report: CaseReport) -> dict[str, Any]:
     ]
     return {
         "ran": True,
+        "why": None,
         "passed": len(report.results) - report.failed,
         "failed": report.failed,
         "failing": failing,
@@ -131,10 +162,12 @@ def _diff_section(proposed: RuleSet, live: RuleSet, against: str) -> dict[str, A
     try:
         result = diff_tool.diff(live, proposed)
     except SpaceTooLarge as exc:
-        return {**_not_run(f"the two sets cannot be compared: {exc}"), "against": against}
+        why = f"the two sets cannot be compared: {exc}"
+        return _diff_not_run(why, against, trouble=str(exc))
     shown = diff_tool.as_json(result)
     return {
         "ran": True,
+        "why": None,
         "against": against,
         "against_rule_set_version": result.old_version,
         "differs": result.differs,
@@ -166,7 +199,7 @@ def _impact_section(
         report = impact(proposed, history, old=live, limit=IMPACT_SHOWN)
         if live is not None:
             report.catalog = catalog_impact(live.catalog, proposed.catalog, uow.tenant_configs.every())
-    return {"ran": True, "document": document(report, compared)}
+    return {"ran": True, "why": None, "document": document(report, compared)}
 
 
 def build_report(
@@ -203,7 +236,7 @@ def build_report(
     }
     proposed = result.rule_set
     if proposed is None:
-        doc["cases"] = _not_run("the set's files do not load (see lint)")
+        doc["cases"] = _cases_not_run("the set's files do not load (see lint)")
         cases_pass = False
     else:
         cases = _cases_section(run_cases(proposed, result.cases, load_request))
@@ -213,27 +246,27 @@ def build_report(
     doc["clean"] = clean
     if not clean or proposed is None:
         why = _unclean_why(doc)
-        doc["diff"] = {**_not_run(why), "against": None}
-        doc["impact"] = _not_run(why)
-        doc["state_audit"] = _not_run(why)
+        doc["diff"] = _diff_not_run(why, None)
+        doc["impact"] = _document_not_run(why)
+        doc["state_audit"] = _document_not_run(why)
         return ProposalReport(False, doc)
     live: RuleSet | None = None
     live_note: str | None = None
     if live_dir is None:
         live_note = "no version is live yet"
-        doc["diff"] = {**_not_run("no version is live yet: nothing to compare with"), "against": None}
+        doc["diff"] = _diff_not_run("no version is live yet: nothing to compare with", None)
     else:
         against = tree_digest(read_tree(live_dir)) if live_dir.is_dir() else None
         found = _live_rule_set(live_dir)
         if isinstance(found, str):
             live_note = found
-            doc["diff"] = {**_not_run(found), "against": against}
+            doc["diff"] = _diff_not_run(found, against)
         else:
             live = found
             doc["diff"] = _diff_section(proposed, live, against or "")
     doc["impact"] = _impact_section(proposed, directory, live, live_dir, live_note, unit_of_work)
     audit = audit_state(snapshot=snapshot, rule_set=proposed, judged_at=now.replace(microsecond=0))
-    doc["state_audit"] = {"ran": True, "document": audit.document()}
+    doc["state_audit"] = {"ran": True, "why": None, "document": audit.document()}
     return ProposalReport(True, doc)
 
 

@@ -5,6 +5,7 @@ Alembic-made database (SQLite, or PostgreSQL with TEST_DATABASE_URL) with decisi
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -80,6 +81,25 @@ def _proposed(tmp_path: Path, policies: str | None = None, *, name: str = "propo
     return rules
 
 
+PART_KEYS = {
+    "cases": {"ran", "why", "passed", "failed", "failing", "coverage_percent", "never_fired"},
+    "diff": {
+        "ran",
+        "why",
+        "against",
+        "against_rule_set_version",
+        "differs",
+        "inputs_compared",
+        "counts",
+        "groups",
+        "declarations",
+        "trouble",
+    },
+    "impact": {"ran", "why", "document"},
+    "state_audit": {"ran", "why", "document"},
+}
+
+
 def _report(sessions: Any, directory: Path, live_dir: Path | None = SHIPPED_RULES) -> ProposalReport:
     report = build_report(
         directory,
@@ -89,8 +109,10 @@ def _report(sessions: Any, directory: Path, live_dir: Path | None = SHIPPED_RULE
         load_request=load_update_request,
         now=NOW,
     )
-    json.dumps(report.as_json())  # JSON through and through
-    assert set(report.as_json()) == KEYS
+    doc = report.as_json()
+    json.dumps(doc)  # JSON through and through
+    assert set(doc) == KEYS
+    assert {part: set(doc[part]) for part in PART_KEYS} == PART_KEYS  # the same keys whether a part ran or not
     return report
 
 
@@ -171,7 +193,7 @@ def test_a_broken_set_is_not_clean_and_says_why_the_other_parts_did_not_run(sess
     assert not report.clean and doc["clean"] is False
     assert doc["rule_set_version"] is not None  # named by its files, loaded or not
     assert doc["lint"]["errors"] and all("policies.yaml" in e for e in doc["lint"]["errors"])
-    assert doc["cases"] == {"ran": False, "why": "the set's files do not load (see lint)"}
+    assert (doc["cases"]["ran"], doc["cases"]["why"]) == (False, "the set's files do not load (see lint)")
     for part in ("diff", "impact", "state_audit"):
         assert doc[part]["ran"] is False
         assert doc[part]["why"].startswith("not run: the set is not clean (")
@@ -215,7 +237,12 @@ def test_with_nothing_live_the_diff_says_so_and_impact_replays_without_an_old_se
     report = _report(sessions, _proposed(tmp_path, US_CLOSED), live_dir=None)
     doc = report.as_json()
     assert report.clean
-    assert doc["diff"] == {"ran": False, "why": "no version is live yet: nothing to compare with", "against": None}
+    diff = doc["diff"]
+    assert (diff["ran"], diff["why"], diff["against"]) == (
+        False,
+        "no version is live yet: nothing to compare with",
+        None,
+    )
     impact = doc["impact"]["document"]
     assert impact["old"] == {
         "rules_dir": None,
@@ -246,3 +273,27 @@ def test_the_live_version_is_read_from_the_database(sessions: Any, tmp_path: Pat
     doc = _report(sessions, _proposed(tmp_path, US_CLOSED), live_dir=live).as_json()
     assert doc["diff"]["against"] == live.name and doc["diff"]["differs"] is True
     assert doc["impact"]["document"]["summary"]["flipped"] == 1
+
+
+def test_two_sets_too_large_to_compare_leave_the_diff_out_with_the_reason(sessions: Any, tmp_path: Path) -> None:
+    """Each set relates three permissions to a warrant (each lints clean), the two together six: too many inputs
+    to compare (as tests/cli/test_rules_diff.py shows): the diff says so, the other parts run."""
+    from tests.cli.test_rules_diff import _suite_rule
+    from tests.rules.support import BROKER_POLICIES
+
+    live, proposed = (shutil.copytree(BROKER_POLICIES, tmp_path / name) for name in ("live", "proposed"))
+    for directory, permissions in (
+        (live, ("stock.{market}", "options.{market}", "shortsell.{market}")),
+        (proposed, ("account.trade", "account.exchange", "trade.client")),
+    ):
+        path = directory / "policies.yaml"
+        path.write_text(path.read_text(encoding="utf-8") + _suite_rule(*permissions), encoding="utf-8")
+    report = _report(sessions, proposed, live_dir=live)
+    doc = report.as_json()
+    assert report.clean
+    diff = doc["diff"]
+    assert diff["ran"] is False and diff["against"] == tree_digest(read_tree(live))
+    assert diff["why"].startswith("the two sets cannot be compared: too large to analyse: a change of 'warrant.HK'")
+    assert diff["trouble"] == diff["why"].removeprefix("the two sets cannot be compared: ")
+    assert doc["impact"]["ran"] and doc["state_audit"]["ran"]
+    assert any(line.startswith("diff: the two sets cannot be compared: too large") for line in report.text())
