@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from app.rules.tools.explain.recorded import RecordedTrace
     from app.rules.tools.impact.document import Compared
     from app.rules.tools.lint.directory import LintResult
+    from app.service.publication import RuleVersions
 
 RULES_OPTION = click.option(
     "--rules",
@@ -498,10 +499,45 @@ def reload() -> None:
     )
 
 
-def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
-    """The rule set to compare against: --old-rules, else this host's last good snapshot (the set its workers
-    run), else RULES_DIR. Only an --old-rules that does not lint clean is an error; a default one that cannot
-    be loaded leaves the old set out (the report says why)."""
+def _stored_versions() -> RuleVersions:
+    """The rule-set versions stored in DATABASE_URL, written out under INSTANCE_DIR/rule-versions/ to be read."""
+    from app.service.publication import RuleVersions
+
+    s = settings()
+    return RuleVersions(unit_of_work(s), load_request=request_loader(), versions_dir=s.instance_dir / "rule-versions")
+
+
+def _stored_version(versions: RuleVersions, prefix: str) -> tuple[str, Path]:
+    """The stored version a prefix names and the directory its files are written out in; one line otherwise."""
+    from app.errors import ConsoleError
+
+    try:
+        version = versions.resolve(prefix)
+        return version, versions.directory(version)
+    except ConsoleError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _live_rules(versions: RuleVersions) -> tuple[RuleSet | None, Compared] | None:
+    """The published live version as the old set, or None when nothing is published yet."""
+    from app.rules.lifecycle.stored import shown
+    from app.rules.tools.impact.document import Compared
+
+    live = versions.live()
+    if live is None:
+        return None
+    source = f"the live version {shown(live.version)}"
+    directory = versions.directory(live.version)
+    _, result = _linted(directory, contract=False)
+    if not result.clean or result.rule_set is None:
+        return None, Compared("", None, source, f"{source} does not lint clean here; give --old-rules")
+    return result.rule_set, Compared("", str(directory), source)
+
+
+def _old_rules(old_dir: Path | None, versions: RuleVersions) -> tuple[RuleSet | None, Compared]:
+    """The rule set to compare against: --old-rules, else the version published live in the database, else this
+    host's last good snapshot, else RULES_DIR. Only an --old-rules that does not lint clean is an error; a
+    default one that cannot be loaded leaves the old set out (the report says why)."""
     from app.rules.lifecycle.last_good import snapshot_path
     from app.rules.tools.impact.document import Compared
 
@@ -509,6 +545,9 @@ def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
     if old_dir is not None:
         directory, result = _linted(old_dir, contract=False)
         return _require_clean(directory, result), Compared("", str(directory), "--old-rules")
+    live = _live_rules(versions)
+    if live is not None:
+        return live
     snapshot = snapshot_path(s.instance_dir)
     directory, source = (snapshot, "the last good snapshot") if snapshot.is_dir() else (s.rules_dir, "RULES_DIR")
     if not directory.is_dir():
@@ -527,8 +566,21 @@ def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
     "old_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="The rule set to compare with, for old messages and the catalog edit (default: this host's last good "
-    "snapshot under INSTANCE_DIR, else RULES_DIR).",
+    help="The rule set to compare with, for old messages and the catalog edit (default: the version published "
+    "live in the database, else this host's last good snapshot under INSTANCE_DIR, else RULES_DIR).",
+)
+@click.option(
+    "--version",
+    "version_prefix",
+    default=None,
+    metavar="PREFIX",
+    help="Replay under this stored version (any unique prefix of its id) instead of --rules DIR.",
+)
+@click.option(
+    "--as-recorded",
+    is_flag=True,
+    help="Replay each decision under the stored version it was recorded with: a flip means the replay is not "
+    "exact; a decision whose version is not stored is listed as not replayable.",
 )
 @click.option(
     "--since",
@@ -561,6 +613,8 @@ def _old_rules(old_dir: Path | None) -> tuple[RuleSet | None, Compared]:
 def impact(
     rules_dir: Path | None,
     old_dir: Path | None,
+    version_prefix: str | None,
+    as_recorded: bool,
     since: datetime | None,
     output: str,
     as_json: bool,
@@ -575,11 +629,19 @@ def impact(
     history (read in batches); message changes; and, against the old rule set, the values a catalog edit newly
     enables or disables for each tenant's SaaS config.
 
+    --version PREFIX replays through a version stored in the database instead of a directory. --as-recorded
+    replays each decision under the stored version it was recorded with (the one its worker ran; for a decision
+    recorded before versions were stored, a stored version deciding as its rule-set version) and compares with
+    what was recorded: a decision recorded normally never flips, so this shows the replay is exact. A decision
+    whose version is not stored is counted and listed as not replayable.
+
     \b
     Example:
       cp -r rules /tmp/proposed && $EDITOR /tmp/proposed/validation.yaml
       permctl rules impact --rules /tmp/proposed --since 2026-11-01
       permctl rules impact --rules /tmp/proposed --old-rules rules --format markdown --limit 50 > impact.md
+      permctl rules impact --version 3f2a9c --since 2026-11-01
+      permctl rules impact --as-recorded --format json
     """
     from dataclasses import replace
 
@@ -593,24 +655,61 @@ def impact(
         raise click.UsageError("give --limit N (the first N) or --sample N (a random N), not both")
     if as_json and output not in ("text", "json"):
         raise click.UsageError(f"--json is --format json: it cannot be combined with --format {output}")
-    directory, result = _linted(rules_dir, contract=False)
-    proposed = _require_clean(directory, result)
-    old, compared = _old_rules(old_dir)
-    compared = replace(
-        compared, proposed_dir=str(directory), since=since, limit=sample or limit, seed=seed if sample else None
-    )
-    with unit_of_work(settings())() as uow:
-        history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
-        report = impact_of(proposed, history, old=old, limit=compared.limit, seed=compared.seed)
-        if old is not None:
-            report.catalog = catalog_impact(old.catalog, proposed.catalog, uow.tenant_configs.every())
-    doc = document(report, compared)
+    chosen = [
+        n for n, v in (("--rules", rules_dir), ("--version", version_prefix), ("--as-recorded", as_recorded)) if v
+    ]
+    if len(chosen) > 1:
+        raise click.UsageError(f"give one of --rules, --version and --as-recorded, not {' and '.join(chosen)}")
+    if as_recorded and old_dir is not None:
+        raise click.UsageError("--as-recorded compares each decision with what was recorded: give no --old-rules")
+    versions = _stored_versions()
+    stored_version = None
+    if version_prefix is not None:
+        stored_version, directory = _stored_version(versions, version_prefix)
+    else:
+        directory = rules_dir or settings().rules_dir
+    if as_recorded:
+        doc = _as_recorded(versions, since, limit=sample or limit, seed=seed if sample else None)
+    else:
+        directory, result = _linted(directory, contract=False)
+        proposed = _require_clean(directory, result)
+        old, compared = _old_rules(old_dir, versions)
+        compared = replace(
+            compared,
+            proposed_dir=str(directory),
+            since=since,
+            limit=sample or limit,
+            seed=seed if sample else None,
+            proposed_version=stored_version,
+        )
+        with unit_of_work(settings())() as uow:
+            history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
+            report = impact_of(proposed, history, old=old, limit=compared.limit, seed=compared.seed)
+            if old is not None:
+                report.catalog = catalog_impact(old.catalog, proposed.catalog, uow.tenant_configs.every())
+        doc = document(report, compared)
     if as_json or output == "json":
         shown = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     else:
         shown = markdown(doc) if output == "markdown" else text(doc)
     # A recorded value may hold what cannot be printed (a lone surrogate): escaped, it stays valid JSON too.
     click.echo(_printable(shown), nl=False)
+
+
+def _as_recorded(
+    versions: RuleVersions, since: datetime | None, *, limit: int | None, seed: int | None
+) -> dict[str, object]:
+    """The impact document of replaying each decision under the stored version it was recorded with."""
+    from app.rules.tools.impact.document import Compared, document
+    from app.rules.tools.impact.replay import Recorded
+    from app.service.replay_versions import replay_as_recorded
+
+    note = "each decision is replayed under the stored version it was recorded with"
+    compared = Compared(None, None, "as recorded", note, since=since, limit=limit, seed=seed)
+    with unit_of_work(settings())() as uow:
+        history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
+        report = replay_as_recorded(versions, history, limit=limit, seed=seed)
+    return document(report, compared)
 
 
 rules.add_command(audit_state)

@@ -7,20 +7,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.rules.tools.impact.replay import Decided, DecidedOtherwise, Flip, ImpactReport, MessageChange, Recorded
+from app.rules.tools.impact.replay import (
+    Decided,
+    DecidedOtherwise,
+    Flip,
+    ImpactReport,
+    MessageChange,
+    NotReplayable,
+    Recorded,
+    VersionCounts,
+)
 
 
 @dataclass(frozen=True)
 class Compared:
     """Which rule sets were compared, over which history, and how the shown flips were chosen."""
 
-    proposed_dir: str
+    proposed_dir: str | None  # None: each decision replayed under the version it was recorded with
     old_dir: str | None  # None: no old rule set (old_note says why)
-    old_source: str  # "--old-rules", "the last good snapshot" or "RULES_DIR"
+    old_source: str  # "--old-rules", "the live version …", "the last good snapshot" or "RULES_DIR"
     old_note: str | None = None
     since: datetime | None = None
     limit: int | None = None
     seed: int | None = None  # a seed: the shown items are a random sample
+    proposed_version: str | None = None  # the stored version replayed (--version), when it is one
 
 
 def _iso(moment: datetime) -> str:
@@ -98,11 +108,40 @@ def _selection(compared: Compared, total: int, shown: list[dict[str, Any]]) -> d
     }
 
 
-def document(report: ImpactReport, compared: Compared) -> dict[str, Any]:
-    """Everything the report says, as one JSON-ready dict (exact counts over the whole replayed history)."""
-    catalog = report.catalog
+def _not_replayable(found: NotReplayable) -> dict[str, Any]:
+    return {**_request(found.decision), "published_version": found.decision.published_version, "why": found.why}
+
+
+def _versions(counts: VersionCounts, compared: Compared) -> dict[str, Any]:
     return {
-        "proposed": {"rules_dir": compared.proposed_dir, "rule_set_version": report.proposed_version},
+        "as_recorded": True,
+        "replayed_under": [
+            {
+                "version": version,
+                "rule_set_version": counts.rule_set_versions[version],
+                "replayed": replayed,
+                "flipped": counts.flipped_under[version],
+            }
+            for version, replayed in sorted(counts.replayed_under.items())
+        ],
+        "not_replayable": {
+            **_selection(compared, counts.not_replayable, [_not_replayable(n) for n in counts.not_replayable_list]),
+            "by_why": dict(sorted(counts.not_replayable_by_why.items())),
+        },
+    }
+
+
+def document(report: ImpactReport, compared: Compared) -> dict[str, Any]:
+    """Everything the report says, as one JSON-ready dict (exact counts over the whole replayed history). Replayed
+    under a stored version (--version), "proposed" names it as "version" too; replayed as recorded, the document
+    has a "versions" section (what was replayed under which stored version, and what could not be)."""
+    catalog = report.catalog
+    proposed: dict[str, Any] = {"rules_dir": compared.proposed_dir, "rule_set_version": report.proposed_version}
+    if compared.proposed_version is not None:
+        proposed["version"] = compared.proposed_version
+    versions = {} if report.versions is None else {"versions": _versions(report.versions, compared)}
+    return {
+        "proposed": proposed,
         "old": {
             "rules_dir": compared.old_dir,
             "source": compared.old_source,
@@ -166,4 +205,5 @@ def document(report: ImpactReport, compared: Compared) -> dict[str, Any]:
                 for t in catalog.tenants
             ],
         },
+        **versions,
     }

@@ -78,9 +78,19 @@ def _matrix(pairs: list[dict[str, Any]]) -> list[str]:
 
 def _intro_md(doc: dict[str, Any]) -> list[str]:
     s, old, proposed = doc["summary"], doc["old"], doc["proposed"]
-    out = [f"# Rules impact: `{old['rule_set_version'] or 'recorded'}` → `{proposed['rule_set_version']}`", ""]
     history = f"since {doc['since']}" if doc["since"] else "the whole recorded history"
     versions = ", ".join(f"`{v}` ({n})" for v, n in doc["recorded_rule_set_versions"].items()) or "none"
+    if "versions" in doc:
+        return [
+            "# Rules impact: each decision under the version it was recorded with",
+            "",
+            f"{s['replayed']} recorded decisions replayed exactly as recorded ({history}; recorded under rule-set "
+            f"versions {versions}): a flip is a decision the replay does not reproduce.",
+            "",
+        ]
+    out = [f"# Rules impact: `{old['rule_set_version'] or 'recorded'}` → `{proposed['rule_set_version']}`", ""]
+    if "version" in proposed:
+        out += [f"Proposed rules: the stored version `{proposed['version']}`.", ""]
     out.append(
         f"Proposed rules `{_cell(proposed['rules_dir'])}` replayed over {s['replayed']} recorded decisions "
         f"({history}; recorded under rule-set versions {versions})."
@@ -155,8 +165,34 @@ def markdown(doc: dict[str, Any]) -> str:
     out = _intro_md(doc) + _summary_md(doc["summary"]) + _by_rule_md(doc) + _tenants_md(doc["by_tenant"])
     out += _flips_md(doc["flips"]) + _messages_md(doc["message_changes"])
     out += _otherwise_md(doc["decided_otherwise_before_this_edit"]) + _dryrun_md(doc["dryrun"])
-    out += _catalog_md(doc["catalog"])
+    out += _versions_md(doc["versions"]) if "versions" in doc else _catalog_md(doc["catalog"])
     return "\n".join(out).rstrip() + "\n"
+
+
+def _versions_md(versions: dict[str, Any]) -> list[str]:
+    rows = [
+        [_code(v["version"][:12]), _code(v["rule_set_version"]), str(v["replayed"]), str(v["flipped"])]
+        for v in versions["replayed_under"]
+    ]
+    out = ["## Replayed under stored versions", ""]
+    out += _table(["version", "rule-set version", "replayed", "flipped"], rows) if rows else ["None."]
+    missing = versions["not_replayable"]
+    out += ["", "## Not replayable", ""]
+    if not missing["total"]:
+        return [*out, "None: every decision's version is stored.", ""]
+    out += [f"Showing {_shown_note(missing)}.", ""]
+    rows = [
+        [
+            str(d["decision_id"]),
+            _code(d["trace_id"]),
+            _cell(d["tenant"]),
+            _cell(d["account_no"]),
+            _code(d["recorded_rule_set_version"]),
+            _cell(d["why"]),
+        ]
+        for d in missing["items"]
+    ]
+    return out + _table(["decision", "trace", "tenant", "account", "recorded under", "why"], rows) + [""]
 
 
 def _flips_md(flips: dict[str, Any]) -> list[str]:
@@ -343,6 +379,24 @@ def _catalog_lines(catalog: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _versions_lines(versions: dict[str, Any]) -> list[str]:
+    out = [
+        f"version {v['version'][:12]} (rule-set version {v['rule_set_version']}): {v['replayed']} replayed, "
+        f"{v['flipped']} would change"
+        for v in versions["replayed_under"]
+    ]
+    missing = versions["not_replayable"]
+    for d in missing["items"]:
+        out.append(
+            f"not replayable: decision {d['decision_id']} trace={d['trace_id']} tenant={d['tenant']} "
+            f"account={d['account_no']} ({d['at']}), recorded under rule-set version "
+            f"{d['recorded_rule_set_version']}: {d['why']}"
+        )
+    if missing["shown"] < missing["total"]:
+        out.append(f"(showing {_shown_note(missing)} decisions not replayable)")
+    return out
+
+
 def _old_rules_line(old: dict[str, Any]) -> str:
     if old["rules_dir"]:
         return f"old rules: {old['rules_dir']} ({old['source']}, rule-set version {old['rule_set_version']})"
@@ -364,8 +418,17 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
             "rule set); not counted as this edit's"
             + (f" ({again} of them the proposed rules change again)" if again else "")
         )
+    if "versions" in doc:
+        missing = doc["versions"]["not_replayable"]["total"]
+        out.append(
+            f"{s['replayed']} decisions replayed under the version each was recorded with; {s['flipped']} would "
+            f"change; {missing} not replayable (version not stored)"
+        )
+        return out
+    proposed = doc["proposed"]
+    stored = f" (stored version {proposed['version'][:12]})" if "version" in proposed else ""
     out.append(
-        f"{s['replayed']} decisions replayed through rule-set version {doc['proposed']['rule_set_version']}; "
+        f"{s['replayed']} decisions replayed through rule-set version {proposed['rule_set_version']}{stored}; "
         f"{s['flipped']} would change"
     )
     return out
@@ -382,7 +445,7 @@ def text(doc: dict[str, Any]) -> str:
         *_tenant_lines(doc["by_tenant"]),
         *_dryrun_lines(doc["dryrun"]),
         *_catalog_lines(doc["catalog"]),
-        _old_rules_line(doc["old"]),
+        *(_versions_lines(doc["versions"]) if "versions" in doc else [_old_rules_line(doc["old"])]),
         *_summary_lines(doc),
     ]
     return "\n".join(out) + "\n"

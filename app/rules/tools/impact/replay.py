@@ -11,7 +11,7 @@ not the edit's doing: they are kept apart ("decided otherwise before this edit")
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,9 +59,10 @@ class Recorded:
     rule_set_version: str
     decision_input: DecisionInput
     outcome: Decided
+    published_version: str | None = None  # the stored version the worker ran (None: recorded before versions)
 
     @classmethod
-    def of(cls, record: DecisionRecord) -> Recorded:
+    def of(cls, record: DecisionRecord, published_version: str | None = None) -> Recorded:
         """A recorded decision as impact replays it."""
         return cls(
             record.id or 0,
@@ -72,12 +73,13 @@ class Recorded:
             record.rule_set_version,
             record.decision_input(),
             Decided(record.code, record.failure_index, record.rule_id),
+            published_version,
         )
 
     @classmethod
     def of_row(cls, row: Any) -> Recorded:
         """A row of the decisions table (app.persistence.models.RecordedDecision) as impact replays it."""
-        return cls.of(DecisionRecord.of_row(row))
+        return cls.of(DecisionRecord.of_row(row), row.published_version)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,40 @@ class TenantCounts:
 DRYRUN_EXAMPLES = 10  # decision ids kept per dryrun rule, to show
 
 
+@dataclass(frozen=True)
+class Under:
+    """A stored version a decision is replayed under: its id (the hash of its files) and its rule set."""
+
+    version: str
+    rule_set: RuleSet
+
+
+@dataclass(frozen=True)
+class NotReplayable:
+    """A recorded decision that cannot be replayed under the version asked for, and why."""
+
+    decision: Recorded
+    why: str
+
+
+@dataclass
+class VersionCounts:
+    """Each decision replayed under the stored version it was recorded with: the decisions replayed (and flipped)
+    under each version, and those that could not be replayed (their version is not stored)."""
+
+    replayed_under: Counter[str] = field(default_factory=Counter)
+    flipped_under: Counter[str] = field(default_factory=Counter)
+    rule_set_versions: dict[str, str] = field(default_factory=dict)  # stored version -> its rule-set version
+    not_replayable: int = 0
+    not_replayable_by_why: Counter[str] = field(default_factory=Counter)
+    shown_not_replayable: Shown[NotReplayable] = field(default_factory=lambda: Shown(None))
+
+    @property
+    def not_replayable_list(self) -> list[NotReplayable]:
+        """The decisions not replayable, chosen to be shown."""
+        return self.shown_not_replayable.items
+
+
 @dataclass
 class ImpactReport:
     """Exact counts over every replayed decision, and the flips and message changes chosen to be shown."""
@@ -187,6 +223,7 @@ class ImpactReport:
     shown_message_changes: Shown[MessageChange] = field(default_factory=lambda: Shown(None))
     shown_decided_otherwise: Shown[DecidedOtherwise] = field(default_factory=lambda: Shown(None))
     catalog: CatalogImpact | None = None
+    versions: VersionCounts | None = None  # replayed under stored versions (impact_under), else None
 
     @property
     def flips(self) -> list[Flip]:
@@ -228,6 +265,44 @@ def impact(
         new = replay(engine, decision)
         before = replay(old_engine, decision) if old_engine is not None else (new if old is not None else None)
         _count(report, decision, new, before)
+    return report
+
+
+def impact_as_recorded(
+    decisions: Iterable[Recorded],
+    under: Callable[[Recorded], Under | str],
+    *,
+    limit: int | None = None,
+    seed: int | None = None,
+) -> ImpactReport:
+    """Replay each decision under the stored version it was recorded with, as `under` finds it (or says why it
+    cannot): every decision recorded normally replays to its recorded outcome, so a flip means the replay is not
+    exact. Counted as impact() counts with no old set; the decisions not replayable are counted apart."""
+    engines: dict[str, DurableRulesEngine] = {}  # one per rule-set version: versions that decide alike share it
+    counts = VersionCounts(shown_not_replayable=Shown(limit, seed=seed))
+    report = ImpactReport(
+        shown_flips=Shown(limit, seed=seed),
+        shown_message_changes=Shown(limit, seed=seed),
+        shown_decided_otherwise=Shown(limit, seed=seed),
+        versions=counts,
+    )
+    for decision in decisions:
+        found = under(decision)
+        if isinstance(found, str):
+            counts.not_replayable += 1
+            counts.not_replayable_by_why[found] += 1
+            counts.shown_not_replayable.offer(NotReplayable(decision, found))
+            continue
+        rule_set = found.rule_set
+        engine = engines.get(rule_set.version)
+        if engine is None:
+            engine = engines[rule_set.version] = DurableRulesEngine(rule_set)
+        new = replay(engine, decision)
+        counts.replayed_under[found.version] += 1
+        counts.rule_set_versions[found.version] = rule_set.version
+        if new.outcome != decision.outcome:
+            counts.flipped_under[found.version] += 1
+        _count(report, decision, new, None)
     return report
 
 
