@@ -1,4 +1,5 @@
-"""permctl rules: lint, regression-test, explain, replay and reload the compliance-owned rules/ directory."""
+"""permctl rules: lint, regression-test, explain and replay a rules directory; propose, review and publish it
+(app/cli/publication.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import click
 from app.cli.audit_state import audit_state
 from app.cli.context import request_loader, settings, unit_of_work
 from app.cli.params import UTC_TIME
+from app.cli.publication import COMMANDS as PUBLICATION_COMMANDS
 
 if TYPE_CHECKING:
     from app.rules.language.model import RuleSet
@@ -53,11 +55,16 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
 
 @click.group()
 def rules() -> None:
-    """Rules commands: lint, test, explain, diff, impact, audit-state, reload.
+    """Rules commands: lint, test, explain, diff, impact, audit-state; propose, proposals, approve, reject,
+    publish, approval-policy, versions, export.
+
+    Workers run the version published in the database; RULES_DIR is where a set is written and proposed.
 
     \b
     Example:
       permctl rules lint && permctl rules test --junit report.xml
+      VERSION=$(permctl rules propose --as carol | tail -n 1)
+      permctl rules approve "$VERSION" --as ann && permctl rules publish "$VERSION" --as carol
     """
 
 
@@ -614,3 +621,5 @@ def impact(
 
 
 rules.add_command(audit_state)
+for command in PUBLICATION_COMMANDS:
+    rules.add_command(command)
