@@ -18,6 +18,7 @@ from app.cli.acting import AS_OPTION, acting_as, origin, rule_versions, units
 from app.cli.context import settings
 
 if TYPE_CHECKING:
+    from app.rules.language.model import RuleSet
     from app.service.publication import Proposal, Publication, Review, RuleVersions
     from app.settings import Settings
 
@@ -42,6 +43,20 @@ def utc(at: datetime) -> str:
 
 def _short(version: str | None) -> str:
     return "none" if version is None else version[:SHOWN]
+
+
+def stored_refusals(directory: Path, rule_set: RuleSet) -> list[str]:
+    """A warning line per attribute and reason for the stored accounts (DATABASE_URL) holding what the set's
+    declarations refuse: read only, one grouped query."""
+    from app.rules.language.attributes import ATTRIBUTES_FILE
+    from app.rules.language.loader import shown_path
+    from app.service.stored_attributes import count_refused
+
+    shown = shown_path(directory, ATTRIBUTES_FILE)
+    return [
+        f"{shown}: {holding.attribute}: warning: {holding.describe()} ({holding.consequence()})"
+        for holding in count_refused(units(), rule_set.attributes)
+    ]
 
 
 # -- propose ----------------------------------------------------------------------------------------------------
@@ -91,6 +106,11 @@ def propose(directory: Path | None, as_name: str) -> None:
         return
     for line in report.text():
         click.echo(line)
+    if report.clean:  # accepted all the same, but the author sees whom a broker's resend would be refused for
+        from app.rules.language.loader import load_rule_set
+
+        for line in stored_refusals(folder, load_rule_set(folder, files)):
+            click.echo(line, err=True)
     against = f"against the live version {_short(proposal.against_version)}" if proposal.against_version else ""
     click.echo(
         f"proposed version {_short(version)} by {proposal.author} at {utc(proposal.proposed_at)}"

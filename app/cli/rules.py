@@ -15,6 +15,7 @@ from app.cli.audit_state import audit_state
 from app.cli.context import request_loader, settings, unit_of_work
 from app.cli.params import UTC_TIME
 from app.cli.publication import COMMANDS as PUBLICATION_COMMANDS
+from app.cli.publication import stored_refusals
 
 if TYPE_CHECKING:
     from app.rules.language.model import RuleSet
@@ -68,20 +69,6 @@ def rules() -> None:
     """
 
 
-def _stored_refusals(directory: Path, rule_set: RuleSet) -> list[str]:
-    """A warning line per attribute and reason for the stored accounts (DATABASE_URL) holding what the set's
-    declarations refuse: read only, one grouped query."""
-    from app.rules.language.attributes import ATTRIBUTES_FILE
-    from app.rules.language.loader import shown_path
-    from app.service.stored_attributes import count_refused
-
-    shown = shown_path(directory, ATTRIBUTES_FILE)
-    return [
-        f"{shown}: {holding.attribute}: warning: {holding.describe()} ({holding.consequence()})"
-        for holding in count_refused(unit_of_work(settings()), rule_set.attributes)
-    ]
-
-
 @rules.command("lint")
 @RULES_OPTION
 @click.option(
@@ -111,7 +98,7 @@ def lint_command(rules_dir: Path | None, against_db: bool) -> None:
             click.echo(f"{directory}: stored accounts not checked: the declarations must lint clean first", err=True)
         raise SystemExit(1)
     rule_set = result.rule_set
-    stored = _stored_refusals(directory, rule_set) if against_db else []
+    stored = stored_refusals(directory, rule_set) if against_db else []
     for line in stored:
         click.echo(line)
     warnings = len(result.warnings) + len(stored)
@@ -486,13 +473,6 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
         )
     if result.differs:
         raise SystemExit(1)
-
-
-def _same_directory(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return a.resolve() == b.resolve()
 
 
 @rules.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
