@@ -256,3 +256,44 @@ def test_the_four_eyes_flow_on_postgresql(database_url: str, tmp_path: Path) -> 
     ok(desk.acting("carol", "rules", "publish", version[:8]))
     assert desk.live() == version and desk.publications() == 2
     assert "is live already" in one_line_error(desk.acting("carol", "rules", "publish", version[:8]))
+
+
+def test_the_demo_makes_its_console_users_once_and_publishes_without_a_second_approver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    import click
+
+    from app.cli.serve import _prepare_demo, serve
+    from app.settings import Settings
+
+    settings = Settings(instance_dir=tmp_path / "instance", rules_dir=copy_rules(tmp_path / "live"))
+    environ: dict[str, str] = {}
+    with click.Context(serve):  # what serve --demo does before it hands over to gunicorn
+        printed = _prepare_demo(environ, settings)
+    found = re.search(r"demo-approver (\S+), demo-author (\S+)$", printed, re.MULTILINE)
+    assert found is not None, printed
+    approver_password, author_password = found.groups()
+    assert "rules publish VERSION --as demo-author" in printed
+    assert "adopted RULES_DIR" in capsys.readouterr().err
+    env = {"DATABASE_URL": environ["DATABASE_URL"]}
+    assert ok(invoke("rules", "approval-policy", env=env)).strip() == "approval policy: off"
+    assert json.loads(ok(invoke("console", "users", "--json", env=env))) == [
+        {"name": "demo-approver", "role": "approver", "active": True},
+        {"name": "demo-author", "role": "author", "active": True},
+    ]
+    set_by = scalar(environ["DATABASE_URL"], "SELECT changed_by FROM approval_policy_changes ORDER BY id DESC LIMIT 1")
+    assert set_by == "demo-approver"
+
+    rules = copy_rules(tmp_path / "edit")
+    (rules / "README.md").write_text((rules / "README.md").read_text() + "\ndemo edit\n")
+    proposed = invoke("rules", "propose", str(rules), "--as", "demo-author", env=env, input=author_password + "\n")
+    version = ok(proposed).splitlines()[-1]
+    published = invoke("rules", "publish", version[:8], "--as", "demo-author", env=env, input=author_password + "\n")
+    assert f"published version {version[:12]} as publication 2 (unreviewed) by demo-author" in ok(published)
+
+    with click.Context(serve):  # a second run keeps its users, and prints no password again
+        again = _prepare_demo({}, settings)
+    assert approver_password not in again and author_password not in again
+    assert "console users exist already" in again and "approval policy: off" in again
