@@ -157,7 +157,9 @@ def _report(versions: RuleVersions, folder: Path) -> Any:
 # -- proposals, proposal ----------------------------------------------------------------------------------------
 
 
-def _review_json(review: Review, live_id: int | None, used: dict[int, int], versions_of: dict[int, str]) -> dict:
+def _review_json(
+    review: Review, live_id: int | None, used: dict[int, int], versions_of: dict[int, str]
+) -> dict[str, Any]:
     against = review.against_publication
     return {
         "id": review.id,

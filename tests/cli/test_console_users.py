@@ -125,3 +125,90 @@ def test_passwords_and_names_are_checked_before_anything_is_stored(database_url:
     assert "Password of x: standard input has no more lines" in one_line_error(no_line_for_as)
     assert ok(console(database_url, "users")).startswith("no console users yet")
     assert audit_rows(database_url) == []
+
+
+class Terminal:
+    """permctl on a pseudo-terminal: what it printed, and typing at its prompts."""
+
+    def __init__(self, database_url: str, *args: str) -> None:
+        import pty
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        self.main, sub = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "RULES_DIR"))}
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("permctl")), *args],
+            stdin=sub,
+            stdout=sub,
+            stderr=sub,
+            env={**env, "DATABASE_URL": database_url},
+            start_new_session=True,  # no other terminal: getpass turns the echo off on this one
+        )
+        os.close(sub)
+        self.seen = ""
+
+    def _read(self, deadline: float) -> bool:
+        """What the process printed next (False at its end)."""
+        import select
+        import time
+
+        ready, _, _ = select.select([self.main], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.main, 4096)
+        except OSError:  # EIO: every copy of the other end is closed, the process ended
+            return False
+        self.seen += chunk.decode(errors="replace")
+        return bool(chunk)
+
+    def expect(self, text: str, timeout: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} in {self.seen!r}"
+            assert self._read(deadline), f"no {text!r} in {self.seen!r} before the end"
+
+    def type(self, line: str) -> None:
+        os.write(self.main, line.encode() + b"\r")
+
+    def finish(self, timeout: float = 30) -> int:
+        """The exit status, once everything printed is read."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self._read(deadline):
+            assert time.monotonic() < deadline, f"still running: {self.seen!r}"
+        code = self.process.wait(timeout=timeout)
+        os.close(self.main)
+        return code
+
+
+@pytest.mark.e2e
+def test_on_a_terminal_passwords_are_asked_without_an_echo(database_url: str) -> None:
+    terminal = Terminal(database_url, "console", "add-user", "ann", "--role", "approver")
+    terminal.expect("Password for ann: ")
+    terminal.type(ANN)
+    terminal.expect("The same again: ")
+    terminal.type(ANN)
+    assert terminal.finish() == 0, terminal.seen
+    assert "added ann as an approver" in terminal.seen and ANN not in terminal.seen
+
+    terminal = Terminal(database_url, "console", "add-user", "bob", "--role", "author", "--as", "ann")
+    terminal.expect("Password for bob: ")
+    terminal.type(BOB)
+    terminal.expect("The same again: ")
+    terminal.type(BOB + "typo")
+    assert terminal.finish() == 1
+    assert "the two passwords differ; nothing was changed" in terminal.seen and BOB not in terminal.seen
+
+    terminal = Terminal(database_url, "console", "add-user", "bob", "--role", "author", "--as", "ann")
+    for prompt, typed in (("Password for bob: ", BOB), ("The same again: ", BOB), ("Password of ann: ", ANN)):
+        terminal.expect(prompt)
+        terminal.type(typed)
+    assert terminal.finish() == 0, terminal.seen
+    assert "added bob as an author, by ann" in terminal.seen
+    assert ANN not in terminal.seen and BOB not in terminal.seen

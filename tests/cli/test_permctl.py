@@ -37,7 +37,7 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 1
 def test_permctl_is_installed():
     assert PERMCTL.exists(), PERMCTL
     listed = ok(run_script("--help"))
-    for command in ("db", "load", "serve", "call", "rules", "tenant", "audit"):
+    for command in ("db", "load", "serve", "call", "rules", "console", "tenant", "audit"):
         assert f"  {command} " in listed
 
 
