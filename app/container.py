@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy import Engine
     from sqlalchemy.orm import sessionmaker
 
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from app.rules.tools.cases import RequestLoader
     from app.service.accounts import AccountService
     from app.service.authentication import Authenticator
+    from app.service.console_users import ConsoleUsers
     from app.service.permissions import PermissionService
+    from app.service.publication import RuleVersions
     from app.service.published_rules import PublishedRuleSets
     from app.settings import Settings
 
@@ -74,6 +78,22 @@ def snapshots(session_factory: sessionmaker[Any]) -> Callable[[], ReadOnlySnapsh
     from app.persistence.snapshot import ReadOnlySnapshot
 
     return lambda: ReadOnlySnapshot(session_factory)
+
+
+def console_users(unit_of_work: UnitsOfWork) -> ConsoleUsers:
+    """The console users (viewers, authors, approvers) of unit_of_work's database."""
+    from app.service.console_users import ConsoleUsers
+
+    return ConsoleUsers(unit_of_work)
+
+
+def rule_versions(unit_of_work: UnitsOfWork, *, load_request: RequestLoader, versions_dir: Path) -> RuleVersions:
+    """The stored rule-set versions of unit_of_work's database: propose, review, publish (load_request: the API's
+    request loader, which the go-live gate runs each case through; versions_dir: where versions are written out
+    to be read)."""
+    from app.service.publication import RuleVersions
+
+    return RuleVersions(unit_of_work, load_request=load_request, versions_dir=versions_dir)
 
 
 def upgrade_schema(database_url: str, revision: str = "head") -> str | None:

@@ -14,6 +14,7 @@ import click
 from app.cli.accounts import accounts
 from app.cli.audit import audit
 from app.cli.call import call
+from app.cli.console import console
 from app.cli.db import db
 from app.cli.deploy import deploy
 from app.cli.errors import Permctl
@@ -25,8 +26,8 @@ from app.cli.tenant import tenant
 
 @click.group(cls=Permctl, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Trade-permission policy service: database, fixtures, accounts, server and its proxy, signed calls, rules,
-    tenants, audit.
+    """Trade-permission policy service: database, fixtures, accounts, server and its proxy, signed calls, rules
+    and their publication, console users, tenants, audit.
 
     Settings come from DATABASE_URL, REDIS_URL and RULES_DIR.
 
@@ -36,7 +37,7 @@ def cli() -> None:
     """
 
 
-for command in (db, load, accounts, serve, deploy, call, rules, tenant, audit):
+for command in (db, load, accounts, serve, deploy, call, rules, console, tenant, audit):
     cli.add_command(command)
 
 

@@ -22,6 +22,10 @@ def db() -> None:
 def upgrade(revision: str) -> None:
     """Create or migrate the schema of DATABASE_URL with Alembic; prints the revision it is at then.
 
+    At the head revision, when no rule set is published yet, it adopts the set this host runs today as the first
+    published version (RULES_DIR when it passes the go-live gate, else the host's last good snapshot under
+    INSTANCE_DIR) and says so in one more line; from then on a set goes live only by `permctl rules publish`.
+
     Only forward: a --revision behind the database's is refused. An unknown revision or an unreachable
     database is reported in one line (see app/cli/errors.py).
 
@@ -29,6 +33,7 @@ def upgrade(revision: str) -> None:
     Example:
       DATABASE_URL=postgresql://postgres@127.0.0.1/test permctl db upgrade
     """
+    from app.container import schema_head
     from app.container import upgrade_schema as alembic_upgrade
     from app.errors import MigrationRefused
 
@@ -39,6 +44,10 @@ def upgrade(revision: str) -> None:
     except MigrationRefused as exc:
         raise click.ClickException(f"migration: {exc}") from exc
     click.echo(f"database is at revision {now}" if now else "database has no schema (revision base)")
+    if now is not None and now == schema_head():
+        from app.cli.publication import adopt_running_set
+
+        click.echo(adopt_running_set(settings()))
 
 
 @db.command()

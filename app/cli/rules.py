@@ -1,4 +1,5 @@
-"""permctl rules: lint, regression-test, explain, replay and reload the compliance-owned rules/ directory."""
+"""permctl rules: lint, regression-test, explain and replay a rules directory; propose, review and publish it
+(app/cli/publication.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import click
 from app.cli.audit_state import audit_state
 from app.cli.context import request_loader, settings, unit_of_work
 from app.cli.params import UTC_TIME
+from app.cli.publication import COMMANDS as PUBLICATION_COMMANDS
+from app.cli.publication import stored_refusals
 
 if TYPE_CHECKING:
     from app.rules.language.model import RuleSet
@@ -54,26 +57,17 @@ def _require_clean(directory: Path, result: LintResult) -> RuleSet:
 
 @click.group()
 def rules() -> None:
-    """Rules commands: lint, test, explain, diff, impact, audit-state, reload.
+    """Rules commands: lint, test, explain, diff, impact, audit-state; propose, proposals, approve, reject,
+    publish, approval-policy, versions, export.
+
+    Workers run the version published in the database; RULES_DIR is where a set is written and proposed.
 
     \b
     Example:
       permctl rules lint && permctl rules test --junit report.xml
+      VERSION=$(permctl rules propose --as carol | tail -n 1)
+      permctl rules approve "$VERSION" --as ann && permctl rules publish "$VERSION" --as carol
     """
-
-
-def _stored_refusals(directory: Path, rule_set: RuleSet) -> list[str]:
-    """A warning line per attribute and reason for the stored accounts (DATABASE_URL) holding what the set's
-    declarations refuse: read only, one grouped query."""
-    from app.rules.language.attributes import ATTRIBUTES_FILE
-    from app.rules.language.loader import shown_path
-    from app.service.stored_attributes import count_refused
-
-    shown = shown_path(directory, ATTRIBUTES_FILE)
-    return [
-        f"{shown}: {holding.attribute}: warning: {holding.describe()} ({holding.consequence()})"
-        for holding in count_refused(unit_of_work(settings()), rule_set.attributes)
-    ]
 
 
 @rules.command("lint")
@@ -105,7 +99,7 @@ def lint_command(rules_dir: Path | None, against_db: bool) -> None:
             click.echo(f"{directory}: stored accounts not checked: the declarations must lint clean first", err=True)
         raise SystemExit(1)
     rule_set = result.rule_set
-    stored = _stored_refusals(directory, rule_set) if against_db else []
+    stored = stored_refusals(directory, rule_set) if against_db else []
     for line in stored:
         click.echo(line)
     warnings = len(result.warnings) + len(stored)
@@ -482,13 +476,6 @@ def diff_command(old_dir: Path, new_dir: Path, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-def _same_directory(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
 @rules.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def reload() -> None:
     """Retired: workers run the published version from the database (propose, approve, publish)."""
@@ -713,3 +700,5 @@ def _as_recorded(
 
 
 rules.add_command(audit_state)
+for command in PUBLICATION_COMMANDS:
+    rules.add_command(command)

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ import click
 from app.settings import Settings, SettingsError, bind_address
 
 DEMO_DATABASE = "demo.sqlite"
+DEMO_APPROVER, DEMO_AUTHOR = "demo-approver", "demo-author"
 DEMO_BODY = {"account_no": "L6VQEU00121996", "changes": [{"permission_type": "stock.US", "permission_status": "open"}]}
 
 
@@ -61,8 +63,9 @@ def _url(bind: str) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]') else host}:{port}"
 
 
-def _prepare_demo(environ: dict[str, str], s: Settings) -> None:
-    """Migrate the demo's own SQLite database and load the demo fixtures; point the server at it."""
+def _prepare_demo(environ: dict[str, str], s: Settings) -> str:
+    """Migrate the demo's own SQLite database, adopt the rule set, load the demo fixtures, make the demo's console
+    users; point the server at it. What to print about publishing rule sets."""
     from app.cli.context import config_cache, read_yaml, rule_set, unit_of_work
     from app.container import upgrade_schema as upgrade
     from app.defaults import demo_fixtures
@@ -91,6 +94,53 @@ def _prepare_demo(environ: dict[str, str], s: Settings) -> None:
     environ["DATABASE_URL"] = s.database_url
     environ.pop("REDIS_URL", None)
     click.echo(f"demo database: {s.database_url.removeprefix('sqlite:///')}", err=True)
+    from app.cli.publication import adopt_running_set
+
+    click.echo(adopt_running_set(s, by="permctl serve --demo"), err=True)
+    return _demo_publishing(s)
+
+
+def _demo_publishing(s: Settings) -> str:
+    """The demo publishes without four eyes: on a database with no console users, make a demo approver and a
+    demo author (random passwords, printed once, here) and set the approval policy off as the approver, as an
+    approver's act is recorded; what to run to propose and publish a set."""
+    import secrets
+
+    from app.cli.acting import origin
+    from app.cli.context import request_loader, unit_of_work
+    from app.container import console_users, rule_versions
+
+    uow = unit_of_work(s)
+    users = console_users(uow)
+    env = f"DATABASE_URL={shlex.quote(s.database_url)}"
+    permctl = shlex.quote(str(Path(sys.executable).with_name("permctl")))
+    lines = ["", "Rule sets: the demo publishes without a second approver (approval policy off)."]
+    if users.all():
+        with tempfile.TemporaryDirectory() as scratch:
+            policy = rule_versions(uow, load_request=request_loader(), versions_dir=Path(scratch)).approval_policy()
+        lines.append(
+            f"  console users exist already (their passwords were printed when they were made); approval policy: "
+            f"{policy}"
+        )
+    else:
+        passwords = {name: secrets.token_urlsafe(12) for name in (DEMO_APPROVER, DEMO_AUTHOR)}
+        approver = users.add(DEMO_APPROVER, "approver", passwords[DEMO_APPROVER], actor=None, origin=origin())
+        users.add(DEMO_AUTHOR, "author", passwords[DEMO_AUTHOR], actor=approver, origin=origin())
+        with tempfile.TemporaryDirectory() as scratch:
+            versions = rule_versions(uow, load_request=request_loader(), versions_dir=Path(scratch))
+            versions.set_approval_policy("off", actor=approver, origin=origin())
+        lines += [
+            f"  console users (passwords shown this once): {DEMO_APPROVER} {passwords[DEMO_APPROVER]}, "
+            f"{DEMO_AUTHOR} {passwords[DEMO_AUTHOR]}",
+        ]
+    lines += [
+        "  Propose a set (the last line printed is its version), then publish it; workers take it within seconds:",
+        f"    {env} {permctl} rules export --out my-rules    # the live set, to edit",
+        f"    {env} {permctl} rules propose my-rules --as {DEMO_AUTHOR}",
+        f"    {env} {permctl} rules publish VERSION --as {DEMO_AUTHOR}",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @click.command()
@@ -105,7 +155,8 @@ def _prepare_demo(environ: dict[str, str], s: Settings) -> None:
 @click.option(
     "--demo",
     is_flag=True,
-    help="Serve the demo: its own SQLite database under instance/, migrated, with the demo data loaded.",
+    help="Serve the demo: its own SQLite database under instance/, migrated, with the demo data loaded, and rule "
+    "sets published without a second approver (demo console users; approval policy off).",
 )
 def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     """Serve the API with gunicorn (sync workers: the rules engine is not thread-safe).
@@ -126,8 +177,8 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     # variable once checked), which --bind and --workers repeat anyway.
     environ = dict(os.environ, BIND=address, WEB_CONCURRENCY=str(count))
     if demo:
-        _prepare_demo(environ, s)
-        click.echo(_how_to_call(_url(address)))
+        publishing = _prepare_demo(environ, s)
+        click.echo(_how_to_call(_url(address)) + publishing)
     else:
         click.echo(
             f"Serving the trade-permission API at {_url(address)} with {count} workers; "

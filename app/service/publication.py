@@ -474,7 +474,8 @@ class RuleVersions:
         try:
             load_clean(directory, self._load_request)
         except RuleSetInvalid as exc:
-            first = "; ".join(str(p) for p in exc.problems[:3])
+            # named inside the version (cases/catalog.yaml:38:1), not by the folder it was written out to
+            first = "; ".join(str(p).removeprefix(f"{directory}/") for p in exc.problems[:3])
             more = f" (and {len(exc.problems) - 3} more)" if len(exc.problems) > 3 else ""
             raise PublicationRefused(f"version {shown(version)} may not go live: {first}{more}") from exc
 

@@ -30,14 +30,15 @@ class Ran:
     stderr: str
 
 
-def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Ran:
-    """permctl ARGS in this process, with only the given settings; an uncaught exception shows as a traceback."""
+def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input: str | None = None) -> Ran:
+    """permctl ARGS in this process, with only the given settings (and `input` as standard input, which is not a
+    terminal); an uncaught exception shows as a traceback."""
     environment: dict[str, str | None] = {
         k: None for k in os.environ if k.startswith(SETTINGS_PREFIXES) or k.lower() in PROXIES
     }
     environment.update(env or {})
     with contextlib.chdir(cwd or Path.cwd()):
-        result = CliRunner().invoke(cli, list(args), env=environment, prog_name="permctl")
+        result = CliRunner().invoke(cli, list(args), env=environment, prog_name="permctl", input=input)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))

@@ -37,7 +37,7 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 1
 def test_permctl_is_installed():
     assert PERMCTL.exists(), PERMCTL
     listed = ok(run_script("--help"))
-    for command in ("db", "load", "serve", "call", "rules", "tenant", "audit"):
+    for command in ("db", "load", "serve", "call", "rules", "console", "tenant", "audit"):
         assert f"  {command} " in listed
 
 
@@ -77,7 +77,9 @@ def test_db_upgrade_names_the_revision_it_reached(tmp_path):
     assert ok(run("db", "upgrade", "--revision", "0003", env={"DATABASE_URL": url})).strip() == (
         "database is at revision 0003"
     )
-    assert ok(run("db", "upgrade", env={"DATABASE_URL": url})).strip() == f"database is at revision {head_revision()}"
+    reached, adopted = ok(run("db", "upgrade", env={"DATABASE_URL": url})).splitlines()
+    assert reached == f"database is at revision {head_revision()}"
+    assert adopted.startswith("adopted RULES_DIR ") and "as the first published rule set: version " in adopted
 
 
 @pytest.mark.parametrize("target", ["0003", "base"])
@@ -289,8 +291,11 @@ DATABASE_COMMANDS = [
     ("tenant", "revoke-key", "demo-key"),
     ("audit", "ACC-1"),
     ("audit", "ACC-1", "--at", "2026-01-01T00:00:00Z"),
-    ("rules", "reload"),
     ("rules", "impact"),
+    ("rules", "proposals"),
+    ("rules", "versions"),
+    ("rules", "approval-policy"),
+    ("console", "users"),
 ]
 
 

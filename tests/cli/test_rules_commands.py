@@ -1,4 +1,4 @@
-"""permctl rules lint / test / explain / impact / reload, in-process (SPEC §7, issue 3, issue 9 #5 #6 #15)."""
+"""permctl rules lint / test / explain / impact in-process; reload retired (SPEC §7, issue 3, issue 9 #5 #6 #15)."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def test_explain_verbose_shows_every_rule_in_order_for_each_change():
     )
 
 
-# --- issue 9: paths that open, an honest reload, one-line refusals -------------------------------------------------
+# --- issue 9: paths that open, one-line refusals (reload: retired) -------------------------------------------------
 
 
 def _break(rules: Path) -> int:
@@ -198,38 +198,23 @@ def test_lint_under_the_working_directory_prints_relative_paths(tmp_path: Path):
     assert any(p.startswith("rules/validation.yaml:") for p in result.stdout.splitlines()), result.stdout
 
 
-def _generation(database_url: str) -> int:
+RETIRED = (
+    "Error: rules reload is retired: workers run the version published in the database; store RULES_DIR with "
+    "`permctl rules propose --as NAME`, have another approver `permctl rules approve`, then "
+    "`permctl rules publish VERSION --as NAME` (docs/deploy.md)"
+)
+
+
+@pytest.mark.parametrize("args", [(), ("--rules", "elsewhere"), ("--anything",)], ids=["bare", "rules", "unknown"])
+def test_reload_is_retired_in_one_line_that_says_what_replaces_it_and_moves_nothing(database_url, tmp_path, args):
     from tests.cli.runner import scalar
 
-    return scalar(database_url, "SELECT coalesce(max(generation), 0) FROM rules_reloads")
-
-
-def test_reload_prints_the_version_of_the_directory_workers_reload(database_url, tmp_path: Path):
-    from app.rules.language.loader import rule_set_version
-
     live = copy_rules(tmp_path / "live")
-    result = permctl("rules", "reload", env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
-    assert result.returncode == 0, result.stderr
-    assert f"RULES_DIR {live}, here rule-set version {rule_set_version(live)}" in result.stdout
-    assert _generation(database_url) == 1
-    same = permctl("rules", "reload", "--rules", str(live), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
-    assert same.returncode == 0 and _generation(database_url) == 2
-
-
-def test_reload_refuses_a_directory_workers_do_not_read(database_url, tmp_path: Path):
-    live = copy_rules(tmp_path / "live")
-    proposed = copy_rules(tmp_path / "proposed")
-    (proposed / "README.md").write_text("a proposed change\n")  # another directory, with files of its own
-    result = permctl(
-        "rules", "reload", "--rules", str(proposed), env={"DATABASE_URL": database_url, "RULES_DIR": str(live)}
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
-        f"Error: --rules {proposed}: workers reload RULES_DIR ({live}), not another "
-        "directory; copy the rule set there, or run with the service's RULES_DIR"
-    )
-    assert result.stdout == ""
-    assert _generation(database_url) == 0  # nothing was asked of the workers
+    before = scalar(database_url, "SELECT count(*) FROM rule_set_publications")
+    result = permctl("rules", "reload", *args, env={"DATABASE_URL": database_url, "RULES_DIR": str(live)})
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == RETIRED
+    assert scalar(database_url, "SELECT count(*) FROM rule_set_publications") == before
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""permctl rules lint, test and reload refuse a set that edits the contract away; diff still compares it
+"""permctl rules lint, test, propose and publish refuse a set that edits the contract away; diff still compares it
 (issue 20, finding 1; SPEC §7b)."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tests.cli.publishing import Desk
 from tests.cli.runner import invoke as permctl
-from tests.cli.runner import scalar
+from tests.cli.runner import one_line_error
 from tests.rules.support import BROKER_POLICIES
 from tests.rules.tools.test_contract import add_the_flag_group, drop_the_flag_ban
 
@@ -47,13 +48,18 @@ def test_rules_test_refuses_and_says_why(tmp_path: Path):
     assert f"Error: {rules}: 2 problem(s); run `permctl rules lint --rules {rules}`" in result.stderr
 
 
-def test_reload_refuses_and_asks_no_worker(database_url: str, tmp_path: Path):
+def test_propose_reports_the_breach_and_the_set_never_goes_live(desk: Desk, tmp_path: Path):
     rules = without_the_ban(tmp_path)
-    result = permctl("rules", "reload", env={"DATABASE_URL": database_url, "RULES_DIR": str(rules)})
-    assert result.returncode == 1 and result.stdout == ""
-    assert DROPPED in result.stderr
-    assert "does not lint clean: reload not requested; running workers keep their rule set" in result.stderr
-    assert scalar(database_url, "SELECT coalesce(max(generation), 0) FROM rules_reloads") == 0
+    result = desk.acting("carol", "rules", "propose", str(rules))
+    assert result.returncode == 1
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    version = lines[-1]
+    assert "contract: 2 breach(es)" in lines
+    assert any(line.startswith(f"{rules}/validation.yaml:1:1: {DROPPED}") for line in lines)
+    assert desk.proposals()["proposals"][0]["state"] == "broken"
+    refused = one_line_error(desk.acting("ann", "rules", "publish", version[:8], "--break-glass", "--reason", "now"))
+    assert refused.startswith(f"permctl: version {version[:12]} may not go live: validation.yaml:1:1: {DROPPED}")
+    assert desk.publications() == 1
 
 
 def test_diff_still_compares_it_with_the_example(tmp_path: Path):

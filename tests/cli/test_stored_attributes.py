@@ -1,4 +1,4 @@
-"""Declarations that narrow (issue 20, finding 8): `permctl rules lint --against-db` and `permctl rules reload`
+"""Declarations that narrow (issue 20, finding 8): `permctl rules lint --against-db` and `permctl rules propose`
 count the stored accounts holding what the declarations refuse; `permctl accounts strip-undeclared` removes
 it through the account service, audited, and `--dry-run` writes nothing; a broker's resend is then accepted."""
 
@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.settings import Settings
+from tests.cli.publishing import Desk
 from tests.cli.runner import db_env, invoke, ok, snapshot
 from tests.conftest import seed
 from tests.narrowing import kyc_rules, with_kyc_accounts
@@ -70,12 +71,17 @@ def test_lint_against_db_reports_a_removed_declaration_with_stored_values(stored
     assert "warning" not in plain and not never.exists()
 
 
-def test_reload_accepts_the_set_and_warns_with_the_count(stored: Settings, tmp_path: Path) -> None:
+def test_propose_accepts_the_set_and_warns_with_the_count(stored: Settings, tmp_path: Path) -> None:
+    desk = Desk(stored.database_url, tmp_path, rules_dir=tmp_path / "rules-declared").set_up()  # as the accounts were
     removed = kyc_rules(tmp_path, "removed")
-    result = invoke("rules", "reload", env={**db_env(stored), "RULES_DIR": str(removed)})
+    result = desk.acting("carol", "rules", "propose", str(removed))
     assert result.returncode == 0, result.stderr
     assert RESEND.format("removed", "does not declare") + STRIP_HINT in result.stderr.splitlines()
-    assert "reload requested" in result.stdout
+    version = result.stdout.splitlines()[-1]
+    assert desk.proposals()["proposals"][0]["state"] == "pending"  # proposed clean: reviewers decide
+    ok(desk.acting("ann", "rules", "approve", version[:8]))
+    ok(desk.acting("carol", "rules", "publish", version[:8]))
+    assert desk.live() == version
 
 
 def test_strip_undeclared_dry_run_writes_nothing_then_strips_audited_and_a_resend_is_accepted(
