@@ -22,14 +22,18 @@ def _workflow() -> dict:
 
 def test_the_recipe_is_one_valid_workflow_with_every_step():
     workflow = _workflow()
-    assert set(workflow["jobs"]) == {"check", "review"}
+    assert set(workflow["jobs"]) == {"check", "review", "propose"}
     assert workflow["jobs"]["review"]["needs"] == "check"
+    assert "check" in workflow["jobs"]["propose"]["needs"]  # only a set that lints and passes is proposed
     runs = "\n".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
     assert "permctl rules lint --rules rules/" in runs
     assert "permctl rules test --rules rules/ --coverage --min-coverage 80 --junit build/rules-junit.xml" in runs
     assert "permctl rules diff base/rules rules/" in runs
     assert "--format markdown" in runs and "--format json" in runs
     assert "permctl db upgrade" in runs  # a dump is restored into a schema made by the same release
+    assert "permctl rules propose rules --as ci-author" in runs  # CI proposes; people approve and publish
+    commands = [line.strip() for line in runs.splitlines() if line.strip().startswith("permctl ")]
+    assert not any(c.startswith(("permctl rules approve", "permctl rules publish")) for c in commands)  # only shown
 
 
 def test_the_readme_links_the_recipe():

@@ -729,19 +729,23 @@ def test_impact_and_explain_trace_over_recorded_decisions(goldens: Goldens, api:
     goldens.check("impact/broker-policies.txt", *broker, **at)
     goldens.check("impact/broker-policies-markdown.txt", *broker, "--format", "markdown", **at)
     goldens.check("impact/broker-policies-json.txt", *broker, "--json", **at)
-    # Without --old-rules: the snapshot the service that recorded the history kept under its INSTANCE_DIR.
+    # Without --old-rules: the version the service published (its worker adopted the shipped set), whatever this
+    # host's RULES_DIR holds.
     served = {**env, "RULES_DIR": "proposed/rules", "INSTANCE_DIR": str(seeded.instance_dir)}
-    goldens.check("impact/close-freeze-old-rules-from-the-snapshot.txt", "rules", "impact", cwd=tmp_path, env=served)
-    alone = {**env, "RULES_DIR": "proposed/rules", "INSTANCE_DIR": str(tmp_path / "no-snapshot-here")}
-    goldens.check("impact/close-freeze-old-rules-from-rules-dir.txt", "rules", "impact", cwd=tmp_path, env=alone)
-    goldens.check(  # the decisions the old rules already decide otherwise: their own section, not flips
-        "impact/close-freeze-old-rules-from-rules-dir-markdown.txt",
-        "rules",
-        "impact",
+    goldens.check(
+        "impact/close-freeze-old-rules-from-the-live-version.txt", "rules", "impact", cwd=tmp_path, env=served
+    )
+    # The proposed set as the old one: the decisions it already decides otherwise than recorded are their own
+    # section, never flips of the edit.
+    itself = ("rules", "impact", "--old-rules", "proposed/rules")
+    goldens.check("impact/close-freeze-old-rules-decided-otherwise.txt", *itself, cwd=tmp_path, env=served)
+    goldens.check(
+        "impact/close-freeze-old-rules-decided-otherwise-markdown.txt",
+        *itself,
         "--format",
         "markdown",
         cwd=tmp_path,
-        env=alone,
+        env=served,
     )
     for trace in ("close-us", "options-alone", "flag"):
         goldens.check(f"explain/trace-{trace}.txt", "rules", "explain", "--rules", SHIPPED, "--trace", trace, env=env)

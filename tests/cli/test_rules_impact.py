@@ -5,7 +5,6 @@ moves a market out of the catalog and a new one in, refuses closing US stock and
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 
 from app.rules.language.loader import rule_set_version
-from app.rules.lifecycle.last_good import snapshot_path
 from app.settings import Settings
 from tests.cli.runner import db_env, invoke, ok
 from tests.support import SHIPPED_RULES, Credentials, body_of, copy_rules
@@ -214,36 +212,51 @@ def test_limit_and_sample_together_are_refused_in_one_line(recorded, proposed):
     assert "Traceback" not in result.stderr
 
 
-def test_the_old_rules_default_to_the_last_good_snapshot_then_to_rules_dir(recorded, proposed, seeded, tmp_path):
+def test_the_old_rules_default_to_the_live_version_whatever_the_host_holds(recorded, proposed, seeded, tmp_path):
+    """The history was judged by the version the service published (its worker adopted the shipped set): that is
+    the default old set, whatever this host's RULES_DIR or snapshot hold."""
     elsewhere = {**recorded, "RULES_DIR": str(proposed), "INSTANCE_DIR": str(tmp_path / "no-snapshot-here")}
-    alone = json.loads(ok(invoke("rules", "impact", "--json", env=elsewhere)))
-    assert alone["old"]["source"] == "RULES_DIR" and alone["old"]["rules_dir"] == str(proposed)
-    assert alone["catalog"]["tenants"] == [] and alone["summary"]["message_changes"] == 0  # a set against itself
-    assert alone["summary"]["not_reproduced_by_old_rules"] == 3  # RULES_DIR is not what recorded the history
-    # ... and those are not flips: the set compared with itself changes nothing.
-    assert alone["summary"]["decided_otherwise_before_this_edit"] == 3 and alone["summary"]["flipped"] == 0
-    assert alone["by_rule"] == [] and alone["decided_otherwise_before_this_edit"]["total"] == 3
-    # The service that recorded the history kept its last good snapshot under its INSTANCE_DIR: what it runs.
-    served = {**recorded, "RULES_DIR": str(proposed), "INSTANCE_DIR": str(seeded.instance_dir)}
-    live = json.loads(ok(invoke("rules", "impact", "--json", env=served)))
-    assert live["old"]["source"] == "the last good snapshot"
+    live = json.loads(ok(invoke("rules", "impact", "--json", env=elsewhere)))
+    assert live["old"]["source"].startswith("the live version ")
     assert live["old"]["rule_set_version"] == rule_set_version(SHIPPED_RULES)
     assert live["summary"] == json.loads(_impact(recorded, proposed, "--json"))["summary"]
+    assert live["summary"]["decided_otherwise_before_this_edit"] == 0  # the live set reproduces its history
 
 
-def test_a_broken_old_rule_set_is_one_line_when_named_and_a_note_when_defaulted(recorded, proposed, tmp_path: Path):
+def _publish_by_hand(seeded: Settings, files: dict[str, bytes]) -> str:
+    """Store files and move the live pointer to them past the four eyes, as SQL against the database would."""
+    from datetime import UTC, datetime
+
+    from app.persistence.db import make_engine, make_session_factory
+    from app.persistence.unit_of_work import UnitOfWork
+    from app.rules.lifecycle.stored import version_id
+
+    engine = make_engine(seeded, request_path=False)
+    try:
+        with UnitOfWork(make_session_factory(engine), write=True) as uow:
+            version = version_id(files)
+            live = uow.publications.latest()
+            uow.rule_versions.add(version, "broken", files, at=datetime.now(UTC), by="sql")
+            uow.publications.append(version, "approved", at=datetime.now(UTC), by="sql", after=live and live.id)
+            uow.commit()
+    finally:
+        engine.dispose()
+    return version
+
+
+def test_a_broken_old_rule_set_is_one_line_when_named_and_a_note_when_defaulted(recorded, proposed, seeded, tmp_path):
+    from app.rules.language.loader import read_tree
+
     broken = copy_rules(tmp_path / "broken")
     (broken / "validation.yaml").write_text("rules: [")
     named = invoke("rules", "impact", "--rules", str(proposed), "--old-rules", str(broken), env=recorded)
     assert named.returncode == 1 and "Traceback" not in named.stderr
     assert named.stderr.strip().splitlines()[-1].startswith(f"Error: {broken}: ")
-    instance = tmp_path / "broken-instance"
-    shutil.copytree(broken, snapshot_path(instance))
-    env = {**recorded, "INSTANCE_DIR": str(instance)}
-    doc = json.loads(ok(invoke("rules", "impact", "--rules", str(proposed), "--json", env=env)))
-    assert doc["old"]["rules_dir"] is None and "does not lint clean; give --old-rules" in doc["old"]["note"]
+    _publish_by_hand(seeded, read_tree(broken))
+    doc = json.loads(ok(invoke("rules", "impact", "--rules", str(proposed), "--json", env=recorded)))
+    assert doc["old"]["rules_dir"] is None and "does not lint clean here; give --old-rules" in doc["old"]["note"]
     assert doc["catalog"] is None and doc["summary"]["flipped"] == 3  # the replay itself still runs
-    markdown = ok(invoke("rules", "impact", "--rules", str(proposed), "--format", "markdown", env=env))
+    markdown = ok(invoke("rules", "impact", "--rules", str(proposed), "--format", "markdown", env=recorded))
     assert "Not compared: no old rule set." in markdown
 
 
