@@ -96,6 +96,24 @@ def rule_versions(unit_of_work: UnitsOfWork, *, load_request: RequestLoader, ver
     return RuleVersions(unit_of_work, load_request=load_request, versions_dir=versions_dir)
 
 
+def published_version(settings: Settings) -> str | None:
+    """The version published live in the configured database, read once with maintenance bounds; None when
+    nothing is published, or the database cannot tell (unreachable, not migrated). gunicorn's master asks it
+    before forking: nothing of the engine it makes is kept."""
+    from app.persistence.db import make_engine, make_session_factory
+    from app.persistence.unit_of_work import UnitOfWork
+
+    engine = make_engine(settings, request_path=False)
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            latest = uow.publications.latest()
+        return None if latest is None else latest.version
+    except Exception:  # any failure means "cannot tell": the caller checks RULES_DIR instead
+        return None
+    finally:
+        engine.dispose()
+
+
 def upgrade_schema(database_url: str, revision: str = "head") -> str | None:
     """Migrate the database at database_url forward to revision with the package's migrations; the revision it is
     at afterwards. Only forward: MigrationRefused otherwise (app/persistence/migrate.py says when)."""

@@ -1,8 +1,9 @@
 """gunicorn settings for the service: `gunicorn -c python:app.gunicorn_conf app.wsgi:app` (`permctl serve`).
 
-Sync workers (processes): durable_rules is not thread-safe. The master checks the settings, lints the rules and
-runs their regression cases before any worker starts, so a wrong setting, a broken rules/ or a failing case
-stops it with one line per problem. BIND and WEB_CONCURRENCY are read here, through Settings (command-line
+Sync workers (processes): durable_rules is not thread-safe. The master checks the settings and, while the
+database has no published rule set yet (the first worker adopts RULES_DIR), lints RULES_DIR and runs its
+regression cases before any worker starts, so a wrong setting, a broken rules/ or a failing case stops it with
+one line per problem. BIND and WEB_CONCURRENCY are read here, through Settings (command-line
 --bind and --workers win; gunicorn itself reads WEB_CONCURRENCY, and fails with a traceback on one that is
 not a number, before it reads this file: `permctl serve` checks it first and passes gunicorn the value it
 checked).
@@ -51,7 +52,7 @@ preload_app = False  # each worker builds its own engine: durable_rules state mu
 accesslog = None  # the app logs one JSON line per request, with its trace id
 # No control socket (gunicornc): by default every gunicorn on a host shares one path under $HOME or
 # $XDG_RUNTIME_DIR, so servers take it from each other, and an unwritable HOME logs "Control server error".
-# The service is run with signals (TERM, HUP, TTIN/TTOU) and `permctl rules reload`.
+# The service is run with signals (TERM, HUP, TTIN/TTOU) and `permctl rules publish`.
 control_socket_disable = True
 
 # nginx is in front (app/deploy/nginx.conf.template) and answers first: gunicorn's limits are above what its
@@ -82,10 +83,18 @@ def _failing_cases(rules_dir: Path) -> list[str]:
 
 
 def on_starting(server: Any) -> None:
-    """Refuse to start on a wrong setting, or rules that do not lint clean or fail a case; metrics from zero."""
+    """Refuse to start on a wrong setting, or, while nothing is published yet, on a RULES_DIR that does not lint
+    clean or fails a case (the first worker would adopt it); metrics from zero.
+
+    Once a version is published, workers run it from the database and RULES_DIR is only where authors write
+    sets: a broken copy on one host then stops nothing (it is proposed, and refused, like any other)."""
+    from app.container import published_version
     from app.rules.tools.lint.directory import lint
 
     settings = _SETTINGS
+    if published_version(settings) is not None:
+        metrics_dir.create_fresh(_METRICS_DIR)
+        return
     result = lint(settings.rules_dir)
     if not result.clean:
         _stop(["refusing to start: the rules do not lint clean", *(str(p) for p in result.problems)])

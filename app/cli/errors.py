@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import IO, Any
 
 import click
 
@@ -38,18 +37,10 @@ def database_error(exc: BaseException) -> click.ClickException:
     return click.ClickException(f"database error: {reason}{hint}")
 
 
-class Refused(click.ClickException):
-    """A console user's act refused (a wrong password, a role, four eyes, an unknown version): one line,
-    `permctl: <the sentence>`, exit 1."""
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"permctl: {self.format_message()}", file=file, err=file is None)
-
-
 def one_line(exc: BaseException) -> click.ClickException | None:
     """The one-line form of a known failure, or None for anything else (a bug keeps its traceback)."""
     if isinstance(exc, ConsoleError):
-        return Refused(str(exc))
+        return click.ClickException(str(exc))  # a console user's act refused: one sentence, exit 1
     if isinstance(exc, DomainError):
         return click.ClickException(exc.message)
     if isinstance(exc, StorageError) or _instance_of(exc, "sqlalchemy.exc", "SQLAlchemyError"):

@@ -375,9 +375,9 @@ class RuleVersions:
     # -- rules of the game ----------------------------------------------------------------------------------
 
     def _refusal(self, uow: UnitOfWork, publication: Publication) -> str | None:
-        name = f"publication {publication.id} (version {shown(publication.version)})"
+        name = "it"  # the caller names the publication
         if publication.kind == "adopted":
-            return None if publication.id == 1 else f"{name} claims to be adopted, which only the first one is"
+            return None if publication.id == 1 else f"{name} claims to be adopted, which only the first publication is"
         if publication.kind == "break_glass":
             return None if (publication.reason or "").strip() else f"{name} is break-glass without a reason"
         if publication.kind == "unreviewed":

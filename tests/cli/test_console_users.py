@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from tests.cli.runner import Ran, invoke, ok, one_line_error
 
 ANN, BOB, CAROL = "ann-password-1", "bob-password-22", "carol-password-333"
-WRONG = "permctl: the user name or the password is wrong"
+WRONG = "Error: the user name or the password is wrong"
 
 
 def console(database_url: str, *args: str, stdin: str | None = None) -> Ran:
@@ -43,7 +43,7 @@ def test_the_first_approver_needs_nobody_then_every_change_needs_an_approver(dat
     assert ANN not in added.stdout + added.stderr  # never echoed
 
     alone = console(database_url, "add-user", "bob", "--role", "author", stdin=f"{BOB}\n")
-    assert one_line_error(alone) == "permctl: an approver exists: changing users needs an approver (give --as NAME)"
+    assert one_line_error(alone) == "Error: an approver exists: changing users needs an approver (give --as NAME)"
 
     out = ok(console(database_url, "add-user", "bob", "--role", "author", "--as", "ann", stdin=f"{BOB}\n{ANN}\n"))
     assert out.strip() == "added bob as an author, by ann"
@@ -94,29 +94,25 @@ def test_users_json_and_a_disabled_user_can_act_no_more(database_url: str) -> No
 def test_an_approver_is_promoted_demoted_or_disabled_only_by_another_approver(database_url: str) -> None:
     people(database_url)
     own = console(database_url, "set-role", "ann", "author", "--as", "ann", stdin=f"{ANN}\n")
-    assert one_line_error(own) == (
-        "permctl: adding, promoting, demoting or disabling an approver needs another approver"
-    )
+    assert one_line_error(own) == ("Error: adding, promoting, demoting or disabling an approver needs another approver")
     by_author = console(database_url, "set-role", "carol", "approver", "--as", "carol", stdin=f"{CAROL}\n")
-    assert one_line_error(by_author) == "permctl: carol is an author: only an approver changes users"
+    assert one_line_error(by_author) == "Error: carol is an author: only an approver changes users"
     assert ok(console(database_url, "set-role", "carol", "approver", "--as", "ann", stdin=f"{ANN}\n")).strip() == (
         "carol is an approver now"
     )
     ok(console(database_url, "disable-user", "carol", "--as", "ann", stdin=f"{ANN}\n"))
     ok(console(database_url, "set-role", "bob", "viewer", "--as", "ann", stdin=f"{ANN}\n"))
     last = console(database_url, "disable-user", "ann", "--as", "bob", stdin=f"{BOB}\n")
-    assert one_line_error(last) == "permctl: bob is a viewer: only an approver changes users"
+    assert one_line_error(last) == "Error: bob is a viewer: only an approver changes users"
     alone = console(database_url, "disable-user", "ann", "--as", "ann", stdin=f"{ANN}\n")  # the last approver
-    assert (
-        one_line_error(alone) == "permctl: adding, promoting, demoting or disabling an approver needs another approver"
-    )
+    assert one_line_error(alone) == "Error: adding, promoting, demoting or disabling an approver needs another approver"
     actions = [r["action"] for r in audit_rows(database_url)]
     assert actions.count("user_role_set") == 2 and actions.count("user_disabled") == 1
 
 
 def test_passwords_and_names_are_checked_before_anything_is_stored(database_url: str) -> None:
     short = console(database_url, "add-user", "ann", "--role", "approver", stdin="short\n")
-    assert one_line_error(short) == "permctl: a password has 12 to 256 characters"
+    assert one_line_error(short) == "Error: a password has 12 to 256 characters"
     bad_name = console(database_url, "add-user", "../ann", "--role", "approver", stdin=f"{ANN}\n")
     assert "is not a user name" in one_line_error(bad_name)
     empty = console(database_url, "add-user", "ann", "--role", "approver", stdin="")

@@ -58,7 +58,7 @@ def test_propose_reports_the_breach_and_the_set_never_goes_live(desk: Desk, tmp_
     assert any(line.startswith(f"{rules}/validation.yaml:1:1: {DROPPED}") for line in lines)
     assert desk.proposals()["proposals"][0]["state"] == "broken"
     refused = one_line_error(desk.acting("ann", "rules", "publish", version[:8], "--break-glass", "--reason", "now"))
-    assert refused.startswith(f"permctl: version {version[:12]} may not go live: validation.yaml:1:1: {DROPPED}")
+    assert refused.startswith(f"Error: version {version[:12]} may not go live: validation.yaml:1:1: {DROPPED}")
     assert desk.publications() == 1
 
 

@@ -26,7 +26,7 @@ def test_a_set_whose_cases_fail_never_goes_live_and_its_fix_does(desk: Desk) -> 
     assert "its report found problems" in one_line_error(desk.acting("ann", "rules", "approve", version[:8]))
     refused = one_line_error(desk.acting("ann", "rules", "publish", version[:8], "--break-glass", "--reason", "now"))
     assert refused == (
-        f"permctl: version {version[:12]} may not go live: cases/catalog.yaml:38:1: {FAILING_CASE}: "
+        f"Error: version {version[:12]} may not go live: cases/catalog.yaml:38:1: {FAILING_CASE}: "
         f"case fails: {MISMATCH}"
     )
     assert desk.live() == adopted and desk.publications() == 1
@@ -51,6 +51,6 @@ def test_a_set_that_does_not_lint_never_goes_live(desk: Desk) -> None:
     assert "cases: the set's files do not load (see lint)" in lines
     assert desk.proposals()["proposals"][0]["state"] == "broken"
     refused = one_line_error(desk.acting("bob", "rules", "publish", version[:8], "--break-glass", "--reason", "now"))
-    assert refused.startswith(f"permctl: version {version[:12]} may not go live: validation.yaml:")
+    assert refused.startswith(f"Error: version {version[:12]} may not go live: validation.yaml:")
     assert "YAML syntax" in refused
     assert desk.publications() == 1

@@ -26,7 +26,7 @@ def test_an_unapproved_version_is_refused_naming_the_version_and_the_missing_app
 
     refused = desk.acting("carol", "rules", "publish", version[:8])
     assert one_line_error(refused) == (
-        f"permctl: version {version[:12]} cannot be published: it has no approval by an approver other than its "
+        f"Error: version {version[:12]} cannot be published: it has no approval by an approver other than its "
         "author (the approval policy is `required`)"
     )
     assert refused.returncode == 1
@@ -50,11 +50,11 @@ def test_nobody_approves_their_own_proposal_and_an_author_approves_nothing(desk:
     by_ann = desk.propose(desk.edited("anns"), as_name="ann")
     own = desk.acting("ann", "rules", "approve", by_ann[:8])
     assert one_line_error(own) == (
-        f"permctl: ann proposed version {by_ann[:12]}: an approver other than its author must review it"
+        f"Error: ann proposed version {by_ann[:12]}: an approver other than its author must review it"
     )
     by_carol = desk.propose(desk.edited("carols"))
     author = desk.acting("carol", "rules", "approve", by_carol[:8])
-    assert one_line_error(author) == "permctl: carol is an author: only an approver reviews a version"
+    assert one_line_error(author) == "Error: carol is an author: only an approver reviews a version"
     assert desk.proposals()["proposals"][0]["reviews"] == []
     assert scalar(desk.database_url, "SELECT count(*) FROM rule_set_reviews") == 0
 
@@ -77,7 +77,7 @@ def test_an_approval_given_against_an_older_live_version_is_void(desk: Desk) -> 
 
     refused = desk.acting("carol", "rules", "publish", first[:8])
     line = one_line_error(refused)
-    assert line.startswith(f"permctl: version {first[:12]} cannot be published: the approval by ann is void")
+    assert line.startswith(f"Error: version {first[:12]} cannot be published: the approval by ann is void")
     assert desk.live() == second
 
     ok(desk.acting("bob", "rules", "approve", first[:8]))  # a fresh approval, against the version live now
@@ -98,9 +98,9 @@ def test_a_break_glass_publication_is_listed_until_another_approver_confirms_it(
     adopted = desk.live()
     version = desk.propose(desk.edited("urgent"))
     no_reason = desk.acting("ann", "rules", "publish", version[:8], "--break-glass")
-    assert one_line_error(no_reason) == "permctl: a break-glass publication needs --reason TEXT"
+    assert one_line_error(no_reason) == "Error: a break-glass publication needs --reason TEXT"
     author = desk.acting("carol", "rules", "publish", version[:8], "--break-glass", "--reason", "now")
-    assert one_line_error(author) == "permctl: carol is an author: only an approver publishes break-glass"
+    assert one_line_error(author) == "Error: carol is an author: only an approver publishes break-glass"
     assert desk.publications() == 1
 
     out = ok(desk.acting("ann", "rules", "publish", version[:8], "--break-glass", "--reason", "regulator freeze"))
@@ -127,7 +127,7 @@ def test_the_approval_policy_is_an_approvers_act_in_the_database_and_no_variable
     setting = desk.run("rules", "approval-policy", "off")
     assert setting.returncode == 2 and "give --as NAME" in setting.stderr
     by_author = desk.acting("carol", "rules", "approval-policy", "off")
-    assert one_line_error(by_author) == "permctl: carol is an author: only an approver sets the approval policy"
+    assert one_line_error(by_author) == "Error: carol is an author: only an approver sets the approval policy"
     assert ok(desk.run("rules", "approval-policy")).strip() == "approval policy: required"
 
     assert ok(desk.acting("ann", "rules", "approval-policy", "off")).strip() == "approval policy: off (set by ann)"
@@ -154,7 +154,7 @@ def test_a_proposal_whose_cases_fail_is_kept_as_evidence_but_cannot_be_approved_
 
     assert "its report found problems" in one_line_error(desk.acting("ann", "rules", "approve", version[:8]))
     refused = one_line_error(desk.acting("ann", "rules", "publish", version[:8], "--break-glass", "--reason", "x"))
-    assert refused.startswith(f"permctl: version {version[:12]} may not go live: ") and FAILING_CASE in refused
+    assert refused.startswith(f"Error: version {version[:12]} may not go live: ") and FAILING_CASE in refused
     assert desk.publications() == 1
 
     again = desk.acting("carol", "rules", "propose", str(broken))  # the same files: the same version
@@ -182,7 +182,7 @@ def test_propose_prints_the_report_and_the_version_last_and_names_it_once_more_w
     )
     ok(viewer)
     refused = desk.run("rules", "propose", str(desk.edited("vics")), "--as", "vic", stdin="vic-password-1\n")
-    assert one_line_error(refused) == "permctl: vic is a viewer: proposing needs an author or an approver"
+    assert one_line_error(refused) == "Error: vic is a viewer: proposing needs an author or an approver"
 
 
 def _two_sharing_a_prefix(desk: Desk) -> tuple[Path, Path]:
@@ -202,17 +202,17 @@ def test_unknown_and_ambiguous_versions_are_one_line(desk: Desk) -> None:
     first, second = (desk.propose(rules) for rules in _two_sharing_a_prefix(desk))
     assert first[:4] == second[:4] and first != second
     assert one_line_error(desk.run("rules", "proposal", "zz")) == (
-        "permctl: 'zz' is not a version: give at least 4 of its hex characters"
+        "Error: 'zz' is not a version: give at least 4 of its hex characters"
     )
     unknown = "0000000" if not first.startswith("0000000") else "fffffff"
     assert one_line_error(desk.acting("carol", "rules", "publish", unknown)) == (
-        f"permctl: no stored version starts with {unknown}"
+        f"Error: no stored version starts with {unknown}"
     )
     ambiguous = one_line_error(desk.acting("carol", "rules", "publish", first[:4]))
-    assert ambiguous.startswith(f"permctl: {first[:4]} is ambiguous: ") and ambiguous.endswith("give more characters")
+    assert ambiguous.startswith(f"Error: {first[:4]} is ambiguous: ") and ambiguous.endswith("give more characters")
     assert first[:12] in ambiguous and second[:12] in ambiguous
     wrong = desk.run("rules", "approve", first[:8], "--as", "bob", stdin="nope-nope-nope\n")
-    assert one_line_error(wrong) == "permctl: the user name or the password is wrong"
+    assert one_line_error(wrong) == "Error: the user name or the password is wrong"
     failed = scalar(desk.database_url, "SELECT count(*) FROM console_audit WHERE action = 'login_failed'")
     assert failed == 1
 

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from app.errors import ServiceUnavailable
 from app.rules.language.loader import RuleSetInvalid, read_tree
 from app.rules.language.model import RuleSet
 from app.rules.lifecycle import last_good
@@ -77,8 +78,19 @@ _clean_sets = _CleanSets()
 Read = TypeVar("Read")
 
 
-class NothingToRun(Exception):
-    """No publication may run and this host keeps no good set: the worker judges nothing (/readyz: not ready)."""
+class NothingToRun(ServiceUnavailable):
+    """No publication may run and this host keeps no good set: the worker judges nothing (/readyz: not ready).
+
+    A request meeting it is answered 503001 in the envelope with a plain sentence (the why, which may name
+    directories of the host, goes to the log as the detail, and is the exception's str for /readyz and tests)."""
+
+    def __init__(self, why: str | None) -> None:
+        super().__init__("no rule set may run on this worker; retry later")
+        self.detail = why or "no rule set is loaded"
+        self.kind = "NothingToRun"
+
+    def __str__(self) -> str:
+        return self.detail or ""
 
 
 class GenerationWatch(Generic[Read]):
@@ -266,6 +278,9 @@ class LiveRules:
                 if self._engine is None:
                     try:
                         self._first_look()
+                    except NothingToRun as exc:  # /readyz says why; the next request looks again
+                        self.last_reload_error = self.last_reload_error or str(exc)
+                        raise
                     finally:
                         self._warm = None
         elif self._check_seconds <= 0:
@@ -398,7 +413,7 @@ class LiveRules:
             except RuleSetInvalid as exc:
                 first = first or exc
         if first is not None:
-            raise first
+            raise NothingToRun(f"no rule set to run: none of {', '.join(str(s) for s in sources)} may go live: {first}")
         raise NothingToRun("no rule set to run: " + ", ".join(str(s) for s in sources) + " holds none")
 
     def _local_sources(self) -> list[Path]:

@@ -283,7 +283,7 @@ def test_with_no_publication_that_may_run_a_starting_worker_runs_the_hosts_last_
     shipped = version_id(SHIPPED)
     assert (engine.published_version, starting.live_version) == (shipped, frozen)
     assert starting.last_reload_error == (
-        f"publication {pointer} (version {frozen[:12]}) is not run: publication {pointer} (version {frozen[:12]}) "
+        f"publication {pointer} (version {frozen[:12]}) is not run: it "
         "was published unreviewed while the approval policy was `required`; "
         f"running this host's last good rule set (version {shipped[:12]})"
     )
