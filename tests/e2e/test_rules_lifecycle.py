@@ -40,7 +40,7 @@ def editable(seeded: Settings, tmp_path: Path) -> Iterator[Editable]:
     yield from editable_fixture(seeded, tmp_path)
 
 
-def test_a_new_market_and_a_reworded_message_are_data_edits(editable: Editable):
+def test_a_new_market_and_a_reworded_message_are_data_edits(editable: Editable) -> None:
     rules = editable.rules
     status, body, _ = call(editable.server, "POST", UPDATE_PATH, body_of("OTHER-1", ("stock.KR", "open")), creds=OTHER)
     assert (status, body["code"], body["data"]["rule_id"]) == (400, 400101, "type-in-catalog")
@@ -84,7 +84,7 @@ def test_a_new_market_and_a_reworded_message_are_data_edits(editable: Editable):
         assert body["message"] == "changes[0].permission_type 'stock.KR': stock.KR opens on 1 March"
 
 
-def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable):
+def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable) -> None:
     """A set that does not lint is stored as a proposal, but publishing it is refused, even break-glass, so the
     pointer stays and the workers go on deciding with the live set; the fixed set then goes live."""
     rules = editable.rules
@@ -115,7 +115,8 @@ def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable):
     editable.on_every_worker(
         lambda data: (
             (data["published_version"], data["live_version"], data["last_reload_error"]) == (adopted, adopted, None)
-        )
+        ),
+        at_once=True,  # the pointer never moved: no answer may differ
     )
     open_and_close(4)
     assert audit_versions(editable.server.settings, "ACC-2") == [first_version] * 8
@@ -131,7 +132,7 @@ def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable):
 
 
 @pytest.mark.slow  # its own gunicorn; in-process: tests/rules/tools/test_impact.py
-def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServer, tmp_path: Path):
+def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServer, tmp_path: Path) -> None:
     traffic = {
         "open-sg": (body_of("ACC-1", ("stock.SG", "open")), 0),
         "open-us": (body_of("ACC-1", ("stock.US", "open")), 0),
@@ -204,7 +205,7 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
     }
 
 
-def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path: Path):
+def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path: Path) -> None:
     rules = copy_rules(tmp_path)
     validation = rules / "validation.yaml"
     validation.write_text(validation.read_text().replace("outcome: NO_STATE_CHANGE", "outcome: NOPE"))
@@ -222,7 +223,7 @@ def _workers(server: LiveServer) -> set[int]:
     return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
-def test_a_worker_restarted_while_rules_dir_is_broken_runs_the_published_version(editable: Editable):
+def test_a_worker_restarted_while_rules_dir_is_broken_runs_the_published_version(editable: Editable) -> None:
     """Workers run the published version, not RULES_DIR: an author's half-done edit there (it does not even
     parse) changes nothing for a worker started meanwhile, which serves the published version without a word
     about RULES_DIR. (A restart while the live pointer names a broken version is tests/e2e/test_published_restart.py.)
@@ -250,7 +251,8 @@ def test_a_worker_restarted_while_rules_dir_is_broken_runs_the_published_version
         lambda data: (
             (data["published_version"], data["live_version"], data["last_reload_error"], data["failing_cases"])
             == (published, published, None, [])
-        )
+        ),
+        at_once=True,  # a new worker looks synchronously on its first request
     )
     for n in range(4):
         status, body, _ = call(
