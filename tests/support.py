@@ -107,8 +107,11 @@ def require_servers() -> bool:
     return os.environ.get("REQUIRE_SERVERS") == "1"
 
 
-def permctl(*args: str, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 120) -> Any:
-    """Run the real permctl entry point with only the given settings in its environment."""
+def permctl(
+    *args: str, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 120, input: str | None = None
+) -> Any:
+    """Run the real permctl entry point with only the given settings in its environment (and `input` as its
+    standard input, which is then not a terminal: a password for --as is read from its next line)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -127,6 +130,7 @@ def permctl(*args: str, env: dict[str, str] | None = None, cwd: Any = None, time
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
 
 

@@ -1,21 +1,24 @@
-"""Compliance edits rules/ as data and the running service follows (issue 3, acceptance 3 to 5)."""
+"""Compliance edits the rules as data and the running service follows (issue 3, acceptance 3 to 5), through the
+four-eyes flow that replaced `permctl rules reload` (SPEC §7d): the author edits RULES_DIR and proposes it, another
+approver approves, the author publishes, and every gunicorn worker serves the published version within seconds."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from datetime import UTC, datetime
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from app.persistence.db import make_engine, make_session_factory
-from app.persistence.models import PermissionAudit
-from app.persistence.unit_of_work import UnitOfWork
-from app.rules.language.loader import rule_set_version
+from app.rules.language.loader import read_tree, rule_set_version
+from app.rules.lifecycle.stored import version_id
 from app.settings import Settings
+from tests.cli.runner import one_line_error
+from tests.e2e.publishing import Editable, audit_versions, editable_fixture
 from tests.e2e.server import LiveServer, call
 from tests.support import OTHER, UPDATE_PATH, body_of, copy_rules, permctl
 
@@ -32,56 +35,14 @@ policies:
 
 
 @pytest.fixture
-def editable(seeded: Settings, tmp_path: Path) -> Any:
-    """gunicorn -w 2 on a copy of rules/ that the test edits; workers look for reloads on every request."""
-    rules = copy_rules(tmp_path)
-    settings = seeded.with_overrides(rules_dir=rules)
-    server = LiveServer(
-        settings=settings, log_path=tmp_path / "gunicorn.log", extra_env={"RULES_RELOAD_CHECK_SECONDS": "0"}
-    ).start()
-    yield server
-    server.stop()
+def editable(seeded: Settings, tmp_path: Path) -> Iterator[Editable]:
+    """gunicorn -w 2 running the published set; its workers read the live pointer every 0.2 s."""
+    yield from editable_fixture(seeded, tmp_path)
 
 
-def reload(server: LiveServer) -> Any:
-    """permctl rules reload against the server's database and rules."""
-    return permctl(
-        "rules",
-        "reload",
-        env={"DATABASE_URL": server.settings.database_url, "RULES_DIR": str(server.settings.rules_dir)},
-    )
-
-
-def ask_workers_to_reload(server: LiveServer) -> int:
-    """Move the reload counter, as `permctl rules reload` on a host whose own copy is good would."""
-    engine = make_engine(server.settings, request_path=False)
-    try:
-        with UnitOfWork(make_session_factory(engine), write=True) as uow:
-            generation = uow.rules_reloads.request(datetime.now(UTC))
-            uow.commit()
-        return generation
-    finally:
-        engine.dispose()
-
-
-def audit_versions(server: LiveServer, account_no: str) -> list[str]:
-    engine = make_engine(server.settings, request_path=False)
-    try:
-        with engine.connect() as conn:
-            return list(
-                conn.scalars(
-                    select(PermissionAudit.rule_set_version)
-                    .where(PermissionAudit.account_no == account_no)
-                    .order_by(PermissionAudit.id)
-                )
-            )
-    finally:
-        engine.dispose()
-
-
-def test_a_new_market_and_a_reworded_message_are_data_edits(editable: LiveServer):
-    rules = editable.settings.rules_dir
-    status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("OTHER-1", ("stock.KR", "open")), creds=OTHER)
+def test_a_new_market_and_a_reworded_message_are_data_edits(editable: Editable) -> None:
+    rules = editable.rules
+    status, body, _ = call(editable.server, "POST", UPDATE_PATH, body_of("OTHER-1", ("stock.KR", "open")), creds=OTHER)
     assert (status, body["code"], body["data"]["rule_id"]) == (400, 400101, "type-in-catalog")
 
     catalog = rules / "catalog.yaml"
@@ -90,15 +51,17 @@ def test_a_new_market_and_a_reworded_message_are_data_edits(editable: LiveServer
             "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU]", "markets: [HK, US, SH, SZ, SG, JP, UK, DE, AU, KR]"
         )
     )
-    refused = reload(editable)  # two cases still say stock.KR is unknown: the set is not taken as it stands
-    assert refused.returncode == 1 and "2 regression case(s) fail" in refused.stderr
+    refused, proposed = editable.propose_broken()  # two cases still say stock.KR is unknown: stored, not clean
+    assert ", 2 failed;" in proposed.stdout
+    assert "its report found problems" in one_line_error(editable.desk.acting("ann", "rules", "approve", refused[:8]))
     for name in ("permission_type.yaml", "tenant_config.yaml"):  # the officer updates them: another unknown market
         case_file = rules / "cases" / name
         case_file.write_text(case_file.read_text().replace("stock.KR", "stock.TW"))
-    assert reload(editable).returncode == 0
-    for n in range(4):  # enough requests to reach both workers
+    with_kr = editable.go_live()
+    editable.on_every_worker(lambda data: data["published_version"] == with_kr)
+    for n in range(4):
         status, body, _ = call(
-            editable,
+            editable.server,
             "POST",
             UPDATE_PATH,
             body_of("OTHER-1", ("stock.KR", "open" if n % 2 == 0 else "close"), nonce=n),
@@ -108,33 +71,34 @@ def test_a_new_market_and_a_reworded_message_are_data_edits(editable: LiveServer
 
     policies = rules / "policies.yaml"  # a validation's message is the contract's (tools/test_contract.py)
     policies.write_text(OPENING_PAUSED.format(permission_type="stock.KR", message="stock.KR opens next month"))
-    assert reload(editable).returncode == 0
-    status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("stock.KR", "open"), nonce=4))
+    paused = editable.go_live()
+    editable.on_every_worker(lambda data: data["published_version"] == paused)
+    status, body, _ = call(editable.server, "POST", UPDATE_PATH, body_of("ACC-1", ("stock.KR", "open"), nonce=4))
     assert (status, body["message"]) == (400, "changes[0].permission_type 'stock.KR': stock.KR opens next month")
     policies.write_text(OPENING_PAUSED.format(permission_type="stock.KR", message="stock.KR opens on 1 March"))
-    assert reload(editable).returncode == 0
+    reworded = editable.go_live()
+    editable.on_every_worker(lambda data: data["published_version"] == reworded)
     for n in range(5, 9):
-        status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-1", ("stock.KR", "open"), nonce=n))
+        status, body, _ = call(editable.server, "POST", UPDATE_PATH, body_of("ACC-1", ("stock.KR", "open"), nonce=n))
         assert status == 400
         assert body["message"] == "changes[0].permission_type 'stock.KR': stock.KR opens on 1 March"
 
 
-def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
-    rules = editable.settings.rules_dir
-    first_version = rule_set_version(rules)
+def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable) -> None:
+    """A set that does not lint is stored as a proposal, but publishing it is refused, even break-glass, so the
+    pointer stays and the workers go on deciding with the live set; the fixed set then goes live."""
+    rules = editable.rules
+    adopted, first_version = editable.desk.live(), rule_set_version(rules)
 
     sent = iter(range(1000))
-
-    def nonce() -> int:
-        return next(sent)
 
     def open_and_close(times: int) -> None:
         for n in range(times):
             status, body, _ = call(
-                editable,
+                editable.server,
                 "POST",
                 UPDATE_PATH,
-                body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close"), nonce=nonce()),
+                body_of("ACC-2", ("stock.US", "open" if n % 2 == 0 else "close"), nonce=next(sent)),
             )
             assert (status, body["code"]) == (200, 0), body
 
@@ -142,24 +106,33 @@ def test_a_broken_reload_keeps_the_last_good_rules(editable: LiveServer):
     validation = rules / "validation.yaml"
     good = validation.read_text()
     validation.write_text(good + "\n  - id: [broken\n")
-    result = reload(editable)
-    assert result.returncode == 1 and "reload not requested" in result.stderr  # nothing is asked of the workers
-    ask_workers_to_reload(editable)  # as another host would, whose copy is good: these workers refuse it
+    broken, _ = editable.propose_broken()
+    assert broken in {row["version"] for row in editable.desk.proposals()["proposals"]}  # kept as evidence
+    refused = editable.publish_by_script(broken[:8], "--break-glass", "--reason", "the desk needs it now")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(f"permctl: version {broken[:12]} may not go live: validation.yaml:")
+    assert (editable.desk.live(), editable.desk.publications()) == (adopted, 1)
+    editable.on_every_worker(
+        lambda data: (
+            (data["published_version"], data["live_version"], data["last_reload_error"]) == (adopted, adopted, None)
+        ),
+        at_once=True,  # the pointer never moved: no answer may differ
+    )
     open_and_close(4)
-    assert audit_versions(editable, "ACC-2") == [first_version] * 8
-    assert "rules_reload_failed" in editable.logs()
+    assert audit_versions(editable.server.settings, "ACC-2") == [first_version] * 8
 
     validation.write_text(good)
     (rules / "policies.yaml").write_text(OPENING_PAUSED.format(permission_type="ipo.JP", message="not yet"))
     second_version = rule_set_version(rules)
     assert second_version != first_version
-    assert reload(editable).returncode == 0
+    fixed = editable.go_live()
+    editable.on_every_worker(lambda data: data["published_version"] == fixed)
     open_and_close(4)
-    assert audit_versions(editable, "ACC-2") == [first_version] * 8 + [second_version] * 4
+    assert audit_versions(editable.server.settings, "ACC-2") == [first_version] * 8 + [second_version] * 4
 
 
 @pytest.mark.slow  # its own gunicorn; in-process: tests/rules/tools/test_impact.py
-def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServer, tmp_path: Path):
+def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServer, tmp_path: Path) -> None:
     traffic = {
         "open-sg": (body_of("ACC-1", ("stock.SG", "open")), 0),
         "open-us": (body_of("ACC-1", ("stock.US", "open")), 0),
@@ -232,7 +205,7 @@ def test_impact_lists_exactly_the_decisions_an_edit_flips(live_server: LiveServe
     }
 
 
-def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path: Path):
+def test_the_service_refuses_to_start_on_broken_rules(seeded: Settings, tmp_path: Path) -> None:
     rules = copy_rules(tmp_path)
     validation = rules / "validation.yaml"
     validation.write_text(validation.read_text().replace("outcome: NO_STATE_CHANGE", "outcome: NOPE"))
@@ -250,34 +223,45 @@ def _workers(server: LiveServer) -> set[int]:
     return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
-def test_a_worker_restarted_while_rules_are_broken_serves_the_last_good_set(editable: LiveServer):
-    import os
-    import signal
-    import time
-
-    rules = editable.settings.rules_dir
-    good_version = rule_set_version(rules)
-    status, body, _ = call(editable, "POST", UPDATE_PATH, body_of("ACC-2", ("stock.US", "open")))
+def test_a_worker_restarted_while_rules_dir_is_broken_runs_the_published_version(editable: Editable) -> None:
+    """Workers run the published version, not RULES_DIR: an author's half-done edit there (it does not even
+    parse) changes nothing for a worker started meanwhile, which serves the published version without a word
+    about RULES_DIR. (A restart while the live pointer names a broken version is tests/e2e/test_published_restart.py.)
+    """
+    rules = editable.rules
+    published, good_version = version_id(read_tree(rules)), rule_set_version(rules)
+    status, body, _ = call(editable.server, "POST", UPDATE_PATH, body_of("ACC-2", ("stock.US", "open")))
     assert (status, body["code"]) == (200, 0)
     validation = rules / "validation.yaml"
     validation.write_text(validation.read_text() + "\n  - id: [broken\n")
 
-    before = _workers(editable)
+    before = _workers(editable.server)
     for pid in before:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait for gunicorn to boot replacements (a condition, not a guess)
-        now = _workers(editable)
+        now = _workers(editable.server)
         if len(now) == len(before) and not now & before:
             break
         time.sleep(0.05)
     else:
-        raise AssertionError(f"workers were not replaced:\n{editable.logs()}")
+        raise AssertionError(f"workers were not replaced:\n{editable.server.logs()}")
 
+    editable.on_every_worker(
+        lambda data: (
+            (data["published_version"], data["live_version"], data["last_reload_error"], data["failing_cases"])
+            == (published, published, None, [])
+        ),
+        at_once=True,  # a new worker looks synchronously on its first request
+    )
     for n in range(4):
         status, body, _ = call(
-            editable, "POST", UPDATE_PATH, body_of("ACC-2", ("stock.US", "close" if n % 2 == 0 else "open"), nonce=n)
+            editable.server,
+            "POST",
+            UPDATE_PATH,
+            body_of("ACC-2", ("stock.US", "close" if n % 2 == 0 else "open"), nonce=n),
         )
         assert (status, body["code"]) == (200, 0), body
-    assert set(audit_versions(editable, "ACC-2")) == {good_version}
-    assert "rules_invalid_serving_last_good" in editable.logs()
+    assert set(audit_versions(editable.server.settings, "ACC-2")) == {good_version}
+    logs = editable.server.logs()
+    assert "rules_invalid_serving_last_good" not in logs and "validation.yaml" not in logs

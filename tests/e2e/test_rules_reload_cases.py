@@ -1,22 +1,24 @@
-"""A rule set that lints but fails a regression case never goes live (issue 12, acceptance 5), end to end:
-permctl rules reload refuses it, running workers told to reload refuse it and keep deciding with the last
-good set, /readyz names the failing case, a worker restarted meanwhile runs the last good snapshot, and the
-fixed set is then taken."""
+"""A rule set that lints but fails a regression case never goes live (issue 12, acceptance 5), end to end in the
+four-eyes flow (SPEC §7d): the proposal is stored with its failing case, but approving it and publishing it, even
+break-glass, are refused, so the live pointer stays and every worker goes on deciding with the live set (the close
+the refused set would deny still succeeds); the fixed set is then proposed, approved, published and served.
+
+A worker restarted meanwhile is not repeated here: a restart while RULES_DIR holds a set that does not go live is
+tests/e2e/test_rules_lifecycle.py, and one while the pointer names a broken version tests/e2e/test_published_restart.py.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.rules.language.loader import rule_set_version
 from app.settings import Settings
-from tests.e2e.server import LiveServer, call, send
-from tests.e2e.test_rules_lifecycle import ask_workers_to_reload, audit_versions, reload
+from tests.cli.runner import one_line_error
+from tests.e2e.publishing import Editable, audit_versions, editable_fixture
+from tests.e2e.server import LiveServer, call
 from tests.support import FAILING_CASE, FREEZE, FREEZE_REFUSING_CLOSES, UPDATE_PATH, body_of, copy_rules, permctl
 
 pytestmark = pytest.mark.e2e
@@ -25,26 +27,14 @@ WITH_OTC = ("account.*", "stock.*", "options.US", "trade.*", "otc.*")
 
 
 @pytest.fixture
-def editable(seeded: Settings, tmp_path: Path) -> Any:
-    """gunicorn -w 2 on a copy of rules/ the test edits, sg_mexc enabled for OTC; reloads checked on every request."""
-    rules = copy_rules(tmp_path)
-    settings = seeded.with_overrides(rules_dir=rules)
-    env = {"DATABASE_URL": settings.database_url, "RULES_DIR": str(rules)}
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
+def editable(seeded: Settings, tmp_path: Path) -> Iterator[Editable]:
+    """gunicorn -w 2 running the published set, sg_mexc enabled for OTC; workers read the pointer every 0.2 s."""
+    env = {"DATABASE_URL": seeded.database_url, "RULES_DIR": str(seeded.rules_dir)}
+    if seeded.redis_url:
+        env["REDIS_URL"] = seeded.redis_url
     configured = permctl("tenant", "set-config", "sg_mexc", *WITH_OTC, env=env)
     assert configured.returncode == 0, configured.stderr
-    server = LiveServer(
-        settings=settings, log_path=tmp_path / "gunicorn.log", extra_env={"RULES_RELOAD_CHECK_SECONDS": "0"}
-    ).start()
-    yield server
-    server.stop()
-
-
-def readyz(server: LiveServer) -> dict[str, Any]:
-    answer = send(server.url, "GET", "/readyz", None, {})
-    assert (answer.status, answer.envelope["code"]) == (200, 0), answer  # still ready: the last good set serves
-    return answer.envelope["data"]
+    yield from editable_fixture(seeded, tmp_path)
 
 
 _nonces = iter(range(10_000))
@@ -56,64 +46,45 @@ def otc(server: LiveServer, status: str) -> tuple[int, int, str | None]:
     return code, body["code"], body["data"].get("rule_id")
 
 
-def _workers(server: LiveServer) -> set[int]:
-    assert server.process is not None
-    pid = server.process.pid
-    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-
-
-def _restart_workers(server: LiveServer) -> None:
-    before = _workers(server)
-    for pid in before:
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait for gunicorn to boot replacements (a condition, not a guess)
-        now = _workers(server)
-        if len(now) == len(before) and not now & before:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"workers were not replaced:\n{server.logs()}")
-
-
-def test_a_set_failing_a_case_is_refused_everywhere_and_the_fix_is_taken(editable: LiveServer):
-    rules = editable.settings.rules_dir
-    good = rule_set_version(rules)
-    assert otc(editable, "open") == (200, 0, None)
+def test_a_set_failing_a_case_is_refused_everywhere_and_the_fix_is_taken(editable: Editable) -> None:
+    rules, server = editable.rules, editable.server
+    adopted, good = editable.desk.live(), rule_set_version(rules)
+    assert otc(server, "open") == (200, 0, None)
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
 
-    refused = reload(editable)
-    assert refused.returncode == 1
-    assert f"{FAILING_CASE}: case fails" in refused.stderr and "reload not requested" in refused.stderr
+    failing, proposed = editable.propose_broken()
+    assert f"{FAILING_CASE}: expected success" in proposed.stdout
+    assert "its report found problems" in one_line_error(editable.desk.acting("bob", "rules", "approve", failing[:8]))
+    refused = editable.publish_by_script(failing[:8], "--break-glass", "--reason", "freeze OTC now")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().startswith(f"permctl: version {failing[:12]} may not go live: ")
+    assert f"{FAILING_CASE}: case fails" in refused.stderr
+    assert (editable.desk.live(), editable.desk.publications()) == (adopted, 1)
 
-    ask_workers_to_reload(editable)  # another host asks: these workers must refuse it themselves
-    for _ in range(4):  # enough readiness checks to reach both workers; each honours the request first
-        data = readyz(editable)
-        assert data["rule_set_version"] == good
-        assert data["failing_cases"] == [FAILING_CASE]
-        assert f"{FAILING_CASE}: case fails: expected success" in data["last_reload_error"]
-    assert otc(editable, "close") == (200, 0, None)  # the close the refused set would deny
-    assert "rules_reload_failed" in editable.logs()
-
-    _restart_workers(editable)  # a worker starting now runs this host's last good snapshot
-    for _ in range(4):
-        data = readyz(editable)
-        assert (data["rule_set_version"], data["failing_cases"]) == (good, [FAILING_CASE])
-    assert otc(editable, "open") == (200, 0, None)
-    assert otc(editable, "close") == (200, 0, None)
-    assert "rules_invalid_serving_last_good" in editable.logs()
-    assert set(audit_versions(editable, "ACC-2")) == {good}
+    editable.on_every_worker(
+        lambda data: (
+            (data["published_version"], data["live_version"], data["rule_set_version"]) == (adopted, adopted, good)
+            and (data["failing_cases"], data["last_reload_error"]) == ([], None)
+        ),
+        at_once=True,  # the pointer never moved: no answer may differ
+    )
+    assert otc(server, "close") == (200, 0, None)  # the close the refused set would deny
+    assert otc(server, "open") == (200, 0, None)
+    assert set(audit_versions(server.settings, "ACC-2")) == {good}
 
     (rules / "policies.yaml").write_text(FREEZE, encoding="utf-8")  # the fix: only opening is frozen
-    fixed = rule_set_version(rules)
-    taken = reload(editable)
-    assert taken.returncode == 0, taken.stderr
-    for _ in range(4):
-        data = readyz(editable)
-        assert (data["rule_set_version"], data["failing_cases"], data["last_reload_error"]) == (fixed, [], None)
-    assert otc(editable, "open") == (400, 400106, "otc-freeze")
+    fixed, fixed_rules = editable.go_live(), rule_set_version(rules)
+    editable.on_every_worker(
+        lambda data: (
+            (data["published_version"], data["rule_set_version"]) == (fixed, fixed_rules)
+            and (data["failing_cases"], data["last_reload_error"]) == ([], None)
+        )
+    )
+    assert otc(server, "close") == (200, 0, None)
+    assert otc(server, "open") == (400, 400106, "otc-freeze")
 
 
-def test_the_service_refuses_to_start_when_a_case_fails(seeded: Settings, tmp_path: Path):
+def test_the_service_refuses_to_start_when_a_case_fails(seeded: Settings, tmp_path: Path) -> None:
     rules = copy_rules(tmp_path)
     (rules / "policies.yaml").write_text(FREEZE_REFUSING_CLOSES, encoding="utf-8")
     server = LiveServer(settings=seeded.with_overrides(rules_dir=rules), log_path=tmp_path / "gunicorn.log")
