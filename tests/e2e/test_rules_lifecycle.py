@@ -110,7 +110,7 @@ def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable) ->
     assert broken in {row["version"] for row in editable.desk.proposals()["proposals"]}  # kept as evidence
     refused = editable.publish_by_script(broken[:8], "--break-glass", "--reason", "the desk needs it now")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert refused.stderr.startswith(f"permctl: version {broken[:12]} may not go live: validation.yaml:")
+    assert refused.stderr.startswith(f"Error: version {broken[:12]} may not go live: validation.yaml:")
     assert (editable.desk.live(), editable.desk.publications()) == (adopted, 1)
     editable.on_every_worker(
         lambda data: (

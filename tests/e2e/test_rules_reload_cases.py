@@ -57,7 +57,7 @@ def test_a_set_failing_a_case_is_refused_everywhere_and_the_fix_is_taken(editabl
     assert "its report found problems" in one_line_error(editable.desk.acting("bob", "rules", "approve", failing[:8]))
     refused = editable.publish_by_script(failing[:8], "--break-glass", "--reason", "freeze OTC now")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().startswith(f"permctl: version {failing[:12]} may not go live: ")
+    assert refused.stderr.strip().startswith(f"Error: version {failing[:12]} may not go live: ")
     assert f"{FAILING_CASE}: case fails" in refused.stderr
     assert (editable.desk.live(), editable.desk.publications()) == (adopted, 1)
 
