@@ -29,6 +29,7 @@ from app.rules.lifecycle.last_good import digest
 from app.schemas.fixtures import parse_fixtures
 from app.service.fixtures import load_fixtures
 from app.settings import Settings
+from tests.rules.lifecycle.publishing import Publishing
 from tests.support import (
     DEMO,
     FIXTURES,
@@ -215,6 +216,15 @@ def db(seeded: Settings) -> Iterator[Engine]:
     """An engine on this test's database, for looking at rows directly."""
     engine = create_engine(seeded.database_url)
     yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def publishing(settings: Settings) -> Iterator[Publishing]:
+    """This test's database as workers read the published rule sets: store and publish versions, build workers'
+    live rules on the real port (tests/rules/lifecycle/publishing.py)."""
+    engine = make_engine(settings, request_path=False)
+    yield Publishing(settings, make_session_factory(engine))
     engine.dispose()
 
 

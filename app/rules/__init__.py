@@ -17,8 +17,11 @@ Four packages, each importing only the ones above it in this list (tests/rules/t
               impact (impact/), explain (explain/), the state audit (audit_state/), regression cases and their
               coverage. Each judges through runtime's decide(): there is no other evaluator. Imports language
               and runtime, never lifecycle.
-  lifecycle/  the set a running service uses: the live set (live), the go-live gate (gate: lints clean and every
-              case passes) and the last good copy on disk (last_good). May import everything above.
+  lifecycle/  the set a running service uses: the live set following the published version (live), the port it
+              reads the publications through (published), the watch thread reading the live pointer (watch),
+              the sets found clean in this process (clean_sets), the go-live gate (gate: lints clean and every
+              case passes), stored versions written to disk (stored) and the last good copy on disk (last_good).
+              May import everything above.
 
 No module of app.rules imports one that imports it back (no cycles).
 """

@@ -16,66 +16,29 @@ set that may not run walks back to the latest earlier publication that may, then
 snapshot (every set that goes live is kept as that snapshot). While nothing is published, the first worker to
 look adopts the set it runs (RULES_DIR, else the snapshot) as the first publication.
 
-Without the port (tools and tests) the live set is RULES_DIR itself: reload() takes it again, and an optional
-generation counter (reload_generation) asks for that as the pointer does.
+The watch thread is app/rules/lifecycle/watch.py; the sets found clean, shared by every LiveRules of the process,
+are app/rules/lifecycle/clean_sets.py.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
 
 import structlog
 
 from app.errors import ServiceUnavailable
 from app.rules.language.loader import RuleSetInvalid, read_tree
-from app.rules.language.model import RuleSet
 from app.rules.lifecycle import last_good
-from app.rules.lifecycle.gate import CasesFailed, load_clean
-from app.rules.lifecycle.published import VERSIONS_DIR, Publication, PublishedRules, Sighting, Sightings
+from app.rules.lifecycle.clean_sets import clean_sets
+from app.rules.lifecycle.gate import CasesFailed
+from app.rules.lifecycle.published import VERSIONS_DIR, Publication, PublishedRules
 from app.rules.lifecycle.stored import materialize, shown, version_id
+from app.rules.lifecycle.watch import PointerWatch, Sighting, Sightings
 from app.rules.runtime.engine import DurableRulesEngine
 from app.rules.tools.cases import RequestLoader
 
 log = structlog.get_logger("app.rules")
-
-_CLEAN_SETS_KEPT = 8
-STOP_WAIT_SECONDS = 5.0  # how long stopping the reload watch waits for a read in flight
-
-
-class _CleanSets:
-    """The rule sets this process found clean, by the digest of the files they were read from.
-
-    A set's verdict (lint, regression cases) is a function of its files alone, so a second LiveRules in one
-    process (an app built again, a reload of an unchanged directory) takes the set without linting it and
-    running its cases again. A set is kept only when the files still have the digest read before the load:
-    an edit landing meanwhile leaves nothing kept under a digest it does not match.
-    """
-
-    def __init__(self) -> None:
-        self._sets: dict[str, RuleSet] = {}
-        self._lock = threading.Lock()
-
-    def load(self, rules_dir: Path, digest: str, load_request: RequestLoader) -> RuleSet:
-        with self._lock:
-            kept = self._sets.get(digest)
-        if kept is not None:
-            return kept
-        rule_set = load_clean(rules_dir, load_request)
-        if last_good.digest(rules_dir) == digest:
-            with self._lock:
-                if len(self._sets) >= _CLEAN_SETS_KEPT:
-                    self._sets.pop(next(iter(self._sets)))
-                self._sets[digest] = rule_set
-        return rule_set
-
-
-_clean_sets = _CleanSets()
-Read = TypeVar("Read")
 
 
 class NothingToRun(ServiceUnavailable):
@@ -93,75 +56,6 @@ class NothingToRun(ServiceUnavailable):
         return self.detail or ""
 
 
-class GenerationWatch(Generic[Read]):
-    """What the watch reads (the live pointer, or a reload counter) as last read, kept fresh by a daemon thread of
-    this process that reads it every interval. The thread only reads (and writes a publication's files to disk: it
-    never touches the rules engine), starts on first use in each process (a worker forked from a process that ran
-    one starts its own), ends with the process, and ends when the watch is garbage. poll() reads now: what the
-    thread does, for tests and the first look."""
-
-    def __init__(self, read: Callable[[], Read], interval: float) -> None:
-        self._read = read
-        self.interval = interval
-        self.latest: Read | None = None  # None: not read yet, or never successfully
-        self.failure: str | None = None  # why the last read failed; None when it succeeded
-        self._pid: int | None = None  # the process whose thread runs
-        self._stopped: threading.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def poll(self) -> Read | None:
-        """Read now; what was read, or what was read last when it cannot be read."""
-        try:
-            self.latest = self._read()
-        except Exception as exc:  # the database may be down; the next poll will try again
-            self.failure = type(exc).__name__  # its text may name the database's host: /readyz is public
-            log.warning("rules_reload_check_failed", error=type(exc).__name__)
-        else:
-            self.failure = None
-        return self.latest
-
-    def start(self) -> None:
-        """Run the reading thread in this process, unless it already does."""
-        if self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._stopped = threading.Event()  # a new one: a forked child must not wait on its parent's
-            thread = threading.Thread(
-                target=_keep_reading,
-                args=(weakref.ref(self), self._stopped, self.interval),
-                name="rules-reload-watch",
-                daemon=True,
-            )
-            thread.start()
-            self._thread, self._pid = thread, os.getpid()
-
-    @property
-    def running(self) -> bool:
-        """Whether this process runs the reading thread."""
-        return self._pid == os.getpid() and self._stopped is not None and not self._stopped.is_set()
-
-    def stop(self) -> None:
-        """End this process's reading thread, after the read it may be doing (it waits between reads)."""
-        if self._stopped is not None:
-            self._stopped.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=STOP_WAIT_SECONDS)
-        self._pid = None
-
-
-def _keep_reading(watch: weakref.ref[GenerationWatch[Any]], stopped: threading.Event, interval: float) -> None:
-    while not stopped.wait(interval):
-        current = watch()
-        if current is None:
-            return
-        current.poll()
-        del current  # hold no reference while waiting: the watch may become garbage meanwhile
-
-
 class _Refused:
     """Why a publication's set is not run."""
 
@@ -171,59 +65,45 @@ class _Refused:
 
 
 class LiveRules:
-    """Holds the live engine. With `published` (the service), refresh() at the start of a request takes the
-    publication the watch read when it moved and may run; without, the live set is rules_dir, reload() takes it
-    again, and refresh() does when reload_generation moved."""
+    """Holds the live engine: refresh() at the start of a request takes the publication the watch read when it
+    moved and may run."""
 
     def __init__(
         self,
         rules_dir: Path,
         *,
         load_request: RequestLoader,  # the API's request loader, for the regression cases (gate.py)
-        instance_dir: Path | None = None,
-        published: PublishedRules | None = None,
-        reload_generation: Callable[[], int] | None = None,
+        instance_dir: Path,
+        published: PublishedRules,
         check_seconds: float = 2.0,
         background: bool = True,
     ) -> None:
-        """published reads the publications (then instance_dir is required: the versions' files are written under
-        it, and nothing is read before the first refresh()). Without it, rules_dir is loaded now, and
-        reload_generation reads a reload counter (None: reload only when asked to, by reload()). With background
-        False no thread is started: the pointer or counter is read by poll() and on the first refresh()."""
+        """published reads the publications; the versions' files are written under instance_dir, which also keeps
+        this host's last good set. rules_dir is the set adopted while nothing is published. Nothing is read from
+        the database before the first refresh(). With background False no thread is started: the pointer is read
+        by poll() and on the first refresh()."""
         self.rules_dir = Path(rules_dir)
         self._load_request = load_request
-        self._instance_dir = instance_dir
-        self._lock = threading.Lock()
+        self._instance_dir = Path(instance_dir)
         self._refreshing = threading.Lock()
         self.last_reload_error: str | None = None
         self.failing_cases: tuple[str, ...] = ()  # the regression cases that refused the last set, by name
         self.published_version: str | None = None  # the version id of the published set that runs
         self.live_version: str | None = None  # the version id the live pointer names, as last read
-        self._loaded_from: str | None = None  # digest of the rules_dir files the live set came from; None: snapshot
         self._check_seconds = check_seconds
         self._background = background and check_seconds > 0
-        self._first_look_done = False
-        self._seen_generation: int | None = None  # read on the first request: nothing connects at start
         self._published = published
+        self._sightings = Sightings(published, self._instance_dir / VERSIONS_DIR)
+        self.watch = PointerWatch(self._sightings, check_seconds)
         self._seen: Sighting | None = None  # the pointer as last taken
-        self._watch: GenerationWatch[Any] | None
-        self._engine: DurableRulesEngine | None
-        if published is not None:
-            if instance_dir is None:
-                raise ValueError("the published rule sets are written under an instance directory: give one")
-            self._sightings = Sightings(published, Path(instance_dir) / VERSIONS_DIR)
-            self._watch = GenerationWatch(self._sightings, check_seconds)
-            self._running_dir: Path | None = None  # the files the live set was compiled from
-            self._engine = None  # the first refresh() looks
-            self._warm = self._warm_up()  # dropped after the first look
-        else:
-            self._watch = None if reload_generation is None else GenerationWatch(reload_generation, check_seconds)
-            self._engine = self._start()
+        self._running_dir: Path | None = None  # the files the live set was compiled from
+        self._engine: DurableRulesEngine | None = None  # the first refresh() looks
+        self._warm = self._warm_up()  # dropped after the first look
 
     @property
     def engine(self) -> DurableRulesEngine:
-        """The engine of the live rule set (refresh() is what takes a new one; in the database mode the first use
-        looks, as the first refresh() does)."""
+        """The engine of the live rule set (refresh() is what takes a new one; the first use looks, as the first
+        refresh() does)."""
         engine = self._engine
         return self.refresh() if engine is None else engine
 
@@ -234,45 +114,11 @@ class LiveRules:
         return engine
 
     def refresh(self) -> DurableRulesEngine:
-        """The step at the start of a request: take the set the pointer (or the reload counter) names when it moved
-        since the last look, and the engine to judge the request with. Reads nothing from the database after the
-        first look (unless check_seconds is 0): the watch thread did. A request that finds another thread taking a
-        set takes the engine that is live meanwhile."""
-        if self._published is not None:
-            return self._refresh_published()
-        watch = self._watch
-        if watch is None:
-            return self._running()
-        if self._check_seconds <= 0 or not self._first_look_done:
-            self._first_look_done = True
-            watch.poll()
-        if self._background:
-            watch.start()
-        generation = watch.latest
-        if generation is None or generation == self._seen_generation:
-            return self._running()
-        if self._refreshing.acquire(blocking=False):
-            try:
-                self._take(generation)
-            finally:
-                self._refreshing.release()
-        return self._running()
-
-    def poll(self) -> None:
-        """Read the live pointer (or the reload counter) now, as the watch thread does every check_seconds."""
-        if self._watch is not None:
-            self._watch.poll()
-
-    def close(self) -> None:
-        """Stop reading the live pointer (or the reload counter) in this process."""
-        if self._watch is not None:
-            self._watch.stop()
-
-    # The database mode: the published versions.
-
-    def _refresh_published(self) -> DurableRulesEngine:
-        watch = self._watch
-        assert watch is not None  # the database mode always watches
+        """The step at the start of a request: take the set the pointer names when it moved since the last look,
+        and the engine to judge the request with. Reads nothing from the database after the first look (unless
+        check_seconds is 0): the watch thread did. A request that finds another thread taking a set takes the
+        engine that is live meanwhile."""
+        watch = self.watch
         if self._engine is None:
             with self._refreshing:  # the first look: every request waits for it
                 if self._engine is None:
@@ -290,10 +136,18 @@ class LiveRules:
         sighting = watch.latest
         if sighting is not None and sighting is not self._seen and self._refreshing.acquire(blocking=False):
             try:
-                self._take_published(sighting)
+                self._take(sighting)
             finally:
                 self._refreshing.release()
         return self._running()
+
+    def poll(self) -> None:
+        """Read the live pointer now, as the watch thread does every check_seconds."""
+        self.watch.poll()
+
+    def close(self) -> None:
+        """Stop reading the live pointer in this process."""
+        self.watch.stop()
 
     def _warm_up(self) -> DurableRulesEngine | None:
         """Compile the set this host most likely runs (its last good snapshot, else rules_dir) while the worker
@@ -303,20 +157,15 @@ class LiveRules:
             if not source.is_dir():
                 continue
             try:
-                return DurableRulesEngine(_clean_sets.load(source, last_good.digest(source), self._load_request))
+                return DurableRulesEngine(clean_sets.load(source, last_good.digest(source), self._load_request))
             except (RuleSetInvalid, OSError):
                 continue
         return None
 
-    @property
-    def _versions_root(self) -> Path:
-        return self._sightings.root
-
     def _first_look(self) -> None:
         """Read the pointer now and run what it names, or the latest earlier publication that may run, or this
         host's last good set; while nothing is published, adopt the set this host runs."""
-        watch = self._watch
-        assert watch is not None
+        watch = self.watch
         sighting = watch.poll()
         if sighting is None or watch.failure is not None:
             self._run_local_instead(f"the published rule sets could not be read ({watch.failure})")
@@ -337,7 +186,6 @@ class LiveRules:
             reason=refused.reason,
             failing_cases=list(refused.failing_cases),
         )
-        assert self._published is not None
         try:
             for earlier in self._published.before(publication):
                 if self._run(self._sightings.look(earlier)) is None:
@@ -345,9 +193,8 @@ class LiveRules:
                     return
         except Exception as exc:  # the database went away while walking back: this host's own set is next
             log.warning("rules_walk_back_failed", error=type(exc).__name__)
-        snapshot = last_good.snapshot_path(self._instance_dir) if self._instance_dir else None
         try:
-            engine, path, _files = self._local([] if snapshot is None else [snapshot])
+            engine, path, _files = self._local([last_good.snapshot_path(self._instance_dir)])
         except (RuleSetInvalid, NothingToRun):
             instead = "nothing: no earlier publication may run and this host keeps no good set"
             self._refused(publication, refused, instead)
@@ -378,7 +225,7 @@ class LiveRules:
         return None
 
     def _compile(self, path: Path, version: str) -> DurableRulesEngine:
-        engine = DurableRulesEngine(_clean_sets.load(path, version, self._load_request))
+        engine = DurableRulesEngine(clean_sets.load(path, version, self._load_request))
         engine.published_version = version
         return engine
 
@@ -407,7 +254,7 @@ class LiveRules:
             if not source.is_dir():
                 continue
             files = read_tree(source)
-            path = materialize(files, self._versions_root)
+            path = materialize(files, self._sightings.root)
             try:
                 return self._compile(path, version_id(files)), path, files
             except RuleSetInvalid as exc:
@@ -417,8 +264,8 @@ class LiveRules:
         raise NothingToRun("no rule set to run: " + ", ".join(str(s) for s in sources) + " holds none")
 
     def _local_sources(self) -> list[Path]:
-        snapshot = [last_good.snapshot_path(self._instance_dir)] if self._instance_dir else []
-        return [self.rules_dir, *snapshot]
+        """Where this host's own sets are: rules_dir, then its last good snapshot."""
+        return [self.rules_dir, last_good.snapshot_path(self._instance_dir)]
 
     def _run_local_instead(self, why: str) -> None:
         """Run this host's last good set, else rules_dir, until the watch reads the pointer."""
@@ -436,7 +283,6 @@ class LiveRules:
     def _adopt_running(self, files: dict[str, bytes] | None = None) -> None:
         """Publish the set that runs as the first publication, and read the pointer again (another worker may have
         adopted or published first: the next step takes that)."""
-        assert self._published is not None and self._watch is not None
         if files is None:
             if self._running_dir is None:
                 return
@@ -450,9 +296,9 @@ class LiveRules:
             log.error("rules_adoption_failed", error=type(exc).__name__)
             return
         log.info("rules_adopted", publication=publication.id, published_version=publication.version)
-        self._watch.poll()
+        self.watch.poll()
 
-    def _take_published(self, sighting: Sighting) -> None:
+    def _take(self, sighting: Sighting) -> None:
         if sighting is self._seen:
             return  # another thread took it meanwhile
         self._seen = sighting
@@ -477,42 +323,8 @@ class LiveRules:
                 failing_cases=list(refused.failing_cases),
             )
 
-    # The directory mode: rules_dir.
-
-    def _load(self) -> tuple[DurableRulesEngine, str]:
-        """rules_dir as an engine if it may go live, and the digest of its files (read first: an edit landing
-        while loading can only make the digest older than what runs, which costs one more reload, never less)."""
-        digest = last_good.digest(self.rules_dir)
-        return DurableRulesEngine(_clean_sets.load(self.rules_dir, digest, self._load_request)), digest
-
-    def _refused_dir(self, exc: RuleSetInvalid) -> None:
-        self.last_reload_error = str(exc)
-        self.failing_cases = exc.failing_cases if isinstance(exc, CasesFailed) else ()
-
-    def _start(self) -> DurableRulesEngine:
-        try:
-            engine, digest = self._load()
-        except RuleSetInvalid as exc:
-            kept = last_good.snapshot_path(self._instance_dir) if self._instance_dir else None
-            if kept is None or not kept.is_dir():
-                raise
-            engine = DurableRulesEngine(load_clean(kept, self._load_request))
-            self._refused_dir(exc)
-            log.error(
-                "rules_invalid_serving_last_good",
-                rule_set_version=engine.version,
-                problems=[str(p) for p in exc.problems],
-                failing_cases=list(self.failing_cases),
-            )
-            return engine
-        self._loaded_from = digest
-        self._keep(self.rules_dir, digest)
-        return engine
-
     def _keep(self, source: Path, digest: str) -> None:
         """Make the snapshot the files just taken (source, with this digest), unless it already is."""
-        if self._instance_dir is None:
-            return
         kept = last_good.snapshot_path(self._instance_dir)
         try:
             if kept.is_dir() and last_good.digest(kept) == digest:
@@ -521,42 +333,3 @@ class LiveRules:
                 log.warning("rules_snapshot_not_saved", error="rules changed while they were loaded")
         except OSError as exc:  # another worker may be replacing it at the same moment; either copy is good
             log.warning("rules_snapshot_not_saved", error=str(exc))
-
-    def reload(self) -> bool:
-        """Load rules_dir again; swap it in when it may go live, else keep serving the old set (the directory
-        mode: in the database mode a set goes live by publication)."""
-        if self._published is not None:
-            raise RuntimeError("the live rules follow the publications: publish a version instead")
-        with self._lock:
-            try:
-                engine, digest = self._load()
-            except RuleSetInvalid as exc:
-                self._refused_dir(exc)
-                log.error(
-                    "rules_reload_failed",
-                    rule_set_version=self._running().version,
-                    problems=[str(p) for p in exc.problems],
-                    failing_cases=list(self.failing_cases),
-                )
-                return False
-            old = self._running().version
-            # The engine replaced frees its compiled ruleset once the last request using it has ended.
-            self._engine = engine
-            self._loaded_from = digest
-            self.last_reload_error = None
-            self.failing_cases = ()
-            self._keep(self.rules_dir, digest)
-            log.info("rules_reloaded", old_rule_set_version=old, rule_set_version=engine.version)
-            return True
-
-    def _take(self, generation: int) -> None:
-        if generation == self._seen_generation:
-            return  # another thread took it meanwhile
-        first_look = self._seen_generation is None
-        self._seen_generation = generation
-        # On the first look we cannot tell whether a reload was asked for after this worker loaded its
-        # rules; reloading when the directory's files are no longer those it loaded covers that gap.
-        if first_look and self._loaded_from is not None and last_good.digest(self.rules_dir) == self._loaded_from:
-            return
-        log.info("rules_reload_requested", generation=generation)
-        self.reload()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from app.rules.language.loader import load_rule_set, rule_set_version
+from app.rules.language.loader import load_rule_set, read_tree, rule_set_version
 from app.rules.language.source import Problem, RuleSetInvalid
 from app.rules.lifecycle.gate import failing_cases, load_clean
-from app.rules.lifecycle.live import LiveRules
 from app.rules.tools.contract import Breach, breaches, checked_breaches
 from app.rules.tools.lint.directory import lint
 from app.schemas.permissions import load_update_request
+from tests.rules.lifecycle.publishing import Publishing
 from tests.rules.planted import key_of, locate
 from tests.rules.support import BROKER_POLICIES
 from tests.support import SHIPPED_RULES
@@ -91,15 +91,19 @@ def test_a_deleted_ban_is_refused_as_dropped_at_the_top_of_validation_yaml(tmp_p
     assert [p.rule_id for p in refused.value.problems] == ["type-banned-group"]
 
 
-def test_a_reload_of_a_set_without_the_ban_keeps_the_last_good_set_and_says_why(tmp_path: Path):
+def test_a_publication_of_a_set_without_the_ban_is_not_run_and_the_worker_says_why(
+    tmp_path: Path, publishing: Publishing
+):
     rules = broker_policies(tmp_path)
-    live = LiveRules(rules, load_request=load_update_request, instance_dir=tmp_path / "instance")
-    good = live.engine.version
+    live = publishing.worker(rules_dir=rules)
+    good = live.refresh()  # nothing published: the worker adopts the example
     drop_the_flag_ban(rules)
-    assert rule_set_version(rules) != good
+    assert rule_set_version(rules) != good.version
 
-    assert live.reload() is False
-    assert live.engine.version == good
+    breaching = publishing.publish(read_tree(rules))  # break-glass, with a reason: authorized, yet not run
+    live.poll()
+    assert live.refresh() is good
+    assert (live.published_version, live.live_version) == (good.published_version, breaching)
     assert live.last_reload_error is not None
     assert "the contract's validation 'type-banned-group' is dropped" in live.last_reload_error
 
