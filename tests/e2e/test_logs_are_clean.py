@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 SECRET = DEMO.app_secret  # 'demo-secret'
 TOKEN = DEMO.access_token  # 'demo-token'
 # Logged by the process outside any request (worker start-up), so without a trace id.
-OUTSIDE_REQUESTS = frozenset({"rules_snapshot_not_saved", "rules_invalid_serving_last_good"})
+OUTSIDE_REQUESTS = frozenset({"rules_snapshot_not_saved"})
 
 
 @dataclass

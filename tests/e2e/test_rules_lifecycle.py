@@ -264,4 +264,4 @@ def test_a_worker_restarted_while_rules_dir_is_broken_runs_the_published_version
         assert (status, body["code"]) == (200, 0), body
     assert set(audit_versions(editable.server.settings, "ACC-2")) == {good_version}
     logs = editable.server.logs()
-    assert "rules_invalid_serving_last_good" not in logs and "validation.yaml" not in logs
+    assert "rules_publication_refused" not in logs and "validation.yaml" not in logs
