@@ -7,9 +7,9 @@ widened or reworded) is refused with the clause and an input that shows it, so i
 service keeps its last good set and reports why (last_reload_error in /readyz).
 
 Publishing (`permctl rules publish`), every worker taking a publication, and the server's start-up refuse a set
-whose cases fail exactly as they refuse one that does not lint: a set that refuses a close its own cases say must succeed is not run. The cases
-are cheap to run (about 60 cases in 20-50 ms, against 150-300 ms to lint), so every worker runs them on
-every publication it takes rather than trusting that someone ran `permctl rules test`.
+whose cases fail exactly as they refuse one that does not lint: a set that refuses a close its own cases say must
+succeed is not run. The cases are cheap to run (about 60 cases in 20-50 ms, against 150-300 ms to lint), so every
+worker runs them on every publication it takes rather than trusting that someone ran `permctl rules test`.
 """
 
 from __future__ import annotations
