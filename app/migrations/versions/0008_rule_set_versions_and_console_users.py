@@ -29,6 +29,17 @@ APPEND_ONLY = (
     "approval_policy_changes",
     "console_audit",
 )
+# Each append-only table's primary key: on SQLite, INSERT OR REPLACE deletes the row it replaces without firing
+# DELETE triggers (recursive_triggers is off), so an insert that would meet an existing key is refused by itself.
+PRIMARY_KEYS = {
+    "rule_set_versions": ("version",),
+    "rule_set_files": ("version", "path"),
+    "rule_set_publications": ("id",),
+    "rule_set_proposals": ("version",),
+    "rule_set_reviews": ("id",),
+    "approval_policy_changes": ("id",),
+    "console_audit": ("id",),
+}
 
 PG_FUNCTION = """
 CREATE FUNCTION sign_off_trail_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -128,6 +139,12 @@ def _append_only(table: str, postgresql: bool) -> None:
             f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {operation} is not allowed'); END"
         )
+    same_key = " AND ".join(f"{column} = NEW.{column}" for column in PRIMARY_KEYS[table])
+    op.execute(
+        f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {same_key}) "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: REPLACE is not allowed'); END"
+    )
 
 
 def upgrade() -> None:
