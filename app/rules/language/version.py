@@ -98,8 +98,11 @@ def version_of(tree: Mapping[str, bytes]) -> str:
 
 
 def tree_digest(tree: Mapping[str, bytes]) -> str:
-    """A hash of every file of a rules tree, names and bytes: whether a directory changed at all."""
+    """A hash of every file of a rules tree, names and bytes: whether a directory changed at all, and the id of a
+    stored version (app/rules/lifecycle/stored.py). Each name and each content goes in with its length first, so
+    no two trees hash alike by moving bytes across a file boundary (a file holding "\\0name\\0…" is not two)."""
     digest = hashlib.sha256()
     for name in sorted(tree):
-        digest.update(name.encode() + b"\0" + tree[name] + b"\0")
+        encoded = name.encode()
+        digest.update(len(encoded).to_bytes(8, "big") + encoded + len(tree[name]).to_bytes(8, "big") + tree[name])
     return digest.hexdigest()

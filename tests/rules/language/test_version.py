@@ -169,3 +169,13 @@ def test_an_empty_policies_file_differs_from_none(tmp_path: Path):
     without = rule_set_version(rules)
     (rules / "policies.yaml").write_text("", encoding="utf-8")
     assert rule_set_version(rules) != without
+
+
+def test_no_two_trees_share_a_digest_by_moving_bytes_across_a_file_boundary() -> None:
+    """A file whose bytes hold a separator and another file's name and bytes is not those two files."""
+    from app.rules.language.version import tree_digest
+
+    one = {"README.md": b"notes\0policies.yaml\0policies: []"}
+    two = {"README.md": b"notes", "policies.yaml": b"policies: []"}
+    assert tree_digest(one) != tree_digest(two)
+    assert tree_digest({"a": b"bc"}) != tree_digest({"ab": b"c"})
