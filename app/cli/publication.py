@@ -79,15 +79,17 @@ def propose(directory: Path | None, as_name: str) -> None:
       VERSION=$(permctl rules propose rules/ --as carol | tail -n 1)
     """
     from app.errors import ConsoleError
-    from app.rules.language.loader import read_tree
-    from app.rules.lifecycle.stored import version_id
+    from app.rules.lifecycle.stored import UnsafeTree, read_proposed, version_id
 
     folder = directory or settings().rules_dir
     if not folder.is_dir():
         raise click.ClickException(f"{folder}: no such directory")
+    try:
+        files = read_proposed(folder)
+    except UnsafeTree as exc:
+        raise click.ClickException(f"{folder}: {exc}; nothing was proposed") from exc
     versions = rule_versions()
     author = acting_as(as_name)
-    files = read_tree(folder)
     version = version_id(files)
     try:
         before = versions.proposal(version)

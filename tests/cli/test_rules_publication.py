@@ -297,3 +297,36 @@ def test_the_demo_makes_its_console_users_once_and_publishes_without_a_second_ap
         again = _prepare_demo({}, settings)
     assert approver_password not in again and author_password not in again
     assert "console users exist already" in again and "approval policy: off" in again
+
+
+@pytest.mark.parametrize("plant", ["symlink", "stray", "fifo"])
+def test_a_proposal_holding_anything_but_plain_rules_files_is_refused_before_it_is_stored(
+    desk: Desk, tmp_path: Path, plant: str
+) -> None:
+    """A stored version is kept for ever and anyone may export it: a link to a file of the host, a stray file (an
+    editor's swap file, a secret), or a device is refused, and nothing is stored."""
+    import os
+
+    rules = desk.edited("planted")
+    if plant == "symlink":
+        (rules / "cases" / "passwd.yaml").symlink_to("/etc/passwd")
+        named = "cases/passwd.yaml is a symbolic link: a rule set holds plain files only"
+    elif plant == "stray":
+        (rules / ".env").write_text("SECRET=1\n")
+        named = ".env is not a file of a rule set"
+    else:
+        os.mkfifo(rules / "cases" / "pipe.yaml")
+        named = "cases/pipe.yaml is not a plain file"
+    before = scalar(desk.database_url, "SELECT count(*) FROM rule_set_versions")
+    refused = one_line_error(desk.acting("carol", "rules", "propose", str(rules)))
+    assert (
+        refused
+        == f"Error: {rules}: {named}"
+        + (
+            " (catalog.yaml, attributes.yaml, validation.yaml, policies.yaml, README.md and cases/*.yaml)"
+            if plant == "stray"
+            else ""
+        )
+        + "; nothing was proposed"
+    )
+    assert scalar(desk.database_url, "SELECT count(*) FROM rule_set_versions") == before

@@ -58,6 +58,38 @@ def check_tree(files: Mapping[str, bytes]) -> None:
             raise UnsafeTree(f"{path!r} is not a plain relative path inside the rules directory")
 
 
+def read_proposed(directory: Path) -> dict[str, bytes]:
+    """The files of a rules directory an author proposes, read only when they are all plain files of a rule set:
+    a symbolic link (it could bring in any file of the host), a device or another kind of file, a file that is
+    not a rules file (rules/README.md says which are), or a tree over the caps is refused before anything is
+    read: a stored version is kept for ever and anyone may export it."""
+    from app.rules.tools.lint.directory import is_rules_file
+
+    root = Path(directory)
+    found: list[tuple[str, Path]] = []
+    total = 0
+    for folder, folders, names in os.walk(root):
+        for name in sorted(folders + names):
+            path = Path(folder) / name
+            shown_name = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                raise UnsafeTree(f"{shown_name} is a symbolic link: a rule set holds plain files only")
+            if name in folders:
+                continue
+            if not path.is_file():
+                raise UnsafeTree(f"{shown_name} is not a plain file")
+            if not is_rules_file(shown_name):
+                raise UnsafeTree(
+                    f"{shown_name} is not a file of a rule set (catalog.yaml, attributes.yaml, validation.yaml, "
+                    "policies.yaml, README.md and cases/*.yaml)"
+                )
+            found.append((shown_name, path))
+            total += path.stat().st_size
+            if len(found) > MAX_FILES or total > MAX_BYTES:
+                raise UnsafeTree(f"more than {MAX_FILES} files or {MAX_BYTES} bytes: too large to be a rule set")
+    return {name: path.read_bytes() for name, path in sorted(found)}
+
+
 def materialize(files: Mapping[str, bytes], root: Path) -> Path:
     """The directory root/<version id> holding exactly `files`, written now unless a complete copy is there.
 

@@ -49,14 +49,19 @@ class LintResult:
         return [p for p in self.problems if not p.is_error]
 
 
+def is_rules_file(name: str) -> bool:
+    """Whether a path under a rules directory names one of its files: the four rule files, the documentation,
+    or a case file (cases/*.yaml)."""
+    parts = name.split("/")
+    if parts[0] == CASES_DIR and len(parts) == 2 and name.endswith(".yaml"):
+        return True
+    return len(parts) == 1 and name in {CATALOG_FILE, ATTRIBUTES_FILE, RULES_FILE, POLICY_FILE, *DOCUMENTATION}
+
+
 def _stray_files(rules_dir: Path, tree: RulesTree) -> list[Problem]:
-    expected = {CATALOG_FILE, ATTRIBUTES_FILE, RULES_FILE, POLICY_FILE, *DOCUMENTATION}
     problems = []
     for name in sorted(tree):
-        parts = name.split("/")
-        if parts[0] == CASES_DIR and len(parts) == 2 and name.endswith(".yaml"):
-            continue
-        if len(parts) == 1 and name in expected:
+        if is_rules_file(name):
             continue
         problems.append(
             Problem(
