@@ -96,20 +96,19 @@ def rule_versions(unit_of_work: UnitsOfWork, *, load_request: RequestLoader, ver
     return RuleVersions(unit_of_work, load_request=load_request, versions_dir=versions_dir)
 
 
-def published_version(settings: Settings) -> str | None:
-    """The version published live in the configured database, read once with maintenance bounds; None when
-    nothing is published, or the database cannot tell (unreachable, not migrated). gunicorn's master asks it
-    before forking: nothing of the engine it makes is kept."""
+def nothing_published(settings: Settings) -> bool:
+    """Whether the configured database says, read once with maintenance bounds, that no rule set is published yet
+    (False when it cannot tell: unreachable, not migrated). gunicorn's master asks it before forking: nothing of
+    the engine it makes is kept."""
     from app.persistence.db import make_engine, make_session_factory
     from app.persistence.unit_of_work import UnitOfWork
 
     engine = make_engine(settings, request_path=False)
     try:
         with UnitOfWork(make_session_factory(engine)) as uow:
-            latest = uow.publications.latest()
-        return None if latest is None else latest.version
-    except Exception:  # any failure means "cannot tell": the caller checks RULES_DIR instead
-        return None
+            return uow.publications.latest() is None
+    except Exception:  # cannot tell: the workers decide (they run what is published, or answer 503001)
+        return False
     finally:
         engine.dispose()
 

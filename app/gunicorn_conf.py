@@ -83,16 +83,16 @@ def _failing_cases(rules_dir: Path) -> list[str]:
 
 
 def on_starting(server: Any) -> None:
-    """Refuse to start on a wrong setting, or, while nothing is published yet, on a RULES_DIR that does not lint
-    clean or fails a case (the first worker would adopt it); metrics from zero.
+    """Refuse to start on a wrong setting, or, while the database says nothing is published yet, on a RULES_DIR that
+    does not lint clean or fails a case (the first worker would adopt it); metrics from zero.
 
     Once a version is published, workers run it from the database and RULES_DIR is only where authors write
     sets: a broken copy on one host then stops nothing (it is proposed, and refused, like any other)."""
-    from app.container import published_version
+    from app.container import nothing_published
     from app.rules.tools.lint.directory import lint
 
     settings = _SETTINGS
-    if published_version(settings) is not None:
+    if not nothing_published(settings):  # published (or the database cannot tell): workers run what is published
         metrics_dir.create_fresh(_METRICS_DIR)
         return
     result = lint(settings.rules_dir)

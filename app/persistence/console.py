@@ -54,9 +54,14 @@ class ConsoleUsers:
     def all(self) -> list[UserRecord]:
         return [_user(row) for row in self.session.scalars(select(ConsoleUser).order_by(ConsoleUser.name))]
 
-    def active_approvers(self) -> int:
-        query = select(func.count()).where(ConsoleUser.role == "approver", ConsoleUser.disabled.is_(False))
-        return self.session.scalar(query) or 0
+    def active_approvers(self, *, lock: bool = False) -> int:
+        """How many active approvers there are; lock: hold their rows until the transaction ends (PostgreSQL), so two
+        approvers disabling each other at once cannot both see the other as the one left."""
+        if not lock:
+            query = select(func.count()).where(ConsoleUser.role == "approver", ConsoleUser.disabled.is_(False))
+            return self.session.scalar(query) or 0
+        names = select(ConsoleUser.name).where(ConsoleUser.role == "approver", ConsoleUser.disabled.is_(False))
+        return len(list(self.session.scalars(names.with_for_update())))
 
     def add(self, name: str, role: str, password_hash: str, at: datetime) -> None:
         self.session.add(

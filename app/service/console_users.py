@@ -97,8 +97,10 @@ class ConsoleUsers:
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 verified = False
             if not verified or record is None:
+                # What was typed as a name may be a password typed in the wrong place: kept only if it is a name.
+                shown = name if USER_NAME.match(name) else "(not a user name)"
                 uow.console_audit.append(
-                    at=self._now(), actor=name[:64], action="login_failed", target=name[:64], detail={}, origin=origin
+                    at=self._now(), actor=shown, action="login_failed", target=shown, detail={}, origin=origin
                 )
                 uow.commit()
                 raise WrongCredentials()
@@ -163,7 +165,7 @@ class ConsoleUsers:
     @staticmethod
     def _allowed(uow: UnitOfWork, actor: User | None, *, target: str, touches_approver: bool) -> str:
         """Who acts (the actor's name, or BOOTSTRAP while there is no approver); NotPermitted when not allowed."""
-        if uow.console_users.active_approvers() == 0:
+        if uow.console_users.active_approvers(lock=True) == 0:
             return actor.name if actor is not None else BOOTSTRAP
         if actor is None:
             raise NotPermitted("an approver exists: changing users needs an approver (give --as NAME)")
@@ -175,7 +177,7 @@ class ConsoleUsers:
 
     @staticmethod
     def _not_last_approver(uow: UnitOfWork, name: str) -> None:
-        if uow.console_users.active_approvers() <= 1:
+        if uow.console_users.active_approvers(lock=True) <= 1:
             raise NotPermitted(f"{name} is the last active approver: add another approver first")
 
 

@@ -379,7 +379,11 @@ class RuleVersions:
         if publication.kind == "adopted":
             return None if publication.id == 1 else f"{name} claims to be adopted, which only the first publication is"
         if publication.kind == "break_glass":
-            return None if (publication.reason or "").strip() else f"{name} is break-glass without a reason"
+            if not (publication.reason or "").strip():
+                return f"{name} is break-glass without a reason"
+            if uow.console_users.get(publication.published_by) is None:
+                return f"{name} is break-glass by {publication.published_by[:64]!r}, who is no console user"
+            return None
         if publication.kind == "unreviewed":
             if uow.approval_policy.at(publication.published_at) == "off":
                 return None
@@ -393,6 +397,8 @@ class RuleVersions:
                 or review.version != publication.version
                 or review.verdict != "approve"
                 or review.reviewer == author
+                or uow.console_users.get(review.reviewer) is None
+                or review.reviewed_at > publication.published_at
                 or review.against_publication != (publication.id - 1 if publication.id > 1 else None)
             ):
                 return f"{name} names no valid approval by an approver other than its author"
@@ -411,6 +417,10 @@ class RuleVersions:
                 return Approval(None, f"{latest.reviewer} rejected it")
             if latest.reviewer != author and self._active_approver(uow, latest.reviewer):
                 return Approval(latest, "")
+            if latest.reviewer != author:
+                return Approval(
+                    None, f"the approval by {latest.reviewer} no longer counts: they are not an active approver now"
+                )
         approvals = [r for r in reviews if r.verdict == "approve" and r.reviewer != author]
         if approvals:
             last = approvals[-1]
@@ -427,10 +437,13 @@ class RuleVersions:
         return record is not None and not record.disabled and record.role == "approver"
 
     def _confirmed(self, uow: UnitOfWork, publication: PublicationRecord) -> bool:
+        """Whether another approver approved the version while this publication, or a later one, was live (ordered
+        by publication ids, never by two hosts' clocks)."""
         return any(
             r.verdict == "approve"
             and r.reviewer != publication.published_by
-            and r.reviewed_at >= publication.published_at
+            and r.against_publication is not None
+            and r.against_publication >= publication.id
             for r in uow.reviews.of(publication.version)
         )
 
@@ -449,7 +462,7 @@ class RuleVersions:
                 state = "approved"
             elif current and current[-1].verdict == "reject":
                 state = "rejected"
-            elif "void" in approval.why_not:
+            elif "void" in approval.why_not or "no longer counts" in approval.why_not:
                 state = "approval void"
             elif uow.publications.of_version(record.version):
                 state = "published before"

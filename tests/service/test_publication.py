@@ -217,3 +217,29 @@ def test_users_need_an_approver_once_one_exists_and_the_last_cannot_go(parts) ->
     users.disable("carol", actor=approver, origin=ORIGIN)
     with pytest.raises(WrongCredentials):
         users.authenticate("carol", PASSWORD, origin=ORIGIN)
+
+
+def test_an_approval_by_an_approver_disabled_since_no_longer_counts_and_says_so(parts, tmp_path: Path) -> None:
+    users, versions = parts
+    approver, second, author = _people(users)
+    versions.adopt(read_tree(SHIPPED_RULES), by="upgrade", origin=ORIGIN)
+    proposal, _ = versions.propose(
+        _edited(tmp_path, "README.md", "#", "# gone\n#"), author=author, report={}, clean=True, origin=ORIGIN
+    )
+    versions.review(proposal.version, reviewer=second, approve=True, comment=None, origin=ORIGIN)
+    users.disable("bob", actor=approver, origin=ORIGIN)
+    assert versions.proposal(proposal.version).state == "approval void"
+    with pytest.raises(PublicationRefused, match="the approval by bob no longer counts: they are not an active"):
+        versions.publish(proposal.version, actor=author, origin=ORIGIN)
+
+
+def test_a_failed_login_keeps_what_was_typed_only_when_it_is_a_user_name(parts, database_url: str) -> None:
+    users, _ = parts
+    for typed in ("nobody", "my secret pass phrase!"):
+        with pytest.raises(WrongCredentials):
+            users.authenticate(typed, PASSWORD, origin=ORIGIN)
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        actors = list(conn.scalars(text("SELECT actor FROM console_audit WHERE action = 'login_failed' ORDER BY id")))
+    engine.dispose()
+    assert actors == ["nobody", "(not a user name)"]

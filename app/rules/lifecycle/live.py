@@ -229,7 +229,9 @@ class LiveRules:
         engine.published_version = version
         return engine
 
-    def _swap(self, engine: DurableRulesEngine, source: Path) -> None:
+    def _swap(self, engine: DurableRulesEngine, source: Path, *, keep: bool = True) -> None:
+        """Run engine (compiled from source); keep: make source this host's last good snapshot (only a set that was
+        published: the snapshot is what a worker may run when the publications cannot be read)."""
         old = self._engine
         # The engine replaced frees its compiled ruleset once the last request using it has ended.
         self._engine = engine
@@ -237,7 +239,7 @@ class LiveRules:
         self._running_dir = source
         self.last_reload_error = None
         self.failing_cases = ()
-        if engine.published_version is not None:
+        if keep and engine.published_version is not None:
             self._keep(source, engine.published_version)
         log.info(
             "rules_published_taken",
@@ -268,24 +270,31 @@ class LiveRules:
         return [self.rules_dir, last_good.snapshot_path(self._instance_dir)]
 
     def _run_local_instead(self, why: str) -> None:
-        """Run this host's last good set, else rules_dir, until the watch reads the pointer."""
-        engine, path, _files = self._local(self._local_sources()[::-1])
+        """Run this host's last good set (a set published once) until the watch reads the pointer; never rules_dir,
+        an author's copy nobody approved. With no snapshot, NothingToRun: requests are answered 503001 and the next
+        one looks again."""
+        try:
+            engine, path, _files = self._local([last_good.snapshot_path(self._instance_dir)])
+        except NothingToRun as exc:
+            raise NothingToRun(f"{why}, and this host keeps no good rule set ({exc})") from None
         self._swap(engine, path)
         self.last_reload_error = f"{why}; running this host's rule set (version {shown(self.published_version)})"
         log.error("rules_publications_unread", reason=why, published_version=self.published_version)
 
     def _adopt(self) -> None:
-        """Nothing is published: run rules_dir (else this host's last good set) and publish it as adopted."""
+        """Nothing is published: run rules_dir (else this host's last good set) and publish it as adopted; it becomes
+        this host's snapshot only once it is published."""
         engine, path, files = self._local(self._local_sources())
-        self._swap(engine, path)
-        self._adopt_running(files)
+        self._swap(engine, path, keep=False)
+        if self._adopt_running(files):
+            self._keep(path, version_id(files))
 
-    def _adopt_running(self, files: dict[str, bytes] | None = None) -> None:
+    def _adopt_running(self, files: dict[str, bytes] | None = None) -> bool:
         """Publish the set that runs as the first publication, and read the pointer again (another worker may have
-        adopted or published first: the next step takes that)."""
+        adopted or published first: the next step takes that); whether what runs is now what is published."""
         if files is None:
             if self._running_dir is None:
-                return
+                return False
             files = read_tree(self._running_dir)
         try:
             publication = self._published.adopt(files)
@@ -294,9 +303,10 @@ class LiveRules:
                 f"nothing is published and adopting the rule set that runs failed ({type(exc).__name__})"
             )
             log.error("rules_adoption_failed", error=type(exc).__name__)
-            return
+            return False
         log.info("rules_adopted", publication=publication.id, published_version=publication.version)
         self.watch.poll()
+        return publication.version == version_id(files)  # another host may have adopted (or published) first
 
     def _take(self, sighting: Sighting) -> None:
         if sighting is self._seen:

@@ -113,15 +113,19 @@ def publish(
     *,
     reason: str | None = "an outage",
     approval_id: int | None = None,
+    by: str = "ann",
 ) -> int:
-    """Move the live pointer as an INSERT would: no check of who or whether."""
+    """Move the live pointer as an INSERT would: no check of who or whether (ann, an approver, is made a console
+    user; any other name is not one)."""
     with units(write=True) as uow:
+        if by == "ann" and uow.console_users.get("ann") is None:
+            uow.console_users.add("ann", "approver", "not a hash: nobody logs in here", now())
         live = uow.publications.latest()
         record = uow.publications.append(
             version,
             kind,
             at=now(),
-            by="mallory",
+            by=by,
             after=None if live is None else live.id,
             approval_id=approval_id,
             reason=reason,
@@ -133,6 +137,8 @@ def publish(
 def approve(units: Units, version: str, *, author: str = "alice", reviewer: str = "bob") -> int:
     """A proposal by author and an approval by reviewer against the live publication: the review's id."""
     with units(write=True) as uow:
+        if uow.console_users.get(reviewer) is None:
+            uow.console_users.add(reviewer, "approver", "not a hash: nobody logs in here", now())
         live = uow.publications.latest()
         uow.proposals.add(ProposalRecord(version, author, now(), None if live is None else live.version, True, "{}"))
         review = uow.reviews.add(
@@ -189,17 +195,18 @@ def test_a_moved_pointer_is_taken_once_the_watch_has_read_it_and_a_rollback_too(
 
 
 @pytest.mark.parametrize(
-    ("kind", "reason", "why"),
+    ("kind", "reason", "by", "why"),
     [
-        ("unreviewed", None, "unreviewed while the approval policy was `required`"),
-        ("approved", None, "names no valid approval"),
-        ("adopted", None, "claims to be adopted"),
-        ("break_glass", None, "break-glass without a reason"),
-        ("trusted", "me", "unknown kind 'trusted'"),
+        ("unreviewed", None, "ann", "unreviewed while the approval policy was `required`"),
+        ("approved", None, "ann", "names no valid approval"),
+        ("adopted", None, "ann", "claims to be adopted"),
+        ("break_glass", None, "ann", "break-glass without a reason"),
+        ("break_glass", "an outage", "mallory", "break-glass by 'mallory', who is no console user"),
+        ("trusted", "me", "ann", "unknown kind 'trusted'"),
     ],
 )
 def test_an_unauthorized_publication_is_kept_out_and_readyz_says_why(
-    seeded: Settings, units: Units, kind: str, reason: str | None, why: str
+    seeded: Settings, units: Units, kind: str, reason: str | None, by: str, why: str
 ):
     app = create_app(seeded.with_overrides(rules_reload_check_seconds=0.0))  # the pointer read on every request
     client = app.test_client()
@@ -212,7 +219,7 @@ def test_an_unauthorized_publication_is_kept_out_and_readyz_says_why(
             None,
         )
         frozen = store(units, FROZEN)
-        publication = publish(units, frozen, kind, reason=reason)
+        publication = publish(units, frozen, kind, reason=reason, by=by)
 
         answer = client.get("/readyz")
         data = answer.get_json()["data"]
@@ -346,6 +353,31 @@ def test_a_worker_that_cannot_read_the_publications_at_start_runs_the_hosts_last
         assert live.last_reload_error is not None
         assert live.last_reload_error.startswith("the published rule sets could not be read (")
         assert "running this host's rule set" in live.last_reload_error
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_that_cannot_read_the_publications_and_keeps_no_good_set_runs_nothing_not_rules_dir(
+    settings: Settings, tmp_path: Path
+):
+    """RULES_DIR is an author's copy nobody approved: a new host whose database is out of reach at start answers
+    503001 (NothingToRun) until it can read what is published, and keeps no snapshot of RULES_DIR."""
+    unreachable = settings.with_overrides(database_url=f"sqlite:///{tmp_path}/no/such/dir/permissions.sqlite")
+    host = tmp_path / "new-host"
+    engine = make_engine(unreachable, request_path=False)
+    try:
+        live = LiveRules(
+            settings.rules_dir,
+            load_request=load_update_request,
+            instance_dir=host,
+            published=published_rules(make_session_factory(engine), unreachable, load_request=load_update_request),
+            check_seconds=60,
+            background=False,
+        )
+        with pytest.raises(NothingToRun, match=r"could not be read .*this host keeps no good rule set"):
+            live.refresh()
+        assert live.published_version is None
+        assert not last_good.snapshot_path(host).exists()
     finally:
         engine.dispose()
 
