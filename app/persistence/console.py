@@ -112,6 +112,13 @@ class ConsoleAudit:
         )
         self.session.flush()
 
+    def actors(self, target: str, actions: tuple[str, ...]) -> set[str]:
+        """Who did any of actions to target (e.g. who added a user, or changed their role)."""
+        query = select(ConsoleAuditEntry.actor).where(
+            ConsoleAuditEntry.target == target, ConsoleAuditEntry.action.in_(actions)
+        )
+        return set(self.session.scalars(query.distinct()))
+
     def latest(self, limit: int = 100) -> list[AuditEntry]:
         """The newest entries first."""
         query = select(ConsoleAuditEntry).order_by(ConsoleAuditEntry.id.desc()).limit(limit)

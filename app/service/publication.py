@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # injected: the service never imports the database library
 POLICIES = ("required", "off")
 KINDS = ("adopted", "approved", "unreviewed", "break_glass")
 MIN_PREFIX = 4
+ACCOUNT_MAKERS = ("user_added", "user_role_set")  # console audit actions that make a user what they are
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,12 @@ class RuleVersions:
                 raise NotPermitted(
                     f"{reviewer.name} proposed version {shown(version)}: an approver other than its author must "
                     "review it"
+                )
+            if author is not None and reviewer.name in uow.console_audit.actors(author, ACCOUNT_MAKERS):
+                # Otherwise one approver could add an author account of their own and approve what it proposes.
+                raise NotPermitted(
+                    f"{reviewer.name} added {author} or set {author}'s role: another approver must review "
+                    f"{author}'s proposals"
                 )
             if approve and proposal is not None and not proposal.clean:
                 raise PublicationRefused(

@@ -47,10 +47,12 @@ class Desk:
     def set_up(self) -> Desk:
         upgraded = ok(self.run("db", "upgrade"))
         assert f"adopted RULES_DIR {self.rules_dir} as the first published rule set" in upgraded
-        ok(self.run("console", "add-user", "ann", "--role", "approver", stdin=PASSWORDS["ann"] + "\n"))
-        for name, role in (("bob", "approver"), ("carol", "author")):
-            stdin = f"{PASSWORDS[name]}\n{PASSWORDS['ann']}\n"
-            ok(self.run("console", "add-user", name, "--role", role, "--as", "ann", stdin=stdin))
+        # carol and ann while no approver exists (bootstrap), then bob by ann: no approver made carol's account,
+        # so either may review her proposals (the one who did may not).
+        for name, role in (("carol", "author"), ("ann", "approver")):
+            ok(self.run("console", "add-user", name, "--role", role, stdin=PASSWORDS[name] + "\n"))
+        stdin = f"{PASSWORDS['bob']}\n{PASSWORDS['ann']}\n"
+        ok(self.run("console", "add-user", "bob", "--role", "approver", "--as", "ann", stdin=stdin))
         return self
 
     def edited(self, name: str, *, policies: str | None = None) -> Path:

@@ -83,8 +83,8 @@ def version_b(tmp_path: Path) -> Path:
 def _publish(stored: tuple[RuleVersions, ConsoleUsers], directory: Path) -> str:
     """Propose the set of directory, have a second person approve it, publish it; its version id."""
     versions, users = stored
+    author = users.add("carol", "author", PASSWORD, actor=None, origin=ORIGIN)  # before any approver: bootstrap
     approver = users.add("ann", "approver", PASSWORD, actor=None, origin=ORIGIN)
-    author = users.add("carol", "author", PASSWORD, actor=approver, origin=ORIGIN)
     proposal, _ = versions.propose(read_tree(directory), author=author, report={}, clean=True, origin=ORIGIN)
     versions.review(proposal.version, reviewer=approver, approve=True, comment=None, origin=ORIGIN)
     versions.publish(proposal.version, actor=author, origin=ORIGIN)

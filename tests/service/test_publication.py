@@ -50,9 +50,11 @@ def _edited(tmp_path: Path, name: str, old: str, new: str) -> dict[str, bytes]:
 
 
 def _people(users: ConsoleUsers) -> tuple[User, User, User]:
+    """Author carol and approver ann, added while no approver existed (bootstrap), then approver bob by ann: neither
+    approver made carol's account, so either may review her proposals."""
+    author = users.add("carol", "author", PASSWORD, actor=None, origin=ORIGIN)
     approver = users.add("ann", "approver", PASSWORD, actor=None, origin=ORIGIN)
     second = users.add("bob", "approver", PASSWORD, actor=approver, origin=ORIGIN)
-    author = users.add("carol", "author", PASSWORD, actor=approver, origin=ORIGIN)
     return approver, second, author
 
 
@@ -243,3 +245,31 @@ def test_a_failed_login_keeps_what_was_typed_only_when_it_is_a_user_name(parts, 
         actors = list(conn.scalars(text("SELECT actor FROM console_audit WHERE action = 'login_failed' ORDER BY id")))
     engine.dispose()
     assert actors == ["nobody", "(not a user name)"]
+
+
+def test_an_approver_never_reviews_the_proposals_of_an_account_they_made(parts, tmp_path: Path) -> None:
+    """One approver adding an author account of their own and approving what it proposes would be four eyes with
+    two. The approver who added (or set the role of) the author may not review; another approver may."""
+    users, versions = parts
+    approver, second, _ = _people(users)
+    versions.adopt(read_tree(SHIPPED_RULES), by="upgrade", origin=ORIGIN)
+    puppet = users.add("ann-alt", "author", PASSWORD, actor=approver, origin=ORIGIN)
+    proposal, _ = versions.propose(
+        _edited(tmp_path, "README.md", "#", "# alt\n#"), author=puppet, report={}, clean=True, origin=ORIGIN
+    )
+    with pytest.raises(NotPermitted, match="ann added ann-alt or set ann-alt's role: another approver must review"):
+        versions.review(proposal.version, reviewer=approver, approve=True, comment=None, origin=ORIGIN)
+    promoted = users.add("dave", "viewer", PASSWORD, actor=second, origin=ORIGIN)
+    users.set_role(promoted.name, "author", actor=approver, origin=ORIGIN)
+    by_dave, _ = versions.propose(
+        _edited(tmp_path, "README.md", "#", "# dave\n#"),
+        author=User("dave", "author"),
+        report={},
+        clean=True,
+        origin=ORIGIN,
+    )
+    for maker in (approver, second):  # bob added dave, ann made him an author
+        with pytest.raises(NotPermitted, match="another approver must review"):
+            versions.review(by_dave.version, reviewer=maker, approve=True, comment=None, origin=ORIGIN)
+    versions.review(proposal.version, reviewer=second, approve=True, comment=None, origin=ORIGIN)
+    assert versions.publish(proposal.version, actor=puppet, origin=ORIGIN).kind == "approved"
