@@ -389,10 +389,11 @@ class AccountService:
         return [r for r in results if r is not None]
 
     def _batch_attempt(self, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
+        rule_set = self._rule_set()  # before the transaction: a worker's first look may write (an adoption)
         with self._unit_of_work() as uow:
             tenants = uow.tenants.existing({u.caller.tenant_id for u in upserts})
             known = [u for u in upserts if u.caller.tenant_id in tenants]
-            applied = iter(self._apply(uow, known))
+            applied = iter(self._apply(uow, known, rule_set))
             results = [
                 next(applied) if u.caller.tenant_id in tenants else InvalidRequest(_no_tenant(u)) for u in upserts
             ]
@@ -457,6 +458,9 @@ class AccountService:
         return report
 
     def _upsert_one(self, upsert: AccountUpsert, idempotency: IdempotencyRequest | None) -> UpsertResult:
+        # The rule set before the transaction: a worker's first look may write (adopting the set it runs), which on
+        # SQLite would wait for the write lock this transaction holds.
+        rule_set = self._rule_set()
         for attempt in range(_RETRIES):
             try:
                 with self._unit_of_work() as uow:
@@ -466,7 +470,7 @@ class AccountService:
                         if stored is not None:
                             uow.commit()  # the signature: this repeat was accepted
                             return UpsertResult(Outcome.UNCHANGED, upsert.account_no, "", {}, replayed=stored)
-                    (result,) = self._apply(uow, [upsert])
+                    (result,) = self._apply(uow, [upsert], rule_set)
                     if isinstance(result, DomainError):  # refused: nothing was written
                         self._keep_refusal(uow, upsert.caller, idempotency, result)
                         raise result
@@ -506,8 +510,9 @@ class AccountService:
         except StorageError as exc:
             log.warning("rejection_not_recorded", error=exc.kind)
 
-    def _apply(self, uow: UnitOfWork, upserts: Sequence[AccountUpsert]) -> list[UpsertResult | DomainError]:
-        rule_set = self._rule_set()
+    def _apply(
+        self, uow: UnitOfWork, upserts: Sequence[AccountUpsert], rule_set: RuleSet
+    ) -> list[UpsertResult | DomainError]:
         return apply_upserts(
             uow, upserts, attributes=rule_set.attributes, rule_set_version=rule_set.version, clock=self._clock
         )

@@ -46,8 +46,13 @@ def test_readyz_fails_when_the_database_is_unreachable(tmp_path: Path):
         assert get(server, "/healthz").status == 200
         ready = get(server, "/readyz")
         assert (ready.status, ready.envelope["code"]) == (503, 503001)
-        assert ready.envelope["data"]["database"].startswith("unreachable")
-        assert ready.envelope["data"]["rule_set_version"]  # the rules are loaded; only the database is missing
+        data = ready.envelope["data"]
+        assert data["database"].startswith("unreachable")
+        # A new host (no good set of its own) cannot know what is published: it runs nothing rather than RULES_DIR,
+        # an author's copy nobody approved, and says why.
+        assert data["rule_set_version"] is None and data["published_version"] is None
+        assert "could not be read" in data["last_reload_error"]
+        assert "this host keeps no good rule set" in data["last_reload_error"]
     finally:
         server.stop()
 

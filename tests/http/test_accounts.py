@@ -281,3 +281,18 @@ def test_a_refusal_under_an_idempotency_key_is_replayed(api: Api, body: Any, sta
     again = api.upsert(body, headers={"Idempotency-Key": "k-1"})
     assert again.headers["Idempotency-Replayed"] == "true"
     assert refused(again, status, code) == message
+
+
+def test_an_upsert_as_a_workers_first_request_adopts_the_rule_set_it_runs(api: Api, seeded: Settings) -> None:
+    """The first look of a worker may adopt its set (nothing published yet): it must happen before the upsert's
+    transaction, whose write lock (SQLite) the adoption would otherwise wait for until it failed."""
+    assert ok(api.upsert({"account_no": "FIRST-1", "status": "active"}))["result"] == "created"
+    engine = create_engine(seeded.database_url)
+    try:
+        with engine.connect() as conn:
+            published = list(conn.execute(text("SELECT id, kind FROM rule_set_publications")))
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in published] == [(1, "adopted")]
+    rules = container_of(api.client.application).rules
+    assert rules.last_reload_error is None and rules.live_version == rules.published_version
