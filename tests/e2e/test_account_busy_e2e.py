@@ -17,6 +17,7 @@ from tests.support import UPDATE_PATH, body_of, signed_headers
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow  # through gunicorn; in-process: tests/http/test_account_busy.py
 def test_a_held_account_answers_409003_within_the_bound_through_gunicorn(seeded: Settings, tmp_path: Path):
     server = LiveServer(
         settings=seeded, log_path=tmp_path / "gunicorn.log", extra_env={"DATABASE_LOCK_TIMEOUT_SECONDS": "1"}

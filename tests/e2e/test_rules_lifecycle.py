@@ -84,6 +84,7 @@ def test_a_new_market_and_a_reworded_message_are_data_edits(editable: Editable) 
         assert body["message"] == "changes[0].permission_type 'stock.KR': stock.KR opens on 1 March"
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/cli/test_rules_go_live.py, lifecycle/test_published.py
 def test_a_broken_set_is_kept_out_and_the_live_one_serves(editable: Editable) -> None:
     """A set that does not lint is stored as a proposal, but publishing it is refused, even break-glass, so the
     pointer stays and the workers go on deciding with the live set; the fixed set then goes live."""

@@ -46,6 +46,7 @@ def otc(server: LiveServer, status: str) -> tuple[int, int, str | None]:
     return code, body["code"], body["data"].get("rule_id")
 
 
+@pytest.mark.slow  # its own gunicorn; in-process: tests/cli/test_rules_go_live.py, tests/rules/lifecycle/test_live.py
 def test_a_set_failing_a_case_is_refused_everywhere_and_the_fix_is_taken(editable: Editable) -> None:
     rules, server = editable.rules, editable.server
     adopted, good = editable.desk.live(), rule_set_version(rules)
