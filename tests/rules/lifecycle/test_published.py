@@ -331,55 +331,51 @@ def test_files_changed_in_the_database_are_not_run(settings: Settings, units: Un
     assert "its stored files are not those of the version" in live.last_reload_error
 
 
-def test_a_worker_that_cannot_read_the_publications_at_start_runs_the_hosts_last_good_set(
-    settings: Settings, tmp_path: Path
-):
+@pytest.fixture
+def unreachable_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[Path], LiveRules]]:
+    """A worker on a host with the given instance directory whose database cannot be opened."""
     unreachable = settings.with_overrides(database_url=f"sqlite:///{tmp_path}/no/such/dir/permissions.sqlite")
+    engine = make_engine(unreachable, request_path=False)
+
+    def worker(host: Path) -> LiveRules:
+        return LiveRules(
+            settings.rules_dir,
+            load_request=load_update_request,
+            instance_dir=host,
+            published=published_rules(make_session_factory(engine), unreachable, load_request=load_update_request),
+            check_seconds=60,
+            background=False,
+        )
+
+    yield worker
+    engine.dispose()
+
+
+def test_a_worker_that_cannot_read_the_publications_at_start_runs_the_hosts_last_good_set(
+    unreachable_worker: Callable[[Path], LiveRules], tmp_path: Path
+):
     rules = copy_rules(tmp_path)
     host = tmp_path / "host"
     assert last_good.save(rules, host, expected=last_good.digest(rules))
-    engine = make_engine(unreachable, request_path=False)
-    try:
-        live = LiveRules(
-            settings.rules_dir,
-            load_request=load_update_request,
-            instance_dir=host,
-            published=published_rules(make_session_factory(engine), unreachable, load_request=load_update_request),
-            check_seconds=60,
-            background=False,
-        )
-        assert live.refresh().published_version == version_id(SHIPPED)
-        assert live.live_version is None  # never read
-        assert live.last_reload_error is not None
-        assert live.last_reload_error.startswith("the published rule sets could not be read (")
-        assert "running this host's rule set" in live.last_reload_error
-    finally:
-        engine.dispose()
+    live = unreachable_worker(host)
+    assert live.refresh().published_version == version_id(SHIPPED)
+    assert live.live_version is None  # never read
+    assert live.last_reload_error is not None
+    assert live.last_reload_error.startswith("the published rule sets could not be read (")
+    assert "running this host's rule set" in live.last_reload_error
 
 
 def test_a_worker_that_cannot_read_the_publications_and_keeps_no_good_set_runs_nothing_not_rules_dir(
-    settings: Settings, tmp_path: Path
+    unreachable_worker: Callable[[Path], LiveRules], tmp_path: Path
 ):
     """RULES_DIR is an author's copy nobody approved: a new host whose database is out of reach at start answers
     503001 (NothingToRun) until it can read what is published, and keeps no snapshot of RULES_DIR."""
-    unreachable = settings.with_overrides(database_url=f"sqlite:///{tmp_path}/no/such/dir/permissions.sqlite")
     host = tmp_path / "new-host"
-    engine = make_engine(unreachable, request_path=False)
-    try:
-        live = LiveRules(
-            settings.rules_dir,
-            load_request=load_update_request,
-            instance_dir=host,
-            published=published_rules(make_session_factory(engine), unreachable, load_request=load_update_request),
-            check_seconds=60,
-            background=False,
-        )
-        with pytest.raises(NothingToRun, match=r"could not be read .*this host keeps no good rule set"):
-            live.refresh()
-        assert live.published_version is None
-        assert not last_good.snapshot_path(host).exists()
-    finally:
-        engine.dispose()
+    live = unreachable_worker(host)
+    with pytest.raises(NothingToRun, match=r"could not be read .*this host keeps no good rule set"):
+        live.refresh()
+    assert live.published_version is None
+    assert not last_good.snapshot_path(host).exists()
 
 
 def test_the_watch_thread_reads_a_moved_pointer_and_writes_its_files_out_for_requests_to_take(
