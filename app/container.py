@@ -133,14 +133,10 @@ def published_rules(
 ) -> PublishedRuleSets:
     """The publications as a worker's live rules read them, on session_factory's database (SPEC §7d)."""
     from app.rules.lifecycle.published import VERSIONS_DIR
-    from app.service.publication import RuleVersions
     from app.service.published_rules import PublishedRuleSets
 
-    versions = RuleVersions(
-        units_of_work(session_factory),
-        load_request=load_request,
-        versions_dir=settings.instance_dir / VERSIONS_DIR,
-    )
+    versions_dir = settings.instance_dir / VERSIONS_DIR
+    versions = rule_versions(units_of_work(session_factory), load_request=load_request, versions_dir=versions_dir)
     return PublishedRuleSets(versions)
 
 

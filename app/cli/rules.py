@@ -488,10 +488,11 @@ def reload() -> None:
 
 def _stored_versions() -> RuleVersions:
     """The rule-set versions stored in DATABASE_URL, written out under INSTANCE_DIR/rule-versions/ to be read."""
-    from app.service.publication import RuleVersions
+    from app.container import rule_versions
+    from app.rules.lifecycle.published import VERSIONS_DIR
 
     s = settings()
-    return RuleVersions(unit_of_work(s), load_request=request_loader(), versions_dir=s.instance_dir / "rule-versions")
+    return rule_versions(unit_of_work(s), load_request=request_loader(), versions_dir=s.instance_dir / VERSIONS_DIR)
 
 
 def _stored_version(versions: RuleVersions, prefix: str) -> tuple[str, Path]:
@@ -630,14 +631,38 @@ def impact(
       permctl rules impact --version 3f2a9c --since 2026-11-01
       permctl rules impact --as-recorded --format json
     """
-    from dataclasses import replace
-
-    from app.rules.tools.impact.catalog import catalog_impact
-    from app.rules.tools.impact.document import document
     from app.rules.tools.impact.render import markdown, text
-    from app.rules.tools.impact.replay import Recorded
-    from app.rules.tools.impact.replay import impact as impact_of
 
+    _check_impact_options(rules_dir, old_dir, version_prefix, as_recorded, output, as_json, limit, sample)
+    versions = _stored_versions()
+    shown_limit, shown_seed = sample or limit, seed if sample else None
+    if as_recorded:
+        doc = _as_recorded(versions, since, limit=shown_limit, seed=shown_seed)
+    elif version_prefix is not None:
+        stored_version, directory = _stored_version(versions, version_prefix)
+        doc = _replayed(directory, old_dir, versions, since, shown_limit, shown_seed, stored_version)
+    else:
+        directory = rules_dir or settings().rules_dir
+        doc = _replayed(directory, old_dir, versions, since, shown_limit, shown_seed, None)
+    if as_json or output == "json":
+        shown = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    else:
+        shown = markdown(doc) if output == "markdown" else text(doc)
+    # A recorded value may hold what cannot be printed (a lone surrogate): escaped, it stays valid JSON too.
+    click.echo(_printable(shown), nl=False)
+
+
+def _check_impact_options(
+    rules_dir: Path | None,
+    old_dir: Path | None,
+    version_prefix: str | None,
+    as_recorded: bool,
+    output: str,
+    as_json: bool,
+    limit: int | None,
+    sample: int | None,
+) -> None:
+    """Refuse the combinations of impact's options that cannot be honoured, with a usage error."""
     if limit is not None and sample is not None:
         raise click.UsageError("give --limit N (the first N) or --sample N (a random N), not both")
     if as_json and output not in ("text", "json"):
@@ -649,38 +674,38 @@ def impact(
         raise click.UsageError(f"give one of --rules, --version and --as-recorded, not {' and '.join(chosen)}")
     if as_recorded and old_dir is not None:
         raise click.UsageError("--as-recorded compares each decision with what was recorded: give no --old-rules")
-    versions = _stored_versions()
-    stored_version = None
-    if version_prefix is not None:
-        stored_version, directory = _stored_version(versions, version_prefix)
-    else:
-        directory = rules_dir or settings().rules_dir
-    if as_recorded:
-        doc = _as_recorded(versions, since, limit=sample or limit, seed=seed if sample else None)
-    else:
-        directory, result = _linted(directory, contract=False)
-        proposed = _require_clean(directory, result)
-        old, compared = _old_rules(old_dir, versions)
-        compared = replace(
-            compared,
-            proposed_dir=str(directory),
-            since=since,
-            limit=sample or limit,
-            seed=seed if sample else None,
-            proposed_version=stored_version,
-        )
-        with unit_of_work(settings())() as uow:
-            history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
-            report = impact_of(proposed, history, old=old, limit=compared.limit, seed=compared.seed)
-            if old is not None:
-                report.catalog = catalog_impact(old.catalog, proposed.catalog, uow.tenant_configs.every())
-        doc = document(report, compared)
-    if as_json or output == "json":
-        shown = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-    else:
-        shown = markdown(doc) if output == "markdown" else text(doc)
-    # A recorded value may hold what cannot be printed (a lone surrogate): escaped, it stays valid JSON too.
-    click.echo(_printable(shown), nl=False)
+
+
+def _replayed(
+    directory: Path,
+    old_dir: Path | None,
+    versions: RuleVersions,
+    since: datetime | None,
+    limit: int | None,
+    seed: int | None,
+    stored_version: str | None,
+) -> dict[str, object]:
+    """The impact document of replaying the recorded decisions through the set in directory (a stored version's
+    files when stored_version is given), against the old set."""
+    from dataclasses import replace
+
+    from app.rules.tools.impact.catalog import catalog_impact
+    from app.rules.tools.impact.document import document
+    from app.rules.tools.impact.replay import Recorded
+    from app.rules.tools.impact.replay import impact as impact_of
+
+    directory, result = _linted(directory, contract=False)
+    proposed = _require_clean(directory, result)
+    old, compared = _old_rules(old_dir, versions)
+    compared = replace(
+        compared, proposed_dir=str(directory), since=since, limit=limit, seed=seed, proposed_version=stored_version
+    )
+    with unit_of_work(settings())() as uow:
+        history = (Recorded.of_row(row) for row in uow.decisions.stream(since))
+        report = impact_of(proposed, history, old=old, limit=compared.limit, seed=compared.seed)
+        if old is not None:
+            report.catalog = catalog_impact(old.catalog, proposed.catalog, uow.tenant_configs.every())
+    return document(report, compared)
 
 
 def _as_recorded(
