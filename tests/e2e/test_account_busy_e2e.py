@@ -28,6 +28,8 @@ def test_a_held_account_answers_409003_within_the_bound_through_gunicorn(seeded:
         def signed() -> dict[str, str]:  # afresh: a decimal timestamp, so a retry is never a replay
             return signed_headers("POST", UPDATE_PATH, body, timestamp=f"{time.time():.6f}")
 
+        # A worker's first look (and the adoption of the set it runs, a write) happens before the lock is taken.
+        assert send(server.url, "GET", "/readyz", None, {}).status == 200
         with account_locked(seeded.database_url, "ACC-2"):
             started = time.monotonic()
             answer = send(server.url, "POST", UPDATE_PATH, body, signed())

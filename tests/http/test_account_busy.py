@@ -36,6 +36,9 @@ UPSERT = b'{"account_no":"ACC-2","status":"active","attributes":{"account_type":
 def bounded(seeded: Settings) -> Iterator[Flask]:
     """The app with a short lock bound, so a test waits half a second where production waits three."""
     application = create_app(seeded.with_overrides(database_lock_timeout_seconds=BOUND))
+    # The worker's first look (compiling, and adopting the set it runs: a write) happens now, not inside a timed
+    # request while the test holds the lock: what is timed is the wait for the account alone.
+    assert application.test_client().get("/readyz").status_code == 200
     yield application
     container_of(application).engine.dispose()
 

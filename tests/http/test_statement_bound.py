@@ -48,6 +48,8 @@ def slow_audit(seeded: Settings) -> Iterator[Engine]:
 @pytest.fixture
 def bounded(seeded: Settings) -> Iterator[Flask]:
     application = create_app(seeded.with_overrides(database_statement_timeout_seconds=BOUND))
+    # The worker's first look (compiling, and adopting the set it runs) happens now, not inside the timed request.
+    assert application.test_client().get("/readyz").status_code == 200
     yield application
     container_of(application).engine.dispose()
 
